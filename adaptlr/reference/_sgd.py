@@ -73,7 +73,7 @@ class SGD(ReferenceOptimizer):
             g = g + self.weight_decay * p
         if self.momentum != 0:
             if "momentum_buffer" not in state:
-                state["momentum_buffer"] = g.copy()  # b_1 = g_1: no dampening on the first step
+                state["momentum_buffer"] = np.array(g)  # a copy; b_1 = g_1: no dampening on the first step
             else:
                 b = state["momentum_buffer"]
                 b[...] = self.momentum * b + (1 - self.dampening) * g

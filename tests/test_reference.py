@@ -1,0 +1,237 @@
+"""adaptlr.reference against torch.optim (single-tensor path, float64) over random hyperparameter draws.
+
+Each draw trains a few parameters of different shapes (0-dim included) for 100 steps on a noisy quadratic
+whose gradient is computed from each optimizer's *own* current parameters, so the trajectories, not
+just fixed gradient sequences, must agree. Failures name the rule and the draw; the message shows the
+hyperparameters.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from adaptlr import reference
+
+N_DRAWS = 24
+N_STEPS = 100
+SHAPES = [(), (3,), (2, 3), (4, 1, 2)]
+RTOL, ATOL = 1e-10, 1e-13
+
+
+def _lr(rng, low, high):
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _beta(rng, low, high):
+    """1 - log-uniform in [1 - high, 1 - low]: covers 0.9, 0.99, 0.999 evenly."""
+    return 1.0 - _lr(rng, 1.0 - high, 1.0 - low)
+
+
+def _wd(rng):
+    return 0.0 if rng.random() < 0.3 else _lr(rng, 1e-4, 1e-1)
+
+
+def _eps(rng):
+    return _lr(rng, 1e-10, 1e-3)
+
+
+def draw_sgd(rng):
+    momentum = 0.0 if rng.random() < 0.25 else _beta(rng, 0.5, 0.99)
+    nesterov = momentum > 0 and rng.random() < 0.5
+    dampening = 0.0 if nesterov or rng.random() < 0.5 else float(rng.uniform(0, 0.9))
+    return dict(lr=_lr(rng, 1e-4, 1e-1), momentum=momentum, dampening=dampening, weight_decay=_wd(rng),
+                nesterov=nesterov, maximize=bool(rng.random() < 0.3))
+
+
+def draw_adagrad(rng):
+    return dict(lr=_lr(rng, 1e-3, 1.0), lr_decay=0.0 if rng.random() < 0.4 else _lr(rng, 1e-4, 1e-1),
+                weight_decay=_wd(rng), initial_accumulator_value=0.0 if rng.random() < 0.5 else _lr(rng, 1e-3, 1.0),
+                eps=_eps(rng), maximize=bool(rng.random() < 0.3))
+
+
+def draw_rmsprop(rng):
+    return dict(lr=_lr(rng, 1e-4, 3e-2), alpha=_beta(rng, 0.8, 0.999), eps=_eps(rng), weight_decay=_wd(rng),
+                momentum=0.0 if rng.random() < 0.4 else _beta(rng, 0.5, 0.95), centered=bool(rng.random() < 0.5),
+                maximize=bool(rng.random() < 0.3))
+
+
+def draw_adadelta(rng):
+    return dict(lr=_lr(rng, 1e-2, 3.0), rho=_beta(rng, 0.5, 0.99), eps=_lr(rng, 1e-8, 1e-3),
+                weight_decay=_wd(rng), maximize=bool(rng.random() < 0.3))
+
+
+def _adam_like(rng, lr_high=1e-1):
+    return dict(lr=_lr(rng, 1e-4, lr_high), betas=(_beta(rng, 0.0, 0.99), _beta(rng, 0.9, 0.9999)),
+                eps=_eps(rng), weight_decay=_wd(rng), maximize=bool(rng.random() < 0.3))
+
+
+def draw_adam(rng):
+    return dict(_adam_like(rng), amsgrad=bool(rng.random() < 0.5), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+def draw_adamw(rng):
+    kwargs = dict(_adam_like(rng), amsgrad=bool(rng.random() < 0.5))
+    if rng.random() < 0.3:
+        del kwargs["weight_decay"]  # exercise AdamW's default weight_decay=1e-2
+    return kwargs
+
+
+def draw_adamax(rng):
+    return _adam_like(rng)
+
+
+def draw_nadam(rng):
+    return dict(_adam_like(rng), momentum_decay=_lr(rng, 1e-4, 1e-1), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+def draw_radam(rng):
+    return dict(_adam_like(rng), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+DRAWS = {
+    "SGD": draw_sgd, "Adagrad": draw_adagrad, "RMSprop": draw_rmsprop, "Adadelta": draw_adadelta,
+    "Adam": draw_adam, "AdamW": draw_adamw, "Adamax": draw_adamax, "NAdam": draw_nadam, "RAdam": draw_radam,
+}
+CASES = [pytest.param(name, i, id=f"{name}-draw{i:02d}") for name in DRAWS for i in range(N_DRAWS)]
+
+
+def make_problem(seed):
+    """A noisy quadratic per shape: grad(p) = s * a * (p - c) + sigma * noise_t (s = -1 if maximizing)."""
+    rng = np.random.default_rng(seed)
+    init = [rng.normal(size=s) for s in SHAPES]
+    curv = [rng.uniform(0.1, 2.0, size=s) for s in SHAPES]
+    center = [rng.normal(size=s) for s in SHAPES]
+    sigma = float(rng.uniform(0.0, 1.0))
+    noise = [[sigma * rng.normal(size=s) for s in SHAPES] for _ in range(N_STEPS)]
+    return init, curv, center, noise
+
+
+@pytest.fixture
+def float64_default():
+    """torch keeps scalar state (NAdam's mu_product) in the default dtype: float64 makes it exact."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def run_pair(name, kwargs, seed, n_steps=N_STEPS):
+    init, curv, center, noise = make_problem(seed)
+    sign = -1.0 if kwargs.get("maximize") else 1.0  # ascend on -f when maximizing: same fixed point
+
+    def grad(params, t):
+        return [sign * a * (p - c) + n for p, a, c, n in zip(params, curv, center, noise[t], strict=True)]
+
+    ref_params = [x.copy() for x in init]
+    ref = getattr(reference, name)(ref_params, **kwargs)
+    torch_params = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in init]
+    opt = getattr(torch.optim, name)(torch_params, foreach=False, **kwargs)
+    for t in range(n_steps):
+        ref.step(grad(ref_params, t))
+        with torch.no_grad():
+            for p, g in zip(torch_params, grad([p.detach().numpy() for p in torch_params], t), strict=True):
+                p.grad = torch.from_numpy(np.asarray(g))
+        opt.step()
+    return ref, ref_params, opt, torch_params
+
+
+@pytest.mark.parametrize(("name", "draw"), CASES)
+def test_matches_torch(name, draw, float64_default):
+    seed = zlib.crc32(f"{name}-{draw}".encode())
+    kwargs = DRAWS[name](np.random.default_rng(seed))
+    ref, ref_params, opt, torch_params = run_pair(name, kwargs, seed)
+    for i, (r, p) in enumerate(zip(ref_params, torch_params, strict=True)):
+        assert np.all(np.isfinite(r)), f"{name} {kwargs}: param {i} not finite"
+        np.testing.assert_allclose(r, p.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{name} {kwargs}: param {i}")
+        torch_state = opt.state[p]
+        assert set(ref.state[i]) == set(torch_state), f"{name} {kwargs}: state names"
+        for key, value in torch_state.items():
+            if key == "step":
+                assert ref.state[i]["step"] == N_STEPS and float(value) == N_STEPS
+            else:
+                np.testing.assert_allclose(ref.state[i][key], np.asarray(value), rtol=RTOL, atol=ATOL,
+                                           err_msg=f"{name} {kwargs}: state {key} of param {i}")
+
+
+def test_defaults_match_torch(float64_default):
+    """No hyperparameters at all: torch's defaults (AdamW's weight_decay=1e-2, Adadelta's lr=1, ...)."""
+    for name in DRAWS:
+        _, ref_params, _, torch_params = run_pair(name, {}, seed=7, n_steps=20)
+        for r, p in zip(ref_params, torch_params, strict=True):
+            np.testing.assert_allclose(r, p.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_radam_takes_both_branches():
+    """The rectification threshold rho_t > 5 is crossed within the first steps for any beta2."""
+    for beta2 in (0.9, 0.999, 0.9999):
+        rho_inf = 2 / (1 - beta2) - 1
+        rho = [rho_inf - 2 * t * beta2**t / (1 - beta2**t) for t in range(1, N_STEPS + 1)]
+        assert rho[0] == pytest.approx(1.0) and rho[-1] > 5.0
+
+
+def test_none_gradient_skips_parameter():
+    a, b = np.ones(2), np.ones(3)
+    opt = reference.Adam([a, b], lr=0.1)
+    opt.step([np.ones(2), None])
+    assert opt.state[1] == {} and np.all(b == 1.0) and opt.state[0]["step"] == 1
+    opt.step([None, np.ones(3)])
+    assert opt.state[0]["step"] == 1 and opt.state[1]["step"] == 1 and np.all(b < 1.0)
+
+
+def test_updates_in_place_and_copies_gradient():
+    p = np.array([1.0, 2.0])
+    g = np.array([0.5, -0.5])
+    view = p[:]
+    reference.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1, maximize=True).step([g])
+    assert np.array_equal(view, p) and not np.array_equal(p, [1.0, 2.0])
+    assert np.array_equal(g, [0.5, -0.5])  # the caller's gradient is untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("SGD", dict(lr=-1.0), "lr"),
+        ("SGD", dict(momentum=0.0, nesterov=True), "Nesterov"),
+        ("SGD", dict(momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
+        ("Adagrad", dict(lr_decay=-0.1), "lr_decay"),
+        ("Adagrad", dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+        ("RMSprop", dict(alpha=-0.5), "alpha"),
+        ("Adadelta", dict(rho=1.5), "rho"),
+        ("Adam", dict(betas=(1.0, 0.999)), r"betas\[0\]"),
+        ("AdamW", dict(betas=(0.9, -0.1)), r"betas\[1\]"),
+        ("Adamax", dict(eps=-1e-8), "eps"),
+        ("NAdam", dict(momentum_decay=-1.0), "momentum_decay"),
+        ("RAdam", dict(weight_decay=float("nan")), "weight_decay"),
+    ],
+)
+def test_validation_names_parameter(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(reference, name)([np.zeros(2)], **kwargs)
+    with pytest.raises(ValueError):  # torch agrees that the value is invalid
+        getattr(torch.optim, name)([torch.zeros(2)], **kwargs)
+
+
+def test_rejects_non_float64_params():
+    with pytest.raises(TypeError, match="float64"):
+        reference.Adam([np.zeros(2, dtype=np.float32)])
+    with pytest.raises(TypeError, match="float64"):
+        reference.Adam([[0.0, 1.0]])
+    with pytest.raises(ValueError, match="shape"):
+        reference.Adam([np.zeros(2)]).step([np.zeros(3)])
+
+
+@pytest.mark.parametrize("module", sorted({cls.__module__ for cls in map(lambda n: getattr(reference, n), DRAWS)}))
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_package_docstring_example():
+    result = doctest.testmod(reference)
+    assert result.attempted > 0 and result.failed == 0
