@@ -1,0 +1,36 @@
+r"""Schedules: pure, picklable function objects ``step -> value`` with a spec that round-trips.
+
+``step`` counts the steps already taken (``s(0)`` is the value of the first update). Every factory validates
+its arguments; durations are steps (int) or fractions of ``total_steps`` (float in (0, 1]).
+
+>>> from adaptlr import schedules as S
+>>> s = S.warmup(S.cosine(3e-3, steps=9_000), steps=1_000)
+>>> S.from_spec(s.spec) == s
+True
+"""
+
+from ._base import Schedule, ScheduleLike, from_spec
+from ._basic import constant, exponential, inverse_sqrt, linear, multistep, piecewise_constant, polynomial, step
+from ._compose import from_epochs, join, product, scale, warmup
+from ._cyclic import cosine, cosine_restarts, cyclic, one_cycle, wsd
+from ._plot import plot
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._torch import ScheduleLR, as_torch_scheduler
+
+
+def __getattr__(name: str) -> Any:  # torch is imported only when a torch scheduler is asked for
+    if name in ("ScheduleLR", "as_torch_scheduler"):
+        from . import _torch
+
+        return getattr(_torch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Schedule", "ScheduleLR", "ScheduleLike", "as_torch_scheduler", "constant", "cosine", "cosine_restarts",
+    "cyclic", "exponential", "from_epochs", "from_spec", "inverse_sqrt", "join", "linear", "multistep",
+    "one_cycle", "piecewise_constant", "plot", "polynomial", "product", "scale", "step", "warmup", "wsd",
+]

@@ -1,0 +1,198 @@
+r"""Monotone schedules: constant, linear, polynomial, exponential, step, multistep, piecewise constant, 1/sqrt."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+
+from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, register
+
+__all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant", "polynomial",
+           "step"]
+
+
+class _Constant(Schedule):
+    name = "constant"
+
+    def _at(self, step: int) -> float:
+        return self.value
+
+
+@register
+def constant(value: float = 1.0) -> Schedule:
+    """:math:`v_t = value`. ``torch.optim.lr_scheduler.ConstantLR`` is ``piecewise_constant``.
+
+    >>> constant(0.1)(12345)
+    0.1
+    """
+    return _Constant(value=check_real("value", value))
+
+
+class _Polynomial(Schedule):
+    name = "polynomial"
+
+    def _at(self, step: int) -> float:
+        frac = 1.0 - min(max(step - self.begin, 0), self.steps) / self.steps
+        return (self.init - self.final) * frac**self.power + self.final
+
+
+@register
+def polynomial(init: float, final: float, steps: int | float, power: float = 1.0, begin: int = 0,
+               total_steps: int | None = None) -> Schedule:
+    r"""Polynomial decay (optax ``polynomial_schedule``; torch ``PolynomialLR`` with ``final=0``).
+
+    .. math:: v_t = (init - final)\,(1 - \min(\max(t - begin, 0), steps) / steps)^{power} + final
+
+    ``steps`` may be a fraction of ``total_steps``.
+
+    >>> polynomial(1.0, 0.0, steps=10, power=2)(5)
+    0.25
+    """
+    return _Polynomial(init=check_real("init", init), final=check_real("final", final),
+                       steps=duration("steps", steps, total_steps), power=check_positive("power", power),
+                       begin=check_int("begin", begin))
+
+
+class _Linear(_Polynomial):
+    name = "linear"
+
+    def _at(self, step: int) -> float:
+        return self.init + (self.final - self.init) * (min(max(step - self.begin, 0), self.steps) / self.steps)
+
+
+@register
+def linear(init: float, final: float, steps: int | float, begin: int = 0,
+           total_steps: int | None = None) -> Schedule:
+    r"""Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` with ``init=start_factor``, ``final=end_factor``).
+
+    .. math:: v_t = init + (final - init)\,\min(\max(t - begin, 0), steps) / steps
+
+    >>> linear(0.0, 1.0, steps=4)(1)
+    0.25
+    """
+    return _Linear(init=check_real("init", init), final=check_real("final", final),
+                   steps=duration("steps", steps, total_steps), begin=check_int("begin", begin))
+
+
+class _Exponential(Schedule):
+    name = "exponential"
+
+    def _at(self, step: int) -> float:
+        if step <= self.begin:
+            return self.init
+        p = (step - self.begin) / self.steps
+        v = self.init * self.rate ** (math.floor(p) if self.staircase else p)
+        if self.final is not None:
+            v = max(v, self.final) if self.rate < 1 else min(v, self.final)
+        return v
+
+
+@register
+def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0, staircase: bool = False,
+                final: float | None = None, total_steps: int | None = None) -> Schedule:
+    r"""Exponential decay (optax ``exponential_decay``; torch ``ExponentialLR(gamma=rate)`` with ``steps=1``).
+
+    .. math:: v_t = init \cdot rate^{p},\quad p = (t - begin) / steps \ (\lfloor p \rfloor \text{ if staircase})
+
+    and :math:`v_t = init` for :math:`t \le begin`; clipped at ``final`` when given (from below if rate < 1).
+
+    >>> exponential(1.0, rate=0.5, steps=2, staircase=True)(3)
+    0.5
+    """
+    rate = check_positive("rate", rate)
+    return _Exponential(init=check_real("init", init), rate=rate, steps=duration("steps", steps, total_steps),
+                        begin=check_int("begin", begin), staircase=bool(staircase),
+                        final=None if final is None else check_real("final", final))
+
+
+class _Step(Schedule):
+    name = "step"
+
+    def _at(self, step: int) -> float:
+        return self.init * self.gamma ** (step // self.step_size)
+
+
+@register
+def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: int | None = None) -> Schedule:
+    r"""Decay by ``gamma`` every ``step_size`` steps (torch ``StepLR``): :math:`v_t = init\,\gamma^{\lfloor t / step\_size \rfloor}`.
+
+    >>> step(1.0, step_size=10, gamma=0.5)(25)
+    0.25
+    """
+    return _Step(init=check_real("init", init), step_size=duration("step_size", step_size, total_steps),
+                 gamma=check_nonneg("gamma", gamma))
+
+
+class _Multistep(Schedule):
+    name = "multistep"
+
+    def _at(self, step: int) -> float:
+        return self.init * self.gamma ** bisect.bisect_right(self.milestones, step)
+
+
+def _increasing(name: str, values: Sequence[int | float], total_steps: int | None) -> list[int]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"Invalid {name}: {values!r} (expected a list of steps)")
+    out = [duration(f"{name}[{i}]", v, total_steps, minimum=0) for i, v in enumerate(values)]
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError(f"Invalid {name}: {list(values)!r} (expected strictly increasing steps)")
+    return out
+
+
+@register
+def multistep(init: float, milestones: Sequence[int | float], gamma: float = 0.1,
+              total_steps: int | None = None) -> Schedule:
+    r"""Decay by ``gamma`` at each milestone (torch ``MultiStepLR``): :math:`v_t = init\,\gamma^{|\{m \le t\}|}`.
+
+    >>> multistep(1.0, milestones=[10, 20], gamma=0.1)(15)
+    0.1
+    """
+    return _Multistep(init=check_real("init", init), milestones=_increasing("milestones", milestones, total_steps),
+                      gamma=check_nonneg("gamma", gamma))
+
+
+class _PiecewiseConstant(Schedule):
+    name = "piecewise_constant"
+
+    def _at(self, step: int) -> float:
+        return self.values[bisect.bisect_right(self.boundaries, step)]
+
+
+@register
+def piecewise_constant(values: Sequence[float], boundaries: Sequence[int | float],
+                       total_steps: int | None = None) -> Schedule:
+    r"""``values[i]`` on ``[boundaries[i-1], boundaries[i])``: ``len(values) == len(boundaries) + 1``.
+
+    torch ``ConstantLR(factor, total_iters)`` is ``piecewise_constant([factor, 1.0], [total_iters])``.
+
+    >>> piecewise_constant([1.0, 0.5, 0.1], boundaries=[10, 20])(10)
+    0.5
+    """
+    vals = [check_real(f"values[{i}]", v) for i, v in enumerate(values)]
+    bounds = _increasing("boundaries", boundaries, total_steps)
+    if len(vals) != len(bounds) + 1:
+        raise ValueError(f"Invalid values: {len(vals)} values for {len(bounds)} boundaries "
+                         "(expected len(values) == len(boundaries) + 1)")
+    return _PiecewiseConstant(values=vals, boundaries=bounds)
+
+
+class _InverseSqrt(Schedule):
+    name = "inverse_sqrt"
+
+    def _at(self, step: int) -> float:
+        return self.init * math.sqrt(self.timescale / max(step, self.timescale))
+
+
+@register
+def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | None = None) -> Schedule:
+    r"""Constant, then :math:`\propto 1/\sqrt{t}` (Vaswani et al., 2017; T5):
+
+    .. math:: v_t = init\,\sqrt{timescale / \max(t, timescale)}
+
+    The transformer rule is ``warmup(inverse_sqrt(peak, timescale=w), steps=w)`` shifted by ``w``.
+
+    >>> inverse_sqrt(1.0, timescale=100)(400)
+    0.5
+    """
+    return _InverseSqrt(init=check_real("init", init), timescale=duration("timescale", timescale, total_steps))

@@ -1,0 +1,124 @@
+"""Drive any ``torch.optim`` optimizer with an adaptlr schedule (LambdaLR semantics, resume-safe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from ._base import Schedule, ScheduleLike, check_choice
+
+__all__ = ["ScheduleLR", "as_torch_scheduler"]
+
+_MISMATCH = ("raise", "keep", "rescale")
+
+
+def _spec_of(schedule: ScheduleLike) -> dict[str, Any] | None:
+    if isinstance(schedule, Schedule):
+        try:
+            return schedule.spec
+        except ValueError:
+            return None
+    return None
+
+
+class ScheduleLR(LRScheduler):
+    r"""A ``torch.optim.lr_scheduler.LRScheduler`` that sets each group's lr to
+    :math:`lr_i = base\_lr_i \cdot s(t) \cdot lr\_scale_i` where :math:`t` counts *applied* optimizer steps.
+
+    Build it with :func:`as_torch_scheduler`. ``lr_scale`` is the product of the adaptlr controllers' factors
+    (only for optimizers that do not apply ``group["lr_scale"]`` themselves). A step that
+    ``torch.amp.GradScaler`` skipped (the optimizer's ``step`` was never called) or that an adaptlr optimizer
+    skipped (``optimizer.last_step_skipped``) does not advance the schedule. ``state_dict()`` stores the
+    schedule's spec; see :meth:`load_state_dict`.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
+                 on_mismatch: str = "raise", last_epoch: int = -1) -> None:
+        if not callable(schedule):
+            raise ValueError(f"Invalid schedule: {schedule!r} (expected a callable step -> value)")
+        self.schedule = schedule
+        self.count = check_choice("count", count, ("applied", "calls"))
+        self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
+        self._applied = 0
+        self._native_scale = bool(getattr(type(optimizer), "supports_lr_scale", False))
+        self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
+        super().__init__(optimizer, last_epoch)
+
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not getattr(optimizer, "last_step_skipped", False):
+            self._applied += 1
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        value = self.schedule(self.last_epoch)
+        out = []
+        for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True):
+            scale = 1.0 if self._native_scale else float(group.get("lr_scale", 1.0))
+            out.append(float(base) * value * scale)
+        return out
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance by one step if an optimizer step was applied since the last call (``count="applied"``)."""
+        if epoch is None and self.count == "applied" and self._step_count >= 1 and self._applied == 0:
+            return
+        self._applied = 0
+        super().step(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_epoch": self.last_epoch, "_step_count": self._step_count, "base_lrs": list(self.base_lrs),
+                "_last_lr": list(self._last_lr), "spec": _spec_of(self.schedule), "count": self.count}
+
+    def load_state_dict(self, state_dict: dict[str, Any], on_mismatch: str | None = None) -> None:
+        """Load a state; if its spec differs from this scheduler's schedule, ``on_mismatch`` decides:
+
+        ``"raise"`` (default) a ``ValueError`` showing both specs; ``"keep"`` keeps this schedule and the saved
+        step count (the lr jumps to this schedule's value); ``"rescale"`` keeps this schedule and rescales the
+        base lrs so that the lr continues from the saved one: :math:`base_i = lr_i^{saved} / s(t)`.
+        """
+        mode = check_choice("on_mismatch", on_mismatch or self.on_mismatch, _MISMATCH)
+        saved, mine = state_dict.get("spec"), _spec_of(self.schedule)
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict["_step_count"])
+        self.base_lrs = list(state_dict["base_lrs"])
+        if saved != mine:
+            if mode == "raise":
+                raise ValueError(
+                    "the checkpoint's schedule differs from this scheduler's:\n"
+                    f"  saved:   {saved}\n  current: {mine}\n"
+                    "pass on_mismatch='keep' (use the new schedule from the saved step) or "
+                    "on_mismatch='rescale' (also rescale it to continue from the saved lr)")
+            if mode == "rescale":
+                value = self.schedule(self.last_epoch)
+                if value == 0:
+                    raise ValueError("cannot rescale: the new schedule is 0 at the saved step")
+                self.base_lrs = []
+                for lr, group in zip(state_dict["_last_lr"], self.optimizer.param_groups, strict=True):
+                    scale = 1.0 if self._native_scale else float(group.get("lr_scale", 1.0))
+                    self.base_lrs.append(float(lr) / (value * scale))
+        values = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._last_lr = values
+        self._applied = 0
+
+
+def as_torch_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
+                       on_mismatch: str = "raise") -> ScheduleLR:
+    r"""Drive a ``torch.optim`` optimizer with a schedule used as a multiplier of each group's base lr
+    (``LambdaLR`` semantics): :math:`lr_i(t) = base\_lr_i \cdot s(t)`, ``t`` = applied optimizer steps.
+
+    Call ``scheduler.step()`` after ``optimizer.step()`` (or ``scaler.step(optimizer)``) as usual; skipped
+    steps do not advance it (``count="calls"`` advances on every call, as torch's schedulers do).
+
+    >>> import torch
+    >>> from adaptlr import schedules
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    >>> sched = schedules.as_torch_scheduler(opt, schedules.cosine(1.0, steps=100))
+    >>> opt.step(); sched.step(); round(opt.param_groups[0]["lr"], 6)
+    0.099975
+    """
+    return ScheduleLR(optimizer, schedule, count=count, on_mismatch=on_mismatch)
