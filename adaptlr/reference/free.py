@@ -87,11 +87,11 @@ class Prodigy:
         bc = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if self.bias_correction else 1.0
         dlr = d * self.lr * bc
         g = [np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
-             for gi, x in zip(grads, self.x)]
+             for gi, x in zip(grads, self.x, strict=False)]
         s_weight = (d / d0) * (d if self.safeguard else dlr)
         r = self.beta3 * self.r
         s_l1 = 0.0
-        for i, (gi, x) in enumerate(zip(g, self.x)):
+        for i, (gi, x) in enumerate(zip(g, self.x, strict=False)):
             g_sl = gi.ravel()[:: self.slice_p]
             r += (d / d0) * dlr * _dot(g_sl, self.x0[i] - x.ravel()[:: self.slice_p])
             self.s[i] = self.beta3 * self.s[i] + s_weight * g_sl
@@ -104,7 +104,7 @@ class Prodigy:
         self.d_max = max(self.d_max, d_hat)
         d = min(self.d_max, d * self.growth_rate)
         self.r, self.d = r, d
-        for i, (gi, x) in enumerate(zip(g, self.x)):
+        for i, (gi, x) in enumerate(zip(g, self.x, strict=False)):
             # the moments use the d of the start of the step; eps is scaled by the new d
             self.m[i] = b1 * self.m[i] + d_old * (1 - b1) * gi
             self.v[i] = b2 * self.v[i] + d_old * d_old * (1 - b2) * gi * gi
@@ -145,7 +145,7 @@ class DAdaptSGD:
         if self.k == 0:
             self.g0_norm = math.sqrt(sum(_dot(g, g) for g in grads))
         dlr = self.d * self.lr / self.g0_norm
-        g = [gi + self.wd * x for gi, x in zip(grads, self.x)]
+        g = [gi + self.wd * x for gi, x in zip(grads, self.x, strict=False)]
         for i, gi in enumerate(g):
             self.r += dlr * _dot(gi, self.s[i])
             self.s[i] = self.s[i] + dlr * gi
@@ -197,7 +197,7 @@ class DAdaptAdam:
         bc = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if self.bias_correction else 1.0
         dlr = self.d * self.lr * bc
         g = [np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
-             for gi, x in zip(grads, self.x)]
+             for gi, x in zip(grads, self.x, strict=False)]
         acc = 0.0
         s_l1 = 0.0
         for i, gi in enumerate(g):
@@ -240,7 +240,7 @@ class DAdaptAdaGrad:
         self.x = _arrays(params)
         self.lr, self.momentum, self.wd, self.eps, self.d = lr, momentum, weight_decay, eps, d0
         self.growth_rate = growth_rate
-        self.k, self.gsq_weighted = 0, 0.0
+        self.k, self.gsq_weighted, self.sksq_weighted, self.skl1 = 0, 0.0, 0.0, 0.0
         self.x0 = [x.copy() for x in self.x]
         self.alpha = [np.full_like(x, 1e-6) for x in self.x]
         self.s = [np.zeros_like(x) for x in self.x]
@@ -248,15 +248,21 @@ class DAdaptAdaGrad:
     def step(self, grads):
         dlr = self.d * self.lr
         g_sq = 0.0
-        for i, (gi, x) in enumerate(zip(grads, self.x)):
+        # the package keeps running totals of sum(s^2 / (sqrt(alpha) + eps)) and ||s||_1, updated by their
+        # per-step changes; d_hat subtracts two large numbers, so we accumulate them the same way
+        sksq_change = skl1_change = 0.0
+        for i, (gi, x) in enumerate(zip(grads, self.x, strict=False)):
             gi = np.asarray(gi, np.float64) + self.wd * x
+            old_sksq = float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps)))
+            old_skl1 = float(np.abs(self.s[i]).sum())
             self.alpha[i] = self.alpha[i] + gi * gi
             g_sq += float(np.sum(gi * gi / (np.sqrt(self.alpha[i]) + self.eps)))
             self.s[i] = self.s[i] + dlr * gi
-        sksq = sum(float(np.sum(s * s / (np.sqrt(a) + self.eps))) for s, a in zip(self.s, self.alpha))
-        skl1 = sum(float(np.abs(s).sum()) for s in self.s)
-        if skl1 == 0:
-            return
+            sksq_change += float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps))) - old_sksq
+            skl1_change += float(np.abs(self.s[i]).sum()) - old_skl1
+        self.sksq_weighted += sksq_change
+        self.skl1 += skl1_change
+        sksq, skl1 = self.sksq_weighted, self.skl1
         self.gsq_weighted += dlr * dlr * g_sq
         d_hat = (sksq - self.gsq_weighted) / skl1
         self.d = max(self.d, min(d_hat, self.d * self.growth_rate))
@@ -297,12 +303,12 @@ class DoG:
         return sq if self.layerwise else sq.sum()
 
     def step(self, grads):
-        g = [np.asarray(gi, np.float64) + self.wd * x for gi, x in zip(grads, self.x)]
+        g = [np.asarray(gi, np.float64) + self.wd * x for gi, x in zip(grads, self.x, strict=False)]
         if self.t == 0:
             self.rbar = self.reps_rel * (1 + np.sqrt(self._norms_sq(self.x)))
             self.G = self._norms_sq(g) + self.eps
         else:
-            dist = np.sqrt(self._norms_sq([x - x0 for x, x0 in zip(self.x, self.x0)]))
+            dist = np.sqrt(self._norms_sq([x - x0 for x, x0 in zip(self.x, self.x0, strict=False)]))
             self.rbar = np.maximum(self.rbar, dist)
             self.G = self.G + self._norms_sq(g)
         eta = self.lr * self.rbar / np.sqrt(self.G)
@@ -310,7 +316,7 @@ class DoG:
             eta = eta * 0 + self.init_eta
         self.eta = eta
         etas = eta if self.layerwise else [eta] * len(self.x)
-        self.x = [x - e * gi for x, e, gi in zip(self.x, etas, g)]
+        self.x = [x - e * gi for x, e, gi in zip(self.x, etas, g, strict=False)]
         self.t += 1
 
     @property
@@ -337,7 +343,7 @@ class PolynomialDecayAverager:
 
     def update(self, params):
         w = (self.gamma + 1) / (self.gamma + self.t)
-        self.avg = [a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params)]
+        self.avg = [a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params, strict=False)]
         self.t += 1
 
 
@@ -373,7 +379,7 @@ class _ScheduleFree:
         weight = (self.k + 1) ** self.r * self.lr_max**self.weight_lr_power
         self.weight_sum += weight
         c = weight / self.weight_sum if self.weight_sum else 0.0
-        for i, (gi, y) in enumerate(zip(grads, self.y)):
+        for i, (gi, y) in enumerate(zip(grads, self.y, strict=False)):
             u = self._direction(i, np.asarray(gi, np.float64)) + self.wd * y
             self.y[i] = y + c * (self.z[i] - y) + lr * (self.beta * (1 - c) - 1) * u
             self.z[i] = self.z[i] - lr * u
@@ -382,7 +388,7 @@ class _ScheduleFree:
     @property
     def x(self):
         """The averaged point (what eval mode puts in the parameters)."""
-        return [(y - (1 - self.beta) * z) / self.beta for y, z in zip(self.y, self.z)]
+        return [(y - (1 - self.beta) * z) / self.beta for y, z in zip(self.y, self.z, strict=False)]
 
     @property
     def effective_lr(self):

@@ -1,0 +1,119 @@
+"""adaptlr.reference.free (float64 NumPy, from the formulas) against the papers' packages, 200 steps."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_free_common import assert_close, make_problem, run_reference, run_torch
+
+from adaptlr.reference import free as ref
+
+dadaptation = pytest.importorskip("dadaptation")
+prodigyopt = pytest.importorskip("prodigyopt")
+dog = pytest.importorskip("dog")
+schedulefree = pytest.importorskip("schedulefree")
+
+STEPS = 200
+
+
+CASES = {
+    "prodigy": (
+        lambda rng: dict(lr=float(rng.uniform(0.5, 1.0)), betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+                         beta3=[None, 0.98][rng.integers(2)], weight_decay=float(rng.uniform(0, 0.01)),
+                         decouple=bool(rng.integers(2)), use_bias_correction=bool(rng.integers(2)),
+                         safeguard_warmup=bool(rng.integers(2)), d0=float(10 ** rng.uniform(-7, -3)),
+                         d_coef=float(rng.uniform(0.5, 2)), growth_rate=[math.inf, 1.05][rng.integers(2)],
+                         slice_p=int(rng.choice([1, 3]))),
+        lambda p, **kw: prodigyopt.Prodigy(p, **kw), ref.Prodigy, "x"),
+    "dadapt_sgd": (
+        lambda rng: dict(lr=float(rng.uniform(0.5, 1.0)), momentum=float(rng.choice([0.0, 0.9])),
+                         weight_decay=float(rng.uniform(0, 0.01)), d0=float(10 ** rng.uniform(-7, -3)),
+                         growth_rate=[math.inf, 1.05][rng.integers(2)]),
+        lambda p, **kw: dadaptation.DAdaptSGD(p, **kw), ref.DAdaptSGD, "x"),
+    "dadapt_adam": (
+        lambda rng: dict(lr=float(rng.uniform(0.5, 1.0)), betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+                         weight_decay=float(rng.uniform(0, 0.01)), decouple=bool(rng.integers(2)),
+                         use_bias_correction=bool(rng.integers(2)), d0=float(10 ** rng.uniform(-7, -3)),
+                         growth_rate=[math.inf, 1.05][rng.integers(2)]),
+        lambda p, **kw: dadaptation.DAdaptAdam(p, **kw), ref.DAdaptAdam, "x"),
+    "dadapt_adagrad": (
+        lambda rng: dict(lr=float(rng.uniform(0.5, 1.0)), momentum=float(rng.choice([0.0, 0.5])),
+                         weight_decay=float(rng.uniform(0, 0.01)), d0=float(10 ** rng.uniform(-7, -3)),
+                         growth_rate=[math.inf, 1.05][rng.integers(2)]),
+        lambda p, **kw: dadaptation.DAdaptAdaGrad(p, **kw), ref.DAdaptAdaGrad, "x"),
+    "dog": (
+        lambda rng: dict(reps_rel=float(10 ** rng.uniform(-7, -3)), lr=float(rng.uniform(0.5, 1.0)),
+                         weight_decay=float(rng.uniform(0, 0.01)),
+                         init_eta=[None, 1e-4][rng.integers(2)]),
+        lambda p, **kw: dog.DoG(p, **kw), ref.DoG, "x"),
+    "ldog": (
+        lambda rng: dict(reps_rel=float(10 ** rng.uniform(-7, -3)), weight_decay=float(rng.uniform(0, 0.01))),
+        lambda p, **kw: dog.LDoG(p, **kw), ref.LDoG, "x"),
+    "sf_sgd": (
+        lambda rng: dict(lr=float(rng.uniform(0.1, 1.0)), momentum=float(rng.uniform(0.5, 0.95)),
+                         weight_decay=float(rng.uniform(0, 0.01)), warmup_steps=int(rng.integers(0, 20)),
+                         r=float(rng.choice([0.0, 1.0])), weight_lr_power=float(rng.choice([0.0, 2.0]))),
+        lambda p, **kw: schedulefree.SGDScheduleFree(p, **kw), ref.ScheduleFreeSGD, "y"),
+    "sf_adamw": (
+        lambda rng: dict(lr=float(10 ** rng.uniform(-3, -1)), betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+                         weight_decay=float(rng.uniform(0, 0.01)), warmup_steps=int(rng.integers(0, 20)),
+                         r=float(rng.choice([0.0, 1.0])), weight_lr_power=float(rng.choice([0.0, 2.0]))),
+        lambda p, **kw: schedulefree.AdamWScheduleFree(p, **kw), ref.ScheduleFreeAdamW, "y"),
+    "sf_radam": (
+        lambda rng: dict(lr=float(10 ** rng.uniform(-3, -1)), betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+                         weight_decay=float(rng.uniform(0, 0.01)), r=float(rng.choice([0.0, 1.0])),
+                         silent_sgd_phase=bool(rng.integers(2))),
+        lambda p, **kw: schedulefree.RAdamScheduleFree(p, **kw), ref.ScheduleFreeRAdam, "y"),
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", list(CASES))
+def test_reference_matches_package(name, seed):
+    hparams_of, package, reference, attr = CASES[name]
+    kw = hparams_of(np.random.default_rng(1000 * seed + len(name)))
+    init, loss_fn = make_problem(seed)
+
+    def make(p):
+        opt = package(p, **kw)
+        if hasattr(opt, "train"):
+            opt.train()
+        return opt
+
+    params, _ = run_torch(make, init, loss_fn, STEPS)
+    r = run_reference(reference([p.numpy() for p in init], **kw), loss_fn, STEPS, attr=attr)
+    assert_close(getattr(r, attr), params, rtol=1e-8)
+    # the run moved: a parity test on a frozen problem would prove nothing
+    assert max(float(np.abs(a - p.numpy()).max()) for a, p in zip(getattr(r, attr), init)) > 1e-3
+
+
+def test_schedulefree_reference_average_point():
+    """The reference's x (eval point) equals what the package puts in the parameters after eval()."""
+    init, loss_fn = make_problem(0)
+    kw = dict(lr=0.01, betas=(0.9, 0.99), warmup_steps=5)
+    params, opt = run_torch(lambda p: _train(schedulefree.AdamWScheduleFree(p, **kw)), init, loss_fn, 50)
+    opt.eval()
+    r = run_reference(ref.ScheduleFreeAdamW([p.numpy() for p in init], **kw), loss_fn, 50, attr="y")
+    assert_close(r.x, params, rtol=1e-8)
+
+
+def test_polynomial_averager_matches_package():
+    from dog import PolynomialDecayAverager
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    av = PolynomialDecayAverager(model, gamma=8.0)
+    r = ref.PolynomialDecayAverager([p.detach().numpy() for p in model.parameters()], gamma=8.0)
+    for _ in range(20):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        av.step()
+        r.update([p.detach().numpy() for p in model.parameters()])
+    assert_close(r.avg, list(av.averaged_model.parameters()), rtol=1e-12)
+
+
+def _train(opt):
+    opt.train()
+    return opt
