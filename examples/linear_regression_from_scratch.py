@@ -3,8 +3,8 @@
 The classic first experiment with optimizers, done carefully:
 
 * data ``y = theta0 + theta1 * x + noise`` with a known ``theta_true``;
-* the loss is the mean squared error ``L(theta) = mean((theta0 + theta1 x - y)^2)`` and its gradient is
-  written out by hand: ``dL/dtheta0 = 2 mean(r)``, ``dL/dtheta1 = 2 mean(r x)`` with ``r = theta0 + theta1 x - y``;
+* the loss is the mean squared error ``L(theta) = mean(r^2)`` with residuals ``r = theta0 + theta1 x - y``,
+  and its gradient is written out by hand: ``dL/dtheta0 = 2 mean(r)``, ``dL/dtheta1 = 2 mean(r x)``;
 * every method starts from the same ``theta = (0, 0)`` and uses the float64 NumPy reference optimizers of
   ``adaptlr.reference`` (the same update rules as ``torch.optim``; Adam includes its bias corrections
   ``1 - beta1^t`` and ``1 - beta2^t``, without which its first steps would be far too small);
@@ -39,7 +39,9 @@ def mse_grad(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([2.0 * np.mean(r), 2.0 * np.mean(r * x)])
 
 
-def train(make_optimizer, x, y, *, epochs: int, batch_size: int | None, seed: int = 0) -> tuple[np.ndarray, int]:
+def train(
+    make_optimizer, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int | None, seed: int = 0
+) -> tuple[np.ndarray, int]:
     """Train theta from zero; batch_size=None is full-batch gradient descent. Returns (theta, steps)."""
     theta = np.zeros(2)
     opt = make_optimizer([theta])  # the optimizer updates theta in place

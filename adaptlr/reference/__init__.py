@@ -25,4 +25,7 @@ from ._radam import RAdam
 from ._rmsprop import RMSprop
 from ._sgd import SGD
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "ReferenceOptimizer"]
+__all__ = [
+    "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+    "ReferenceOptimizer",
+]

@@ -70,7 +70,8 @@ class Adam(ReferenceOptimizer):
         self.amsgrad, self.maximize, self.decoupled_weight_decay = amsgrad, maximize, decoupled_weight_decay
 
     def _init_state(self, param: np.ndarray) -> dict[str, Any]:
-        state: dict[str, Any] = {"step": 0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+        state: dict[str, Any] = {"step": 0, "exp_avg": np.zeros_like(param)}
+        state["exp_avg_sq"] = np.zeros_like(param)
         if self.amsgrad:
             state["max_exp_avg_sq"] = np.zeros_like(param)
         return state

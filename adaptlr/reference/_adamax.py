@@ -54,7 +54,8 @@ class Adamax(ReferenceOptimizer):
         check_range("betas[1]", betas[1], 0.0, 1.0, open_high=True)
         check_range("weight_decay", weight_decay)
         super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay, self.maximize = lr, tuple(betas), eps, weight_decay, maximize
+        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self.weight_decay, self.maximize = weight_decay, maximize
 
     def _init_state(self, param: np.ndarray) -> dict[str, Any]:
         return {"step": 0, "exp_avg": np.zeros_like(param), "exp_inf": np.zeros_like(param)}

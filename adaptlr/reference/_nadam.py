@@ -72,7 +72,8 @@ class NAdam(ReferenceOptimizer):
         self.maximize = maximize
 
     def _init_state(self, param: np.ndarray) -> dict[str, Any]:
-        return {"step": 0, "mu_product": 1.0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+        zeros = np.zeros_like
+        return {"step": 0, "mu_product": 1.0, "exp_avg": zeros(param), "exp_avg_sq": zeros(param)}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
         state["step"] += 1

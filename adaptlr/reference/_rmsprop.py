@@ -25,7 +25,8 @@ class RMSprop(ReferenceOptimizer):
         g_t &\leftarrow -g_t \text{ if maximize};\qquad g_t \leftarrow g_t + \lambda p_{t-1} \\
         v_t &= \alpha v_{t-1} + (1 - \alpha) g_t^2 \\
         \bar g_t &= \alpha \bar g_{t-1} + (1 - \alpha) g_t \quad\text{(centered only)} \\
-        d_t &= \sqrt{v_t - \bar g_t^2} + \epsilon \text{ (centered)} \quad\text{or}\quad \sqrt{v_t} + \epsilon \\
+        d_t &= \sqrt{v_t - \bar g_t^2} + \epsilon \text{ (centered)}
+            \quad\text{or}\quad d_t = \sqrt{v_t} + \epsilon \\
         b_t &= \mu b_{t-1} + g_t / d_t, \qquad p_t = p_{t-1} - \eta b_t \quad (\mu > 0) \\
         p_t &= p_{t-1} - \eta\, g_t / d_t \quad (\mu = 0)
 
