@@ -121,7 +121,8 @@ def float64_default():
     torch.set_default_dtype(old)
 
 
-def run_pair(name, kwargs, seed, n_steps=N_STEPS):
+def run_pair(name, kwargs, seed, n_steps=N_STEPS, lr_at=None):
+    """Run the reference and torch.optim side by side; lr_at(t) (optional) sets the lr before step t."""
     init, curv, center, noise = make_problem(seed)
     sign = -1.0 if kwargs.get("maximize") else 1.0  # ascend on -f when maximizing: same fixed point
 
@@ -133,6 +134,8 @@ def run_pair(name, kwargs, seed, n_steps=N_STEPS):
     torch_params = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in init]
     opt = getattr(torch.optim, name)(torch_params, foreach=False, **kwargs)
     for t in range(n_steps):
+        if lr_at is not None:
+            ref.lr = opt.param_groups[0]["lr"] = lr_at(t)
         ref.step(grad(ref_params, t))
         with torch.no_grad():
             for p, g in zip(torch_params, grad([p.detach().numpy() for p in torch_params], t), strict=True):
@@ -165,6 +168,17 @@ def test_defaults_match_torch(float64_default):
         _, ref_params, _, torch_params = run_pair(name, {}, seed=7, n_steps=20)
         for r, p in zip(ref_params, torch_params, strict=True):
             np.testing.assert_allclose(r, p.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("name", list(DRAWS))
+def test_lr_changed_between_steps(name, float64_default):
+    """Setting ``ref.lr`` mid-run acts like setting torch's ``param_groups[0]["lr"]`` (what schedules do)."""
+    seed = zlib.crc32(f"{name}-lr".encode())
+    kwargs = DRAWS[name](np.random.default_rng(seed))
+    base = kwargs.pop("lr")
+    _, ref_params, _, torch_params = run_pair(name, kwargs, seed, n_steps=40, lr_at=lambda t: base / (1 + t % 7))
+    for r, p in zip(ref_params, torch_params, strict=True):
+        np.testing.assert_allclose(r, p.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{name} {kwargs}")
 
 
 def test_radam_takes_both_branches():
