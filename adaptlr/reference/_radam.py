@@ -33,9 +33,10 @@ class RAdam(ReferenceOptimizer):
         p_t &= p_{t-1} - \eta\, \hat m_t\, r_t\, l_t \quad (\rho_t > 5), \qquad
             p_t = p_{t-1} - \eta\, \hat m_t \quad \text{otherwise}
 
-    Note (torch's semantics): the threshold is :math:`\rho_t > 5` (the paper's Algorithm 2 says 4; its
-    released code uses 5), so the first steps (about five) are bias-corrected momentum SGD with the full
-    ``lr``; and ``eps`` is added to :math:`\sqrt{v_t}` *before* the bias correction
+    Note (torch's semantics): the threshold is :math:`\rho_t > 5` (the paper's Algorithm 2 tests
+    :math:`\rho_t > 4`, where :math:`r_t` becomes defined), and :math:`\rho_1 = 1` for every
+    :math:`\beta_2`, so the first steps (about five) are bias-corrected momentum SGD with the full ``lr``;
+    ``eps`` is added to :math:`\sqrt{v_t}` *before* the bias correction
     :math:`\sqrt{1-\beta_2^t}` is applied, unlike :class:`Adam`.
 
     State per parameter: ``step`` (int), ``exp_avg`` (:math:`m`), ``exp_avg_sq`` (:math:`v`).

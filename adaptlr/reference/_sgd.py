@@ -28,9 +28,11 @@ class SGD(ReferenceOptimizer):
     methods"; the Nesterov variant is written as in Sutskever et al. (2013), "On the importance of
     initialization and momentum in deep learning", rearranged so the gradient is taken at :math:`p`.
 
-    Note (torch's semantics): the first momentum buffer is the gradient itself, *not* dampened, and the
-    buffer absorbs the learning rate only at use (:math:`p \mathrel{-}= \eta b`), so changing ``lr``
-    mid-run does not rescale past momentum. Without momentum, the state stays empty.
+    Note (torch's semantics): the first momentum buffer is the gradient itself, *not* dampened by
+    :math:`1 - \tau`; weight decay is added before the buffer, so it is accumulated too; and the buffer
+    holds gradients, not steps (the lr multiplies it at use), so changing ``lr`` mid-run rescales the
+    past momentum as well, unlike Sutskever's :math:`v \leftarrow \mu v - \eta g`. Without momentum,
+    the state stays empty.
 
     State per parameter: ``momentum_buffer`` (only when ``momentum != 0``, after the first step).
 
