@@ -9,13 +9,22 @@ its arguments; durations are steps (int) or fractions of ``total_steps`` (float 
 True
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._base import Schedule, ScheduleLike, from_spec
-from ._basic import constant, exponential, inverse_sqrt, linear, multistep, piecewise_constant, polynomial, step
+from ._basic import (
+    constant,
+    exponential,
+    inverse_sqrt,
+    linear,
+    multistep,
+    piecewise_constant,
+    polynomial,
+    step,
+)
 from ._compose import from_epochs, join, product, scale, warmup
 from ._cyclic import cosine, cosine_restarts, cyclic, one_cycle, wsd
 from ._plot import plot
-
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._torch import ScheduleLR, as_torch_scheduler

@@ -133,7 +133,8 @@ def from_spec(spec: Any) -> Schedule:
     """Rebuild a schedule from its :attr:`Schedule.spec`.
 
     Accepts a spec dict, a JSON string of one, a call-style string (``"cosine(init=0.1, steps=1000)"``,
-    nested calls allowed, literals only: nothing is evaluated), a number (a constant) or a schedule (returned).
+    nested calls allowed, literals only: nothing is evaluated), a number (a constant) or a schedule
+    (returned).
 
     >>> from adaptlr import schedules
     >>> s = schedules.warmup(schedules.cosine(0.1, steps=900), steps=100)
@@ -241,11 +242,13 @@ def duration(name: str, value: Any, total_steps: int | None, minimum: int = 1) -
             value = int(value)
         elif 0 < value <= 1:
             if total_steps is None:
-                raise ValueError(f"Invalid {name}: {value!r} is a fraction of the run, so total_steps is needed")
+                raise ValueError(f"Invalid {name}: {value!r} is a fraction of the run, "
+                                 "so total_steps is needed")
             value = round(value * check_int("total_steps", total_steps, 1))
             if value < minimum:
                 raise ValueError(f"Invalid {name}: the fraction gives {value} steps (expected >= {minimum})")
             return value
         else:
-            raise ValueError(f"Invalid {name}: {value!r} (expected an int number of steps or a fraction in (0, 1])")
+            raise ValueError(f"Invalid {name}: {value!r} "
+                             "(expected an int number of steps or a fraction in (0, 1])")
     return check_int(name, value, minimum)

@@ -1,4 +1,4 @@
-r"""Monotone schedules: constant, linear, polynomial, exponential, step, multistep, piecewise constant, 1/sqrt."""
+r"""Monotone schedules: constant, linear, polynomial, exponential, step, multistep, piecewise, 1/sqrt."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, register
 
-__all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant", "polynomial",
-           "step"]
+__all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant",
+           "polynomial", "step"]
 
 
 class _Constant(Schedule):
@@ -58,13 +58,15 @@ class _Linear(_Polynomial):
     name = "linear"
 
     def _at(self, step: int) -> float:
-        return self.init + (self.final - self.init) * (min(max(step - self.begin, 0), self.steps) / self.steps)
+        done = min(max(step - self.begin, 0), self.steps)
+        return self.init + (self.final - self.init) * (done / self.steps)
 
 
 @register
 def linear(init: float, final: float, steps: int | float, begin: int = 0,
            total_steps: int | None = None) -> Schedule:
-    r"""Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` with ``init=start_factor``, ``final=end_factor``).
+    r"""Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` with ``init=start_factor``,
+    ``final=end_factor``).
 
     .. math:: v_t = init + (final - init)\,\min(\max(t - begin, 0), steps) / steps
 
@@ -93,7 +95,8 @@ def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0
                 final: float | None = None, total_steps: int | None = None) -> Schedule:
     r"""Exponential decay (optax ``exponential_decay``; torch ``ExponentialLR(gamma=rate)`` with ``steps=1``).
 
-    .. math:: v_t = init \cdot rate^{p},\quad p = (t - begin) / steps \ (\lfloor p \rfloor \text{ if staircase})
+    .. math:: v_t = init \cdot rate^{p},\quad p = (t - begin) / steps
+              \ (\lfloor p \rfloor \text{ if staircase})
 
     and :math:`v_t = init` for :math:`t \le begin`; clipped at ``final`` when given (from below if rate < 1).
 
@@ -115,7 +118,8 @@ class _Step(Schedule):
 
 @register
 def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: int | None = None) -> Schedule:
-    r"""Decay by ``gamma`` every ``step_size`` steps (torch ``StepLR``): :math:`v_t = init\,\gamma^{\lfloor t / step\_size \rfloor}`.
+    r"""Decay by ``gamma`` every ``step_size`` steps (torch ``StepLR``):
+    :math:`v_t = init\,\gamma^{\lfloor t / step\_size \rfloor}`.
 
     >>> step(1.0, step_size=10, gamma=0.5)(25)
     0.25
@@ -143,12 +147,14 @@ def _increasing(name: str, values: Sequence[int | float], total_steps: int | Non
 @register
 def multistep(init: float, milestones: Sequence[int | float], gamma: float = 0.1,
               total_steps: int | None = None) -> Schedule:
-    r"""Decay by ``gamma`` at each milestone (torch ``MultiStepLR``): :math:`v_t = init\,\gamma^{|\{m \le t\}|}`.
+    r"""Decay by ``gamma`` at each milestone (torch ``MultiStepLR``):
+    :math:`v_t = init\,\gamma^{|\{m \le t\}|}`.
 
     >>> multistep(1.0, milestones=[10, 20], gamma=0.1)(15)
     0.1
     """
-    return _Multistep(init=check_real("init", init), milestones=_increasing("milestones", milestones, total_steps),
+    return _Multistep(init=check_real("init", init),
+                      milestones=_increasing("milestones", milestones, total_steps),
                       gamma=check_nonneg("gamma", gamma))
 
 
@@ -195,4 +201,5 @@ def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | Non
     >>> inverse_sqrt(1.0, timescale=100)(400)
     0.5
     """
-    return _InverseSqrt(init=check_real("init", init), timescale=duration("timescale", timescale, total_steps))
+    return _InverseSqrt(init=check_real("init", init),
+                        timescale=duration("timescale", timescale, total_steps))

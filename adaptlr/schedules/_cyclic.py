@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._base import (Schedule, check_choice, check_int, check_positive, check_real, duration,
-                    register)
+from ._base import Schedule, check_choice, check_int, check_positive, check_real, duration, register
 
 __all__ = ["cosine", "cosine_restarts", "cyclic", "one_cycle", "wsd"]
 
@@ -28,8 +27,9 @@ def cosine(init: float, steps: int | float, final: float = 0.0, exponent: float 
            total_steps: int | None = None) -> Schedule:
     r"""Cosine decay from ``init`` to ``final`` over ``steps``, then ``final`` (Loshchilov & Hutter, 2017).
 
-    .. math:: v_t = final + (init - final)\left[\tfrac12\left(1 + \cos\tfrac{\pi \min(t', steps)}{steps}\right)
-              \right]^{exponent},\quad t' = \max(t - begin, 0)
+    .. math:: v_t = final + (init - final)
+              \left[\tfrac12\left(1 + \cos\tfrac{\pi \min(t', steps)}{steps}\right)\right]^{exponent},
+              \quad t' = \max(t - begin, 0)
 
     optax ``cosine_decay_schedule(init, steps, alpha=final / init, exponent)``; torch ``CosineAnnealingLR
     (T_max=steps, eta_min=final)`` for :math:`t \le steps` (torch's keeps oscillating after; this stays flat).
@@ -59,7 +59,8 @@ class _CosineRestarts(Schedule):
 @register
 def cosine_restarts(init: float, period: int | float, mult: int = 1, decay: float = 1.0, final: float = 0.0,
                     total_steps: int | None = None) -> Schedule:
-    r"""SGDR: cosine cycles with warm restarts (Loshchilov & Hutter, 2017; torch ``CosineAnnealingWarmRestarts``).
+    r"""SGDR: cosine cycles with warm restarts (Loshchilov & Hutter, 2017;
+    torch ``CosineAnnealingWarmRestarts``).
 
     Cycle :math:`k` lasts :math:`T_k = period \cdot mult^k` steps and starts at :math:`init \cdot decay^k`:
 
@@ -86,7 +87,8 @@ class _OneCycle(Schedule):
         low = initial / self.final_div_factor
         p, n = self.pct_start, self.total_steps
         if self.three_phase:
-            return [(p * n - 1, initial, self.peak), (2 * p * n - 2, self.peak, initial), (n - 1, initial, low)]
+            return [(p * n - 1, initial, self.peak), (2 * p * n - 2, self.peak, initial),
+                    (n - 1, initial, low)]
         return [(p * n - 1, initial, self.peak), (n - 1, self.peak, low)]
 
     def _at(self, step: int) -> float:
@@ -150,8 +152,9 @@ class _Cyclic(Schedule):
 
 
 @register
-def cyclic(base: float, peak: float, step_size_up: int | float = 2000, step_size_down: int | float | None = None,
-           mode: str = "triangular", gamma: float = 1.0, total_steps: int | None = None) -> Schedule:
+def cyclic(base: float, peak: float, step_size_up: int | float = 2000,
+           step_size_down: int | float | None = None, mode: str = "triangular", gamma: float = 1.0,
+           total_steps: int | None = None) -> Schedule:
     r"""Cyclical learning rates (Smith, 2017) with torch ``CyclicLR``'s semantics (``base_lr``, ``max_lr``).
 
     A triangle from ``base`` up to ``peak`` in ``step_size_up`` steps and back in ``step_size_down``; its
@@ -164,7 +167,8 @@ def cyclic(base: float, peak: float, step_size_up: int | float = 2000, step_size
     up = duration("step_size_up", step_size_up, total_steps)
     down = up if step_size_down is None else duration("step_size_down", step_size_down, total_steps)
     return _Cyclic(base=check_real("base", base), peak=check_real("peak", peak), step_size_up=up,
-                   step_size_down=down, mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
+                   step_size_down=down,
+                   mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
                    gamma=check_positive("gamma", gamma))
 
 

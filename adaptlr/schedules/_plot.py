@@ -25,7 +25,10 @@ def plot(schedule: ScheduleLike | dict[str, ScheduleLike], steps: int, path: str
     from matplotlib.figure import Figure
 
     n = check_int("steps", steps, 1)
-    curves = schedule if isinstance(schedule, dict) else {repr(schedule) if len(repr(schedule)) < 60 else "": schedule}
+    if isinstance(schedule, dict):
+        curves = schedule
+    else:
+        curves = {repr(schedule) if len(repr(schedule)) < 60 else "": schedule}
     if ax is None:
         fig = Figure(figsize=(7, 3.5), layout="constrained")
         ax = fig.subplots()

@@ -66,15 +66,17 @@ class ScheduleLR(LRScheduler):
         super().step(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_epoch": self.last_epoch, "_step_count": self._step_count, "base_lrs": list(self.base_lrs),
-                "_last_lr": list(self._last_lr), "spec": _spec_of(self.schedule), "count": self.count}
+        return {"last_epoch": self.last_epoch, "_step_count": self._step_count,
+                "base_lrs": list(self.base_lrs), "_last_lr": list(self._last_lr),
+                "spec": _spec_of(self.schedule), "count": self.count}
 
     def load_state_dict(self, state_dict: dict[str, Any], on_mismatch: str | None = None) -> None:
         """Load a state; if its spec differs from this scheduler's schedule, ``on_mismatch`` decides:
 
-        ``"raise"`` (default) a ``ValueError`` showing both specs; ``"keep"`` keeps this schedule and the saved
-        step count (the lr jumps to this schedule's value); ``"rescale"`` keeps this schedule and rescales the
-        base lrs so that the lr continues from the saved one: :math:`base_i = lr_i^{saved} / s(t)`.
+        ``"raise"`` (default) a ``ValueError`` showing both specs; ``"keep"`` keeps this schedule and the
+        saved step count (the lr jumps to this schedule's value); ``"rescale"`` keeps this schedule and
+        rescales the base lrs so that the lr continues from the saved one:
+        :math:`base_i = lr_i^{saved} / s(t)`.
         """
         mode = check_choice("on_mismatch", on_mismatch or self.on_mismatch, _MISMATCH)
         saved, mine = state_dict.get("spec"), _spec_of(self.schedule)

@@ -1,0 +1,268 @@
+"""Schedules: specs, validation, properties (hypothesis), the torch adapter (skipped steps, resume), plot."""
+
+import math
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adaptlr import schedules as S
+
+
+def epoch_fn(epoch):  # module level: has a spec
+    return 0.5**epoch
+
+
+EXAMPLES = [
+    S.constant(0.3), S.linear(0.0, 1.0, 10, begin=2), S.polynomial(1.0, 0.1, 20, power=2.0),
+    S.exponential(1.0, 0.9, steps=3, staircase=True, final=0.2), S.step(0.1, 30, 0.5),
+    S.multistep(1.0, [10, 20]), S.piecewise_constant([1.0, 0.1], [5]), S.inverse_sqrt(1.0, 100),
+    S.cosine(0.1, 1000, final=1e-4, exponent=2.0), S.cosine_restarts(1.0, 10, mult=2, decay=0.8),
+    S.one_cycle(0.1, 1000, three_phase=True), S.cyclic(0.01, 0.1, 200, mode="exp_range", gamma=0.999),
+    S.wsd(3e-3, 10_000, warmup=0.05, decay=0.2, cooldown="1-sqrt"),
+    S.warmup(S.cosine(1.0, 100), 10, start=0.1, mode="cosine"),
+    S.join([S.linear(0, 1, 10), S.constant(1.0), S.cosine(1.0, 50)], [10, 30]),
+    S.product([S.cosine(1.0, 100), S.cyclic(0.5, 1.0, 10)]), S.scale(S.constant(2.0), 0.5),
+    S.from_epochs(epoch_fn, steps_per_epoch=10), S.from_epochs(S.step(1.0, 2), steps_per_epoch=5),
+]
+
+
+@pytest.mark.parametrize("s", EXAMPLES, ids=lambda s: s.name)
+def test_spec_round_trips_and_pickles(s):
+    import json
+
+    spec = json.loads(json.dumps(s.spec))
+    again = S.from_spec(spec)
+    assert again == s and hash(again) == hash(s)
+    assert S.from_spec(repr(s)) == s
+    assert S.from_spec(json.dumps(spec)) == s
+    restored = pickle.loads(pickle.dumps(s))
+    assert [restored(t) for t in range(0, 400, 7)] == [s(t) for t in range(0, 400, 7)]
+
+
+def test_equality_is_by_spec():
+    assert S.cosine(0.1, 100) == S.cosine(0.1, 100.0)  # an integral float is read as steps
+    assert S.cosine(0.1, 100) != S.cosine(0.1, 101)
+    assert S.from_spec(0.5) == S.constant(0.5)
+    assert S.from_spec("warmup(cosine(0.1, 90), steps=10)") == S.warmup(S.cosine(0.1, 90), 10)
+
+
+def test_lambda_without_spec_is_clear():
+    s = S.from_epochs(lambda e: 1.0 / (e + 1), steps_per_epoch=3)
+    assert s(7) == 1.0 / 3
+    with pytest.raises(ValueError, match="lambdas"):
+        _ = s.spec
+    assert s == s and s != S.from_epochs(lambda e: 1.0, 3)
+
+
+def test_fractions_of_total_steps():
+    assert S.cosine(1.0, 0.5, total_steps=1000).steps == 500
+    assert S.multistep(1.0, [0.5, 0.75], total_steps=200).milestones == [100, 150]
+    assert S.wsd(1.0, 1000, warmup=0.1, decay=0.25).warmup == 100
+    with pytest.raises(ValueError, match="total_steps"):
+        S.cosine(1.0, 0.5)
+    with pytest.raises(ValueError, match="steps"):
+        S.linear(0.0, 1.0, 2.5)
+
+
+BAD = [
+    (S.cosine, dict(init=float("nan"), steps=10), "init"), (S.cosine, dict(init=1.0, steps=0), "steps"),
+    (S.cosine, dict(init=1.0, steps=10, exponent=0), "exponent"), (S.linear, dict(init=0, final=1, steps=-3), "steps"),
+    (S.exponential, dict(init=1.0, rate=0.0), "rate"), (S.step, dict(init=1.0, step_size=0), "step_size"),
+    (S.step, dict(init=1.0, step_size=2, gamma=-1), "gamma"), (S.multistep, dict(init=1.0, milestones=[5, 3]), "milestones"),
+    (S.piecewise_constant, dict(values=[1.0], boundaries=[3]), "values"),
+    (S.one_cycle, dict(peak=1.0, total_steps=100, pct_start=1.5), "pct_start"),
+    (S.one_cycle, dict(peak=1.0, total_steps=100, anneal="cosine"), "anneal"),
+    (S.one_cycle, dict(peak=-1.0, total_steps=100), "peak"), (S.cyclic, dict(base=0.1, peak=1, mode="tri"), "mode"),
+    (S.cosine_restarts, dict(init=1.0, period=10, mult=0), "mult"), (S.wsd, dict(peak=1.0, steps=10, warmup=8, decay=5), "decay"),
+    (S.wsd, dict(peak=1.0, steps=10, cooldown="sqrt"), "cooldown"), (S.warmup, dict(schedule=S.constant(1.0), steps=0), "steps"),
+    (S.warmup, dict(schedule=object(), steps=5), "schedule"), (S.join, dict(schedules=[S.constant(1.0)], boundaries=[3]), "boundaries"),
+    (S.from_epochs, dict(fn=3, steps_per_epoch=2), "fn"), (S.from_epochs, dict(fn=epoch_fn, steps_per_epoch=0), "steps_per_epoch"),
+    (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"), (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
+]
+
+
+@pytest.mark.parametrize("factory,kwargs,arg", BAD, ids=[f"{f.__name__}-{a}" for f, _, a in BAD])
+def test_validation_names_the_argument(factory, kwargs, arg):
+    with pytest.raises(ValueError, match=rf"Invalid {arg}\b"):
+        factory(**kwargs)
+
+
+def test_unknown_spec_names():
+    with pytest.raises(ValueError, match="unknown schedule"):
+        S.from_spec({"name": "nope"})
+    with pytest.raises(ValueError, match="unknown schedule '__import__'"):
+        S.from_spec("cosine(init=__import__('os'), steps=3)")  # nothing is evaluated
+    with pytest.raises(ValueError, match="only literals"):
+        S.from_spec("cosine(init=os.sep, steps=3)")
+
+
+# ------------------------------------------------------------------------------------------------ properties
+pos = st.floats(1e-6, 10.0)
+dur = st.integers(1, 300)
+steps = st.integers(0, 2000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(init=pos, ratio=st.floats(0.0, 1.0), n=dur, e=st.floats(0.2, 4.0), t=steps)
+def test_decays_are_monotone_and_bounded(init, ratio, n, e, t):
+    final = init * ratio
+    for s in (S.cosine(init, n, final, exponent=e), S.linear(init, final, n), S.polynomial(init, final, n, power=e),
+              S.wsd(init, n + 10, warmup=0, decay=n, final=final, cooldown="1-sqrt")):
+        a, b = s(t), s(t + 1)
+        assert math.isfinite(a) and final - 1e-12 <= b <= a + 1e-12 <= init + 2e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(init=pos, gamma=st.floats(0.0, 1.0), size=dur, rate=st.floats(0.01, 1.0), t=steps)
+def test_step_decays_are_monotone(init, gamma, size, rate, t):
+    for s in (S.step(init, size, gamma), S.multistep(init, [size, 2 * size + 1], gamma), S.exponential(init, rate),
+              S.exponential(init, rate, steps=size, staircase=True), S.inverse_sqrt(init, size)):
+        assert 0.0 <= s(t + 1) <= s(t) <= init
+
+
+@settings(max_examples=60, deadline=None)
+@given(peak=pos, n=st.integers(20, 500), pct=st.floats(0.1, 0.45), three=st.booleans(), t=steps,
+       mode=st.sampled_from(["triangular", "triangular2", "exp_range"]), up=dur, mult=st.integers(1, 3))
+def test_cyclic_family_finite_and_in_range(peak, n, pct, three, t, mode, up, mult):
+    for s in (S.one_cycle(peak, n, pct_start=pct, three_phase=three), S.cyclic(peak / 10, peak, up, mode=mode),
+              S.cosine_restarts(peak, up, mult=mult, final=peak / 100)):
+        v = s(t)
+        assert math.isfinite(v) and 0.0 < v <= peak * (1 + 1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(a=st.floats(0, 5), b=pos, c=st.floats(0, 1), n=dur, m=dur, t=steps)
+def test_join_is_continuous_where_its_pieces_meet(a, b, c, n, m, t):
+    s = S.join([S.linear(a, b, n), S.cosine(b, m, final=b * c)], boundaries=[n])
+    assert s(n) == pytest.approx(b, rel=1e-14)  # the second piece starts where the first one ends
+    assert abs(s(n) - s(n - 1)) <= abs(b - a) / n * (1 + 1e-9) + 1e-12
+    assert math.isfinite(s(t))
+
+
+@settings(max_examples=80, deadline=None)
+@given(start=st.floats(0, 1), peak=pos, w=dur, n=dur, mode=st.sampled_from(["linear", "cosine"]))
+def test_warmup_reaches_the_wrapped_value_at_its_end(start, peak, w, n, mode):
+    inner = S.cosine(peak, n)
+    s = S.warmup(inner, w, start=start, mode=mode)
+    assert s(0) == start and s(w) == inner(0) == pytest.approx(peak, rel=1e-14)
+    lo, hi = sorted((start, peak))
+    assert all(lo - 1e-12 <= s(t) <= hi + 1e-12 for t in range(w))
+    assert s(w + n // 2) == inner(n // 2)
+
+
+# ------------------------------------------------------------------------------------------------ torch adapter
+def _model_and_opt(lr=0.1):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def test_grad_scaler_skipped_steps_do_not_advance_the_schedule():
+    model, opt = _model_and_opt()
+    sched = S.as_torch_scheduler(opt, S.linear(1.0, 0.0, steps=10))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    x = torch.randn(4, 3)
+    applied = 0
+    for i in range(8):
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        if i in (2, 3, 6):  # inf gradients: the scaler skips the optimizer step
+            loss = loss * float("inf")
+        scaler.scale(loss).backward()
+        before = [p.detach().clone() for p in model.parameters()]
+        scaler.step(opt)
+        scaler.update()
+        changed = any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+        applied += changed
+        sched.step()
+        assert changed == (i not in (2, 3, 6))
+        assert sched.last_epoch == applied
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - applied / 10))
+
+
+def test_nonfinite_skip_policy_does_not_advance_the_schedule():
+    class SkippingSGD(torch.optim.SGD):  # stands for an adaptlr optimizer with nonfinite="skip"
+        last_step_skipped = False
+
+        def step(self, closure=None):
+            self.last_step_skipped = any(not torch.isfinite(p.grad).all() for g in self.param_groups
+                                         for p in g["params"])
+            return None if self.last_step_skipped else super().step(closure)
+
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = SkippingSGD([p], lr=1.0)
+    sched = S.as_torch_scheduler(opt, S.exponential(1.0, 0.5))
+    for g in ([1.0, 1.0], [math.nan, 1.0], [1.0, 1.0]):
+        p.grad = torch.tensor(g)
+        opt.step()
+        sched.step()
+    assert sched.last_epoch == 2 and opt.param_groups[0]["lr"] == 0.25
+    calls = S.as_torch_scheduler(torch.optim.SGD([p], lr=1.0), S.exponential(1.0, 0.5), count="calls")
+    with pytest.warns(UserWarning, match="before `optimizer.step"):  # torch's own warning, as for LambdaLR
+        calls.step()
+    assert calls.last_epoch == 1
+
+
+def _train(opt, sched, model, n):
+    x = torch.linspace(-1, 1, 12).reshape(4, 3)
+    for _ in range(n):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+        sched.step()
+
+
+def test_state_dict_resume_and_spec_mismatch():
+    s1, s2 = S.cosine(1.0, 100), S.linear(1.0, 0.0, 100)
+    model, opt = _model_and_opt()
+    sched = S.as_torch_scheduler(opt, s1)
+    _train(opt, sched, model, 30)
+    state = torch.load(_save(sched.state_dict()), weights_only=True)  # plain types only
+    assert state["spec"] == s1.spec and state["last_epoch"] == 30
+
+    same = S.as_torch_scheduler(_model_and_opt()[1], s1)
+    same.load_state_dict(state)
+    assert same.last_epoch == 30 and same.get_last_lr() == pytest.approx([0.1 * s1(30)])
+
+    with pytest.raises(ValueError, match="on_mismatch"):
+        S.as_torch_scheduler(_model_and_opt()[1], s2).load_state_dict(state)
+
+    _, o = _model_and_opt()
+    keep = S.as_torch_scheduler(o, s2, on_mismatch="keep")
+    keep.load_state_dict(state)
+    assert o.param_groups[0]["lr"] == pytest.approx(0.1 * s2(30))
+
+    _, o = _model_and_opt()
+    res = S.as_torch_scheduler(o, s2)
+    res.load_state_dict(state, on_mismatch="rescale")
+    assert o.param_groups[0]["lr"] == pytest.approx(0.1 * s1(30))  # continues from the saved lr
+    assert res.base_lrs[0] * s2(31) == pytest.approx(0.1 * s1(30) * s2(31) / s2(30))
+
+
+def _save(obj):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_plot_returns_a_figure(tmp_path):
+    fig = S.plot(S.warmup(S.cosine(1.0, 90), 10), 100, path=tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    ys = fig.axes[0].lines[0].get_ydata()
+    assert len(ys) == 100 and ys[10] == 1.0
+    fig2 = S.plot({"a": S.constant(1.0), "b": S.cosine(1.0, 50)}, 50, log=True, title="t")
+    assert len(fig2.axes[0].lines) == 2
+
+
+def test_import_is_light():
+    code = "import sys, adaptlr.schedules; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
