@@ -1,0 +1,204 @@
+"""The base class of adaptlr's optimizers: torch's contract, one elementwise rule, an engine to run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from ..engines import get_engine
+from ..engines._numba import NumbaEngine, available as _numba_available
+from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
+
+__all__ = ["Optimizer", "ENGINE_DOC"]
+
+ENGINE_DOC = """
+    foreach (bool, optional): run the rule with ``torch._foreach_*`` ops over lists of tensors (True), or tensor
+        by tensor (False). Default None: the fused engine where it applies, else foreach.
+    fused (bool, optional): run the rule as one Numba kernel per step (CPU, float32/float64). Default None: on
+        when Numba imports and the tensors are CPU float32/float64 and contiguous.
+    nonfinite (str, optional): what to do when a gradient holds inf or nan: ``"raise"`` (FloatingPointError),
+        ``"skip"`` (the step changes nothing: not params, state or step counts) or None (no check, torch's
+        behaviour; the check costs one pass over the gradients).
+"""
+
+
+def _is_schedule(lr: Any) -> bool:
+    return callable(lr) and not isinstance(lr, torch.Tensor)
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose math is one elementwise rule (see :mod:`adaptlr.rules`).
+
+    Subclasses set :attr:`rule` and :attr:`state_names`, and implement :meth:`_advance` (per-parameter scalar
+    state such as ``step``, returning a key per parameter: parameters with equal keys share per-step scalars)
+    and :meth:`_scalars` (the per-step scalars and flags for one key). Everything else — param groups, lazy
+    state, ``state_dict``, closures, hooks, engines, the non-finite policy, schedules as ``lr`` — lives here.
+
+    The learning rate of a group is ``lr`` (a float, a 0-dim tensor, or a schedule called with the group's
+    number of completed steps, ``group["steps"]``) times ``group["lr_scale"]`` (default 1, owned by
+    controllers, see :mod:`adaptlr.controllers`).
+    """
+
+    #: controllers may scale the lr of adaptlr optimizers through ``group["lr_scale"]``
+    supports_lr_scale = True
+    #: the elementwise rule: ``rule(p, g, *state, *scalars, *flags) -> (p, *state)``
+    rule: Callable
+    #: names of the per-parameter state tensors, in the rule's order (torch's names)
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+        check_lr(defaults["lr"])
+        foreach = check_optional_bool("foreach", foreach)
+        fused = check_optional_bool("fused", fused)
+        if fused and foreach:
+            raise ValueError("`fused` and `foreach` cannot be `True` together.")
+        if fused and not _numba_available():
+            raise RuntimeError("fused=True needs Numba, which failed to import")
+        for flag in ("maximize", "capturable", "differentiable"):
+            if flag in defaults:
+                check_bool(flag, defaults[flag])
+        if defaults.get("capturable") or defaults.get("differentiable"):
+            raise ValueError("capturable=True and differentiable=True are not supported by adaptlr")
+        defaults = {**defaults, "foreach": foreach, "fused": fused}
+        self.nonfinite = check_nonfinite(nonfinite)
+        self.last_step_skipped = False
+        super().__init__(params, defaults)
+
+    # --------------------------------------------------------------------------------- torch's contract
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "lr" in param_group:
+            check_lr(param_group["lr"])
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group.setdefault("steps", 0)
+        if group.get("fused"):
+            for p in group["params"]:
+                if not (p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64, torch.complex64,
+                                                                torch.complex128)):
+                    raise RuntimeError(f"fused=True supports CPU float32/float64 (and complex) parameters, got "
+                                       f"{p.dtype} on {p.device}")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
+            group.setdefault("steps", 0)
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+
+    # ---------------------------------------------------------------------------------------- the lr
+    def _lr(self, group: dict[str, Any]) -> Any:
+        lr = group["lr"]
+        if _is_schedule(lr):
+            lr = float(lr(group.get("steps", 0)))
+        scale = group.get("lr_scale", 1.0)
+        return lr if scale == 1.0 else lr * scale
+
+    def current_lr(self, group_index: int = 0) -> float:
+        """The learning rate that the next step of param group ``group_index`` will use."""
+        return float(self._lr(self.param_groups[group_index]))
+
+    # ------------------------------------------------------------------------------------ subclass hooks
+    def _init_state(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> None:
+        """Create the state of a parameter on its first step (default: a float32 ``step`` and zero tensors)."""
+        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        for name in self._present_states(group):
+            if name is not None:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _present_states(self, group: dict[str, Any]) -> tuple[str | None, ...]:
+        """The state names in rule order, with None for an optional state this group does not keep."""
+        return self.state_names
+
+    def _advance(self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict]) -> list[Any]:
+        """Advance per-parameter scalar state (default: ``step += 1``); return one bucket key per parameter."""
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1.0)
+        return torch.stack(steps).tolist() if len(steps) > 1 else [float(steps[0])]
+
+    def _scalars(self, group: dict[str, Any], key: Any, lr: Any) -> tuple[Sequence[Any], Sequence[bool]]:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------- the step
+    def _engine(self, group: dict[str, Any]) -> str | None:
+        if group.get("fused"):
+            return "fused"
+        if group.get("foreach") is False:
+            return "loop"
+        if group.get("foreach") or torch.compiler.is_compiling() or not _numba_available():
+            return "foreach"
+        return None  # fused where the tensors allow it, foreach for the rest
+
+    def _has_nonfinite(self) -> bool:
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        return any(not bool(torch.isfinite(_real(g)).all()) for g in grads)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.nonfinite is not None and self._has_nonfinite():
+            if self.nonfinite == "raise":
+                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan "
+                                         "(nonfinite='raise')")
+            self.last_step_skipped = True
+            return loss
+        self.last_step_skipped = False
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, grads, states = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if len(state) == 0:
+                self._init_state(group, p, state)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+        if not params:
+            return
+        lr = self._lr(group)
+        keys = self._advance(group, params, states)
+        names = self._present_states(group)
+        buckets: dict[Any, list[int]] = {}
+        for i, key in enumerate(keys):
+            buckets.setdefault(key, []).append(i)
+        engine = self._engine(group)
+        writes = (0, *range(2, 2 + len(names)))
+        for key, idx in buckets.items():
+            scalars, flags = self._scalars(group, key, lr)
+            for name, part in self._partition(engine, [grads[i] for i in idx], [params[i] for i in idx], idx):
+                columns: list[Any] = [[_real(params[i]) for i in part], [_real(grads[i]) for i in part]]
+                columns += [[_real(states[i][n]) for i in part] if n is not None else 0.0 for n in names]
+                get_engine(name).apply(self.rule, columns, writes, scalars, flags)
+        group["steps"] = group.get("steps", 0) + 1
+
+    @staticmethod
+    def _partition(engine: str | None, grads: list[torch.Tensor], params: list[torch.Tensor],
+                   idx: list[int]) -> list[tuple[str, list[int]]]:
+        """Split a bucket by engine (and by dtype for the fused engine, whose kernels are typed)."""
+        if engine in ("foreach", "loop"):
+            return [(engine, idx)]
+        parts: dict[Any, list[int]] = {}
+        for p, g, i in zip(params, grads, idx):
+            rp, rg = _real(p), _real(g)
+            fused = NumbaEngine.supports(rp) and rg.dtype == rp.dtype and rg.is_contiguous()
+            parts.setdefault(("fused", rp.dtype) if fused else ("foreach", None), []).append(i)
+        return [(name, part) for (name, _), part in parts.items()]
