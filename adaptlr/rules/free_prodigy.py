@@ -25,12 +25,12 @@ def prodigy_stats(p, g, p0, s, weight_decay, s_weight, beta3, coupled_decay):
 
 
 @elementwise
-def prodigy(p, g, m, v, weight_decay, d, d_eps, dlr, beta1, beta2, coupled_decay, decoupled_decay,
-            use_momentum):
-    r"""Phase 2 with ``d`` (of the step's start) and ``d_eps = d_new * eps``; ``dlr = d * lr * bc``.
+def prodigy(p, g, m, v, weight_decay, d, d_eps, dlr, step_size, beta1, beta2, coupled_decay,
+            decoupled_decay, use_momentum):
+    r"""Phase 2 with ``d`` (of the step's start), ``d_eps = d_new * eps`` and ``dlr = d * lr * bc``.
 
     m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2      p = p (1 - wd dlr) - dlr m / (sqrt(v) + d_eps)
-    (without momentum, ``m`` is absent and the step is ``dlr * d_new * g / (sqrt(v) + d_eps)``, passed as ``dlr``).
+    ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is on ``g``).
     """
     if coupled_decay:
         g = g + weight_decay * p
@@ -41,7 +41,7 @@ def prodigy(p, g, m, v, weight_decay, d, d_eps, dlr, beta1, beta2, coupled_decay
     if decoupled_decay:
         p = p - (weight_decay * dlr) * p
     if use_momentum:
-        p = p - dlr * (m / denom)
+        p = p - step_size * (m / denom)
     else:
-        p = p - dlr * (g / denom)
+        p = p - step_size * (g / denom)
     return p, m, v

@@ -1,0 +1,161 @@
+"""The base of the learning-rate-free optimizers: a reduction phase, global sums, then an update phase.
+
+A step of these methods is
+
+1. a **reduction phase**: an elementwise rule run by an engine over every parameter, returning summed terms
+   (and possibly updating state),
+2. Python computing the method's global quantities from the sums (the distance estimate ``d``, DoG's step
+   size) -- after an all-reduce of the sums over ``process_group`` when the parameters are sharded,
+3. an **update phase**: a second elementwise rule.
+
+The sums cover one *estimate set* of param groups: all groups (``per_group_d=False``, as in the reference
+packages) or each group on its own (``per_group_d=True``). Every rank of a process group calls exactly one
+all-reduce per step, whatever parameters or gradients it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from ..engines import get_engine
+from ..optim._base import Optimizer
+
+__all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group"]
+
+FREE_DOC = """
+    per_group_d (bool): one estimate per param group instead of one for all groups (default False, as the
+        reference packages).
+    process_group (ProcessGroup or bool, optional): when the parameters are sharded across ranks (ZeRO,
+        or a manual split), the global sums are all-reduced over this group so that every rank takes the
+        step one process holding all parameters would take. ``True`` means the default (WORLD) group; under
+        ``torch.distributed.optim.ZeroRedundancyOptimizer`` pass ``process_group=True`` through its defaults.
+        Default None: no all-reduce (plain DDP needs none: its gradients are already averaged).
+"""
+
+
+def resolve_process_group(process_group: Any) -> Any:
+    if process_group is None or process_group is False:
+        return None
+    if process_group is True:
+        import torch.distributed as dist
+
+        return dist.group.WORLD
+    return process_group
+
+
+class FreeOptimizer(Optimizer):
+    """An :class:`adaptlr.optim.Optimizer` whose step has global reductions (see the module docstring).
+
+    Subclasses implement :meth:`_reduce` (phase 1 for one estimate set: returns a list of local sums) and
+    :meth:`_update` (computes the set's scalars from the global sums and runs phase 2), and
+    :meth:`effective_lr`.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False,
+                 process_group: Any = None, foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str | None = None) -> None:
+        if not isinstance(per_group_d, bool):
+            raise TypeError(f"Invalid per_group_d: expected a bool, got {per_group_d!r}")
+        self.per_group_d = per_group_d
+        self.process_group = resolve_process_group(process_group)
+        super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("process_group", None)  # process groups do not pickle
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("process_group", None)
+        self.__dict__.setdefault("per_group_d", False)
+
+    # ------------------------------------------------------------------------------------- helpers
+    def _estimate_sets(self) -> list[list[dict[str, Any]]]:
+        if self.per_group_d:
+            return [[g] for g in self.param_groups]
+        return [list(self.param_groups)]
+
+    def _active(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
+        """The parameters of ``group`` that have a gradient, their gradients and their (initialised) state."""
+        params, grads, states = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if p.is_complex():
+                raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                self._init_state(group, p, state)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+        return params, grads, states
+
+    def _apply(self, group: dict[str, Any], fn: Callable, columns: Sequence[Any], writes: Sequence[int],
+               scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> list[float]:
+        """Run ``fn`` over the columns (column 0 and 1 decide the engine, as the parameters and gradients do in
+        :class:`adaptlr.optim.Optimizer`); return the ``n_sums`` sums."""
+        totals = [0.0] * n_sums
+        first = next((c for c in columns if isinstance(c, list)), [])
+        if not first:
+            return totals
+        second = next((c for c in columns[1:] if isinstance(c, list)), first)
+        engine = self._engine(group)
+        for name, idx in self._partition(engine, second, first, list(range(len(first)))):
+            cols = [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
+            out = get_engine(name).apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
+            for k in range(n_sums):
+                totals[k] += out[k]
+        return totals
+
+    def _allreduce(self, values: list[float]) -> list[float]:
+        """Sum ``values`` over ``process_group`` (identity without one). Always one call per step."""
+        if self.process_group is None or not values:
+            return values
+        import torch.distributed as dist
+
+        backend = dist.get_backend(self.process_group)
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
+        return t.tolist()
+
+    # ---------------------------------------------------------------------------------------- the step
+    def _reduce(self, groups: list[dict[str, Any]]) -> list[float]:
+        raise NotImplementedError
+
+    def _update(self, groups: list[dict[str, Any]], sums: list[float]) -> None:
+        raise NotImplementedError
+
+    def effective_lr(self, group_index: int = 0) -> float:
+        """The step size this method uses (``d * lr`` for D-Adaptation/Prodigy, the DoG step, ...)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.nonfinite is not None and self._has_nonfinite():
+            if self.nonfinite == "raise":
+                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan "
+                                         "(nonfinite='raise')")
+            self.last_step_skipped = True
+            return loss
+        self.last_step_skipped = False
+        sets = self._estimate_sets()
+        local = [self._reduce(groups) for groups in sets]
+        flat = self._allreduce([v for sums in local for v in sums])
+        at = 0
+        for groups, sums in zip(sets, local, strict=True):
+            self._update(groups, flat[at:at + len(sums)])
+            at += len(sums)
+        return loss

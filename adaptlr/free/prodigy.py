@@ -1,0 +1,159 @@
+"""Prodigy (Mishchenko & Defazio, 2023) on adaptlr's engines."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..optim._base import ENGINE_DOC
+from ..optim._validation import check_betas, check_bool, check_real
+from ..rules.free_prodigy import prodigy, prodigy_stats
+from ._base import FREE_DOC, FreeOptimizer
+
+__all__ = ["Prodigy"]
+
+
+class Prodigy(FreeOptimizer):
+    __doc__ = r"""Adam with Prodigy step sizes: ``d`` estimates the distance to the solution; leave ``lr=1``.
+
+    Matches ``prodigyopt.Prodigy`` 1.1.x (same arguments, defaults, group keys ``d``, ``d_max``,
+    ``d_numerator``, ``k`` and state names). With :math:`\lambda_k = d_k \cdot lr \cdot bc_k`:
+
+    .. math::
+        r_k = \beta_3 r_{k-1} + \tfrac{d_k}{d_0}\lambda_k \langle g_k, x_0 - x_k\rangle, \quad
+        s_k = \beta_3 s_{k-1} + \tfrac{d_k}{d_0}\lambda_k g_k, \quad
+        \hat d = d_{coef}\, r_k / \|s_k\|_1, \quad d_{k+1} = \min(\max_i \hat d_i,\ growth \cdot d_k)
+
+        m_k = \beta_1 m_{k-1} + d_k(1-\beta_1) g_k, \quad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2,
+        \quad x_{k+1} = x_k - \lambda_k m_k / (\sqrt{v_k} + d_{k+1}\epsilon)
+
+    Args:
+        params: parameters or param groups.
+        lr (float or schedule): multiplier of the estimated step size (default 1). Unlike the package, groups
+            may use different ``lr`` values (each group's step is ``d * lr_group``).
+        betas (tuple): Adam's coefficients (default (0.9, 0.999)). beta3 (float): EMA coefficient of the
+            estimate's sums (default None: ``sqrt(beta2)``).
+        eps (float): added to the denominator, scaled by ``d`` (default 1e-8).
+        weight_decay (float): (default 0); decouple (bool): AdamW-style decay (default True).
+        use_bias_correction (bool): Adam's bias correction (default False).
+        safeguard_warmup (bool): drop ``lr`` from the weight of ``s`` (default False).
+        d0 (float): initial estimate (default 1e-6). d_coef (float): multiplier of the estimate (default 1).
+        growth_rate (float): the most ``d`` may grow per step (default inf).
+        slice_p (int): compute the estimate's sums on every ``slice_p``-th element (default 1: exact).
+    """ + FREE_DOC + ENGINE_DOC + r"""
+    ``effective_lr(i)`` is ``d * lr`` of group ``i``.
+
+    >>> opt = Prodigy(model.parameters())  # doctest: +SKIP
+    """
+
+    def __init__(self, params: Iterable[Any], lr: Any = 1.0, betas: tuple[float, float] = (0.9, 0.999),
+                 beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = True,
+                 use_bias_correction: bool = False, safeguard_warmup: bool = False, d0: float = 1e-6,
+                 d_coef: float = 1.0, growth_rate: float = math.inf, slice_p: int = 1, *,
+                 per_group_d: bool = False, process_group: Any = None, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+        check_betas(betas)
+        if beta3 is not None:
+            check_real("beta3", beta3, 0.0, 1.0, high_open=True)
+        check_real("eps", eps, 0.0, low_open=True)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_real("d0", d0, 0.0, low_open=True)
+        check_real("d_coef", d_coef, 0.0, low_open=True)
+        check_real("growth_rate", growth_rate, 1.0)
+        for name, flag in (("decouple", decouple), ("use_bias_correction", use_bias_correction),
+                           ("safeguard_warmup", safeguard_warmup)):
+            check_bool(name, flag)
+        if not isinstance(slice_p, int) or isinstance(slice_p, bool) or slice_p < 1:
+            raise ValueError(f"Invalid slice_p: {slice_p!r}; expected an int >= 1")
+        defaults = dict(lr=lr, betas=betas, beta3=beta3, eps=eps, weight_decay=weight_decay, d=d0, d0=d0,
+                        d_max=d0, d_numerator=0.0, d_coef=d_coef, k=0, growth_rate=growth_rate,
+                        use_bias_correction=use_bias_correction, decouple=decouple,
+                        safeguard_warmup=safeguard_warmup, slice_p=slice_p)
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+
+    def _init_state(self, group, p, state):
+        sp = group["slice_p"]
+        state["step"] = 0
+        state["s"] = torch.zeros_like(p.detach().reshape(-1)[::sp])
+        state["p0"] = p.detach().reshape(-1)[::sp].clone()
+        if group["betas"][0] > 0:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _bias_correction(self, group):
+        if not group["use_bias_correction"]:
+            return 1.0
+        b1, b2 = group["betas"]
+        k = group["k"]
+        return math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1))
+
+    def _reduce(self, groups):
+        g0 = groups[0]
+        beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
+        d, d0 = g0["d"], g0["d0"]
+        numerator, denominator = 0.0, 0.0
+        for group in groups:
+            lr = float(self._lr(group))
+            params, grads, states = self._active(group)
+            if lr <= 0 or not params:
+                continue
+            dlr = d * lr * self._bias_correction(group)
+            s_weight = (d / d0) * (d if group["safeguard_warmup"] else dlr)
+            sp = group["slice_p"]
+            if sp == 1:  # s and p0 are flat, as in the package
+                p_col, g_col = [p.detach().reshape(-1) for p in params], [g.reshape(-1) for g in grads]
+            else:  # every slice_p-th element, copied contiguous (the engines stream contiguous memory)
+                p_col = [p.detach().reshape(-1)[::sp].contiguous() for p in params]
+                g_col = [g.reshape(-1)[::sp].contiguous() for g in grads]
+            coupled = group["weight_decay"] != 0 and not group["decouple"]
+            dot, l1 = self._apply(group, prodigy_stats, [p_col, g_col, [s["p0"] for s in states],
+                                                         [s["s"] for s in states]],
+                                  writes=(3,), scalars=(group["weight_decay"], s_weight, beta3),
+                                  flags=(coupled,), n_sums=2)
+            numerator += (d / d0) * dlr * dot
+            denominator += l1
+        return [numerator, denominator]
+
+    def _update(self, groups, sums):
+        g0 = groups[0]
+        beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
+        d_old = d = g0["d"]
+        d_max, d0 = g0["d_max"], g0["d0"]
+        numerator = g0["d_numerator"] * beta3 + sums[0]
+        denominator = sums[1]
+        if denominator == 0:  # no gradient information yet (every rank agrees: the sums are global)
+            return
+        d_hat = d
+        if max(float(self._lr(g)) for g in groups) > 0:
+            d_hat = g0["d_coef"] * numerator / denominator
+            if d == d0:
+                d = max(d, d_hat)
+            d_max = max(d_max, d_hat)
+            d = min(d_max, d * g0["growth_rate"])
+        for group in groups:
+            group.update(d_numerator=numerator, d_denom=denominator, d=d, d_max=d_max, d_hat=d_hat)
+            params, grads, states = self._active(group)
+            if params:
+                b1, b2 = group["betas"]
+                lr = float(self._lr(group))
+                dlr = d_old * lr * self._bias_correction(group)
+                wd = group["weight_decay"]
+                coupled = wd != 0 and not group["decouple"]
+                decoupled = wd != 0 and group["decouple"]
+                step_size = dlr if b1 > 0 else dlr * d
+                m_col = [s["exp_avg"] for s in states] if b1 > 0 else 0.0
+                self._apply(group, prodigy, [params, grads, m_col, [s["exp_avg_sq"] for s in states]],
+                            writes=(0, 2, 3), scalars=(wd, d_old, d * group["eps"], dlr, step_size, b1, b2),
+                            flags=(coupled, decoupled, b1 > 0))
+                for s in states:
+                    s["step"] += 1
+            group["k"] += 1
+            group["steps"] = group.get("steps", 0) + 1
+
+    def effective_lr(self, group_index: int = 0) -> float:
+        group = self.param_groups[group_index]
+        return group["d"] * float(self._lr(group))
