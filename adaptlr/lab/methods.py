@@ -1,0 +1,535 @@
+r"""Method specs: one grammar for the CLI and for Python.
+
+A method is an optimizer term, optionally followed by a schedule term and controller terms joined with ``+``::
+
+    "adam(lr=3e-3) + cosine(warmup=0.05)"
+    "sgd(lr=0.1, momentum=0.9) + plateau(patience=3)"
+    "prodigy"
+    "schedulefree_adamw"
+
+Arguments are Python literals (numbers, strings, booleans, tuples); ``?`` marks a value left for
+``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) are fractions of the run's step
+budget when below 1, steps otherwise. Optimizer names map to classes looked up when the method is built:
+``adaptlr.<Class>`` when adaptlr has it, else ``torch.optim.<Class>``; learning-rate-free methods exist only in
+adaptlr and are offered only when it has them. Schedules and controllers are offered when
+``adaptlr.schedules`` / ``adaptlr.controllers`` provide them.
+
+>>> m = parse_method("adam(lr=3e-3) + cosine(warmup=0.05)")
+>>> m.canonical
+'adam(lr=0.003) + cosine(warmup=0.05)'
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "TUNE", "Method", "MethodBuild", "SpecError", "Term", "available_methods", "parse_method", "register_optimizer",
+]
+
+
+class SpecError(ValueError):
+    """A method spec that cannot be parsed or built; the message says what and where."""
+
+
+class _Tune:
+    """The ``?`` placeholder: a value that ``adaptlr tune`` fills in."""
+
+    def __repr__(self) -> str:
+        return "?"
+
+    def __reduce__(self) -> str:
+        return "TUNE"
+
+
+TUNE = _Tune()
+
+
+@dataclass(frozen=True)
+class _OptimizerEntry:
+    cls: str  # class name in adaptlr (and in torch.optim when ``torch_fallback``)
+    torch_fallback: bool
+    defaults: tuple[tuple[str, Any], ...] = ()
+    lr_free: bool = False
+
+
+_OPTIMIZERS: dict[str, _OptimizerEntry] = {
+    "sgd": _OptimizerEntry("SGD", True, (("lr", 0.1),)),
+    "momentum": _OptimizerEntry("SGD", True, (("lr", 0.01), ("momentum", 0.9))),
+    "nesterov": _OptimizerEntry("SGD", True, (("lr", 0.01), ("momentum", 0.9), ("nesterov", True))),
+    "adagrad": _OptimizerEntry("Adagrad", True, (("lr", 0.01),)),
+    "rmsprop": _OptimizerEntry("RMSprop", True, (("lr", 1e-3),)),
+    "adadelta": _OptimizerEntry("Adadelta", True, (("lr", 1.0),)),
+    "adam": _OptimizerEntry("Adam", True, (("lr", 1e-3),)),
+    "adamw": _OptimizerEntry("AdamW", True, (("lr", 1e-3),)),
+    "adamax": _OptimizerEntry("Adamax", True, (("lr", 2e-3),)),
+    "nadam": _OptimizerEntry("NAdam", True, (("lr", 2e-3),)),
+    "radam": _OptimizerEntry("RAdam", True, (("lr", 1e-3),)),
+    # learning-rate-free: adaptlr only, offered when present
+    "prodigy": _OptimizerEntry("Prodigy", False, lr_free=True),
+    "dadapt_adam": _OptimizerEntry("DAdaptAdam", False, lr_free=True),
+    "dadapt_sgd": _OptimizerEntry("DAdaptSGD", False, lr_free=True),
+    "dadapt_adagrad": _OptimizerEntry("DAdaptAdaGrad", False, lr_free=True),
+    "dog": _OptimizerEntry("DoG", False, lr_free=True),
+    "ldog": _OptimizerEntry("LDoG", False, lr_free=True),
+    "schedulefree_adamw": _OptimizerEntry("ScheduleFreeAdamW", False, lr_free=True),
+    "schedulefree_sgd": _OptimizerEntry("ScheduleFreeSGD", False, lr_free=True),
+    "schedulefree_radam": _OptimizerEntry("ScheduleFreeRAdam", False, lr_free=True),
+}
+
+_USER_OPTIMIZERS: dict[str, tuple[type, tuple[tuple[str, Any], ...]]] = {}
+
+# schedule terms: name -> {argument: default}; each maps onto an ``adaptlr.schedules`` factory (see _schedule)
+_SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "warmup": {"steps": 0.05},
+    "cosine": {"warmup": 0.0, "final": 0.0},
+    "linear": {"warmup": 0.0, "final": 0.0},
+    "step": {"every": 0.3, "gamma": 0.1},
+    "one_cycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos"},
+    "wsd": {"warmup": 0.0, "decay": 0.2, "cooldown": "linear"},
+}
+_SCHEDULE_FACTORIES = {"constant": ("constant",), "warmup": ("warmup", "constant"), "cosine": ("cosine", "warmup"),
+                       "linear": ("linear", "warmup"), "step": ("step",), "one_cycle": ("one_cycle",),
+                       "wsd": ("wsd",)}
+# controller terms: name -> (class in adaptlr.controllers, {argument: default})
+_CONTROLLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "plateau": ("ReduceOnPlateau", {"patience": 3, "factor": 0.5}),
+}
+
+
+def register_optimizer(name: str, cls: type, **defaults: Any) -> None:
+    """Offer ``name`` in specs for an optimizer class of your own (any ``torch.optim.Optimizer``)."""
+    _USER_OPTIMIZERS[name.lower()] = (cls, tuple(sorted(defaults.items())))
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _resolve_class(name: str) -> type | None:
+    if name in _USER_OPTIMIZERS:
+        return _USER_OPTIMIZERS[name][0]
+    entry = _OPTIMIZERS.get(name)
+    if entry is None:
+        return None
+    adaptlr = _module("adaptlr")
+    cls = getattr(adaptlr, entry.cls, None)
+    if cls is None and entry.lr_free:
+        free = _module("adaptlr.free")
+        cls = getattr(free, entry.cls, None) if free is not None else None
+    if cls is None and entry.torch_fallback:
+        import torch.optim
+
+        cls = getattr(torch.optim, entry.cls, None)
+    return cls
+
+
+def _schedule_available(name: str) -> bool:
+    schedules = _module("adaptlr.schedules")
+    return schedules is not None and all(hasattr(schedules, f) for f in _SCHEDULE_FACTORIES[name])
+
+
+def _controller_class(name: str) -> type | None:
+    controllers = _module("adaptlr.controllers")
+    return getattr(controllers, _CONTROLLERS[name][0], None) if controllers is not None else None
+
+
+def available_methods() -> dict[str, list[str]]:
+    """The names offered right now: ``{"optimizers": [...], "lr_free": [...], "schedules": [...], ...}``."""
+    opts = [n for n, e in _OPTIMIZERS.items() if not e.lr_free and _resolve_class(n) is not None]
+    free = [n for n, e in _OPTIMIZERS.items() if e.lr_free and _resolve_class(n) is not None]
+    return {
+        "optimizers": opts + sorted(_USER_OPTIMIZERS),
+        "lr_free": free,
+        "schedules": [n for n in _SCHEDULES if _schedule_available(n)],
+        "controllers": [n for n in _CONTROLLERS if _controller_class(n) is not None],
+    }
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One ``name(key=value, ...)`` of a spec; ``args`` sorted by key."""
+
+    name: str
+    args: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.args)
+
+    def __str__(self) -> str:
+        return self.name + ("(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else "")
+
+    def with_args(self, **changes: Any) -> Term:
+        args = {**self.kwargs, **changes}
+        return Term(self.name, tuple(sorted(args.items())))
+
+
+@dataclass
+class MethodBuild:
+    """What the runner needs: the optimizer, the lr schedule it set up, and the controllers to feed."""
+
+    optimizer: Any
+    schedule: Any  # callable step -> lr, or None for a constant lr
+    controllers: list[Any] = field(default_factory=list)
+    manual_lr: bool = False  # True: the runner sets group["lr"] itself each step (torch.optim fallbacks)
+    base_lr: float | None = None
+
+    def lr(self, step: int) -> float | None:
+        """The scheduled lr of step ``step`` (before any controller's factor)."""
+        if self.schedule is not None:
+            return float(self.schedule(step))
+        return self.base_lr
+
+    def before_step(self, step: int) -> None:
+        if not self.manual_lr:
+            return
+        for group in self.optimizer.param_groups:
+            base = self.lr(step)
+            if base is not None:
+                group["lr"] = base * float(group.get("lr_scale", 1.0))
+
+    def effective_lr(self, step: int) -> float | None:
+        """The step size actually used: scheduled lr x controller factor (x D-Adaptation/Prodigy's d)."""
+        opt = self.optimizer
+        group = opt.param_groups[0]
+        if hasattr(opt, "current_lr"):
+            try:
+                lr = float(opt.current_lr(0))
+            except Exception:  # noqa: BLE001 - an optimizer's own helper; fall back to the group
+                lr = None
+        else:
+            lr = None
+        if lr is None:
+            value = group.get("lr")
+            if callable(value):
+                value = value(int(group.get("steps", step)))
+            try:
+                lr = float(value) * (1.0 if self.manual_lr else float(group.get("lr_scale", 1.0)))
+            except (TypeError, ValueError):
+                return None
+        for key in ("d", "eta"):  # D-Adaptation / Prodigy: lr x d;  DoG: the step size eta
+            if key in group:
+                v = group[key]
+                v = v[0] if isinstance(v, (list, tuple)) else v
+                try:
+                    return lr * float(v) if key == "d" else float(v)
+                except (TypeError, ValueError):
+                    pass
+        return lr
+
+
+@dataclass(frozen=True)
+class Method:
+    """A parsed spec: an optimizer term, an optional schedule term, controller terms."""
+
+    optimizer: Term
+    schedule: Term | None = None
+    controllers: tuple[Term, ...] = ()
+
+    @property
+    def canonical(self) -> str:
+        """The normal form used as a key in the store: lowercase names, sorted arguments, Python reprs."""
+        return " + ".join(str(t) for t in self.terms)
+
+    def __str__(self) -> str:
+        return self.canonical
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        return (self.optimizer, *((self.schedule,) if self.schedule else ()), *self.controllers)
+
+    @property
+    def tuned(self) -> list[tuple[int, str]]:
+        """(term index, argument) of each ``?`` placeholder."""
+        return [(i, k) for i, t in enumerate(self.terms) for k, v in t.args if v is TUNE]
+
+    def fill(self, values: Mapping[str, Any]) -> Method:
+        """Replace ``?`` placeholders: keys are argument names, or ``"term.argument"`` to disambiguate."""
+        terms = []
+        for t in self.terms:
+            changes = {}
+            for k, v in t.args:
+                if v is TUNE:
+                    for key in (f"{t.name}.{k}", k):
+                        if key in values:
+                            changes[k] = values[key]
+                            break
+                    else:
+                        raise SpecError(f"no value given for '{t.name}({k}=?)'")
+            terms.append(t.with_args(**changes))
+        return _assemble(terms, self.canonical)
+
+    def without(self, arg: str = "lr") -> str:
+        """The canonical spec with ``arg`` removed from the optimizer term (groups an lr sweep)."""
+        opt = Term(self.optimizer.name, tuple((k, v) for k, v in self.optimizer.args if k != arg))
+        return " + ".join(str(t) for t in (opt, *self.terms[1:]))
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        name = self.optimizer.name
+        if name in _USER_OPTIMIZERS:
+            defaults = dict(_USER_OPTIMIZERS[name][1])
+        else:
+            defaults = dict(_OPTIMIZERS[name].defaults)
+        kwargs = {**defaults, **self.optimizer.kwargs}
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+    def validate(self) -> Method:
+        """Check that every term is offered now and every argument exists; raise :class:`SpecError` if not."""
+        if self.tuned:
+            raise SpecError(f"'{self.canonical}' has '?' placeholders; fill them (adaptlr tune does)")
+        cls = _resolve_class(self.optimizer.name)
+        if cls is None:
+            entry = _OPTIMIZERS.get(self.optimizer.name)
+            raise SpecError(f"method {self.optimizer.name!r} is not available in this adaptlr "
+                            f"(adaptlr.{entry.cls if entry else self.optimizer.name} does not exist yet)")
+        params = inspect.signature(cls).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            allowed = [p for p in params if p != "params"]
+            for k in self.optimizer.kwargs:
+                if k not in allowed:
+                    raise SpecError(f"{self.optimizer.name}: unknown argument {k!r}{_did_you_mean(k, allowed)} "
+                                    f"(arguments: {', '.join(allowed)})")
+        if self.schedule is not None and not _schedule_available(self.schedule.name):
+            raise SpecError(f"schedule {self.schedule.name!r} is not available (adaptlr.schedules lacks it)")
+        for c in self.controllers:
+            if _controller_class(c.name) is None:
+                raise SpecError(f"controller {c.name!r} is not available "
+                                f"(adaptlr.controllers.{_CONTROLLERS[c.name][0]} does not exist yet)")
+        return self
+
+    def build(self, params: Iterable[Any], total_steps: int, higher_is_better: bool = False) -> MethodBuild:
+        """Construct the optimizer (with its schedule) and controllers for a run of ``total_steps``."""
+        self.validate()
+        cls = _resolve_class(self.optimizer.name)
+        kwargs = self.optimizer_kwargs()
+        base_lr = kwargs.get("lr")
+        if base_lr is None:
+            p = inspect.signature(cls).parameters.get("lr")
+            base_lr = p.default if p is not None and p.default is not p.empty else None
+        base_lr = float(base_lr) if isinstance(base_lr, (int, float)) else None
+        schedule = None
+        if self.schedule is not None:
+            if base_lr is None:
+                raise SpecError(f"{self.optimizer.name} has no lr for the schedule {self.schedule} to scale")
+            schedule = _schedule(self.schedule, base_lr, total_steps)
+        native = cls.__module__.startswith("adaptlr")
+        if schedule is not None and native:
+            kwargs["lr"] = schedule
+        try:
+            optimizer = cls(params, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{self.canonical}: {e}") from None
+        controllers = []
+        for c in self.controllers:
+            ccls = _controller_class(c.name)
+            ckw = {**_CONTROLLERS[c.name][1], **c.kwargs}
+            ckw.setdefault("mode", "max" if higher_is_better else "min")
+            try:
+                controllers.append(ccls(optimizer, **ckw))
+            except TypeError as e:
+                raise SpecError(f"{c}: {e}") from None
+        manual = not native and (schedule is not None or bool(controllers))
+        return MethodBuild(optimizer, schedule, controllers, manual_lr=manual, base_lr=base_lr)
+
+
+def _duration(name: str, value: Any, total: int) -> int:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise SpecError(f"{name}={value!r}: expected a fraction of the run (0..1) or a number of steps")
+    return int(round(value * total)) if 0 < value < 1 or (isinstance(value, float) and value <= 1) else int(value)
+
+
+def _schedule(term: Term, lr: float, total: int) -> Any:
+    """Map a schedule term onto ``adaptlr.schedules`` factories; ``lr`` is the peak (the optimizer's lr)."""
+    from adaptlr import schedules as S
+
+    a = {**_SCHEDULES[term.name], **term.kwargs}
+    name = term.name
+    if name == "constant":
+        return S.constant(lr)
+    if name == "warmup":
+        return S.warmup(S.constant(lr), steps=max(1, _duration("steps", a["steps"], total)))
+    if name in ("cosine", "linear"):
+        w = _duration("warmup", a["warmup"], total)
+        rest = max(1, total - w)
+        body = (S.cosine(lr, steps=rest, final=lr * float(a["final"])) if name == "cosine"
+                else S.linear(lr, lr * float(a["final"]), steps=rest))
+        return S.warmup(body, steps=w) if w > 0 else body
+    if name == "step":
+        return S.step(lr, step_size=max(1, _duration("every", a["every"], total)), gamma=float(a["gamma"]))
+    if name == "one_cycle":
+        return S.one_cycle(lr, total_steps=total, pct_start=float(a["pct_start"]), anneal=a["anneal"],
+                           div_factor=float(a["div_factor"]), final_div_factor=float(a["final_div_factor"]))
+    if name == "wsd":
+        return S.wsd(lr, steps=total, warmup=_duration("warmup", a["warmup"], total),
+                     decay=_duration("decay", a["decay"], total), cooldown=a["cooldown"])
+    raise SpecError(f"unknown schedule {name!r}")  # pragma: no cover - checked at parse time
+
+
+def _all_names() -> list[str]:
+    return [*_OPTIMIZERS, *_USER_OPTIMIZERS, *_SCHEDULES, *_CONTROLLERS]
+
+
+def _literal(node: ast.AST, spec: str) -> Any:
+    if isinstance(node, ast.Name) and node.id == "__tune__":
+        return TUNE
+    if isinstance(node, ast.Name) and node.id in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[node.id]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_literal(e, spec) for e in node.elts)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise SpecError(f"in {spec!r}: {ast.unparse(node)!r} is not a literal value") from None
+
+
+def _term(node: ast.AST, spec: str) -> Term:
+    if isinstance(node, ast.Name):
+        return Term(node.id.lower())
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        name = node.func.id.lower()
+        if node.args:
+            if (name in _OPTIMIZERS or name in _USER_OPTIMIZERS) and len(node.args) == 1:
+                args = {"lr": _literal(node.args[0], spec)}
+            else:
+                raise SpecError(f"in {spec!r}: {name}() takes keyword arguments only (name=value)")
+        else:
+            args = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise SpecError(f"in {spec!r}: '**' is not allowed")
+            if kw.arg in args:
+                raise SpecError(f"in {spec!r}: {name}() got {kw.arg!r} twice")
+            args[kw.arg] = _literal(kw.value, spec)
+        return Term(name, tuple(sorted(args.items())))
+    raise SpecError(f"in {spec!r}: expected name or name(key=value, ...), got {ast.unparse(node)!r}")
+
+
+def _flatten(node: ast.AST, spec: str) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp):
+        if not isinstance(node.op, ast.Add):
+            raise SpecError(f"in {spec!r}: terms are joined with '+'")
+        return _flatten(node.left, spec) + _flatten(node.right, spec)
+    return [node]
+
+
+def _assemble(terms: list[Term], spec: str) -> Method:
+    opt, sched, ctrls = None, None, []
+    for t in terms:
+        if t.name in _OPTIMIZERS or t.name in _USER_OPTIMIZERS:
+            if opt is not None:
+                raise SpecError(f"in {spec!r}: two optimizers ({opt.name}, {t.name}); a method has one")
+            if t is not terms[0]:
+                raise SpecError(f"in {spec!r}: the optimizer term comes first")
+            opt = t
+        elif t.name in _SCHEDULES:
+            if sched is not None:
+                raise SpecError(f"in {spec!r}: two schedules ({sched.name}, {t.name}); a method has one")
+            _check_args(t, _SCHEDULES[t.name], spec)
+            sched = t
+        elif t.name in _CONTROLLERS:
+            ctrls.append(t)
+        else:
+            raise SpecError(f"in {spec!r}: unknown name {t.name!r}{_did_you_mean(t.name, _all_names())}")
+    if opt is None:
+        raise SpecError(f"in {spec!r}: no optimizer term (one of: {', '.join(_OPTIMIZERS)})")
+    return Method(opt, sched, tuple(ctrls))
+
+
+def _check_args(term: Term, allowed: Mapping[str, Any], spec: str) -> None:
+    for k in term.kwargs:
+        if k not in allowed:
+            raise SpecError(f"in {spec!r}: {term.name}() has no argument {k!r}{_did_you_mean(k, allowed)} "
+                            f"(arguments: {', '.join(allowed) or 'none'})")
+
+
+def parse_method(spec: str | Mapping[str, Any] | Method) -> Method:
+    """Parse a spec string (or a dict ``{"optimizer": {...}, "schedule": {...}, "controllers": [...]}``).
+
+    Raises :class:`SpecError` for syntax errors, unknown names (with a did-you-mean) and unknown arguments of
+    schedule and controller terms. Optimizer arguments are checked against the class by :meth:`Method.validate`
+    (the class is looked up then, so a spec parses even before its optimizer lands).
+    """
+    if isinstance(spec, Method):
+        return spec
+    if isinstance(spec, Mapping):
+        return _from_dict(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise SpecError(f"a method spec is a non-empty string, got {spec!r}")
+    text = spec.strip().replace("?", "__tune__")
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as e:
+        raise SpecError(f"cannot parse method spec {spec!r}: {e.msg} at column {e.offset}") from None
+    terms = [_term(n, spec) for n in _flatten(tree, spec)]
+    method = _assemble(terms, spec)
+    for c in method.controllers:
+        _check_args(c, {**_CONTROLLERS[c.name][1], "mode": None, "threshold": None, "cooldown": None,
+                        "min_scale": None}, spec)
+    return method
+
+
+def _from_dict(d: Mapping[str, Any]) -> Method:
+    def term(x: Any) -> str:
+        if isinstance(x, str):
+            return x
+        x = dict(x)
+        name = x.pop("name")
+        return name + "(" + ", ".join(f"{k}={_fmt(v) if v is not TUNE else '?'}" for k, v in x.items()) + ")"
+
+    parts = [term(d["optimizer"])]
+    if d.get("schedule"):
+        parts.append(term(d["schedule"]))
+    parts += [term(c) for c in d.get("controllers", ())]
+    return parse_method(" + ".join(parts))
+
+
+def method_to_dict(method: Method) -> dict[str, Any]:
+    """The dict form of a method (round-trips through :func:`parse_method`)."""
+
+    def term(t: Term) -> dict[str, Any]:
+        return {"name": t.name, **t.kwargs}
+
+    return {"optimizer": term(method.optimizer), "schedule": term(method.schedule) if method.schedule else None,
+            "controllers": [term(c) for c in method.controllers]}
+
+
+def split_methods(text: str) -> list[str]:
+    """Split a CLI ``--methods`` list on the commas that are outside parentheses."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur).strip())
+    return [s for s in out if s]

@@ -1,0 +1,388 @@
+"""Train tasks x methods x seeds, in parallel processes, into a :class:`~adaptlr.lab.store.Store`.
+
+>>> from adaptlr.lab.runner import train
+>>> result = train("linreg", "sgd(lr=0.05)", seed=0, steps=50)
+>>> result["diverged"], result["points"][-1]["step"]
+(False, 50)
+
+:func:`compare` skips (task, method, seed, budget) runs that the store already holds, so a comparison can be
+resumed after Ctrl-C or a kill and extended with more seeds or methods without redoing finished work.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue as queue_mod
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .methods import Method, parse_method
+from .store import Store, budget_key
+from .tasks import Task, get_task
+
+__all__ = ["CompareResult", "Interrupted", "Job", "compare", "train"]
+
+DIVERGE_FACTOR = 100.0  # a train loss this many times the first one (or a non-finite one) ends the run
+
+
+class Interrupted(Exception):
+    """Raised inside :func:`train` when its ``stop`` callback says so."""
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def train(task: str | Task, method: str | Method, seed: int = 0, *, steps: int | None = None,
+          batch_size: int | None = None, eval_every: int | None = None, log_every: int | None = None,
+          data_options: Mapping[str, Any] | None = None,
+          on_chunk: Callable[[list[dict[str, Any]]], None] | None = None,
+          progress: Callable[[int, int, float], None] | None = None,
+          stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train one (task, method, seed) and return its summary and logged points.
+
+    Every ``log_every`` steps a point records the mean train loss since the last point, the scheduled lr, the
+    effective lr and the wall time; every ``eval_every`` steps (and at the end) also the test metric and loss.
+    ``on_chunk`` receives the points since the previous call after each evaluation except the last (those
+    come back in the result). Training stops early, marked ``diverged``, on a non-finite train loss or one
+    ``DIVERGE_FACTOR`` times the first.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    method = parse_method(method)
+    steps = int(steps or task.steps)
+    batch_size = int(batch_size or task.batch_size)
+    eval_every = int(eval_every or task.eval_every or max(1, steps // 10))
+    log_every = int(log_every or max(1, min(eval_every, steps // 100)))
+    data = task.data(**(data_options or {}))
+
+    torch.manual_seed(seed)
+    model = task.model()
+    model.train()
+    build = method.build(model.parameters(), steps, task.higher_is_better)
+    opt = build.optimizer
+    has_modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
+    if has_modes:
+        opt.train()
+    gen = torch.Generator().manual_seed(seed)
+    batches = data.batches(batch_size, gen)
+
+    points: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    best: float | None = None
+    metric: float | None = None
+    first_loss: float | None = None
+    window: list[float] = []
+    diverged = False
+    start = time.perf_counter()
+    step = 0
+    lr = eff = None
+    report_every = max(1, steps // 50)
+    while step < steps:
+        if stop is not None and stop():
+            raise Interrupted
+        build.before_step(step)
+        lr, eff = build.lr(step), build.effective_lr(step)
+        x, y = next(batches)
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss(model(x), y)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        step += 1
+        if first_loss is None:
+            first_loss = abs(value) if math.isfinite(value) else 1.0
+        window.append(value)
+        diverged = not math.isfinite(value) or abs(value) > DIVERGE_FACTOR * max(first_loss, 1e-12)
+        do_eval = step % eval_every == 0 or step == steps or diverged
+        if step % log_every == 0 or do_eval:
+            point = {"step": step, "train_loss": _finite(sum(window) / len(window)), "lr": _finite(lr),
+                     "eff_lr": _finite(eff), "metric": None, "test_loss": None}
+            window = []
+            if do_eval:
+                if has_modes:
+                    opt.eval()
+                m, tl = task.evaluate(model, data)
+                if has_modes:
+                    opt.train()
+                metric = _finite(m)
+                point["metric"], point["test_loss"] = metric, _finite(tl)
+                if metric is not None:
+                    better = best is None or (metric > best if task.higher_is_better else metric < best)
+                    best = metric if better else best
+                    for c in build.controllers:
+                        c.observe(metric)
+            point["wall"] = time.perf_counter() - start
+            points.append(point)
+            pending.append(point)
+            if do_eval and on_chunk is not None and step < steps and not diverged:
+                on_chunk(pending)
+                pending = []
+        if progress is not None and (step % report_every == 0 or step == steps):
+            progress(step, steps, value)
+        if diverged:
+            break
+    wall = time.perf_counter() - start
+    return {"steps_done": step, "wall": wall, "final_metric": metric, "best_metric": best, "diverged": diverged,
+            "points": points, "last_chunk": pending}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (task, method, seed, budget) run."""
+
+    task: str
+    method: str  # canonical form
+    seed: int
+    steps: int
+    batch_size: int
+    eval_every: int | None = None
+    data_dir: str | None = None
+
+    @property
+    def budget(self) -> str:
+        return budget_key(self.steps, self.batch_size, eval=self.eval_every, data=self.data_dir)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} s{self.seed}"
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare` did: runs trained now, runs already in the store, failures, and whether it was
+    interrupted (finished runs are kept either way)."""
+
+    done: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _config(job: Job, task: Task, method: Method) -> dict[str, Any]:
+    from .methods import method_to_dict
+
+    return {**asdict(job), "metric": task.metric, "higher_is_better": task.higher_is_better, "target": task.target,
+            "method_dict": method_to_dict(method), "torch": torch.__version__, "budget": job.budget}
+
+
+def run_job(job: Job, store_path: str, progress: Callable[[int, int, float], None] | None = None,
+            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train ``job`` and write it to the store at ``store_path`` (chunk by chunk; the last chunk and the ``done``
+    status in one transaction). On an exception the run's rows are removed again, so it is redone later."""
+    task = get_task(job.task)
+    method = parse_method(job.method)
+    with Store(store_path) as store:
+        run_id = store.start_run(job.task, job.method, job.seed, job.budget, _config(job, task, method))
+        try:
+            result = train(task, method, job.seed, steps=job.steps, batch_size=job.batch_size,
+                           eval_every=job.eval_every, data_options={"data_dir": job.data_dir} if job.data_dir else None,
+                           on_chunk=lambda pts: store.add_points(run_id, pts), progress=progress, stop=stop)
+        except BaseException:
+            _forget(store, run_id)
+            raise
+        store.finish_run(run_id, result["last_chunk"], result)
+    return {k: v for k, v in result.items() if k not in ("points", "last_chunk")}
+
+
+def _forget(store: Store, run_id: int) -> None:
+    try:
+        with store._tx() as c:
+            c.execute("DELETE FROM points WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (run_id,))
+    except Exception:  # noqa: BLE001 - the run stays 'running' and is redone on resume
+        pass
+
+
+# ---- parallel execution ---------------------------------------------------------------------------------------
+_Q: Any = None
+_STOP: Any = None
+
+
+def _init_worker(q: Any, stop: Any) -> None:
+    import signal
+
+    global _Q, _STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells workers through `stop`
+    torch.set_num_threads(1)
+    _Q, _STOP = q, stop
+
+
+def _worker(index: int, job: Job, store_path: str) -> tuple[int, dict[str, Any] | None, str | None]:
+    def progress(step: int, total: int, loss: float) -> None:
+        _Q.put(("step", index, step, total, loss))
+
+    _Q.put(("start", index, 0, job.steps, float("nan")))
+    try:
+        return index, run_job(job, store_path, progress, stop=_STOP.is_set), None
+    except Interrupted:
+        return index, None, "interrupted"
+    except Exception:  # noqa: BLE001 - reported by the parent, the other runs go on
+        return index, None, traceback.format_exc(limit=3)
+    finally:
+        _Q.put(("end", index, 0, 0, float("nan")))
+
+
+class _Bars:
+    """rich progress: one bar overall and one per running job (or nothing when ``enabled`` is false)."""
+
+    def __init__(self, jobs: Sequence[Job], enabled: bool) -> None:
+        self.jobs = jobs
+        self.progress = None
+        self.ids: dict[int, Any] = {}
+        if enabled and jobs:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("{task.description}", style="bold"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
+                                     TimeRemainingColumn())
+            self.overall = self.progress.add_task("all runs", total=len(jobs), loss="")
+
+    def __enter__(self) -> _Bars:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, kind: str, index: int, step: int, total: int, loss: float) -> None:
+        if self.progress is None:
+            return
+        if kind == "start":
+            job = self.jobs[index]
+            self.ids[index] = self.progress.add_task(f"{job.task}: {job.label}"[:60], total=total, loss="")
+        elif kind == "step" and index in self.ids:
+            self.progress.update(self.ids[index], completed=step, loss=f"loss {loss:.4g}")
+        elif kind == "end" and index in self.ids:
+            self.progress.remove_task(self.ids.pop(index))
+            self.progress.advance(self.overall)
+
+
+def plan(tasks: Sequence[str], methods: Sequence[str | Method], seeds: int | Sequence[int], *,
+         steps: int | None = None, batch_size: int | None = None, eval_every: int | None = None,
+         data_dir: str | None = None) -> list[Job]:
+    """The jobs of a comparison (methods validated now, so a typo fails before any training)."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    parsed = [parse_method(m).validate() for m in methods]
+    jobs = []
+    for t in tasks:
+        task = get_task(t)
+        for m in parsed:
+            for s in seed_list:
+                jobs.append(Job(task.name, m.canonical, s, int(steps or task.steps),
+                                int(batch_size or task.batch_size), eval_every, data_dir))
+    return jobs
+
+
+def compare(tasks: str | Sequence[str], methods: Sequence[str | Method], seeds: int | Sequence[int] = 3, *,
+            store: str = "runs.db", jobs: int = 1, steps: int | None = None, batch_size: int | None = None,
+            eval_every: int | None = None, data_dir: str | None = None, progress: bool = True,
+            console: Any = None) -> CompareResult:
+    """Train every (task, method, seed) not already in ``store``; ``jobs`` > 1 trains in worker processes.
+
+    Ctrl-C stops cleanly: runs in progress are dropped (they are redone next time), finished ones are kept.
+    """
+    task_list = [tasks] if isinstance(tasks, str) else list(tasks)
+    all_jobs = plan(task_list, methods, seeds, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                    data_dir=data_dir)
+    result = CompareResult()
+    with Store(store) as st:
+        todo = []
+        for j in all_jobs:
+            (result.skipped if st.status(j.task, j.method, j.seed, j.budget) == "done" else todo).append(j)
+    if not todo:
+        return result
+    with _Bars(todo, progress) as bars:
+        if jobs <= 1:
+            _compare_inline(todo, store, bars, result)
+        else:
+            _compare_parallel(todo, store, jobs, bars, result)
+    if console is not None:
+        for job, err in result.failed:
+            console.print(f"[red]failed[/red] {job.task} / {job.label}: {err.strip().splitlines()[-1]}")
+    return result
+
+
+def _compare_inline(todo: list[Job], store: str, bars: _Bars, result: CompareResult) -> None:
+    for i, job in enumerate(todo):
+        bars.update("start", i, 0, job.steps, float("nan"))
+        try:
+            run_job(job, store, lambda s, n, loss, i=i: bars.update("step", i, s, n, loss))
+            result.done.append(job)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            return
+        except Exception:  # noqa: BLE001 - one failing method does not stop the comparison
+            result.failed.append((job, traceback.format_exc(limit=3)))
+        finally:
+            bars.update("end", i, 0, 0, float("nan"))
+
+
+def _compare_parallel(todo: list[Job], store: str, jobs: int, bars: _Bars, result: CompareResult) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    q, stop = ctx.Queue(), ctx.Event()
+    alive = threading.Event()
+    alive.set()
+
+    def pump() -> None:
+        while alive.is_set() or not q.empty():
+            try:
+                msg = q.get(timeout=0.1)
+            except queue_mod.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            bars.update(*msg)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo), os.cpu_count() or 1) if jobs else 1,
+                               mp_context=ctx, initializer=_init_worker, initargs=(q, stop))
+    futures = {pool.submit(_worker, i, job, store): job for i, job in enumerate(todo)}
+    try:
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2)
+            for f in finished:
+                _collect(f, futures[f], result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        stop.set()
+        for f in futures:
+            f.cancel()
+        for f in futures:
+            if not f.cancelled():
+                try:
+                    _collect(f, futures[f], result, timeout=120)
+                except Exception:  # noqa: BLE001
+                    pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        alive.clear()
+        thread.join(timeout=2)
+
+
+def _collect(f: Any, job: Job, result: CompareResult, timeout: float | None = None) -> None:
+    try:
+        _, summary, err = f.result(timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OS
+        result.failed.append((job, repr(e)))
+        return
+    if err == "interrupted":
+        result.interrupted = True
+    elif err is not None:
+        result.failed.append((job, err))
+    else:
+        result.done.append(job)
