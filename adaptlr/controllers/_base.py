@@ -1,0 +1,93 @@
+"""The `Controller` base class: a multiplicative factor on each param group's learning rate."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+__all__ = ["Controller"]
+
+
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """A real number in the given range, else a ``ValueError`` naming the argument, the value and the range."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        v = float(value)
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number in {lo}{low}, {high}{hi})")
+    return float(value)
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"Invalid {name}: {value!r} (expected an integer >= {minimum})")
+    return int(value)
+
+
+class Controller:
+    r"""Owns a multiplicative factor :math:`c_i` on the learning rate of each param group ``i``.
+
+    The effective lr is :math:`lr_i = schedule_i(t) \cdot \prod_k c_{k,i}` over the controllers ``k``
+    attached to the optimizer. Each controller multiplies its changes into ``group["lr_scale"]``; adaptlr's
+    optimizers (``supports_lr_scale = True``) apply that product themselves, and for any other
+    ``torch.optim`` optimizer the controller also rescales ``group["lr"]`` (and
+    :func:`adaptlr.schedules.as_torch_scheduler` multiplies ``lr_scale`` in, so schedules and controllers
+    compose there too).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
+        self.optimizer = optimizer
+        self._factors = [1.0] * len(optimizer.param_groups)
+        self._native = bool(getattr(type(optimizer), "supports_lr_scale", False))
+
+    @property
+    def factor(self) -> float:
+        """This controller's factor on the lr of the first param group."""
+        return self._factors[0]
+
+    @property
+    def factors(self) -> list[float]:
+        """This controller's factor on each param group's lr."""
+        return list(self._factors)
+
+    def current_lr(self, group_index: int = 0) -> float:
+        """The lr the next step of a group will use (schedule value x every controller's factor)."""
+        if hasattr(self.optimizer, "current_lr"):
+            return float(self.optimizer.current_lr(group_index))
+        return float(self.optimizer.param_groups[group_index]["lr"])
+
+    def _set_factor(self, index: int, new: float, new_lr: float | None = None) -> None:
+        """Move group ``index``'s factor to ``new`` (``new_lr``: the exact lr to write on a torch optimizer)."""
+        old = self._factors[index]
+        if new == old:
+            return
+        ratio = new / old
+        group = self.optimizer.param_groups[index]
+        group["lr_scale"] = float(group.get("lr_scale", 1.0)) * ratio
+        if not self._native:
+            lr = float(group["lr"]) * ratio if new_lr is None else new_lr
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._factors[index] = new
+
+    def _set_all(self, new: float) -> None:
+        for i in range(len(self._factors)):
+            self._set_factor(i, new)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's state (plain Python values; loads with ``torch.load(weights_only=True)``)."""
+        return {"factors": list(self._factors)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state; the optimizer's own ``load_state_dict`` restores ``lr`` and ``lr_scale``."""
+        self._factors = [float(f) for f in state_dict["factors"]]

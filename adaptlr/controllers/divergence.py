@@ -1,0 +1,132 @@
+"""Detect a diverging loss, roll model and optimizer back to the last good snapshot, cut the lr, go on."""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from collections import deque
+from typing import Any
+
+import torch
+
+from ._base import Controller, check_count, check_number
+
+__all__ = ["DivergenceGuard", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after ``max_rollbacks`` rollbacks in a row without a new good snapshot."""
+
+
+class DivergenceGuard(Controller):
+    r"""Watch the loss; on divergence restore the last good snapshot of model and optimizer and cut the lr.
+
+    A loss :math:`L` diverges when it is not finite, or when, with at least ``min_history`` good losses seen,
+
+    .. math:: L > \mathrm{med} + (ratio - 1)\,|\mathrm{med}|
+
+    with :math:`\mathrm{med}` the median of the last ``window`` good losses (for positive losses:
+    :math:`L > ratio \cdot \mathrm{med}`). Then the model's and the optimizer's state dicts saved at the last
+    snapshot are loaded back, and the factor is multiplied by ``factor``. A snapshot is taken at construction
+    and then after every ``snapshot_every`` good observations, so a rollback never loses more than
+    ``snapshot_every`` steps of work. The snapshots live in memory (on the tensors' devices).
+
+    Call :meth:`observe` with each loss *before* ``backward``; it returns False after a rollback, and then the
+    step must be skipped (the restored parameters no longer match the graph of that loss)::
+
+        loss = loss_fn(model(x), y)
+        if guard.observe(loss):
+            loss.backward(); opt.step()
+        opt.zero_grad()
+
+    Args:
+        model: the ``torch.nn.Module`` being trained. optimizer: its optimizer.
+        factor: lr cut per rollback, in (0, 1) (default 0.5). snapshot_every: steps between snapshots
+        (default 100). ratio: explosion ratio (default 10). window: losses in the running median (default 50).
+        min_history: good losses needed before the ratio test applies (default 5).
+        max_rollbacks: rollbacks in a row (without a new snapshot) before :class:`TrainingDiverged`
+        (default 10).
+
+    >>> import torch
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> guard = DivergenceGuard(model, opt, snapshot_every=10)
+    >>> guard.observe(torch.tensor(float("nan"))), guard.factor, opt.param_groups[0]["lr"]
+    (False, 0.5, 0.05)
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, factor: float = 0.5,
+                 snapshot_every: int = 100, ratio: float = 10.0, window: int = 50, min_history: int = 5,
+                 max_rollbacks: int = 10) -> None:
+        super().__init__(optimizer)
+        self.model = model
+        self.cut = check_number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.snapshot_every = check_count("snapshot_every", snapshot_every, 1)
+        self.ratio = check_number("ratio", ratio, 1.0, low_open=True)
+        self.window = check_count("window", window, 1)
+        self.min_history = check_count("min_history", min_history, 1)
+        self.max_rollbacks = check_count("max_rollbacks", max_rollbacks, 1)
+        self.history: deque[float] = deque(maxlen=self.window)
+        self.steps = 0  #: observations so far
+        self.rollbacks = 0  #: rollbacks so far
+        self._in_a_row = 0
+        self.snapshot_step = 0
+        self._snapshot: dict[str, Any] = {}
+        self.take_snapshot()
+
+    def take_snapshot(self) -> None:
+        """Save the model's and the optimizer's state (deep copies) and this controller's factors."""
+        self._snapshot = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "factors": list(self._factors),
+        }
+        self.snapshot_step = self.steps
+        self._in_a_row = 0
+
+    def is_divergent(self, loss: float) -> bool:
+        """Whether ``loss`` counts as a divergence given the recent good losses."""
+        if not math.isfinite(loss):
+            return True
+        if len(self.history) < self.min_history:
+            return False
+        med = statistics.median(self.history)
+        return loss > med + (self.ratio - 1.0) * abs(med)
+
+    def observe(self, value: float | torch.Tensor) -> bool:
+        """Record a loss; return True if training may step on it, False after a rollback (skip the step)."""
+        loss = float(value.detach() if isinstance(value, torch.Tensor) else value)
+        self.steps += 1
+        if self.is_divergent(loss):
+            self.rollback()
+            return False
+        self.history.append(loss)
+        if self.steps - self.snapshot_step >= self.snapshot_every:
+            self.take_snapshot()
+        return True
+
+    def rollback(self) -> None:
+        """Restore the last snapshot and multiply the factor by ``factor``."""
+        self._in_a_row += 1
+        if self._in_a_row > self.max_rollbacks:
+            raise TrainingDiverged(f"the loss diverged {self.max_rollbacks} times in a row after restoring the "
+                                   f"snapshot of step {self.snapshot_step}; lr factor now {self.factor:.3g}")
+        self.rollbacks += 1
+        current = list(self._factors)
+        self.model.load_state_dict(self._snapshot["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(self._snapshot["optimizer"]))  # torch aliases tensors
+        self._factors = list(self._snapshot["factors"])  # what the restored groups carry
+        for i, f in enumerate(current):
+            self._set_factor(i, f * self.cut)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": list(self.history), "steps": self.steps,
+                "rollbacks": self.rollbacks, "snapshot_step": self.snapshot_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the counters; a fresh snapshot of the (already restored) model and optimizer is taken."""
+        super().load_state_dict(state_dict)
+        self.history = deque(state_dict["history"], maxlen=self.window)
+        self.steps, self.rollbacks = state_dict["steps"], state_dict["rollbacks"]
+        self.take_snapshot()
