@@ -69,3 +69,41 @@ def test_optimizer_matches_reference(name, draw, engine):
             else:
                 got = got.detach().numpy() if torch.is_tensor(got) else np.asarray(got)
                 np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL, err_msg=f"{what}: state {key} of {i}")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", list(DRAWS))
+def test_param_groups_schedule_and_lr_scale(name, engine):
+    """Two groups with different hyperparameters; group 0's lr is a schedule, group 1 has lr_scale = 0.5.
+
+    The reference is one instance per group whose ``lr`` is set before each step: schedule(completed steps)
+    for group 0, 0.5 * lr for group 1 (the contract: effective lr = lr value x group["lr_scale"]).
+    """
+    seed = zlib.crc32(f"groups-{name}".encode())
+    rng = np.random.default_rng(seed)
+    kw0, kw1 = DRAWS[name](rng), DRAWS[name](rng)
+    kw1["maximize"] = kw0.get("maximize", False)  # one objective for both groups
+    init = make_problem(seed)[0]
+    grad = quadratic_gradient(seed, kw0.get("maximize", False))
+    base0, base1 = kw0.pop("lr"), kw1.pop("lr")
+
+    def schedule(step):
+        return base0 / (1 + step % 5)
+
+    ref_params = [x.copy() for x in init]
+    refs = [getattr(reference, name)(ref_params[:2], **kw0), getattr(reference, name)(ref_params[2:], **kw1)]
+    params = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in init]
+    groups = [dict(params=params[:2], lr=schedule, **kw0), dict(params=params[2:], lr=base1, **kw1)]
+    opt = getattr(adaptlr, name)(groups, **ENGINES[engine])
+    opt.param_groups[1]["lr_scale"] = 0.5
+    for t in range(30):
+        refs[0].lr, refs[1].lr = schedule(t), 0.5 * base1
+        g = grad(ref_params, t)
+        refs[0].step(g[:2])
+        refs[1].step(g[2:])
+        for p, g in zip(params, grad([p.detach().numpy() for p in params], t), strict=True):
+            p.grad = torch.from_numpy(g)
+        opt.step()
+    for i, (r, p) in enumerate(zip(ref_params, params, strict=True)):
+        np.testing.assert_allclose(p.detach().numpy(), r, rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{name} [{engine}] {kw0} / {kw1}: param {i}")
