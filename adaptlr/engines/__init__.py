@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from ._foreach import ForeachEngine
@@ -20,15 +19,16 @@ def fused_available() -> bool:
     return available()
 
 
-@cache
+_instances: dict[str, Any] = {"foreach": ForeachEngine(), "loop": LoopEngine()}
+
+
 def get_engine(name: str) -> Any:
     """The engine called ``name`` (one of :data:`ENGINES`); engines are shared singletons."""
-    if name == "fused":
+    engine = _instances.get(name)
+    if engine is None:
+        if name != "fused":
+            raise ValueError(f"unknown engine {name!r}; expected one of {ENGINES}")
         from ._numba import NumbaEngine
 
-        return NumbaEngine()
-    if name == "foreach":
-        return ForeachEngine()
-    if name == "loop":
-        return LoopEngine()
-    raise ValueError(f"unknown engine {name!r}; expected one of {ENGINES}")
+        engine = _instances[name] = NumbaEngine()
+    return engine

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from .. import rules
-from ._base import ENGINE_DOC, Optimizer
+from ._base import ENGINE_DOC, Optimizer, scalar_dtype
 from ._validation import check_real
 
 
@@ -45,7 +45,7 @@ class Adagrad(Optimizer):
                 self._init_state(group, p, self.state[p])
 
     def _init_state(self, group, p, state):
-        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
         init = complex(group["initial_accumulator_value"], group["initial_accumulator_value"]) \
             if p.is_complex() else group["initial_accumulator_value"]
         state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from .. import rules
+from ..rules import _math
 from ._base import ENGINE_DOC, Optimizer
 from ._validation import check_betas, check_bool, check_real
 
@@ -54,7 +54,7 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
-        scalars = (lr / (1 - beta1**step), beta1, beta2, group["eps"], math.sqrt(1 - beta2**step), wd,
+        scalars = (lr / (1 - beta1**step), beta1, beta2, group["eps"], _math.sqrt(1 - beta2**step), wd,
                    1 - lr * wd)
         return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled, group["amsgrad"])
 

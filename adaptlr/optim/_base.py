@@ -28,6 +28,11 @@ def _is_schedule(lr: Any) -> bool:
     return callable(lr) and not isinstance(lr, torch.Tensor)
 
 
+def scalar_dtype() -> torch.dtype:
+    """The dtype of scalar state (``step``), as torch.optim: float64 under a float64 default dtype."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def _real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
@@ -109,7 +114,7 @@ class Optimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------------------------ subclass hooks
     def _init_state(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> None:
         """Create the state of a parameter on its first step (default: a float32 ``step`` and zero tensors)."""
-        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
         for name in self._present_states(group):
             if name is not None:
                 state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -122,6 +127,10 @@ class Optimizer(torch.optim.Optimizer):
         """Advance per-parameter scalar state (default: ``step += 1``); return one bucket key per parameter."""
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1.0)
+        if torch.compiler.is_compiling():
+            # keep the step a tensor, so per-step scalars are graph values rather than constants that would
+            # recompile the step every time; under torch.compile a group's parameters share one step count
+            return [steps[0]] * len(steps)
         return torch.stack(steps).tolist() if len(steps) > 1 else [float(steps[0])]
 
     def _scalars(self, group: dict[str, Any], key: Any, lr: Any) -> tuple[Sequence[Any], Sequence[bool]]:
@@ -188,7 +197,9 @@ class Optimizer(torch.optim.Optimizer):
                 columns: list[Any] = [[_real(params[i]) for i in part], [_real(grads[i]) for i in part]]
                 columns += [[_real(states[i][n]) for i in part] if n is not None else 0.0 for n in names]
                 get_engine(name).apply(self.rule, columns, writes, scalars, flags)
-        group["steps"] = group.get("steps", 0) + 1
+        if not torch.compiler.is_compiling() or _is_schedule(group["lr"]):
+            # a Python int read under torch.compile is a guard: count steps there only when a schedule needs it
+            group["steps"] = group.get("steps", 0) + 1
 
     @staticmethod
     def _partition(engine: str | None, grads: list[torch.Tensor], params: list[torch.Tensor],

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from .. import rules
-from ._base import ENGINE_DOC, Optimizer
+from ..rules import _math
+from ._base import ENGINE_DOC, Optimizer, scalar_dtype
 from ._validation import check_betas, check_bool, check_real
 
 
@@ -47,7 +48,7 @@ class NAdam(Optimizer):
 
     def _init_state(self, group, p, state):
         super()._init_state(group, p, state)
-        state["mu_product"] = torch.ones((), dtype=torch.float32)
+        state["mu_product"] = torch.ones((), dtype=scalar_dtype())
 
     def _mu(self, group, step):
         return group["betas"][0] * (1.0 - 0.5 * 0.96 ** (step * group["momentum_decay"]))

@@ -1,0 +1,200 @@
+"""DoG and LDoG (Ivgi, Hinder & Carmon, 2023), and the polynomial-decay iterate averager they use."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..engines import get_engine
+from ..optim._base import ENGINE_DOC
+from ..optim._validation import check_real
+from ..rules.free_dog import dog, dog_first_stats, dog_stats, polynomial_average
+from ._base import FREE_DOC, FreeOptimizer
+
+__all__ = ["DoG", "LDoG", "PolynomialDecayAverager"]
+
+
+class DoG(FreeOptimizer):
+    __doc__ = r"""DoG, "Distance over Gradients": SGD whose step size is the distance travelled over the root of
+    the summed squared gradient norms; matches ``dog-optimizer`` 1.0.3 (``dog.DoG``).
+
+    .. math::
+        \bar r_t = \max(r_\epsilon, \max_{i \le t}\|x_i - x_0\|), \quad r_\epsilon = reps\_rel\,(1 + \|x_0\|),
+        \quad \eta_t = lr\,\bar r_t / \sqrt{\epsilon + \textstyle\sum_{i \le t}\|g_i\|^2}, \quad
+        x_{t+1} = x_t - \eta_t g_t
+
+    Use it with iterate averaging (:class:`PolynomialDecayAverager`), as the paper does.
+
+    Args:
+        params: parameters or param groups.
+        reps_rel (float): relative size of the first step (default 1e-6; 1e-4 with batch norm).
+        lr (float or schedule): the paper's ``c`` (default 1; leave it).
+        weight_decay (float): L2 penalty added to the gradient (default 0).
+        eps (float): added to the sum of squared gradient norms (default 1e-8).
+        init_eta (float, optional): the first step size, overriding ``reps_rel``.
+    """ + FREE_DOC.replace("(default False, as the\n        reference packages)",
+                           "(default True here: the package keeps one per group)") + ENGINE_DOC + r"""
+    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta`` of group ``i``.
+
+    >>> opt = DoG(model.parameters())  # doctest: +SKIP
+    """
+
+    def __init__(self, params: Iterable[Any], reps_rel: float = 1e-6, lr: Any = 1.0, weight_decay: float = 0.0,
+                 eps: float = 1e-8, init_eta: float | None = None, *, per_group_d: bool = True,
+                 process_group: Any = None, foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str | None = None) -> None:
+        if init_eta is not None:
+            check_real("init_eta", init_eta, 0.0, low_open=True)
+            reps_rel = 0.0
+        else:
+            check_real("reps_rel", reps_rel, 0.0, low_open=True)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_real("eps", eps, 0.0)
+        defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta)
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+
+    def _init_state(self, group, p, state):
+        state["x0"] = torch.empty_like(p, memory_format=torch.preserve_format)  # filled by the first step
+
+    def _reduce(self, groups):
+        first = "rbar" not in groups[0]
+        dist_sq, grad_sq = 0.0, 0.0
+        for group in groups:
+            params, grads, states = self._active(group)
+            if not params:
+                continue
+            wd = group["weight_decay"]
+            cols = [params, grads, [s["x0"] for s in states]]
+            if first:  # x0 <- p; sums ||x0||^2 and ||g||^2
+                a, b = self._apply(group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,),
+                                   n_sums=2)
+            else:
+                a, b = self._apply(group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2)
+            dist_sq += a
+            grad_sq += b
+        return [dist_sq, grad_sq]
+
+    def _update(self, groups, sums):
+        g0 = groups[0]
+        dist_sq, grad_sq = sums
+        if "rbar" not in g0:
+            rbar = g0["reps_rel"] * (1 + math.sqrt(dist_sq))
+            G = grad_sq + g0["eps"]
+        else:
+            rbar = max(g0["rbar"], math.sqrt(dist_sq))
+            G = g0["G"] + grad_sq
+        if not G > 0:
+            raise RuntimeError(f"DoG cannot work when G is not strictly positive, got {G}")
+        first = "rbar" not in g0
+        for group in groups:
+            eta = float(self._lr(group)) * rbar / math.sqrt(G)
+            if first and group["init_eta"] is not None:
+                eta = group["init_eta"]
+            group.update(rbar=rbar, G=G, eta=eta)
+            params, grads, _ = self._active(group)
+            if params:
+                wd = group["weight_decay"]
+                self._apply(group, dog, [params, grads], writes=(0,), scalars=(wd, eta), flags=(wd > 0,))
+            group["steps"] = group.get("steps", 0) + 1
+
+    def effective_lr(self, group_index: int = 0) -> float:
+        """The step size of the last step (0 before the first); for LDoG, the largest over the tensors."""
+        eta = self.param_groups[group_index].get("eta", 0.0)
+        return float(max(eta)) if isinstance(eta, list) else float(eta)
+
+
+class LDoG(DoG):
+    __doc__ = r"""Layer-wise DoG: the DoG step size computed for each tensor on its own; matches ``dog.LDoG``.
+
+    Same arguments as :class:`DoG`. Group keys ``rbar``, ``G`` and ``eta`` are lists (one entry per tensor
+    with a gradient). The per-tensor sums need no all-reduce when whole tensors live on each rank (ZeRO, a
+    manual split), so ``process_group`` is accepted and unused.
+    """
+
+    def _reduce(self, groups):
+        return []
+
+    def _update(self, groups, sums):
+        for group in groups:
+            params, grads, states = self._active(group)
+            if not params:
+                continue
+            first = "rbar" not in group
+            wd = group["weight_decay"]
+            fn = dog_first_stats if first else dog_stats
+            writes = (2,) if first else ()
+            per = [self._apply(group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,),
+                               n_sums=2) for p, g, s in zip(params, grads, states, strict=True)]
+            if first:
+                rbar = [group["reps_rel"] * (1 + math.sqrt(a)) for a, _ in per]
+                G = [b + group["eps"] for _, b in per]
+            else:
+                rbar = [max(r, math.sqrt(a)) for r, (a, _) in zip(group["rbar"], per, strict=True)]
+                G = [G0 + b for G0, (_, b) in zip(group["G"], per, strict=True)]
+            if not all(x > 0 for x in G):
+                raise RuntimeError(f"DoG cannot work when G is not strictly positive, got {G}")
+            lr = float(self._lr(group))
+            eta = [lr * r / math.sqrt(x) for r, x in zip(rbar, G, strict=True)]
+            if first and group["init_eta"] is not None:
+                eta = [group["init_eta"]] * len(eta)
+            group.update(rbar=rbar, G=G, eta=eta)
+            for p, g, e in zip(params, grads, eta, strict=True):
+                self._apply(group, dog, [[p], [g]], writes=(0,), scalars=(wd, e), flags=(wd > 0,))
+            group["steps"] = group.get("steps", 0) + 1
+
+
+class PolynomialDecayAverager:
+    r"""Polynomial-decay averaging of a model's weights (Shamir & Zhang, 2013), as the DoG paper uses:
+
+    .. math:: \bar x_t = (1 - w_t)\,\bar x_{t-1} + w_t x_t, \quad w_t = \frac{1 + \gamma}{t + \gamma}
+
+    Matches ``dog.PolynomialDecayAverager``: every floating-point entry of the model's ``state_dict`` is
+    averaged, integer buffers (batch-norm counters) are copied.
+
+    >>> averager = PolynomialDecayAverager(model, gamma=8.0)  # doctest: +SKIP
+    >>> opt.step(); averager.step()                             # doctest: +SKIP
+    >>> evaluate(averager.averaged_model)                       # doctest: +SKIP
+    """
+
+    def __init__(self, model: torch.nn.Module, gamma: float = 8.0) -> None:
+        check_real("gamma", gamma, 0.0)
+        self.model, self.gamma, self.t = model, gamma, 1
+        self.av_model = copy.deepcopy(model)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        w = (self.gamma + 1) / (self.gamma + self.t)
+        src, dst = self.model.state_dict(), self.av_model.state_dict()
+        avg, cur = [], []
+        for k, v in src.items():
+            if v.is_floating_point():
+                avg.append(dst[k])
+                cur.append(v.detach())
+            else:
+                dst[k].copy_(v)
+        if avg:
+            get_engine("foreach").apply(polynomial_average, [avg, cur], (0,), (w,))
+        self.t += 1
+
+    def reset(self) -> None:
+        self.t = 1
+
+    @property
+    def averaged_model(self) -> torch.nn.Module:
+        return self.av_model
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        return self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "av_model": self.av_model.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.t = state_dict["t"]
+        self.av_model.load_state_dict(state_dict["av_model"])
