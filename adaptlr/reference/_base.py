@@ -8,6 +8,11 @@ gradient is ``None`` is skipped (its state is untouched).
 
 Per-step scalars (bias corrections, step sizes) are computed with Python floats in the same order as
 ``torch.optim``'s single-tensor path, so the two agree to rounding in the elementwise arithmetic only.
+
+``step`` is an exact Python int. torch.optim keeps it (and NAdam's ``mu_product``) in a 0-dim tensor of the
+*default* dtype: float32 unless ``torch.set_default_dtype(torch.float64)``, so torch's ``step`` stops
+counting at 2**24 = 16,777,216 (``16777216.0 + 1 == 16777216.0`` in float32) and NAdam's ``mu_product``
+carries float32 rounding; compare with torch under a float64 default dtype.
 """
 
 from __future__ import annotations
