@@ -1,0 +1,87 @@
+"""adaptlr.free against the reference packages: 200 steps, random problems and hyperparameters, every engine,
+float64 (rtol 1e-8) and float32 (rtol 1e-5); multiple param groups; effective_lr."""
+
+import contextlib
+import io
+import logging
+
+import numpy as np
+import pytest
+import torch
+from test_free_common import assert_close, make_problem, run_torch
+from test_free_reference import CASES
+
+from adaptlr import free
+
+logging.getLogger("dog").setLevel(logging.ERROR)
+
+OURS = {
+    "prodigy": free.Prodigy, "dadapt_sgd": free.DAdaptSGD, "dadapt_adam": free.DAdaptAdam,
+    "dadapt_adagrad": free.DAdaptAdaGrad, "dog": free.DoG, "ldog": free.LDoG,
+    "sf_sgd": free.ScheduleFreeSGD, "sf_adamw": free.ScheduleFreeAdamW, "sf_radam": free.ScheduleFreeRAdam,
+}
+ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
+STEPS = 200
+
+
+def _package(name, kw):
+    def make(p):
+        with contextlib.redirect_stdout(io.StringIO()):
+            opt = CASES[name][1](p, **kw)
+        if hasattr(opt, "train"):
+            opt.train()
+        return opt
+    return make
+
+
+def _hparams(name, seed):
+    return CASES[name][0](np.random.default_rng(1000 * seed + len(name)))
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("name", list(OURS))
+def test_parity_float64(name, seed, engine):
+    kw = _hparams(name, seed)
+    init, loss_fn = make_problem(seed)
+    expected, _ = run_torch(_package(name, kw), init, loss_fn, STEPS)
+    actual, opt = run_torch(lambda p: OURS[name](p, **kw, **ENGINES[engine]), init, loss_fn, STEPS)
+    assert_close(actual, expected, rtol=1e-8)
+    assert opt.effective_lr() > 0
+
+
+@pytest.mark.parametrize("name", list(OURS))
+def test_parity_float32(name):
+    kw = _hparams(name, 0)
+    init, loss_fn = make_problem(0, dtype=torch.float32)
+    expected, _ = run_torch(_package(name, kw), init, loss_fn, STEPS)
+    actual, _ = run_torch(lambda p: OURS[name](p, **kw), init, loss_fn, STEPS)
+    assert actual[0].dtype == torch.float32
+    assert_close(actual, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(OURS))
+def test_parity_param_groups(name):
+    """Two groups with different weight decay (same lr, as the packages require): one shared estimate."""
+    kw = _hparams(name, 1)
+    wd = kw.pop("weight_decay", 0.0)
+    groups = [([0, 2], dict(weight_decay=wd)), ([1, 3], dict(weight_decay=0.0))]
+    if name == "dadapt_sgd":  # the package applies group 0's weight decay to every group
+        groups = [([0, 2], dict(weight_decay=wd)), ([1, 3], dict(weight_decay=wd))]
+    init, loss_fn = make_problem(2)
+    expected, _ = run_torch(_package(name, kw), init, loss_fn, 100, groups=groups)
+    actual, opt = run_torch(lambda p: OURS[name](p, **kw), init, loss_fn, 100, groups=groups)
+    assert_close(actual, expected, rtol=1e-8)
+
+
+def test_effective_lr_values():
+    init, loss_fn = make_problem(0)
+    _, opt = run_torch(lambda p: free.Prodigy(p, lr=0.5), init, loss_fn, 20)
+    assert opt.effective_lr() == pytest.approx(opt.param_groups[0]["d"] * 0.5)
+    _, opt = run_torch(lambda p: free.DAdaptAdam(p), init, loss_fn, 20)
+    assert opt.effective_lr() == pytest.approx(opt.param_groups[0]["d"])
+    _, opt = run_torch(lambda p: free.DoG(p), init, loss_fn, 20)
+    g = opt.param_groups[0]
+    assert opt.effective_lr() == pytest.approx(g["rbar"] / g["G"] ** 0.5)
+    _, opt = run_torch(lambda p: free.ScheduleFreeAdamW(p, lr=0.01, warmup_steps=40), init, loss_fn, 20)
+    assert opt.effective_lr() == pytest.approx(0.01 * 21 / 40)
