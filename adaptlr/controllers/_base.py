@@ -13,7 +13,7 @@ __all__ = ["Controller"]
 
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
                  low_open: bool = False, high_open: bool = False) -> float:
-    """A real number in the given range, else a ``ValueError`` naming the argument, the value and the range."""
+    """A real number in the range, else a ``ValueError`` naming the argument, the value and the range."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
         v = float(value)
@@ -28,6 +28,11 @@ def check_count(name: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"Invalid {name}: {value!r} (expected an integer >= {minimum})")
     return int(value)
+
+
+def to_float(value: Any) -> float:
+    """A metric as a Python float (tensors are detached first)."""
+    return float(value.detach() if isinstance(value, torch.Tensor) else value)
 
 
 class Controller:
@@ -65,7 +70,7 @@ class Controller:
         return float(self.optimizer.param_groups[group_index]["lr"])
 
     def _set_factor(self, index: int, new: float, new_lr: float | None = None) -> None:
-        """Move group ``index``'s factor to ``new`` (``new_lr``: the exact lr to write on a torch optimizer)."""
+        """Move group ``index``'s factor to ``new`` (``new_lr``: the exact lr to write on torch's optimizers)."""
         old = self._factors[index]
         if new == old:
             return

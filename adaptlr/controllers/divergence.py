@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, check_count, check_number
+from ._base import Controller, check_count, check_number, to_float
 
 __all__ = ["DivergenceGuard", "TrainingDiverged"]
 
@@ -96,7 +96,7 @@ class DivergenceGuard(Controller):
 
     def observe(self, value: float | torch.Tensor) -> bool:
         """Record a loss; return True if training may step on it, False after a rollback (skip the step)."""
-        loss = float(value.detach() if isinstance(value, torch.Tensor) else value)
+        loss = to_float(value)
         self.steps += 1
         if self.is_divergent(loss):
             self.rollback()

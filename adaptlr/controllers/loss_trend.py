@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, check_number
+from ._base import Controller, check_number, to_float
 
 __all__ = ["LossTrend"]
 
@@ -52,7 +52,7 @@ class LossTrend(Controller):
 
     def observe(self, value: float | torch.Tensor) -> float:
         """Record a loss; return the new factor."""
-        loss = float(value)
+        loss = to_float(value)
         if not math.isfinite(loss):
             self._move(self.down)
             return self.factor

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, check_count, check_number
+from ._base import Controller, check_count, check_number, to_float
 
 __all__ = ["ReduceOnPlateau"]
 
@@ -75,7 +75,7 @@ class ReduceOnPlateau(Controller):
 
     def observe(self, value: float | torch.Tensor) -> bool:
         """Record a metric value; return True when it cut the lr."""
-        current = float(value)
+        current = to_float(value)
         self.last_epoch += 1
         if self.is_better(current, self.best):
             self.best = current

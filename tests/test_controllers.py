@@ -1,0 +1,265 @@
+"""LossTrend, DivergenceGuard and Hypergradient."""
+
+import math
+
+import pytest
+import torch
+
+from adaptlr.controllers import DivergenceGuard, Hypergradient, LossTrend, TrainingDiverged
+
+
+def regression(seed=0, n=64, d=5, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=dtype)
+    y = x @ torch.randn(d, 1, generator=g, dtype=dtype) + 0.1 * torch.randn(n, 1, generator=g, dtype=dtype)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(d, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).to(dtype)
+    return model, x, y
+
+
+def loss_of(model, x, y):
+    return torch.nn.functional.mse_loss(model(x), y)
+
+
+# ------------------------------------------------------------------------------------------------ LossTrend
+def test_loss_trend_rule_and_bounds():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trend = LossTrend(opt, up=2.0, down=0.5, smoothing=0.0, min_factor=0.25, max_factor=4.0)
+    factors = [trend.observe(v) for v in [5, 4, 3, 2, 1, 2, 3, 4, 5, float("nan"), 1]]
+    assert factors == [1, 2, 4, 4, 4, 2, 1, 0.5, 0.25, 0.25, 0.5]  # nan: a rise; then 1 < 5
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["lr_scale"] == 0.5
+
+
+def test_loss_trend_smoothing_and_tolerance():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trend = LossTrend(opt, up=1.5, down=0.5, smoothing=0.5, tolerance=0.1)
+    trend.observe(1.0)  # smoothed 1.0
+    assert trend.observe(0.95) == 1.0  # smoothed 0.9667: inside the 10% band
+    assert trend.observe(0.5) == 1.5  # smoothed (0.25 + 0.2375 + 0.125) / 0.875 = 0.7 < 0.87
+
+
+def test_loss_trend_speeds_up_a_too_small_lr():
+    results = {}
+    for use in (False, True):
+        model, x, y = regression()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        trend = LossTrend(opt, up=1.1, down=0.5, smoothing=0.0, max_factor=1000.0) if use else None
+        for _ in range(150):
+            opt.zero_grad()
+            loss = loss_of(model, x, y)
+            loss.backward()
+            opt.step()
+            if trend:
+                trend.observe(loss)
+        results[use] = loss_of(model, x, y).item()
+    assert results[True] < 0.2 * results[False]
+    assert math.isfinite(results[True])
+
+
+def test_loss_trend_on_an_adaptlr_optimizer_uses_lr_scale():
+    from adaptlr.optim import Adam
+
+    opt = Adam([torch.nn.Parameter(torch.zeros(2))], lr=0.01)
+    trend = LossTrend(opt, up=1.2, smoothing=0.0)
+    trend.observe(2.0)
+    trend.observe(1.0)
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["lr_scale"] == 1.2
+    assert opt.current_lr() == pytest.approx(0.012)
+    again = LossTrend(opt)
+    again.load_state_dict(trend.state_dict())
+    assert again.state_dict() == trend.state_dict()
+
+
+# ------------------------------------------------------------------------------------------------ DivergenceGuard
+def _state(model, opt):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {i: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for i, s in opt.state_dict()["state"].items()})
+
+
+def _assert_state(model, opt, saved):
+    params, states = saved
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, params[k])
+    for i, s in opt.state_dict()["state"].items():
+        for k, v in states[i].items():
+            assert torch.equal(s[k], v)
+
+
+def test_guard_restores_exactly_and_cuts_the_lr():
+    model, x, y = regression()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    guard = DivergenceGuard(model, opt, snapshot_every=5, factor=0.5)
+    saved = None
+    for t in range(12):
+        loss = loss_of(model, x, y)
+        assert guard.observe(loss)
+        if guard.snapshot_step == guard.steps:
+            saved = _state(model, opt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert guard.snapshot_step == 10
+    assert not guard.observe(torch.tensor(float("inf")))
+    _assert_state(model, opt, saved)
+    assert guard.factor == 0.5 and opt.param_groups[0]["lr"] == 0.005
+    assert not guard.observe(1e6)  # explodes against the median of the recent losses
+    _assert_state(model, opt, saved)
+    assert guard.factor == 0.25 and guard.rollbacks == 2
+
+
+def test_guard_rescues_a_diverging_run_and_never_loses_more_than_snapshot_every():
+    model, x, y = regression(1)
+    opt = torch.optim.SGD(model.parameters(), lr=3.0, momentum=0.9)  # diverges without help
+    guard = DivergenceGuard(model, opt, snapshot_every=10, factor=0.3, min_history=3)
+    for _ in range(300):
+        loss = loss_of(model, x, y)
+        since = guard.steps + 1 - guard.snapshot_step
+        if guard.observe(loss):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        else:
+            assert since <= guard.snapshot_every + 1  # the work lost: the steps since the snapshot
+            assert guard.steps - guard.snapshot_step <= guard.snapshot_every + 1
+    assert guard.rollbacks >= 1 and guard.factor < 1
+    assert loss_of(model, x, y).item() < 0.5 * torch.var(y).item()
+
+
+def test_guard_with_adaptlr_optimizer_and_too_many_rollbacks():
+    from adaptlr.optim import SGD
+
+    model, x, y = regression()
+    opt = SGD(model.parameters(), lr=0.1)
+    guard = DivergenceGuard(model, opt, max_rollbacks=3)
+    for _ in range(3):
+        assert not guard.observe(float("nan"))
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["lr_scale"] == 0.125
+    assert opt.current_lr() == pytest.approx(0.0125)
+    with pytest.raises(TrainingDiverged, match="3 times in a row"):
+        guard.observe(float("nan"))
+    state = guard.state_dict()
+    assert state["rollbacks"] == 3 and state["factors"] == [0.125]
+
+
+def test_guard_validation():
+    model, _, _ = regression()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for kwargs, name in [(dict(factor=1.0), "factor"), (dict(snapshot_every=0), "snapshot_every"),
+                         (dict(ratio=1.0), "ratio"), (dict(window=0), "window")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            DivergenceGuard(model, opt, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ Hypergradient
+def _train(make_opt, hd_beta=None, steps=25, seed=0):
+    model, x, y = regression(seed)
+    opt = make_opt(model.parameters())
+    hd = Hypergradient(opt, beta=hd_beta) if hd_beta is not None else None
+    lrs = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_of(model, x, y).backward()
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return [p.detach().clone() for p in model.parameters()], lrs, hd
+
+
+OPTS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+    "nesterov": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTS))
+def test_hypergradient_with_beta_zero_reproduces_the_optimizer(name):
+    base, _, _ = _train(OPTS[name])
+    hd, lrs, _ = _train(OPTS[name], hd_beta=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(base, hd))
+    assert set(lrs) == {OPTS[name]([torch.zeros(1, requires_grad=True)]).param_groups[0]["lr"]}
+
+
+def quad_grad(theta, a):
+    return a * theta  # f = 0.5 * sum(a * theta^2)
+
+
+def reference_hd(kind, theta, a, lr, beta, steps, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
+    """The paper's SGD-HD / SGDN-HD / Adam-HD (Baydin et al. 2018, Algorithms 1-3), float64."""
+    u_prev, buf, m, v, lrs = None, torch.zeros_like(theta), torch.zeros_like(theta), torch.zeros_like(theta), []
+    for t in range(1, steps + 1):
+        g = quad_grad(theta, a)
+        if u_prev is not None:
+            lr = lr + beta * float(g @ u_prev)
+        if kind == "sgd":
+            u = g
+        elif kind == "nesterov":
+            buf = mu * buf + g if t > 1 else g.clone()
+            u = g + mu * buf
+        else:
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            u = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+        theta = theta - lr * u
+        u_prev = u
+        lrs.append(lr)
+    return theta, lrs
+
+
+@pytest.mark.parametrize("kind,lr,beta", [("sgd", 0.01, 1e-3), ("nesterov", 0.005, 1e-4), ("adam", 0.01, 1e-4)])
+def test_hypergradient_matches_the_paper(kind, lr, beta):
+    a = torch.linspace(0.5, 3.0, 10, dtype=torch.float64)
+    theta0 = torch.linspace(-2.0, 2.0, 10, dtype=torch.float64)
+    want_theta, want_lrs = reference_hd(kind, theta0.clone(), a, lr, beta, 40)
+    p = torch.nn.Parameter(theta0.clone())
+    opt = {"sgd": lambda: torch.optim.SGD([p], lr=lr),
+           "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=0.9, nesterov=True),
+           "adam": lambda: torch.optim.Adam([p], lr=lr)}[kind]()
+    Hypergradient(opt, beta=beta)
+    lrs = []
+    for _ in range(40):
+        p.grad = quad_grad(p.detach(), a)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx(want_lrs, rel=1e-9)
+    assert lrs[-1] != lr
+    torch.testing.assert_close(p.detach(), want_theta, rtol=1e-9, atol=1e-12)
+
+
+def test_hypergradient_ignores_skipped_steps_and_rejects_closures():
+    p = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    opt = torch.optim.SGD([p], lr=0.1)
+    hd = Hypergradient(opt, beta=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    for bad in (False, True, False):
+        opt.zero_grad()
+        loss = (p**2).sum() * (float("inf") if bad else 1.0)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    # two applied steps: lr = 0.1 + 0.1 * <g1, g0> with g0 = (2, -2), p1 = (0.8, -0.8), g1 = (1.6, -1.6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 + 0.1 * 6.4)
+    assert hd.factor == pytest.approx(7.4)
+    with pytest.raises(ValueError, match="closures"):
+        opt.step(lambda: (p**2).sum())
+    hd.remove()
+    with pytest.raises(TypeError, match="schedule"):
+        Hypergradient(_sched_opt(p))
+
+
+def _sched_opt(p):
+    from adaptlr.optim import SGD
+    from adaptlr.schedules import cosine
+
+    return SGD([p], lr=cosine(0.1, 10))
+
+
+def test_hypergradient_on_adaptlr_adam_matches_torch_adam():
+    from adaptlr.optim import Adam
+
+    base, lrs_torch, _ = _train(lambda p: torch.optim.Adam(p, lr=0.01), hd_beta=1e-4)
+    ours, lrs_ours, hd = _train(lambda p: Adam(p, lr=0.01, foreach=True), hd_beta=1e-4)
+    assert lrs_ours == pytest.approx(lrs_torch, rel=1e-9)
+    assert lrs_ours[-1] != 0.01
+    for a, b in zip(base, ours):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    state = hd.state_dict()
+    assert len(state["deltas"][0]) == 4 and state["lr_used"][0] == pytest.approx(lrs_ours[-1])
