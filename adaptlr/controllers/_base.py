@@ -70,7 +70,7 @@ class Controller:
         return float(self.optimizer.param_groups[group_index]["lr"])
 
     def _set_factor(self, index: int, new: float, new_lr: float | None = None) -> None:
-        """Move group ``index``'s factor to ``new`` (``new_lr``: the exact lr to write on torch's optimizers)."""
+        """Move group ``index``'s factor to ``new`` (``new_lr``: the exact lr for torch's optimizers)."""
         old = self._factors[index]
         if new == old:
             return

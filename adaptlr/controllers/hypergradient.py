@@ -22,9 +22,10 @@ class Hypergradient(Controller):
     (the derivative of :math:`f(\theta_{t})` with respect to :math:`\alpha_{t-1}` is
     :math:`-\langle g_t, u_{t-1}\rangle`), summed over the group's parameters and clipped to
     ``[min_lr, max_lr]``. :math:`u` is the optimizer's own direction: the gradient for SGD (SGD-HD), the
-    Nesterov direction :math:`g + \mu b` for SGD-Nesterov, :math:`\hat m / (\sqrt{\hat v} + \epsilon)` for Adam
-    (Adam-HD). It is measured, not re-derived: the controller keeps :math:`\Delta = \theta_{before} -
-    \theta_{after} = \alpha u` of the last step (one buffer per parameter) and uses :math:`u = \Delta / \alpha`.
+    Nesterov direction :math:`g + \mu b` for SGD-Nesterov, :math:`\hat m / (\sqrt{\hat v} + \epsilon)` for
+    Adam (Adam-HD). It is measured, not re-derived: the controller keeps :math:`\Delta = \theta_{before} -
+    \theta_{after} = \alpha u` of the last step (one buffer per parameter) and uses
+    :math:`u = \Delta / \alpha`.
     With ``beta=0`` the base optimizer is reproduced exactly.
 
     It attaches step hooks to the optimizer (``remove()`` detaches them) and updates ``group["lr"]``, which
@@ -59,7 +60,8 @@ class Hypergradient(Controller):
         self._lr_used: list[float | None] = [None] * len(optimizer.param_groups)
         self._pending: list[float | None] = [None] * len(optimizer.param_groups)
         self._before: dict[torch.Tensor, torch.Tensor] = {}
-        self._handles = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
+        self._handles = [optimizer.register_step_pre_hook(self._pre),
+                         optimizer.register_step_post_hook(self._post)]
 
     def remove(self) -> None:
         """Detach from the optimizer."""
@@ -82,7 +84,8 @@ class Hypergradient(Controller):
             params = [p for p in group["params"] if p.grad is not None]
             lr_prev = self._lr_used[i]
             if lr_prev and self.beta:
-                terms = [torch.sum(p.grad * self._delta[p], dtype=torch.float64) for p in params if p in self._delta]
+                terms = [torch.sum(p.grad * self._delta[p], dtype=torch.float64)
+                         for p in params if p in self._delta]
                 h = float(torch.stack(terms).sum()) / lr_prev if terms else 0.0
                 if math.isfinite(h):
                     lr = min(max(self.current_lr(i) + self.beta * h, self.min_lr), self.max_lr)
@@ -115,5 +118,6 @@ class Hypergradient(Controller):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._lr_used, self.initial_lrs = list(state_dict["lr_used"]), list(state_dict["initial_lrs"])
-        self._delta = {p: d.clone() for g, ds in zip(self.optimizer.param_groups, state_dict["deltas"], strict=True)
-                       for p, d in zip(g["params"], ds, strict=True) if d is not None}
+        groups = zip(self.optimizer.param_groups, state_dict["deltas"], strict=True)
+        self._delta = {p: d.clone() for g, ds in groups for p, d in zip(g["params"], ds, strict=True)
+                       if d is not None}

@@ -18,16 +18,19 @@ class LossTrend(Controller):
 
     .. math:: m_t = \beta m_{t-1} + (1 - \beta) L_t,\quad \hat L_t = m_t / (1 - \beta^t)
 
-    .. math:: c \leftarrow \mathrm{clip}(c \cdot up,\ lo,\ hi) \text{ if } \hat L_t < \hat L_{t-1} - tol\,|\hat L_{t-1}|,
-              \qquad c \leftarrow \mathrm{clip}(c \cdot down,\ lo,\ hi) \text{ if } \hat L_t > \hat L_{t-1} + tol\,|\hat L_{t-1}|
+    .. math:: c \leftarrow \mathrm{clip}(c \cdot up,\ lo,\ hi)
+              \text{ if } \hat L_t < \hat L_{t-1} - tol\,|\hat L_{t-1}|,
+
+    .. math:: c \leftarrow \mathrm{clip}(c \cdot down,\ lo,\ hi)
+              \text{ if } \hat L_t > \hat L_{t-1} + tol\,|\hat L_{t-1}|
 
     A non-finite loss counts as a rise (and does not enter the average).
 
     Args:
         optimizer: any ``torch.optim`` optimizer. up: growth per falling observation (default 1.05).
-        down: cut per rising observation (default 0.5, Battiti's value). smoothing: :math:`\beta` (default 0.9;
-        0 is the classic full-batch rule). tolerance: relative dead band (default 0). min_factor, max_factor:
-        bounds of the factor (default 1e-3 and 10).
+        down: cut per rising observation (default 0.5, Battiti's value). smoothing: :math:`\beta`
+        (default 0.9; 0 is the classic full-batch rule). tolerance: relative dead band (default 0).
+        min_factor, max_factor: bounds of the factor (default 1e-3 and 10).
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -66,8 +66,10 @@ class ReduceOnPlateau(Controller):
     def is_better(self, a: float, best: float) -> bool:
         """Whether ``a`` improves on ``best`` (see the class docstring)."""
         if self.mode == "min":
-            return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
-        return a > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+            rel, ab = best * (1.0 - self.threshold), best - self.threshold
+            return a < (rel if self.threshold_mode == "rel" else ab)
+        rel, ab = best * (1.0 + self.threshold), best + self.threshold
+        return a > (rel if self.threshold_mode == "rel" else ab)
 
     @property
     def in_cooldown(self) -> bool:
