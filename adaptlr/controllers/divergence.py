@@ -110,8 +110,9 @@ class DivergenceGuard(Controller):
         """Restore the last snapshot and multiply the factor by ``factor``."""
         self._in_a_row += 1
         if self._in_a_row > self.max_rollbacks:
-            raise TrainingDiverged(f"the loss diverged {self.max_rollbacks} times in a row after restoring "
-                                   f"the snapshot of step {self.snapshot_step}; lr factor now {self.factor:.3g}")
+            raise TrainingDiverged(f"the loss diverged {self.max_rollbacks} times in a row after "
+                                   f"restoring the snapshot of step {self.snapshot_step}; lr factor now "
+                                   f"{self.factor:.3g}")
         self.rollbacks += 1
         current = list(self._factors)
         self.model.load_state_dict(self._snapshot["model"])
