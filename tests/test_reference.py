@@ -12,6 +12,8 @@ import doctest
 import importlib
 import zlib
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
@@ -160,3 +162,42 @@ def test_docstring_examples(module):
 def test_package_docstring_example():
     result = doctest.testmod(reference)
     assert result.attempted > 0 and result.failed == 0
+
+
+FLOAT_HYPERPARAMETERS = {
+    "SGD": ["lr", "momentum", "dampening", "weight_decay"],
+    "Adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
+    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum"],
+    "Adadelta": ["lr", "rho", "eps", "weight_decay"],
+    "Adam": ["lr", "eps", "weight_decay", "beta1", "beta2"],
+    "AdamW": ["lr", "eps", "weight_decay", "beta1", "beta2"],
+    "Adamax": ["lr", "eps", "weight_decay", "beta1", "beta2"],
+    "NAdam": ["lr", "eps", "weight_decay", "momentum_decay", "beta1", "beta2"],
+    "RAdam": ["lr", "eps", "weight_decay", "beta1", "beta2"],
+}
+
+
+@hypothesis.settings(max_examples=100, deadline=None)
+@hypothesis.given(data=st.data())
+def test_validation_agrees_with_torch(data):
+    """Any single hyperparameter value in [-2, 2]: the reference raises exactly when torch.optim raises.
+
+    (NaN is left out: torch.optim.SGD's ``lr < 0`` checks let NaN through; the reference rejects it.)
+    """
+    name = data.draw(st.sampled_from(list(FLOAT_HYPERPARAMETERS)))
+    key = data.draw(st.sampled_from(FLOAT_HYPERPARAMETERS[name]))
+    value = data.draw(st.one_of(st.floats(-2.0, 2.0), st.sampled_from([0.0, 1.0, -0.0, 1e-300, 1 - 1e-16])))
+    kwargs = {"betas": (value, 0.999) if key == "beta1" else (0.9, value)} if key.startswith("beta") else {key: value}
+    try:
+        getattr(torch.optim, name)([torch.zeros(2)], **kwargs)
+        torch_ok = True
+    except ValueError:
+        torch_ok = False
+    try:
+        getattr(reference, name)([np.zeros(2)], **kwargs)
+        ref_ok = True
+    except ValueError as e:
+        ref_ok = False
+        shown = {"beta1": "betas[0]", "beta2": "betas[1]"}.get(key, key)
+        assert f"Invalid {shown}: {value!r}" in str(e)  # names the parameter and shows the value
+    assert ref_ok == torch_ok, f"{name}({kwargs}): torch {'accepts' if torch_ok else 'rejects'} it"
