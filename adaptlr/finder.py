@@ -1,0 +1,277 @@
+r"""The learning-rate range test (Smith, 2017; fastai's ``lr_find``; ``torch-lr-finder``'s ``range_test``).
+
+Train for ``steps`` batches while the lr grows from ``start`` to ``end``, record the smoothed loss, stop when
+it diverges, restore model and optimizer exactly, and suggest learning rates from the curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .schedules import Schedule
+
+__all__ = ["LRFindResult", "Suggestion", "lr_find"]
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggested learning rate: the method that found it, its index on the curve and a confidence in [0, 1]."""
+
+    method: str
+    lr: float
+    index: int
+    confidence: float
+
+
+@dataclass
+class LRFindResult:
+    """The curve of a range test (``lrs[i]`` is the lr of batch ``i``, ``losses[i]`` the smoothed loss after it)
+    and the suggestions computed from it."""
+
+    lrs: list[float]
+    losses: list[float]
+    raw_losses: list[float]
+    diverged: bool
+    suggestions: dict[str, Suggestion] = field(default_factory=dict)
+
+    @property
+    def suggestion(self) -> Suggestion:
+        """The most confident suggestion (ties: valley, then steepest, then minimum/10)."""
+        if not self.suggestions:
+            raise ValueError("the range test recorded too few points to suggest a learning rate")
+        order = {"valley": 0, "steepest": 1, "minimum": 2}
+        return max(self.suggestions.values(), key=lambda s: (s.confidence, -order.get(s.method, 9)))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of :attr:`suggestion`."""
+        return self.suggestion.lr
+
+    def schedule(self, total_steps: int, kind: str = "one_cycle", method: str | None = None,
+                 warmup: int | float = 0.05, final: float = 0.0, **kwargs: Any) -> Schedule:
+        """A schedule peaking at the suggested lr: ``"one_cycle"`` (:func:`adaptlr.schedules.one_cycle`, extra
+        keyword arguments go to it) or ``"warmup_cosine"`` (linear warmup over ``warmup`` steps or fraction,
+        then cosine to ``final``)."""
+        from . import schedules as S
+
+        peak = self.suggestions[method].lr if method else self.lr
+        if kind == "one_cycle":
+            return S.one_cycle(peak, total_steps, **kwargs)
+        if kind == "warmup_cosine":
+            w = S._base.duration("warmup", warmup, total_steps, minimum=1)
+            return S.warmup(S.cosine(peak, max(total_steps - w, 1), final=final), w)
+        raise ValueError(f"Invalid kind: {kind!r} (expected 'one_cycle' or 'warmup_cosine')")
+
+    def plot(self, path: str | Path | None = None, *, ax: Any = None, skip_start: int = 0,
+             skip_end: int = 0) -> Figure:
+        """Loss against lr (log scale) with the suggestions marked; saved to ``path`` when given."""
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            fig = Figure(figsize=(7, 4), layout="constrained")
+            ax = fig.subplots()
+        else:
+            fig = ax.figure
+        stop = len(self.lrs) - skip_end
+        ax.plot(self.lrs[skip_start:stop], self.losses[skip_start:stop], label="smoothed loss")
+        for s, marker in zip(self.suggestions.values(), "ovs", strict=False):
+            ax.plot([s.lr], [self.losses[min(s.index, len(self.losses) - 1)]], marker, markersize=8,
+                    label=f"{s.method}: {s.lr:.2e} (confidence {s.confidence:.2f})")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _batches(data: Iterable[Any]) -> Iterator[Any]:
+    """Cycle through ``data`` (re-iterating a loader when it is exhausted)."""
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty or iter(data) is data:
+            raise ValueError("data ran out: pass a DataLoader or another re-iterable of batches")
+
+
+def _set_lrs(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
+    for group, r in zip(optimizer.param_groups, ratios, strict=True):
+        group["lr"] = lr * r
+        if "lr_scale" in group:
+            group["lr_scale"] = 1.0
+
+
+def _current_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    if hasattr(optimizer, "current_lr"):
+        return [float(optimizer.current_lr(i)) for i in range(len(optimizer.param_groups))]
+    return [float(g["lr"]) for g in optimizer.param_groups]
+
+
+def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], data: Iterable[Any],
+            optimizer: torch.optim.Optimizer, start: float = 1e-7, end: float = 10.0, steps: int = 100,
+            mode: str = "exp", smooth: float = 0.05, diverge: float = 5.0, accumulation: int = 1,
+            device: torch.device | str | None = None, skip_start: int = 10, skip_end: int = 5) -> LRFindResult:
+    r"""Run the learning-rate range test, then restore model, optimizer and the RNG state exactly.
+
+    Batch :math:`i` (of ``steps``) uses :math:`lr_i = start\,(end/start)^{i/(steps-1)}` (``"exp"``) or
+    :math:`start + (end - start)\,i/(steps-1)` (``"linear"``) for the first param group; other groups keep
+    their lr ratio to it. Each batch is ``(inputs, targets)``; its loss is ``loss_fn(model(inputs), targets)``
+    (divided by ``accumulation``, summed over that many batches per step). The recorded loss is smoothed,
+    :math:`\bar L_i = smooth\,L_i + (1 - smooth)\,\bar L_{i-1}`, and the test stops once
+    :math:`\bar L_i > diverge \cdot \min_{j \le i} \bar L_j`. This is ``torch-lr-finder``'s
+    ``range_test(start_lr=start, end_lr=end, num_iter=steps, step_mode=mode, smooth_f=smooth,
+    diverge_th=diverge, accumulation_steps=accumulation)`` and gives the same curve.
+
+    Suggestions (on the curve without its first ``skip_start`` and last ``skip_end`` points, as
+    ``torch-lr-finder``'s plot): ``"steepest"``, where the smoothed loss falls fastest against
+    :math:`\log lr`; ``"valley"`` (fastai): the lr a third plus a sixth of the way into the longest
+    decreasing stretch of the curve; ``"minimum"`` (fastai): the lr of the lowest loss divided by 10. Each
+    has a confidence in [0, 1]: how far the loss fell during the test, :math:`(L_0 - L_{min}) / |L_0|`,
+    halved for a steepest point at the edge of the curve, or a minimum that the curve never rose from.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1)
+    >>> data = [(torch.randn(8, 3), torch.randn(8, 1)) for _ in range(4)]
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> result = lr_find(model, torch.nn.functional.mse_loss, data, opt, steps=30)
+    >>> sorted(result.suggestions) == ["minimum", "steepest", "valley"]
+    True
+    """
+    if not (isinstance(start, (int, float)) and math.isfinite(start) and start > 0):
+        raise ValueError(f"Invalid start: {start!r} (expected a finite number > 0)")
+    if not (isinstance(end, (int, float)) and math.isfinite(end) and end > start):
+        raise ValueError(f"Invalid end: {end!r} (expected a finite number > start = {start})")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"Invalid steps: {steps!r} (expected an integer >= 2)")
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"Invalid mode: {mode!r} (expected 'exp' or 'linear')")
+    if not 0 <= smooth < 1:
+        raise ValueError(f"Invalid smooth: {smooth!r} (expected in [0, 1))")
+    if not diverge > 1:
+        raise ValueError(f"Invalid diverge: {diverge!r} (expected > 1)")
+    if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
+        raise ValueError(f"Invalid accumulation: {accumulation!r} (expected an integer >= 1)")
+
+    model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt_state = copy.deepcopy(optimizer.state_dict())
+    rng = torch.get_rng_state()
+    lrs0 = _current_lrs(optimizer)
+    ratios = [lr / lrs0[0] if lrs0[0] else 1.0 for lr in lrs0]
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    batches = _batches(data)
+    lrs: list[float] = []
+    losses: list[float] = []
+    raw: list[float] = []
+    diverged = False
+    try:
+        best = math.inf
+        for i in range(steps):
+            frac = i / (steps - 1)
+            lr = start * (end / start) ** frac if mode == "exp" else start + frac * (end - start)
+            _set_lrs(optimizer, lr, ratios)
+            loss = _train_batch(model, loss_fn, batches, optimizer, accumulation, device)
+            raw.append(loss)
+            lrs.append(lr)
+            if i == 0:
+                best = loss
+            else:
+                if smooth > 0:
+                    loss = smooth * loss + (1 - smooth) * losses[-1]
+                best = min(best, loss)
+            losses.append(loss)
+            if loss > diverge * best or not math.isfinite(loss):
+                diverged = True
+                break
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(opt_state)
+        torch.set_rng_state(rng)
+    result = LRFindResult(lrs=lrs, losses=losses, raw_losses=raw, diverged=diverged)
+    result.suggestions = suggest(lrs, losses, skip_start=skip_start, skip_end=skip_end)
+    return result
+
+
+def _train_batch(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], batches: Iterator[Any],
+                 optimizer: torch.optim.Optimizer, accumulation: int, device: torch.device) -> float:
+    model.train()
+    optimizer.zero_grad()
+    total = None
+    for _ in range(accumulation):
+        inputs, targets, *_ = next(batches)
+        inputs, targets = _to(inputs, device), _to(targets, device)
+        loss = loss_fn(model(inputs), targets) / accumulation
+        loss.backward()
+        total = loss if total is None else total + loss
+    optimizer.step()
+    assert total is not None
+    return float(total.item())
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if hasattr(obj, "to"):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+def suggest(lrs: list[float], losses: list[float], skip_start: int = 10,
+            skip_end: int = 5) -> dict[str, Suggestion]:
+    """The ``steepest``, ``valley`` and ``minimum`` suggestions of a curve (see :func:`lr_find`)."""
+    n = len(losses)
+    finite = [i for i in range(n) if math.isfinite(losses[i])]
+    if len(finite) < 3:
+        return {}
+    if n - skip_start - skip_end < 3:  # a short curve: keep what there is
+        skip_start, skip_end = 0, 0
+    lo, hi = skip_start, min(n - skip_end, finite[-1] + 1)
+    x = np.log(np.asarray(lrs[lo:hi], dtype=np.float64))
+    y = np.asarray(losses[lo:hi], dtype=np.float64)
+    if len(y) < 3:
+        return {}
+    first, low = float(y[0]), float(np.min(y))
+    drop = max(0.0, min(1.0, (first - low) / abs(first))) if first else 0.0
+    grad = np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y)
+    steep = int(np.argmin(grad))
+    edge = steep in (0, len(y) - 1)
+    out = {"steepest": Suggestion("steepest", float(lrs[lo + steep]), lo + steep, drop * (0.5 if edge else 1.0))}
+    start, stop = _longest_decrease(y)
+    sections = (stop - start) / 3
+    v = max(0, start + int(sections) + int(sections / 2))
+    out["valley"] = Suggestion("valley", float(lrs[lo + v]), lo + v, drop * (stop - start + 1) / len(y))
+    m = int(np.argmin(y))
+    rose = float(np.max(y[m:])) > low + 0.1 * abs(low) if m < len(y) - 1 else False
+    out["minimum"] = Suggestion("minimum", float(lrs[lo + m]) / 10, lo + m, drop * (1.0 if rose else 0.5))
+    return out
+
+
+def _longest_decrease(y: np.ndarray) -> tuple[int, int]:
+    """fastai's valley: the start and end of the longest decreasing subsequence (O(n^2), n <= a few 100)."""
+    n = len(y)
+    lds = [1] * n
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if y[i] < y[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    return max_start, max_end

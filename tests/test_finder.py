@@ -1,0 +1,152 @@
+"""lr_find: parity with torch-lr-finder's range_test, exact restore, suggestions, schedules, plot."""
+
+import contextlib
+import copy
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from adaptlr import schedules as S  # noqa: E402
+from adaptlr.finder import lr_find, suggest  # noqa: E402
+
+
+def problem(seed=0, n=256):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    y = torch.sin(x @ torch.randn(6, 1, generator=g)) + 0.05 * torch.randn(n, 1, generator=g)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    return model, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=False)
+
+
+OPTIMIZERS = {
+    "sgd-momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+}
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("mode,accumulation,end", [("exp", 1, 10.0), ("linear", 1, 1.0), ("exp", 2, 3.0)])
+def test_curve_matches_torch_lr_finder(opt_name, mode, accumulation, end):
+    from torch_lr_finder import LRFinder
+
+    model, loader = problem()
+    twin = copy.deepcopy(model)
+    opt = OPTIMIZERS[opt_name](model.parameters())
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-5, end=end, steps=60, mode=mode,
+                     accumulation=accumulation)
+
+    finder = LRFinder(twin, OPTIMIZERS[opt_name](twin.parameters()), torch.nn.MSELoss())
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        finder.range_test(loader, start_lr=1e-5, end_lr=end, num_iter=60, step_mode=mode,
+                          accumulation_steps=accumulation)
+    assert result.lrs == pytest.approx(finder.history["lr"], rel=1e-12)
+    assert result.losses == finder.history["loss"]  # same batches, same float32 math
+    assert len(result.lrs) == len(finder.history["lr"])
+
+    steepest = result.suggestions["steepest"]
+    if len(result.lrs) >= 17:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots()
+            _, their_lr = finder.plot(ax=ax, suggest_lr=True)
+            plt.close(fig)
+        if mode == "exp":  # uniform in log lr: the same steepest point as their np.gradient(losses)
+            assert steepest.lr == pytest.approx(their_lr, rel=1e-12)
+
+
+def test_diverging_run_stops_and_restores_everything_bit_identically():
+    model, loader = problem(1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(3):  # some optimizer state to restore
+        opt.zero_grad()
+        x, y = next(iter(loader))
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    params = [p.detach().clone() for p in model.parameters()]
+    state = copy.deepcopy(opt.state_dict())
+    rng = torch.get_rng_state()
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-6, end=100.0, steps=100)
+    assert result.diverged and len(result.lrs) < 100
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
+    after = opt.state_dict()
+    assert after["param_groups"] == state["param_groups"]
+    for k, s in state["state"].items():
+        for name, v in s.items():
+            assert torch.equal(after["state"][k][name], v)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_group_ratios_are_kept_and_restored():
+    model, loader = problem(2)
+    first, last = list(model.parameters())[:2], list(model.parameters())[2:]
+    opt = torch.optim.SGD([{"params": first, "lr": 0.1}, {"params": last, "lr": 0.01}])
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append([g["lr"] for g in o.param_groups]))
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-4, end=1e-1, steps=20)
+    assert all(b == pytest.approx(a / 10, rel=1e-12) for a, b in seen)
+    assert [a for a, _ in seen] == pytest.approx(result.lrs, rel=1e-12)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
+
+
+def test_suggestions_on_a_known_curve():
+    lrs = [10 ** (-6 + 7 * i / 99) for i in range(100)]
+    logs = [math.log10(v) for v in lrs]
+    # falls fastest around lr = 1e-3, bottoms out near 1e-1.5, then blows up
+    losses = [1.0 - 0.8 / (1 + math.exp(-3 * (t + 3))) + (0.2 * math.exp(3 * (t + 1)) if t > -1.5 else 0)
+              for t in logs]
+    out = suggest(lrs, losses)
+    assert out["steepest"].lr == pytest.approx(1e-3, rel=0.2)
+    assert 1e-4 < out["valley"].lr < 1e-2
+    assert out["minimum"].lr == pytest.approx(lrs[losses.index(min(losses[10:95]))] / 10)
+    assert all(0.5 <= s.confidence <= 1.0 for s in out.values())
+    flat = suggest(lrs, [1.0] * 100)
+    assert all(s.confidence == 0.0 for s in flat.values())
+
+
+def test_schedule_from_the_suggestion_and_plot(tmp_path):
+    model, loader = problem(3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-5, end=10.0, steps=50)
+    peak = result.lr
+    oc = result.schedule(1000)
+    assert oc == S.one_cycle(peak, 1000) and max(oc(t) for t in range(1000)) == pytest.approx(peak)
+    wc = result.schedule(1000, kind="warmup_cosine", method="steepest", warmup=0.1)
+    assert wc(100) == pytest.approx(result.suggestions["steepest"].lr) and wc(0) == 0.0
+    with pytest.raises(ValueError, match="Invalid kind"):
+        result.schedule(10, kind="step")
+    fig = result.plot(tmp_path / "f.png")
+    assert (tmp_path / "f.png").exists() and len(fig.axes[0].lines) == 4
+
+
+def test_validation_and_exhausted_data():
+    model, loader = problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for kwargs, name in [(dict(start=0), "start"), (dict(end=1e-9), "end"), (dict(steps=1), "steps"),
+                         (dict(mode="log"), "mode"), (dict(smooth=1.0), "smooth"), (dict(diverge=1.0), "diverge"),
+                         (dict(accumulation=0), "accumulation")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            lr_find(model, torch.nn.functional.mse_loss, loader, opt, **kwargs)
+    once = ((x, y) for x, y in loader)
+    with pytest.raises(ValueError, match="ran out"):
+        lr_find(model, torch.nn.functional.mse_loss, once, opt, steps=40)
+
+
+def test_works_with_an_adaptlr_optimizer_with_a_schedule():
+    from adaptlr.optim import SGD
+
+    model, loader = problem(4)
+    s = S.cosine(0.05, 100)
+    opt = SGD(model.parameters(), lr=s, momentum=0.9)
+    opt.param_groups[0]["lr_scale"] = 0.5
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-4, end=1.0, steps=30)
+    assert len(result.lrs) >= 10
+    assert opt.param_groups[0]["lr"] == s and opt.param_groups[0]["lr_scale"] == 0.5
