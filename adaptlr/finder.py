@@ -26,7 +26,7 @@ __all__ = ["LRFindResult", "Suggestion", "lr_find"]
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A suggested learning rate: the method that found it, its index on the curve and a confidence in [0, 1]."""
+    """A suggested learning rate: the method that found it, its index on the curve, a confidence in [0, 1]."""
 
     method: str
     lr: float
@@ -36,8 +36,8 @@ class Suggestion:
 
 @dataclass
 class LRFindResult:
-    """The curve of a range test (``lrs[i]`` is the lr of batch ``i``, ``losses[i]`` the smoothed loss after it)
-    and the suggestions computed from it."""
+    """The curve of a range test (``lrs[i]``: the lr of batch ``i``, ``losses[i]``: the smoothed loss after
+    it) and the suggestions computed from it."""
 
     lrs: list[float]
     losses: list[float]
@@ -125,7 +125,8 @@ def _current_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
 def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], data: Iterable[Any],
             optimizer: torch.optim.Optimizer, start: float = 1e-7, end: float = 10.0, steps: int = 100,
             mode: str = "exp", smooth: float = 0.05, diverge: float = 5.0, accumulation: int = 1,
-            device: torch.device | str | None = None, skip_start: int = 10, skip_end: int = 5) -> LRFindResult:
+            device: torch.device | str | None = None, skip_start: int = 10,
+            skip_end: int = 5) -> LRFindResult:
     r"""Run the learning-rate range test, then restore model, optimizer and the RNG state exactly.
 
     Batch :math:`i` (of ``steps``) uses :math:`lr_i = start\,(end/start)^{i/(steps-1)}` (``"exp"``) or
@@ -251,7 +252,8 @@ def suggest(lrs: list[float], losses: list[float], skip_start: int = 10,
     grad = np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y)
     steep = int(np.argmin(grad))
     edge = steep in (0, len(y) - 1)
-    out = {"steepest": Suggestion("steepest", float(lrs[lo + steep]), lo + steep, drop * (0.5 if edge else 1.0))}
+    conf = drop * (0.5 if edge else 1.0)
+    out = {"steepest": Suggestion("steepest", float(lrs[lo + steep]), lo + steep, conf)}
     start, stop = _longest_decrease(y)
     sections = (stop - start) / 3
     v = max(0, start + int(sections) + int(sections / 2))
