@@ -1,0 +1,257 @@
+"""Reports from the store: per-task tables and figures, and a performance profile over tasks.
+
+All numbers come from the raw logged points (not from the runs' cached summaries):
+
+- **final** metric: the metric of a run's last evaluated point; **best**: the best evaluated metric;
+- **steps to target** / **time to target**: the step (and wall time) of the first evaluated point whose metric
+  reaches the target (``>=`` for accuracy, ``<=`` for losses); a run that never reaches it counts as infinite,
+  so the median over seeds is finite only when at least half of the seeds reach the target;
+- **steps/s**: the last point's step divided by its wall time;
+- spreads are the median and the interquartile range (25th-75th percentile, linear interpolation) over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .methods import SpecError, parse_method
+from .store import Store
+
+__all__ = ["MethodSummary", "profile", "report", "run_stats", "summarize"]
+
+
+@dataclass
+class MethodSummary:
+    """One row of a task's table."""
+
+    task: str
+    method: str
+    budget: str
+    runs: int
+    final: tuple[float, float, float]  # median, q25, q75
+    best: tuple[float, float, float]
+    steps_to_target: float  # median over seeds (inf: not reached by at least half)
+    time_to_target: float
+    reached: int
+    steps_per_s: float
+    diverged: int
+    metric: str
+    higher_is_better: bool
+    target: float | None
+
+
+def _q(values: Sequence[float]) -> tuple[float, float, float]:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if a.size == 0:
+        return (math.nan, math.nan, math.nan)
+    q25, med, q75 = np.percentile(a, [25, 50, 75])
+    return float(med), float(q25), float(q75)
+
+
+def _median_inf(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=float))) if values else math.inf
+
+
+def run_stats(points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None) -> dict[str, Any]:
+    """final / best metric, steps and time to ``target``, steps/s of one run, from its points."""
+    evals = [p for p in points if p["metric"] is not None]
+    final = evals[-1]["metric"] if evals else math.nan
+    best = (max if higher_is_better else min)((p["metric"] for p in evals), default=math.nan)
+    hit = None
+    if target is not None:
+        hit = next((p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)),
+                   None)
+    last = points[-1] if points else None
+    return {"final": final, "best": best, "steps_to_target": hit["step"] if hit else math.inf,
+            "time_to_target": hit["wall"] if hit else math.inf,
+            "steps_per_s": last["step"] / last["wall"] if last and last["wall"] > 0 else math.nan}
+
+
+def summarize(store: Store | str, task: str | None = None, *, target: float | None = None,
+              budget: str | None = None) -> dict[str, list[MethodSummary]]:
+    """``{task: [MethodSummary, ...]}`` over the store's finished runs (one row per method and budget), sorted
+    best final metric first. ``target`` overrides the tasks' own targets."""
+    st = Store(store) if isinstance(store, str) else store
+    try:
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        for r in st.runs(task, budget=budget):
+            groups[(r["task"], r["method"], r["budget"])].append(r)
+        out: dict[str, list[MethodSummary]] = defaultdict(list)
+        for (t, m, b), runs in groups.items():
+            cfg = runs[0]["config"]
+            hib = bool(cfg.get("higher_is_better", True))
+            tgt = target if target is not None else cfg.get("target")
+            stats = [run_stats(st.points(r["id"]), hib, tgt) for r in runs]
+            out[t].append(MethodSummary(
+                t, m, b, len(runs), _q([s["final"] for s in stats]), _q([s["best"] for s in stats]),
+                _median_inf([s["steps_to_target"] for s in stats]), _median_inf([s["time_to_target"] for s in stats]),
+                sum(math.isfinite(s["steps_to_target"]) for s in stats), _q([s["steps_per_s"] for s in stats])[0],
+                sum(int(r["diverged"] or 0) for r in runs), cfg.get("metric", "metric"), hib, tgt))
+        for rows in out.values():
+            rows.sort(key=lambda s: (math.isnan(s.final[0]), -s.final[0] if s.higher_is_better else s.final[0]))
+        return dict(sorted(out.items()))
+    finally:
+        if isinstance(store, str):
+            st.close()
+
+
+def _fmt_q(q: tuple[float, float, float], metric: str) -> str:
+    if math.isnan(q[0]):
+        return "—"
+    if metric == "accuracy":
+        return f"{100 * q[0]:.1f}% [{100 * q[1]:.1f}, {100 * q[2]:.1f}]"
+    return f"{q[0]:.4g} [{q[1]:.4g}, {q[2]:.4g}]"
+
+
+def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
+    """A rich ``Table`` of a task's summaries."""
+    from rich.table import Table
+
+    r0 = rows[0]
+    arrow = "↑" if r0.higher_is_better else "↓"
+    tgt = f"{100 * r0.target:.0f}%" if r0.target is not None and r0.metric == "accuracy" else f"{r0.target:.3g}" \
+        if r0.target is not None else "—"
+    t = Table(title=title or f"{r0.task}  ({r0.budget}; median [IQR] over seeds)", title_justify="left")
+    t.add_column("method", style="bold")
+    t.add_column("n", justify="right")
+    t.add_column(f"final {r0.metric} {arrow}", justify="right")
+    t.add_column(f"best {r0.metric} {arrow}", justify="right")
+    t.add_column(f"steps to {tgt}", justify="right")
+    t.add_column(f"time to {tgt}", justify="right")
+    t.add_column("steps/s", justify="right")
+    t.add_column("diverged", justify="right")
+    for r in rows:
+        t.add_row(r.method, str(r.runs), _fmt_q(r.final, r.metric), _fmt_q(r.best, r.metric),
+                  f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target)
+                  else f"— ({r.reached}/{r.runs})",
+                  f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—",
+                  f"{r.steps_per_s:.0f}" if math.isfinite(r.steps_per_s) else "—",
+                  str(r.diverged) if r.diverged else "0")
+    return t
+
+
+def markdown(rows: Sequence[MethodSummary]) -> str:
+    """The same table as GitHub markdown (for a README)."""
+    r0 = rows[0]
+    head = (f"| method | n | final {r0.metric} | best {r0.metric} | steps to target | time to target | steps/s "
+            "| diverged |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    lines = [f"| `{r.method}` | {r.runs} | {_fmt_q(r.final, r.metric)} | {_fmt_q(r.best, r.metric)} | "
+             + (f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target) else "—")
+             + " | " + (f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—")
+             + f" | {r.steps_per_s:.0f} | {r.diverged} |" for r in rows]
+    return head + "\n".join(lines) + "\n"
+
+
+def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per method: steps and per-seed arrays of train loss, test metric and effective lr on common steps."""
+    by_method: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for r in store.runs(task, budget=budget):
+        by_method[r["method"]].append(store.points(r["id"]))
+    out = {}
+    for m, runs in by_method.items():
+        steps = sorted(set.intersection(*(set(p["step"] for p in pts) for pts in runs)))
+        if not steps:
+            continue
+        idx = [{p["step"]: p for p in pts} for pts in runs]
+
+        def col(key: str, steps: list[int] = steps, idx: list[dict[int, dict[str, Any]]] = idx) -> np.ndarray:
+            return np.array([[np.nan if d[s][key] is None else d[s][key] for s in steps] for d in idx], dtype=float)
+
+        evals = sorted(set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs)))
+        out[m] = {"step": np.array(steps), "train_loss": col("train_loss"), "lr": col("lr"), "eff_lr": col("eff_lr"),
+                  "eval_step": np.array(evals), "metric": col("metric", evals)}
+    return out
+
+
+def sensitivity(rows: Sequence[MethodSummary]) -> dict[str, list[tuple[float, tuple[float, float, float]]]]:
+    """Methods that differ only in the optimizer's lr, grouped: ``{spec without lr: [(lr, final q), ...]}``
+    (only groups with at least two learning rates)."""
+    groups: dict[str, list[tuple[float, tuple[float, float, float]]]] = defaultdict(list)
+    for r in rows:
+        try:
+            m = parse_method(r.method)
+        except SpecError:
+            continue
+        lr = m.optimizer.kwargs.get("lr")
+        if isinstance(lr, (int, float)):
+            groups[m.without("lr")].append((float(lr), r.final))
+    return {k: sorted(v) for k, v in groups.items() if len(v) >= 2}
+
+
+def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dict[str, Any]:
+    """AlgoPerf-style performance profile (Dolan & Moré, 2002; Dahl et al., 2023): for each method, the fraction
+    of tasks it reaches the target within ``tau`` times the fastest method's steps (or wall time, ``by="time"``).
+    Returns ``{"taus": array, "rho": {method: array}}``; a method not run on a task counts as not reaching it."""
+    methods = sorted({r.method for rows in summaries.values() for r in rows})
+    ratios: dict[str, list[float]] = {m: [] for m in methods}
+    for rows in summaries.values():
+        cost = {r.method: (r.steps_to_target if by == "steps" else r.time_to_target) for r in rows}
+        best = min((c for c in cost.values() if math.isfinite(c)), default=math.inf)
+        for m in methods:
+            c = cost.get(m, math.inf)
+            ratios[m].append(c / best if math.isfinite(c) and math.isfinite(best) and best > 0 else math.inf)
+    finite = [x for v in ratios.values() for x in v if math.isfinite(x)]
+    top = max(4.0, max(finite, default=1.0) * 1.1)
+    taus = np.geomspace(1.0, top, 200)
+    n = max(len(summaries), 1)
+    rho = {m: np.array([sum(r <= t for r in ratios[m]) / n for t in taus]) for m in methods}
+    return {"taus": taus, "rho": rho, "ratios": ratios, "by": by}
+
+
+def report(store: Store | str = "runs.db", tasks: Sequence[str] | None = None, *, out: str | Path | None = "out",
+           target: float | None = None, console: Any = None, figures: bool = True,
+           markdown_path: str | Path | None = None) -> dict[str, list[MethodSummary]]:
+    """Print a table per task and write its figures (curves, lr, sensitivity) plus ``profile.png`` to ``out``.
+
+    Returns the summaries; writes nothing when ``out`` is None or ``figures`` is false.
+    """
+    st = Store(store) if isinstance(store, str) else store
+    try:
+        names = list(tasks) if tasks else st.tasks()
+        summaries: dict[str, list[MethodSummary]] = {}
+        for t in names:
+            summaries.update(summarize(st, t, target=target))
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        for rows in summaries.values():
+            by_budget: dict[str, list[MethodSummary]] = defaultdict(list)
+            for r in rows:
+                by_budget[r.budget].append(r)
+            for group in by_budget.values():
+                console.print(table(group))
+        written = []
+        if figures and out is not None and summaries:
+            from .. import plotting
+
+            out = Path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            for t, rows in summaries.items():
+                budget = rows[0].budget
+                same = [r for r in rows if r.budget == budget]
+                cv = curves(st, t, budget)
+                if cv:
+                    written.append(plotting.lab_curves(cv, out / f"{t}_curves.png", task=t, metric=same[0].metric,
+                                                       target=same[0].target))
+                    written.append(plotting.lab_lr(cv, out / f"{t}_lr.png", task=t))
+                sens = sensitivity(same)
+                if sens:
+                    written.append(plotting.lab_sensitivity(sens, out / f"{t}_sensitivity.png", task=t,
+                                                            metric=same[0].metric))
+            written.append(plotting.lab_profile(profile(summaries), out / "profile.png"))
+            console.print("figures: " + ", ".join(str(p) for p in written))
+        if markdown_path is not None:
+            text = "\n".join(f"### {t}\n\n{markdown(rows)}" for t, rows in summaries.items())
+            Path(markdown_path).write_text(text)
+        return summaries
+    finally:
+        if isinstance(store, str):
+            st.close()
