@@ -19,6 +19,7 @@ from adaptlr.controllers import ReduceOnPlateau
 from adaptlr.optim import SGD
 
 STEPS_PER_EPOCH, EPOCHS = 20, 60
+PICTURE = Path(__file__).resolve().parents[1] / "docs" / "composed_schedule.png"
 
 
 def run() -> dict[str, list[float]]:
@@ -53,7 +54,7 @@ def run() -> dict[str, list[float]]:
     return log
 
 
-def main(path: str | Path = Path(__file__).resolve().parents[1] / "docs" / "composed_schedule.png") -> Path:
+def main(path: str | Path = PICTURE) -> Path:
     from matplotlib.figure import Figure
 
     log = run()
@@ -63,7 +64,8 @@ def main(path: str | Path = Path(__file__).resolve().parents[1] / "docs" / "comp
     ax.plot(steps, log["schedule"], "--", color="tab:gray", label="schedule: warmup(cosine(0.05, ...), 100)")
     ax.plot(steps, log["lr"], color="tab:blue", lw=2, label="effective lr = schedule x plateau factor")
     for i, s in enumerate(log["cut"]):
-        ax.axvline(s, color="tab:red", alpha=0.3, lw=1, label="ReduceOnPlateau cut (x0.5)" if i == 0 else None)
+        label = "ReduceOnPlateau cut (x0.5)" if i == 0 else None
+        ax.axvline(s, color="tab:red", alpha=0.3, lw=1, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax2 = ax.twinx()
