@@ -64,6 +64,13 @@ CASES = [
      {"name": "warmup", "schedule": expo(1.0, 0.7, 4, 2, True, 0.05), "steps": 8, "start": 0.0}),
     ("piecewise_constant_schedule", {"init_value": 1.0, "boundaries_and_scales": {"10": 0.5, "30": 0.1}},
      {"name": "piecewise_constant", "values": [1.0, 0.5, 0.05], "boundaries": [10, 30]}),
+    ("warmup_constant_schedule", {"init_value": 0.2, "peak_value": 2.0, "warmup_steps": 15},
+     {"name": "warmup", "schedule": {"name": "constant", "value": 2.0}, "steps": 15, "start": 0.2}),
+    # SGDR: three cycles of 10, 20 and 40 steps whose peaks halve (optax stays flat after the last one)
+    ("sgdr_schedule", {"cosine_kwargs": [
+        {"init_value": 0.0, "peak_value": p, "warmup_steps": 0, "decay_steps": n, "end_value": 0.01}
+        for p, n in ((1.0, 10), (0.5, 20), (0.25, 40))]},
+     {"name": "cosine_restarts", "init": 1.0, "period": 10, "mult": 2, "decay": 0.5, "final": 0.01}, 70),
 ]
 
 
@@ -87,13 +94,13 @@ def join_case() -> tuple[str, dict, dict]:
 
 def main(steps: int = 130) -> None:
     out = []
-    for fn, kwargs, spec in [*CASES, join_case()]:
+    for fn, kwargs, spec, *n in [*CASES, join_case()]:
         if fn == "join_schedules":
             parts = [_optax_schedule(f, k) for f, k in kwargs["schedules"]]
             sched = optax.join_schedules(parts, kwargs["boundaries"])
         else:
             sched = _optax_schedule(fn, kwargs)
-        values = [float(np.asarray(sched(np.int64(t)), dtype=np.float64)) for t in range(steps)]
+        values = [float(np.asarray(sched(np.int64(t)), dtype=np.float64)) for t in range(n[0] if n else steps)]
         out.append({"optax": fn, "kwargs": kwargs, "adaptlr": spec, "values": values})
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"source": f"optax {optax.__version__}, jax {jax.__version__}, float64",

@@ -11,7 +11,7 @@ True
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Schedule, ScheduleLike, from_spec
+from ._base import Schedule, ScheduleLike, from_spec, schedule_classes
 from ._basic import (
     constant,
     exponential,
@@ -30,6 +30,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._torch import ScheduleLR, as_torch_scheduler
 
 
+def allow_torch_load() -> None:
+    """Let ``torch.load(..., weights_only=True)`` rebuild adaptlr schedules (say, in an optimizer's
+    ``state_dict`` whose ``lr`` is a schedule): registers the schedule classes, which hold only numbers, lists
+    and nested schedules, with ``torch.serialization.add_safe_globals``. A ``from_epochs`` schedule of a user
+    function still needs that function to be allowed by the caller."""
+    import torch
+
+    torch.serialization.add_safe_globals(schedule_classes())
+
+
 def __getattr__(name: str) -> Any:  # torch is imported only when a torch scheduler is asked for
     if name in ("ScheduleLR", "as_torch_scheduler"):
         from . import _torch
@@ -39,7 +49,8 @@ def __getattr__(name: str) -> Any:  # torch is imported only when a torch schedu
 
 
 __all__ = [
-    "Schedule", "ScheduleLR", "ScheduleLike", "as_torch_scheduler", "constant", "cosine", "cosine_restarts",
-    "cyclic", "exponential", "from_epochs", "from_spec", "inverse_sqrt", "join", "linear", "multistep",
-    "one_cycle", "piecewise_constant", "plot", "polynomial", "product", "scale", "step", "warmup", "wsd",
+    "Schedule", "ScheduleLR", "ScheduleLike", "allow_torch_load", "as_torch_scheduler", "constant",
+    "cosine", "cosine_restarts", "cyclic", "exponential", "from_epochs", "from_spec", "inverse_sqrt",
+    "join", "linear", "multistep", "one_cycle", "piecewise_constant", "plot", "polynomial", "product",
+    "scale", "schedule_classes", "step", "warmup", "wsd",
 ]

@@ -10,7 +10,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-__all__ = ["Schedule", "ScheduleLike", "from_spec", "register"]
+__all__ = ["Schedule", "ScheduleLike", "from_spec", "register", "schedule_classes"]
 
 #: Anything `step -> value`; every adaptlr schedule is one, and so is any user function.
 ScheduleLike = Callable[[int], float]
@@ -90,6 +90,16 @@ class Schedule:
 
             return scale(self, 1.0 / check_positive("divisor", other))
         return NotImplemented
+
+
+def schedule_classes() -> list[type[Schedule]]:
+    """Every :class:`Schedule` class defined so far (for ``torch.serialization.add_safe_globals``)."""
+    out, todo = [], [Schedule]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
 
 
 def _to_spec(value: Any) -> Any:
