@@ -263,3 +263,18 @@ def test_hypergradient_on_adaptlr_adam_matches_torch_adam():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
     state = hd.state_dict()
     assert len(state["deltas"][0]) == 4 and state["lr_used"][0] == pytest.approx(lrs_ours[-1])
+
+
+def test_hypergradient_with_adaptlr_nonfinite_skip():
+    from adaptlr.optim import SGD
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    opt = SGD([p], lr=0.1, nonfinite="skip", foreach=True)
+    Hypergradient(opt, beta=0.1)
+    for g in ([2.0, -2.0], [math.inf, 0.0], [1.0, -1.0], [1.0, -1.0]):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+    # the skipped step leaves no direction: the step after it keeps lr 0.1 (p: 0.8 -> 0.7); the last one
+    # learns from that step: lr = 0.1 + 0.1 * <(1, -1), (1, -1)> = 0.3, p: 0.7 -> 0.4
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
+    assert p.tolist() == pytest.approx([0.4, -0.4])

@@ -59,7 +59,7 @@ class Hypergradient(Controller):
         self._delta: dict[torch.Tensor, torch.Tensor] = {}
         self._lr_used: list[float | None] = [None] * len(optimizer.param_groups)
         self._pending: list[float | None] = [None] * len(optimizer.param_groups)
-        self._before: dict[torch.Tensor, torch.Tensor] = {}
+        self._copied: list[torch.Tensor] = []
         self._handles = [optimizer.register_step_pre_hook(self._pre),
                          optimizer.register_step_post_hook(self._post)]
 
@@ -95,18 +95,23 @@ class Hypergradient(Controller):
                     else:
                         group["lr"] = value
             self._pending[i] = self.current_lr(i)
-            for p in params:
-                self._before[p] = p.detach().clone()
+            for p in params:  # reuse the buffer: it holds theta_before until the step is done
+                if p in self._delta:
+                    self._delta[p].copy_(p)
+                else:
+                    self._delta[p] = p.detach().clone()
+                self._copied.append(p)
             if self.initial_lrs[i]:
                 self._factors[i] = self._pending[i] / self.initial_lrs[i]
 
     @torch.no_grad()
     def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        before, self._before = self._before, {}
-        if getattr(optimizer, "last_step_skipped", False):
+        copied, self._copied = self._copied, []
+        if getattr(optimizer, "last_step_skipped", False):  # nothing moved: no direction to learn from
+            self._lr_used = [None] * len(self._lr_used)
             return
-        for p, b in before.items():
-            self._delta[p] = b.sub_(p)
+        for p in copied:
+            self._delta[p].sub_(p)  # theta_before - theta_after = lr * u
         self._lr_used = list(self._pending)
 
     def state_dict(self) -> dict[str, Any]:
