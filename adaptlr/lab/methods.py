@@ -213,33 +213,24 @@ class MethodBuild:
                 group["lr"] = base * float(group.get("lr_scale", 1.0))
 
     def effective_lr(self, step: int) -> float | None:
-        """The step size actually used: scheduled lr x controller factor (x D-Adaptation/Prodigy's d)."""
+        """The step size actually used: scheduled lr x controller factor (x a learning-rate-free method's
+        estimate, through the optimizer's own ``effective_lr(group)`` readout when it has one)."""
         opt = self.optimizer
-        group = opt.param_groups[0]
-        if hasattr(opt, "current_lr"):
-            try:
-                lr = float(opt.current_lr(0))
-            except Exception:  # noqa: BLE001 - an optimizer's own helper; fall back to the group
-                lr = None
-        else:
-            lr = None
-        if lr is None:
-            value = group.get("lr")
-            if callable(value):
-                value = value(int(group.get("steps", step)))
-            try:
-                lr = float(value) * (1.0 if self.manual_lr else float(group.get("lr_scale", 1.0)))
-            except (TypeError, ValueError):
-                return None
-        for key in ("d", "eta"):  # D-Adaptation / Prodigy: lr x d;  DoG: the step size eta
-            if key in group:
-                v = group[key]
-                v = v[0] if isinstance(v, (list, tuple)) else v
+        for name in ("effective_lr", "current_lr"):
+            fn = getattr(opt, name, None)
+            if callable(fn):
                 try:
-                    return lr * float(v) if key == "d" else float(v)
-                except (TypeError, ValueError):
+                    return float(fn(0))
+                except Exception:  # noqa: BLE001 - an optimizer's own helper; fall back to the group
                     pass
-        return lr
+        group = opt.param_groups[0]
+        value = group.get("lr")
+        if callable(value):
+            value = value(step)
+        try:
+            return float(value) * (1.0 if self.manual_lr else float(group.get("lr_scale", 1.0)))
+        except (TypeError, ValueError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -487,8 +478,11 @@ def parse_method(spec: str | Mapping[str, Any] | Method) -> Method:
     terms = [_term(n, spec) for n in _flatten(tree, spec)]
     method = _assemble(terms, spec)
     for c in method.controllers:
-        _check_args(c, {**_CONTROLLERS[c.name][1], "mode": None, "threshold": None, "cooldown": None,
-                        "min_scale": None}, spec)
+        cls = _controller_class(c.name)
+        allowed = dict(_CONTROLLERS[c.name][1])
+        if cls is not None:
+            allowed.update({k: None for k in inspect.signature(cls).parameters if k != "optimizer"})
+        _check_args(c, allowed, spec)
     return method
 
 
