@@ -71,7 +71,9 @@ class DivergenceGuard(Controller):
         self.steps = 0  #: observations so far
         self.rollbacks = 0  #: rollbacks so far
         self._in_a_row = 0
-        self.snapshot_step = 0
+        self.snapshot_step = 0  #: the observation at which the last snapshot was taken
+        self.steps_since_snapshot = 0  #: steps taken since the snapshot (the work a rollback loses)
+        self.last_lost = 0  #: steps lost by the last rollback (never more than ``snapshot_every``)
         self._snapshot: dict[str, Any] = {}
         self.take_snapshot()
 
@@ -83,6 +85,7 @@ class DivergenceGuard(Controller):
             "factors": list(self._factors),
         }
         self.snapshot_step = self.steps
+        self.steps_since_snapshot = 0
         self._in_a_row = 0
 
     def is_divergent(self, loss: float) -> bool:
@@ -102,8 +105,9 @@ class DivergenceGuard(Controller):
             self.rollback()
             return False
         self.history.append(loss)
-        if self.steps - self.snapshot_step >= self.snapshot_every:
+        if self.steps_since_snapshot >= self.snapshot_every:
             self.take_snapshot()
+        self.steps_since_snapshot += 1  # the caller steps on this loss
         return True
 
     def rollback(self) -> None:
@@ -114,6 +118,7 @@ class DivergenceGuard(Controller):
                                    f"restoring the snapshot of step {self.snapshot_step}; lr factor now "
                                    f"{self.factor:.3g}")
         self.rollbacks += 1
+        self.last_lost, self.steps_since_snapshot = self.steps_since_snapshot, 0
         current = list(self._factors)
         self.model.load_state_dict(self._snapshot["model"])
         self.optimizer.load_state_dict(copy.deepcopy(self._snapshot["optimizer"]))  # torch aliases tensors
@@ -123,7 +128,7 @@ class DivergenceGuard(Controller):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "history": list(self.history), "steps": self.steps,
-                "rollbacks": self.rollbacks, "snapshot_step": self.snapshot_step}
+                "rollbacks": self.rollbacks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the counters; a fresh snapshot of the (already restored) model and optimizer is taken."""
