@@ -116,12 +116,13 @@ def cmd_find_lr(a: argparse.Namespace) -> int:
     result = lr_find(model, task.loss, batches, build.optimizer, start=a.start, end=a.end, steps=a.steps)
     out = Path(a.output or Path(a.out) / f"{task.name}_find_lr.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig = result.plot()
-    fig = getattr(fig, "figure", fig)
-    fig.savefig(out, dpi=110)
-    for name in ("suggestion", "suggestions", "suggested_lr"):
-        if hasattr(result, name):
-            print(f"{name}: {getattr(result, name)}")
+    result.plot(out)
+    for name, s in getattr(result, "suggestions", {}).items():
+        print(f"{name}: lr={s.lr:.3g} (confidence {s.confidence:.2f})")
+    try:
+        print(f"suggested lr: {result.lr:.3g}")
+    except ValueError as e:
+        print(f"no suggestion: {e}")
     print(f"figure: {out}")
     return 0
 
