@@ -91,7 +91,11 @@ BAD = [
     (S.wsd, dict(peak=1.0, steps=10, cooldown="sqrt"), "cooldown"), (S.warmup, dict(schedule=S.constant(1.0), steps=0), "steps"),
     (S.warmup, dict(schedule=object(), steps=5), "schedule"), (S.join, dict(schedules=[S.constant(1.0)], boundaries=[3]), "boundaries"),
     (S.from_epochs, dict(fn=3, steps_per_epoch=2), "fn"), (S.from_epochs, dict(fn=epoch_fn, steps_per_epoch=0), "steps_per_epoch"),
-    (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"), (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
+    (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"), (S.constant, dict(value=math.nan), "value"),
+    (S.polynomial, dict(init=1.0, final=0.0, steps=5, power=0), "power"), (S.product, dict(schedules=[]), "schedules"),
+    (S.cyclic, dict(base=0.1, peak=1.0, step_size_up=0), "step_size_up"), (S.warmup, dict(schedule=S.constant(1.0), steps=3, mode="exp"), "mode"),
+    (S.piecewise_constant, dict(values=[1.0, 2.0], boundaries=[-1]), r"boundaries\[0\]"),
+    (S.linear, dict(init=0.0, final=1.0, steps=10, begin=-1), "begin"), (S.exponential, dict(init=1.0, rate=0.5, staircase=True, steps=0), "steps"), (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
 ]
 
 
@@ -111,6 +115,14 @@ def test_unknown_spec_names():
 
 
 # ------------------------------------------------------------------------------------------------ properties
+@settings(max_examples=40, deadline=None)
+@given(init=st.floats(1e-6, 10.0), n=st.integers(20, 500), pct=st.floats(0.1, 0.45), e=st.floats(0.5, 3.0),
+       w=st.integers(1, 100), t=st.integers(0, 2000))
+def test_spec_round_trip_property(init, n, pct, e, w, t):
+    for s in (S.warmup(S.cosine(init, n, final=init / 7, exponent=e), w), S.one_cycle(init, n, pct_start=pct),
+              S.join([S.wsd(init, n, warmup=pct), S.exponential(init / 10, 0.99)], [n])):
+        again = S.from_spec(s.spec)
+        assert again == s and again(t) == s(t)
 pos = st.floats(1e-6, 10.0)
 dur = st.integers(1, 300)
 steps = st.integers(0, 2000)
