@@ -94,7 +94,7 @@ BAD = [
     (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"), (S.constant, dict(value=math.nan), "value"),
     (S.polynomial, dict(init=1.0, final=0.0, steps=5, power=0), "power"), (S.product, dict(schedules=[]), "schedules"),
     (S.cyclic, dict(base=0.1, peak=1.0, step_size_up=0), "step_size_up"), (S.warmup, dict(schedule=S.constant(1.0), steps=3, mode="exp"), "mode"),
-    (S.piecewise_constant, dict(values=[1.0, 2.0], boundaries=[-1]), r"boundaries\[0\]"),
+    (S.piecewise_constant, dict(values=[1.0, 2.0], boundaries=[-1]), "boundaries"),
     (S.linear, dict(init=0.0, final=1.0, steps=10, begin=-1), "begin"), (S.exponential, dict(init=1.0, rate=0.5, staircase=True, steps=0), "steps"), (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
 ]
 
