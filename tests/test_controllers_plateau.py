@@ -125,3 +125,19 @@ def test_schedule_times_plateau_drives_adaptlr_sgd():
     assert plateau.factor < 0.1
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_composed_schedule_example_runs(tmp_path, monkeypatch):
+    """examples/composed_schedule.py (the README picture), shortened."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "composed_schedule.py"
+    spec = importlib.util.spec_from_file_location("composed_schedule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "EPOCHS", 8)
+    out = module.main(tmp_path / "c.png")
+    assert out.stat().st_size > 10_000
+    log = module.run()
+    assert len(log["lr"]) == 8 * module.STEPS_PER_EPOCH and log["lr"][:100] == log["schedule"][:100]
