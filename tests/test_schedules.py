@@ -243,6 +243,15 @@ def test_adaptlr_nonfinite_skip_does_not_advance_the_schedule():
     assert p.tolist() == [-0.5, -0.5]  # steps of 1.0 and 0.5; the skipped one changed nothing
 
 
+def test_as_torch_scheduler_rejects_an_optimizer_that_already_has_a_schedule():
+    from adaptlr.optim import SGD
+
+    with pytest.raises(ValueError, match="already has a schedule"):
+        S.as_torch_scheduler(SGD([torch.nn.Parameter(torch.ones(1))], lr=S.cosine(0.1, 10)), S.constant(1.0))
+    with pytest.raises(ValueError, match="Invalid schedule"):
+        S.as_torch_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), 0.5)
+
+
 def test_schedules_load_with_weights_only():
     s = S.warmup(S.join([S.cosine(1.0, 10), S.constant(0.1)], [10]) * 0.5, 5)
     S.allow_torch_load()
