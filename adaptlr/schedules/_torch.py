@@ -40,8 +40,8 @@ class ScheduleLR(LRScheduler):
             raise ValueError(f"Invalid schedule: {schedule!r} (expected a callable step -> value)")
         for i, group in enumerate(optimizer.param_groups):
             if callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor):
-                raise ValueError(f"param group {i} already has a schedule as lr: an adaptlr optimizer runs it "
-                                 "itself, no torch scheduler is needed")
+                raise ValueError(f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
+                                 "it itself, no torch scheduler is needed")
         self.schedule = schedule
         self.count = check_choice("count", count, ("applied", "calls"))
         self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
