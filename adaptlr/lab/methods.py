@@ -156,8 +156,27 @@ def available_methods() -> dict[str, list[str]]:
     }
 
 
+def _distance(a: str, b: str) -> int:
+    """Edit distance with adjacent transpositions (optimal string alignment)."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """``"; did you mean 'x'?"`` for the closest choice (edit distance, then difflib's ratio), or ``""``."""
+    choices = list(choices)
+    if not choices:
+        return ""
+    best = min(choices, key=lambda c: (_distance(word.lower(), c.lower()),
+                                       -difflib.SequenceMatcher(None, word, c).ratio()))
+    if _distance(word.lower(), best.lower()) <= max(2, len(word) // 3):
+        return f"; did you mean {best!r}?"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

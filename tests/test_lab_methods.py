@@ -1,0 +1,145 @@
+"""The method spec grammar: valid and invalid specs, canonical forms, building optimizers and schedules."""
+
+import math
+
+import pytest
+import torch
+
+import adaptlr
+from adaptlr.lab.methods import (TUNE, SpecError, available_methods, method_to_dict, parse_method,
+                                 register_optimizer, split_methods)
+
+
+@pytest.mark.parametrize("spec, canonical", [
+    ("adam", "adam"),
+    ("Adam()", "adam"),
+    ("adam(lr=3e-3) + cosine(warmup=0.05)", "adam(lr=0.003) + cosine(warmup=0.05)"),
+    ("sgd(momentum=0.9, lr=0.1) + plateau(patience=3)", "sgd(lr=0.1, momentum=0.9) + plateau(patience=3)"),
+    ("adamw(3e-4, betas=(0.9, 0.95))", "adamw(betas=(0.9, 0.95), lr=0.0003)"),
+    ("  prodigy ", "prodigy"),
+    ("schedulefree_adamw", "schedulefree_adamw"),
+    ("adam(lr=?) + cosine(warmup=?)", "adam(lr=?) + cosine(warmup=?)"),
+    ("sgd(lr=1e-1, nesterov=True, momentum=.9)", "sgd(lr=0.1, momentum=0.9, nesterov=True)"),
+])
+def test_valid_specs_and_canonical_form(spec, canonical):
+    m = parse_method(spec)
+    assert m.canonical == canonical
+    assert parse_method(m.canonical) == m  # the canonical form parses to the same method
+    assert parse_method(method_to_dict(m)) == m  # and so does the dict form
+
+
+def test_question_mark_is_a_tune_placeholder():
+    m = parse_method("adam(lr=?, weight_decay=1e-4) + cosine(warmup=?)")
+    assert m.optimizer.kwargs["lr"] is TUNE
+    assert m.tuned == [(0, "lr"), (1, "warmup")]
+    filled = m.fill({"lr": 0.01, "warmup": 0.1})
+    assert filled.canonical == "adam(lr=0.01, weight_decay=0.0001) + cosine(warmup=0.1)"
+    with pytest.raises(SpecError, match="no value given for 'cosine\\(warmup=\\?\\)'"):
+        m.fill({"lr": 0.01})
+    with pytest.raises(SpecError, match="placeholders"):
+        m.validate()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("adma(lr=1e-3)", "unknown name 'adma'; did you mean 'adam'"),
+    ("adam + cosin", "unknown name 'cosin'; did you mean 'cosine'"),
+    ("adam + cosine(warmpu=0.1)", "cosine\\(\\) has no argument 'warmpu'; did you mean 'warmup'"),
+    ("adam + plateau(patince=3)", "did you mean 'patience'"),
+    ("adam(lr=1e-3", "cannot parse method spec"),
+    ("adam * cosine", "joined with '\\+'"),
+    ("adam + sgd", "two optimizers"),
+    ("cosine + adam", "the optimizer term comes first"),
+    ("cosine", "no optimizer term"),
+    ("adam + cosine + linear", "two schedules"),
+    ("adam + cosine(0.1)", "keyword arguments only"),
+    ("adam(lr=foo)", "not a literal"),
+    ("adam(lr=1, lr=2)", "got 'lr' twice"),
+    ("", "non-empty"),
+])
+def test_invalid_specs(spec, message):
+    with pytest.raises(SpecError, match=message):
+        parse_method(spec)
+
+
+def test_optimizer_arguments_are_checked_against_the_class():
+    with pytest.raises(SpecError, match="unknown argument 'momentm'; did you mean 'momentum'"):
+        parse_method("sgd(lr=0.1, momentm=0.9)").validate()
+    with pytest.raises(SpecError, match="Invalid learning rate|lr"):
+        parse_method("adam(lr=-1.0)").build([torch.nn.Parameter(torch.zeros(2))], 10)
+
+
+def test_split_methods_keeps_commas_inside_parentheses():
+    assert split_methods("adam(lr=1e-3, betas=(0.9, 0.99)),sgd(lr=0.1) + cosine(warmup=0.1), prodigy") == [
+        "adam(lr=1e-3, betas=(0.9, 0.99))", "sgd(lr=0.1) + cosine(warmup=0.1)", "prodigy"]
+
+
+def test_classic_optimizers_resolve_to_adaptlr():
+    for name, cls in [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adadelta", "Adadelta"),
+                      ("adam", "Adam"), ("adamw", "AdamW"), ("nadam", "NAdam")]:
+        b = parse_method(name).build([torch.nn.Parameter(torch.zeros(3))], 10)
+        expected = getattr(adaptlr, cls, None) or getattr(torch.optim, cls)
+        assert type(b.optimizer) is expected
+    assert "adam" in available_methods()["optimizers"]
+
+
+def _run(build, steps):
+    p = build.optimizer.param_groups[0]["params"][0]
+    lrs, effs = [], []
+    for step in range(steps):
+        build.before_step(step)
+        lrs.append(build.lr(step))
+        effs.append(build.effective_lr(step))
+        p.grad = torch.ones_like(p)
+        build.optimizer.step()
+    return lrs, effs
+
+
+def test_cosine_with_warmup_maps_onto_fractions_of_the_budget():
+    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build([torch.nn.Parameter(torch.zeros(2))],
+                                                                              100)
+    lrs, effs = _run(b, 100)
+    # warmup: linear from 0 over 10 steps; then cosine from 0.1 to 0.001 over the remaining 90
+    assert lrs[0] == pytest.approx(0.0) and lrs[5] == pytest.approx(0.05)
+    assert lrs[10] == pytest.approx(0.1)
+    k = 55 - 10
+    assert lrs[55] == pytest.approx(0.001 + (0.1 - 0.001) * 0.5 * (1 + math.cos(math.pi * k / 90)))
+    assert effs == pytest.approx(lrs)
+
+
+def test_schedule_on_a_torch_optimizer_is_applied_by_hand():
+    register_optimizer("torchsgd", torch.optim.SGD, lr=0.2)
+    b = parse_method("torchsgd + linear(final=0.5)").build([torch.nn.Parameter(torch.zeros(2))], 10)
+    assert b.manual_lr and type(b.optimizer) is torch.optim.SGD
+    lrs, effs = _run(b, 10)
+    assert lrs[0] == pytest.approx(0.2) and lrs[5] == pytest.approx(0.2 - 0.1 * 0.5)
+    assert effs == pytest.approx(lrs)
+    p = b.optimizer.param_groups[0]["params"][0]
+    assert float(p.detach()[0]) == pytest.approx(-sum(lrs))  # the params moved by exactly the scheduled lrs
+
+
+def test_plateau_controller_cuts_the_effective_lr():
+    if "plateau" not in available_methods()["controllers"]:
+        pytest.skip("adaptlr.controllers.ReduceOnPlateau not available")
+    b = parse_method("sgd(lr=0.1) + plateau(patience=1, factor=0.5)").build([torch.nn.Parameter(torch.zeros(2))],
+                                                                              10, higher_is_better=True)
+    for value in (0.5, 0.5, 0.5, 0.5):  # no improvement: accuracy flat
+        b.controllers[0].observe(value)
+    b.before_step(0)
+    assert b.effective_lr(0) == pytest.approx(0.05)  # one cut after more than `patience` flat values
+    assert b.lr(0) == pytest.approx(0.1)  # the schedule value itself is unchanged
+
+
+def test_lr_free_methods_are_offered_only_when_present():
+    free = available_methods()["lr_free"]
+    for name in free:
+        parse_method(name).validate()
+    # every name in the table resolves iff the class exists
+    assert ("prodigy" in free) == (hasattr(adaptlr, "Prodigy") or _has_free("Prodigy"))
+
+
+def _has_free(cls):
+    try:
+        import adaptlr.free as f
+    except ImportError:
+        return False
+    return hasattr(f, cls)
