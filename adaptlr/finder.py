@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .schedules import Schedule
 
-__all__ = ["LRFindResult", "Suggestion", "lr_find"]
+__all__ = ["LRFindResult", "Suggestion", "lr_find", "suggest"]
 
 
 @dataclass(frozen=True)
