@@ -89,7 +89,8 @@ class DAdaptAdam(FreeOptimizer):
             coupled = group["weight_decay"] != 0 and not group["decouple"]
             cols = [params, grads] + [[s[n] for s in states] for n in ("exp_avg", "exp_avg_sq", "s")]
             dot, l1 = self._apply(group, dadapt_adam_stats, cols, writes=(2, 3, 4),
-                                  scalars=(group["weight_decay"], r * dlr, b1, b2, math.sqrt(b2), group["eps"]),
+                                  scalars=(group["weight_decay"], b1, r * dlr * (1 - b1), b2, 1 - b2,
+                                           math.sqrt(b2), r * dlr * (1 - math.sqrt(b2)), group["eps"]),
                                   flags=(coupled,), n_sums=2)
             numerator += r * dlr * dot
             s_l1 += r * l1
@@ -115,7 +116,7 @@ class DAdaptAdam(FreeOptimizer):
                 wd = group["weight_decay"]
                 self._apply(group, dadapt_adam, [params, [s["exp_avg"] for s in states],
                                                  [s["exp_avg_sq"] for s in states]],
-                            writes=(0,), scalars=(wd, self._dlr(group, d_old), group["eps"]),
+                            writes=(0,), scalars=(wd * self._dlr(group, d_old), group["eps"]),
                             flags=(wd != 0 and group["decouple"],))
                 for s in states:
                     s["step"] += 1
@@ -215,7 +216,7 @@ class DAdaptSGD(FreeOptimizer):
             params, grads, states = self._active(group)
             if params:
                 self._apply(group, dadapt_sgd, [params, [s["x0"] for s in states], [s["s"] for s in states]],
-                            writes=(0,), scalars=(1 - group["momentum"],))
+                            writes=(0,), scalars=(group["momentum"], 1 - group["momentum"]))
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
 
@@ -295,7 +296,8 @@ class DAdaptAdaGrad(FreeOptimizer):
                 momentum = group["momentum"]
                 self._apply(group, dadapt_adagrad, [params, [s["x0"] for s in states],
                                                     [s["alphak"] for s in states], [s["sk"] for s in states]],
-                            writes=(0,), scalars=(1 - momentum, group["eps"]), flags=(momentum != 0,))
+                            writes=(0,), scalars=(momentum, 1 - momentum, group["eps"]),
+                            flags=(momentum != 0,))
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
 

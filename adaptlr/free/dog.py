@@ -178,7 +178,7 @@ class PolynomialDecayAverager:
             else:
                 dst[k].copy_(v)
         if avg:
-            get_engine("foreach").apply(polynomial_average, [avg, cur], (0,), (w,))
+            get_engine("foreach").apply(polynomial_average, [avg, cur], (0,), (1 - w, w))
         self.t += 1
 
     def reset(self) -> None:

@@ -147,7 +147,8 @@ class Prodigy(FreeOptimizer):
                 step_size = dlr if b1 > 0 else dlr * d
                 m_col = [s["exp_avg"] for s in states] if b1 > 0 else 0.0
                 self._apply(group, prodigy, [params, grads, m_col, [s["exp_avg_sq"] for s in states]],
-                            writes=(0, 2, 3), scalars=(wd, d_old, d * group["eps"], dlr, step_size, b1, b2),
+                            writes=(0, 2, 3), scalars=(wd, b1, d_old * (1 - b1), b2, d_old * d_old * (1 - b2), d * group["eps"],
+                                     wd * dlr, step_size),
                             flags=(coupled, decoupled, b1 > 0))
                 for s in states:
                     s["step"] += 1

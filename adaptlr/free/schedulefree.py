@@ -126,7 +126,7 @@ class _ScheduleFree(FreeOptimizer):
                 wd = group["weight_decay"]
                 self._apply(group, schedule_free, [params, grads, [s["z"] for s in states], v],
                             writes=(0, 2, 3),
-                            scalars=(lr, ckp1, lr * (beta * (1 - ckp1) - 1), beta2, group.get("eps", 0.0),
+                            scalars=(lr, ckp1, lr * (beta * (1 - ckp1) - 1), beta2, 1 - beta2, group.get("eps", 0.0),
                                      1 - beta2 ** (k + 1), wd),
                             flags=(update_v, adaptive, wd != 0))
             group["k"] = k + 1

@@ -28,32 +28,34 @@ def dadapt_sgd_stats(p, g, s, weight_decay, dlr, coupled_decay):
 
 
 @elementwise
-def dadapt_sgd(p, x0, s, ck):
+def dadapt_sgd(p, x0, s, momentum, ck):
     r""":math:`x \leftarrow (1 - c) x + c (x_0 - s)` with :math:`c = 1 - momentum`."""
-    p = p * (1 - ck) + (x0 - s) * ck
+    p = p * momentum + (x0 - s) * ck
     return (p,)
 
 
 @elementwise
-def dadapt_adam_stats(p, g, m, v, s, weight_decay, dlr, beta1, beta2, sqrt_beta2, eps, coupled_decay):
+def dadapt_adam_stats(p, g, m, v, s, weight_decay, beta1, m_coef, beta2, v_coef, sqrt_beta2, s_coef, eps,
+                      coupled_decay):
     r"""Term :math:`g \cdot s / (\sqrt{v} + \epsilon)` (old ``s``, ``v``), then the EMAs, then :math:`|s|`.
 
     m = b1 m + dlr (1 - b1) g      v = b2 v + (1 - b2) g^2      s = sqrt(b2) s + dlr (1 - sqrt(b2)) g
+    (the coefficients ``m_coef``, ``v_coef``, ``s_coef`` are computed in float64 by the optimizer).
     """
     if coupled_decay:
         g = g + weight_decay * p
     term = g * (s / (sqrt(v) + eps))
-    m = m * beta1 + g * (dlr * (1 - beta1))
-    v = v * beta2 + g * g * (1 - beta2)
-    s = s * sqrt_beta2 + g * (dlr * (1 - sqrt_beta2))
+    m = m * beta1 + g * m_coef
+    v = v * beta2 + g * g * v_coef
+    s = s * sqrt_beta2 + g * s_coef
     return m, v, s, term, abs(s)
 
 
 @elementwise
-def dadapt_adam(p, m, v, weight_decay, dlr, eps, decoupled_decay):
+def dadapt_adam(p, m, v, decay_coef, eps, decoupled_decay):
     r""":math:`p \leftarrow p (1 - \lambda\, wd) - m / (\sqrt{v} + \epsilon)` (``m`` carries the step size)."""
     if decoupled_decay:
-        p = p - (weight_decay * dlr) * p
+        p = p - decay_coef * p
     p = p - m / (sqrt(v) + eps)
     return (p,)
 
@@ -76,11 +78,11 @@ def dadapt_adagrad_stats(p, g, alpha, s, weight_decay, dlr, eps, coupled_decay):
 
 
 @elementwise
-def dadapt_adagrad(p, x0, alpha, s, ck, eps, use_momentum):
+def dadapt_adagrad(p, x0, alpha, s, momentum, ck, eps, use_momentum):
     r""":math:`z = x_0 - s / (\sqrt{\alpha} + \epsilon)`, :math:`x \leftarrow (1 - c) x + c z` (or ``z``)."""
     z = x0 - s / (sqrt(alpha) + eps)
     if use_momentum:
-        p = p * (1 - ck) + z * ck
+        p = p * momentum + z * ck
     else:
         p = z
     return (p,)

@@ -25,21 +25,22 @@ def prodigy_stats(p, g, p0, s, weight_decay, s_weight, beta3, coupled_decay):
 
 
 @elementwise
-def prodigy(p, g, m, v, weight_decay, d, d_eps, dlr, step_size, beta1, beta2, coupled_decay,
-            decoupled_decay, use_momentum):
+def prodigy(p, g, m, v, weight_decay, beta1, m_coef, beta2, v_coef, d_eps, decay_coef, step_size,
+            coupled_decay, decoupled_decay, use_momentum):
     r"""Phase 2 with ``d`` (of the step's start), ``d_eps = d_new * eps`` and ``dlr = d * lr * bc``.
 
     m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2      p = p (1 - wd dlr) - dlr m / (sqrt(v) + d_eps)
-    ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is on ``g``).
+    ``m_coef = d (1 - b1)``, ``v_coef = d^2 (1 - b2)``, ``decay_coef = wd dlr`` (computed in float64 by the
+    optimizer); ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is on g).
     """
     if coupled_decay:
         g = g + weight_decay * p
     if use_momentum:
-        m = m * beta1 + g * (d * (1 - beta1))
-    v = v * beta2 + g * g * (d * d * (1 - beta2))
+        m = m * beta1 + g * m_coef
+    v = v * beta2 + g * g * v_coef
     denom = sqrt(v) + d_eps
     if decoupled_decay:
-        p = p - (weight_decay * dlr) * p
+        p = p - decay_coef * p
     if use_momentum:
         p = p - step_size * (m / denom)
     else:
