@@ -70,7 +70,7 @@ class _ScheduleFree(FreeOptimizer):
                 restored = [p for p in ps if "y" in self.state[p]]
                 if restored:
                     torch._foreach_copy_(restored, [self.state[p].pop("y") for p in restored])
-                rest = [p for p in ps if p not in restored]
+                rest = [p for p in ps if "y" not in self.state[p] and not any(p is q for q in restored)]
                 if rest:  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
                     self._apply(group, schedule_free_swap, [rest, [self.state[p]["z"] for p in rest], 0.0],
                                 writes=(0, 2), scalars=(1 - beta,))
