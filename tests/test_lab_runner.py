@@ -149,7 +149,7 @@ def test_parallel_compare_and_ctrl_c_in_a_subprocess(tmp_path):
     nothing half-written; the same command then completes the rest."""
     store = str(tmp_path / "runs.db")
     cmd = [sys.executable, "-m", "adaptlr.lab", "compare", "--task", "digits-logreg", "--methods",
-           "sgd(lr=0.5),adam(lr=0.01)", "--seeds", "3", "--steps", "300", "--jobs", "2", "--store", store,
+           "sgd(lr=0.5),adam(lr=0.01)", "--seeds", "3", "--steps", "120", "--jobs", "2", "--store", store,
            "--no-progress", "--no-report"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -181,7 +181,7 @@ def test_parallel_compare_and_ctrl_c_in_a_subprocess(tmp_path):
     else:
         assert proc.returncode == 0, err
     for k in done:
-        assert [p[0] for p in rows[k]] == list(range(3, 301, 3))
+        assert [p[0] for p in rows[k]] == list(range(1, 121))
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert f"{len(done)} already in" in res.stdout

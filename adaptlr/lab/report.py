@@ -199,7 +199,7 @@ def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dic
             ratios[m].append(c / best if math.isfinite(c) and math.isfinite(best) and best > 0 else math.inf)
     finite = [x for v in ratios.values() for x in v if math.isfinite(x)]
     top = max(4.0, max(finite, default=1.0) * 1.1)
-    taus = np.geomspace(1.0, top, 200)
+    taus = np.unique(np.concatenate([np.geomspace(1.0, top, 200), finite]))  # exact at every ratio
     n = max(len(summaries), 1)
     rho = {m: np.array([sum(r <= t for r in ratios[m]) / n for t in taus]) for m in methods}
     return {"taus": taus, "rho": rho, "ratios": ratios, "by": by}

@@ -1,0 +1,154 @@
+"""Reports: every number recomputed here, independently, from the raw rows; figures written and non-empty."""
+
+import math
+import sqlite3
+import statistics
+
+import numpy as np
+import pytest
+
+from adaptlr.lab.report import profile, report, sensitivity, summarize
+from adaptlr.lab.store import Store
+
+TARGET = 0.8
+
+
+def _fill(path):
+    """A store with made-up runs: 3 methods x 3 seeds on an accuracy task, 2 methods on a loss task."""
+    rng = np.random.default_rng(0)
+    with Store(path) as st:
+        for task, metric, hib, methods in [
+            ("acc-task", "accuracy", True, ["sgd(lr=0.1)", "sgd(lr=0.3)", "adam(lr=0.001)"]),
+            ("loss-task", "loss", False, ["sgd(lr=0.1)", "adam(lr=0.001)"]),
+        ]:
+            for m in methods:
+                for seed in range(3):
+                    cfg = {"metric": metric, "higher_is_better": hib, "target": TARGET if hib else 1.0}
+                    rid = st.start_run(task, m, seed, "steps=20,batch=8", cfg)
+                    pts, wall = [], 0.0
+                    for step in range(1, 21):
+                        wall += float(rng.uniform(0.01, 0.02))
+                        ev = step % 4 == 0
+                        metric_v = float(rng.uniform(0.5, 1.0) if hib else rng.uniform(0.5, 2.0)) if ev else None
+                        pts.append({"step": step, "train_loss": float(rng.uniform(0, 2)), "lr": 0.1,
+                                    "eff_lr": 0.1, "metric": metric_v, "test_loss": metric_v, "wall": wall})
+                    st.add_points(rid, pts[:8])
+                    st.finish_run(rid, pts[8:], {"steps_done": 20, "wall": wall, "final_metric": -1.0,
+                                                 "best_metric": -1.0, "diverged": seed == 2 and m == "sgd(lr=0.3)"})
+
+
+def _independent(path, task):
+    """Recompute the table from SQL rows with the statistics module (no code shared with adaptlr.lab.report)."""
+    con = sqlite3.connect(path)
+    runs = con.execute("SELECT id, method, diverged, config FROM runs WHERE task=? AND status='done'",
+                       (task,)).fetchall()
+    import json
+
+    out = {}
+    for rid, method, diverged, cfg in runs:
+        hib = json.loads(cfg)["higher_is_better"]
+        target = json.loads(cfg)["target"]
+        pts = con.execute("SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)).fetchall()
+        evals = [(s, m, w) for s, m, w in pts if m is not None]
+        reached = [(s, w) for s, m, w in evals if (m >= target if hib else m <= target)]
+        d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "div": 0})
+        d["final"].append(evals[-1][1])
+        d["best"].append(max(m for _, m, _ in evals) if hib else min(m for _, m, _ in evals))
+        d["stt"].append(reached[0][0] if reached else math.inf)
+        d["ttt"].append(reached[0][1] if reached else math.inf)
+        d["sps"].append(pts[-1][0] / pts[-1][2])
+        d["div"] += diverged
+    con.close()
+    return out
+
+
+def _quartiles(xs):
+    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return q2, q1, q3
+
+
+def _median_with_inf(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    mid = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    return mid
+
+
+@pytest.mark.parametrize("task", ["acc-task", "loss-task"])
+def test_table_numbers_recomputed_from_raw_rows(tmp_path, task):
+    path = str(tmp_path / "runs.db")
+    _fill(path)
+    rows = summarize(path, task)[task]
+    ref = _independent(path, task)
+    assert {r.method for r in rows} == set(ref)
+    for r in rows:
+        d = ref[r.method]
+        assert r.runs == 3
+        assert r.final == pytest.approx(_quartiles(d["final"]))
+        assert r.best == pytest.approx(_quartiles(d["best"]))
+        assert r.steps_to_target == _median_with_inf(d["stt"])
+        assert r.time_to_target == pytest.approx(_median_with_inf(d["ttt"]))
+        assert r.reached == sum(math.isfinite(x) for x in d["stt"])
+        assert r.steps_per_s == pytest.approx(statistics.median(d["sps"]))
+        assert r.diverged == d["div"]
+        assert r.final[0] != -1.0  # computed from the points, not from the runs' cached summary
+    # sorted best first
+    finals = [r.final[0] for r in rows]
+    assert finals == sorted(finals, reverse=rows[0].higher_is_better)
+
+
+def test_target_override(tmp_path):
+    path = str(tmp_path / "runs.db")
+    _fill(path)
+    rows = summarize(path, "acc-task", target=0.0)["acc-task"]
+    assert all(r.steps_to_target == 4 and r.reached == 3 for r in rows)  # every run beats 0 at its first eval
+    rows = summarize(path, "acc-task", target=1.5)["acc-task"]
+    assert all(math.isinf(r.steps_to_target) and r.reached == 0 for r in rows)
+
+
+def test_sensitivity_groups_methods_differing_only_in_lr(tmp_path):
+    path = str(tmp_path / "runs.db")
+    _fill(path)
+    rows = summarize(path, "acc-task")["acc-task"]
+    sens = sensitivity(rows)
+    assert list(sens) == ["sgd"] and [lr for lr, _ in sens["sgd"]] == [0.1, 0.3]
+
+
+def test_performance_profile_by_hand():
+    from adaptlr.lab.report import MethodSummary
+
+    def row(task, method, steps):
+        return MethodSummary(task, method, "b", 1, (0, 0, 0), (0, 0, 0), steps, steps, 1, 1.0, 0, "accuracy",
+                             True, 0.5)
+
+    s = {"t1": [row("t1", "a", 10), row("t1", "b", 20)], "t2": [row("t2", "a", 40), row("t2", "b", math.inf)],
+         "t3": [row("t3", "a", 30), row("t3", "b", 10)]}
+    p = profile(s)
+    assert p["ratios"] == {"a": [1.0, 1.0, 3.0], "b": [2.0, math.inf, 1.0]}
+    at = lambda m, tau: p["rho"][m][np.searchsorted(p["taus"], tau, side="right") - 1]  # noqa: E731
+    assert at("a", 1.0) == pytest.approx(2 / 3) and at("b", 1.0) == pytest.approx(1 / 3)
+    assert at("a", 3.0) == pytest.approx(1.0) and at("b", 3.0) == pytest.approx(2 / 3)
+
+
+def _is_png(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_report_prints_tables_and_writes_figures(tmp_path):
+    from rich.console import Console
+
+    path = str(tmp_path / "runs.db")
+    _fill(path)
+    console = Console(record=True, width=200)
+    out = tmp_path / "figs"
+    report(path, out=out, console=console, markdown_path=tmp_path / "table.md")
+    text = console.export_text()
+    assert "acc-task" in text and "loss-task" in text and "sgd(lr=0.3)" in text
+    for name in ["acc-task_curves.png", "acc-task_lr.png", "acc-task_sensitivity.png", "loss-task_curves.png",
+                 "profile.png"]:
+        assert _is_png(out / name), name
+    assert not (out / "loss-task_sensitivity.png").exists()  # nothing swept there
+    md = (tmp_path / "table.md").read_text()
+    assert "| `adam(lr=0.001)` | 3 |" in md
+    assert not list(out.glob(".tmp-*"))  # atomic writes leave no temporary files
