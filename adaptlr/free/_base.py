@@ -30,9 +30,11 @@ FREE_DOC = """
         reference packages).
     process_group (ProcessGroup or bool, optional): when the parameters are sharded across ranks (ZeRO,
         or a manual split), the global sums are all-reduced over this group so that every rank takes the
-        step one process holding all parameters would take. ``True`` means the default (WORLD) group; under
-        ``torch.distributed.optim.ZeroRedundancyOptimizer`` pass ``process_group=True`` through its defaults.
+        step one process holding all parameters would take. ``True`` means the default (WORLD) group.
         Default None: no all-reduce (plain DDP needs none: its gradients are already averaged).
+    sharded (ProcessGroup or bool, optional): the same, under another name for
+        ``torch.distributed.optim.ZeroRedundancyOptimizer``, which keeps ``process_group`` for itself:
+        ``ZeroRedundancyOptimizer(params, optimizer_class=Prodigy, sharded=True)``.
 """
 
 
@@ -55,12 +57,14 @@ class FreeOptimizer(Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False,
-                 process_group: Any = None, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str | None = None) -> None:
         if not isinstance(per_group_d, bool):
             raise TypeError(f"Invalid per_group_d: expected a bool, got {per_group_d!r}")
         self.per_group_d = per_group_d
-        self.process_group = resolve_process_group(process_group)
+        if process_group is not None and sharded is not None:
+            raise ValueError("pass process_group or sharded, not both")
+        self.process_group = resolve_process_group(process_group if sharded is None else sharded)
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class DAdaptAdam(FreeOptimizer):
     def __init__(self, params: Iterable[Any], lr: Any = 1.0, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = False,
                  use_bias_correction: bool = False, d0: float = 1e-6, growth_rate: float = math.inf, *,
-                 per_group_d: bool = False, process_group: Any = None, foreach: bool | None = None,
+                 per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
                  fused: bool | None = None, nonfinite: str | None = None) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_betas(betas)
@@ -62,7 +62,7 @@ class DAdaptAdam(FreeOptimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, d=d0, k=0, layer_scale=1.0,
                         numerator_weighted=0.0, growth_rate=growth_rate,
                         use_bias_correction=use_bias_correction, decouple=decouple)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
                          foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):
@@ -148,13 +148,13 @@ class DAdaptSGD(FreeOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: Any = 1.0, momentum: float = 0.0, weight_decay: float = 0.0,
                  d0: float = 1e-6, growth_rate: float = math.inf, *, per_group_d: bool = False,
-                 process_group: Any = None, foreach: bool | None = None, fused: bool | None = None,
+                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None, fused: bool | None = None,
                  nonfinite: str | None = None) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, k=0, numerator_weighted=0.0,
                         d=d0, growth_rate=growth_rate)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
                          foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):
@@ -246,14 +246,14 @@ class DAdaptAdaGrad(FreeOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: Any = 1.0, momentum: float = 0.0, log_every: int = 0,
                  weight_decay: float = 0.0, eps: float = 1e-6, d0: float = 1e-6, growth_rate: float = math.inf,
-                 *, per_group_d: bool = False, process_group: Any = None, foreach: bool | None = None,
+                 *, per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
                  fused: bool | None = None, nonfinite: str | None = None) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         check_real("eps", eps, 0.0)
         defaults = dict(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay, gsq_weighted=0.0,
                         sksq_weighted=0.0, skl1=0.0, d=d0, k=0, growth_rate=growth_rate)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
                          foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):

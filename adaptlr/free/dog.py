@@ -45,7 +45,7 @@ class DoG(FreeOptimizer):
 
     def __init__(self, params: Iterable[Any], reps_rel: float = 1e-6, lr: Any = 1.0, weight_decay: float = 0.0,
                  eps: float = 1e-8, init_eta: float | None = None, *, per_group_d: bool = True,
-                 process_group: Any = None, foreach: bool | None = None, fused: bool | None = None,
+                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None, fused: bool | None = None,
                  nonfinite: str | None = None) -> None:
         if init_eta is not None:
             check_real("init_eta", init_eta, 0.0, low_open=True)
@@ -55,7 +55,7 @@ class DoG(FreeOptimizer):
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
         defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
                          foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):

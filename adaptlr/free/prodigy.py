@@ -53,7 +53,7 @@ class Prodigy(FreeOptimizer):
                  beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = True,
                  use_bias_correction: bool = False, safeguard_warmup: bool = False, d0: float = 1e-6,
                  d_coef: float = 1.0, growth_rate: float = math.inf, slice_p: int = 1, *,
-                 per_group_d: bool = False, process_group: Any = None, foreach: bool | None = None,
+                 per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
                  fused: bool | None = None, nonfinite: str | None = None) -> None:
         check_betas(betas)
         if beta3 is not None:
@@ -72,7 +72,7 @@ class Prodigy(FreeOptimizer):
                         d_max=d0, d_numerator=0.0, d_coef=d_coef, k=0, growth_rate=growth_rate,
                         use_bias_correction=use_bias_correction, decouple=decouple,
                         safeguard_warmup=safeguard_warmup, slice_p=slice_p)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group,
+        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
                          foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):

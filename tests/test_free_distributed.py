@@ -1,0 +1,145 @@
+"""Shard-correct global statistics and replica consistency, with 2 processes on the gloo backend.
+
+- manual split: rank r holds every other parameter; with ``process_group`` set, its steps equal those of one
+  process holding all parameters (and without it they do not: the reference packages' failure mode);
+- ZeRO: ``ZeroRedundancyOptimizer(..., optimizer_class=X, sharded=True)`` equals the single-process run;
+- DDP: replicas stay identical for every optimizer in the library.
+"""
+
+import os
+import socket
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_free_common import make_problem, run_torch  # noqa: E402
+
+from adaptlr import free  # noqa: E402
+
+STEPS = 30
+SHARDED = {  # the methods with global sums, and non-default settings that exercise them
+    "Prodigy": dict(weight_decay=0.01, decouple=False, safeguard_warmup=True),
+    "DAdaptAdam": dict(use_bias_correction=True),
+    "DAdaptSGD": dict(momentum=0.9),
+    "DAdaptAdaGrad": dict(momentum=0.5, d0=1e-2),
+    "DoG": dict(weight_decay=1e-3),
+}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init(rank, port):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+
+
+def _close(a, b, rtol=1e-10):
+    scale = max(float(x.detach().abs().max()) for x in b)
+    return all(torch.allclose(x.detach(), y.detach(), rtol=rtol, atol=rtol * scale) for x, y in zip(a, b))
+
+
+def _manual_split(rank, name, kw, process_group):
+    init, loss_fn = make_problem(1)
+    params = [p.clone().requires_grad_(True) for p in init]
+    mine = [p for i, p in enumerate(params) if i % 2 == rank]
+    opt = getattr(free, name)(mine, foreach=True, process_group=process_group, **kw)
+    for _ in range(STEPS):
+        for p in params:
+            p.grad = None
+        loss_fn(params).backward()
+        opt.step()
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                dist.broadcast(p, src=i % 2)
+    return params
+
+
+def _zero(rank, name, kw):
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    init, loss_fn = make_problem(1)
+    params = [p.clone().requires_grad_(True) for p in init]
+    opt = ZeroRedundancyOptimizer(params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw)
+    assert 0 < len(opt.optim.param_groups[0]["params"]) < len(params)  # really sharded
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss_fn(params).backward()
+        opt.step()
+    return params
+
+
+def _sharded_worker(rank, port):
+    _init(rank, port)
+    try:
+        for name, kw in SHARDED.items():
+            init, loss_fn = make_problem(1)
+            expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
+            got = _manual_split(rank, name, kw, process_group=True)
+            assert _close(got, expected), f"{name}: manual split differs from one process"
+            unreduced = _manual_split(rank, name, kw, process_group=None)
+            assert not _close(unreduced, expected, rtol=1e-6), f"{name}: the test cannot tell local sums apart"
+            got = _zero(rank, name, kw)
+            assert _close(got, expected), f"{name}: ZeRO differs from one process"
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_optimizers():
+    import adaptlr.optim as optim
+
+    classes = [getattr(free, n) for n in free.__all__ if n[0].isupper() and n != "PolynomialDecayAverager"]
+    classes += [getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"]
+    return classes
+
+
+def _ddp_worker(rank, port):
+    _init(rank, port)
+    try:
+        for cls in _all_optimizers():
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+            ddp = torch.nn.parallel.DistributedDataParallel(model)
+            kw = {"lr": 1e-2} if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith(
+                "adaptlr.optim") else {}
+            opt = cls(ddp.parameters(), **kw)
+            if hasattr(opt, "train"):
+                opt.train()
+            gen = torch.Generator().manual_seed(100 + rank)  # different data on each rank
+            for _ in range(10):
+                x = torch.randn(16, 6, generator=gen, dtype=torch.float64)
+                opt.zero_grad()
+                ddp(x).pow(2).mean().backward()
+                opt.step()
+            flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            gathered = [torch.empty_like(flat) for _ in range(2)]
+            dist.all_gather(gathered, flat)
+            assert torch.equal(gathered[0], gathered[1]), f"{cls.__name__}: replicas differ"
+            assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in _fresh(model)]))
+    finally:
+        dist.destroy_process_group()
+
+
+def _fresh(model):
+    torch.manual_seed(0)
+    return list(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+                .parameters())
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_sharded_statistics_equal_one_process():
+    mp.spawn(_sharded_worker, args=(_free_port(),), nprocs=2, join=True)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_ddp_replicas_stay_identical():
+    mp.spawn(_ddp_worker, args=(_free_port(),), nprocs=2, join=True)
