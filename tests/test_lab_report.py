@@ -56,7 +56,7 @@ def _independent(path, task):
         d["best"].append(max(m for _, m, _ in evals) if hib else min(m for _, m, _ in evals))
         d["stt"].append(reached[0][0] if reached else math.inf)
         d["ttt"].append(reached[0][1] if reached else math.inf)
-        d["sps"].append(pts[-1][0] / pts[-1][2])
+        d["sps"].append((pts[-1][0] - pts[0][0]) / (pts[-1][2] - pts[0][2]))
         d["div"] += diverged
     con.close()
     return out

@@ -25,7 +25,8 @@ __all__ = ["main"]
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # piped output (logs, CI, tests): wide enough that method specs stay on one line
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _threads(n: int) -> None:

@@ -6,7 +6,8 @@ All numbers come from the raw logged points (not from the runs' cached summaries
 - **steps to target** / **time to target**: the step (and wall time) of the first evaluated point whose metric
   reaches the target (``>=`` for accuracy, ``<=`` for losses); a run that never reaches it counts as infinite,
   so the median over seeds is finite only when at least half of the seeds reach the target;
-- **steps/s**: the last point's step divided by its wall time;
+- **steps/s**: steps per second of wall time between the first and the last point (so one-off start-up
+  costs such as compiling a kernel are left out);
 - spreads are the median and the interquartile range (25th-75th percentile, linear interpolation) over seeds.
 """
 
@@ -68,10 +69,11 @@ def run_stats(points: Sequence[dict[str, Any]], higher_is_better: bool, target: 
     if target is not None:
         hit = next((p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)),
                    None)
-    last = points[-1] if points else None
+    sps = math.nan
+    if len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]:  # from the first point on: no start-up cost
+        sps = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall"] - points[0]["wall"])
     return {"final": final, "best": best, "steps_to_target": hit["step"] if hit else math.inf,
-            "time_to_target": hit["wall"] if hit else math.inf,
-            "steps_per_s": last["step"] / last["wall"] if last and last["wall"] > 0 else math.nan}
+            "time_to_target": hit["wall"] if hit else math.inf, "steps_per_s": sps}
 
 
 def summarize(store: Store | str, task: str | None = None, *, target: float | None = None,
@@ -119,7 +121,7 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
     tgt = f"{100 * r0.target:.0f}%" if r0.target is not None and r0.metric == "accuracy" else f"{r0.target:.3g}" \
         if r0.target is not None else "—"
     t = Table(title=title or f"{r0.task}  ({r0.budget}; median [IQR] over seeds)", title_justify="left")
-    t.add_column("method", style="bold")
+    t.add_column("method", style="bold", no_wrap=True)
     t.add_column("n", justify="right")
     t.add_column(f"final {r0.metric} {arrow}", justify="right")
     t.add_column(f"best {r0.metric} {arrow}", justify="right")
