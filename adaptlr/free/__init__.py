@@ -5,10 +5,12 @@ estimate per param group on request (``per_group_d=True``), sums all-reduced ove
 parameters are sharded, and an ``effective_lr(group_index)`` readout.
 """
 
+from .adaptive import LAMB, AdaBelief, Lion
 from .dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
 from .dog import DoG, LDoG, PolynomialDecayAverager
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 
 __all__ = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG", "PolynomialDecayAverager",
-           "ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalibrate_batchnorm"]
+           "ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalibrate_batchnorm", "Lion",
+           "AdaBelief", "LAMB"]
