@@ -17,11 +17,16 @@ import numpy as np
 __all__ = ["lab_curves", "lab_lr", "lab_profile", "lab_sensitivity", "save"]
 
 
-def _figure(ncols: int = 1, size: tuple[float, float] = (7.0, 4.0)) -> tuple[Any, Any]:
+def _figure(ncols: int = 1, size: tuple[float, float] = (7.0, 4.0), n: int = 0) -> tuple[Any, Any]:
+    """A figure with ``ncols`` axes; with more than 10 curves (``n``) they cycle through tab20's 20 colours."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(1, ncols)
+    if n > 10:
+        for ax in np.atleast_1d(axes):
+            ax.set_prop_cycle(color=colormaps["tab20"].colors)
     return fig, axes
 
 
@@ -61,7 +66,7 @@ def _legend(ax: Any, n: int) -> None:
 def lab_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *, task: str = "",
                metric: str = "metric", target: float | None = None) -> Path:
     """Train loss (log scale) and test metric against step: median over seeds with the IQR band."""
-    fig, (ax1, ax2) = _figure(2, (12.0, 4.5))
+    fig, (ax1, ax2) = _figure(2, (12.0, 4.5), len(curves))
     for m, c in curves.items():
         _band(ax1, c["step"], c["train_loss"], m)
         if len(c["eval_step"]):
@@ -86,7 +91,7 @@ def lab_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
 
 def lab_lr(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *, task: str = "") -> Path:
     """Effective learning rate against step (median over seeds), log scale."""
-    fig, ax = _figure(1, (7.5, 4.5))
+    fig, ax = _figure(1, (7.5, 4.5), len(curves))
     for m, c in curves.items():
         if np.isfinite(c["eff_lr"]).any():
             _band(ax, c["step"], c["eff_lr"], m)
@@ -119,7 +124,7 @@ def lab_sensitivity(groups: Mapping[str, Sequence[tuple[float, tuple[float, floa
 
 def lab_profile(prof: Mapping[str, Any], path: str | Path) -> Path:
     """Performance profile: fraction of tasks solved within tau x the fastest method's cost."""
-    fig, ax = _figure(1, (7.0, 4.5))
+    fig, ax = _figure(1, (7.0, 4.5), len(prof["rho"]))
     for m, rho in prof["rho"].items():
         ax.step(prof["taus"], rho, where="post", label=m)
     ax.set_xscale("log")

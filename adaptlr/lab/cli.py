@@ -30,9 +30,9 @@ def _console() -> Any:
 
 
 def _threads(n: int) -> None:
-    import torch
+    from .runner import limit_threads
 
-    torch.set_num_threads(max(1, n))
+    limit_threads(n)
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--store", default="runs.db", help="SQLite result store (default: runs.db)")
         s.add_argument("--steps", type=int, help="training steps per run (default: the task's)")
         s.add_argument("--batch-size", type=int, help="batch size (default: the task's)")
-        s.add_argument("--threads", type=int, default=1, help="torch threads per process (default: 1)")
+        s.add_argument("--threads", type=int, default=1, help="torch and Numba threads per process (default: 1)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
         if jobs:
             s.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes")
