@@ -6,9 +6,10 @@ NAdam) and the learning-rate-free methods this adaptlr has, 3 seeds each, in 2 w
 table and writes the figures to ``out/``; then sweeps Adam's and momentum SGD's learning rate (``out/sweep/``,
 the lr-sensitivity figure). The first part is equivalent to::
 
-    adaptlr compare --task mnist-mlp --methods "sgd(lr=0.1),..." --seeds 3 --jobs 2 --store out/demo.db --out out
+    adaptlr compare --task mnist-mlp --methods "sgd(lr=0.1),..." --seeds 3 --jobs 2 \
+        --store out/demo.db --out out
 
-Run ``python -m adaptlr.demo --resume`` to reuse the finished runs of a previous demo instead of starting over.
+``python -m adaptlr.demo --resume`` reuses the finished runs of a previous demo instead of starting over.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ CLASSIC = [
 ]
 #: learning-rate-free methods, run with their defaults when this adaptlr has them
 LR_FREE = ["prodigy", "dadapt_adam", "dog", "schedulefree_adamw"]
-#: the lr sweep behind the sensitivity figure: how much the classics depend on the one number LR-free methods skip
-SWEEP = [f"adam(lr={lr})" for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)] + \
-    [f"sgd(lr={lr}, momentum=0.9)" for lr in (0.003, 0.01, 0.03, 0.1, 0.3)]
+#: the lr sweep behind the sensitivity figure: how much the classics depend on the number LR-free methods skip
+SWEEP = [f"adam(lr={lr})" for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)] + [
+    f"sgd(lr={lr}, momentum=0.9)" for lr in (0.003, 0.01, 0.03, 0.1, 0.3)
+]
 
 
 def methods() -> list[str]:
@@ -66,8 +68,23 @@ def main(argv: list[str] | None = None) -> int:
             Path(str(store) + suffix).unlink(missing_ok=True)
     ms = methods()
     print(f"adaptlr demo: mnist-mlp x {len(ms)} methods x {a.seeds} seeds, {a.jobs} processes")
-    args = ["compare", "--task", "mnist-mlp", "--methods", ",".join(ms), "--seeds", str(a.seeds),
-            "--jobs", str(a.jobs), "--store", str(store), "--out", str(out), "--markdown", str(out / "demo_table.md")]
+    args = [
+        "compare",
+        "--task",
+        "mnist-mlp",
+        "--methods",
+        ",".join(ms),
+        "--seeds",
+        str(a.seeds),
+        "--jobs",
+        str(a.jobs),
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--markdown",
+        str(out / "demo_table.md"),
+    ]
     if a.steps:
         args += ["--steps", str(a.steps)]
     if a.no_progress:
@@ -78,8 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         sweep = out / "sweep"
         sweep.mkdir(exist_ok=True)
         print(f"\nlearning-rate sweep: {len(SWEEP)} settings x {a.seeds} seeds")
-        args = ["compare", "--task", "mnist-mlp", "--methods", ",".join(SWEEP), "--seeds", str(a.seeds),
-                "--jobs", str(a.jobs), "--store", str(sweep / "sweep.db"), "--out", str(sweep)]
+        args = [
+            "compare",
+            "--task",
+            "mnist-mlp",
+            "--methods",
+            ",".join(SWEEP),
+            "--seeds",
+            str(a.seeds),
+            "--jobs",
+            str(a.jobs),
+            "--store",
+            str(sweep / "sweep.db"),
+            "--out",
+            str(sweep),
+        ]
         if a.steps:
             args += ["--steps", str(a.steps)]
         if a.no_progress:

@@ -18,7 +18,7 @@ __all__ = ["lab_curves", "lab_lr", "lab_profile", "lab_sensitivity", "save"]
 
 
 def _figure(ncols: int = 1, size: tuple[float, float] = (7.0, 4.0), n: int = 0) -> tuple[Any, Any]:
-    """A figure with ``ncols`` axes; with more than 10 curves (``n``) they cycle through tab20's 20 colours."""
+    """A figure with ``ncols`` axes; more than 10 curves (``n``) cycle through tab20's 20 colours."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -63,8 +63,14 @@ def _legend(ax: Any, n: int) -> None:
     ax.legend(fontsize="x-small" if n > 6 else "small", ncol=2 if n > 8 else 1)
 
 
-def lab_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *, task: str = "",
-               metric: str = "metric", target: float | None = None) -> Path:
+def lab_curves(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | Path,
+    *,
+    task: str = "",
+    metric: str = "metric",
+    target: float | None = None,
+) -> Path:
     """Train loss (log scale) and test metric against step: median over seeds with the IQR band."""
     fig, (ax1, ax2) = _figure(2, (12.0, 4.5), len(curves))
     for m, c in curves.items():
@@ -104,8 +110,13 @@ def lab_lr(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *, 
     return save(fig, path)
 
 
-def lab_sensitivity(groups: Mapping[str, Sequence[tuple[float, tuple[float, float, float]]]], path: str | Path, *,
-                    task: str = "", metric: str = "metric") -> Path:
+def lab_sensitivity(
+    groups: Mapping[str, Sequence[tuple[float, tuple[float, float, float]]]],
+    path: str | Path,
+    *,
+    task: str = "",
+    metric: str = "metric",
+) -> Path:
     """Final metric (median, IQR) against the optimizer's lr, one line per swept method."""
     fig, ax = _figure(1, (7.0, 4.5))
     for name, pts in groups.items():
@@ -129,8 +140,9 @@ def lab_profile(prof: Mapping[str, Any], path: str | Path) -> Path:
         ax.step(prof["taus"], rho, where="post", label=m)
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(f"tau (x the fastest method's {'steps' if prof.get('by', 'steps') == 'steps' else 'time'} "
-                  "to target)")
+    ax.set_xlabel(
+        f"tau (x the fastest method's {'steps' if prof.get('by', 'steps') == 'steps' else 'time'} to target)"
+    )
     ax.set_ylabel("fraction of tasks reaching the target")
     ax.set_title("performance profile")
     ax.grid(alpha=0.3)

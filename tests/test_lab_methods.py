@@ -6,21 +6,34 @@ import pytest
 import torch
 
 import adaptlr
-from adaptlr.lab.methods import (TUNE, SpecError, available_methods, method_to_dict, parse_method,
-                                 register_optimizer, split_methods)
+from adaptlr.lab.methods import (
+    TUNE,
+    SpecError,
+    available_methods,
+    method_to_dict,
+    parse_method,
+    register_optimizer,
+    split_methods,
+)
 
 
-@pytest.mark.parametrize("spec, canonical", [
-    ("adam", "adam"),
-    ("Adam()", "adam"),
-    ("adam(lr=3e-3) + cosine(warmup=0.05)", "adam(lr=0.003) + cosine(warmup=0.05)"),
-    ("sgd(momentum=0.9, lr=0.1) + plateau(patience=3)", "sgd(lr=0.1, momentum=0.9) + plateau(patience=3)"),
-    ("adamw(3e-4, betas=(0.9, 0.95))", "adamw(betas=(0.9, 0.95), lr=0.0003)"),
-    ("  prodigy ", "prodigy"),
-    ("schedulefree_adamw", "schedulefree_adamw"),
-    ("adam(lr=?) + cosine(warmup=?)", "adam(lr=?) + cosine(warmup=?)"),
-    ("sgd(lr=1e-1, nesterov=True, momentum=.9)", "sgd(lr=0.1, momentum=0.9, nesterov=True)"),
-])
+@pytest.mark.parametrize(
+    "spec, canonical",
+    [
+        ("adam", "adam"),
+        ("Adam()", "adam"),
+        ("adam(lr=3e-3) + cosine(warmup=0.05)", "adam(lr=0.003) + cosine(warmup=0.05)"),
+        (
+            "sgd(momentum=0.9, lr=0.1) + plateau(patience=3)",
+            "sgd(lr=0.1, momentum=0.9) + plateau(patience=3)",
+        ),
+        ("adamw(3e-4, betas=(0.9, 0.95))", "adamw(betas=(0.9, 0.95), lr=0.0003)"),
+        ("  prodigy ", "prodigy"),
+        ("schedulefree_adamw", "schedulefree_adamw"),
+        ("adam(lr=?) + cosine(warmup=?)", "adam(lr=?) + cosine(warmup=?)"),
+        ("sgd(lr=1e-1, nesterov=True, momentum=.9)", "sgd(lr=0.1, momentum=0.9, nesterov=True)"),
+    ],
+)
 def test_valid_specs_and_canonical_form(spec, canonical):
     m = parse_method(spec)
     assert m.canonical == canonical
@@ -40,22 +53,25 @@ def test_question_mark_is_a_tune_placeholder():
         m.validate()
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("adma(lr=1e-3)", "unknown name 'adma'; did you mean 'adam'"),
-    ("adam + cosin", "unknown name 'cosin'; did you mean 'cosine'"),
-    ("adam + cosine(warmpu=0.1)", "cosine\\(\\) has no argument 'warmpu'; did you mean 'warmup'"),
-    ("adam + plateau(patince=3)", "did you mean 'patience'"),
-    ("adam(lr=1e-3", "cannot parse method spec"),
-    ("adam * cosine", "joined with '\\+'"),
-    ("adam + sgd", "two optimizers"),
-    ("cosine + adam", "the optimizer term comes first"),
-    ("cosine", "no optimizer term"),
-    ("adam + cosine + linear", "two schedules"),
-    ("adam + cosine(0.1)", "keyword arguments only"),
-    ("adam(lr=foo)", "not a literal"),
-    ("adam(lr=1, lr=2)", "got 'lr' twice"),
-    ("", "non-empty"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("adma(lr=1e-3)", "unknown name 'adma'; did you mean 'adam'"),
+        ("adam + cosin", "unknown name 'cosin'; did you mean 'cosine'"),
+        ("adam + cosine(warmpu=0.1)", "cosine\\(\\) has no argument 'warmpu'; did you mean 'warmup'"),
+        ("adam + plateau(patince=3)", "did you mean 'patience'"),
+        ("adam(lr=1e-3", "cannot parse method spec"),
+        ("adam * cosine", "joined with '\\+'"),
+        ("adam + sgd", "two optimizers"),
+        ("cosine + adam", "the optimizer term comes first"),
+        ("cosine", "no optimizer term"),
+        ("adam + cosine + linear", "two schedules"),
+        ("adam + cosine(0.1)", "keyword arguments only"),
+        ("adam(lr=foo)", "not a literal"),
+        ("adam(lr=1, lr=2)", "got 'lr' twice"),
+        ("", "non-empty"),
+    ],
+)
 def test_invalid_specs(spec, message):
     with pytest.raises(SpecError, match=message):
         parse_method(spec)
@@ -70,12 +86,22 @@ def test_optimizer_arguments_are_checked_against_the_class():
 
 def test_split_methods_keeps_commas_inside_parentheses():
     assert split_methods("adam(lr=1e-3, betas=(0.9, 0.99)),sgd(lr=0.1) + cosine(warmup=0.1), prodigy") == [
-        "adam(lr=1e-3, betas=(0.9, 0.99))", "sgd(lr=0.1) + cosine(warmup=0.1)", "prodigy"]
+        "adam(lr=1e-3, betas=(0.9, 0.99))",
+        "sgd(lr=0.1) + cosine(warmup=0.1)",
+        "prodigy",
+    ]
 
 
 def test_classic_optimizers_resolve_to_adaptlr():
-    for name, cls in [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adadelta", "Adadelta"),
-                      ("adam", "Adam"), ("adamw", "AdamW"), ("nadam", "NAdam")]:
+    for name, cls in [
+        ("sgd", "SGD"),
+        ("adagrad", "Adagrad"),
+        ("rmsprop", "RMSprop"),
+        ("adadelta", "Adadelta"),
+        ("adam", "Adam"),
+        ("adamw", "AdamW"),
+        ("nadam", "NAdam"),
+    ]:
         b = parse_method(name).build([torch.nn.Parameter(torch.zeros(3))], 10)
         expected = getattr(adaptlr, cls, None) or getattr(torch.optim, cls)
         assert type(b.optimizer) is expected
@@ -95,8 +121,9 @@ def _run(build, steps):
 
 
 def test_cosine_with_warmup_maps_onto_fractions_of_the_budget():
-    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build([torch.nn.Parameter(torch.zeros(2))],
-                                                                              100)
+    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build(
+        [torch.nn.Parameter(torch.zeros(2))], 100
+    )
     lrs, effs = _run(b, 100)
     # warmup: linear from 0 over 10 steps; then cosine from 0.1 to 0.001 over the remaining 90
     assert lrs[0] == pytest.approx(0.0) and lrs[5] == pytest.approx(0.05)
@@ -120,8 +147,9 @@ def test_schedule_on_a_torch_optimizer_is_applied_by_hand():
 def test_plateau_controller_cuts_the_effective_lr():
     if "plateau" not in available_methods()["controllers"]:
         pytest.skip("adaptlr.controllers.ReduceOnPlateau not available")
-    b = parse_method("sgd(lr=0.1) + plateau(patience=1, factor=0.5)").build([torch.nn.Parameter(torch.zeros(2))],
-                                                                              10, higher_is_better=True)
+    b = parse_method("sgd(lr=0.1) + plateau(patience=1, factor=0.5)").build(
+        [torch.nn.Parameter(torch.zeros(2))], 10, higher_is_better=True
+    )
     for value in (0.5, 0.5, 0.5, 0.5):  # no improvement: accuracy flat
         b.controllers[0].observe(value)
     b.before_step(0)

@@ -29,26 +29,49 @@ def _fill(path):
                     for step in range(1, 21):
                         wall += float(rng.uniform(0.01, 0.02))
                         ev = step % 4 == 0
-                        metric_v = float(rng.uniform(0.5, 1.0) if hib else rng.uniform(0.5, 2.0)) if ev else None
-                        pts.append({"step": step, "train_loss": float(rng.uniform(0, 2)), "lr": 0.1,
-                                    "eff_lr": 0.1, "metric": metric_v, "test_loss": metric_v, "wall": wall})
+                        metric_v = (
+                            float(rng.uniform(0.5, 1.0) if hib else rng.uniform(0.5, 2.0)) if ev else None
+                        )
+                        pts.append(
+                            {
+                                "step": step,
+                                "train_loss": float(rng.uniform(0, 2)),
+                                "lr": 0.1,
+                                "eff_lr": 0.1,
+                                "metric": metric_v,
+                                "test_loss": metric_v,
+                                "wall": wall,
+                            }
+                        )
                     st.add_points(rid, pts[:8])
-                    st.finish_run(rid, pts[8:], {"steps_done": 20, "wall": wall, "final_metric": -1.0,
-                                                 "best_metric": -1.0, "diverged": seed == 2 and m == "sgd(lr=0.3)"})
+                    st.finish_run(
+                        rid,
+                        pts[8:],
+                        {
+                            "steps_done": 20,
+                            "wall": wall,
+                            "final_metric": -1.0,
+                            "best_metric": -1.0,
+                            "diverged": seed == 2 and m == "sgd(lr=0.3)",
+                        },
+                    )
 
 
 def _independent(path, task):
     """Recompute the table from SQL rows with the statistics module (no code shared with adaptlr.lab.report)."""
     con = sqlite3.connect(path)
-    runs = con.execute("SELECT id, method, diverged, config FROM runs WHERE task=? AND status='done'",
-                       (task,)).fetchall()
+    runs = con.execute(
+        "SELECT id, method, diverged, config FROM runs WHERE task=? AND status='done'", (task,)
+    ).fetchall()
     import json
 
     out = {}
     for rid, method, diverged, cfg in runs:
         hib = json.loads(cfg)["higher_is_better"]
         target = json.loads(cfg)["target"]
-        pts = con.execute("SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)).fetchall()
+        pts = con.execute(
+            "SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)
+        ).fetchall()
         evals = [(s, m, w) for s, m, w in pts if m is not None]
         reached = [(s, w) for s, m, w in evals if (m >= target if hib else m <= target)]
         d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "div": 0})
@@ -118,11 +141,15 @@ def test_performance_profile_by_hand():
     from adaptlr.lab.report import MethodSummary
 
     def row(task, method, steps):
-        return MethodSummary(task, method, "b", 1, (0, 0, 0), (0, 0, 0), steps, steps, 1, 1.0, 0, "accuracy",
-                             True, 0.5)
+        return MethodSummary(
+            task, method, "b", 1, (0, 0, 0), (0, 0, 0), steps, steps, 1, 1.0, 0, "accuracy", True, 0.5
+        )
 
-    s = {"t1": [row("t1", "a", 10), row("t1", "b", 20)], "t2": [row("t2", "a", 40), row("t2", "b", math.inf)],
-         "t3": [row("t3", "a", 30), row("t3", "b", 10)]}
+    s = {
+        "t1": [row("t1", "a", 10), row("t1", "b", 20)],
+        "t2": [row("t2", "a", 40), row("t2", "b", math.inf)],
+        "t3": [row("t3", "a", 30), row("t3", "b", 10)],
+    }
     p = profile(s)
     assert p["ratios"] == {"a": [1.0, 1.0, 3.0], "b": [2.0, math.inf, 1.0]}
     at = lambda m, tau: p["rho"][m][np.searchsorted(p["taus"], tau, side="right") - 1]  # noqa: E731
@@ -145,8 +172,13 @@ def test_report_prints_tables_and_writes_figures(tmp_path):
     report(path, out=out, console=console, markdown_path=tmp_path / "table.md")
     text = console.export_text()
     assert "acc-task" in text and "loss-task" in text and "sgd(lr=0.3)" in text
-    for name in ["acc-task_curves.png", "acc-task_lr.png", "acc-task_sensitivity.png", "loss-task_curves.png",
-                 "profile.png"]:
+    for name in [
+        "acc-task_curves.png",
+        "acc-task_lr.png",
+        "acc-task_sensitivity.png",
+        "loss-task_curves.png",
+        "profile.png",
+    ]:
         assert _is_png(out / name), name
     assert not (out / "loss-task_sensitivity.png").exists()  # nothing swept there
     md = (tmp_path / "table.md").read_text()

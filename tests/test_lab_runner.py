@@ -22,8 +22,10 @@ KW = dict(steps=40, batch_size=32, eval_every=5)
 def _points(store_path):
     """(task, method, seed) -> [(step, train_loss, lr, eff_lr, metric, test_loss)], read with plain sqlite3."""
     con = sqlite3.connect(store_path)
-    rows = con.execute("SELECT r.task, r.method, r.seed, r.status, p.step, p.train_loss, p.lr, p.eff_lr, p.metric, "
-                       "p.test_loss FROM runs r LEFT JOIN points p ON p.run_id = r.id ORDER BY r.id, p.step").fetchall()
+    rows = con.execute(
+        "SELECT r.task, r.method, r.seed, r.status, p.step, p.train_loss, p.lr, p.eff_lr, p.metric, "
+        "p.test_loss FROM runs r LEFT JOIN points p ON p.run_id = r.id ORDER BY r.id, p.step"
+    ).fetchall()
     con.close()
     out = {}
     for task, method, seed, status, *pt in rows:
@@ -34,7 +36,9 @@ def _points(store_path):
 def _same(a, b):
     return len(a) == len(b) and all(
         (x is None and y is None) or (x is not None and y is not None and x == pytest.approx(y, rel=1e-6))
-        for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+        for ra, rb in zip(a, b)
+        for x, y in zip(ra, rb)
+    )
 
 
 def test_train_is_deterministic_and_logs_every_point():
@@ -115,8 +119,19 @@ def _interrupting_loss(out, y):
 
 
 def test_ctrl_c_keeps_finished_runs_and_leaves_no_partial_rows(tmp_path):
-    register_task(Task("lab-test-interrupt", lambda: torch.nn.Linear(10, 1), lambda: D.make_linreg(n=200, n_test=50),
-                       _interrupting_loss, "mse", steps=10, batch_size=16, eval_every=2), replace=True)
+    register_task(
+        Task(
+            "lab-test-interrupt",
+            lambda: torch.nn.Linear(10, 1),
+            lambda: D.make_linreg(n=200, n_test=50),
+            _interrupting_loss,
+            "mse",
+            steps=10,
+            batch_size=16,
+            eval_every=2,
+        ),
+        replace=True,
+    )
     store = str(tmp_path / "runs.db")
     _calls["n"] = 0
     res = compare("lab-test-interrupt", ["sgd(lr=0.01)"], 3, store=store, progress=False)
@@ -135,7 +150,9 @@ def test_a_chunk_is_all_or_nothing(tmp_path):
     st = Store(tmp_path / "runs.db")
     rid = st.start_run("t", "m", 0, "b", {})
     st.add_points(rid, [{"step": 1, "wall": 0.1}])
-    with pytest.raises(sqlite3.IntegrityError):  # the second point repeats step 1: the whole chunk is rolled back
+    with pytest.raises(
+        sqlite3.IntegrityError
+    ):  # the second point repeats step 1: the whole chunk is rolled back
         st.add_points(rid, [{"step": 2, "wall": 0.2}, {"step": 1, "wall": 0.3}])
     assert [p["step"] for p in st.points(rid)] == [1]
     st.finish_run(rid, [{"step": 2, "wall": 0.2}], {"steps_done": 2, "wall": 0.2})
@@ -148,9 +165,26 @@ def test_parallel_compare_and_ctrl_c_in_a_subprocess(tmp_path):
     """`adaptlr compare --jobs 2`, interrupted with SIGINT once a run has finished: exit 130, finished runs kept,
     nothing half-written; the same command then completes the rest."""
     store = str(tmp_path / "runs.db")
-    cmd = [sys.executable, "-m", "adaptlr.lab", "compare", "--task", "digits-logreg", "--methods",
-           "sgd(lr=0.5),adam(lr=0.01)", "--seeds", "3", "--steps", "120", "--jobs", "2", "--store", store,
-           "--no-progress", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "adaptlr.lab",
+        "compare",
+        "--task",
+        "digits-logreg",
+        "--methods",
+        "sgd(lr=0.5),adam(lr=0.01)",
+        "--seeds",
+        "3",
+        "--steps",
+        "120",
+        "--jobs",
+        "2",
+        "--store",
+        store,
+        "--no-progress",
+        "--no-report",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         import time

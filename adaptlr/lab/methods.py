@@ -8,10 +8,10 @@ A method is an optimizer term, optionally followed by a schedule term and contro
     "schedulefree_adamw"
 
 Arguments are Python literals (numbers, strings, booleans, tuples); ``?`` marks a value left for
-``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) are fractions of the run's step
-budget when below 1, steps otherwise. Optimizer names map to classes looked up when the method is built:
-``adaptlr.<Class>`` when adaptlr has it, else ``torch.optim.<Class>``; learning-rate-free methods exist only in
-adaptlr and are offered only when it has them. Schedules and controllers are offered when
+``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) are fractions of the run's
+step budget when below 1, steps otherwise. Optimizer names map to classes looked up when the method is built:
+``adaptlr.<Class>`` when adaptlr has it, else ``torch.optim.<Class>``; learning-rate-free methods exist only
+in adaptlr and are offered only when it has them. Schedules and controllers are offered when
 ``adaptlr.schedules`` / ``adaptlr.controllers`` provide them.
 
 >>> m = parse_method("adam(lr=3e-3) + cosine(warmup=0.05)")
@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "TUNE", "Method", "MethodBuild", "SpecError", "Term", "available_methods", "parse_method", "register_optimizer",
+    "TUNE",
+    "Method",
+    "MethodBuild",
+    "SpecError",
+    "Term",
+    "available_methods",
+    "parse_method",
+    "register_optimizer",
 ]
 
 
@@ -95,9 +102,15 @@ _SCHEDULES: dict[str, dict[str, Any]] = {
     "one_cycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos"},
     "wsd": {"warmup": 0.0, "decay": 0.2, "cooldown": "linear"},
 }
-_SCHEDULE_FACTORIES = {"constant": ("constant",), "warmup": ("warmup", "constant"), "cosine": ("cosine", "warmup"),
-                       "linear": ("linear", "warmup"), "step": ("step",), "one_cycle": ("one_cycle",),
-                       "wsd": ("wsd",)}
+_SCHEDULE_FACTORIES = {
+    "constant": ("constant",),
+    "warmup": ("warmup", "constant"),
+    "cosine": ("cosine", "warmup"),
+    "linear": ("linear", "warmup"),
+    "step": ("step",),
+    "one_cycle": ("one_cycle",),
+    "wsd": ("wsd",),
+}
 # controller terms: name -> (class in adaptlr.controllers, {argument: default})
 _CONTROLLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "plateau": ("ReduceOnPlateau", {"patience": 3, "factor": 0.5}),
@@ -172,8 +185,10 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if not choices:
         return ""
-    best = min(choices, key=lambda c: (_distance(word.lower(), c.lower()),
-                                       -difflib.SequenceMatcher(None, word, c).ratio()))
+    best = min(
+        choices,
+        key=lambda c: (_distance(word.lower(), c.lower()), -difflib.SequenceMatcher(None, word, c).ratio()),
+    )
     if _distance(word.lower(), best.lower()) <= max(2, len(word) // 3):
         return f"; did you mean {best!r}?"
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
@@ -200,7 +215,9 @@ class Term:
         return dict(self.args)
 
     def __str__(self) -> str:
-        return self.name + ("(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else "")
+        return self.name + (
+            "(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else ""
+        )
 
     def with_args(self, **changes: Any) -> Term:
         args = {**self.kwargs, **changes}
@@ -314,21 +331,27 @@ class Method:
         cls = _resolve_class(self.optimizer.name)
         if cls is None:
             entry = _OPTIMIZERS.get(self.optimizer.name)
-            raise SpecError(f"method {self.optimizer.name!r} is not available in this adaptlr "
-                            f"(adaptlr.{entry.cls if entry else self.optimizer.name} does not exist yet)")
+            raise SpecError(
+                f"method {self.optimizer.name!r} is not available in this adaptlr "
+                f"(adaptlr.{entry.cls if entry else self.optimizer.name} does not exist yet)"
+            )
         params = inspect.signature(cls).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             allowed = [p for p in params if p != "params"]
             for k in self.optimizer.kwargs:
                 if k not in allowed:
-                    raise SpecError(f"{self.optimizer.name}: unknown argument {k!r}{_did_you_mean(k, allowed)} "
-                                    f"(arguments: {', '.join(allowed)})")
+                    raise SpecError(
+                        f"{self.optimizer.name}: unknown argument {k!r}{_did_you_mean(k, allowed)} "
+                        f"(arguments: {', '.join(allowed)})"
+                    )
         if self.schedule is not None and not _schedule_available(self.schedule.name):
             raise SpecError(f"schedule {self.schedule.name!r} is not available (adaptlr.schedules lacks it)")
         for c in self.controllers:
             if _controller_class(c.name) is None:
-                raise SpecError(f"controller {c.name!r} is not available "
-                                f"(adaptlr.controllers.{_CONTROLLERS[c.name][0]} does not exist yet)")
+                raise SpecError(
+                    f"controller {c.name!r} is not available "
+                    f"(adaptlr.controllers.{_CONTROLLERS[c.name][0]} does not exist yet)"
+                )
         return self
 
     def build(self, params: Iterable[Any], total_steps: int, higher_is_better: bool = False) -> MethodBuild:
@@ -369,7 +392,11 @@ class Method:
 def _duration(name: str, value: Any, total: int) -> int:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise SpecError(f"{name}={value!r}: expected a fraction of the run (0..1) or a number of steps")
-    return int(round(value * total)) if 0 < value < 1 or (isinstance(value, float) and value <= 1) else int(value)
+    return (
+        int(round(value * total))
+        if 0 < value < 1 or (isinstance(value, float) and value <= 1)
+        else int(value)
+    )
 
 
 def _schedule(term: Term, lr: float, total: int) -> Any:
@@ -385,17 +412,31 @@ def _schedule(term: Term, lr: float, total: int) -> Any:
     if name in ("cosine", "linear"):
         w = _duration("warmup", a["warmup"], total)
         rest = max(1, total - w)
-        body = (S.cosine(lr, steps=rest, final=lr * float(a["final"])) if name == "cosine"
-                else S.linear(lr, lr * float(a["final"]), steps=rest))
+        body = (
+            S.cosine(lr, steps=rest, final=lr * float(a["final"]))
+            if name == "cosine"
+            else S.linear(lr, lr * float(a["final"]), steps=rest)
+        )
         return S.warmup(body, steps=w) if w > 0 else body
     if name == "step":
         return S.step(lr, step_size=max(1, _duration("every", a["every"], total)), gamma=float(a["gamma"]))
     if name == "one_cycle":
-        return S.one_cycle(lr, total_steps=total, pct_start=float(a["pct_start"]), anneal=a["anneal"],
-                           div_factor=float(a["div_factor"]), final_div_factor=float(a["final_div_factor"]))
+        return S.one_cycle(
+            lr,
+            total_steps=total,
+            pct_start=float(a["pct_start"]),
+            anneal=a["anneal"],
+            div_factor=float(a["div_factor"]),
+            final_div_factor=float(a["final_div_factor"]),
+        )
     if name == "wsd":
-        return S.wsd(lr, steps=total, warmup=_duration("warmup", a["warmup"], total),
-                     decay=_duration("decay", a["decay"], total), cooldown=a["cooldown"])
+        return S.wsd(
+            lr,
+            steps=total,
+            warmup=_duration("warmup", a["warmup"], total),
+            decay=_duration("decay", a["decay"], total),
+            cooldown=a["cooldown"],
+        )
     raise SpecError(f"unknown schedule {name!r}")  # pragma: no cover - checked at parse time
 
 
@@ -472,15 +513,18 @@ def _assemble(terms: list[Term], spec: str) -> Method:
 def _check_args(term: Term, allowed: Mapping[str, Any], spec: str) -> None:
     for k in term.kwargs:
         if k not in allowed:
-            raise SpecError(f"in {spec!r}: {term.name}() has no argument {k!r}{_did_you_mean(k, allowed)} "
-                            f"(arguments: {', '.join(allowed) or 'none'})")
+            raise SpecError(
+                f"in {spec!r}: {term.name}() has no argument {k!r}{_did_you_mean(k, allowed)} "
+                f"(arguments: {', '.join(allowed) or 'none'})"
+            )
 
 
 def parse_method(spec: str | Mapping[str, Any] | Method) -> Method:
     """Parse a spec string (or a dict ``{"optimizer": {...}, "schedule": {...}, "controllers": [...]}``).
 
     Raises :class:`SpecError` for syntax errors, unknown names (with a did-you-mean) and unknown arguments of
-    schedule and controller terms. Optimizer arguments are checked against the class by :meth:`Method.validate`
+    schedule and controller terms. Optimizer arguments are checked against the class by
+    :meth:`Method.validate`
     (the class is looked up then, so a spec parses even before its optimizer lands).
     """
     if isinstance(spec, Method):
@@ -526,8 +570,11 @@ def method_to_dict(method: Method) -> dict[str, Any]:
     def term(t: Term) -> dict[str, Any]:
         return {"name": t.name, **t.kwargs}
 
-    return {"optimizer": term(method.optimizer), "schedule": term(method.schedule) if method.schedule else None,
-            "controllers": [term(c) for c in method.controllers]}
+    return {
+        "optimizer": term(method.optimizer),
+        "schedule": term(method.schedule) if method.schedule else None,
+        "controllers": [term(c) for c in method.controllers],
+    }
 
 
 def split_methods(text: str) -> list[str]:

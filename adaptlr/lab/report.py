@@ -60,24 +60,35 @@ def _median_inf(values: Sequence[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float))) if values else math.inf
 
 
-def run_stats(points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None) -> dict[str, Any]:
+def run_stats(
+    points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None
+) -> dict[str, Any]:
     """final / best metric, steps and time to ``target``, steps/s of one run, from its points."""
     evals = [p for p in points if p["metric"] is not None]
     final = evals[-1]["metric"] if evals else math.nan
     best = (max if higher_is_better else min)((p["metric"] for p in evals), default=math.nan)
     hit = None
     if target is not None:
-        hit = next((p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)),
-                   None)
+        hit = next(
+            (p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)), None
+        )
     sps = math.nan
-    if len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]:  # from the first point on: no start-up cost
+    if (
+        len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]
+    ):  # from the first point on: no start-up cost
         sps = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall"] - points[0]["wall"])
-    return {"final": final, "best": best, "steps_to_target": hit["step"] if hit else math.inf,
-            "time_to_target": hit["wall"] if hit else math.inf, "steps_per_s": sps}
+    return {
+        "final": final,
+        "best": best,
+        "steps_to_target": hit["step"] if hit else math.inf,
+        "time_to_target": hit["wall"] if hit else math.inf,
+        "steps_per_s": sps,
+    }
 
 
-def summarize(store: Store | str, task: str | None = None, *, target: float | None = None,
-              budget: str | None = None) -> dict[str, list[MethodSummary]]:
+def summarize(
+    store: Store | str, task: str | None = None, *, target: float | None = None, budget: str | None = None
+) -> dict[str, list[MethodSummary]]:
     """``{task: [MethodSummary, ...]}`` over the store's finished runs (one row per method and budget), sorted
     best final metric first. ``target`` overrides the tasks' own targets."""
     st = Store(store) if isinstance(store, str) else store
@@ -91,13 +102,28 @@ def summarize(store: Store | str, task: str | None = None, *, target: float | No
             hib = bool(cfg.get("higher_is_better", True))
             tgt = target if target is not None else cfg.get("target")
             stats = [run_stats(st.points(r["id"]), hib, tgt) for r in runs]
-            out[t].append(MethodSummary(
-                t, m, b, len(runs), _q([s["final"] for s in stats]), _q([s["best"] for s in stats]),
-                _median_inf([s["steps_to_target"] for s in stats]), _median_inf([s["time_to_target"] for s in stats]),
-                sum(math.isfinite(s["steps_to_target"]) for s in stats), _q([s["steps_per_s"] for s in stats])[0],
-                sum(int(r["diverged"] or 0) for r in runs), cfg.get("metric", "metric"), hib, tgt))
+            out[t].append(
+                MethodSummary(
+                    t,
+                    m,
+                    b,
+                    len(runs),
+                    _q([s["final"] for s in stats]),
+                    _q([s["best"] for s in stats]),
+                    _median_inf([s["steps_to_target"] for s in stats]),
+                    _median_inf([s["time_to_target"] for s in stats]),
+                    sum(math.isfinite(s["steps_to_target"]) for s in stats),
+                    _q([s["steps_per_s"] for s in stats])[0],
+                    sum(int(r["diverged"] or 0) for r in runs),
+                    cfg.get("metric", "metric"),
+                    hib,
+                    tgt,
+                )
+            )
         for rows in out.values():
-            rows.sort(key=lambda s: (math.isnan(s.final[0]), -s.final[0] if s.higher_is_better else s.final[0]))
+            rows.sort(
+                key=lambda s: (math.isnan(s.final[0]), -s.final[0] if s.higher_is_better else s.final[0])
+            )
         return dict(sorted(out.items()))
     finally:
         if isinstance(store, str):
@@ -118,8 +144,13 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
 
     r0 = rows[0]
     arrow = "↑" if r0.higher_is_better else "↓"
-    tgt = f"{100 * r0.target:.0f}%" if r0.target is not None and r0.metric == "accuracy" else f"{r0.target:.3g}" \
-        if r0.target is not None else "—"
+    tgt = (
+        f"{100 * r0.target:.0f}%"
+        if r0.target is not None and r0.metric == "accuracy"
+        else f"{r0.target:.3g}"
+        if r0.target is not None
+        else "—"
+    )
     t = Table(title=title or f"{r0.task}  ({r0.budget}; median [IQR] over seeds)", title_justify="left")
     t.add_column("method", style="bold", no_wrap=True)
     t.add_column("n", justify="right")
@@ -130,24 +161,36 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
     t.add_column("steps/s", justify="right")
     t.add_column("diverged", justify="right")
     for r in rows:
-        t.add_row(r.method, str(r.runs), _fmt_q(r.final, r.metric), _fmt_q(r.best, r.metric),
-                  f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target)
-                  else f"— ({r.reached}/{r.runs})",
-                  f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—",
-                  f"{r.steps_per_s:.0f}" if math.isfinite(r.steps_per_s) else "—",
-                  str(r.diverged) if r.diverged else "0")
+        t.add_row(
+            r.method,
+            str(r.runs),
+            _fmt_q(r.final, r.metric),
+            _fmt_q(r.best, r.metric),
+            f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})"
+            if math.isfinite(r.steps_to_target)
+            else f"— ({r.reached}/{r.runs})",
+            f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—",
+            f"{r.steps_per_s:.0f}" if math.isfinite(r.steps_per_s) else "—",
+            str(r.diverged) if r.diverged else "0",
+        )
     return t
 
 
 def markdown(rows: Sequence[MethodSummary]) -> str:
     """The same table as GitHub markdown (for a README)."""
     r0 = rows[0]
-    head = (f"| method | n | final {r0.metric} | best {r0.metric} | steps to target | time to target | steps/s "
-            "| diverged |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    lines = [f"| `{r.method}` | {r.runs} | {_fmt_q(r.final, r.metric)} | {_fmt_q(r.best, r.metric)} | "
-             + (f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target) else "—")
-             + " | " + (f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—")
-             + f" | {r.steps_per_s:.0f} | {r.diverged} |" for r in rows]
+    head = (
+        f"| method | n | final {r0.metric} | best {r0.metric} | steps to target | time to target | steps/s "
+        "| diverged |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    lines = [
+        f"| `{r.method}` | {r.runs} | {_fmt_q(r.final, r.metric)} | {_fmt_q(r.best, r.metric)} | "
+        + (f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target) else "—")
+        + " | "
+        + (f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—")
+        + f" | {r.steps_per_s:.0f} | {r.diverged} |"
+        for r in rows
+    ]
     return head + "\n".join(lines) + "\n"
 
 
@@ -164,11 +207,21 @@ def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict
         idx = [{p["step"]: p for p in pts} for pts in runs]
 
         def col(key: str, steps: list[int] = steps, idx: list[dict[int, dict[str, Any]]] = idx) -> np.ndarray:
-            return np.array([[np.nan if d[s][key] is None else d[s][key] for s in steps] for d in idx], dtype=float)
+            return np.array(
+                [[np.nan if d[s][key] is None else d[s][key] for s in steps] for d in idx], dtype=float
+            )
 
-        evals = sorted(set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs)))
-        out[m] = {"step": np.array(steps), "train_loss": col("train_loss"), "lr": col("lr"), "eff_lr": col("eff_lr"),
-                  "eval_step": np.array(evals), "metric": col("metric", evals)}
+        evals = sorted(
+            set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs))
+        )
+        out[m] = {
+            "step": np.array(steps),
+            "train_loss": col("train_loss"),
+            "lr": col("lr"),
+            "eff_lr": col("eff_lr"),
+            "eval_step": np.array(evals),
+            "metric": col("metric", evals),
+        }
     return out
 
 
@@ -188,9 +241,10 @@ def sensitivity(rows: Sequence[MethodSummary]) -> dict[str, list[tuple[float, tu
 
 
 def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dict[str, Any]:
-    """AlgoPerf-style performance profile (Dolan & Moré, 2002; Dahl et al., 2023): for each method, the fraction
-    of tasks it reaches the target within ``tau`` times the fastest method's steps (or wall time, ``by="time"``).
-    Returns ``{"taus": array, "rho": {method: array}}``; a method not run on a task counts as not reaching it."""
+    """AlgoPerf-style performance profile (Dolan & Moré, 2002; Dahl et al., 2023): for each method, the
+    fraction of tasks on which it reaches the target within ``tau`` times the fastest method's steps (or wall
+    time, ``by="time"``). Returns ``{"taus": array, "rho": {method: array}, "ratios": ...}``; a method not run
+    on a task counts as not reaching it."""
     methods = sorted({r.method for rows in summaries.values() for r in rows})
     ratios: dict[str, list[float]] = {m: [] for m in methods}
     for rows in summaries.values():
@@ -207,9 +261,16 @@ def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dic
     return {"taus": taus, "rho": rho, "ratios": ratios, "by": by}
 
 
-def report(store: Store | str = "runs.db", tasks: Sequence[str] | None = None, *, out: str | Path | None = "out",
-           target: float | None = None, console: Any = None, figures: bool = True,
-           markdown_path: str | Path | None = None) -> dict[str, list[MethodSummary]]:
+def report(
+    store: Store | str = "runs.db",
+    tasks: Sequence[str] | None = None,
+    *,
+    out: str | Path | None = "out",
+    target: float | None = None,
+    console: Any = None,
+    figures: bool = True,
+    markdown_path: str | Path | None = None,
+) -> dict[str, list[MethodSummary]]:
     """Print a table per task and write its figures (curves, lr, sensitivity) plus ``profile.png`` to ``out``.
 
     Returns the summaries; writes nothing when ``out`` is None or ``figures`` is false.
@@ -241,13 +302,19 @@ def report(store: Store | str = "runs.db", tasks: Sequence[str] | None = None, *
                 same = [r for r in rows if r.budget == budget]
                 cv = curves(st, t, budget)
                 if cv:
-                    written.append(plotting.lab_curves(cv, out / f"{t}_curves.png", task=t, metric=same[0].metric,
-                                                       target=same[0].target))
+                    written.append(
+                        plotting.lab_curves(
+                            cv, out / f"{t}_curves.png", task=t, metric=same[0].metric, target=same[0].target
+                        )
+                    )
                     written.append(plotting.lab_lr(cv, out / f"{t}_lr.png", task=t))
                 sens = sensitivity(same)
                 if sens:
-                    written.append(plotting.lab_sensitivity(sens, out / f"{t}_sensitivity.png", task=t,
-                                                            metric=same[0].metric))
+                    written.append(
+                        plotting.lab_sensitivity(
+                            sens, out / f"{t}_sensitivity.png", task=t, metric=same[0].metric
+                        )
+                    )
             written.append(plotting.lab_profile(profile(summaries), out / "profile.png"))
             console.print("figures: " + ", ".join(str(p) for p in written))
         if markdown_path is not None:

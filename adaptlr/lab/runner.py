@@ -40,12 +40,20 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def train(task: str | Task, method: str | Method, seed: int = 0, *, steps: int | None = None,
-          batch_size: int | None = None, eval_every: int | None = None, log_every: int | None = None,
-          data_options: Mapping[str, Any] | None = None,
-          on_chunk: Callable[[list[dict[str, Any]]], None] | None = None,
-          progress: Callable[[int, int, float], None] | None = None,
-          stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train(
+    task: str | Task,
+    method: str | Method,
+    seed: int = 0,
+    *,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    log_every: int | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    on_chunk: Callable[[list[dict[str, Any]]], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Train one (task, method, seed) and return its summary and logged points.
 
     Every ``log_every`` steps a point records the mean train loss since the last point, the scheduled lr, the
@@ -98,7 +106,9 @@ def train(task: str | Task, method: str | Method, seed: int = 0, *, steps: int |
         opt.step()
         value = float(loss.detach())
         step += 1
-        if step == 1:  # the clock starts after the first step, which carries one-off costs (kernel compilation)
+        if (
+            step == 1
+        ):  # the clock starts after the first step, which carries one-off costs (kernel compilation)
             start = time.perf_counter()
         if first_loss is None:
             first_loss = abs(value) if math.isfinite(value) else 1.0
@@ -106,8 +116,14 @@ def train(task: str | Task, method: str | Method, seed: int = 0, *, steps: int |
         diverged = not math.isfinite(value) or abs(value) > DIVERGE_FACTOR * max(first_loss, 1e-12)
         do_eval = step % eval_every == 0 or step == steps or diverged
         if step % log_every == 0 or do_eval:
-            point = {"step": step, "train_loss": _finite(sum(window) / len(window)), "lr": _finite(lr),
-                     "eff_lr": _finite(eff), "metric": None, "test_loss": None}
+            point = {
+                "step": step,
+                "train_loss": _finite(sum(window) / len(window)),
+                "lr": _finite(lr),
+                "eff_lr": _finite(eff),
+                "metric": None,
+                "test_loss": None,
+            }
             window = []
             if do_eval:
                 if has_modes:
@@ -133,8 +149,15 @@ def train(task: str | Task, method: str | Method, seed: int = 0, *, steps: int |
         if diverged:
             break
     wall = time.perf_counter() - start
-    return {"steps_done": step, "wall": wall, "final_metric": metric, "best_metric": best, "diverged": diverged,
-            "points": points, "last_chunk": pending}
+    return {
+        "steps_done": step,
+        "wall": wall,
+        "final_metric": metric,
+        "best_metric": best,
+        "diverged": diverged,
+        "points": points,
+        "last_chunk": pending,
+    }
 
 
 @dataclass(frozen=True)
@@ -172,22 +195,43 @@ class CompareResult:
 def _config(job: Job, task: Task, method: Method) -> dict[str, Any]:
     from .methods import method_to_dict
 
-    return {**asdict(job), "metric": task.metric, "higher_is_better": task.higher_is_better, "target": task.target,
-            "method_dict": method_to_dict(method), "torch": torch.__version__, "budget": job.budget}
+    return {
+        **asdict(job),
+        "metric": task.metric,
+        "higher_is_better": task.higher_is_better,
+        "target": task.target,
+        "method_dict": method_to_dict(method),
+        "torch": torch.__version__,
+        "budget": job.budget,
+    }
 
 
-def run_job(job: Job, store_path: str, progress: Callable[[int, int, float], None] | None = None,
-            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Train ``job`` and write it to the store at ``store_path`` (chunk by chunk; the last chunk and the ``done``
+def run_job(
+    job: Job,
+    store_path: str,
+    progress: Callable[[int, int, float], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train ``job`` and write it to the store at ``store_path`` (chunk by chunk; the last chunk and the
+    ``done``
     status in one transaction). On an exception the run's rows are removed again, so it is redone later."""
     task = get_task(job.task)
     method = parse_method(job.method)
     with Store(store_path) as store:
         run_id = store.start_run(job.task, job.method, job.seed, job.budget, _config(job, task, method))
         try:
-            result = train(task, method, job.seed, steps=job.steps, batch_size=job.batch_size,
-                           eval_every=job.eval_every, data_options={"data_dir": job.data_dir} if job.data_dir else None,
-                           on_chunk=lambda pts: store.add_points(run_id, pts), progress=progress, stop=stop)
+            result = train(
+                task,
+                method,
+                job.seed,
+                steps=job.steps,
+                batch_size=job.batch_size,
+                eval_every=job.eval_every,
+                data_options={"data_dir": job.data_dir} if job.data_dir else None,
+                on_chunk=lambda pts: store.add_points(run_id, pts),
+                progress=progress,
+                stop=stop,
+            )
         except BaseException:
             _forget(store, run_id)
             raise
@@ -204,7 +248,7 @@ def _forget(store: Store, run_id: int) -> None:
         pass
 
 
-# ---- parallel execution ---------------------------------------------------------------------------------------
+# ---- parallel execution --------------------------------------------------------------------------
 _Q: Any = None
 _STOP: Any = None
 
@@ -257,12 +301,23 @@ class _Bars:
         self.progress = None
         self.ids: dict[int, Any] = {}
         if enabled and jobs:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.progress = Progress(TextColumn("{task.description}", style="bold"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
-                                     TimeRemainingColumn())
+            self.progress = Progress(
+                TextColumn("{task.description}", style="bold"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
             self.overall = self.progress.add_task("all runs", total=len(jobs), loss="")
 
     def __enter__(self) -> _Bars:
@@ -287,9 +342,16 @@ class _Bars:
             self.progress.advance(self.overall)
 
 
-def plan(tasks: Sequence[str], methods: Sequence[str | Method], seeds: int | Sequence[int], *,
-         steps: int | None = None, batch_size: int | None = None, eval_every: int | None = None,
-         data_dir: str | None = None) -> list[Job]:
+def plan(
+    tasks: Sequence[str],
+    methods: Sequence[str | Method],
+    seeds: int | Sequence[int],
+    *,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    data_dir: str | None = None,
+) -> list[Job]:
     """The jobs of a comparison (methods validated now, so a typo fails before any training)."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     parsed = [parse_method(m).validate() for m in methods]
@@ -298,22 +360,48 @@ def plan(tasks: Sequence[str], methods: Sequence[str | Method], seeds: int | Seq
         task = get_task(t)
         for m in parsed:
             for s in seed_list:
-                jobs.append(Job(task.name, m.canonical, s, int(steps or task.steps),
-                                int(batch_size or task.batch_size), eval_every, data_dir))
+                jobs.append(
+                    Job(
+                        task.name,
+                        m.canonical,
+                        s,
+                        int(steps or task.steps),
+                        int(batch_size or task.batch_size),
+                        eval_every,
+                        data_dir,
+                    )
+                )
     return jobs
 
 
-def compare(tasks: str | Sequence[str], methods: Sequence[str | Method], seeds: int | Sequence[int] = 3, *,
-            store: str = "runs.db", jobs: int = 1, steps: int | None = None, batch_size: int | None = None,
-            eval_every: int | None = None, data_dir: str | None = None, progress: bool = True,
-            console: Any = None) -> CompareResult:
+def compare(
+    tasks: str | Sequence[str],
+    methods: Sequence[str | Method],
+    seeds: int | Sequence[int] = 3,
+    *,
+    store: str = "runs.db",
+    jobs: int = 1,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    data_dir: str | None = None,
+    progress: bool = True,
+    console: Any = None,
+) -> CompareResult:
     """Train every (task, method, seed) not already in ``store``; ``jobs`` > 1 trains in worker processes.
 
     Ctrl-C stops cleanly: runs in progress are dropped (they are redone next time), finished ones are kept.
     """
     task_list = [tasks] if isinstance(tasks, str) else list(tasks)
-    all_jobs = plan(task_list, methods, seeds, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                    data_dir=data_dir)
+    all_jobs = plan(
+        task_list,
+        methods,
+        seeds,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        data_dir=data_dir,
+    )
     result = CompareResult()
     with Store(store) as st:
         todo = []
@@ -371,8 +459,9 @@ def _compare_parallel(todo: list[Job], store: str, jobs: int, bars: _Bars, resul
     # one thread per worker from the start (Numba reads NUMBA_NUM_THREADS when first imported)
     saved = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
     os.environ.update({k: "1" for k in saved})
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(q, stop))
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(q, stop)
+    )
     futures = {pool.submit(_worker, i, job, store): job for i, job in enumerate(todo)}
     try:
         pending = set(futures)

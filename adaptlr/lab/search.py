@@ -62,10 +62,17 @@ def parse_range(text: str) -> tuple[str, tuple[float, float, bool]]:
     return name.strip(), (low, high, log)
 
 
-def _ranges(names: list[str], given: Mapping[str, tuple[float, float, bool]]) -> dict[str, tuple[float, float, bool]]:
-    return {n: tuple(given.get(n) or given.get(n.split(".")[-1]) or DEFAULT_RANGES.get(n.split(".")[-1],
-                                                                                          (1e-4, 1.0, True)))
-            for n in names}
+def _ranges(
+    names: list[str], given: Mapping[str, tuple[float, float, bool]]
+) -> dict[str, tuple[float, float, bool]]:
+    return {
+        n: tuple(
+            given.get(n)
+            or given.get(n.split(".")[-1])
+            or DEFAULT_RANGES.get(n.split(".")[-1], (1e-4, 1.0, True))
+        )
+        for n in names
+    }
 
 
 def grid_points(ranges: Mapping[str, tuple[float, float, bool]], trials: int) -> list[dict[str, float]]:
@@ -77,7 +84,7 @@ def grid_points(ranges: Mapping[str, tuple[float, float, bool]], trials: int) ->
     for lo, hi, log in ranges.values():
         vals = np.geomspace(lo, hi, per) if log else np.linspace(lo, hi, per)
         axes.append([_round(float(v)) for v in vals])
-    return [dict(zip(ranges, combo)) for combo in itertools.product(*axes)]
+    return [dict(zip(ranges, combo, strict=True)) for combo in itertools.product(*axes)]
 
 
 def _names(method: Any) -> list[str]:
@@ -87,11 +94,24 @@ def _names(method: Any) -> list[str]:
     return [f"{terms[i].name}.{k}" if plain.count(k) > 1 else k for i, k in tuned]
 
 
-def tune(task: str, method: str, trials: int = 8, *, sampler: str = "grid", seeds: int = 1,
-         store: str = "runs.db", storage: str | None = None, study_name: str | None = None, jobs: int = 1,
-         steps: int | None = None, batch_size: int | None = None,
-         ranges: Mapping[str, tuple[float, float, bool]] | None = None, progress: bool = True,
-         console: Any = None, callback: Callable[[str, float], None] | None = None) -> list[tuple[str, float]]:
+def tune(
+    task: str,
+    method: str,
+    trials: int = 8,
+    *,
+    sampler: str = "grid",
+    seeds: int = 1,
+    store: str = "runs.db",
+    storage: str | None = None,
+    study_name: str | None = None,
+    jobs: int = 1,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    ranges: Mapping[str, tuple[float, float, bool]] | None = None,
+    progress: bool = True,
+    console: Any = None,
+    callback: Callable[[str, float], None] | None = None,
+) -> list[tuple[str, float]]:
     """Search the ``?`` arguments of ``method`` on ``task``; returns ``[(spec, median final metric), ...]``,
     best first (the objective is the median over ``seeds`` of the final test metric)."""
     t = get_task(task)
@@ -104,11 +124,23 @@ def tune(task: str, method: str, trials: int = 8, *, sampler: str = "grid", seed
     budget_batch = batch_size or t.batch_size
 
     def score(specs: list[str]) -> dict[str, float]:
-        compare(task, specs, seeds, store=store, jobs=jobs, steps=budget_steps, batch_size=budget_batch,
-                progress=progress, console=console)
+        compare(
+            task,
+            specs,
+            seeds,
+            store=store,
+            jobs=jobs,
+            steps=budget_steps,
+            batch_size=budget_batch,
+            progress=progress,
+            console=console,
+        )
         rows = summarize(store, task).get(task, [])
-        return {r.method: r.final[0] for r in rows
-                if r.budget.startswith(f"steps={budget_steps},batch={budget_batch}")}
+        return {
+            r.method: r.final[0]
+            for r in rows
+            if r.budget.startswith(f"steps={budget_steps},batch={budget_batch}")
+        }
 
     results: dict[str, float] = {}
     if sampler == "grid":
@@ -120,10 +152,13 @@ def tune(task: str, method: str, trials: int = 8, *, sampler: str = "grid", seed
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
-            study_name=study_name or f"{task}:{m.canonical}:steps={budget_steps},batch={budget_batch},seeds={seeds}",
-            storage=storage or f"sqlite:///{store}", load_if_exists=True,
+            study_name=study_name
+            or f"{task}:{m.canonical}:steps={budget_steps},batch={budget_batch},seeds={seeds}",
+            storage=storage or f"sqlite:///{store}",
+            load_if_exists=True,
             direction="maximize" if t.higher_is_better else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=0))
+            sampler=optuna.samplers.TPESampler(seed=0),
+        )
 
         def objective(trial: Any) -> float:
             values = {}
@@ -146,4 +181,6 @@ def tune(task: str, method: str, trials: int = 8, *, sampler: str = "grid", seed
     else:
         raise ValueError(f"Invalid sampler: {sampler!r} (expected 'grid' or 'optuna')")
     sign = -1.0 if t.higher_is_better else 1.0
-    return sorted(results.items(), key=lambda kv: (math.isnan(kv[1]), sign * kv[1] if not math.isnan(kv[1]) else 0))
+    return sorted(
+        results.items(), key=lambda kv: (math.isnan(kv[1]), sign * kv[1] if not math.isnan(kv[1]) else 0)
+    )

@@ -87,16 +87,18 @@ class Store:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # ---- transactions -----------------------------------------------------------------------------------------
+    # ---- transactions --------------------------------------------------------------------------------
     def _tx(self) -> _Transaction:
         return _Transaction(self.conn)
 
-    # ---- writing ----------------------------------------------------------------------------------------------
+    # ---- writing -------------------------------------------------------------------------------------
     def start_run(self, task: str, method: str, seed: int, budget: str, config: Mapping[str, Any]) -> int:
         """Create the run's row (status ``running``), replacing an unfinished one with the same key."""
         with self._tx() as c:
-            row = c.execute("SELECT id, status FROM runs WHERE task=? AND method=? AND seed=? AND budget=?",
-                            (task, method, seed, budget)).fetchone()
+            row = c.execute(
+                "SELECT id, status FROM runs WHERE task=? AND method=? AND seed=? AND budget=?",
+                (task, method, seed, budget),
+            ).fetchone()
             if row is not None:
                 if row["status"] == "done":
                     raise ValueError(f"run {task} / {method} / seed {seed} / {budget} is already done")
@@ -105,7 +107,8 @@ class Store:
             cur = c.execute(
                 "INSERT INTO runs (task, method, seed, budget, config, status, started) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?)",
-                (task, method, seed, budget, json.dumps(config, sort_keys=True, default=str), time.time()))
+                (task, method, seed, budget, json.dumps(config, sort_keys=True, default=str), time.time()),
+            )
             return int(cur.lastrowid)
 
     def add_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
@@ -113,20 +116,34 @@ class Store:
         with self._tx() as c:
             self._insert(c, run_id, points)
 
-    def finish_run(self, run_id: int, points: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    def finish_run(
+        self, run_id: int, points: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
+    ) -> None:
         """Write the last points and mark the run done, atomically."""
         with self._tx() as c:
             self._insert(c, run_id, points)
-            c.execute("UPDATE runs SET status='done', finished=?, steps_done=?, wall=?, final_metric=?, "
-                      "best_metric=?, diverged=? WHERE id=?",
-                      (time.time(), summary["steps_done"], summary["wall"], summary.get("final_metric"),
-                       summary.get("best_metric"), int(bool(summary.get("diverged"))), run_id))
+            c.execute(
+                "UPDATE runs SET status='done', finished=?, steps_done=?, wall=?, final_metric=?, "
+                "best_metric=?, diverged=? WHERE id=?",
+                (
+                    time.time(),
+                    summary["steps_done"],
+                    summary["wall"],
+                    summary.get("final_metric"),
+                    summary.get("best_metric"),
+                    int(bool(summary.get("diverged"))),
+                    run_id,
+                ),
+            )
 
     @staticmethod
     def _insert(c: sqlite3.Connection, run_id: int, points: Iterable[Mapping[str, Any]]) -> None:
-        c.executemany(f"INSERT INTO points (run_id, {', '.join(POINT_FIELDS)}) VALUES (?, "
-                      + ", ".join("?" * len(POINT_FIELDS)) + ")",
-                      [(run_id, *(p.get(f) for f in POINT_FIELDS)) for p in points])
+        c.executemany(
+            f"INSERT INTO points (run_id, {', '.join(POINT_FIELDS)}) VALUES (?, "
+            + ", ".join("?" * len(POINT_FIELDS))
+            + ")",
+            [(run_id, *(p.get(f) for f in POINT_FIELDS)) for p in points],
+        )
 
     def discard_unfinished(self) -> int:
         """Delete runs left ``running`` (killed or interrupted) and their points; returns how many."""
@@ -136,14 +153,22 @@ class Store:
             c.executemany("DELETE FROM runs WHERE id=?", [(i,) for i in ids])
         return len(ids)
 
-    # ---- reading ----------------------------------------------------------------------------------------------
+    # ---- reading -------------------------------------------------------------------------------------
     def status(self, task: str, method: str, seed: int, budget: str) -> str | None:
-        row = self.conn.execute("SELECT status FROM runs WHERE task=? AND method=? AND seed=? AND budget=?",
-                                (task, method, seed, budget)).fetchone()
+        row = self.conn.execute(
+            "SELECT status FROM runs WHERE task=? AND method=? AND seed=? AND budget=?",
+            (task, method, seed, budget),
+        ).fetchone()
         return None if row is None else str(row[0])
 
-    def runs(self, task: str | None = None, *, status: str | None = "done", method: str | None = None,
-             budget: str | None = None) -> list[dict[str, Any]]:
+    def runs(
+        self,
+        task: str | None = None,
+        *,
+        status: str | None = "done",
+        method: str | None = None,
+        budget: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Runs as dicts (``config`` decoded), ordered by task, method, seed."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         for col, val in (("task", task), ("status", status), ("method", method), ("budget", budget)):
@@ -160,12 +185,16 @@ class Store:
 
     def points(self, run_id: int) -> list[dict[str, Any]]:
         """The run's logged points, by step."""
-        rows = self.conn.execute(f"SELECT {', '.join(POINT_FIELDS)} FROM points WHERE run_id=? ORDER BY step",
-                                 (run_id,)).fetchall()
+        rows = self.conn.execute(
+            f"SELECT {', '.join(POINT_FIELDS)} FROM points WHERE run_id=? ORDER BY step", (run_id,)
+        ).fetchall()
         return [dict(r) for r in rows]
 
     def tasks(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT task FROM runs WHERE status='done' ORDER BY task")]
+        return [
+            r[0]
+            for r in self.conn.execute("SELECT DISTINCT task FROM runs WHERE status='done' ORDER BY task")
+        ]
 
 
 class _Transaction:

@@ -96,12 +96,13 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}{hint} (tasks: {', '.join(TASKS)})") from None
 
 
-# ---- models ---------------------------------------------------------------------------------------------------
+# ---- models --------------------------------------------------------------------------------------
+
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -150,7 +151,9 @@ class CharTransformer(nn.Module):
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.zeros(block, dim))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
@@ -177,24 +180,85 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 for _task in [
-    Task("linreg", lambda: nn.Linear(10, 1), lambda: D.make_linreg(), _mse, "mse", steps=200, batch_size=32,
-         target=0.02, description="linear regression on generated data, 10 features, noise 0.1 (MSE floor 0.01)"),
-    Task("digits-logreg", lambda: nn.Linear(64, 10), D.load_digits, steps=300, batch_size=64, target=0.9,
-         description="logistic regression on scikit-learn's 8x8 digits (1,437 train / 360 test)"),
-    Task("digits-mlp", lambda: mlp([64, 64, 10]), D.load_digits, steps=300, batch_size=64, target=0.95,
-         description="MLP 64-64-10 on scikit-learn's 8x8 digits"),
-    Task("mnist-mlp", lambda: mlp([784, 128, 10]), _mnist, steps=250, batch_size=64, target=0.9,
-         description="MLP 784-128-10 on 5,000 real MNIST digits (4,000 train / 1,000 test; 250 steps = 4 epochs)"),
-    Task("mnist-cnn", MnistCNN, _mnist, steps=300, batch_size=64, target=0.93,
-         description="small CNN (8, 16 channels) on 5,000 real MNIST digits"),
-    Task("mnist1d-mlp", lambda: mlp([40, 100, 100, 10]), D.load_mnist1d, steps=6000, batch_size=100,
-         eval_every=250, target=0.6, reference={"accuracy": 0.68},
-         description="MNIST-1D paper's MLP (40-100-100-10) and recipe: Adam lr 1e-2, batch 100, 6,000 steps"),
-    Task("mnist1d-cnn", Mnist1dCNN, D.load_mnist1d, steps=6000, batch_size=100, eval_every=250, target=0.85,
-         reference={"accuracy": 0.94},
-         description="MNIST-1D paper's CNN (3 strided conv, 25 channels) and recipe: Adam lr 1e-2, batch 100"),
-    Task("char-lm", _char_model, D.load_shakespeare, metric="loss", steps=400, batch_size=32, target=math.log(8),
-         description="2-layer causal transformer (d=64) on the bundled Shakespeare text; metric: test loss "
-                     "(nats/char)"),
+    Task(
+        "linreg",
+        lambda: nn.Linear(10, 1),
+        lambda: D.make_linreg(),
+        _mse,
+        "mse",
+        steps=200,
+        batch_size=32,
+        target=0.02,
+        description="linear regression on generated data, 10 features, noise 0.1 (MSE floor 0.01)",
+    ),
+    Task(
+        "digits-logreg",
+        lambda: nn.Linear(64, 10),
+        D.load_digits,
+        steps=300,
+        batch_size=64,
+        target=0.9,
+        description="logistic regression on scikit-learn's 8x8 digits (1,437 train / 360 test)",
+    ),
+    Task(
+        "digits-mlp",
+        lambda: mlp([64, 64, 10]),
+        D.load_digits,
+        steps=300,
+        batch_size=64,
+        target=0.95,
+        description="MLP 64-64-10 on scikit-learn's 8x8 digits",
+    ),
+    Task(
+        "mnist-mlp",
+        lambda: mlp([784, 128, 10]),
+        _mnist,
+        steps=250,
+        batch_size=64,
+        target=0.9,
+        description="MLP 784-128-10 on 5,000 MNIST digits (4,000 train, 1,000 test; 250 steps = 4 epochs)",
+    ),
+    Task(
+        "mnist-cnn",
+        MnistCNN,
+        _mnist,
+        steps=300,
+        batch_size=64,
+        target=0.93,
+        description="small CNN (8, 16 channels) on 5,000 real MNIST digits",
+    ),
+    Task(
+        "mnist1d-mlp",
+        lambda: mlp([40, 100, 100, 10]),
+        D.load_mnist1d,
+        steps=6000,
+        batch_size=100,
+        eval_every=250,
+        target=0.6,
+        reference={"accuracy": 0.68},
+        description="MNIST-1D paper's MLP (40-100-100-10) and recipe: Adam lr 1e-2, batch 100, 6,000 steps",
+    ),
+    Task(
+        "mnist1d-cnn",
+        Mnist1dCNN,
+        D.load_mnist1d,
+        steps=6000,
+        batch_size=100,
+        eval_every=250,
+        target=0.85,
+        reference={"accuracy": 0.94},
+        description="MNIST-1D paper's CNN (3 strided conv, 25 channels) and recipe: Adam lr 1e-2, batch 100",
+    ),
+    Task(
+        "char-lm",
+        _char_model,
+        D.load_shakespeare,
+        metric="loss",
+        steps=400,
+        batch_size=32,
+        target=math.log(8),
+        description="2-layer causal transformer (d=64) on the bundled Shakespeare text; metric: test loss "
+        "(nats/char)",
+    ),
 ]:
     register_task(_task)
