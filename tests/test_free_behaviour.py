@@ -12,7 +12,8 @@ from test_free_common import make_problem, run_torch
 from adaptlr import free
 
 SF = [free.ScheduleFreeSGD, free.ScheduleFreeAdamW, free.ScheduleFreeRAdam]
-ALL = [free.Prodigy, free.DAdaptSGD, free.DAdaptAdam, free.DAdaptAdaGrad, free.DoG, free.LDoG, *SF]
+ALL = [free.Prodigy, free.DAdaptSGD, free.DAdaptAdam, free.DAdaptAdaGrad, free.DoG, free.LDoG, *SF, free.Lion,
+       free.AdaBelief, free.LAMB]
 
 
 def _train(opt_cls, steps=30, seed=0, **kw):

@@ -1,0 +1,119 @@
+"""Step time of adaptlr.free's optimizers against the reference packages, and against their memory-traffic floor.
+
+A 33.6M-parameter float32 model's tensors (a 10-layer d=512 transformer's shapes: 2 x 4 attention matrices, two
+MLP matrices, biases and norms per layer, a 4096 x 512 embedding), random gradients, CPU.
+
+    floor = bytes moved per parameter x parameters / measured bandwidth
+
+where bandwidth is that of a one-pass fused kernel streaming 3 arrays in and 1 out (the best a step can do),
+and "bytes moved" counts the passes of our two-phase implementation (each column read once per phase, each
+written column written once). Prints the median of a few steps per optimizer.
+
+    python benchmarks/free_step_time.py [--steps 5] [--only Prodigy,DoG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import time
+
+import torch
+
+from adaptlr import free
+
+# bytes per parameter (float32) moved by our implementation: (reads + writes) x 4, per phase
+OUR_BYTES = {
+    "Prodigy": (4 + 1 + 4 + 3) * 4,        # stats: p g p0 s -> s ; update: p g m v -> p m v
+    "DAdaptAdam": (4 + 3 + 3 + 1) * 4,     # stats: g m v s -> m v s ; update: p m v -> p
+    "DAdaptSGD": (3 + 1 + 3 + 1) * 4,      # stats: g s (p) -> s ; update: p x0 s -> p
+    "DoG": (3 + 0 + 2 + 1) * 4,            # stats: p g x0 ; update: p g -> p
+    "ScheduleFreeAdamW": (4 + 3) * 4,      # y g z v -> y z v
+    "Lion": (3 + 2) * 4,                   # p g m -> p m
+    "AdaBelief": (4 + 3) * 4,              # p g m s -> p m s
+}
+
+
+def reference(name):
+    import dadaptation
+    import dog
+    import lion_pytorch
+    import prodigyopt
+    import pytorch_optimizer
+    import schedulefree
+
+    return {
+        "Prodigy": prodigyopt.Prodigy, "DAdaptAdam": dadaptation.DAdaptAdam, "DAdaptSGD": dadaptation.DAdaptSGD,
+        "DoG": dog.DoG, "ScheduleFreeAdamW": schedulefree.AdamWScheduleFree, "Lion": lion_pytorch.Lion,
+        "AdaBelief": pytorch_optimizer.AdaBelief,
+    }[name]
+
+
+def shapes(layers=10, d=512, vocab=4096):
+    out = [(vocab, d)]
+    for _ in range(layers):
+        out += [(d, d)] * 4 + [(d,)] * 4 + [(4 * d, d), (4 * d,), (d, 4 * d), (d,)] + [(d,)] * 4
+    return out
+
+
+def make_params():
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=g).requires_grad_(True) for s in shapes()]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g) * 1e-3
+    return params
+
+
+def time_steps(opt, steps):
+    if hasattr(opt, "train"):
+        opt.train()
+    with contextlib.redirect_stdout(io.StringIO()):
+        opt.step()  # warm-up (state allocation, kernel load)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bandwidth(n):
+    """Bytes/s of a one-pass fused kernel reading 3 arrays and writing 1 (a lower bound on a step's time)."""
+    from adaptlr.engines import get_engine
+    from adaptlr.rules.free_dadapt import dadapt_sgd
+
+    a, b, c = (torch.randn(n) for _ in range(3))
+    eng = get_engine("fused")
+    eng.apply(dadapt_sgd, [[a], [b], [c]], (0,), (0.5, 0.5))
+    best = min(_timed(lambda: eng.apply(dadapt_sgd, [[a], [b], [c]], (0,), (0.5, 0.5))) for _ in range(5))
+    return 4 * 4 * n / best
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--only", default=",".join(OUR_BYTES))
+    args = ap.parse_args()
+    params = make_params()
+    n = sum(p.numel() for p in params)
+    bw = bandwidth(n)
+    print(f"{n / 1e6:.1f}M parameters, {torch.get_num_threads()} threads, one-pass bandwidth {bw / 1e9:.1f} GB/s")
+    print(f"{'optimizer':18s} {'adaptlr ms':>10s} {'package ms':>10s} {'ratio':>6s} {'floor ms':>9s} {'x floor':>7s}")
+    for name in args.only.split(","):
+        ours = time_steps(getattr(free, name)(params), args.steps)
+        theirs = time_steps(reference(name)(params), args.steps)
+        floor = OUR_BYTES[name] * n / bw
+        print(f"{name:18s} {ours * 1e3:10.1f} {theirs * 1e3:10.1f} {ours / theirs:6.2f} {floor * 1e3:9.1f} "
+              f"{ours / floor:7.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
