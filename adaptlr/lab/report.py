@@ -46,6 +46,7 @@ class MethodSummary:
     metric: str
     higher_is_better: bool
     target: float | None
+    reference: dict[str, float] | None = None  # published results for the task (e.g. the MNIST-1D paper's)
 
 
 def _q(values: Sequence[float]) -> tuple[float, float, float]:
@@ -118,6 +119,7 @@ def summarize(
                     cfg.get("metric", "metric"),
                     hib,
                     tgt,
+                    cfg.get("reference") or None,
                 )
             )
         for rows in out.values():
@@ -151,7 +153,12 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
         if r0.target is not None
         else "—"
     )
-    t = Table(title=title or f"{r0.task}  ({r0.budget}; median [IQR] over seeds)", title_justify="left")
+    ref = ""
+    if r0.reference and r0.metric in r0.reference:
+        v = r0.reference[r0.metric]
+        ref = f"; published: {100 * v:.0f}%" if r0.metric == "accuracy" else f"; published: {v:.4g}"
+    title = title or f"{r0.task}  ({r0.budget}; median [IQR] over seeds{ref})"
+    t = Table(title=title, title_justify="left")
     t.add_column("method", style="bold", no_wrap=True)
     t.add_column("n", justify="right")
     t.add_column(f"final {r0.metric} {arrow}", justify="right")

@@ -200,6 +200,7 @@ def _config(job: Job, task: Task, method: Method) -> dict[str, Any]:
         "metric": task.metric,
         "higher_is_better": task.higher_is_better,
         "target": task.target,
+        "reference": task.reference,
         "method_dict": method_to_dict(method),
         "torch": torch.__version__,
         "budget": job.budget,
