@@ -133,7 +133,9 @@ def _kernel_source(fn: Callable, kinds: Sequence[Any], writes: Sequence[int], n_
         "@njit(parallel=True, cache=True, error_model='numpy', nogil=True)",
         "def kernel(ptrs, sizes, chunks, scal):",
     ]
-    lines += [f"    s{j} = DT(scal[{j}])" for j in range(n_scalars)]
+    # per-step scalars stay float64: scalar subexpressions such as ``1 - beta2`` are then as exact as torch's
+    # (computed in Python), and float32 elements are computed in float64 and rounded once when stored
+    lines += [f"    s{j} = scal[{j}]" for j in range(n_scalars)]
     lines += [f"    acc{k} = 0.0" for k in range(n_sums)]
     lines += [
         "    for c in prange(chunks.shape[0]):",

@@ -1,0 +1,19 @@
+"""Test-wide settings: one thread per pytest worker (the suite runs with -n 2 on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_numba_thread():
+    if os.environ.get("ADAPTLR_TEST_THREADS") is None:
+        import numba
+
+        numba.set_num_threads(1)
+    yield
