@@ -130,6 +130,13 @@ class FreeOptimizer(Optimizer):
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
         return t.tolist()
 
+    def _nonfinite_anywhere(self) -> bool:
+        """A non-finite gradient on this rank or (when sharded) on any rank: every rank skips together."""
+        found = self._has_nonfinite()
+        if self.process_group is None:
+            return found
+        return self._allreduce([float(found)])[0] > 0
+
     # ---------------------------------------------------------------------------------------- the step
     def _reduce(self, groups: list[dict[str, Any]]) -> list[float]:
         raise NotImplementedError
@@ -148,7 +155,7 @@ class FreeOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.nonfinite is not None and self._has_nonfinite():
+        if self.nonfinite is not None and self._nonfinite_anywhere():
             if self.nonfinite == "raise":
                 raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan "
                                          "(nonfinite='raise')")
