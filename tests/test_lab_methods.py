@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adaptlr
 from adaptlr.lab.methods import (
@@ -171,3 +173,31 @@ def _has_free(cls):
     except ImportError:
         return False
     return hasattr(f, cls)
+
+_floats = st.floats(min_value=1e-8, max_value=10.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    opt=st.sampled_from(["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "nadam", "prodigy"]),
+    lr=_floats,
+    sched=st.sampled_from([None, "cosine", "linear", "wsd", "one_cycle", "warmup"]),
+    frac=st.floats(min_value=0.0, max_value=0.5),
+    plateau=st.booleans(),
+    spaces=st.sampled_from(["", " ", "  "]),
+)
+def test_canonical_form_is_a_fixed_point(opt, lr, sched, frac, plateau, spaces):
+    """Any spec written with any spacing and number formatting parses to the method its canonical form does."""
+    s = f"{opt}({spaces}lr={lr!r}{spaces})"
+    if sched in ("cosine", "linear", "wsd"):
+        s += f"{spaces}+{spaces}{sched}(warmup={frac:.3e})"
+    elif sched == "warmup":
+        s += f" + warmup(steps={frac})"
+    elif sched:
+        s += f" + {sched}"
+    if plateau:
+        s += " + plateau(patience=2)"
+    m = parse_method(s)
+    assert parse_method(m.canonical) == m
+    assert parse_method(m.canonical).canonical == m.canonical
+    assert m.optimizer.kwargs["lr"] == lr
