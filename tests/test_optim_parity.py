@@ -21,16 +21,27 @@ N_DRAWS, N_STEPS = 20, 100
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-def assert_close(actual, expected, what):
-    """float64: elementwise rtol 1e-10. float32: relative error in norm, ||a - b|| <= 1e-5 ||b||, because after
-    100 steps torch's own float32 roundings (ours are fewer: the fused kernel computes in float64 and rounds once)
-    leave single elements a few 1e-5 apart while the tensor as a whole agrees to ~1e-6."""
+def relative_error(actual, expected):
+    return float((actual.double() - expected.double()).norm()) / max(float(expected.double().norm()), 1e-30)
+
+
+def assert_close(actual, expected, what, exact=None):
+    """float64: elementwise rtol 1e-10.
+
+    float32: relative error in norm ``||a - b|| <= 1e-5 ||b||``; where torch's own float32 roundings over 100
+    steps exceed that (RMSprop's momentum buffer sums g / sqrt(v) with weight 1 / (1 - momentum)), ours must be
+    no farther than torch's from ``exact``, the same run in float64 (our fused kernel computes in float64 and
+    rounds once, so it usually is closer).
+    """
     if expected.dtype == torch.float64:
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12, msg=lambda m: f"{what}: {m}")
         return
-    err = float((actual.double() - expected.double()).norm())
-    scale = float(expected.double().norm())
-    assert err <= RTOL[expected.dtype] * scale + 1e-7, f"{what}: relative error {err / max(scale, 1e-30):.2e}"
+    err = relative_error(actual, expected)
+    if err <= RTOL[expected.dtype] or exact is None:
+        assert err <= RTOL[expected.dtype], f"{what}: relative error {err:.2e}"
+        return
+    ours, theirs = relative_error(actual, exact()), relative_error(expected, exact())
+    assert ours <= 1.5 * theirs + 1e-6, f"{what}: {err:.2e} from torch; from float64: ours {ours:.2e}, torch {theirs:.2e}"
 
 
 def make_params(seed: int, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -83,11 +94,23 @@ def test_matches_torch(name, engine, dtype):
         maximize = kwargs.get("maximize", False)
         opt = run(getattr(adaptlr, name), ours, {**kwargs, **ENGINES[engine]}, N_STEPS, maximize, objective)
         ref = run(getattr(torch.optim, name), theirs, {**kwargs, "foreach": False}, N_STEPS, maximize, objective)
+        exact64 = {}
+
+        def exact(kind, i, key=None):
+            if not exact64:
+                params64 = make_params(seed, torch.float64)
+                exact64["params"] = params64
+                exact64["opt"] = run(getattr(torch.optim, name), params64, {**kwargs, "foreach": False}, N_STEPS,
+                                     maximize, objective)
+            p64 = exact64["params"][i]
+            return p64.detach() if kind == "param" else exact64["opt"].state[p64][key]
+
         for i, (a, b) in enumerate(zip(ours, theirs)):
-            assert_close(a.detach(), b.detach(), f"{name} {kwargs} param {i}")
-        for a, b in zip(ours, theirs):
+            assert_close(a.detach(), b.detach(), f"{name} {kwargs} param {i}", lambda: exact("param", i))
+        for i, (a, b) in enumerate(zip(ours, theirs)):
             for key, value in ref.state[b].items():
-                assert_close(opt.state[a][key], value, f"{name} {kwargs} state {key}")
+                assert_close(opt.state[a][key], value, f"{name} {kwargs} state {key}",
+                             lambda: exact("state", i, key))
 
 
 @pytest.mark.parametrize("name", NAMES)
