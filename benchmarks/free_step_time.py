@@ -26,13 +26,13 @@ from adaptlr import free
 
 # bytes per parameter (float32) moved by our implementation: (reads + writes) x 4, per phase
 OUR_BYTES = {
-    "Prodigy": (4 + 1 + 4 + 3) * 4,        # stats: p g p0 s -> s ; update: p g m v -> p m v
-    "DAdaptAdam": (4 + 3 + 3 + 1) * 4,     # stats: g m v s -> m v s ; update: p m v -> p
-    "DAdaptSGD": (3 + 1 + 3 + 1) * 4,      # stats: g s (p) -> s ; update: p x0 s -> p
-    "DoG": (3 + 0 + 2 + 1) * 4,            # stats: p g x0 ; update: p g -> p
-    "ScheduleFreeAdamW": (4 + 3) * 4,      # y g z v -> y z v
-    "Lion": (3 + 2) * 4,                   # p g m -> p m
-    "AdaBelief": (4 + 3) * 4,              # p g m s -> p m s
+    "Prodigy": (4 + 1 + 4 + 3) * 4,  # stats: p g p0 s -> s ; update: p g m v -> p m v
+    "DAdaptAdam": (4 + 3 + 3 + 1) * 4,  # stats: g m v s -> m v s ; update: p m v -> p
+    "DAdaptSGD": (3 + 1 + 3 + 1) * 4,  # stats: g s (p) -> s ; update: p x0 s -> p
+    "DoG": (3 + 0 + 2 + 1) * 4,  # stats: p g x0 ; update: p g -> p
+    "ScheduleFreeAdamW": (4 + 3) * 4,  # y g z v -> y z v
+    "Lion": (3 + 2) * 4,  # p g m -> p m
+    "AdaBelief": (4 + 3) * 4,  # p g m s -> p m s
 }
 
 
@@ -45,8 +45,12 @@ def reference(name):
     import schedulefree
 
     return {
-        "Prodigy": prodigyopt.Prodigy, "DAdaptAdam": dadaptation.DAdaptAdam, "DAdaptSGD": dadaptation.DAdaptSGD,
-        "DoG": dog.DoG, "ScheduleFreeAdamW": schedulefree.AdamWScheduleFree, "Lion": lion_pytorch.Lion,
+        "Prodigy": prodigyopt.Prodigy,
+        "DAdaptAdam": dadaptation.DAdaptAdam,
+        "DAdaptSGD": dadaptation.DAdaptSGD,
+        "DoG": dog.DoG,
+        "ScheduleFreeAdamW": schedulefree.AdamWScheduleFree,
+        "Lion": lion_pytorch.Lion,
         "AdaBelief": pytorch_optimizer.AdaBelief,
     }[name]
 
@@ -105,14 +109,21 @@ def main():
     params = make_params()
     n = sum(p.numel() for p in params)
     bw = bandwidth(n)
-    print(f"{n / 1e6:.1f}M parameters, {torch.get_num_threads()} threads, one-pass bandwidth {bw / 1e9:.1f} GB/s")
-    print(f"{'optimizer':18s} {'adaptlr ms':>10s} {'package ms':>10s} {'ratio':>6s} {'floor ms':>9s} {'x floor':>7s}")
+    print(
+        f"{n / 1e6:.1f}M parameters, {torch.get_num_threads()} threads, one-pass bandwidth {bw / 1e9:.1f} GB/s"
+    )
+    print(
+        f"{'optimizer':18s} {'adaptlr ms':>10s} {'package ms':>10s} {'ratio':>6s} {'floor ms':>9s} {'x floor':>7s}"
+    )
     for name in args.only.split(","):
         ours = time_steps(getattr(free, name)(params), args.steps)
         theirs = time_steps(reference(name)(params), args.steps)
         floor = OUR_BYTES[name] * n / bw
-        print(f"{name:18s} {ours * 1e3:10.1f} {theirs * 1e3:10.1f} {ours / theirs:6.2f} {floor * 1e3:9.1f} "
-              f"{ours / floor:7.2f}", flush=True)
+        print(
+            f"{name:18s} {ours * 1e3:10.1f} {theirs * 1e3:10.1f} {ours / theirs:6.2f} {floor * 1e3:9.1f} "
+            f"{ours / floor:7.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

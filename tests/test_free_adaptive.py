@@ -12,15 +12,35 @@ lion_pytorch = pytest.importorskip("lion_pytorch")
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
 CASES = {
-    "lion": (free.Lion, lambda p, **kw: lion_pytorch.Lion(p, **kw),
-             lambda rng: dict(lr=float(10 ** rng.uniform(-4, -2)), betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-                              weight_decay=float(rng.uniform(0, 0.1)))),
-    "adabelief": (free.AdaBelief, lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw),
-                  lambda rng: dict(lr=float(10 ** rng.uniform(-3, -1)), betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-                                   weight_decay=float(rng.uniform(0, 0.1)), weight_decouple=bool(rng.integers(2)))),
-    "lamb": (free.LAMB, lambda p, **kw: pytorch_optimizer.Lamb(p, **kw),  # larger lr: chaotic, rounding grows
-             lambda rng: dict(lr=float(10 ** rng.uniform(-3, -2)), betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-                              weight_decay=float(rng.uniform(0, 0.1)), weight_decouple=bool(rng.integers(2)))),
+    "lion": (
+        free.Lion,
+        lambda p, **kw: lion_pytorch.Lion(p, **kw),
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-4, -2)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+        ),
+    ),
+    "adabelief": (
+        free.AdaBelief,
+        lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw),
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-3, -1)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+            weight_decouple=bool(rng.integers(2)),
+        ),
+    ),
+    "lamb": (
+        free.LAMB,
+        lambda p, **kw: pytorch_optimizer.Lamb(p, **kw),  # larger lr: chaotic, rounding grows
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-3, -2)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+            weight_decouple=bool(rng.integers(2)),
+        ),
+    ),
 }
 ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 

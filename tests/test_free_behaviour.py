@@ -12,8 +12,18 @@ from test_free_common import make_problem, run_torch
 from adaptlr import free
 
 SF = [free.ScheduleFreeSGD, free.ScheduleFreeAdamW, free.ScheduleFreeRAdam]
-ALL = [free.Prodigy, free.DAdaptSGD, free.DAdaptAdam, free.DAdaptAdaGrad, free.DoG, free.LDoG, *SF, free.Lion,
-       free.AdaBelief, free.LAMB]
+ALL = [
+    free.Prodigy,
+    free.DAdaptSGD,
+    free.DAdaptAdam,
+    free.DAdaptAdaGrad,
+    free.DoG,
+    free.LDoG,
+    *SF,
+    free.Lion,
+    free.AdaBelief,
+    free.LAMB,
+]
 
 
 def _train(opt_cls, steps=30, seed=0, **kw):
@@ -52,8 +62,12 @@ def test_eval_point_is_the_package_average(cls):
 def test_state_dict_in_either_mode_resumes_identically(cls, mode):
     init, loss_fn = make_problem(1)
     kw = {} if cls is free.ScheduleFreeSGD else dict(lr=0.01)
-    params, opt = run_torch(lambda p: cls(p, warmup_steps=5, **kw) if cls is not free.ScheduleFreeRAdam
-                            else cls(p, **kw), init, loss_fn, 20)
+    params, opt = run_torch(
+        lambda p: cls(p, warmup_steps=5, **kw) if cls is not free.ScheduleFreeRAdam else cls(p, **kw),
+        init,
+        loss_fn,
+        20,
+    )
     if mode == "eval":
         opt.eval()
     buf = io.BytesIO()
@@ -86,8 +100,9 @@ def test_step_in_eval_mode_raises():
 
 def test_recalibrate_batchnorm_uses_the_averaged_point():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
-                                torch.nn.Linear(8, 1)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1)
+    ).double()
     opt = free.ScheduleFreeAdamW(model.parameters(), lr=0.05)
     data = [torch.randn(16, 4, dtype=torch.float64) for _ in range(5)]
     for x in data * 4:
@@ -100,7 +115,9 @@ def test_recalibrate_batchnorm_uses_the_averaged_point():
     with opt.evaluating():
         h = torch.cat([model[0](x) for x in data]).detach()
     bn = model[1]
-    torch.testing.assert_close(bn.running_mean, torch.stack([model_x.mean(0) for model_x in h.split(16)]).mean(0))
+    torch.testing.assert_close(
+        bn.running_mean, torch.stack([model_x.mean(0) for model_x in h.split(16)]).mean(0)
+    )
     assert bn.momentum == 0.1 and model.training
     assert all(torch.equal(p, y) for p, y in zip(model.parameters(), y_params))  # back at y, in train mode
 
@@ -171,12 +188,21 @@ def test_effective_lr_and_lr_scale(cls):
     assert opt.effective_lr() == pytest.approx(0.5 * base)
 
 
-@pytest.mark.parametrize("cls,kw", [(free.Prodigy, dict(d0=0)), (free.Prodigy, dict(betas=(1.0, 0.9))),
-                                    (free.Prodigy, dict(slice_p=0)), (free.DAdaptAdam, dict(eps=-1)),
-                                    (free.DAdaptSGD, dict(momentum=1.0)), (free.DoG, dict(reps_rel=0)),
-                                    (free.DoG, dict(init_eta=-1.0)), (free.ScheduleFreeAdamW, dict(warmup_steps=-1)),
-                                    (free.ScheduleFreeSGD, dict(momentum=0.0)),
-                                    (free.DAdaptAdaGrad, dict(growth_rate=0.5))])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (free.Prodigy, dict(d0=0)),
+        (free.Prodigy, dict(betas=(1.0, 0.9))),
+        (free.Prodigy, dict(slice_p=0)),
+        (free.DAdaptAdam, dict(eps=-1)),
+        (free.DAdaptSGD, dict(momentum=1.0)),
+        (free.DoG, dict(reps_rel=0)),
+        (free.DoG, dict(init_eta=-1.0)),
+        (free.ScheduleFreeAdamW, dict(warmup_steps=-1)),
+        (free.ScheduleFreeSGD, dict(momentum=0.0)),
+        (free.DAdaptAdaGrad, dict(growth_rate=0.5)),
+    ],
+)
 def test_validation_names_the_parameter(cls, kw):
     name = next(iter(kw))
     with pytest.raises(ValueError, match=name.split("_")[0]):
@@ -199,7 +225,10 @@ def test_polynomial_averager_matches_package_and_copies_int_buffers():
     dog = pytest.importorskip("dog")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()
-    ours, theirs = free.PolynomialDecayAverager(model, gamma=8.0), dog.PolynomialDecayAverager(model, gamma=8.0)
+    ours, theirs = (
+        free.PolynomialDecayAverager(model, gamma=8.0),
+        dog.PolynomialDecayAverager(model, gamma=8.0),
+    )
     for _ in range(10):
         model(torch.randn(5, 3, dtype=torch.float64))  # moves the batch-norm buffers and counter
         with torch.no_grad():
@@ -207,7 +236,9 @@ def test_polynomial_averager_matches_package_and_copies_int_buffers():
                 p.add_(torch.randn_like(p))
         ours.step()
         theirs.step()
-    for (k, a), b in zip(ours.averaged_model.state_dict().items(), theirs.averaged_model.state_dict().values()):
+    for (k, a), b in zip(
+        ours.averaged_model.state_dict().items(), theirs.averaged_model.state_dict().values()
+    ):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14, msg=k)
     state = ours.state_dict()
     other = free.PolynomialDecayAverager(copy.deepcopy(model))
@@ -221,10 +252,15 @@ def test_engines_agree(cls):
     methods with global sums, whose summation order differs between engines (and d amplifies it)."""
     init, loss_fn = make_problem(4)
     groups = [([0, 1], {}), ([2, 3], {})]
-    kw = dict(lr=0.01) if cls in (free.ScheduleFreeAdamW, free.ScheduleFreeRAdam, free.AdaBelief,
-                                  free.LAMB) else {}
-    runs = [run_torch(lambda p: cls(p, **kw, **eng), init, loss_fn, 20, groups=groups)[0]
-            for eng in (dict(fused=True), dict(foreach=True), dict(foreach=False))]
+    kw = (
+        dict(lr=0.01)
+        if cls in (free.ScheduleFreeAdamW, free.ScheduleFreeRAdam, free.AdaBelief, free.LAMB)
+        else {}
+    )
+    runs = [
+        run_torch(lambda p: cls(p, **kw, **eng), init, loss_fn, 20, groups=groups)[0]
+        for eng in (dict(fused=True), dict(foreach=True), dict(foreach=False))
+    ]
     tol = 1e-12 if cls in (*SF, free.Lion, free.AdaBelief) else 1e-9
     for other in runs[1:]:
         for a, b in zip(runs[0], other):

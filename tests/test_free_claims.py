@@ -75,12 +75,16 @@ def measure():
     bad_adam = final_loss(lambda p: torch.optim.Adam(p, lr=1e-5))
     rows = {}
     for name, (cls, key) in METHODS.items():
-        by_initial = {v: final_loss(lambda p, cls=cls, key=key, v=v: cls(p, **{key: v}, foreach=False))
-                      for v in INITIAL}
+        by_initial = {
+            v: final_loss(lambda p, cls=cls, key=key, v=v: cls(p, **{key: v}, foreach=False)) for v in INITIAL
+        }
         default = by_initial[1e-6]  # the default d0 and reps_rel
-        rows[name] = dict(loss=default, vs_best_adam=default / best_adam,
-                          spread=max(by_initial.values()) / min(by_initial.values()),
-                          worst=max(by_initial.values()))
+        rows[name] = dict(
+            loss=default,
+            vs_best_adam=default / best_adam,
+            spread=max(by_initial.values()) / min(by_initial.values()),
+            worst=max(by_initial.values()),
+        )
     sf = final_loss(lambda p: free.ScheduleFreeAdamW(p))
     return dict(adam=adam, best_adam=best_adam, bad_adam=bad_adam, rows=rows, sf_adamw=sf)
 
@@ -104,10 +108,14 @@ def test_close_to_tuned_adam(name):
 
 def main():
     m = measure()
-    print(f"Adam grid (final loss): " + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in m["adam"].items()))
-    print(f"best Adam {m['best_adam']:.4f}; Adam lr=1e-5: {m['bad_adam']:.4f}; "
-          f"ScheduleFreeAdamW default: {m['sf_adamw']:.4f}")
-    print(f"{'method':15s} {'final loss':>10s} {'/best Adam':>10s} {'spread d0 1e-8..1e-2':>22s} {'worst':>8s}")
+    print("Adam grid (final loss): " + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in m["adam"].items()))
+    print(
+        f"best Adam {m['best_adam']:.4f}; Adam lr=1e-5: {m['bad_adam']:.4f}; "
+        f"ScheduleFreeAdamW default: {m['sf_adamw']:.4f}"
+    )
+    print(
+        f"{'method':15s} {'final loss':>10s} {'/best Adam':>10s} {'spread d0 1e-8..1e-2':>22s} {'worst':>8s}"
+    )
     for name, r in m["rows"].items():
         print(f"{name:15s} {r['loss']:10.4f} {r['vs_best_adam']:10.3f} {r['spread']:22.3f} {r['worst']:8.4f}")
 

@@ -52,6 +52,7 @@ def run_reference(ref, loss_fn, steps, attr="x"):
 def assert_close(actual, expected, rtol):
     """Elementwise ``rtol``, with an absolute floor of ``rtol`` times the largest entry of all expected tensors
     (so that entries passing near zero are judged on the scale of the parameters)."""
+
     def np64(t):
         return t.detach().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
 

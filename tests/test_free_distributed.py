@@ -69,7 +69,9 @@ def _zero(rank, name, kw):
 
     init, loss_fn = make_problem(1)
     params = [p.clone().requires_grad_(True) for p in init]
-    opt = ZeroRedundancyOptimizer(params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw)
+    opt = ZeroRedundancyOptimizer(
+        params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw
+    )
     assert 0 < len(opt.optim.param_groups[0]["params"]) < len(params)  # really sharded
     for _ in range(STEPS):
         opt.zero_grad()
@@ -83,11 +85,15 @@ def _sharded_worker(rank, port):
     try:
         for name, kw in SHARDED.items():
             init, loss_fn = make_problem(1)
-            expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
+            expected, _ = run_torch(
+                lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS
+            )
             got = _manual_split(rank, name, kw, process_group=True)
             assert _close(got, expected), f"{name}: manual split differs from one process"
             unreduced = _manual_split(rank, name, kw, process_group=None)
-            assert not _close(unreduced, expected, rtol=1e-6), f"{name}: the test cannot tell local sums apart"
+            assert not _close(unreduced, expected, rtol=1e-6), (
+                f"{name}: the test cannot tell local sums apart"
+            )
             got = _zero(rank, name, kw)
             assert _close(got, expected), f"{name}: ZeRO differs from one process"
     finally:
@@ -98,7 +104,9 @@ def _all_optimizers():
     import adaptlr.optim as optim
 
     classes = [getattr(free, n) for n in free.__all__ if n[0].isupper() and n != "PolynomialDecayAverager"]
-    classes += [getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"]
+    classes += [
+        getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"
+    ]
     return classes
 
 
@@ -107,10 +115,15 @@ def _ddp_worker(rank, port):
     try:
         for cls in _all_optimizers():
             torch.manual_seed(0)
-            model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+            model = torch.nn.Sequential(
+                torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+            ).double()
             ddp = torch.nn.parallel.DistributedDataParallel(model)
-            kw = {"lr": 1e-2} if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith(
-                "adaptlr.optim") else {}
+            kw = (
+                {"lr": 1e-2}
+                if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith("adaptlr.optim")
+                else {}
+            )
             opt = cls(ddp.parameters(), **kw)
             if hasattr(opt, "train"):
                 opt.train()
@@ -131,8 +144,11 @@ def _ddp_worker(rank, port):
 
 def _fresh(model):
     torch.manual_seed(0)
-    return list(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-                .parameters())
+    return list(
+        torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        .double()
+        .parameters()
+    )
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")

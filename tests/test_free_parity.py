@@ -16,9 +16,15 @@ from adaptlr import free
 logging.getLogger("dog").setLevel(logging.ERROR)
 
 OURS = {
-    "prodigy": free.Prodigy, "dadapt_sgd": free.DAdaptSGD, "dadapt_adam": free.DAdaptAdam,
-    "dadapt_adagrad": free.DAdaptAdaGrad, "dog": free.DoG, "ldog": free.LDoG,
-    "sf_sgd": free.ScheduleFreeSGD, "sf_adamw": free.ScheduleFreeAdamW, "sf_radam": free.ScheduleFreeRAdam,
+    "prodigy": free.Prodigy,
+    "dadapt_sgd": free.DAdaptSGD,
+    "dadapt_adam": free.DAdaptAdam,
+    "dadapt_adagrad": free.DAdaptAdaGrad,
+    "dog": free.DoG,
+    "ldog": free.LDoG,
+    "sf_sgd": free.ScheduleFreeSGD,
+    "sf_adamw": free.ScheduleFreeAdamW,
+    "sf_radam": free.ScheduleFreeRAdam,
 }
 ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 STEPS = 200
@@ -31,6 +37,7 @@ def _package(name, kw):
         if hasattr(opt, "train"):
             opt.train()
         return opt
+
     return make
 
 

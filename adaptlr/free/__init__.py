@@ -11,6 +11,19 @@ from .dog import DoG, LDoG, PolynomialDecayAverager
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 
-__all__ = ["Prodigy", "DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad", "DoG", "LDoG", "PolynomialDecayAverager",
-           "ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalibrate_batchnorm", "Lion",
-           "AdaBelief", "LAMB"]
+__all__ = [
+    "Prodigy",
+    "DAdaptSGD",
+    "DAdaptAdam",
+    "DAdaptAdaGrad",
+    "DoG",
+    "LDoG",
+    "PolynomialDecayAverager",
+    "ScheduleFreeSGD",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeRAdam",
+    "recalibrate_batchnorm",
+    "Lion",
+    "AdaBelief",
+    "LAMB",
+]

@@ -56,9 +56,18 @@ class FreeOptimizer(Optimizer):
     :meth:`effective_lr`.
     """
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False,
-                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        *,
+        per_group_d: bool = False,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         if not isinstance(per_group_d, bool):
             raise TypeError(f"Invalid per_group_d: expected a bool, got {per_group_d!r}")
         self.per_group_d = per_group_d
@@ -101,9 +110,18 @@ class FreeOptimizer(Optimizer):
             states.append(state)
         return params, grads, states
 
-    def _apply(self, group: dict[str, Any], fn: Callable, columns: Sequence[Any], writes: Sequence[int],
-               scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> list[float]:
-        """Run ``fn`` over the columns (column 0 and 1 decide the engine, as the parameters and gradients do in
+    def _apply(
+        self,
+        group: dict[str, Any],
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> list[float]:
+        """Run ``fn`` over the columns (column 0 and 1 decide the engine, as the parameters and gradients
+        do in
         :class:`adaptlr.optim.Optimizer`); return the ``n_sums`` sums."""
         totals = [0.0] * n_sums
         first = next((c for c in columns if isinstance(c, list)), [])
@@ -125,7 +143,9 @@ class FreeOptimizer(Optimizer):
         import torch.distributed as dist
 
         backend = dist.get_backend(self.process_group)
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        )
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
         return t.tolist()
@@ -157,8 +177,9 @@ class FreeOptimizer(Optimizer):
                 loss = closure()
         if self.nonfinite is not None and self._nonfinite_anywhere():
             if self.nonfinite == "raise":
-                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan "
-                                         "(nonfinite='raise')")
+                raise FloatingPointError(
+                    f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')"
+                )
             self.last_step_skipped = True
             return loss
         self.last_step_skipped = False
@@ -167,6 +188,6 @@ class FreeOptimizer(Optimizer):
         flat = self._allreduce([v for sums in local for v in sums])
         at = 0
         for groups, sums in zip(sets, local, strict=True):
-            self._update(groups, flat[at:at + len(sums)])
+            self._update(groups, flat[at : at + len(sums)])
             at += len(sums)
         return loss

@@ -30,7 +30,8 @@ class _Elementwise(FreeOptimizer):
 
 
 class Lion(_Elementwise):
-    __doc__ = r"""Lion, "EvoLved Sign Momentum" (Chen et al., 2023); matches ``lion_pytorch.Lion`` (the paper's
+    __doc__ = (
+        r"""Lion, "EvoLved Sign Momentum" (Chen et al., 2023); matches ``lion_pytorch.Lion`` (the paper's
     Algorithm 2, the two agree).
 
     .. math::
@@ -38,15 +39,28 @@ class Lion(_Elementwise):
         m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
 
     Args: lr (default 1e-4), betas (default (0.9, 0.99)), weight_decay (decoupled, default 0).
-    """ + ENGINE_DOC + """    State: ``exp_avg``. ``effective_lr(i)`` is ``lr``.
     """
+        + ENGINE_DOC
+        + """    State: ``exp_avg``. ``effective_lr(i)`` is ``lr``.
+    """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0, *, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("weight_decay", weight_decay, 0.0)
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite)
+        super().__init__(
+            params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite
+        )
 
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -57,13 +71,19 @@ class Lion(_Elementwise):
             if params:
                 lr = float(self._lr(group))
                 b1, b2 = group["betas"]
-                self._apply(group, lion, [params, grads, [s["exp_avg"] for s in states]], writes=(0, 2),
-                            scalars=(1 - lr * group["weight_decay"], lr, b1, 1 - b1, b2, 1 - b2))
+                self._apply(
+                    group,
+                    lion,
+                    [params, grads, [s["exp_avg"] for s in states]],
+                    writes=(0, 2),
+                    scalars=(1 - lr * group["weight_decay"], lr, b1, 1 - b1, b2, 1 - b2),
+                )
             group["steps"] = group.get("steps", 0) + 1
 
 
 class AdaBelief(_Elementwise):
-    __doc__ = r"""AdaBelief (Zhuang et al., 2020); matches ``pytorch_optimizer.AdaBelief`` at its defaults
+    __doc__ = (
+        r"""AdaBelief (Zhuang et al., 2020); matches ``pytorch_optimizer.AdaBelief`` at its defaults
     (which follow the paper's Algorithm 2: ``eps`` added inside ``s`` and to the denominator, both moments
     bias-corrected, decoupled weight decay).
 
@@ -75,20 +95,40 @@ class AdaBelief(_Elementwise):
 
     Args: lr (default 1e-3), betas (default (0.9, 0.999)), weight_decay (default 0), weight_decouple
     (default True), fixed_decay (default False), eps (default 1e-16). Not supported: rectify, ams_bound.
-    """ + ENGINE_DOC + """    State: ``exp_avg``, ``exp_avg_var``; group key ``step``. ``effective_lr(i)`` is ``lr``.
     """
+        + ENGINE_DOC
+        + """    State: ``exp_avg``, ``exp_avg_var``; group key ``step``. ``effective_lr(i)`` is ``lr``.
+    """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 weight_decay: float = 0.0, weight_decouple: bool = True, fixed_decay: bool = False,
-                 eps: float = 1e-16, *, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        eps: float = 1e-16,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
         check_bool("weight_decouple", weight_decouple)
         check_bool("fixed_decay", fixed_decay)
-        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, weight_decouple=weight_decouple,
-                        fixed_decay=fixed_decay, eps=eps, step=0)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
+            weight_decouple=weight_decouple,
+            fixed_decay=fixed_decay,
+            eps=eps,
+            step=0,
+        )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
     def _init_state(self, group, p, state):
@@ -105,16 +145,30 @@ class AdaBelief(_Elementwise):
                 k, wd = group["step"], group["weight_decay"]
                 decoupled = group["weight_decouple"]
                 keep = 1 - wd * (1.0 if group["fixed_decay"] else lr) if decoupled else 1.0
-                self._apply(group, adabelief, [params, grads, [s["exp_avg"] for s in states],
-                                               [s["exp_avg_var"] for s in states]], writes=(0, 2, 3),
-                            scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, group["eps"], math.sqrt(1 - b2**k),
-                                     lr / (1 - b1**k)),
-                            flags=(wd > 0 and not decoupled,))
+                self._apply(
+                    group,
+                    adabelief,
+                    [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_var"] for s in states]],
+                    writes=(0, 2, 3),
+                    scalars=(
+                        keep,
+                        wd,
+                        b1,
+                        1 - b1,
+                        b2,
+                        1 - b2,
+                        group["eps"],
+                        math.sqrt(1 - b2**k),
+                        lr / (1 - b1**k),
+                    ),
+                    flags=(wd > 0 and not decoupled,),
+                )
             group["steps"] = group.get("steps", 0) + 1
 
 
 class LAMB(_Elementwise):
-    __doc__ = r"""LAMB (You et al., 2020): Adam's direction scaled per tensor by the trust ratio
+    __doc__ = (
+        r"""LAMB (You et al., 2020): Adam's direction scaled per tensor by the trust ratio
     :math:`\min(\|p\|, 10) / (\|u\| + \epsilon)`; matches ``pytorch_optimizer.Lamb`` at its defaults.
 
     .. math::
@@ -129,24 +183,50 @@ class LAMB(_Elementwise):
     Args: lr (default 1e-3), betas (default (0.9, 0.999)), weight_decay (default 0), weight_decouple
     (default True: decoupled; False: added to ``u`` as in the paper), fixed_decay (default False),
     eps (default 1e-6), adam (default False: True drops the trust ratio).
-    """ + ENGINE_DOC + """    The per-tensor norms need one engine call per tensor. State: ``exp_avg``,
+    """
+        + ENGINE_DOC
+        + """    The per-tensor norms need one engine call per tensor. State: ``exp_avg``,
     ``exp_avg_sq``, ``trust_ratio`` (a float). ``effective_lr(i)`` is ``lr / (1 - beta1^t)`` times the mean
     trust ratio of the group's last step.
     """
+    )
 
     clamp = 10.0
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 weight_decay: float = 0.0, weight_decouple: bool = True, fixed_decay: bool = False,
-                 eps: float = 1e-6, adam: bool = False, *, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        eps: float = 1e-6,
+        adam: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
-        for name, flag in (("weight_decouple", weight_decouple), ("fixed_decay", fixed_decay), ("adam", adam)):
+        for name, flag in (
+            ("weight_decouple", weight_decouple),
+            ("fixed_decay", fixed_decay),
+            ("adam", adam),
+        ):
             check_bool(name, flag)
-        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, weight_decouple=weight_decouple,
-                        fixed_decay=fixed_decay, eps=eps, adam=adam, step=0)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
+            weight_decouple=weight_decouple,
+            fixed_decay=fixed_decay,
+            eps=eps,
+            adam=adam,
+            step=0,
+        )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
     def _init_state(self, group, p, state):
@@ -166,15 +246,26 @@ class LAMB(_Elementwise):
                 coupled = wd > 0 and not decoupled
                 step_size = lr / (1 - b1**k)
                 for p, g, s in zip(params, grads, states, strict=True):  # per-tensor norms
-                    p_sq, u_sq = self._apply(group, lamb_stats, [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
-                                             writes=(2, 3), scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, eps),
-                                             flags=(coupled,), n_sums=2)
+                    p_sq, u_sq = self._apply(
+                        group,
+                        lamb_stats,
+                        [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
+                        writes=(2, 3),
+                        scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, eps),
+                        flags=(coupled,),
+                        n_sums=2,
+                    )
                     w_norm, u_norm = min(math.sqrt(p_sq), self.clamp), math.sqrt(u_sq)
                     trust = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
                     s["trust_ratio"] = trust
-                    self._apply(group, lamb, [[p], [s["exp_avg"]], [s["exp_avg_sq"]]], writes=(0,),
-                                scalars=(keep, wd, eps, step_size * (1.0 if group["adam"] else trust)),
-                                flags=(coupled,))
+                    self._apply(
+                        group,
+                        lamb,
+                        [[p], [s["exp_avg"]], [s["exp_avg_sq"]]],
+                        writes=(0,),
+                        scalars=(keep, wd, eps, step_size * (1.0 if group["adam"] else trust)),
+                        flags=(coupled,),
+                    )
             group["steps"] = group.get("steps", 0) + 1
 
     def effective_lr(self, group_index: int = 0) -> float:

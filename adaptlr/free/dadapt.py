@@ -10,8 +10,15 @@ import torch
 
 from ..optim._base import ENGINE_DOC
 from ..optim._validation import check_betas, check_bool, check_real
-from ..rules.free_dadapt import (dadapt_adagrad, dadapt_adagrad_stats, dadapt_adam, dadapt_adam_stats,
-                                 dadapt_sgd, dadapt_sgd_stats, squared)
+from ..rules.free_dadapt import (
+    dadapt_adagrad,
+    dadapt_adagrad_stats,
+    dadapt_adam,
+    dadapt_adam_stats,
+    dadapt_sgd,
+    dadapt_sgd_stats,
+    squared,
+)
 from ._base import FREE_DOC, FreeOptimizer
 
 __all__ = ["DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"]
@@ -29,41 +36,81 @@ def _check_common(lr, d0, growth_rate, weight_decay):
 
 
 class DAdaptAdam(FreeOptimizer):
-    __doc__ = r"""Adam with D-Adaptation step sizes; matches ``dadaptation.DAdaptAdam`` 3.2.
+    __doc__ = (
+        r"""Adam with D-Adaptation step sizes; matches ``dadaptation.DAdaptAdam`` 3.2.
 
     .. math::
         \lambda_k = d_k\, lr\, bc_k, \quad
-        r_k = \sqrt{\beta_2} r_{k-1} + (1-\sqrt{\beta_2})\lambda_k\langle g_k, s_{k-1}/(\sqrt{v_{k-1}}+\epsilon)\rangle,
+        r_k = \sqrt{\beta_2} r_{k-1} + (1-\sqrt{\beta_2})\lambda_k\langle g_k,
+        s_{k-1}/(\sqrt{v_{k-1}}+\epsilon)\rangle,
         \quad s_k = \sqrt{\beta_2} s_{k-1} + (1-\sqrt{\beta_2})\lambda_k g_k
 
         d_{k+1} = \max(d_k, \min(r_k / ((1-\sqrt{\beta_2})\|s_k\|_1),\ growth \cdot d_k)), \quad
         m_k = \beta_1 m_{k-1} + (1-\beta_1)\lambda_k g_k, \quad x_{k+1} = x_k - m_k / (\sqrt{v_k}+\epsilon)
 
     Args:
-        params: parameters or param groups.""" + _COMMON + r"""
+        params: parameters or param groups."""
+        + _COMMON
+        + r"""
         betas (tuple): (default (0.9, 0.999)). eps (float): (default 1e-8).
         weight_decay (float): (default 0). decouple (bool): AdamW-style decay (default False).
         use_bias_correction (bool): (default False).
-    """ + FREE_DOC + ENGINE_DOC + r"""
+    """
+        + FREE_DOC
+        + ENGINE_DOC
+        + r"""
     The package's ``layer_scale`` group key is honoured (a multiplier of the group's step).
     ``effective_lr(i)`` is ``d * lr``.
     """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = False,
-                 use_bias_correction: bool = False, d0: float = 1e-6, growth_rate: float = math.inf, *,
-                 per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decouple: bool = False,
+        use_bias_correction: bool = False,
+        d0: float = 1e-6,
+        growth_rate: float = math.inf,
+        *,
+        per_group_d: bool = False,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_betas(betas)
         check_real("eps", eps, 0.0, low_open=True)
         check_bool("decouple", decouple)
         check_bool("use_bias_correction", use_bias_correction)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, d=d0, k=0, layer_scale=1.0,
-                        numerator_weighted=0.0, growth_rate=growth_rate,
-                        use_bias_correction=use_bias_correction, decouple=decouple)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            d=d0,
+            k=0,
+            layer_scale=1.0,
+            numerator_weighted=0.0,
+            growth_rate=growth_rate,
+            use_bias_correction=use_bias_correction,
+            decouple=decouple,
+        )
+        super().__init__(
+            params,
+            defaults,
+            per_group_d=per_group_d,
+            process_group=process_group,
+            sharded=sharded,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
 
     def _init_state(self, group, p, state):
         state["step"] = 0
@@ -88,10 +135,24 @@ class DAdaptAdam(FreeOptimizer):
             dlr = self._dlr(group, d)
             coupled = group["weight_decay"] != 0 and not group["decouple"]
             cols = [params, grads] + [[s[n] for s in states] for n in ("exp_avg", "exp_avg_sq", "s")]
-            dot, l1 = self._apply(group, dadapt_adam_stats, cols, writes=(2, 3, 4),
-                                  scalars=(group["weight_decay"], b1, r * dlr * (1 - b1), b2, 1 - b2,
-                                           math.sqrt(b2), r * dlr * (1 - math.sqrt(b2)), group["eps"]),
-                                  flags=(coupled,), n_sums=2)
+            dot, l1 = self._apply(
+                group,
+                dadapt_adam_stats,
+                cols,
+                writes=(2, 3, 4),
+                scalars=(
+                    group["weight_decay"],
+                    b1,
+                    r * dlr * (1 - b1),
+                    b2,
+                    1 - b2,
+                    math.sqrt(b2),
+                    r * dlr * (1 - math.sqrt(b2)),
+                    group["eps"],
+                ),
+                flags=(coupled,),
+                n_sums=2,
+            )
             numerator += r * dlr * dot
             s_l1 += r * l1
         return [numerator, s_l1]
@@ -114,10 +175,14 @@ class DAdaptAdam(FreeOptimizer):
             params, grads, states = self._active(group)
             if params:
                 wd = group["weight_decay"]
-                self._apply(group, dadapt_adam, [params, [s["exp_avg"] for s in states],
-                                                 [s["exp_avg_sq"] for s in states]],
-                            writes=(0,), scalars=(wd * self._dlr(group, d_old), group["eps"]),
-                            flags=(wd != 0 and group["decouple"],))
+                self._apply(
+                    group,
+                    dadapt_adam,
+                    [params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]],
+                    writes=(0,),
+                    scalars=(wd * self._dlr(group, d_old), group["eps"]),
+                    flags=(wd != 0 and group["decouple"],),
+                )
                 for s in states:
                     s["step"] += 1
             group["k"] += 1
@@ -129,7 +194,8 @@ class DAdaptAdam(FreeOptimizer):
 
 
 class DAdaptSGD(FreeOptimizer):
-    __doc__ = r"""SGD with D-Adaptation step sizes (dual averaging); matches ``dadaptation.DAdaptSGD`` 3.2.
+    __doc__ = (
+        r"""SGD with D-Adaptation step sizes (dual averaging); matches ``dadaptation.DAdaptSGD`` 3.2.
 
     .. math::
         \lambda_k = d_k\, lr / \|g_0\|, \quad r_k = r_{k-1} + \lambda_k \langle g_k, s_{k-1}\rangle, \quad
@@ -138,24 +204,57 @@ class DAdaptSGD(FreeOptimizer):
         x_{k+1} = (1 - c) x_k + c (x_0 - s_k), \quad c = 1 - momentum
 
     Args:
-        params: parameters or param groups.""" + _COMMON + r"""
+        params: parameters or param groups."""
+        + _COMMON
+        + r"""
         momentum (float): (default 0). weight_decay (float): L2 penalty added to the gradient (default 0;
             as in the package, ``||g_0||`` is measured without it).
-    """ + FREE_DOC + ENGINE_DOC + r"""
+    """
+        + FREE_DOC
+        + ENGINE_DOC
+        + r"""
     State: ``s``, ``x0`` (the package also keeps ``z = x0 - s``, which adaptlr does not store).
     ``effective_lr(i)`` is ``d * lr / ||g_0||``, the step size on the gradient.
     """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, momentum: float = 0.0, weight_decay: float = 0.0,
-                 d0: float = 1e-6, growth_rate: float = math.inf, *, per_group_d: bool = False,
-                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        d0: float = 1e-6,
+        growth_rate: float = math.inf,
+        *,
+        per_group_d: bool = False,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, k=0, numerator_weighted=0.0,
-                        d=d0, growth_rate=growth_rate)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            k=0,
+            numerator_weighted=0.0,
+            d=d0,
+            growth_rate=growth_rate,
+        )
+        super().__init__(
+            params,
+            defaults,
+            per_group_d=per_group_d,
+            process_group=process_group,
+            sharded=sharded,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
 
     def _init_state(self, group, p, state):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -193,9 +292,15 @@ class DAdaptSGD(FreeOptimizer):
             if float(self._lr(group)) <= 0 or not params:
                 continue
             dlr = d * float(self._lr(group)) / group["g0_norm"]
-            dot, sq = self._apply(group, dadapt_sgd_stats, [params, grads, [s["s"] for s in states]],
-                                  writes=(2,), scalars=(group["weight_decay"], dlr),
-                                  flags=(group["weight_decay"] != 0,), n_sums=2)
+            dot, sq = self._apply(
+                group,
+                dadapt_sgd_stats,
+                [params, grads, [s["s"] for s in states]],
+                writes=(2,),
+                scalars=(group["weight_decay"], dlr),
+                flags=(group["weight_decay"] != 0,),
+                n_sums=2,
+            )
             numerator += dlr * dot
             s_sq += sq
         return [numerator, s_sq]
@@ -215,8 +320,13 @@ class DAdaptSGD(FreeOptimizer):
             group["d"] = d
             params, grads, states = self._active(group)
             if params:
-                self._apply(group, dadapt_sgd, [params, [s["x0"] for s in states], [s["s"] for s in states]],
-                            writes=(0,), scalars=(group["momentum"], 1 - group["momentum"]))
+                self._apply(
+                    group,
+                    dadapt_sgd,
+                    [params, [s["x0"] for s in states], [s["s"] for s in states]],
+                    writes=(0,),
+                    scalars=(group["momentum"], 1 - group["momentum"]),
+                )
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
 
@@ -227,34 +337,75 @@ class DAdaptSGD(FreeOptimizer):
 
 
 class DAdaptAdaGrad(FreeOptimizer):
-    __doc__ = r"""AdaGrad with D-Adaptation step sizes (dual averaging); matches ``dadaptation.DAdaptAdaGrad``
+    __doc__ = (
+        r"""AdaGrad with D-Adaptation step sizes (dual averaging); matches ``dadaptation.DAdaptAdaGrad``
     3.2 on dense gradients.
 
     .. math::
-        \alpha_k = \alpha_{k-1} + g_k^2, \quad s_k = s_{k-1} + \lambda_k g_k, \quad \lambda_k = d_k\, lr, \quad
+        \alpha_k = \alpha_{k-1} + g_k^2, \quad s_k = s_{k-1} + \lambda_k g_k, \quad \lambda_k = d_k\, lr,
+        \quad
         \hat d = \Big(\sum \tfrac{s_k^2}{\sqrt{\alpha_k}+\epsilon}
                  - \sum_{i \le k} \lambda_i^2 \sum \tfrac{g_i^2}{\sqrt{\alpha_i}+\epsilon}\Big) / \|s_k\|_1
 
-        z = x_0 - s_k / (\sqrt{\alpha_k} + \epsilon), \quad x_{k+1} = (1 - c) x_k + c z, \quad c = 1 - momentum
+        z = x_0 - s_k / (\sqrt{\alpha_k} + \epsilon), \quad x_{k+1} = (1 - c) x_k + c z, \quad c = 1 -
+        momentum
 
     Args:
-        params: parameters or param groups.""" + _COMMON + r"""
+        params: parameters or param groups."""
+        + _COMMON
+        + r"""
         momentum (float): (default 0). weight_decay (float): (default 0). eps (float): (default 1e-6).
-    """ + FREE_DOC + ENGINE_DOC + r"""
+    """
+        + FREE_DOC
+        + ENGINE_DOC
+        + r"""
     ``effective_lr(i)`` is ``d * lr``.
     """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, momentum: float = 0.0, log_every: int = 0,
-                 weight_decay: float = 0.0, eps: float = 1e-6, d0: float = 1e-6, growth_rate: float = math.inf,
-                 *, per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        momentum: float = 0.0,
+        log_every: int = 0,
+        weight_decay: float = 0.0,
+        eps: float = 1e-6,
+        d0: float = 1e-6,
+        growth_rate: float = math.inf,
+        *,
+        per_group_d: bool = False,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         check_real("eps", eps, 0.0)
-        defaults = dict(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay, gsq_weighted=0.0,
-                        sksq_weighted=0.0, skl1=0.0, d=d0, k=0, growth_rate=growth_rate)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            eps=eps,
+            weight_decay=weight_decay,
+            gsq_weighted=0.0,
+            sksq_weighted=0.0,
+            skl1=0.0,
+            d=d0,
+            k=0,
+            growth_rate=growth_rate,
+        )
+        super().__init__(
+            params,
+            defaults,
+            per_group_d=per_group_d,
+            process_group=process_group,
+            sharded=sharded,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
 
     def _init_state(self, group, p, state):
         state["alphak"] = torch.full_like(p, 1e-6, memory_format=torch.preserve_format)
@@ -269,10 +420,15 @@ class DAdaptAdaGrad(FreeOptimizer):
             if not params:
                 continue
             dlr = d * float(self._lr(group))
-            a, b, c = self._apply(group, dadapt_adagrad_stats, [params, grads, [s["alphak"] for s in states],
-                                                                [s["sk"] for s in states]],
-                                  writes=(2, 3), scalars=(group["weight_decay"], dlr, group["eps"]),
-                                  flags=(group["weight_decay"] != 0,), n_sums=3)
+            a, b, c = self._apply(
+                group,
+                dadapt_adagrad_stats,
+                [params, grads, [s["alphak"] for s in states], [s["sk"] for s in states]],
+                writes=(2, 3),
+                scalars=(group["weight_decay"], dlr, group["eps"]),
+                flags=(group["weight_decay"] != 0,),
+                n_sums=3,
+            )
             g_sq += dlr * dlr * a  # the package uses one dlr for all groups: equal unless the lrs differ
             sksq_change += b
             skl1_change += c
@@ -294,10 +450,19 @@ class DAdaptAdaGrad(FreeOptimizer):
             params, grads, states = self._active(group)
             if params:
                 momentum = group["momentum"]
-                self._apply(group, dadapt_adagrad, [params, [s["x0"] for s in states],
-                                                    [s["alphak"] for s in states], [s["sk"] for s in states]],
-                            writes=(0,), scalars=(momentum, 1 - momentum, group["eps"]),
-                            flags=(momentum != 0,))
+                self._apply(
+                    group,
+                    dadapt_adagrad,
+                    [
+                        params,
+                        [s["x0"] for s in states],
+                        [s["alphak"] for s in states],
+                        [s["sk"] for s in states],
+                    ],
+                    writes=(0,),
+                    scalars=(momentum, 1 - momentum, group["eps"]),
+                    flags=(momentum != 0,),
+                )
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
 

@@ -19,7 +19,8 @@ __all__ = ["DoG", "LDoG", "PolynomialDecayAverager"]
 
 
 class DoG(FreeOptimizer):
-    __doc__ = r"""DoG, "Distance over Gradients": SGD whose step size is the distance travelled over the root of
+    __doc__ = (
+        r"""DoG, "Distance over Gradients": SGD whose step size is the distance travelled over the root of
     the summed squared gradient norms; matches ``dog-optimizer`` 1.0.3 (``dog.DoG``).
 
     .. math::
@@ -36,17 +37,36 @@ class DoG(FreeOptimizer):
         weight_decay (float): L2 penalty added to the gradient (default 0).
         eps (float): added to the sum of squared gradient norms (default 1e-8).
         init_eta (float, optional): the first step size, overriding ``reps_rel``.
-    """ + FREE_DOC.replace("(default False, as the\n        reference packages)",
-                           "(default True here: the package keeps one per group)") + ENGINE_DOC + r"""
-    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta`` of group ``i``.
+    """
+        + FREE_DOC.replace(
+            "(default False, as the\n        reference packages)",
+            "(default True here: the package keeps one per group)",
+        )
+        + ENGINE_DOC
+        + r"""
+    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta`` of group
+    ``i``.
 
     >>> opt = DoG(model.parameters())  # doctest: +SKIP
     """
+    )
 
-    def __init__(self, params: Iterable[Any], reps_rel: float = 1e-6, lr: Any = 1.0, weight_decay: float = 0.0,
-                 eps: float = 1e-8, init_eta: float | None = None, *, per_group_d: bool = True,
-                 process_group: Any = None, sharded: Any = None, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        reps_rel: float = 1e-6,
+        lr: Any = 1.0,
+        weight_decay: float = 0.0,
+        eps: float = 1e-8,
+        init_eta: float | None = None,
+        *,
+        per_group_d: bool = True,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         if init_eta is not None:
             check_real("init_eta", init_eta, 0.0, low_open=True)
             reps_rel = 0.0
@@ -55,8 +75,16 @@ class DoG(FreeOptimizer):
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
         defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+        super().__init__(
+            params,
+            defaults,
+            per_group_d=per_group_d,
+            process_group=process_group,
+            sharded=sharded,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
 
     def _init_state(self, group, p, state):
         state["x0"] = torch.empty_like(p, memory_format=torch.preserve_format)  # filled by the first step
@@ -71,10 +99,13 @@ class DoG(FreeOptimizer):
             wd = group["weight_decay"]
             cols = [params, grads, [s["x0"] for s in states]]
             if first:  # x0 <- p; sums ||x0||^2 and ||g||^2
-                a, b = self._apply(group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,),
-                                   n_sums=2)
+                a, b = self._apply(
+                    group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,), n_sums=2
+                )
             else:
-                a, b = self._apply(group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2)
+                a, b = self._apply(
+                    group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2
+                )
             dist_sq += a
             grad_sq += b
         return [dist_sq, grad_sq]
@@ -128,8 +159,12 @@ class LDoG(DoG):
             wd = group["weight_decay"]
             fn = dog_first_stats if first else dog_stats
             writes = (2,) if first else ()
-            per = [self._apply(group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,),
-                               n_sums=2) for p, g, s in zip(params, grads, states, strict=True)]
+            per = [
+                self._apply(
+                    group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2
+                )
+                for p, g, s in zip(params, grads, states, strict=True)
+            ]
             if first:
                 rbar = [group["reps_rel"] * (1 + math.sqrt(a)) for a, _ in per]
                 G = [b + group["eps"] for _, b in per]

@@ -17,7 +17,8 @@ __all__ = ["Prodigy"]
 
 
 class Prodigy(FreeOptimizer):
-    __doc__ = r"""Adam with Prodigy step sizes: ``d`` estimates the distance to the solution; leave ``lr=1``.
+    __doc__ = (
+        r"""Adam with Prodigy step sizes: ``d`` estimates the distance to the solution; leave ``lr=1``.
 
     Matches ``prodigyopt.Prodigy`` 1.1.x (same arguments, defaults, group keys ``d``, ``d_max``,
     ``d_numerator``, ``k`` and state names). With :math:`\lambda_k = d_k \cdot lr \cdot bc_k`:
@@ -43,18 +44,39 @@ class Prodigy(FreeOptimizer):
         d0 (float): initial estimate (default 1e-6). d_coef (float): multiplier of the estimate (default 1).
         growth_rate (float): the most ``d`` may grow per step (default inf).
         slice_p (int): compute the estimate's sums on every ``slice_p``-th element (default 1: exact).
-    """ + FREE_DOC + ENGINE_DOC + r"""
+    """
+        + FREE_DOC
+        + ENGINE_DOC
+        + r"""
     ``effective_lr(i)`` is ``d * lr`` of group ``i``.
 
     >>> opt = Prodigy(model.parameters())  # doctest: +SKIP
     """
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, betas: tuple[float, float] = (0.9, 0.999),
-                 beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = True,
-                 use_bias_correction: bool = False, safeguard_warmup: bool = False, d0: float = 1e-6,
-                 d_coef: float = 1.0, growth_rate: float = math.inf, slice_p: int = 1, *,
-                 per_group_d: bool = False, process_group: Any = None, sharded: Any = None, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        beta3: float | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decouple: bool = True,
+        use_bias_correction: bool = False,
+        safeguard_warmup: bool = False,
+        d0: float = 1e-6,
+        d_coef: float = 1.0,
+        growth_rate: float = math.inf,
+        slice_p: int = 1,
+        *,
+        per_group_d: bool = False,
+        process_group: Any = None,
+        sharded: Any = None,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         if beta3 is not None:
             check_real("beta3", beta3, 0.0, 1.0, high_open=True)
@@ -63,17 +85,42 @@ class Prodigy(FreeOptimizer):
         check_real("d0", d0, 0.0, low_open=True)
         check_real("d_coef", d_coef, 0.0, low_open=True)
         check_real("growth_rate", growth_rate, 1.0)
-        for name, flag in (("decouple", decouple), ("use_bias_correction", use_bias_correction),
-                           ("safeguard_warmup", safeguard_warmup)):
+        for name, flag in (
+            ("decouple", decouple),
+            ("use_bias_correction", use_bias_correction),
+            ("safeguard_warmup", safeguard_warmup),
+        ):
             check_bool(name, flag)
         if not isinstance(slice_p, int) or isinstance(slice_p, bool) or slice_p < 1:
             raise ValueError(f"Invalid slice_p: {slice_p!r}; expected an int >= 1")
-        defaults = dict(lr=lr, betas=betas, beta3=beta3, eps=eps, weight_decay=weight_decay, d=d0, d0=d0,
-                        d_max=d0, d_numerator=0.0, d_coef=d_coef, k=0, growth_rate=growth_rate,
-                        use_bias_correction=use_bias_correction, decouple=decouple,
-                        safeguard_warmup=safeguard_warmup, slice_p=slice_p)
-        super().__init__(params, defaults, per_group_d=per_group_d, process_group=process_group, sharded=sharded,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            beta3=beta3,
+            eps=eps,
+            weight_decay=weight_decay,
+            d=d0,
+            d0=d0,
+            d_max=d0,
+            d_numerator=0.0,
+            d_coef=d_coef,
+            k=0,
+            growth_rate=growth_rate,
+            use_bias_correction=use_bias_correction,
+            decouple=decouple,
+            safeguard_warmup=safeguard_warmup,
+            slice_p=slice_p,
+        )
+        super().__init__(
+            params,
+            defaults,
+            per_group_d=per_group_d,
+            process_group=process_group,
+            sharded=sharded,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
 
     def _init_state(self, group, p, state):
         sp = group["slice_p"]
@@ -110,10 +157,15 @@ class Prodigy(FreeOptimizer):
                 p_col = [p.detach().reshape(-1)[::sp].contiguous() for p in params]
                 g_col = [g.reshape(-1)[::sp].contiguous() for g in grads]
             coupled = group["weight_decay"] != 0 and not group["decouple"]
-            dot, l1 = self._apply(group, prodigy_stats, [p_col, g_col, [s["p0"] for s in states],
-                                                         [s["s"] for s in states]],
-                                  writes=(3,), scalars=(group["weight_decay"], s_weight, beta3),
-                                  flags=(coupled,), n_sums=2)
+            dot, l1 = self._apply(
+                group,
+                prodigy_stats,
+                [p_col, g_col, [s["p0"] for s in states], [s["s"] for s in states]],
+                writes=(3,),
+                scalars=(group["weight_decay"], s_weight, beta3),
+                flags=(coupled,),
+                n_sums=2,
+            )
             numerator += (d / d0) * dlr * dot
             denominator += l1
         return [numerator, denominator]
@@ -146,10 +198,23 @@ class Prodigy(FreeOptimizer):
                 decoupled = wd != 0 and group["decouple"]
                 step_size = dlr if b1 > 0 else dlr * d
                 m_col = [s["exp_avg"] for s in states] if b1 > 0 else 0.0
-                self._apply(group, prodigy, [params, grads, m_col, [s["exp_avg_sq"] for s in states]],
-                            writes=(0, 2, 3), scalars=(wd, b1, d_old * (1 - b1), b2, d_old * d_old * (1 - b2), d * group["eps"],
-                                     wd * dlr, step_size),
-                            flags=(coupled, decoupled, b1 > 0))
+                self._apply(
+                    group,
+                    prodigy,
+                    [params, grads, m_col, [s["exp_avg_sq"] for s in states]],
+                    writes=(0, 2, 3),
+                    scalars=(
+                        wd,
+                        b1,
+                        d_old * (1 - b1),
+                        b2,
+                        d_old * d_old * (1 - b2),
+                        d * group["eps"],
+                        wd * dlr,
+                        step_size,
+                    ),
+                    flags=(coupled, decoupled, b1 > 0),
+                )
                 for s in states:
                     s["step"] += 1
             group["k"] += 1

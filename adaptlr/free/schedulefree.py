@@ -18,7 +18,8 @@ __all__ = ["ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalib
 
 _SF_DOC = r"""
     Schedule-Free keeps two sequences besides the parameters: ``z`` (the base optimizer's iterates) and the
-    average ``x`` of the ``z`` (weights :math:`c_{k+1} = w_{k+1}/\sum_i w_i`, :math:`w_k = k^r\,lr_{max}^{p}`).
+    average ``x`` of the ``z`` (weights :math:`c_{k+1} = w_{k+1}/\sum_i w_i`, :math:`w_k =
+    k^r\,lr_{max}^{p}`).
     Gradients are taken at :math:`y = (1-\beta_1) z + \beta_1 x`; in train mode the parameters hold ``y``,
     in eval mode ``x``:
 
@@ -38,8 +39,14 @@ class _ScheduleFree(FreeOptimizer):
     adaptive = False
 
     def __init__(self, params, defaults, foreach, fused, nonfinite):
-        defaults = {**defaults, "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0,
-                    "scheduled_lr": 0.0}
+        defaults = {
+            **defaults,
+            "k": 0,
+            "train_mode": True,
+            "weight_sum": 0.0,
+            "lr_max": -1.0,
+            "scheduled_lr": 0.0,
+        }
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):
@@ -71,15 +78,26 @@ class _ScheduleFree(FreeOptimizer):
                 if restored:
                     torch._foreach_copy_(restored, [self.state[p].pop("y") for p in restored])
                 rest = [p for p in ps if "y" not in self.state[p] and not any(p is q for q in restored)]
-                if rest:  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
-                    self._apply(group, schedule_free_swap, [rest, [self.state[p]["z"] for p in rest], 0.0],
-                                writes=(0, 2), scalars=(1 - beta,))
+                if (
+                    rest
+                ):  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
+                    self._apply(
+                        group,
+                        schedule_free_swap,
+                        [rest, [self.state[p]["z"] for p in rest], 0.0],
+                        writes=(0, 2),
+                        scalars=(1 - beta,),
+                    )
             elif ps:
                 for p in ps:
                     self.state[p]["y"] = torch.empty_like(p, memory_format=torch.preserve_format)
-                self._apply(group, schedule_free_swap, [ps, [self.state[p]["z"] for p in ps],
-                                                        [self.state[p]["y"] for p in ps]],
-                            writes=(0, 2), scalars=(1 - 1 / beta,))
+                self._apply(
+                    group,
+                    schedule_free_swap,
+                    [ps, [self.state[p]["z"] for p in ps], [self.state[p]["y"] for p in ps]],
+                    writes=(0, 2),
+                    scalars=(1 - 1 / beta,),
+                )
             group["train_mode"] = to_train
 
     def train(self) -> None:
@@ -108,8 +126,10 @@ class _ScheduleFree(FreeOptimizer):
     def _update(self, groups, sums):
         for group in groups:
             if not group["train_mode"]:
-                raise RuntimeError("Optimizer was not in train mode when step is called; call opt.train() "
-                                   "before training and opt.eval() before evaluating")
+                raise RuntimeError(
+                    "Optimizer was not in train mode when step is called; call opt.train() "
+                    "before training and opt.eval() before evaluating"
+                )
             k = group["k"]
             beta = self._beta(group)
             lr = float(self._lr(group)) * self._schedule(group, k)
@@ -124,11 +144,23 @@ class _ScheduleFree(FreeOptimizer):
                 beta2 = group["betas"][1] if self.adaptive else 0.0
                 v = [s["exp_avg_sq"] for s in states] if self.adaptive else 0.0
                 wd = group["weight_decay"]
-                self._apply(group, schedule_free, [params, grads, [s["z"] for s in states], v],
-                            writes=(0, 2, 3),
-                            scalars=(lr, ckp1, lr * (beta * (1 - ckp1) - 1), beta2, 1 - beta2, group.get("eps", 0.0),
-                                     1 - beta2 ** (k + 1), wd),
-                            flags=(update_v, adaptive, wd != 0))
+                self._apply(
+                    group,
+                    schedule_free,
+                    [params, grads, [s["z"] for s in states], v],
+                    writes=(0, 2, 3),
+                    scalars=(
+                        lr,
+                        ckp1,
+                        lr * (beta * (1 - ckp1) - 1),
+                        beta2,
+                        1 - beta2,
+                        group.get("eps", 0.0),
+                        1 - beta2 ** (k + 1),
+                        wd,
+                    ),
+                    flags=(update_v, adaptive, wd != 0),
+                )
             group["k"] = k + 1
             group["steps"] = group.get("steps", 0) + 1
 
@@ -146,69 +178,134 @@ def _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power):
 
 
 class ScheduleFreeSGD(_ScheduleFree):
-    __doc__ = r"""Schedule-Free SGD; matches ``schedulefree.SGDScheduleFree`` 1.4.
+    __doc__ = (
+        r"""Schedule-Free SGD; matches ``schedulefree.SGDScheduleFree`` 1.4.
 
     Base step: :math:`u = g + wd\,y`. Args: lr (default 1.0), momentum (:math:`\beta_1`, default 0.9),
     weight_decay (default 0), warmup_steps (linear warmup, default 0), r (polynomial weighting power,
     default 0), weight_lr_power (default 2).
-    """ + _SF_DOC + ENGINE_DOC
+    """
+        + _SF_DOC
+        + ENGINE_DOC
+    )
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
-                 warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0, *,
-                 foreach: bool | None = None, fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power)
         check_real("momentum", momentum, 0.0, 1.0, low_open=True, high_open=True)
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
-                        weight_lr_power=weight_lr_power)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+        )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
-    __doc__ = r"""Schedule-Free AdamW; matches ``schedulefree.AdamWScheduleFree`` 1.4.
+    __doc__ = (
+        r"""Schedule-Free AdamW; matches ``schedulefree.AdamWScheduleFree`` 1.4.
 
     Base step: :math:`v = \beta_2 v + (1-\beta_2) g^2`, :math:`u = g / (\sqrt{v / (1-\beta_2^k)} + \epsilon)
     + wd\,y`. Args: lr (default 0.0025), betas (default (0.9, 0.999)), eps (default 1e-8), weight_decay
     (default 0), warmup_steps (default 0), r (default 0), weight_lr_power (default 2).
-    """ + _SF_DOC + ENGINE_DOC
+    """
+        + _SF_DOC
+        + ENGINE_DOC
+    )
 
     adaptive = True
 
-    def __init__(self, params: Iterable[Any], lr: Any = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, *, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power)
         check_betas(betas)
         if betas[0] == 0:
             raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
         check_real("eps", eps, 0.0)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
-                        weight_lr_power=weight_lr_power)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+        )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
 
 class ScheduleFreeRAdam(_ScheduleFree):
-    __doc__ = r"""Schedule-Free RAdam; matches ``schedulefree.RAdamScheduleFree`` 1.4.
+    __doc__ = (
+        r"""Schedule-Free RAdam; matches ``schedulefree.RAdamScheduleFree`` 1.4.
 
     The lr is multiplied by RAdam's rectification term; while :math:`\rho_k \le 4` the step is on the raw
     gradient with lr factor 0 (``silent_sgd_phase=True``, default) or 1. No ``warmup_steps`` (the
     rectification is the warmup). Args: lr (default 0.0025), betas, eps, weight_decay, r, weight_lr_power.
-    """ + _SF_DOC + ENGINE_DOC
+    """
+        + _SF_DOC
+        + ENGINE_DOC
+    )
 
     adaptive = True
 
-    def __init__(self, params: Iterable[Any], lr: Any = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, r: float = 0.0, weight_lr_power: float = 2.0,
-                 silent_sgd_phase: bool = True, *, foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        silent_sgd_phase: bool = True,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         _check_sf(lr, weight_decay, 0, r, weight_lr_power)
         check_betas(betas)
         if betas[0] == 0:
             raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
         check_real("eps", eps, 0.0)
         check_bool("silent_sgd_phase", silent_sgd_phase)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, r=r,
-                        weight_lr_power=weight_lr_power, silent_sgd_phase=silent_sgd_phase)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            silent_sgd_phase=silent_sgd_phase,
+        )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
     @staticmethod

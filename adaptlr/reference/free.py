@@ -1,7 +1,8 @@
 r"""Float64 NumPy references of the learning-rate-free methods (oracles and teaching code).
 
 Each class holds a list of parameter arrays ``x`` (one group) and takes ``step(grads)``. They are written from
-the papers' formulas in the form the reference packages implement them (the packages' quirks are noted where they
+the papers' formulas in the form the reference packages implement them (the packages' quirks are noted
+where they
 matter), with no speed tricks, so that a reader can follow the math:
 
 * :class:`Prodigy` -- Mishchenko & Defazio (2023), Algorithm 4 as in ``prodigyopt`` 1.1.
@@ -9,7 +10,8 @@ matter), with no speed tricks, so that a reader can follow the math:
   ``dadaptation`` 3.2.
 * :class:`DoG`, :class:`LDoG` -- Ivgi, Hinder & Carmon (2023), as in ``dog-optimizer`` 1.0.3, and
   :class:`PolynomialDecayAverager` (Shamir & Zhang, 2013).
-* :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW`, :class:`ScheduleFreeRAdam` -- Defazio et al. (2024), as in
+* :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW`, :class:`ScheduleFreeRAdam` -- Defazio et al.
+(2024), as in
   ``schedulefree`` 1.4.
 
 Notation: ``x`` the parameters, ``g`` the gradient, ``x0`` the initial point, ``d`` the distance estimate
@@ -56,7 +58,8 @@ class Prodigy:
 
         d_{k+1} = \min(\max_{i \le k+1} \hat d_i,\ d_k \cdot growth)
 
-        m_k = \beta_1 m_{k-1} + d_k (1-\beta_1) g_k, \quad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2, \quad
+        m_k = \beta_1 m_{k-1} + d_k (1-\beta_1) g_k, \quad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2,
+        \quad
         x_{k+1} = x_k - \lambda_k m_k / (\sqrt{v_k} + d_{k+1}\epsilon)
 
     On the first step ``d`` may jump straight to ``d_hat`` (the ``d == d0`` rule), afterwards it follows
@@ -64,9 +67,22 @@ class Prodigy:
     ``slice_p`` estimates ``r`` and ``s`` on every ``slice_p``-th element only.
     """
 
-    def __init__(self, params, lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-8, weight_decay=0.0,
-                 decouple=True, use_bias_correction=False, safeguard_warmup=False, d0=1e-6, d_coef=1.0,
-                 growth_rate=math.inf, slice_p=1):
+    def __init__(
+        self,
+        params,
+        lr=1.0,
+        betas=(0.9, 0.999),
+        beta3=None,
+        eps=1e-8,
+        weight_decay=0.0,
+        decouple=True,
+        use_bias_correction=False,
+        safeguard_warmup=False,
+        d0=1e-6,
+        d_coef=1.0,
+        growth_rate=math.inf,
+        slice_p=1,
+    ):
         self.x = _arrays(params)
         self.lr, self.betas, self.eps, self.wd = lr, betas, eps, weight_decay
         self.beta3 = math.sqrt(betas[1]) if beta3 is None else beta3
@@ -86,8 +102,10 @@ class Prodigy:
         d_old = d
         bc = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if self.bias_correction else 1.0
         dlr = d * self.lr * bc
-        g = [np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
-             for gi, x in zip(grads, self.x, strict=False)]
+        g = [
+            np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
+            for gi, x in zip(grads, self.x, strict=False)
+        ]
         s_weight = (d / d0) * (d if self.safeguard else dlr)
         r = self.beta3 * self.r
         s_l1 = 0.0
@@ -135,7 +153,13 @@ class DAdaptSGD:
 
     def __init__(self, params, lr=1.0, momentum=0.0, weight_decay=0.0, d0=1e-6, growth_rate=math.inf):
         self.x = _arrays(params)
-        self.lr, self.momentum, self.wd, self.d, self.growth_rate = lr, momentum, weight_decay, d0, growth_rate
+        self.lr, self.momentum, self.wd, self.d, self.growth_rate = (
+            lr,
+            momentum,
+            weight_decay,
+            d0,
+            growth_rate,
+        )
         self.k, self.r, self.g0_norm = 0, 0.0, None
         self.x0 = [x.copy() for x in self.x]
         self.s = [np.zeros_like(x) for x in self.x]
@@ -172,16 +196,28 @@ class DAdaptAdam:
             \langle g_k, s_{k-1} / (\sqrt{v_{k-1}} + \epsilon)\rangle, \quad
         s_k = \sqrt{\beta_2} s_{k-1} + (1-\sqrt{\beta_2}) \lambda_k g_k
 
-        \hat d = r_k / ((1-\sqrt{\beta_2}) \|s_k\|_1), \quad d_{k+1} = \max(d_k, \min(\hat d, d_k \cdot growth))
+        \hat d = r_k / ((1-\sqrt{\beta_2}) \|s_k\|_1), \quad d_{k+1} = \max(d_k, \min(\hat d, d_k \cdot
+        growth))
 
-        m_k = \beta_1 m_{k-1} + (1-\beta_1)\lambda_k g_k, \quad v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2, \quad
+        m_k = \beta_1 m_{k-1} + (1-\beta_1)\lambda_k g_k, \quad v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2,
+        \quad
         x_{k+1} = x_k - m_k / (\sqrt{v_k} + \epsilon)
 
     (``m`` carries the step size; the package's ``layer_scale`` is 1 here.)
     """
 
-    def __init__(self, params, lr=1.0, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=False,
-                 use_bias_correction=False, d0=1e-6, growth_rate=math.inf):
+    def __init__(
+        self,
+        params,
+        lr=1.0,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        decouple=False,
+        use_bias_correction=False,
+        d0=1e-6,
+        growth_rate=math.inf,
+    ):
         self.x = _arrays(params)
         self.lr, self.betas, self.eps, self.wd, self.decouple = lr, betas, eps, weight_decay, decouple
         self.bias_correction, self.d, self.growth_rate = use_bias_correction, d0, growth_rate
@@ -196,8 +232,10 @@ class DAdaptAdam:
         k = self.k
         bc = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if self.bias_correction else 1.0
         dlr = self.d * self.lr * bc
-        g = [np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
-             for gi, x in zip(grads, self.x, strict=False)]
+        g = [
+            np.asarray(gi, np.float64) + (self.wd * x if (self.wd and not self.decouple) else 0.0)
+            for gi, x in zip(grads, self.x, strict=False)
+        ]
         acc = 0.0
         s_l1 = 0.0
         for i, gi in enumerate(g):
@@ -235,8 +273,9 @@ class DAdaptAdaGrad:
         \quad z = x_0 - s_k / (\sqrt{\alpha_k} + \epsilon), \quad x_{k+1} = (1-c) x_k + c z
     """
 
-    def __init__(self, params, lr=1.0, momentum=0.0, weight_decay=0.0, eps=1e-6, d0=1e-6,
-                 growth_rate=math.inf):
+    def __init__(
+        self, params, lr=1.0, momentum=0.0, weight_decay=0.0, eps=1e-6, d0=1e-6, growth_rate=math.inf
+    ):
         self.x = _arrays(params)
         self.lr, self.momentum, self.wd, self.eps, self.d = lr, momentum, weight_decay, eps, d0
         self.growth_rate = growth_rate
@@ -258,7 +297,9 @@ class DAdaptAdaGrad:
             self.alpha[i] = self.alpha[i] + gi * gi
             g_sq += float(np.sum(gi * gi / (np.sqrt(self.alpha[i]) + self.eps)))
             self.s[i] = self.s[i] + dlr * gi
-            sksq_change += float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps))) - old_sksq
+            sksq_change += (
+                float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps))) - old_sksq
+            )
             skl1_change += float(np.abs(self.s[i]).sum()) - old_skl1
         self.sksq_weighted += sksq_change
         self.skl1 += skl1_change
@@ -281,7 +322,8 @@ class DoG:
     r"""DoG, "Distance over Gradients": SGD with step size ``r_bar / sqrt(G)``.
 
     .. math::
-        \bar r_t = \max(r_\epsilon, \max_{i\le t} \|x_i - x_0\|), \quad r_\epsilon = reps\_rel\,(1 + \|x_0\|),\quad
+        \bar r_t = \max(r_\epsilon, \max_{i\le t} \|x_i - x_0\|), \quad r_\epsilon = reps\_rel\,(1 +
+        \|x_0\|),\quad
         G_t = \epsilon + \sum_{i\le t}\|g_i\|^2, \quad \eta_t = lr\, \bar r_t / \sqrt{G_t}, \quad
         x_{t+1} = x_t - \eta_t g_t
 
@@ -343,7 +385,9 @@ class PolynomialDecayAverager:
 
     def update(self, params):
         w = (self.gamma + 1) / (self.gamma + self.t)
-        self.avg = [a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params, strict=False)]
+        self.avg = [
+            a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params, strict=False)
+        ]
         self.t += 1
 
 
@@ -357,7 +401,8 @@ class _ScheduleFree:
         z_{k+1} = z_k - \gamma_k u_k, \quad x_{k+1} = (1-c_{k+1}) x_k + c_{k+1} z_{k+1}
 
     where ``u`` is the base direction (the gradient for SGD, ``g / (sqrt(v / bc2) + eps)`` for AdamW) plus
-    ``weight_decay * y``. Only ``y`` and ``z`` are stored: the parameters hold ``y`` in train mode and ``x`` in
+    ``weight_decay * y``. Only ``y`` and ``z`` are stored: the parameters hold ``y`` in train mode and
+    ``x`` in
     eval mode; ``x = (y - (1-beta) z) / beta``. In terms of ``y`` the step is
     ``y <- lerp(y, z, c) + lr (beta (1-c) - 1) u``, ``z <- z - lr u`` (the packages' update).
     """
@@ -396,8 +441,9 @@ class _ScheduleFree:
 
 
 class ScheduleFreeSGD(_ScheduleFree):
-    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0,
-                 weight_lr_power=2.0):
+    def __init__(
+        self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0
+    ):
         super().__init__(params, lr, momentum, weight_decay, warmup_steps, r, weight_lr_power)
 
     def _direction(self, i, g):
@@ -405,8 +451,17 @@ class ScheduleFreeSGD(_ScheduleFree):
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
-    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0,
-                 r=0.0, weight_lr_power=2.0):
+    def __init__(
+        self,
+        params,
+        lr=0.0025,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        warmup_steps=0,
+        r=0.0,
+        weight_lr_power=2.0,
+    ):
         super().__init__(params, lr, betas[0], weight_decay, warmup_steps, r, weight_lr_power)
         self.beta2, self.eps = betas[1], eps
         self.v = [np.zeros_like(y) for y in self.y]
@@ -418,11 +473,21 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 
 class ScheduleFreeRAdam(_ScheduleFree):
-    r"""Schedule-Free RAdam: the lr is multiplied by RAdam's rectification; while ``rho_t <= 4`` the direction is
+    r"""Schedule-Free RAdam: the lr is multiplied by RAdam's rectification; while ``rho_t <= 4`` the
+    direction is
     the raw gradient and the lr factor is ``0`` (``silent_sgd_phase``) or ``1``. No warmup parameter."""
 
-    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, r=0.0,
-                 weight_lr_power=2.0, silent_sgd_phase=True):
+    def __init__(
+        self,
+        params,
+        lr=0.0025,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        r=0.0,
+        weight_lr_power=2.0,
+        silent_sgd_phase=True,
+    ):
         super().__init__(params, lr, betas[0], weight_decay, 0, r, weight_lr_power)
         self.beta2, self.eps, self.silent = betas[1], eps, silent_sgd_phase
         self.v = [np.zeros_like(y) for y in self.y]

@@ -7,8 +7,15 @@ from __future__ import annotations
 from ._elementwise import elementwise
 from ._math import abs, sqrt
 
-__all__ = ["squared", "dadapt_sgd_stats", "dadapt_sgd", "dadapt_adam_stats", "dadapt_adam",
-           "dadapt_adagrad_stats", "dadapt_adagrad"]
+__all__ = [
+    "squared",
+    "dadapt_sgd_stats",
+    "dadapt_sgd",
+    "dadapt_adam_stats",
+    "dadapt_adam",
+    "dadapt_adagrad_stats",
+    "dadapt_adagrad",
+]
 
 
 @elementwise
@@ -35,8 +42,9 @@ def dadapt_sgd(p, x0, s, momentum, ck):
 
 
 @elementwise
-def dadapt_adam_stats(p, g, m, v, s, weight_decay, beta1, m_coef, beta2, v_coef, sqrt_beta2, s_coef, eps,
-                      coupled_decay):
+def dadapt_adam_stats(
+    p, g, m, v, s, weight_decay, beta1, m_coef, beta2, v_coef, sqrt_beta2, s_coef, eps, coupled_decay
+):
     r"""Term :math:`g \cdot s / (\sqrt{v} + \epsilon)` (old ``s``, ``v``), then the EMAs, then :math:`|s|`.
 
     m = b1 m + dlr (1 - b1) g      v = b2 v + (1 - b2) g^2      s = sqrt(b2) s + dlr (1 - sqrt(b2)) g
@@ -53,7 +61,8 @@ def dadapt_adam_stats(p, g, m, v, s, weight_decay, beta1, m_coef, beta2, v_coef,
 
 @elementwise
 def dadapt_adam(p, m, v, decay_coef, eps, decoupled_decay):
-    r""":math:`p \leftarrow p (1 - \lambda\, wd) - m / (\sqrt{v} + \epsilon)` (``m`` carries the step size)."""
+    r""":math:`p \leftarrow p (1 - \lambda\, wd) - m / (\sqrt{v} + \epsilon)` (``m`` carries the step
+    size)."""
     if decoupled_decay:
         p = p - decay_coef * p
     p = p - m / (sqrt(v) + eps)
