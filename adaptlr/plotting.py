@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def save(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any = None) -> None:
+def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any = None, ls: str = "-") -> None:
     """Median over seeds (rows) with the interquartile band."""
     with np.errstate(all="ignore"):
         import warnings
@@ -54,7 +54,7 @@ def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any = Non
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(runs, axis=0)
             lo, hi = np.nanpercentile(runs, [25, 75], axis=0)
-    (line,) = ax.plot(x, med, label=label, color=color, lw=1.4)
+    (line,) = ax.plot(x, med, label=label, color=color, lw=1.4, ls=ls)
     if runs.shape[0] > 1:
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
 
@@ -70,20 +70,26 @@ def lab_curves(
     task: str = "",
     metric: str = "metric",
     target: float | None = None,
+    dashed: Iterable[str] = (),
 ) -> Path:
-    """Train loss (log scale) and test metric against step: median over seeds with the IQR band."""
+    """Train loss (log scale) and test metric against step: median over seeds with the IQR band; the methods
+    in ``dashed`` (the learning-rate-free ones) are drawn dashed."""
+    dashed = set(dashed)
     fig, (ax1, ax2) = _figure(2, (12.0, 4.5), len(curves))
     for m, c in curves.items():
-        _band(ax1, c["step"], c["train_loss"], m)
+        ls = "--" if m in dashed else "-"
+        _band(ax1, c["step"], c["train_loss"], m, ls=ls)
         if len(c["eval_step"]):
-            _band(ax2, c["eval_step"], c["metric"], m)
+            _band(ax2, c["eval_step"], c["metric"], m, ls=ls)
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
     ax1.set_ylabel("train loss (mean since last point)")
     ax1.set_title(f"{task}: train loss (median, IQR over seeds)")
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"test {metric}")
-    ax2.set_title(f"{task}: test {metric}")
+    ax2.set_title(
+        f"{task}: test {metric}" + (" (dashed: learning-rate-free)" if dashed & set(curves) else "")
+    )
     if target is not None:
         ax2.axhline(target, color="gray", ls="--", lw=0.8, label="target")
     if metric == "accuracy":
@@ -95,12 +101,19 @@ def lab_curves(
     return save(fig, path)
 
 
-def lab_lr(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *, task: str = "") -> Path:
-    """Effective learning rate against step (median over seeds), log scale."""
+def lab_lr(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | Path,
+    *,
+    task: str = "",
+    dashed: Iterable[str] = (),
+) -> Path:
+    """Effective learning rate against step (median over seeds), log scale; ``dashed`` as in lab_curves."""
+    dashed = set(dashed)
     fig, ax = _figure(1, (7.5, 4.5), len(curves))
     for m, c in curves.items():
         if np.isfinite(c["eff_lr"]).any():
-            _band(ax, c["step"], c["eff_lr"], m)
+            _band(ax, c["step"], c["eff_lr"], m, ls="--" if m in dashed else "-")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("effective learning rate")

@@ -157,6 +157,12 @@ def _controller_class(name: str) -> type | None:
     return getattr(controllers, _CONTROLLERS[name][0], None) if controllers is not None else None
 
 
+def is_lr_free(name: str) -> bool:
+    """Whether the optimizer called ``name`` in specs is a learning-rate-free method."""
+    entry = _OPTIMIZERS.get(name)
+    return bool(entry and entry.lr_free)
+
+
 def available_methods() -> dict[str, list[str]]:
     """The names offered right now: ``{"optimizers": [...], "lr_free": [...], "schedules": [...], ...}``."""
     opts = [n for n, e in _OPTIMIZERS.items() if not e.lr_free and _resolve_class(n) is not None]

@@ -268,6 +268,15 @@ def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dic
     return {"taus": taus, "rho": rho, "ratios": ratios, "by": by}
 
 
+def _is_lr_free(spec: str) -> bool:
+    from .methods import is_lr_free
+
+    try:
+        return is_lr_free(parse_method(spec).optimizer.name)
+    except SpecError:
+        return False
+
+
 def report(
     store: Store | str = "runs.db",
     tasks: Sequence[str] | None = None,
@@ -308,13 +317,19 @@ def report(
                 budget = rows[0].budget
                 same = [r for r in rows if r.budget == budget]
                 cv = curves(st, t, budget)
+                free = {m for m in cv if _is_lr_free(m)}
                 if cv:
                     written.append(
                         plotting.lab_curves(
-                            cv, out / f"{t}_curves.png", task=t, metric=same[0].metric, target=same[0].target
+                            cv,
+                            out / f"{t}_curves.png",
+                            task=t,
+                            metric=same[0].metric,
+                            target=same[0].target,
+                            dashed=free,
                         )
                     )
-                    written.append(plotting.lab_lr(cv, out / f"{t}_lr.png", task=t))
+                    written.append(plotting.lab_lr(cv, out / f"{t}_lr.png", task=t, dashed=free))
                 sens = sensitivity(same)
                 if sens:
                     written.append(
