@@ -68,6 +68,23 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     assert "did you mean 'warmup'" in capsys.readouterr().err
     assert main(["compare", "--task", "mnist-mpl", "--methods", "adam", "--store", store]) == 2
     assert "did you mean 'mnist-mlp'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "linreg",
+                "--methods",
+                "adam",
+                "--data-dir",
+                str(tmp_path),
+                "--store",
+                store,
+            ]
+        )
+        == 2
+    )
+    assert "does not read a --data-dir" in capsys.readouterr().err
     assert main(["report", "--store", str(tmp_path / "none.db")]) == 2
 
 

@@ -268,6 +268,17 @@ def profile(summaries: dict[str, list[MethodSummary]], by: str = "steps") -> dic
     return {"taus": taus, "rho": rho, "ratios": ratios, "by": by}
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def _is_lr_free(spec: str) -> bool:
     from .methods import is_lr_free
 
@@ -341,7 +352,7 @@ def report(
             console.print("figures: " + ", ".join(str(p) for p in written))
         if markdown_path is not None:
             text = "\n".join(f"### {t}\n\n{markdown(rows)}" for t, rows in summaries.items())
-            Path(markdown_path).write_text(text)
+            _write_atomic(Path(markdown_path), text)
         return summaries
     finally:
         if isinstance(store, str):

@@ -11,6 +11,7 @@ resumed after Ctrl-C or a kill and extended with more seeds or methods without r
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import queue as queue_mod
@@ -359,6 +360,8 @@ def plan(
     jobs = []
     for t in tasks:
         task = get_task(t)
+        if data_dir is not None and "data_dir" not in inspect.signature(task.data).parameters:
+            raise ValueError(f"task {task.name!r} does not read a --data-dir (only the mnist-* tasks do)")
         for m in parsed:
             for s in seed_list:
                 jobs.append(

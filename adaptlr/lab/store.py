@@ -9,7 +9,8 @@ Tables:
 
 A run that was killed or interrupted stays ``running``; the runner deletes and redoes it (training is
 deterministic per seed), so the store never holds duplicate or half-written runs. Finishing a run writes its
-last points and its ``done`` status in the same transaction.
+last points and its ``done`` status in the same transaction. Run one comparison per store at a time (several
+machines sharing an Optuna study each keep their own store).
 """
 
 from __future__ import annotations
