@@ -265,3 +265,24 @@ def test_engines_agree(cls):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             torch.testing.assert_close(a.detach(), b.detach(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadapt_adam", "sf_adamw", "sf_sgd"])
+def test_checkpoint_from_the_package_continues_identically(name):
+    """A state_dict of the reference package loads into ours (same state names and group keys) and continues
+    as the package does."""
+    from test_free_parity import OURS, _hparams, _package
+
+    kw = _hparams(name, 1)
+    init, loss_fn = make_problem(1)
+    params, theirs = run_torch(_package(name, kw), init, loss_fn, 10)
+    mine = [p.detach().clone().requires_grad_(True) for p in params]
+    ours = OURS[name](mine, **kw)
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    for ps, o in ((params, theirs), (mine, ours)):
+        for _ in range(20):
+            o.zero_grad()
+            loss_fn(ps).backward()
+            o.step()
+    for a, b in zip(mine, params):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-10)

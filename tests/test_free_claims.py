@@ -59,13 +59,20 @@ def _loss_and_grad(theta):
     return float(loss), grad
 
 
-def final_loss(make_opt, steps=STEPS):
-    theta = torch.zeros(_data()[0].shape[1], dtype=torch.float64, requires_grad=True)
+def final_loss(make_opt, steps=STEPS, average=False):
+    """Final loss of ``steps`` full-batch steps from zero (at the polynomial-decay average if ``average``)."""
+    model = torch.nn.Module()
+    model.theta = torch.nn.Parameter(torch.zeros(_data()[0].shape[1], dtype=torch.float64))
+    theta = model.theta
     opt = make_opt([theta])
+    averager = free.PolynomialDecayAverager(model) if average else None
     for _ in range(steps):
         theta.grad = _loss_and_grad(theta.detach())[1]
         opt.step()
-    return _loss_and_grad(theta.detach())[0]
+        if averager is not None:
+            averager.step()
+    final = averager.averaged_model.theta if average else theta
+    return _loss_and_grad(final.detach())[0]
 
 
 @functools.cache
@@ -87,6 +94,17 @@ def measure():
         )
     sf = final_loss(lambda p: free.ScheduleFreeAdamW(p))
     return dict(adam=adam, best_adam=best_adam, bad_adam=bad_adam, rows=rows, sf_adamw=sf)
+
+
+def extras():
+    """For the printed table only: a tuned-SGD grid (the DoG and D-Adapt SGD papers' baseline), DoG with the
+    paper's iterate averaging, Schedule-Free at its eval point."""
+    sgd = {
+        lr: final_loss(lambda p, lr=lr: torch.optim.SGD(p, lr=lr)) for lr in (0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+    }
+    dog_avg = final_loss(lambda p: free.DoG(p, foreach=False), average=True)
+    ldog_avg = final_loss(lambda p: free.LDoG(p, foreach=False), average=True)
+    return dict(sgd=sgd, dog_avg=dog_avg, ldog_avg=ldog_avg)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -118,6 +136,13 @@ def main():
     )
     for name, r in m["rows"].items():
         print(f"{name:15s} {r['loss']:10.4f} {r['vs_best_adam']:10.3f} {r['spread']:22.3f} {r['worst']:8.4f}")
+    e = extras()
+    best_sgd = min(e["sgd"].values())
+    print("SGD grid (final loss): " + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in e["sgd"].items()))
+    print(
+        f"best SGD {best_sgd:.4f}; DoG + polynomial averaging {e['dog_avg']:.4f} "
+        f"({e['dog_avg'] / m['best_adam']:.3f} x best Adam); LDoG + averaging {e['ldog_avg']:.4f}"
+    )
 
 
 if __name__ == "__main__":

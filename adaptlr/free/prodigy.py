@@ -151,6 +151,9 @@ class Prodigy(FreeOptimizer):
             dlr = d * lr * self._bias_correction(group)
             s_weight = (d / d0) * (d if group["safeguard_warmup"] else dlr)
             sp = group["slice_p"]
+            for st in states:
+                if st["p0"].dim() == 0 and st["s"].numel() > 1:  # prodigyopt's checkpoint of an all-zero p0
+                    st["p0"] = st["p0"].expand_as(st["s"]).clone()
             if sp == 1:  # s and p0 are flat, as in the package
                 p_col, g_col = [p.detach().reshape(-1) for p in params], [g.reshape(-1) for g in grads]
             else:  # every slice_p-th element, copied contiguous (the engines stream contiguous memory)
