@@ -120,9 +120,8 @@ class FreeOptimizer(Optimizer):
         flags: Sequence[bool] = (),
         n_sums: int = 0,
     ) -> list[float]:
-        """Run ``fn`` over the columns (column 0 and 1 decide the engine, as the parameters and gradients
-        do in
-        :class:`adaptlr.optim.Optimizer`); return the ``n_sums`` sums."""
+        """Run ``fn`` over the columns (columns 0 and 1 decide the engine, as the parameters and gradients do
+        in :class:`adaptlr.optim.Optimizer`); return the ``n_sums`` sums."""
         totals = [0.0] * n_sums
         first = next((c for c in columns if isinstance(c, list)), [])
         if not first:

@@ -44,8 +44,8 @@ class DoG(FreeOptimizer):
         )
         + ENGINE_DOC
         + r"""
-    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta`` of group
-    ``i``.
+    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta``
+    of group ``i``.
 
     >>> opt = DoG(model.parameters())  # doctest: +SKIP
     """

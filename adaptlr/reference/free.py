@@ -1,9 +1,8 @@
 r"""Float64 NumPy references of the learning-rate-free methods (oracles and teaching code).
 
 Each class holds a list of parameter arrays ``x`` (one group) and takes ``step(grads)``. They are written from
-the papers' formulas in the form the reference packages implement them (the packages' quirks are noted
-where they
-matter), with no speed tricks, so that a reader can follow the math:
+the papers' formulas in the form the reference packages implement them (the packages'
+quirks are noted where they matter), with no speed tricks, so that a reader can follow the math:
 
 * :class:`Prodigy` -- Mishchenko & Defazio (2023), Algorithm 4 as in ``prodigyopt`` 1.1.
 * :class:`DAdaptSGD`, :class:`DAdaptAdam`, :class:`DAdaptAdaGrad` -- Defazio & Mishchenko (2023), as in
@@ -11,8 +10,7 @@ matter), with no speed tricks, so that a reader can follow the math:
 * :class:`DoG`, :class:`LDoG` -- Ivgi, Hinder & Carmon (2023), as in ``dog-optimizer`` 1.0.3, and
   :class:`PolynomialDecayAverager` (Shamir & Zhang, 2013).
 * :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW`, :class:`ScheduleFreeRAdam` -- Defazio et al.
-(2024), as in
-  ``schedulefree`` 1.4.
+  (2024), as in ``schedulefree`` 1.4.
 
 Notation: ``x`` the parameters, ``g`` the gradient, ``x0`` the initial point, ``d`` the distance estimate
 ``D ~ ||x0 - x*||``.
@@ -402,8 +400,7 @@ class _ScheduleFree:
 
     where ``u`` is the base direction (the gradient for SGD, ``g / (sqrt(v / bc2) + eps)`` for AdamW) plus
     ``weight_decay * y``. Only ``y`` and ``z`` are stored: the parameters hold ``y`` in train mode and
-    ``x`` in
-    eval mode; ``x = (y - (1-beta) z) / beta``. In terms of ``y`` the step is
+    ``x`` in eval mode; ``x = (y - (1-beta) z) / beta``. In terms of ``y`` the step is
     ``y <- lerp(y, z, c) + lr (beta (1-c) - 1) u``, ``z <- z - lr u`` (the packages' update).
     """
 
@@ -474,8 +471,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 class ScheduleFreeRAdam(_ScheduleFree):
     r"""Schedule-Free RAdam: the lr is multiplied by RAdam's rectification; while ``rho_t <= 4`` the
-    direction is
-    the raw gradient and the lr factor is ``0`` (``silent_sgd_phase``) or ``1``. No warmup parameter."""
+    direction is the raw gradient and the lr factor is ``0`` (``silent_sgd_phase``) or ``1``. No warmup parameter."""
 
     def __init__(
         self,

@@ -61,8 +61,8 @@ def dadapt_adam_stats(
 
 @elementwise
 def dadapt_adam(p, m, v, decay_coef, eps, decoupled_decay):
-    r""":math:`p \leftarrow p (1 - \lambda\, wd) - m / (\sqrt{v} + \epsilon)` (``m`` carries the step
-    size)."""
+    r""":math:`p \leftarrow p (1 - \lambda\, wd) - m / (\sqrt{v} + \epsilon)`
+    (``m`` carries the step size)."""
     if decoupled_decay:
         p = p - decay_coef * p
     p = p - m / (sqrt(v) + eps)

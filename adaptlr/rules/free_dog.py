@@ -34,6 +34,6 @@ def dog(p, g, weight_decay, eta, coupled_decay):
 
 @elementwise
 def polynomial_average(avg, p, keep, w):
-    r""":math:`\bar x \leftarrow (1 - w) \bar x + w x` with :math:`w = (1 + \gamma) / (t + \gamma)`, ``keep
-    = 1 - w``."""
+    r""":math:`\bar x \leftarrow (1 - w) \bar x + w x` with :math:`w = (1 + \gamma) / (t + \gamma)`,
+    ``keep = 1 - w``."""
     return (avg * keep + p * w,)

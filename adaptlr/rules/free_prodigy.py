@@ -1,8 +1,7 @@
 """Prodigy's elementwise math (Mishchenko & Defazio, 2023): a statistics phase, then the Adam-like update.
 
 The optimizer (:class:`adaptlr.free.Prodigy`) sums the statistics' terms over all parameters, computes
-``d`` in
-Python, then runs the update. Scalars are computed once per step in the optimizer.
+``d`` in Python, then runs the update. Scalars are computed once per step in the optimizer.
 """
 
 from __future__ import annotations
@@ -45,11 +44,11 @@ def prodigy(
 ):
     r"""Phase 2 with ``d`` (of the step's start), ``d_eps = d_new * eps`` and ``dlr = d * lr * bc``.
 
-    m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2      p = p (1 - wd dlr) - dlr m / (sqrt(v) +
-    d_eps)
+    m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2      
+    p = p (1 - wd dlr) - dlr m / (sqrt(v) + d_eps)
     ``m_coef = d (1 - b1)``, ``v_coef = d^2 (1 - b2)``, ``decay_coef = wd dlr`` (computed in float64 by the
-    optimizer); ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is on
-    g).
+    optimizer); ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is
+    on g).
     """
     if coupled_decay:
         g = g + weight_decay * p
