@@ -471,7 +471,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 class ScheduleFreeRAdam(_ScheduleFree):
     r"""Schedule-Free RAdam: the lr is multiplied by RAdam's rectification; while ``rho_t <= 4`` the
-    direction is the raw gradient and the lr factor is ``0`` (``silent_sgd_phase``) or ``1``. No warmup parameter."""
+    direction is the raw gradient and the lr factor is ``0`` (``silent_sgd_phase``) or ``1``. No warmup
+    parameter."""
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ def adabelief(
 ):
     r"""AdaBelief (Zhuang et al., 2020), as ``pytorch_optimizer.AdaBelief`` (defaults: no rectification).
 
-    m = lerp(m, g, 1 - b1)     s = b2 s + (1 - b2) (g - m)^2 + eps     
+    m = lerp(m, g, 1 - b1)     s = b2 s + (1 - b2) (g - m)^2 + eps
     p = p - lr / bc1 * m / (sqrt(s) / sqrt(bc2) + eps)
     """
     if coupled_decay:

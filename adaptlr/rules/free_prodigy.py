@@ -44,7 +44,7 @@ def prodigy(
 ):
     r"""Phase 2 with ``d`` (of the step's start), ``d_eps = d_new * eps`` and ``dlr = d * lr * bc``.
 
-    m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2      
+    m = b1 m + d (1 - b1) g      v = b2 v + d^2 (1 - b2) g^2
     p = p (1 - wd dlr) - dlr m / (sqrt(v) + d_eps)
     ``m_coef = d (1 - b1)``, ``v_coef = d^2 (1 - b2)``, ``decay_coef = wd dlr`` (computed in float64 by the
     optimizer); ``step_size`` is ``dlr``, or ``dlr * d_new`` without momentum (``m`` absent: the step is
