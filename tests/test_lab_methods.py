@@ -127,8 +127,8 @@ def test_cosine_with_warmup_maps_onto_fractions_of_the_budget():
         [torch.nn.Parameter(torch.zeros(2))], 100
     )
     lrs, effs = _run(b, 100)
-    # warmup: linear from 0 over 10 steps; then cosine from 0.1 to 0.001 over the remaining 90
-    assert lrs[0] == pytest.approx(0.0) and lrs[5] == pytest.approx(0.05)
+    # warmup: linear from lr / 10 over 10 steps; then cosine from 0.1 to 0.001 over the remaining 90
+    assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.01 + 0.09 * 5 / 10)
     assert lrs[10] == pytest.approx(0.1)
     k = 55 - 10
     assert lrs[55] == pytest.approx(0.001 + (0.1 - 0.001) * 0.5 * (1 + math.cos(math.pi * k / 90)))

@@ -51,7 +51,7 @@ def test_train_is_deterministic_and_logs_every_point():
     assert [p["step"] for p in a["points"] if p["metric"] is not None] == list(range(5, 41, 5))
     assert a["final_metric"] == a["points"][-1]["metric"] and a["final_metric"] > 0.5
     # warmup over 4 steps: the point of step k logs the lr that step k used
-    assert [p["lr"] for p in a["points"][:5]] == pytest.approx([0.0, 0.0025, 0.005, 0.0075, 0.01])
+    assert [p["lr"] for p in a["points"][:5]] == pytest.approx([0.0025, 0.004375, 0.00625, 0.008125, 0.01])
 
 
 def test_divergence_stops_the_run():

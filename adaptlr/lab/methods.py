@@ -9,7 +9,9 @@ A method is an optimizer term, optionally followed by a schedule term and contro
 
 Arguments are Python literals (numbers, strings, booleans, tuples); ``?`` marks a value left for
 ``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) are fractions of the run's
-step budget when below 1, steps otherwise. Optimizer names map to classes looked up when the method is built:
+step budget when below 1, steps otherwise; a warmup of ``w`` steps ramps linearly from ``lr / w`` to ``lr``
+(a first step at lr 0 would be wasted, and it stalls learning-rate-free methods that count only applied
+steps). Optimizer names map to classes looked up when the method is built:
 ``adaptlr.<Class>`` when adaptlr has it, else ``torch.optim.<Class>``; learning-rate-free methods exist only
 in adaptlr and are offered only when it has them. Schedules and controllers are offered when
 ``adaptlr.schedules`` / ``adaptlr.controllers`` provide them.
@@ -414,7 +416,8 @@ def _schedule(term: Term, lr: float, total: int) -> Any:
     if name == "constant":
         return S.constant(lr)
     if name == "warmup":
-        return S.warmup(S.constant(lr), steps=max(1, _duration("steps", a["steps"], total)))
+        w = max(1, _duration("steps", a["steps"], total))
+        return S.warmup(S.constant(lr), steps=w, start=lr / w)
     if name in ("cosine", "linear"):
         w = _duration("warmup", a["warmup"], total)
         rest = max(1, total - w)
@@ -423,7 +426,7 @@ def _schedule(term: Term, lr: float, total: int) -> Any:
             if name == "cosine"
             else S.linear(lr, lr * float(a["final"]), steps=rest)
         )
-        return S.warmup(body, steps=w) if w > 0 else body
+        return S.warmup(body, steps=w, start=lr / w) if w > 0 else body
     if name == "step":
         return S.step(lr, step_size=max(1, _duration("every", a["every"], total)), gamma=float(a["gamma"]))
     if name == "one_cycle":
