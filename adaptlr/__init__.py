@@ -1,12 +1,44 @@
 """adaptlr: the learning rate of a PyTorch training run, adjusted for you.
 
-Update rules (``adaptlr.Adam``, ...), each a ``torch.optim.Optimizer`` whose math is written once and run by a
-fused one-pass engine; schedules; feedback controllers; learning-rate-free methods; and a lab to compare them.
+- update rules (``adaptlr.Adam``, ``adaptlr.SGD``, ...): ``torch.optim.Optimizer`` classes whose math is one
+  elementwise function, run by a fused one-pass Numba kernel on CPU or by foreach ops anywhere;
+- learning-rate-free methods (``adaptlr.Prodigy``, ``DAdaptAdam``, ``DoG``, ``ScheduleFreeAdamW``, ...);
+- schedules (:mod:`adaptlr.schedules`), feedback controllers (:mod:`adaptlr.controllers`) and the LR range
+  test (:func:`adaptlr.lr_find`);
+- NumPy references of every rule (:mod:`adaptlr.reference`) and a lab that compares methods (``adaptlr`` CLI).
+
+Importing adaptlr imports torch and nothing heavy besides (Numba loads on the first fused step; matplotlib,
+rich, optuna and scikit-learn only in the functions that use them).
 """
 
+from . import controllers, schedules
+from .finder import LRFindResult, lr_find
+from .free import (
+    LAMB,
+    AdaBelief,
+    DAdaptAdaGrad,
+    DAdaptAdam,
+    DAdaptSGD,
+    DoG,
+    LDoG,
+    Lion,
+    PolynomialDecayAverager,
+    Prodigy,
+    ScheduleFreeAdamW,
+    ScheduleFreeRAdam,
+    ScheduleFreeSGD,
+)
 from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam, RMSprop
 
 __version__ = "0.1.0"
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop",
-           "__version__"]
+__all__ = [
+    # classic update rules
+    "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Optimizer",
+    # adaptive family and learning-rate-free methods
+    "LAMB", "AdaBelief", "Lion", "DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD", "DoG", "LDoG",
+    "PolynomialDecayAverager", "Prodigy", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD",
+    # learning rate as a schedule, a controller, or found by a range test
+    "controllers", "schedules", "lr_find", "LRFindResult",
+    "__version__",
+]

@@ -1,23 +1,22 @@
 """The ``fused`` engine on CPU: one Numba ``prange`` kernel per rule, one pass over memory.
 
-The kernel is generated from the rule (no second copy of the math): the rule and the helpers it calls are
-registered as Numba-jittable functions, :mod:`adaptlr.rules._math` gets Numba overloads, and a few lines of
-generated source loop over every element of every tensor of a call, calling the rule per element.
+The kernel is generated from the rule's trace (:mod:`._trace`; no second copy of the math): the per-step
+scalar part of the program (``1 - beta2``, bias corrections, ...) is computed once per call in float64, as
+torch computes it in Python, then cast to the tensors' dtype; the tensor part becomes the straight-line body
+of the inner loop, in that dtype, which LLVM vectorizes.
 
 All tensors of one call go through ONE parallel region: the kernel receives a table of raw data pointers
 (``int64[n_tensors, n_columns]``) and a table of chunks ``(tensor, start, stop)``, so 400 small tensors cost one
 launch, and a 16M-element tensor is split across the threads.
 
 The generated source is written to a cache folder (``$ADAPTLR_CACHE_DIR``, default ``~/.cache/adaptlr``) under a
-name that hashes the source of every registered elementwise function, and compiled with ``cache=True``: a new
-process loads the machine code from disk instead of compiling it.
+name that hashes it, and compiled with ``cache=True``: a new process loads the machine code from disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import inspect
 import os
 import sys
 import tempfile
@@ -28,14 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..rules import _math
-from ..rules._elementwise import REGISTRY
+from ._trace import Program, Ref, trace
 
 CHUNK = 1 << 15  # elements per parallel work item
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-
-_registered: set[int] = set()
-_math_registered = False
 
 
 def available() -> bool:
@@ -45,32 +40,6 @@ def available() -> bool:
     except Exception:  # pragma: no cover - numba is a core dependency
         return False
     return True
-
-
-def _register() -> None:
-    """Give Numba implementations of the math module and of every registered elementwise function."""
-    global _math_registered
-    from numba.extending import overload, register_jitable
-
-    opts = {"error_model": "numpy"}
-    if not _math_registered:
-        impls: dict[Callable, Callable] = {
-            _math.sqrt: lambda x: lambda x: np.sqrt(x),
-            _math.abs: lambda x: lambda x: np.abs(x),
-            _math.sign: lambda x: lambda x: np.sign(x),
-            _math.exp: lambda x: lambda x: np.exp(x),
-            _math.log: lambda x: lambda x: np.log(x),
-            _math.maximum: lambda a, b: lambda a, b: np.maximum(a, b),
-            _math.minimum: lambda a, b: lambda a, b: np.minimum(a, b),
-            _math.where: lambda cond, a, b: lambda cond, a, b: a if cond > 0 else b,
-        }
-        for fn, typer in impls.items():
-            overload(fn, inline="always", jit_options=opts)(typer)
-        _math_registered = True
-    for fn in REGISTRY:
-        if id(fn) not in _registered:
-            register_jitable(inline="always", **opts)(fn)
-            _registered.add(id(fn))
 
 
 def as_pointer(address):  # pragma: no cover - replaced by the intrinsic below when Numba compiles
@@ -107,63 +76,101 @@ def _cache_dir() -> Path:
     return path
 
 
-def _registry_digest() -> str:
-    import numba
-
-    h = hashlib.sha256(numba.__version__.encode())
-    for fn in REGISTRY:
-        try:
-            h.update(inspect.getsource(fn).encode())
-        except OSError:  # pragma: no cover - source unavailable
-            h.update(fn.__qualname__.encode())
-    h.update(inspect.getsource(sys.modules[__name__]).encode())
-    return h.hexdigest()[:16]
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+_UNARY = {"sqrt": "np.sqrt", "abs": "np.abs", "sign": "np.sign", "exp": "np.exp", "log": "np.log"}
 
 
-def _kernel_source(fn: Callable, kinds: Sequence[Any], writes: Sequence[int], n_scalars: int,
-                   flags: Sequence[bool], n_sums: int, dtype: str) -> str:
-    arrays = [i for i, k in enumerate(kinds) if k is None]
+def _expr(op: str, a: list[str]) -> str:
+    if op in _BINARY:
+        return f"({a[0]} {_BINARY[op]} {a[1]})"
+    if op == "neg":
+        return f"(-{a[0]})"
+    if op in _UNARY:
+        return f"{_UNARY[op]}({a[0]})"
+    if op in ("maximum", "minimum"):
+        return f"np.{op}({a[0]}, {a[1]})"
+    if op == "where":
+        return f"({a[1]} if {a[0]} > 0 else {a[2]})"
+    raise NotImplementedError(op)
+
+
+def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str) -> str:
+    """Numba source for ``program``: scalar nodes once per call (float64), tensor nodes per element (dtype)."""
+    nodes = program.nodes
+    hoisted: list[str] = []  # float64 scalar code, then casts to DT
+    casts: dict[Any, str] = {}
+
+    def scalar_name(a: Any) -> str:
+        if isinstance(a, Ref):
+            return f"scal[{a.index}]" if a.kind == "scalar" else f"c{a.index}"
+        return repr(float(a))
+
+    def tensor_operand(a: Any) -> str:
+        if isinstance(a, Ref) and a.kind == "col":
+            return f"v{a.index}"
+        if isinstance(a, Ref) and a.kind == "node" and nodes[a.index].tensor:
+            return f"x{a.index}"
+        key = a if isinstance(a, Ref) else float(a)
+        if key not in casts:
+            casts[key] = f"k{len(casts)}"
+            hoisted.append(f"    {casts[key]} = DT({scalar_name(a)})")
+        return casts[key]
+
+    body: list[str] = []
+    for i, node in enumerate(nodes):
+        if node.tensor:
+            body.append(f"            x{i} = {_expr(node.op, [tensor_operand(a) for a in node.args])}")
+        else:
+            hoisted.insert(0, f"    c{i} = {_expr(node.op, [scalar_name(a) for a in node.args])}")
+    # scalar nodes must come in program order, before the casts that use them
+    scalar_lines = [ln for ln in hoisted if ln.startswith("    c")]
+    scalar_lines.sort(key=lambda ln: int(ln.split("=")[0].strip()[1:]))
+    cast_lines = [ln for ln in hoisted if not ln.startswith("    c")]
+
+    outputs = program.outputs
+    tensor_cols = program.tensor_columns
+    stores = [f"            a{col}[i] = {tensor_operand(outputs[k])}" for k, col in enumerate(writes)
+              if col in tensor_cols]
+    sums = [f"            l{k} += np.float64({tensor_operand(outputs[len(writes) + k])})" for k in range(n_sums)]
+    refs = [a for n in nodes if n.tensor for a in n.args] + list(outputs)
+    used = sorted({a.index for a in refs if isinstance(a, Ref) and a.kind == "col"})
+    loads = [f"            v{c} = a{c}[i]" for c in used]
+    arrays = sorted(set(used) | {c for c in writes if c in tensor_cols})
+    slot = {c: j for j, c in enumerate(tensor_cols)}
     lines = [
         "import numpy as np",
         "from numba import njit, prange, carray",
-        f"from {fn.__module__} import {fn.__name__} as rule",
         "from adaptlr.engines._numba import as_void_pointer",
         f"DT = np.{dtype}",
+        f"SIZE = {np.dtype(dtype).itemsize}",
         "",
         "@njit(parallel=True, cache=True, error_model='numpy', nogil=True)",
-        "def kernel(ptrs, sizes, chunks, scal):",
-    ]
-    # per-step scalars stay float64: scalar subexpressions such as ``1 - beta2`` are then as exact as torch's
-    # (computed in Python), and float32 elements are computed in float64 and rounded once when stored
-    lines += [f"    s{j} = scal[{j}]" for j in range(n_scalars)]
-    lines += [f"    acc{k} = 0.0" for k in range(n_sums)]
-    lines += [
+        "def kernel(ptrs, chunks, scal):",
+        *scalar_lines,
+        *cast_lines,
+        *[f"    acc{k} = 0.0" for k in range(n_sums)],
         "    for c in prange(chunks.shape[0]):",
         "        t = chunks[c, 0]",
-        "        n = sizes[t]",
+        "        lo = chunks[c, 1]",
+        "        n = chunks[c, 2] - lo",
+        *[f"        a{c} = carray(as_void_pointer(ptrs[t, {slot[c]}] + lo * SIZE), (n,), DT)" for c in arrays],
+        *[f"        l{k} = 0.0" for k in range(n_sums)],
+        "        for i in range(n):",
+        *loads,
+        *body,
+        *stores,
+        *sums,
+        *[f"        acc{k} += l{k}" for k in range(n_sums)],
     ]
-    for slot, col in enumerate(arrays):
-        lines.append(f"        a{col} = carray(as_void_pointer(ptrs[t, {slot}]), (n,), DT)")
-    lines += [f"        l{k} = 0.0" for k in range(n_sums)]
-    args = [f"a{i}[i]" if k is None else repr(float(k)) for i, k in enumerate(kinds)]
-    args += [f"s{j}" for j in range(n_scalars)] + [repr(bool(f)) for f in flags]
-    lines += [
-        "        for i in range(chunks[c, 1], chunks[c, 2]):",
-        f"            r = rule({', '.join(args)})",
-    ]
-    for out, col in enumerate(writes):
-        if kinds[col] is None:
-            lines.append(f"            a{col}[i] = r[{out}]")
-    for k in range(n_sums):
-        lines.append(f"            l{k} += np.float64(r[{len(writes) + k}])")
-    lines += [f"        acc{k} += l{k}" for k in range(n_sums)]
     ret = ", ".join(f"acc{k}" for k in range(n_sums))
     lines.append(f"    return ({ret}{',' if n_sums == 1 else ''})" if n_sums else "    return 0")
     return "\n".join(lines) + "\n"
 
 
 def _load(source: str) -> Callable:
-    digest = hashlib.sha256((_registry_digest() + source).encode()).hexdigest()[:24]
+    import numba
+
+    digest = hashlib.sha256((numba.__version__ + source).encode()).hexdigest()[:24]
     name = f"adaptlr_kernel_{digest}"
     path = _cache_dir() / f"{name}.py"
     if not path.exists():
@@ -186,7 +193,7 @@ class NumbaEngine:
 
     def __init__(self) -> None:
         self._kernels: dict[Any, Callable] = {}
-        self._chunks: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._chunks: dict[tuple[int, ...], np.ndarray] = {}
 
     @staticmethod
     def supports(t: torch.Tensor) -> bool:
@@ -197,15 +204,15 @@ class NumbaEngine:
         key = (fn, kinds, writes, n_scalars, flags, n_sums, dtype)
         k = self._kernels.get(key)
         if k is None:
-            _register()
-            k = self._kernels[key] = _load(_kernel_source(fn, kinds, writes, n_scalars, flags, n_sums, dtype))
+            program = trace(fn, kinds, n_scalars, flags, len(writes) + n_sums)
+            k = self._kernels[key] = _load(kernel_source(program, writes, n_sums, dtype))
         return k
 
-    def _chunk_table(self, sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _chunk_table(self, sizes: tuple[int, ...]) -> np.ndarray:
         table = self._chunks.get(sizes)
         if table is None:
             rows = [(t, lo, min(lo + CHUNK, n)) for t, n in enumerate(sizes) for lo in range(0, n, CHUNK)]
-            table = (np.asarray(sizes, dtype=np.int64), np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+            table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
             if len(self._chunks) > 256:
                 self._chunks.clear()
             self._chunks[sizes] = table
@@ -221,7 +228,7 @@ class NumbaEngine:
         kinds = tuple(None if isinstance(c, list) else float(c) for c in columns)
         kernel = self.kernel(fn, kinds, tuple(writes), len(scalars), tuple(bool(f) for f in flags), n_sums, dtype)
         ptrs = np.array([[t.data_ptr() for t in ts] for ts in zip(*lists)], dtype=np.int64)
-        sizes, chunks = self._chunk_table(tuple(t.numel() for t in lists[0]))
+        chunks = self._chunk_table(tuple(t.numel() for t in lists[0]))
         scal = np.array([float(s) for s in scalars] or [0.0], dtype=np.float64)
-        out = kernel(ptrs, sizes, chunks, scal)
+        out = kernel(ptrs, chunks, scal)
         return tuple(float(x) for x in out) if n_sums else ()

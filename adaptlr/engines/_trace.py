@@ -44,6 +44,7 @@ class Ref:
 @dataclass
 class Program:
     n_columns: int
+    tensor_columns: tuple[int, ...] = ()
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)  # Ref or number
 
@@ -93,7 +94,8 @@ class _Tracer:
 def trace(fn: Callable, column_kinds: Sequence[Any], n_scalars: int, flags: Sequence[bool],
           n_outputs: int) -> Program:
     """Trace ``fn``; ``column_kinds[i]`` is ``None`` for a tensor column, or the number passed in its place."""
-    program = Program(n_columns=len(column_kinds))
+    program = Program(n_columns=len(column_kinds),
+                      tensor_columns=tuple(i for i, k in enumerate(column_kinds) if k is None))
     tracer = _Tracer(program)
     cols = [_Sym(tracer, Ref("col", i), True) if k is None else k for i, k in enumerate(column_kinds)]
     scalars = [_Sym(tracer, Ref("scalar", i), False) for i in range(n_scalars)]
