@@ -286,3 +286,76 @@ def test_checkpoint_from_the_package_continues_identically(name):
             o.step()
     for a, b in zip(mine, params):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------- validation (properties)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALID = {
+    free.Prodigy: dict(
+        d0=st.floats(1e-12, 1.0),
+        d_coef=st.floats(0.1, 10),
+        growth_rate=st.floats(1.0, 1e3),
+        eps=st.floats(1e-12, 1e-3),
+        weight_decay=st.floats(0, 1),
+        slice_p=st.integers(1, 20),
+    ),
+    free.DAdaptAdam: dict(
+        d0=st.floats(1e-12, 1.0),
+        growth_rate=st.floats(1.0, 1e3),
+        eps=st.floats(1e-12, 1e-3),
+        weight_decay=st.floats(0, 1),
+    ),
+    free.DoG: dict(reps_rel=st.floats(1e-12, 1.0), weight_decay=st.floats(0, 1), eps=st.floats(0, 1e-3)),
+    free.ScheduleFreeAdamW: dict(
+        lr=st.floats(0, 1),
+        warmup_steps=st.integers(0, 10_000),
+        r=st.floats(0, 4),
+        weight_lr_power=st.floats(0, 4),
+        weight_decay=st.floats(0, 1),
+    ),
+}
+_INVALID = {
+    free.Prodigy: dict(
+        d0=st.floats(max_value=0.0),
+        d_coef=st.floats(max_value=0.0),
+        growth_rate=st.floats(max_value=0.999),
+        eps=st.floats(max_value=0.0),
+        weight_decay=st.floats(max_value=-1e-12),
+        slice_p=st.integers(max_value=0),
+    ),
+    free.DAdaptAdam: dict(
+        d0=st.floats(max_value=0.0),
+        growth_rate=st.floats(max_value=0.999),
+        weight_decay=st.floats(max_value=-1e-12),
+    ),
+    free.DoG: dict(reps_rel=st.floats(max_value=0.0), weight_decay=st.floats(max_value=-1e-12)),
+    free.ScheduleFreeAdamW: dict(
+        warmup_steps=st.integers(max_value=-1),
+        r=st.floats(max_value=-1e-12),
+        weight_decay=st.floats(max_value=-1e-12),
+    ),
+}
+
+
+@pytest.mark.parametrize("cls", list(_VALID), ids=lambda c: c.__name__)
+def test_any_valid_hyperparameters_construct(cls):
+    @settings(max_examples=30, deadline=None)
+    @given(st.fixed_dictionaries(_VALID[cls]))
+    def check(kw):
+        cls([torch.zeros(3, requires_grad=True)], **kw)
+
+    check()
+
+
+@pytest.mark.parametrize("cls", list(_INVALID), ids=lambda c: c.__name__)
+def test_any_invalid_hyperparameter_raises_naming_it(cls):
+    @settings(max_examples=30, deadline=None)
+    @given(st.sampled_from(sorted(_INVALID[cls])).flatmap(lambda k: st.tuples(st.just(k), _INVALID[cls][k])))
+    def check(item):
+        name, value = item
+        with pytest.raises(ValueError, match=name):
+            cls([torch.zeros(3, requires_grad=True)], **{name: value})
+
+    check()
