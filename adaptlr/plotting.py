@@ -151,7 +151,13 @@ def lab_profile(prof: Mapping[str, Any], path: str | Path) -> Path:
     fig, ax = _figure(1, (7.0, 4.5), len(prof["rho"]))
     for m, rho in prof["rho"].items():
         ax.step(prof["taus"], rho, where="post", label=m)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     ax.set_xscale("log")
+    top = float(np.max(prof["taus"])) if len(prof["taus"]) else 1.0
+    ax.set_xticks([t for t in (1, 1.5, 2, 3, 4, 6, 8, 16, 32, 64) if t <= top])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(
         f"tau (x the fastest method's {'steps' if prof.get('by', 'steps') == 'steps' else 'time'} to target)"
@@ -159,5 +165,5 @@ def lab_profile(prof: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("fraction of tasks reaching the target")
     ax.set_title("performance profile")
     ax.grid(alpha=0.3)
-    _legend(ax, len(prof["rho"]))
+    ax.legend(fontsize="small", loc="center right")
     return save(fig, path)
