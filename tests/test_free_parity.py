@@ -119,3 +119,35 @@ def test_effective_lr_values():
     assert opt.effective_lr() == pytest.approx(g["rbar"] / g["G"] ** 0.5)
     _, opt = run_torch(lambda p: free.ScheduleFreeAdamW(p, lr=0.01, warmup_steps=40), init, loss_fn, 20)
     assert opt.effective_lr() == pytest.approx(0.01 * 21 / 40)
+
+
+OPTIONS = [  # every option path, against the package (100 steps, foreach engine, float64)
+    ("prodigy", dict(slice_p=3)),
+    ("prodigy", dict(betas=(0.0, 0.99))),
+    ("prodigy", dict(use_bias_correction=True, safeguard_warmup=True)),
+    ("prodigy", dict(decouple=False, weight_decay=0.01)),
+    ("prodigy", dict(decouple=True, weight_decay=0.01, growth_rate=1.02, d_coef=0.5, beta3=0.9)),
+    ("dadapt_adam", dict(use_bias_correction=True)),
+    ("dadapt_adam", dict(decouple=False, weight_decay=0.01)),
+    ("dadapt_adam", dict(decouple=True, weight_decay=0.01, betas=(0.5, 0.999))),  # beta1=0 here: chaotic
+    ("dadapt_sgd", dict(momentum=0.0)),
+    ("dadapt_sgd", dict(momentum=0.5, weight_decay=0.01)),
+    ("dadapt_adagrad", dict(momentum=0.5)),
+    ("dadapt_adagrad", dict(weight_decay=0.01, growth_rate=1.05)),
+    ("dog", dict()),
+    ("dog", dict(init_eta=1e-3)),
+    ("dog", dict(weight_decay=0.01, reps_rel=1e-4)),
+    ("ldog", dict()),
+    ("ldog", dict(weight_decay=0.01, init_eta=1e-3)),
+    ("sf_sgd", dict(warmup_steps=10, r=1.0)),
+    ("sf_adamw", dict(lr=0.01, warmup_steps=10, weight_decay=0.01)),
+    ("sf_radam", dict(lr=0.01, silent_sgd_phase=False, r=1.0)),
+]
+
+
+@pytest.mark.parametrize("name,kw", OPTIONS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIONS)])
+def test_parity_options(name, kw):
+    init, loss_fn = make_problem(1)
+    expected, _ = run_torch(_package(name, kw), init, loss_fn, 100)
+    actual, _ = run_torch(lambda p: OURS[name](p, **kw, foreach=True), init, loss_fn, 100)
+    assert_close(actual, expected, rtol=1e-8)
