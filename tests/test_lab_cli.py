@@ -47,6 +47,49 @@ def test_compare_then_resume_then_report(tmp_path):
     assert "linreg" in r.stdout and "| `sgd(lr=0.05)` | 3 |" in (tmp_path / "t.md").read_text()
 
 
+USER_MODULE = """
+import torch
+from adaptlr.lab import Task, register_optimizer, register_task
+from adaptlr.lab.data import make_linreg
+
+register_task(Task("user-linreg", lambda: torch.nn.Linear(10, 1), lambda: make_linreg(n=300, n_test=50),
+                   torch.nn.functional.mse_loss, "mse", steps=10, batch_size=16), replace=True)
+register_optimizer("usersgd", torch.optim.SGD, lr=0.01)
+"""
+
+
+def test_users_own_task_and_optimizer_in_parallel_workers(tmp_path):
+    (tmp_path / "labtest_usermod.py").write_text(USER_MODULE)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adaptlr.lab",
+            "compare",
+            "--import",
+            "labtest_usermod",
+            "--task",
+            "user-linreg",
+            "--methods",
+            "usersgd(lr=0.05) + cosine",
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--store",
+            "runs.db",
+            "--no-figures",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 runs trained" in r.stdout and "usersgd(lr=0.05) + cosine" in r.stdout
+
+
 def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     store = str(tmp_path / "runs.db")
     assert main(["compare", "--task", "linreg", "--methods", "adma(lr=0.1)", "--store", store]) == 2

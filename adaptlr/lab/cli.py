@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         data_dir=a.data_dir,
         progress=not a.no_progress,
         console=console,
+        imports=a.imports or (),
     )
     wall = time.perf_counter() - t0
     console.print(
@@ -113,6 +115,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
         progress=not a.no_progress,
         console=console,
         callback=lambda s, v: console.print(f"trial {s}: {v:.4g}"),
+        imports=a.imports or (),
     )
     from rich.table import Table
 
@@ -208,6 +211,13 @@ def _parser() -> argparse.ArgumentParser:
             "--threads", type=int, default=1, help="torch and Numba threads per process (default: 1)"
         )
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            metavar="MODULE",
+            help="import MODULE first, in every worker too: where your own tasks and optimizers are registered",
+        )
         if jobs:
             s.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes")
 
@@ -276,6 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "imports", None):
+            if os.getcwd() not in sys.path:  # as with `python -m`: modules in the working directory import
+                sys.path.insert(0, os.getcwd())
+            from .runner import import_modules
+
+            import_modules(args.imports)
         return int(args.fn(args) or 0)
     except (SpecError, KeyError, ValueError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -271,12 +271,22 @@ def limit_threads(n: int = 1) -> None:
         pass
 
 
-def _init_worker(q: Any, stop: Any) -> None:
+def import_modules(names: Sequence[str]) -> None:
+    """Import the modules that register a user's own tasks and optimizers (``register_task`` and
+    ``register_optimizer`` at import time), here and, through :func:`compare`, in every worker."""
+    import importlib
+
+    for name in names:
+        importlib.import_module(name)
+
+
+def _init_worker(q: Any, stop: Any, imports: Sequence[str] = ()) -> None:
     import signal
 
     global _Q, _STOP
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells workers through `stop`
     limit_threads(1)
+    import_modules(imports)
     _Q, _STOP = q, stop
 
 
@@ -391,11 +401,14 @@ def compare(
     data_dir: str | None = None,
     progress: bool = True,
     console: Any = None,
+    imports: Sequence[str] = (),
 ) -> CompareResult:
     """Train every (task, method, seed) not already in ``store``; ``jobs`` > 1 trains in worker processes.
 
     Ctrl-C stops cleanly: runs in progress are dropped (they are redone next time), finished ones are kept.
+    ``imports``: modules that register your own tasks or optimizers, imported here and in every worker.
     """
+    import_modules(imports)
     task_list = [tasks] if isinstance(tasks, str) else list(tasks)
     all_jobs = plan(
         task_list,
@@ -417,7 +430,7 @@ def compare(
         if jobs <= 1:
             _compare_inline(todo, store, bars, result)
         else:
-            _compare_parallel(todo, store, jobs, bars, result)
+            _compare_parallel(todo, store, jobs, bars, result, tuple(imports))
     if console is not None:
         for job, err in result.failed:
             console.print(f"[red]failed[/red] {job.task} / {job.label}: {err.strip().splitlines()[-1]}")
@@ -439,7 +452,9 @@ def _compare_inline(todo: list[Job], store: str, bars: _Bars, result: CompareRes
             bars.update("end", i, 0, 0, float("nan"))
 
 
-def _compare_parallel(todo: list[Job], store: str, jobs: int, bars: _Bars, result: CompareResult) -> None:
+def _compare_parallel(
+    todo: list[Job], store: str, jobs: int, bars: _Bars, result: CompareResult, imports: tuple[str, ...] = ()
+) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, wait
 
@@ -464,7 +479,10 @@ def _compare_parallel(todo: list[Job], store: str, jobs: int, bars: _Bars, resul
     saved = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
     os.environ.update({k: "1" for k in saved})
     pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(q, stop)
+        max_workers=min(jobs, len(todo)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(q, stop, imports),
     )
     futures = {pool.submit(_worker, i, job, store): job for i, job in enumerate(todo)}
     try:

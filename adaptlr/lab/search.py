@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .methods import SpecError, parse_method
 from .report import summarize
-from .runner import compare
+from .runner import compare, import_modules
 from .store import Store
 from .tasks import get_task
 
@@ -111,9 +111,11 @@ def tune(
     progress: bool = True,
     console: Any = None,
     callback: Callable[[str, float], None] | None = None,
+    imports: Sequence[str] = (),
 ) -> list[tuple[str, float]]:
     """Search the ``?`` arguments of ``method`` on ``task``; returns ``[(spec, median final metric), ...]``,
     best first (the objective is the median over ``seeds`` of the final test metric)."""
+    import_modules(imports)
     t = get_task(task)
     m = parse_method(method)
     if not m.tuned:
@@ -134,6 +136,7 @@ def tune(
             batch_size=budget_batch,
             progress=progress,
             console=console,
+            imports=imports,
         )
         rows = summarize(store, task).get(task, [])
         return {
