@@ -359,3 +359,8 @@ def test_any_invalid_hyperparameter_raises_naming_it(cls):
             cls([torch.zeros(3, requires_grad=True)], **{name: value})
 
     check()
+
+
+def test_deepcopy_keeps_per_group_d():
+    opt = free.Prodigy([torch.zeros(2, requires_grad=True)], per_group_d=True)
+    assert copy.deepcopy(opt).per_group_d is True

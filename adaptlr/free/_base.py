@@ -78,7 +78,7 @@ class FreeOptimizer(Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.pop("process_group", None)  # process groups do not pickle
+        state["per_group_d"] = self.per_group_d  # (process groups do not pickle: a copy has none)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
