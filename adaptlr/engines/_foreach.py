@@ -321,7 +321,7 @@ def _write_back(plan: Plan, columns: Sequence[Any], new: list[Any]) -> None:
         pending.append((dst, v))
     while pending:
         sources = [id(v) for _, v in pending if isinstance(v, _SEQ)]
-        for k, (dst, v) in enumerate(pending):
+        for k, (dst, v) in enumerate(pending):  # noqa: B007 - k is used after the loop
             if id(dst) not in sources or v is dst:
                 break
         else:  # a cycle: set one source aside

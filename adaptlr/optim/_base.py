@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from ..engines import get_engine
-from ..engines._numba import NumbaEngine, available as _numba_available
+from ..engines._numba import NumbaEngine
+from ..engines._numba import available as _numba_available
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC"]

@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from .. import rules
-from ..rules import _math
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
 from ._validation import check_betas, check_bool, check_real
 
@@ -55,11 +54,15 @@ class NAdam(Optimizer):
 
     def _advance(self, group, params, states):
         steps = super()._advance(group, params, states)
-        keys = []
-        for step, s in zip(steps, states):
-            s["mu_product"] *= self._mu(group, step)
-            keys.append((step, float(s["mu_product"])))
-        return keys
+        products = [s["mu_product"] for s in states]
+        if torch.compiler.is_compiling() or len(set(steps)) == 1:
+            torch._foreach_mul_(products, self._mu(group, steps[0]))
+        else:
+            for step, product in zip(steps, products):
+                product *= self._mu(group, step)
+        if torch.compiler.is_compiling():
+            return [(steps[0], products[0])] * len(steps)
+        return list(zip(steps, torch.stack(products).tolist()))
 
     def _scalars(self, group, key, lr):
         step, mu_product = key

@@ -158,7 +158,8 @@ def radam(p, g, exp_avg, exp_avg_sq, step_size, rect_scale, beta1, beta2, eps, w
           maximize, coupled_decay, decoupled_decay, rectify):
     r"""RAdam (Liu et al., 2020), as in torch.optim.RAdam.
 
-    rho_t = rho_inf - 2 t b2^t / (1 - b2^t);  if rho_t > 5:  r_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))
+    rho_t = rho_inf - 2 t b2^t / (1 - b2^t)
+    if rho_t > 5:  r_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))
     p_t = p_{t-1} - lr m_t / (1 - b1^t) * r_t sqrt(1 - b2^t) / (sqrt(v_t) + eps)   else   p_{t-1} - lr m_t / (1 - b1^t)
     ``step_size = lr / (1 - b1^t)``, ``rect_scale = r_t sqrt(1 - b2^t)``.
     """
