@@ -182,9 +182,8 @@ def _find(data_dir: Path, stem: str) -> Path:
 
 @functools.cache
 def load_mnist_idx(data_dir: str) -> ArrayData:
-    """Standard MNIST IDX files in ``data_dir`` (``train-images-idx3-ubyte[.gz]``,
-    ``train-labels-idx1-ubyte``,
-    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), pixels scaled to [0, 1], official split."""
+    """Standard MNIST IDX files in ``data_dir`` (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), pixels scaled to [0, 1], the official split."""
     d = Path(data_dir)
     parts = [
         read_idx(_find(d, s))
@@ -210,9 +209,8 @@ def load_mnist_idx(data_dir: str) -> ArrayData:
 
 @functools.cache
 def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> ArrayData:
-    """MNIST-1D generated with the paper's default arguments (``mnist1d.data.make_dataset``; never its
-    download
-    path): 40-long sequences, 4,000 train / 1,000 test for the default 5,000 samples."""
+    """MNIST-1D generated with the paper's default arguments (``mnist1d.data.make_dataset``, never its
+    download path): 40-long sequences, 4,000 train / 1,000 test for the default 5,000 samples."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()

@@ -16,6 +16,15 @@ steps). Optimizer names map to classes looked up when the method is built:
 in adaptlr and are offered only when it has them. Schedules and controllers are offered when
 ``adaptlr.schedules`` / ``adaptlr.controllers`` provide them.
 
+Names: optimizers ``sgd momentum nesterov adagrad rmsprop adadelta adam adamw adamax nadam radam`` (any
+argument of the class; ``momentum`` and ``nesterov`` are SGD with ``momentum=0.9``), learning-rate-free
+``prodigy dadapt_adam dadapt_sgd dadapt_adagrad dog ldog schedulefree_adamw schedulefree_sgd
+schedulefree_radam``; schedules (the optimizer's lr is the peak) ``constant``, ``warmup(steps)``,
+``cosine(warmup, final)`` and ``linear(warmup, final)`` (``final`` a fraction of the peak), ``step(every,
+gamma)``, ``one_cycle(pct_start, div_factor, final_div_factor, anneal)``, ``wsd(warmup, decay, cooldown)``;
+controllers ``plateau(patience, factor, ...)`` (``adaptlr.controllers.ReduceOnPlateau``, fed the test metric
+at every evaluation). :func:`register_optimizer` adds your own.
+
 >>> m = parse_method("adam(lr=3e-3) + cosine(warmup=0.05)")
 >>> m.canonical
 'adam(lr=0.003) + cosine(warmup=0.05)'
@@ -533,8 +542,7 @@ def parse_method(spec: str | Mapping[str, Any] | Method) -> Method:
 
     Raises :class:`SpecError` for syntax errors, unknown names (with a did-you-mean) and unknown arguments of
     schedule and controller terms. Optimizer arguments are checked against the class by
-    :meth:`Method.validate`
-    (the class is looked up then, so a spec parses even before its optimizer lands).
+    :meth:`Method.validate` (the class is looked up then, so a spec parses even before its optimizer lands).
     """
     if isinstance(spec, Method):
         return spec

@@ -214,9 +214,9 @@ def run_job(
     progress: Callable[[int, int, float], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train ``job`` and write it to the store at ``store_path`` (chunk by chunk; the last chunk and the
-    ``done``
-    status in one transaction). On an exception the run's rows are removed again, so it is redone later."""
+    """Train ``job`` and write it to the store at ``store_path``: chunk by chunk, the last chunk and the
+    ``done`` status in one transaction. On an exception the run's rows are removed again (it is redone later);
+    a process killed outright leaves the run ``running``, and the next :meth:`Store.start_run` replaces it."""
     task = get_task(job.task)
     method = parse_method(job.method)
     with Store(store_path) as store:
