@@ -15,7 +15,7 @@ def _cli(*args):
     )
 
 
-def test_compare_then_resume_then_report(tmp_path):
+def test_compare_then_resume_then_report(tmp_path, capsys):
     store, out = str(tmp_path / "runs.db"), tmp_path / "out"
     args = [
         "compare",
@@ -39,12 +39,12 @@ def test_compare_then_resume_then_report(tmp_path):
     assert "adam(lr=0.05) + cosine(warmup=0.1)" in r.stdout and "final mse" in r.stdout
     for name in ("linreg_curves.png", "linreg_lr.png", "profile.png"):
         assert (out / name).stat().st_size > 5000
-    r = _cli(*args, "--seeds", "3", "--no-report")  # extend: only seed 2 of each method is new
-    assert r.returncode == 0, r.stderr
-    assert "2 runs trained, 4 already in" in r.stdout
-    r = _cli("report", "--store", store, "--no-figures", "--markdown", str(tmp_path / "t.md"))
-    assert r.returncode == 0, r.stderr
-    assert "linreg" in r.stdout and "| `sgd(lr=0.05)` | 3 |" in (tmp_path / "t.md").read_text()
+    # the same commands through main(), in this process (a subprocess costs seconds of imports)
+    assert main([*args, "--seeds", "3", "--no-report"]) == 0  # extend: only seed 2 of each method is new
+    assert "2 runs trained, 4 already in" in capsys.readouterr().out
+    assert main(["report", "--store", store, "--no-figures", "--markdown", str(tmp_path / "t.md")]) == 0
+    assert "linreg" in capsys.readouterr().out
+    assert "| `sgd(lr=0.05)` | 3 |" in (tmp_path / "t.md").read_text()
 
 
 USER_MODULE = """

@@ -171,13 +171,13 @@ def test_parallel_compare_and_ctrl_c_in_a_subprocess(tmp_path):
         "adaptlr.lab",
         "compare",
         "--task",
-        "digits-logreg",
+        "linreg",
         "--methods",
-        "sgd(lr=0.5),adam(lr=0.01)",
+        "sgd(lr=0.05),adam(lr=0.05)",
         "--seeds",
-        "3",
+        "2",
         "--steps",
-        "120",
+        "150",
         "--jobs",
         "2",
         "--store",
@@ -210,13 +210,13 @@ def test_parallel_compare_and_ctrl_c_in_a_subprocess(tmp_path):
     done = [k for k in rows if k[3] == "done"]
     assert len(done) >= 1
     if proc.returncode == 130:  # interrupted before everything finished (the usual case)
-        assert "interrupted" in out
+        assert "interrupted" in out + err
         assert all(k[3] == "done" for k in rows), rows.keys()  # no run left half-written
     else:
         assert proc.returncode == 0, err
     for k in done:
-        assert [p[0] for p in rows[k]] == list(range(1, 121))
+        assert [p[0] for p in rows[k]] == list(range(1, 151))
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert f"{len(done)} already in" in res.stdout
-    assert len(_points(store)) == 6
+    assert len(_points(store)) == 4

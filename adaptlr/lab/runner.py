@@ -485,25 +485,31 @@ def _compare_parallel(
         initargs=(q, stop, imports),
     )
     futures = {pool.submit(_worker, i, job, store): job for i, job in enumerate(todo)}
-    try:
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2)
-            for f in finished:
-                _collect(f, futures[f], result)
-    except KeyboardInterrupt:
+
+    def interrupt() -> None:  # Ctrl-C: workers stop at their next step; queued jobs never start
         result.interrupted = True
         stop.set()
         for f in futures:
             f.cancel()
-        for f in futures:
-            if not f.cancelled():
-                try:
-                    _collect(f, futures[f], result, timeout=120)
-                except Exception:  # noqa: BLE001
-                    pass
+
+    pending = set(futures)
+    try:
+        while pending:
+            try:
+                finished, pending = wait(pending, timeout=0.2)
+            except KeyboardInterrupt:
+                interrupt()
+                continue
+            for f in finished:
+                if not f.cancelled():
+                    _collect(f, futures[f], result)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        while True:  # a Ctrl-C during shutdown must not leave workers behind
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+            except KeyboardInterrupt:
+                interrupt()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
