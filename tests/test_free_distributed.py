@@ -7,8 +7,8 @@
 """
 
 import os
-import socket
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -30,17 +30,20 @@ SHARDED = {  # the methods with global sums, and non-default settings that exerc
 }
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rendezvous():
+    """A file rendezvous: free TCP ports found in advance can be taken by other processes before the store binds
+    them (seen on a shared machine as a SIGABRT in rank 0); the gloo pairs still connect over 127.0.0.1."""
+    fd, path = tempfile.mkstemp(prefix="adaptlr_gloo_")
+    os.close(fd)
+    os.unlink(path)
+    return path
 
 
-def _init(rank, port):
+def _init(rank, path):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
 
 
 def _close(a, b, rtol=1e-10):
@@ -69,9 +72,7 @@ def _zero(rank, name, kw):
 
     init, loss_fn = make_problem(1)
     params = [p.clone().requires_grad_(True) for p in init]
-    opt = ZeroRedundancyOptimizer(
-        params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw
-    )
+    opt = ZeroRedundancyOptimizer(params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw)
     assert 0 < len(opt.optim.param_groups[0]["params"]) < len(params)  # really sharded
     for _ in range(STEPS):
         opt.zero_grad()
@@ -80,44 +81,48 @@ def _zero(rank, name, kw):
     return params
 
 
-def _sharded_worker(rank, port):
-    _init(rank, port)
+def _sharded_worker(rank, path):
+    _init(rank, path)
     try:
         for name, kw in SHARDED.items():
             init, loss_fn = make_problem(1)
-            expected, _ = run_torch(
-                lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS
-            )
+            expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
             got = _manual_split(rank, name, kw, process_group=True)
             assert _close(got, expected), f"{name}: manual split differs from one process"
             unreduced = _manual_split(rank, name, kw, process_group=None)
-            assert not _close(unreduced, expected, rtol=1e-6), (
-                f"{name}: the test cannot tell local sums apart"
-            )
+            assert not _close(unreduced, expected, rtol=1e-6), f"{name}: the test cannot tell local sums apart"
             got = _zero(rank, name, kw)
             assert _close(got, expected), f"{name}: ZeRO differs from one process"
     finally:
+        _teardown()
+
+
+def _teardown():
+    """Both ranks meet, then leave without running gloo's destructors: on this machine the normal teardown
+    aborted ("terminate called without an active exception") in about one run in five, after all the work."""
+    if sys.exc_info()[0] is not None:
         dist.destroy_process_group()
+        return
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _all_optimizers():
     import adaptlr.optim as optim
 
     classes = [getattr(free, n) for n in free.__all__ if n[0].isupper() and n != "PolynomialDecayAverager"]
-    classes += [
-        getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"
-    ]
+    classes += [getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"]
     return classes
 
 
-def _ddp_worker(rank, port):
-    _init(rank, port)
+def _ddp_worker(rank, path):
+    _init(rank, path)
     try:
         for cls in _all_optimizers():
             torch.manual_seed(0)
-            model = torch.nn.Sequential(
-                torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
-            ).double()
+            model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             kw = (
                 {"lr": 1e-2}
@@ -139,23 +144,21 @@ def _ddp_worker(rank, port):
             assert torch.equal(gathered[0], gathered[1]), f"{cls.__name__}: replicas differ"
             assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in _fresh(model)]))
     finally:
-        dist.destroy_process_group()
+        _teardown()
 
 
 def _fresh(model):
     torch.manual_seed(0)
     return list(
-        torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        .double()
-        .parameters()
+        torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double().parameters()
     )
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_sharded_statistics_equal_one_process():
-    mp.spawn(_sharded_worker, args=(_free_port(),), nprocs=2, join=True)
+    mp.spawn(_sharded_worker, args=(_rendezvous(),), nprocs=2, join=True)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_ddp_replicas_stay_identical():
-    mp.spawn(_ddp_worker, args=(_free_port(),), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(_rendezvous(),), nprocs=2, join=True)

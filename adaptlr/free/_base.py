@@ -93,7 +93,11 @@ class FreeOptimizer(Optimizer):
         return [list(self.param_groups)]
 
     def _active(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
-        """The parameters of ``group`` that have a gradient, their gradients and their (initialised) state."""
+        """The parameters of ``group`` that have a gradient, their gradients and their (initialised) state
+        (computed once per step: both phases see the same lists)."""
+        cache = self.__dict__.get("_step_cache")
+        if cache is not None and id(group) in cache:
+            return cache[id(group)]
         params, grads, states = [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -108,6 +112,8 @@ class FreeOptimizer(Optimizer):
             params.append(p)
             grads.append(p.grad)
             states.append(state)
+        if cache is not None:
+            cache[id(group)] = (params, grads, states)
         return params, grads, states
 
     def _apply(
@@ -127,8 +133,15 @@ class FreeOptimizer(Optimizer):
         if not first:
             return totals
         second = next((c for c in columns[1:] if isinstance(c, list)), first)
-        engine = self._engine(group)
-        for name, idx in self._partition(engine, second, first, list(range(len(first)))):
+        cache = self.__dict__.get("_step_cache")
+        key = ("parts", id(group), id(first), id(second))
+        parts = cache.get(key) if cache is not None else None
+        if parts is None:
+            parts = self._partition(self._engine(group), second, first, list(range(len(first))))
+            if cache is not None:  # the lists live in the cache until the step ends, so their ids stay theirs
+                cache[key] = parts
+                cache[("keep", id(first))] = (first, second)
+        for name, idx in parts:
             cols = [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
             out = get_engine(name).apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
             for k in range(n_sums):
@@ -142,9 +155,7 @@ class FreeOptimizer(Optimizer):
         import torch.distributed as dist
 
         backend = dist.get_backend(self.process_group)
-        device = (
-            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        )
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
         return t.tolist()
@@ -176,17 +187,19 @@ class FreeOptimizer(Optimizer):
                 loss = closure()
         if self.nonfinite is not None and self._nonfinite_anywhere():
             if self.nonfinite == "raise":
-                raise FloatingPointError(
-                    f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')"
-                )
+                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')")
             self.last_step_skipped = True
             return loss
         self.last_step_skipped = False
-        sets = self._estimate_sets()
-        local = [self._reduce(groups) for groups in sets]
-        flat = self._allreduce([v for sums in local for v in sums])
-        at = 0
-        for groups, sums in zip(sets, local, strict=True):
-            self._update(groups, flat[at : at + len(sums)])
-            at += len(sums)
+        self._step_cache = {}
+        try:
+            sets = self._estimate_sets()
+            local = [self._reduce(groups) for groups in sets]
+            flat = self._allreduce([v for sums in local for v in sums])
+            at = 0
+            for groups, sums in zip(sets, local, strict=True):
+                self._update(groups, flat[at : at + len(sums)])
+                at += len(sums)
+        finally:
+            self._step_cache = None
         return loss

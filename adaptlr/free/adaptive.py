@@ -58,9 +58,7 @@ class Lion(_Elementwise):
     ) -> None:
         check_betas(betas)
         check_real("weight_decay", weight_decay, 0.0)
-        super().__init__(
-            params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite
-        )
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite)
 
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -99,13 +99,9 @@ class DoG(FreeOptimizer):
             wd = group["weight_decay"]
             cols = [params, grads, [s["x0"] for s in states]]
             if first:  # x0 <- p; sums ||x0||^2 and ||g||^2
-                a, b = self._apply(
-                    group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,), n_sums=2
-                )
+                a, b = self._apply(group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,), n_sums=2)
             else:
-                a, b = self._apply(
-                    group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2
-                )
+                a, b = self._apply(group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2)
             dist_sq += a
             grad_sq += b
         return [dist_sq, grad_sq]
@@ -160,9 +156,7 @@ class LDoG(DoG):
             fn = dog_first_stats if first else dog_stats
             writes = (2,) if first else ()
             per = [
-                self._apply(
-                    group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2
-                )
+                self._apply(group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2)
                 for p, g, s in zip(params, grads, states, strict=True)
             ]
             if first:

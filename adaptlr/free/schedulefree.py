@@ -78,9 +78,7 @@ class _ScheduleFree(FreeOptimizer):
                 if restored:
                     torch._foreach_copy_(restored, [self.state[p].pop("y") for p in restored])
                 rest = [p for p in ps if "y" not in self.state[p] and not any(p is q for q in restored)]
-                if (
-                    rest
-                ):  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
+                if rest:  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
                     self._apply(
                         group,
                         schedule_free_swap,
