@@ -13,6 +13,8 @@ dadaptation = pytest.importorskip("dadaptation")
 prodigyopt = pytest.importorskip("prodigyopt")
 dog = pytest.importorskip("dog")
 schedulefree = pytest.importorskip("schedulefree")
+lion_pytorch = pytest.importorskip("lion_pytorch")
+pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
 STEPS = 200
 
@@ -128,6 +130,38 @@ CASES = {
         lambda p, **kw: schedulefree.RAdamScheduleFree(p, **kw),
         ref.ScheduleFreeRAdam,
         "y",
+    ),
+    "lion": (
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-4, -2)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+        ),
+        lambda p, **kw: lion_pytorch.Lion(p, **kw),
+        ref.Lion,
+        "x",
+    ),
+    "adabelief": (
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-3, -1)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+            weight_decouple=bool(rng.integers(2)),
+        ),
+        lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw),
+        ref.AdaBelief,
+        "x",
+    ),
+    "lamb": (
+        lambda rng: dict(
+            lr=float(10 ** rng.uniform(-3, -2)),
+            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+            weight_decay=float(rng.uniform(0, 0.1)),
+            weight_decouple=bool(rng.integers(2)),
+        ),
+        lambda p, **kw: pytorch_optimizer.Lamb(p, **kw),
+        ref.LAMB,
+        "x",
     ),
 }
 

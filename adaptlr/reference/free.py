@@ -9,6 +9,7 @@ quirks are noted where they matter), with no speed tricks, so that a reader can 
   ``dadaptation`` 3.2.
 * :class:`DoG`, :class:`LDoG` -- Ivgi, Hinder & Carmon (2023), as in ``dog-optimizer`` 1.0.3, and
   :class:`PolynomialDecayAverager` (Shamir & Zhang, 2013).
+* :class:`Lion`, :class:`AdaBelief`, :class:`LAMB` -- as ``lion-pytorch`` and ``pytorch-optimizer``.
 * :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW`, :class:`ScheduleFreeRAdam` -- Defazio et al.
   (2024), as in ``schedulefree`` 1.4.
 
@@ -33,6 +34,9 @@ __all__ = [
     "ScheduleFreeSGD",
     "ScheduleFreeAdamW",
     "ScheduleFreeRAdam",
+    "Lion",
+    "AdaBelief",
+    "LAMB",
 ]
 
 
@@ -271,9 +275,7 @@ class DAdaptAdaGrad:
         \quad z = x_0 - s_k / (\sqrt{\alpha_k} + \epsilon), \quad x_{k+1} = (1-c) x_k + c z
     """
 
-    def __init__(
-        self, params, lr=1.0, momentum=0.0, weight_decay=0.0, eps=1e-6, d0=1e-6, growth_rate=math.inf
-    ):
+    def __init__(self, params, lr=1.0, momentum=0.0, weight_decay=0.0, eps=1e-6, d0=1e-6, growth_rate=math.inf):
         self.x = _arrays(params)
         self.lr, self.momentum, self.wd, self.eps, self.d = lr, momentum, weight_decay, eps, d0
         self.growth_rate = growth_rate
@@ -295,9 +297,7 @@ class DAdaptAdaGrad:
             self.alpha[i] = self.alpha[i] + gi * gi
             g_sq += float(np.sum(gi * gi / (np.sqrt(self.alpha[i]) + self.eps)))
             self.s[i] = self.s[i] + dlr * gi
-            sksq_change += (
-                float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps))) - old_sksq
-            )
+            sksq_change += float(np.sum(self.s[i] * self.s[i] / (np.sqrt(self.alpha[i]) + self.eps))) - old_sksq
             skl1_change += float(np.abs(self.s[i]).sum()) - old_skl1
         self.sksq_weighted += sksq_change
         self.skl1 += skl1_change
@@ -383,9 +383,7 @@ class PolynomialDecayAverager:
 
     def update(self, params):
         w = (self.gamma + 1) / (self.gamma + self.t)
-        self.avg = [
-            a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params, strict=False)
-        ]
+        self.avg = [a * (1 - w) + w * np.asarray(p, np.float64) for a, p in zip(self.avg, params, strict=False)]
         self.t += 1
 
 
@@ -438,9 +436,7 @@ class _ScheduleFree:
 
 
 class ScheduleFreeSGD(_ScheduleFree):
-    def __init__(
-        self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0
-    ):
+    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0):
         super().__init__(params, lr, momentum, weight_decay, warmup_steps, r, weight_lr_power)
 
     def _direction(self, i, g):
@@ -507,3 +503,78 @@ class ScheduleFreeRAdam(_ScheduleFree):
             return g
         bc2 = 1 - self.beta2 ** (self.k + 1)
         return g / (np.sqrt(self.v[i] / bc2) + self.eps)
+
+
+class Lion:
+    r"""Lion (Chen et al., 2023, Algorithm 2):
+    :math:`x \leftarrow x(1-\gamma\lambda) - \gamma\,\mathrm{sign}(\beta_1 m + (1-\beta_1) g)`,
+    :math:`m \leftarrow \beta_2 m + (1-\beta_2) g`."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        self.x = _arrays(params)
+        self.lr, self.betas, self.wd = lr, betas, weight_decay
+        self.m = [np.zeros_like(x) for x in self.x]
+
+    def step(self, grads):
+        b1, b2 = self.betas
+        for i, g in enumerate(grads):
+            g = np.asarray(g, np.float64)
+            self.x[i] = self.x[i] * (1 - self.lr * self.wd) - self.lr * np.sign(b1 * self.m[i] + (1 - b1) * g)
+            self.m[i] = b2 * self.m[i] + (1 - b2) * g
+
+
+class AdaBelief:
+    r"""AdaBelief (Zhuang et al., 2020, Algorithm 2) with decoupled weight decay:
+
+    .. math::
+        m_t = \beta_1 m + (1-\beta_1) g, \quad s_t = \beta_2 s + (1-\beta_2)(g - m_t)^2 + \epsilon, \quad
+        x \leftarrow x(1-\gamma\lambda) - \gamma \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=True, eps=1e-16):
+        self.x = _arrays(params)
+        self.lr, self.betas, self.wd, self.decouple, self.eps = lr, betas, weight_decay, weight_decouple, eps
+        self.m = [np.zeros_like(x) for x in self.x]
+        self.s = [np.zeros_like(x) for x in self.x]
+        self.t = 0
+
+    def step(self, grads):
+        b1, b2 = self.betas
+        self.t += 1
+        for i, g in enumerate(grads):
+            x = self.x[i]
+            g = np.asarray(g, np.float64) + (0.0 if self.decouple else self.wd * x)
+            if self.decouple:
+                x = x * (1 - self.lr * self.wd)
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.s[i] = b2 * self.s[i] + (1 - b2) * (g - self.m[i]) ** 2 + self.eps
+            m_hat = self.m[i] / (1 - b1**self.t)
+            self.x[i] = x - self.lr * m_hat / (np.sqrt(self.s[i] / (1 - b2**self.t)) + self.eps)
+
+
+class LAMB:
+    r"""LAMB (You et al., 2020) as ``pytorch_optimizer.Lamb`` computes it at its defaults: ``u = m / (sqrt(v) +
+    eps)`` (``v`` not bias-corrected, unlike the paper), trust ratio ``min(||x||, 10) / (||u|| + eps)`` per
+    tensor (1 when a norm is 0), step ``lr / (1 - beta1^t)``; decoupled decay, or ``wd x`` added to ``u``."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=True, eps=1e-6):
+        self.x = _arrays(params)
+        self.lr, self.betas, self.wd, self.decouple, self.eps = lr, betas, weight_decay, weight_decouple, eps
+        self.m = [np.zeros_like(x) for x in self.x]
+        self.v = [np.zeros_like(x) for x in self.x]
+        self.t = 0
+
+    def step(self, grads):
+        b1, b2 = self.betas
+        self.t += 1
+        for i, g in enumerate(grads):
+            g = np.asarray(g, np.float64)
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            x = self.x[i] * (1 - self.lr * self.wd) if self.decouple else self.x[i]
+            u = self.m[i] / (np.sqrt(self.v[i]) + self.eps)
+            if not self.decouple:
+                u = u + self.wd * x
+            w_norm, u_norm = min(float(np.linalg.norm(x)), 10.0), float(np.linalg.norm(u))
+            trust = w_norm / (u_norm + self.eps) if w_norm and u_norm else 1.0
+            self.x[i] = x - self.lr / (1 - b1**self.t) * trust * u
