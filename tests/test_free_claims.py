@@ -1,7 +1,7 @@
 """The claims of the learning-rate-free methods, measured on convex logistic regression.
 
 Problem: scikit-learn's breast_cancer (569 x 30, standardised, bundled with scikit-learn), a linear model with a
-bias (one parameter tensor), mean logistic loss + 5e-4 ||w||^2 (strongly convex: a finite optimum), full batch,
+bias (two parameter tensors), mean logistic loss + 5e-4 ||w||^2 (strongly convex: a finite optimum), full batch,
 500 steps, float64. Each method runs at its defaults except the initial estimate (d0 = reps_rel = 1e-6 is the
 default).
 
@@ -60,19 +60,22 @@ def _loss_and_grad(theta):
 
 
 def final_loss(make_opt, steps=STEPS, average=False):
-    """Final loss of ``steps`` full-batch steps from zero (at the polynomial-decay average if ``average``)."""
+    """Final loss of ``steps`` full-batch steps from zero (at the polynomial-decay average if ``average``).
+    The weights and the bias are two parameter tensors (LDoG gives each its own step size)."""
     model = torch.nn.Module()
-    model.theta = torch.nn.Parameter(torch.zeros(_data()[0].shape[1], dtype=torch.float64))
-    theta = model.theta
-    opt = make_opt([theta])
+    n = _data()[0].shape[1]
+    model.w = torch.nn.Parameter(torch.zeros(n - 1, dtype=torch.float64))
+    model.b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = make_opt([model.w, model.b])
     averager = free.PolynomialDecayAverager(model) if average else None
     for _ in range(steps):
-        theta.grad = _loss_and_grad(theta.detach())[1]
+        grad = _loss_and_grad(torch.cat([model.w.detach(), model.b.detach()]))[1]
+        model.w.grad, model.b.grad = grad[:-1].clone(), grad[-1:].clone()
         opt.step()
         if averager is not None:
             averager.step()
-    final = averager.averaged_model.theta if average else theta
-    return _loss_and_grad(final.detach())[0]
+    final = averager.averaged_model if average else model
+    return _loss_and_grad(torch.cat([final.w.detach(), final.b.detach()]))[0]
 
 
 @functools.cache
@@ -99,9 +102,7 @@ def measure():
 def extras():
     """For the printed table only: a tuned-SGD grid (the DoG and D-Adapt SGD papers' baseline), DoG with the
     paper's iterate averaging, Schedule-Free at its eval point."""
-    sgd = {
-        lr: final_loss(lambda p, lr=lr: torch.optim.SGD(p, lr=lr)) for lr in (0.01, 0.03, 0.1, 0.3, 1, 3, 10)
-    }
+    sgd = {lr: final_loss(lambda p, lr=lr: torch.optim.SGD(p, lr=lr)) for lr in (0.01, 0.03, 0.1, 0.3, 1, 3, 10)}
     dog_avg = final_loss(lambda p: free.DoG(p, foreach=False), average=True)
     ldog_avg = final_loss(lambda p: free.LDoG(p, foreach=False), average=True)
     return dict(sgd=sgd, dog_avg=dog_avg, ldog_avg=ldog_avg)
@@ -131,9 +132,7 @@ def main():
         f"best Adam {m['best_adam']:.4f}; Adam lr=1e-5: {m['bad_adam']:.4f}; "
         f"ScheduleFreeAdamW default: {m['sf_adamw']:.4f}"
     )
-    print(
-        f"{'method':15s} {'final loss':>10s} {'/best Adam':>10s} {'spread d0 1e-8..1e-2':>22s} {'worst':>8s}"
-    )
+    print(f"{'method':15s} {'final loss':>10s} {'/best Adam':>10s} {'spread d0 1e-8..1e-2':>22s} {'worst':>8s}")
     for name, r in m["rows"].items():
         print(f"{name:15s} {r['loss']:10.4f} {r['vs_best_adam']:10.3f} {r['spread']:22.3f} {r['worst']:8.4f}")
     e = extras()
