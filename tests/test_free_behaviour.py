@@ -115,9 +115,7 @@ def test_recalibrate_batchnorm_uses_the_averaged_point():
     with opt.evaluating():
         h = torch.cat([model[0](x) for x in data]).detach()
     bn = model[1]
-    torch.testing.assert_close(
-        bn.running_mean, torch.stack([model_x.mean(0) for model_x in h.split(16)]).mean(0)
-    )
+    torch.testing.assert_close(bn.running_mean, torch.stack([model_x.mean(0) for model_x in h.split(16)]).mean(0))
     assert bn.momentum == 0.1 and model.training
     assert all(torch.equal(p, y) for p, y in zip(model.parameters(), y_params))  # back at y, in train mode
 
@@ -236,9 +234,7 @@ def test_polynomial_averager_matches_package_and_copies_int_buffers():
                 p.add_(torch.randn_like(p))
         ours.step()
         theirs.step()
-    for (k, a), b in zip(
-        ours.averaged_model.state_dict().items(), theirs.averaged_model.state_dict().values()
-    ):
+    for (k, a), b in zip(ours.averaged_model.state_dict().items(), theirs.averaged_model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14, msg=k)
     state = ours.state_dict()
     other = free.PolynomialDecayAverager(copy.deepcopy(model))
@@ -252,11 +248,7 @@ def test_engines_agree(cls):
     methods with global sums, whose summation order differs between engines (and d amplifies it)."""
     init, loss_fn = make_problem(4)
     groups = [([0, 1], {}), ([2, 3], {})]
-    kw = (
-        dict(lr=0.01)
-        if cls in (free.ScheduleFreeAdamW, free.ScheduleFreeRAdam, free.AdaBelief, free.LAMB)
-        else {}
-    )
+    kw = dict(lr=0.01) if cls in (free.ScheduleFreeAdamW, free.ScheduleFreeRAdam, free.AdaBelief, free.LAMB) else {}
     runs = [
         run_torch(lambda p: cls(p, **kw, **eng), init, loss_fn, 20, groups=groups)[0]
         for eng in (dict(fused=True), dict(foreach=True), dict(foreach=False))
@@ -364,3 +356,13 @@ def test_any_invalid_hyperparameter_raises_naming_it(cls):
 def test_deepcopy_keeps_per_group_d():
     opt = free.Prodigy([torch.zeros(2, requires_grad=True)], per_group_d=True)
     assert copy.deepcopy(opt).per_group_d is True
+
+
+@pytest.mark.parametrize("cls", [free.Prodigy, free.DAdaptAdam, free.DAdaptSGD, free.DAdaptAdaGrad])
+def test_warmup_from_zero_lr_does_not_stall(cls):
+    """lr(0) = 0 makes every sum 0 (the packages then skip the step); the schedule clock still advances."""
+    init, loss_fn = make_problem(0)
+    params, opt = run_torch(lambda p: cls(p, lr=lambda step: min(1.0, step / 5)), init, loss_fn, 30)
+    assert opt.param_groups[0]["steps"] == 30
+    assert opt.effective_lr() > 0
+    assert any(not torch.equal(p.detach(), i) for p, i in zip(params, init))

@@ -23,7 +23,7 @@ import torch
 from ..engines import get_engine
 from ..optim._base import Optimizer
 
-__all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group"]
+__all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group", "skip_step"]
 
 FREE_DOC = """
     per_group_d (bool): one estimate per param group instead of one for all groups (default False, as the
@@ -36,6 +36,14 @@ FREE_DOC = """
         ``torch.distributed.optim.ZeroRedundancyOptimizer``, which keeps ``process_group`` for itself:
         ``ZeroRedundancyOptimizer(params, optimizer_class=Prodigy, sharded=True)``.
 """
+
+
+def skip_step(groups: list[dict[str, Any]]) -> None:
+    """A step without gradient information (the packages return early, leaving ``k`` as it was): the parameters
+    stay, but the schedule clock ``group["steps"]`` advances, so that an lr schedule starting at 0 (a warmup
+    from zero, which makes every sum 0) moves on instead of stalling at step 0 forever."""
+    for group in groups:
+        group["steps"] = group.get("steps", 0) + 1
 
 
 def resolve_process_group(process_group: Any) -> Any:

@@ -20,6 +20,7 @@ from ..rules.free_dadapt import (
     squared,
 )
 from ._base import FREE_DOC, FreeOptimizer
+from ._base import skip_step as _skip
 
 __all__ = ["DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"]
 
@@ -165,6 +166,7 @@ class DAdaptAdam(FreeOptimizer):
         numerator = sqrt_beta2 * g0["numerator_weighted"] + (1 - sqrt_beta2) * sums[0]
         s_l1 = sums[1]
         if s_l1 == 0:
+            _skip(groups)
             return
         if max(float(self._lr(g)) for g in groups) > 0:
             d_hat = numerator / ((1 - sqrt_beta2) * s_l1)
@@ -260,30 +262,32 @@ class DAdaptSGD(FreeOptimizer):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
+    @torch.no_grad()
     def step(self, closure=None):
-        if any("g0_norm" not in g for g in self.param_groups):
-            # the first step measures ||g_0|| over each estimate set: one more reduction (and all-reduce)
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            sets = self._estimate_sets()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        todo = [groups for groups in self._estimate_sets() if "g0_norm" not in groups[0]]
+        if todo:  # ||g_0|| on the first step with gradient information: one more reduction (and all-reduce)
             local = []
-            for groups in sets:
+            for groups in todo:
                 total = 0.0
                 for group in groups:
                     params, grads, _ = self._active(group)
                     if float(self._lr(group)) > 0 and params:
                         total += self._apply(group, squared, [grads], writes=(), n_sums=1)[0]
                 local.append(total)
-            for groups, g_sq in zip(sets, self._allreduce(local), strict=True):
-                for group in groups:
-                    group["g0_norm"] = math.sqrt(g_sq)
-            super().step()
-            return loss
-        return super().step(closure)
+            for groups, g_sq in zip(todo, self._allreduce(local), strict=True):
+                if g_sq > 0:  # (else: measured again on the next step)
+                    for group in groups:
+                        group["g0_norm"] = math.sqrt(g_sq)
+        super().step()
+        return loss
 
     def _reduce(self, groups):
+        if "g0_norm" not in groups[0]:
+            return [0.0, 0.0]
         d = groups[0]["d"]
         numerator = 0.0
         s_sq = 0.0
@@ -307,6 +311,9 @@ class DAdaptSGD(FreeOptimizer):
 
     def _update(self, groups, sums):
         g0 = groups[0]
+        if "g0_norm" not in g0:  # no gradient yet (the package divides by zero here)
+            _skip(groups)
+            return
         d = g0["d"]
         numerator = g0["numerator_weighted"] + sums[0]
         s_sq = sums[1]
@@ -314,6 +321,7 @@ class DAdaptSGD(FreeOptimizer):
             d_hat = 2 * numerator / math.sqrt(s_sq)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         if s_sq == 0:
+            _skip(groups)
             return
         for group in groups:
             group["numerator_weighted"] = numerator
@@ -440,6 +448,7 @@ class DAdaptAdaGrad(FreeOptimizer):
         sksq = g0["sksq_weighted"] + sums[1]
         skl1 = g0["skl1"] + sums[2]
         if skl1 == 0:
+            _skip(groups)
             return
         gsq = g0["gsq_weighted"] + sums[0]
         if max(float(self._lr(g)) for g in groups) > 0:

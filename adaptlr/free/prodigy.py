@@ -12,6 +12,7 @@ from ..optim._base import ENGINE_DOC
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_prodigy import prodigy, prodigy_stats
 from ._base import FREE_DOC, FreeOptimizer
+from ._base import skip_step as _skip
 
 __all__ = ["Prodigy"]
 
@@ -181,6 +182,7 @@ class Prodigy(FreeOptimizer):
         numerator = g0["d_numerator"] * beta3 + sums[0]
         denominator = sums[1]
         if denominator == 0:  # no gradient information yet (every rank agrees: the sums are global)
+            _skip(groups)
             return
         d_hat = d
         if max(float(self._lr(g)) for g in groups) > 0:
