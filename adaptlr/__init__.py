@@ -27,6 +27,7 @@ from .free import (
     ScheduleFreeAdamW,
     ScheduleFreeRAdam,
     ScheduleFreeSGD,
+    recalibrate_batchnorm,
 )
 from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam, RMSprop
 
@@ -38,6 +39,7 @@ __all__ = [
     # adaptive family and learning-rate-free methods
     "LAMB", "AdaBelief", "Lion", "DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD", "DoG", "LDoG",
     "PolynomialDecayAverager", "Prodigy", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD",
+    "recalibrate_batchnorm",
     # learning rate as a schedule, a controller, or found by a range test
     "controllers", "schedules", "lr_find", "LRFindResult",
     "__version__",

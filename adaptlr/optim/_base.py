@@ -148,8 +148,14 @@ class Optimizer(torch.optim.Optimizer):
         return None  # fused where the tensors allow it, foreach for the rest
 
     def _has_nonfinite(self) -> bool:
+        """Whether a gradient holds inf or nan (subclasses that shard parameters agree on it across ranks)."""
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         return any(not bool(torch.isfinite(_real(g)).all()) for g in grads)
+
+    def _step_all(self) -> None:
+        """Apply one step to every param group (after the closure and the non-finite check)."""
+        for group in self.param_groups:
+            self._step_group(group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -165,8 +171,7 @@ class Optimizer(torch.optim.Optimizer):
             self.last_step_skipped = True
             return loss
         self.last_step_skipped = False
-        for group in self.param_groups:
-            self._step_group(group)
+        self._step_all()
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
