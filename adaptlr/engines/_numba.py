@@ -42,11 +42,8 @@ def available() -> bool:
     return True
 
 
-def as_pointer(address):  # pragma: no cover - replaced by the intrinsic below when Numba compiles
-    raise NotImplementedError
-
-
 def _make_intrinsic():
+    """A Numba intrinsic turning an int64 address into a ``void*`` (for ``numba.carray``)."""
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
@@ -61,7 +58,7 @@ def _make_intrinsic():
     return _as_pointer
 
 
-def __getattr__(name: str) -> Any:  # the generated kernels import ``as_void_pointer`` lazily
+def __getattr__(name: str) -> Any:  # the generated kernels import ``as_void_pointer``; Numba loads lazily
     if name == "as_void_pointer":
         fn = _make_intrinsic()
         globals()["as_void_pointer"] = fn

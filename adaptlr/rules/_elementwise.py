@@ -1,4 +1,4 @@
-"""Registry of elementwise helper functions that rules may call (they must compile under Numba too)."""
+"""The marker for update rules and the helpers they call."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 
-#: Every function decorated with :func:`elementwise`, in registration order (the Numba engine compiles them).
-REGISTRY: list[Callable] = []
-
 
 def elementwise(fn: F) -> F:
     """Mark ``fn`` as a pure elementwise function in scalar style: a rule, or a helper that rules call.
 
-    The function is returned unchanged, so it still runs on floats, tensors and traced values; the Numba
-    engine registers it (lazily, on first use) so that compiled kernels can call it.
+    Such a function uses only ``+ - * / **``, unary minus and :mod:`adaptlr.rules._math`, and branches only
+    on its flags (Python bools). It is returned unchanged: the loop engine calls it on tensors, and the
+    foreach and fused engines trace it (:mod:`adaptlr.engines._trace`) into the program they run.
     """
-    if fn not in REGISTRY:
-        REGISTRY.append(fn)
+    fn.__adaptlr_elementwise__ = True
     return fn
