@@ -12,7 +12,8 @@ from __future__ import annotations
 from ._elementwise import elementwise
 from ._math import abs, maximum, sqrt
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "gradient", "nadam", "radam", "rmsprop", "sgd"]
+__all__ = ["adadelta", "adagrad", "adam", "adamax", "decayed", "gradient", "moments", "nadam", "radam", "rmsprop",
+           "sgd"]
 
 
 @elementwise
@@ -23,6 +24,23 @@ def gradient(p, g, weight_decay, maximize, coupled_decay):
     if coupled_decay:
         g = g + weight_decay * p
     return g
+
+
+@elementwise
+def decayed(p, g, weight_decay, decay_factor, maximize, coupled_decay, decoupled_decay):
+    r"""The gradient and parameter after weight decay: L2 (``coupled``) or ``p (1 - lr wd)`` (``decoupled``)."""
+    g = gradient(p, g, weight_decay, maximize, coupled_decay)
+    if decoupled_decay:
+        p = p * decay_factor
+    return p, g
+
+
+@elementwise
+def moments(g, exp_avg, exp_avg_sq, beta1, beta2):
+    r"""Adam's moments: m_t = b1 m_{t-1} + (1 - b1) g_t and v_t = b2 v_{t-1} + (1 - b2) g_t^2."""
+    exp_avg = exp_avg + (g - exp_avg) * (1 - beta1)
+    exp_avg_sq = exp_avg_sq * beta2 + g * g * (1 - beta2)
+    return exp_avg, exp_avg_sq
 
 
 @elementwise
@@ -106,11 +124,8 @@ def adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size, beta1, beta2, eps
     p_t = p_{t-1} (1 - lr wd) - lr / (1 - b1^t) * m_t / (sqrt(v_t) / sqrt(1 - b2^t) + eps)
     with ``step_size = lr / (1 - b1^t)``, ``bc2_sqrt = sqrt(1 - b2^t)``, ``decay_factor = 1 - lr wd``.
     """
-    g = gradient(p, g, weight_decay, maximize, coupled_decay)
-    if decoupled_decay:
-        p = p * decay_factor
-    exp_avg = exp_avg + (g - exp_avg) * (1 - beta1)
-    exp_avg_sq = exp_avg_sq * beta2 + g * g * (1 - beta2)
+    p, g = decayed(p, g, weight_decay, decay_factor, maximize, coupled_decay, decoupled_decay)
+    exp_avg, exp_avg_sq = moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     if amsgrad:
         max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
         denom = sqrt(max_exp_avg_sq) / bc2_sqrt + eps
@@ -142,11 +157,8 @@ def nadam(p, g, exp_avg, exp_avg_sq, grad_coef, avg_coef, beta1, beta2, eps, bc2
     p_t = p_{t-1} - lr (1 - mu_t) / (1 - prod_{i<=t} mu_i) g_t / d_t - lr mu_{t+1} / (1 - prod_{i<=t+1} mu_i) m_t / d_t
     ``grad_coef`` and ``avg_coef`` are the two (negative) coefficients.
     """
-    g = gradient(p, g, weight_decay, maximize, coupled_decay)
-    if decoupled_decay:
-        p = p * decay_factor
-    exp_avg = exp_avg + (g - exp_avg) * (1 - beta1)
-    exp_avg_sq = exp_avg_sq * beta2 + g * g * (1 - beta2)
+    p, g = decayed(p, g, weight_decay, decay_factor, maximize, coupled_decay, decoupled_decay)
+    exp_avg, exp_avg_sq = moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     denom = sqrt(exp_avg_sq / bc2) + eps
     p = p + grad_coef * g / denom
     p = p + avg_coef * exp_avg / denom
@@ -163,11 +175,8 @@ def radam(p, g, exp_avg, exp_avg_sq, step_size, rect_scale, beta1, beta2, eps, w
     p_t = p_{t-1} - lr m_t / (1 - b1^t) * r_t sqrt(1 - b2^t) / (sqrt(v_t) + eps)   else   p_{t-1} - lr m_t / (1 - b1^t)
     ``step_size = lr / (1 - b1^t)``, ``rect_scale = r_t sqrt(1 - b2^t)``.
     """
-    g = gradient(p, g, weight_decay, maximize, coupled_decay)
-    if decoupled_decay:
-        p = p * decay_factor
-    exp_avg = exp_avg + (g - exp_avg) * (1 - beta1)
-    exp_avg_sq = exp_avg_sq * beta2 + g * g * (1 - beta2)
+    p, g = decayed(p, g, weight_decay, decay_factor, maximize, coupled_decay, decoupled_decay)
+    exp_avg, exp_avg_sq = moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     if rectify:
         p = p - step_size * exp_avg * rect_scale / (sqrt(exp_avg_sq) + eps)
     else:
