@@ -219,6 +219,18 @@ def test_nonfinite_skip_leaves_everything_untouched():
     assert opt.state_dict()["param_groups"][0]["d"] == before["param_groups"][0]["d"]
 
 
+def test_dadapt_sgd_measures_g0_on_the_first_step_taken():
+    """A first step skipped for an inf gradient does not measure ||g_0|| (it would be inf: the lr 0 for ever)."""
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = free.DAdaptSGD([p], nonfinite="skip")
+    p.grad = torch.full_like(p, math.inf)
+    opt.step()
+    assert opt.last_step_skipped and "g0_norm" not in opt.param_groups[0]
+    p.grad = torch.full_like(p, 2.0)
+    opt.step()
+    assert opt.param_groups[0]["g0_norm"] == pytest.approx(math.sqrt(12.0)) and opt.effective_lr() > 0
+
+
 def test_polynomial_averager_matches_package_and_copies_int_buffers():
     dog = pytest.importorskip("dog")
     torch.manual_seed(0)

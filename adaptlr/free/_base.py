@@ -168,9 +168,9 @@ class FreeOptimizer(Optimizer):
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
         return t.tolist()
 
-    def _nonfinite_anywhere(self) -> bool:
+    def _has_nonfinite(self) -> bool:
         """A non-finite gradient on this rank or (when sharded) on any rank: every rank skips together."""
-        found = self._has_nonfinite()
+        found = super()._has_nonfinite()
         if self.process_group is None:
             return found
         return self._allreduce([float(found)])[0] > 0
@@ -186,19 +186,9 @@ class FreeOptimizer(Optimizer):
         """The step size this method uses (``d * lr`` for D-Adaptation/Prodigy, the DoG step, ...)."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.nonfinite is not None and self._nonfinite_anywhere():
-            if self.nonfinite == "raise":
-                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')")
-            self.last_step_skipped = True
-            return loss
-        self.last_step_skipped = False
+    def _step_all(self) -> None:
+        """Both phases for every estimate set, with one all-reduce of all the sets' sums between them (the
+        closure and the non-finite policy are :meth:`adaptlr.optim.Optimizer.step`'s)."""
         self._step_cache = {}
         try:
             sets = self._estimate_sets()
@@ -210,4 +200,3 @@ class FreeOptimizer(Optimizer):
                 at += len(sums)
         finally:
             self._step_cache = None
-        return loss

@@ -262,12 +262,7 @@ class DAdaptSGD(FreeOptimizer):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step_all(self):
         todo = [groups for groups in self._estimate_sets() if "g0_norm" not in groups[0]]
         if todo:  # ||g_0|| on the first step with gradient information: one more reduction (and all-reduce)
             local = []
@@ -282,8 +277,7 @@ class DAdaptSGD(FreeOptimizer):
                 if g_sq > 0:  # (else: measured again on the next step)
                     for group in groups:
                         group["g0_norm"] = math.sqrt(g_sq)
-        super().step()
-        return loss
+        super()._step_all()
 
     def _reduce(self, groups):
         if "g0_norm" not in groups[0]:
