@@ -6,9 +6,12 @@
 - DDP: replicas stay identical for every optimizer in the library.
 """
 
+import datetime
+import glob
 import os
 import sys
 import tempfile
+import traceback
 
 import pytest
 import torch
@@ -43,7 +46,49 @@ def _init(rank, path):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    # generous: under load (pytest -n 2, Numba compiling into a cold cache) a rank can be minutes late
+    timeout = datetime.timedelta(minutes=10)
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=timeout)
+
+
+def _main(rank, worker, path):
+    """Run ``worker(rank)`` in a process group. A failure is written to ``<path>.rank<r>`` before anything of
+    gloo is torn down, so the test shows its message even when the teardown then aborts the process."""
+    _init(rank, path)
+    try:
+        worker(rank)
+    except BaseException:
+        with open(f"{path}.rank{rank}", "w") as f:
+            f.write(traceback.format_exc())
+        _leave(1)  # no destroy_process_group: the peer may be blocked in a collective, and gloo can abort
+    dist.barrier()
+    _leave(0)
+
+
+def _leave(code):
+    """Exit without running gloo's destructors: on this machine the normal teardown aborted ("terminate
+    called without an active exception") in about one run in five, after all the work."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _spawn(worker):
+    """Run ``worker`` on 2 ranks; a rank's failure fails the test with that rank's traceback."""
+    path = _rendezvous()
+    try:
+        mp.spawn(_main, args=(worker, path), nprocs=2, join=True)
+    except Exception as e:
+        reports = []
+        for report in sorted(glob.glob(f"{path}.rank*")):
+            with open(report) as f:
+                reports.append(f"--- {report.rsplit('.', 1)[1]}\n{f.read()}")
+        if reports:
+            pytest.fail(f"{e}\n" + "\n".join(reports), pytrace=False)
+        raise
+    finally:
+        for leftover in glob.glob(f"{path}*"):
+            os.unlink(leftover)
 
 
 def _close(a, b, rtol=1e-10):
@@ -81,32 +126,16 @@ def _zero(rank, name, kw):
     return params
 
 
-def _sharded_worker(rank, path):
-    _init(rank, path)
-    try:
-        for name, kw in SHARDED.items():
-            init, loss_fn = make_problem(1)
-            expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
-            got = _manual_split(rank, name, kw, process_group=True)
-            assert _close(got, expected), f"{name}: manual split differs from one process"
-            unreduced = _manual_split(rank, name, kw, process_group=None)
-            assert not _close(unreduced, expected, rtol=1e-6), f"{name}: the test cannot tell local sums apart"
-            got = _zero(rank, name, kw)
-            assert _close(got, expected), f"{name}: ZeRO differs from one process"
-    finally:
-        _teardown()
-
-
-def _teardown():
-    """Both ranks meet, then leave without running gloo's destructors: on this machine the normal teardown
-    aborted ("terminate called without an active exception") in about one run in five, after all the work."""
-    if sys.exc_info()[0] is not None:
-        dist.destroy_process_group()
-        return
-    dist.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+def _sharded_worker(rank):
+    for name, kw in SHARDED.items():
+        init, loss_fn = make_problem(1)
+        expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
+        got = _manual_split(rank, name, kw, process_group=True)
+        assert _close(got, expected), f"{name}: manual split differs from one process"
+        unreduced = _manual_split(rank, name, kw, process_group=None)
+        assert not _close(unreduced, expected, rtol=1e-6), f"{name}: the test cannot tell local sums apart"
+        got = _zero(rank, name, kw)
+        assert _close(got, expected), f"{name}: ZeRO differs from one process"
 
 
 def _all_optimizers():
@@ -117,34 +146,30 @@ def _all_optimizers():
     return classes
 
 
-def _ddp_worker(rank, path):
-    _init(rank, path)
-    try:
-        for cls in _all_optimizers():
-            torch.manual_seed(0)
-            model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-            ddp = torch.nn.parallel.DistributedDataParallel(model)
-            kw = (
-                {"lr": 1e-2}
-                if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith("adaptlr.optim")
-                else {}
-            )
-            opt = cls(ddp.parameters(), **kw)
-            if hasattr(opt, "train"):
-                opt.train()
-            gen = torch.Generator().manual_seed(100 + rank)  # different data on each rank
-            for _ in range(10):
-                x = torch.randn(16, 6, generator=gen, dtype=torch.float64)
-                opt.zero_grad()
-                ddp(x).pow(2).mean().backward()
-                opt.step()
-            flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-            gathered = [torch.empty_like(flat) for _ in range(2)]
-            dist.all_gather(gathered, flat)
-            assert torch.equal(gathered[0], gathered[1]), f"{cls.__name__}: replicas differ"
-            assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in _fresh(model)]))
-    finally:
-        _teardown()
+def _ddp_worker(rank):
+    for cls in _all_optimizers():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        kw = (
+            {"lr": 1e-2}
+            if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith("adaptlr.optim")
+            else {}
+        )
+        opt = cls(ddp.parameters(), **kw)
+        if hasattr(opt, "train"):
+            opt.train()
+        gen = torch.Generator().manual_seed(100 + rank)  # different data on each rank
+        for _ in range(10):
+            x = torch.randn(16, 6, generator=gen, dtype=torch.float64)
+            opt.zero_grad()
+            ddp(x).pow(2).mean().backward()
+            opt.step()
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(2)]
+        dist.all_gather(gathered, flat)
+        assert torch.equal(gathered[0], gathered[1]), f"{cls.__name__}: replicas differ"
+        assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in _fresh(model)]))
 
 
 def _fresh(model):
@@ -156,9 +181,9 @@ def _fresh(model):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_sharded_statistics_equal_one_process():
-    mp.spawn(_sharded_worker, args=(_rendezvous(),), nprocs=2, join=True)
+    _spawn(_sharded_worker)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_ddp_replicas_stay_identical():
-    mp.spawn(_ddp_worker, args=(_rendezvous(),), nprocs=2, join=True)
+    _spawn(_ddp_worker)
