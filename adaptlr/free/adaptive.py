@@ -17,16 +17,50 @@ __all__ = ["Lion", "AdaBelief", "LAMB"]
 
 
 class _Elementwise(FreeOptimizer):
-    """One elementwise pass per step, no global sums."""
+    """One elementwise pass per step, no global sums: subclasses implement :meth:`_update_group`."""
+
+    #: whether groups keep a count of their updates, ``group["step"]`` (bias corrections)
+    counts_steps = False
 
     def __init__(self, params, defaults, foreach, fused, nonfinite):
+        if self.counts_steps:
+            defaults = {**defaults, "step": 0}
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _reduce(self, groups):
         return []
 
+    def _update(self, groups, sums):
+        for group in groups:
+            params, grads, states = self._active(group)
+            if self.counts_steps:
+                group["step"] += 1
+            if params:
+                self._update_group(group, float(self._lr(group)), params, grads, states)
+            group["steps"] = group.get("steps", 0) + 1
+
+    def _update_group(self, group, lr, params, grads, states):
+        raise NotImplementedError
+
     def effective_lr(self, group_index: int = 0) -> float:
         return float(self._lr(self.param_groups[group_index]))
+
+
+def _check_decay(betas, weight_decay, eps, weight_decouple, fixed_decay):
+    """The arguments AdaBelief and LAMB share with ``pytorch_optimizer``."""
+    check_betas(betas)
+    check_real("weight_decay", weight_decay, 0.0)
+    check_real("eps", eps, 0.0)
+    check_bool("weight_decouple", weight_decouple)
+    check_bool("fixed_decay", fixed_decay)
+
+
+def _decay(group, lr):
+    """(keep, wd, coupled) of ``pytorch_optimizer``'s weight decay: decoupled, ``p *= keep`` with keep =
+    ``1 - wd * lr`` (``1 - wd`` when ``fixed_decay``); else ``wd * p`` added to the gradient (``coupled``)."""
+    wd, decoupled = group["weight_decay"], group["weight_decouple"]
+    keep = 1 - wd * (1.0 if group["fixed_decay"] else lr) if decoupled else 1.0
+    return keep, wd, wd > 0 and not decoupled
 
 
 class Lion(_Elementwise):
@@ -63,20 +97,15 @@ class Lion(_Elementwise):
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, groups, sums):
-        for group in groups:
-            params, grads, states = self._active(group)
-            if params:
-                lr = float(self._lr(group))
-                b1, b2 = group["betas"]
-                self._apply(
-                    group,
-                    lion,
-                    [params, grads, [s["exp_avg"] for s in states]],
-                    writes=(0, 2),
-                    scalars=(1 - lr * group["weight_decay"], lr, b1, 1 - b1, b2, 1 - b2),
-                )
-            group["steps"] = group.get("steps", 0) + 1
+    def _update_group(self, group, lr, params, grads, states):
+        b1, b2 = group["betas"]
+        self._apply(
+            group,
+            lion,
+            [params, grads, [s["exp_avg"] for s in states]],
+            writes=(0, 2),
+            scalars=(1 - lr * group["weight_decay"], lr, b1, 1 - b1, b2, 1 - b2),
+        )
 
 
 class AdaBelief(_Elementwise):
@@ -99,6 +128,8 @@ class AdaBelief(_Elementwise):
     """
     )
 
+    counts_steps = True
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -113,11 +144,7 @@ class AdaBelief(_Elementwise):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        check_betas(betas)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("eps", eps, 0.0)
-        check_bool("weight_decouple", weight_decouple)
-        check_bool("fixed_decay", fixed_decay)
+        _check_decay(betas, weight_decay, eps, weight_decouple, fixed_decay)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -125,7 +152,6 @@ class AdaBelief(_Elementwise):
             weight_decouple=weight_decouple,
             fixed_decay=fixed_decay,
             eps=eps,
-            step=0,
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
@@ -133,35 +159,18 @@ class AdaBelief(_Elementwise):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, groups, sums):
-        for group in groups:
-            params, grads, states = self._active(group)
-            group["step"] += 1
-            if params:
-                lr = float(self._lr(group))
-                b1, b2 = group["betas"]
-                k, wd = group["step"], group["weight_decay"]
-                decoupled = group["weight_decouple"]
-                keep = 1 - wd * (1.0 if group["fixed_decay"] else lr) if decoupled else 1.0
-                self._apply(
-                    group,
-                    adabelief,
-                    [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_var"] for s in states]],
-                    writes=(0, 2, 3),
-                    scalars=(
-                        keep,
-                        wd,
-                        b1,
-                        1 - b1,
-                        b2,
-                        1 - b2,
-                        group["eps"],
-                        math.sqrt(1 - b2**k),
-                        lr / (1 - b1**k),
-                    ),
-                    flags=(wd > 0 and not decoupled,),
-                )
-            group["steps"] = group.get("steps", 0) + 1
+    def _update_group(self, group, lr, params, grads, states):
+        b1, b2 = group["betas"]
+        k = group["step"]
+        keep, wd, coupled = _decay(group, lr)
+        self._apply(
+            group,
+            adabelief,
+            [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_var"] for s in states]],
+            writes=(0, 2, 3),
+            scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, group["eps"], math.sqrt(1 - b2**k), lr / (1 - b1**k)),
+            flags=(coupled,),
+        )
 
 
 class LAMB(_Elementwise):
@@ -189,6 +198,7 @@ class LAMB(_Elementwise):
     """
     )
 
+    counts_steps = True
     clamp = 10.0
 
     def __init__(
@@ -206,15 +216,8 @@ class LAMB(_Elementwise):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        check_betas(betas)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("eps", eps, 0.0)
-        for name, flag in (
-            ("weight_decouple", weight_decouple),
-            ("fixed_decay", fixed_decay),
-            ("adam", adam),
-        ):
-            check_bool(name, flag)
+        _check_decay(betas, weight_decay, eps, weight_decouple, fixed_decay)
+        check_bool("adam", adam)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -223,7 +226,6 @@ class LAMB(_Elementwise):
             fixed_decay=fixed_decay,
             eps=eps,
             adam=adam,
-            step=0,
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
@@ -231,40 +233,32 @@ class LAMB(_Elementwise):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, groups, sums):
-        for group in groups:
-            params, grads, states = self._active(group)
-            group["step"] += 1
-            if params:
-                lr = float(self._lr(group))
-                b1, b2 = group["betas"]
-                k, wd, eps = group["step"], group["weight_decay"], group["eps"]
-                decoupled = group["weight_decouple"]
-                keep = 1 - wd * (1.0 if group["fixed_decay"] else lr) if decoupled else 1.0
-                coupled = wd > 0 and not decoupled
-                step_size = lr / (1 - b1**k)
-                for p, g, s in zip(params, grads, states, strict=True):  # per-tensor norms
-                    p_sq, u_sq = self._apply(
-                        group,
-                        lamb_stats,
-                        [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
-                        writes=(2, 3),
-                        scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, eps),
-                        flags=(coupled,),
-                        n_sums=2,
-                    )
-                    w_norm, u_norm = min(math.sqrt(p_sq), self.clamp), math.sqrt(u_sq)
-                    trust = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
-                    s["trust_ratio"] = trust
-                    self._apply(
-                        group,
-                        lamb,
-                        [[p], [s["exp_avg"]], [s["exp_avg_sq"]]],
-                        writes=(0,),
-                        scalars=(keep, wd, eps, step_size * (1.0 if group["adam"] else trust)),
-                        flags=(coupled,),
-                    )
-            group["steps"] = group.get("steps", 0) + 1
+    def _update_group(self, group, lr, params, grads, states):
+        b1, b2 = group["betas"]
+        k, eps = group["step"], group["eps"]
+        keep, wd, coupled = _decay(group, lr)
+        step_size = lr / (1 - b1**k)
+        for p, g, s in zip(params, grads, states, strict=True):  # per-tensor norms
+            p_sq, u_sq = self._apply(
+                group,
+                lamb_stats,
+                [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
+                writes=(2, 3),
+                scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, eps),
+                flags=(coupled,),
+                n_sums=2,
+            )
+            w_norm, u_norm = min(math.sqrt(p_sq), self.clamp), math.sqrt(u_sq)
+            trust = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
+            s["trust_ratio"] = trust
+            self._apply(
+                group,
+                lamb,
+                [[p], [s["exp_avg"]], [s["exp_avg_sq"]]],
+                writes=(0,),
+                scalars=(keep, wd, eps, step_size * (1.0 if group["adam"] else trust)),
+                flags=(coupled,),
+            )
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]

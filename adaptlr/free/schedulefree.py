@@ -167,12 +167,18 @@ class _ScheduleFree(FreeOptimizer):
         return float(self._lr(group)) * self._schedule(group, group["k"])
 
 
-def _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power):
+def _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas=None, eps=None):
+    """The shared arguments; ``betas`` and ``eps`` of the adaptive variants (AdamW, RAdam)."""
     check_real("weight_decay", weight_decay, 0.0)
     if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
         raise ValueError(f"Invalid warmup_steps: {warmup_steps!r}; expected an int >= 0")
     check_real("r", r, 0.0)
     check_real("weight_lr_power", weight_lr_power, 0.0)
+    if betas is not None:
+        check_betas(betas)
+        if betas[0] == 0:
+            raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
+        check_real("eps", eps, 0.0)
 
 
 class ScheduleFreeSGD(_ScheduleFree):
@@ -201,7 +207,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power)
+        _check_sf(weight_decay, warmup_steps, r, weight_lr_power)
         check_real("momentum", momentum, 0.0, 1.0, low_open=True, high_open=True)
         defaults = dict(
             lr=lr,
@@ -243,11 +249,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        _check_sf(lr, weight_decay, warmup_steps, r, weight_lr_power)
-        check_betas(betas)
-        if betas[0] == 0:
-            raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
-        check_real("eps", eps, 0.0)
+        _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas, eps)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -289,11 +291,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        _check_sf(lr, weight_decay, 0, r, weight_lr_power)
-        check_betas(betas)
-        if betas[0] == 0:
-            raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
-        check_real("eps", eps, 0.0)
+        _check_sf(weight_decay, 0, r, weight_lr_power, betas, eps)
         check_bool("silent_sgd_phase", silent_sgd_phase)
         defaults = dict(
             lr=lr,
