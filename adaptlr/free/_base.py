@@ -15,6 +15,7 @@ all-reduce per step, whatever parameters or gradients it holds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -155,6 +156,20 @@ class FreeOptimizer(Optimizer):
             for k in range(n_sums):
                 totals[k] += out[k]
         return totals
+
+    def _any_lr(self, groups: list[dict[str, Any]]) -> bool:
+        """Whether a group of the estimate set steps at all (the estimate stays while every lr is 0)."""
+        return max(float(self._lr(g)) for g in groups) > 0
+
+    @staticmethod
+    def _bias_correction(group: dict[str, Any]) -> float:
+        """Adam's bias correction of the step, ``sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1))``, where the group
+        asks for it (``use_bias_correction``), else 1."""
+        if not group["use_bias_correction"]:
+            return 1.0
+        b1, b2 = group["betas"]
+        k = group["k"]
+        return math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1))
 
     def _allreduce(self, values: list[float]) -> list[float]:
         """Sum ``values`` over ``process_group`` (identity without one). Always one call per step."""

@@ -119,10 +119,7 @@ class DAdaptAdam(FreeOptimizer):
             state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _dlr(self, group, d):
-        b1, b2 = group["betas"]
-        k = group["k"]
-        bc = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if group["use_bias_correction"] else 1.0
-        return d * float(self._lr(group)) * bc
+        return d * float(self._lr(group)) * self._bias_correction(group)
 
     def _reduce(self, groups):
         d = groups[0]["d"]
@@ -168,7 +165,7 @@ class DAdaptAdam(FreeOptimizer):
         if s_l1 == 0:
             _skip(groups)
             return
-        if max(float(self._lr(g)) for g in groups) > 0:
+        if self._any_lr(groups):
             d_hat = numerator / ((1 - sqrt_beta2) * s_l1)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         for group in groups:
@@ -311,7 +308,7 @@ class DAdaptSGD(FreeOptimizer):
         d = g0["d"]
         numerator = g0["numerator_weighted"] + sums[0]
         s_sq = sums[1]
-        if max(float(self._lr(g)) for g in groups) > 0 and s_sq > 0:
+        if self._any_lr(groups) and s_sq > 0:
             d_hat = 2 * numerator / math.sqrt(s_sq)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         if s_sq == 0:
@@ -445,7 +442,7 @@ class DAdaptAdaGrad(FreeOptimizer):
             _skip(groups)
             return
         gsq = g0["gsq_weighted"] + sums[0]
-        if max(float(self._lr(g)) for g in groups) > 0:
+        if self._any_lr(groups):
             d_hat = (sksq - gsq) / skl1
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         for group in groups:

@@ -89,39 +89,48 @@ class DoG(FreeOptimizer):
     def _init_state(self, group, p, state):
         state["x0"] = torch.empty_like(p, memory_format=torch.preserve_format)  # filled by the first step
 
+    # the same three pieces serve DoG (sums over an estimate set) and LDoG (sums over one tensor)
+    def _sums(self, group, params, grads, states, first):
+        """(||x - x0||^2, ||g||^2) over the tensors; on the first step ``x0 <- x`` and the first is ||x0||^2."""
+        wd = group["weight_decay"]
+        fn, writes = (dog_first_stats, (2,)) if first else (dog_stats, ())
+        cols = [params, grads, [s["x0"] for s in states]]
+        return self._apply(group, fn, cols, writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2)
+
+    @staticmethod
+    def _distance(group, dist_sq, grad_sq, rbar=None, G=None):
+        """(rbar, G) after a step whose sums are ``dist_sq``, ``grad_sq``; ``rbar``, ``G``: the last (None at
+        first)."""
+        if rbar is None:
+            rbar, G = group["reps_rel"] * (1 + math.sqrt(dist_sq)), grad_sq + group["eps"]
+        else:
+            rbar, G = max(rbar, math.sqrt(dist_sq)), G + grad_sq
+        if not G > 0:
+            raise RuntimeError(f"DoG cannot work when G is not strictly positive, got {G}")
+        return rbar, G
+
+    def _eta(self, group, rbar, G, first):
+        if first and group["init_eta"] is not None:
+            return group["init_eta"]
+        return float(self._lr(group)) * rbar / math.sqrt(G)
+
     def _reduce(self, groups):
         first = "rbar" not in groups[0]
         dist_sq, grad_sq = 0.0, 0.0
         for group in groups:
             params, grads, states = self._active(group)
-            if not params:
-                continue
-            wd = group["weight_decay"]
-            cols = [params, grads, [s["x0"] for s in states]]
-            if first:  # x0 <- p; sums ||x0||^2 and ||g||^2
-                a, b = self._apply(group, dog_first_stats, cols, writes=(2,), scalars=(wd,), flags=(wd > 0,), n_sums=2)
-            else:
-                a, b = self._apply(group, dog_stats, cols, writes=(), scalars=(wd,), flags=(wd > 0,), n_sums=2)
-            dist_sq += a
-            grad_sq += b
+            if params:
+                a, b = self._sums(group, params, grads, states, first)
+                dist_sq += a
+                grad_sq += b
         return [dist_sq, grad_sq]
 
     def _update(self, groups, sums):
         g0 = groups[0]
-        dist_sq, grad_sq = sums
-        if "rbar" not in g0:
-            rbar = g0["reps_rel"] * (1 + math.sqrt(dist_sq))
-            G = grad_sq + g0["eps"]
-        else:
-            rbar = max(g0["rbar"], math.sqrt(dist_sq))
-            G = g0["G"] + grad_sq
-        if not G > 0:
-            raise RuntimeError(f"DoG cannot work when G is not strictly positive, got {G}")
         first = "rbar" not in g0
+        rbar, G = self._distance(g0, *sums, g0.get("rbar"), g0.get("G"))
         for group in groups:
-            eta = float(self._lr(group)) * rbar / math.sqrt(G)
-            if first and group["init_eta"] is not None:
-                eta = group["init_eta"]
+            eta = self._eta(group, rbar, G, first)
             group.update(rbar=rbar, G=G, eta=eta)
             params, grads, _ = self._active(group)
             if params:
@@ -152,26 +161,13 @@ class LDoG(DoG):
             if not params:
                 continue
             first = "rbar" not in group
-            wd = group["weight_decay"]
-            fn = dog_first_stats if first else dog_stats
-            writes = (2,) if first else ()
-            per = [
-                self._apply(group, fn, [[p], [g], [s["x0"]]], writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2)
-                for p, g, s in zip(params, grads, states, strict=True)
-            ]
-            if first:
-                rbar = [group["reps_rel"] * (1 + math.sqrt(a)) for a, _ in per]
-                G = [b + group["eps"] for _, b in per]
-            else:
-                rbar = [max(r, math.sqrt(a)) for r, (a, _) in zip(group["rbar"], per, strict=True)]
-                G = [G0 + b for G0, (_, b) in zip(group["G"], per, strict=True)]
-            if not all(x > 0 for x in G):
-                raise RuntimeError(f"DoG cannot work when G is not strictly positive, got {G}")
-            lr = float(self._lr(group))
-            eta = [lr * r / math.sqrt(x) for r, x in zip(rbar, G, strict=True)]
-            if first and group["init_eta"] is not None:
-                eta = [group["init_eta"]] * len(eta)
+            per = [self._sums(group, [p], [g], [s], first) for p, g, s in zip(params, grads, states, strict=True)]
+            last = [(None, None)] * len(per) if first else zip(group["rbar"], group["G"], strict=True)
+            new = [self._distance(group, a, b, *prev) for (a, b), prev in zip(per, last, strict=True)]
+            rbar, G = [r for r, _ in new], [x for _, x in new]
+            eta = [self._eta(group, r, x, first) for r, x in zip(rbar, G, strict=True)]
             group.update(rbar=rbar, G=G, eta=eta)
+            wd = group["weight_decay"]
             for p, g, e in zip(params, grads, eta, strict=True):
                 self._apply(group, dog, [[p], [g]], writes=(0,), scalars=(wd, e), flags=(wd > 0,))
             group["steps"] = group.get("steps", 0) + 1

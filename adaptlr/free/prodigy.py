@@ -132,13 +132,6 @@ class Prodigy(FreeOptimizer):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _bias_correction(self, group):
-        if not group["use_bias_correction"]:
-            return 1.0
-        b1, b2 = group["betas"]
-        k = group["k"]
-        return math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1))
-
     def _reduce(self, groups):
         g0 = groups[0]
         beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
@@ -185,7 +178,7 @@ class Prodigy(FreeOptimizer):
             _skip(groups)
             return
         d_hat = d
-        if max(float(self._lr(g)) for g in groups) > 0:
+        if self._any_lr(groups):
             d_hat = g0["d_coef"] * numerator / denominator
             if d == d0:
                 d = max(d, d_hat)
