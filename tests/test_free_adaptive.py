@@ -4,7 +4,7 @@ every engine, float64 (rtol 1e-8) and float32 (rtol 1e-5)."""
 import numpy as np
 import pytest
 import torch
-from test_free_common import assert_close, make_problem, run_torch
+from test_free_common import HPARAMS, assert_close, make_problem, run_torch
 
 from adaptlr import free
 
@@ -12,35 +12,10 @@ lion_pytorch = pytest.importorskip("lion_pytorch")
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
 CASES = {
-    "lion": (
-        free.Lion,
-        lambda p, **kw: lion_pytorch.Lion(p, **kw),
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-4, -2)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-        ),
-    ),
-    "adabelief": (
-        free.AdaBelief,
-        lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw),
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -1)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-            weight_decouple=bool(rng.integers(2)),
-        ),
-    ),
-    "lamb": (
-        free.LAMB,
-        lambda p, **kw: pytorch_optimizer.Lamb(p, **kw),  # larger lr: chaotic, rounding grows
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -2)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-            weight_decouple=bool(rng.integers(2)),
-        ),
-    ),
+    "lion": (free.Lion, lambda p, **kw: lion_pytorch.Lion(p, **kw), HPARAMS["lion"]),
+    "adabelief": (free.AdaBelief, lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw), HPARAMS["adabelief"]),
+    # lamb: larger lr: chaotic, rounding grows
+    "lamb": (free.LAMB, lambda p, **kw: pytorch_optimizer.Lamb(p, **kw), HPARAMS["lamb"]),
 }
 ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 

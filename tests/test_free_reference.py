@@ -1,11 +1,9 @@
 """adaptlr.reference.free (float64 NumPy, from the formulas) against the papers' packages, 200 steps."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from test_free_common import assert_close, make_problem, run_reference, run_torch
+from test_free_common import HPARAMS, assert_close, make_problem, run_reference, run_torch
 
 from adaptlr.reference import free as ref
 
@@ -19,151 +17,21 @@ pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 STEPS = 200
 
 
-CASES = {
-    "prodigy": (
-        lambda rng: dict(
-            lr=float(rng.uniform(0.5, 1.0)),
-            betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-            beta3=[None, 0.98][rng.integers(2)],
-            weight_decay=float(rng.uniform(0, 0.01)),
-            decouple=bool(rng.integers(2)),
-            use_bias_correction=bool(rng.integers(2)),
-            safeguard_warmup=bool(rng.integers(2)),
-            d0=float(10 ** rng.uniform(-7, -3)),
-            d_coef=float(rng.uniform(0.5, 2)),
-            growth_rate=[math.inf, 1.05][rng.integers(2)],
-            slice_p=int(rng.choice([1, 3])),
-        ),
-        lambda p, **kw: prodigyopt.Prodigy(p, **kw),
-        ref.Prodigy,
-        "x",
-    ),
-    "dadapt_sgd": (
-        lambda rng: dict(
-            lr=float(rng.uniform(0.5, 1.0)),
-            momentum=float(rng.choice([0.0, 0.9])),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            d0=float(10 ** rng.uniform(-7, -3)),
-            growth_rate=[math.inf, 1.05][rng.integers(2)],
-        ),
-        lambda p, **kw: dadaptation.DAdaptSGD(p, **kw),
-        ref.DAdaptSGD,
-        "x",
-    ),
-    "dadapt_adam": (
-        lambda rng: dict(
-            lr=float(rng.uniform(0.5, 1.0)),
-            betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            decouple=bool(rng.integers(2)),
-            use_bias_correction=bool(rng.integers(2)),
-            d0=float(10 ** rng.uniform(-7, -3)),
-            growth_rate=[math.inf, 1.05][rng.integers(2)],
-        ),
-        lambda p, **kw: dadaptation.DAdaptAdam(p, **kw),
-        ref.DAdaptAdam,
-        "x",
-    ),
-    "dadapt_adagrad": (
-        lambda rng: dict(
-            lr=float(rng.uniform(0.5, 1.0)),
-            momentum=float(rng.choice([0.0, 0.5])),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            d0=float(10 ** rng.uniform(-7, -3)),
-            growth_rate=[math.inf, 1.05][rng.integers(2)],
-        ),
-        lambda p, **kw: dadaptation.DAdaptAdaGrad(p, **kw),
-        ref.DAdaptAdaGrad,
-        "x",
-    ),
-    "dog": (
-        lambda rng: dict(
-            reps_rel=float(10 ** rng.uniform(-7, -3)),
-            lr=float(rng.uniform(0.5, 1.0)),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            init_eta=[None, 1e-4][rng.integers(2)],
-        ),
-        lambda p, **kw: dog.DoG(p, **kw),
-        ref.DoG,
-        "x",
-    ),
-    "ldog": (
-        lambda rng: dict(reps_rel=float(10 ** rng.uniform(-7, -3)), weight_decay=float(rng.uniform(0, 0.01))),
-        lambda p, **kw: dog.LDoG(p, **kw),
-        ref.LDoG,
-        "x",
-    ),
-    "sf_sgd": (
-        lambda rng: dict(
-            lr=float(rng.uniform(0.1, 1.0)),
-            momentum=float(rng.uniform(0.5, 0.95)),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            warmup_steps=int(rng.integers(0, 20)),
-            r=float(rng.choice([0.0, 1.0])),
-            weight_lr_power=float(rng.choice([0.0, 2.0])),
-        ),
-        lambda p, **kw: schedulefree.SGDScheduleFree(p, **kw),
-        ref.ScheduleFreeSGD,
-        "y",
-    ),
-    "sf_adamw": (
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -1)),
-            betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            warmup_steps=int(rng.integers(0, 20)),
-            r=float(rng.choice([0.0, 1.0])),
-            weight_lr_power=float(rng.choice([0.0, 2.0])),
-        ),
-        lambda p, **kw: schedulefree.AdamWScheduleFree(p, **kw),
-        ref.ScheduleFreeAdamW,
-        "y",
-    ),
-    "sf_radam": (
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -1)),
-            betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.01)),
-            r=float(rng.choice([0.0, 1.0])),
-            silent_sgd_phase=bool(rng.integers(2)),
-        ),
-        lambda p, **kw: schedulefree.RAdamScheduleFree(p, **kw),
-        ref.ScheduleFreeRAdam,
-        "y",
-    ),
-    "lion": (
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-4, -2)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-        ),
-        lambda p, **kw: lion_pytorch.Lion(p, **kw),
-        ref.Lion,
-        "x",
-    ),
-    "adabelief": (
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -1)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-            weight_decouple=bool(rng.integers(2)),
-        ),
-        lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw),
-        ref.AdaBelief,
-        "x",
-    ),
-    "lamb": (
-        lambda rng: dict(
-            lr=float(10 ** rng.uniform(-3, -2)),
-            betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-            weight_decay=float(rng.uniform(0, 0.1)),
-            weight_decouple=bool(rng.integers(2)),
-        ),
-        lambda p, **kw: pytorch_optimizer.Lamb(p, **kw),
-        ref.LAMB,
-        "x",
-    ),
+PACKAGES = {  # name: (the package's class, the float64 reference, the attribute where gradients are taken)
+    "prodigy": (lambda p, **kw: prodigyopt.Prodigy(p, **kw), ref.Prodigy, "x"),
+    "dadapt_sgd": (lambda p, **kw: dadaptation.DAdaptSGD(p, **kw), ref.DAdaptSGD, "x"),
+    "dadapt_adam": (lambda p, **kw: dadaptation.DAdaptAdam(p, **kw), ref.DAdaptAdam, "x"),
+    "dadapt_adagrad": (lambda p, **kw: dadaptation.DAdaptAdaGrad(p, **kw), ref.DAdaptAdaGrad, "x"),
+    "dog": (lambda p, **kw: dog.DoG(p, **kw), ref.DoG, "x"),
+    "ldog": (lambda p, **kw: dog.LDoG(p, **kw), ref.LDoG, "x"),
+    "sf_sgd": (lambda p, **kw: schedulefree.SGDScheduleFree(p, **kw), ref.ScheduleFreeSGD, "y"),
+    "sf_adamw": (lambda p, **kw: schedulefree.AdamWScheduleFree(p, **kw), ref.ScheduleFreeAdamW, "y"),
+    "sf_radam": (lambda p, **kw: schedulefree.RAdamScheduleFree(p, **kw), ref.ScheduleFreeRAdam, "y"),
+    "lion": (lambda p, **kw: lion_pytorch.Lion(p, **kw), ref.Lion, "x"),
+    "adabelief": (lambda p, **kw: pytorch_optimizer.AdaBelief(p, **kw), ref.AdaBelief, "x"),
+    "lamb": (lambda p, **kw: pytorch_optimizer.Lamb(p, **kw), ref.LAMB, "x"),
 }
+CASES = {name: (HPARAMS[name], *row) for name, row in PACKAGES.items()}
 
 
 @pytest.mark.parametrize("seed", range(3))
