@@ -62,7 +62,7 @@ class FreeOptimizer(Optimizer):
 
     Subclasses implement :meth:`_reduce` (phase 1 for one estimate set: returns a list of local sums) and
     :meth:`_update` (computes the set's scalars from the global sums and runs phase 2), and
-    :meth:`effective_lr`.
+    :meth:`effective_lr` where it is not ``d * lr``.
     """
 
     def __init__(
@@ -198,8 +198,10 @@ class FreeOptimizer(Optimizer):
         raise NotImplementedError
 
     def effective_lr(self, group_index: int = 0) -> float:
-        """The step size this method uses (``d * lr`` for D-Adaptation/Prodigy, the DoG step, ...)."""
-        raise NotImplementedError
+        """The step size this method uses: by default ``d * lr`` (D-Adaptation, Prodigy); the methods without
+        an estimate ``d`` (DoG, Schedule-Free, ...) say theirs."""
+        group = self.param_groups[group_index]
+        return group["d"] * float(self._lr(group))
 
     def _step_all(self) -> None:
         """Both phases for every estimate set, with one all-reduce of all the sets' sums between them (the

@@ -187,10 +187,6 @@ class DAdaptAdam(FreeOptimizer):
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
 
-    def effective_lr(self, group_index: int = 0) -> float:
-        group = self.param_groups[group_index]
-        return group["d"] * float(self._lr(group))
-
 
 class DAdaptSGD(FreeOptimizer):
     __doc__ = (
@@ -465,7 +461,3 @@ class DAdaptAdaGrad(FreeOptimizer):
                 )
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
-
-    def effective_lr(self, group_index: int = 0) -> float:
-        group = self.param_groups[group_index]
-        return group["d"] * float(self._lr(group))

@@ -217,7 +217,3 @@ class Prodigy(FreeOptimizer):
                     s["step"] += 1
             group["k"] += 1
             group["steps"] = group.get("steps", 0) + 1
-
-    def effective_lr(self, group_index: int = 0) -> float:
-        group = self.param_groups[group_index]
-        return group["d"] * float(self._lr(group))
