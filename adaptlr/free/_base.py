@@ -107,20 +107,9 @@ class FreeOptimizer(Optimizer):
         cache = self.__dict__.get("_step_cache")
         if cache is not None and id(group) in cache:
             return cache[id(group)]
-        params, grads, states = [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if p.is_complex():
-                raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
-            state = self.state[p]
-            if len(state) == 0:
-                self._init_state(group, p, state)
-            params.append(p)
-            grads.append(p.grad)
-            states.append(state)
+        if any(p.is_complex() for p in group["params"] if p.grad is not None):
+            raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+        params, grads, states = self._gather(group)
         if cache is not None:
             cache[id(group)] = (params, grads, states)
         return params, grads, states

@@ -174,7 +174,8 @@ class Optimizer(torch.optim.Optimizer):
         self._step_all()
         return loss
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
+        """The parameters of ``group`` that have a gradient, their gradients and their (lazily created) state."""
         params, grads, states = [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -187,6 +188,10 @@ class Optimizer(torch.optim.Optimizer):
             params.append(p)
             grads.append(p.grad)
             states.append(state)
+        return params, grads, states
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, grads, states = self._gather(group)
         if not params:
             return
         lr = self._lr(group)
