@@ -259,3 +259,24 @@ def test_converges_on_a_tiny_problem(name, dtype):
         opt.step()
     assert w.dtype == dtype
     assert float(loss()) < start / 10
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "RAdam", "Adagrad"])
+def test_param_joining_later_has_its_own_step_count(name, engine):
+    """A parameter whose gradient appears only from step 4 on keeps its own step (and mu_product), as torch."""
+    results, steps = [], []
+    for cls, extra in ((getattr(adaptlr, name), ENGINES[engine]), (getattr(torch.optim, name), {})):
+        model, x, y = model_and_data()
+        opt = cls(model.parameters(), lr=0.01, **extra)
+        for t in range(8):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            if t < 3:
+                model[2].weight.grad = None
+            opt.step()
+        results.append([p.detach().clone() for p in model.parameters()])
+        steps.append([float(opt.state[p]["step"]) for p in model.parameters()])
+    assert steps[0] == steps[1] and steps[0][2] == 5.0 and steps[0][0] == 8.0
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

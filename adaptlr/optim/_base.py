@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from ..engines import get_engine
-from ..engines._numba import NumbaEngine
 from ..engines._numba import available as _numba_available
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
@@ -36,6 +35,15 @@ def scalar_dtype() -> torch.dtype:
 
 def _real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+# dtypes the fused engine runs (complex ones through view_as_real), named by the real dtype it computes in
+_FUSED_DTYPES = {torch.float32: torch.float32, torch.float64: torch.float64, torch.complex64: torch.float32,
+                 torch.complex128: torch.float64}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -126,13 +134,35 @@ class Optimizer(torch.optim.Optimizer):
 
     def _advance(self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict]) -> list[Any]:
         """Advance per-parameter scalar state (default: ``step += 1``); return one bucket key per parameter."""
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1.0)
         if torch.compiler.is_compiling():
             # keep the step a tensor, so per-step scalars are graph values rather than constants that would
             # recompile the step every time; under torch.compile a group's parameters share one step count
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1.0)
             return [steps[0]] * len(steps)
-        return torch.stack(steps).tolist() if len(steps) > 1 else [float(steps[0])]
+        steps = self._shared_scalars(group, "step", states)
+        steps.add_(1.0)
+        return steps.tolist()
+
+    def _shared_scalars(self, group: dict[str, Any], name: str, states: list[dict]) -> torch.Tensor:
+        """One 1-d tensor whose elements ARE ``state[name]`` of the group's active parameters.
+
+        torch keeps a 0-dim tensor per parameter (``step``, NAdam's ``mu_product``); updating 400 of them costs
+        400 ops. The first time (and whenever the set of tensors changes, e.g. after ``load_state_dict``) they
+        are replaced by views into one buffer, so later steps update them all with one op. The state layout
+        is unchanged: each ``state[name]`` is still a 0-dim tensor of the same dtype.
+        """
+        tensors = [s[name] for s in states]
+        cache = self.__dict__.setdefault("_shared", {})
+        hit = cache.get((id(group), name))
+        if hit is not None and len(hit[1]) == len(tensors) and all(a is b for a, b in zip(hit[1], tensors)):
+            return hit[0]
+        buffer = torch.stack(tensors) if len(tensors) > 1 else tensors[0].reshape(1).clone()
+        views = list(buffer.unbind())
+        for s, v in zip(states, views):
+            s[name] = v
+        cache[(id(group), name)] = (buffer, views)
+        return buffer
 
     def _scalars(self, group: dict[str, Any], key: Any, lr: Any) -> tuple[Sequence[Any], Sequence[bool]]:
         raise NotImplementedError
@@ -202,11 +232,12 @@ class Optimizer(torch.optim.Optimizer):
             buckets.setdefault(key, []).append(i)
         engine = self._engine(group)
         writes = (0, *range(2, 2 + len(names)))
+        real = _real if any(p.is_complex() for p in params) else _same
         for key, idx in buckets.items():
             scalars, flags = self._scalars(group, key, lr)
             for name, part in self._partition(engine, [grads[i] for i in idx], [params[i] for i in idx], idx):
-                columns: list[Any] = [[_real(params[i]) for i in part], [_real(grads[i]) for i in part]]
-                columns += [[_real(states[i][n]) for i in part] if n is not None else 0.0 for n in names]
+                columns: list[Any] = [[real(params[i]) for i in part], [real(grads[i]) for i in part]]
+                columns += [[real(states[i][n]) for i in part] if n is not None else 0.0 for n in names]
                 get_engine(name).apply(self.rule, columns, writes, scalars, flags)
         if not torch.compiler.is_compiling() or _is_schedule(group["lr"]):
             # a Python int read under torch.compile is a guard: count steps there only when a schedule needs it
@@ -220,7 +251,8 @@ class Optimizer(torch.optim.Optimizer):
             return [(engine, idx)]
         parts: dict[Any, list[int]] = {}
         for p, g, i in zip(params, grads, idx):
-            rp, rg = _real(p), _real(g)
-            fused = NumbaEngine.supports(rp) and rg.dtype == rp.dtype and rg.is_contiguous()
-            parts.setdefault(("fused", rp.dtype) if fused else ("foreach", None), []).append(i)
+            dtype = _FUSED_DTYPES.get(p.dtype)
+            fused = (dtype is not None and p.device.type == "cpu" and g.dtype == p.dtype and p.is_contiguous()
+                     and g.is_contiguous())
+            parts.setdefault(("fused", dtype) if fused else ("foreach", None), []).append(i)
         return [(name, part) for (name, _), part in parts.items()]

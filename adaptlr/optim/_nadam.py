@@ -54,15 +54,16 @@ class NAdam(Optimizer):
 
     def _advance(self, group, params, states):
         steps = super()._advance(group, params, states)
-        products = [s["mu_product"] for s in states]
-        if torch.compiler.is_compiling() or len(set(steps)) == 1:
-            torch._foreach_mul_(products, self._mu(group, steps[0]))
-        else:
-            for step, product in zip(steps, products):
-                product *= self._mu(group, step)
         if torch.compiler.is_compiling():
+            products = [s["mu_product"] for s in states]
+            torch._foreach_mul_(products, self._mu(group, steps[0]))
             return [(steps[0], products[0])] * len(steps)
-        return list(zip(steps, torch.stack(products).tolist()))
+        products = self._shared_scalars(group, "mu_product", states)
+        if len(set(steps)) == 1:
+            products.mul_(self._mu(group, steps[0]))
+        else:
+            products.mul_(torch.tensor([self._mu(group, t) for t in steps], dtype=products.dtype))
+        return list(zip(steps, products.tolist()))
 
     def _scalars(self, group, key, lr):
         step, mu_product = key
