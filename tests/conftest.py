@@ -1,4 +1,5 @@
-"""Test-wide settings: one thread per pytest worker (the suite runs with -n 2 on 2 cores)."""
+"""Test-wide settings: one torch thread and one Numba thread per pytest worker (the suite runs with -n 2 on 2
+cores; tiny tensors only contend for intra-op threads, up to 100x slower on a loaded machine)."""
 
 from __future__ import annotations
 

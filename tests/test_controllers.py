@@ -8,15 +8,6 @@ import torch
 from adaptlr.controllers import DivergenceGuard, Hypergradient, LossTrend, TrainingDiverged
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def regression(seed=0, n=64, d=5, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=dtype)

@@ -8,15 +8,6 @@ from adaptlr import schedules as S
 from adaptlr.controllers import ReduceOnPlateau
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def metric_sequence(seed, n=150):
     """A noisy decreasing curve with plateaus and bumps, as validation losses look."""
     rng = np.random.default_rng(seed)

@@ -17,15 +17,6 @@ from adaptlr import schedules as S  # noqa: E402
 from adaptlr.finder import lr_find, suggest  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def problem(seed=0, n=256):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 6, generator=g)

@@ -13,15 +13,6 @@ from hypothesis import strategies as st
 from adaptlr import schedules as S
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def epoch_fn(epoch):  # module level: has a spec
     return 0.5**epoch
 

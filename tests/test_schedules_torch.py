@@ -12,15 +12,6 @@ from torch.optim import lr_scheduler as L
 from adaptlr import schedules as S
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def torch_lrs(make, n, base=1.0, momentum=0.0):
     """The lr of each of the first n steps under a torch scheduler (read before each optimizer step)."""
     p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
