@@ -28,49 +28,26 @@ def _symbolic(*args: Any) -> Any:
     return None
 
 
-def sqrt(x):
-    """Square root."""
-    if isinstance(x, _SCALAR):
-        return math.sqrt(x)
-    if isinstance(x, torch.Tensor):
-        return torch.sqrt(x)
-    return x.__adaptlr_math__("sqrt", x)
+def _unary(name: str, on_number, on_tensor, doc: str):
+    """A one-argument function of the math module: Python number, tensor, or traced value."""
+
+    def fn(x):
+        if isinstance(x, _SCALAR):
+            return on_number(x)
+        if isinstance(x, torch.Tensor):
+            return on_tensor(x)
+        return x.__adaptlr_math__(name, x)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def abs(x):  # noqa: A001 - the rule-writer's name
-    """Absolute value."""
-    if isinstance(x, _SCALAR):
-        return _builtin_abs(x)
-    if isinstance(x, torch.Tensor):
-        return torch.abs(x)
-    return x.__adaptlr_math__("abs", x)
-
-
-def sign(x):
-    """Sign: -1, 0 or 1 (``torch.sign`` semantics)."""
-    if isinstance(x, _SCALAR):
-        return float((x > 0) - (x < 0))
-    if isinstance(x, torch.Tensor):
-        return torch.sign(x)
-    return x.__adaptlr_math__("sign", x)
-
-
-def exp(x):
-    """Exponential."""
-    if isinstance(x, _SCALAR):
-        return math.exp(x)
-    if isinstance(x, torch.Tensor):
-        return torch.exp(x)
-    return x.__adaptlr_math__("exp", x)
-
-
-def log(x):
-    """Natural logarithm."""
-    if isinstance(x, _SCALAR):
-        return math.log(x)
-    if isinstance(x, torch.Tensor):
-        return torch.log(x)
-    return x.__adaptlr_math__("log", x)
+sqrt = _unary("sqrt", math.sqrt, torch.sqrt, "Square root.")
+abs = _unary("abs", _builtin_abs, torch.abs, "Absolute value.")  # noqa: A001 - the rule-writer's name
+sign = _unary("sign", lambda x: float((x > 0) - (x < 0)), torch.sign, "Sign: -1, 0 or 1 (``torch.sign``).")
+exp = _unary("exp", math.exp, torch.exp, "Exponential.")
+log = _unary("log", math.log, torch.log, "Natural logarithm.")
 
 
 def maximum(a, b):
