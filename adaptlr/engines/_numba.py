@@ -67,10 +67,16 @@ def __getattr__(name: str) -> Any:  # the generated kernels import ``as_void_poi
 
 
 def _cache_dir() -> Path:
+    """``$ADAPTLR_CACHE_DIR/kernels``, else ``~/.cache/adaptlr/kernels``; a temporary folder if neither is writable."""
     root = os.environ.get("ADAPTLR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "adaptlr")
-    path = Path(root) / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    for path in (Path(root) / "kernels", Path(tempfile.gettempdir()) / f"adaptlr-kernels-{os.getuid()}"):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+        except OSError:
+            continue
+    raise RuntimeError("adaptlr: no writable folder for the fused engine's kernels; set ADAPTLR_CACHE_DIR")
 
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
@@ -119,11 +125,6 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
             body.append(f"            x{i} = {_expr(node.op, [tensor_operand(a) for a in node.args])}")
         else:
             hoisted.insert(0, f"    c{i} = {_expr(node.op, [scalar_name(a) for a in node.args])}")
-    # scalar nodes must come in program order, before the casts that use them
-    scalar_lines = [ln for ln in hoisted if ln.startswith("    c")]
-    scalar_lines.sort(key=lambda ln: int(ln.split("=")[0].strip()[1:]))
-    cast_lines = [ln for ln in hoisted if not ln.startswith("    c")]
-
     outputs = program.outputs
     tensor_cols = program.tensor_columns
     stores = [f"            a{col}[i] = {tensor_operand(outputs[k])}" for k, col in enumerate(writes)
@@ -134,6 +135,10 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
     loads = [f"            v{c} = a{c}[i]" for c in used]
     arrays = sorted(set(used) | {c for c in writes if c in tensor_cols})
     slot = {c: j for j, c in enumerate(tensor_cols)}
+    # (after every tensor_operand call, which may hoist a cast) scalar nodes in program order, then the casts
+    scalar_lines = [ln for ln in hoisted if ln.startswith("    c")]
+    scalar_lines.sort(key=lambda ln: int(ln.split("=")[0].strip()[1:]))
+    cast_lines = [ln for ln in hoisted if not ln.startswith("    c")]
     lines = [
         "import numpy as np",
         "from numba import njit, prange, carray",
