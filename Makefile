@@ -1,8 +1,11 @@
 # Every target creates .venv when missing: torch==2.13.0 first (the local CPU wheel), then adaptlr with its extras.
+# `make demo` installs the light set (lab + dev); `make test` adds the extras the whole suite needs (PostgreSQL
+# store, Triton's interpreter, the framework integrations).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint bench setup clean
 
@@ -12,12 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,lab]"
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0 -e ".[dev,lab,store,triton,integrations]"
+	touch $(TEST_STAMP)
+
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m adaptlr.demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
