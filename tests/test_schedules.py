@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from adaptlr import schedules as S
 
 
-def epoch_fn(epoch):  # module level: has a spec
+@S.register_callable("test_schedules.epoch_fn")
+def epoch_fn(epoch):  # registered: its spec is the name
     return 0.5**epoch
 
 

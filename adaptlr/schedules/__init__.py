@@ -1,7 +1,10 @@
 r"""Schedules: pure, picklable function objects ``step -> value`` with a spec that round-trips.
 
 ``step`` counts the steps already taken (``s(0)`` is the value of the first update). Every factory validates
-its arguments; durations are steps (int) or fractions of ``total_steps`` (float in (0, 1]).
+its arguments; durations are steps (int) or fractions of ``total_steps`` (float in (0, 1]), one rule shared
+with the lab (``adaptlr._validation.duration``). A schedule whose values would go negative or grow without
+bound is refused when it is built (``allow_negative=True`` keeps a negative one on purpose). A spec is data:
+it names factories and functions registered with :func:`register_callable`, and nothing in it is imported.
 
 >>> from adaptlr import schedules as S
 >>> s = S.warmup(S.cosine(3e-3, steps=9_000), steps=1_000)
@@ -11,7 +14,7 @@ True
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Schedule, ScheduleLike, from_spec, schedule_classes
+from ._base import Schedule, ScheduleLike, from_spec, register_callable, registered_callables, schedule_classes
 from ._basic import (
     constant,
     exponential,
@@ -34,7 +37,8 @@ def allow_torch_load() -> None:
     """Let ``torch.load(..., weights_only=True)`` rebuild adaptlr schedules (say, in an optimizer's
     ``state_dict`` whose ``lr`` is a schedule): registers the schedule classes, which hold only numbers, lists
     and nested schedules, with ``torch.serialization.add_safe_globals``. A ``from_epochs`` schedule of a user
-    function still needs that function to be allowed by the caller."""
+    function still needs that function to be allowed by the caller (adaptlr's own optimizers keep only a
+    schedule's spec in ``state_dict()``, where a user function appears as its registered name)."""
     import torch
 
     torch.serialization.add_safe_globals(schedule_classes())
@@ -52,5 +56,5 @@ __all__ = [
     "Schedule", "ScheduleLR", "ScheduleLike", "allow_torch_load", "as_torch_scheduler", "constant",
     "cosine", "cosine_restarts", "cyclic", "exponential", "from_epochs", "from_spec", "inverse_sqrt",
     "join", "linear", "multistep", "one_cycle", "piecewise_constant", "plot", "polynomial", "product",
-    "scale", "schedule_classes", "step", "warmup", "wsd",
+    "register_callable", "registered_callables", "scale", "schedule_classes", "step", "warmup", "wsd",
 ]

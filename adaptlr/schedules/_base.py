@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
-import importlib
+import difflib
 import json
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, overload
 
-__all__ = ["Schedule", "ScheduleLike", "from_spec", "register", "schedule_classes"]
+from .._validation import check_count, duration
+
+__all__ = ["Schedule", "ScheduleLike", "callable_ref", "duration", "from_spec", "register", "register_callable",
+           "registered_callables", "schedule_classes"]
 
 #: Anything `step -> value`; every adaptlr schedule is one, and so is any user function.
 ScheduleLike = Callable[[int], float]
@@ -31,16 +34,57 @@ class Schedule:
     optax and as ``last_epoch`` in ``torch.optim.lr_scheduler``. A schedule holds only its arguments; its
     :attr:`spec` is a JSON-able dict from which :func:`from_spec` rebuilds an equal schedule. Schedules
     multiply with numbers (scaling) and with each other (products).
+
+    **Range check.** A schedule is a learning rate in waiting, so construction refuses one whose values
+    (over all steps >= 0, as far as its arguments tell; see :meth:`bounds`) grow without bound (they would
+    overflow to ``inf``) or go below 0 (a negative learning rate climbs the loss: ``linear(0.1, -0.1, 100)``).
+    A negative schedule meant on purpose is built with ``allow_negative=True`` (a keyword of every factory
+    whose own arguments can make it negative); that flag is part of its spec, and a composite (``join``,
+    ``product``, ``warmup``, ...) of a schedule that allows negative values allows them too. A user function
+    (``from_epochs(fn)``) cannot be checked before it runs: the optimizers check the lr used at each step.
     """
 
     name: ClassVar[str] = "schedule"
+    allow_negative: bool = False
 
     def __init__(self, **params: Any) -> None:
+        if params.get("allow_negative") is False:  # the default is not written into the spec
+            del params["allow_negative"]
         self._names = tuple(params)
         self.__dict__.update(params)
+        self._check_range()
 
     def _at(self, step: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def bounds(self) -> tuple[float, float] | None:
+        """``(low, high)``: bounds of the values over every step >= 0, derived from the arguments (the
+        convex hull of the values it passes through, so a bound may be loose but is never wrong); ``None``
+        when they cannot be known before it runs (a user function)."""
+        return None
+
+    def children(self) -> Iterator[Schedule]:
+        """The schedules this one is built from (directly)."""
+        for v in self.params.values():
+            for x in v if isinstance(v, (list, tuple)) else (v,):
+                if isinstance(x, Schedule):
+                    yield x
+
+    def allows_negative(self) -> bool:
+        """Whether this schedule, or one it is built from, was built with ``allow_negative=True``."""
+        return self.allow_negative or any(c.allows_negative() for c in self.children())
+
+    def _check_range(self) -> None:
+        b = self.bounds()
+        if b is None:
+            return
+        low, high = b
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"Invalid {self.name} schedule {self!r}: its values grow without bound (they "
+                             "would overflow to inf); cap it (final=...) or let it decay")
+        if low < 0 and not self.allows_negative():
+            raise ValueError(f"Invalid {self.name} schedule {self!r}: its values go down to {low:g}, and a "
+                             "negative learning rate climbs the loss; pass allow_negative=True if you mean it")
 
     def __call__(self, step: Any) -> float:
         return float(self._at(int(step)))
@@ -122,21 +166,86 @@ def _repr_value(value: Any) -> str:
     return repr(value)
 
 
+# ---------------------------------------------------------------- user callables: a registry, never an import
+
+_CALLABLES: dict[str, Callable[..., Any]] = {}
+
+F = Any  # a callable being registered (returned as it is)
+
+
+@overload
+def register_callable(name: Callable[..., Any], fn: None = None, *, replace: bool = False) -> Callable[..., Any]: ...
+@overload
+def register_callable(name: str, fn: Callable[..., Any], *, replace: bool = False) -> Callable[..., Any]: ...
+@overload
+def register_callable(name: str | None = None, fn: None = None, *,
+                      replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+
+
+def register_callable(name: Any = None, fn: Any = None, *, replace: bool = False) -> Any:
+    """Let specs name a function of yours: ``from_epochs(fn="my_decay", steps_per_epoch=100)``.
+
+    A spec is data: the names in it resolve only through this registry, which only Python code fills, so a
+    spec string (from a CLI argument, a store, a config file) can never import a module or call a function
+    that was not registered on purpose. The CLI's ``--import MODULE`` is the explicit way to load the module
+    that registers yours. Three forms::
+
+        register_callable("my_decay", my_decay)    # returns my_decay
+
+        @register_callable("my_decay")             # decorator with a name
+        def my_decay(epoch): ...
+
+        @register_callable                         # decorator: registered under my_decay.__name__
+        def my_decay(epoch): ...
+
+    A name already taken by another function raises ``ValueError`` unless ``replace=True``; registering the
+    same function under the same name again does nothing. The spec of ``from_epochs(my_decay, ...)`` holds
+    the registered name.
+    """
+    if callable(name) and fn is None:
+        return register_callable(getattr(name, "__name__", ""), name, replace=replace)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"Invalid name: {name!r} (expected a non-empty string)")
+    if fn is None:
+        def decorator(f: F) -> F:
+            return register_callable(name if name is not None else getattr(f, "__name__", ""), f, replace=replace)
+
+        return decorator
+    if not callable(fn):
+        raise ValueError(f"Invalid fn: {fn!r} (expected a callable)")
+    old = _CALLABLES.get(name)
+    if old is not None and old is not fn and not replace:
+        raise ValueError(f"a callable is already registered as {name!r} ({old!r}); pass replace=True to replace it")
+    _CALLABLES[name] = fn
+    return fn
+
+
+def registered_callables() -> dict[str, Callable[..., Any]]:
+    """The functions that specs may name, by name (a copy)."""
+    return dict(_CALLABLES)
+
+
 def callable_ref(fn: Callable[..., Any]) -> str:
-    """``"module:qualname"`` of an importable module-level function (the spec of a user function)."""
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    if not module or "<" in qualname:
-        raise ValueError(f"{fn!r} has no spec: only module-level functions (not lambdas or closures) can be "
-                         "described by name; use a module-level function or an adaptlr schedule")
-    return f"{module}:{qualname}"
+    """The name under which ``fn`` was registered with :func:`register_callable` (its spec)."""
+    for name, f in _CALLABLES.items():
+        if f is fn:
+            return name
+    raise ValueError(f"{fn!r} has no spec: a function is described in a spec by the name it was registered "
+                     "under (adaptlr.schedules.register_callable(name, fn)); lambdas and closures can be "
+                     "registered too, or use an adaptlr schedule")
 
 
-def _resolve_callable(ref: str) -> Callable[..., Any]:
-    module, _, qualname = ref.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+def resolve_callable(ref: Any) -> Callable[..., Any]:
+    """The function registered as ``ref``; a ``ValueError`` with the known names (and a did-you-mean) if none.
+    Nothing is imported: ``"os:_exit"`` is just an unknown name."""
+    if not isinstance(ref, str) or ref not in _CALLABLES:
+        close = difflib.get_close_matches(str(ref), list(_CALLABLES), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(sorted(_CALLABLES)) or "none yet"
+        raise ValueError(f"unknown callable {ref!r} in spec{hint} (specs name only functions registered with "
+                         f"adaptlr.schedules.register_callable; registered: {known}; load the module that "
+                         "registers yours with --import MODULE on the command line)")
+    return _CALLABLES[ref]
 
 
 def from_spec(spec: Any) -> Schedule:
@@ -175,7 +284,7 @@ def _from_spec_value(key: str, value: Any) -> Any:
     if isinstance(value, list):
         return [_from_spec_value(key, v) for v in value]
     if key == "fn" and isinstance(value, str):
-        return _resolve_callable(value)
+        return resolve_callable(value)
     return value
 
 
@@ -234,9 +343,7 @@ def check_nonneg(name: str, value: Any) -> float:
 
 
 def check_int(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Invalid {name}: {value!r} (expected an integer >= {minimum})")
-    return int(value)
+    return check_count(name, value, minimum)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
@@ -245,20 +352,6 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
-def duration(name: str, value: Any, total_steps: int | None, minimum: int = 1) -> int:
-    """A number of steps: an int, or a float in (0, 1] read as a fraction of ``total_steps`` (rounded)."""
-    if isinstance(value, float) and not isinstance(value, bool):
-        if value.is_integer() and value > 1:
-            value = int(value)
-        elif 0 < value <= 1:
-            if total_steps is None:
-                raise ValueError(f"Invalid {name}: {value!r} is a fraction of the run, "
-                                 "so total_steps is needed")
-            value = round(value * check_int("total_steps", total_steps, 1))
-            if value < minimum:
-                raise ValueError(f"Invalid {name}: the fraction gives {value} steps (expected >= {minimum})")
-            return value
-        else:
-            raise ValueError(f"Invalid {name}: {value!r} "
-                             "(expected an int number of steps or a fraction in (0, 1])")
-    return check_int(name, value, minimum)
+def hull(*values: float) -> tuple[float, float]:
+    """``(min, max)`` of the values: the bounds of a schedule that moves between them."""
+    return (min(values), max(values))

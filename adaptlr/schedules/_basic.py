@@ -6,7 +6,7 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, register
+from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, hull, register
 
 __all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant",
            "polynomial", "step"]
@@ -18,15 +18,18 @@ class _Constant(Schedule):
     def _at(self, step: int) -> float:
         return self.value
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.value)
+
 
 @register
-def constant(value: float = 1.0) -> Schedule:
+def constant(value: float = 1.0, *, allow_negative: bool = False) -> Schedule:
     """:math:`v_t = value`. ``torch.optim.lr_scheduler.ConstantLR`` is ``piecewise_constant``.
 
     >>> constant(0.1)(12345)
     0.1
     """
-    return _Constant(value=check_real("value", value))
+    return _Constant(value=check_real("value", value), allow_negative=allow_negative)
 
 
 class _Polynomial(Schedule):
@@ -36,10 +39,13 @@ class _Polynomial(Schedule):
         frac = 1.0 - min(max(step - self.begin, 0), self.steps) / self.steps
         return (self.init - self.final) * frac**self.power + self.final
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.init, self.final)
+
 
 @register
 def polynomial(init: float, final: float, steps: int | float, power: float = 1.0, begin: int = 0,
-               total_steps: int | None = None) -> Schedule:
+               total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Polynomial decay (optax ``polynomial_schedule``; torch ``PolynomialLR`` with ``final=0``).
 
     .. math:: v_t = (init - final)\,(1 - \min(\max(t - begin, 0), steps) / steps)^{power} + final
@@ -51,7 +57,7 @@ def polynomial(init: float, final: float, steps: int | float, power: float = 1.0
     """
     return _Polynomial(init=check_real("init", init), final=check_real("final", final),
                        steps=duration("steps", steps, total_steps), power=check_positive("power", power),
-                       begin=check_int("begin", begin))
+                       begin=check_int("begin", begin), allow_negative=allow_negative)
 
 
 class _Linear(_Polynomial):
@@ -64,7 +70,7 @@ class _Linear(_Polynomial):
 
 @register
 def linear(init: float, final: float, steps: int | float, begin: int = 0,
-           total_steps: int | None = None) -> Schedule:
+           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` with ``init=start_factor``,
     ``final=end_factor``).
 
@@ -74,7 +80,8 @@ def linear(init: float, final: float, steps: int | float, begin: int = 0,
     0.25
     """
     return _Linear(init=check_real("init", init), final=check_real("final", final),
-                   steps=duration("steps", steps, total_steps), begin=check_int("begin", begin))
+                   steps=duration("steps", steps, total_steps), begin=check_int("begin", begin),
+                   allow_negative=allow_negative)
 
 
 class _Exponential(Schedule):
@@ -89,16 +96,27 @@ class _Exponential(Schedule):
             v = max(v, self.final) if self.rate < 1 else min(v, self.final)
         return v
 
+    def bounds(self) -> tuple[float, float]:
+        if self.rate == 1 or self.init == 0:
+            return hull(self.init)
+        if self.rate < 1:  # from init towards 0, clipped from below at final
+            return hull(self.init, 0.0 if self.final is None else self.final)
+        if self.final is None or self.init < 0:  # grows in size without a cap
+            return (-math.inf, math.inf)
+        return hull(self.init, self.final)
+
 
 @register
 def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0, staircase: bool = False,
-                final: float | None = None, total_steps: int | None = None) -> Schedule:
+                final: float | None = None, total_steps: int | None = None, *,
+                allow_negative: bool = False) -> Schedule:
     r"""Exponential decay (optax ``exponential_decay``; torch ``ExponentialLR(gamma=rate)`` with ``steps=1``).
 
     .. math:: v_t = init \cdot rate^{p},\quad p = (t - begin) / steps
               \ (\lfloor p \rfloor \text{ if staircase})
 
     and :math:`v_t = init` for :math:`t \le begin`; clipped at ``final`` when given (from below if rate < 1).
+    A growing schedule (``rate > 1``) needs ``final`` as its cap (else it would overflow).
 
     >>> exponential(1.0, rate=0.5, steps=2, staircase=True)(3)
     0.5
@@ -106,7 +124,8 @@ def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0
     rate = check_positive("rate", rate)
     return _Exponential(init=check_real("init", init), rate=rate, steps=duration("steps", steps, total_steps),
                         begin=check_int("begin", begin), staircase=bool(staircase),
-                        final=None if final is None else check_real("final", final))
+                        final=None if final is None else check_real("final", final),
+                        allow_negative=allow_negative)
 
 
 class _Step(Schedule):
@@ -115,9 +134,15 @@ class _Step(Schedule):
     def _at(self, step: int) -> float:
         return self.init * self.gamma ** (step // self.step_size)
 
+    def bounds(self) -> tuple[float, float]:
+        if self.gamma > 1 and self.init != 0:  # grows without a cap
+            return (-math.inf, math.inf)
+        return hull(self.init, self.init if self.gamma == 1 else 0.0)
+
 
 @register
-def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: int | None = None) -> Schedule:
+def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: int | None = None, *,
+         allow_negative: bool = False) -> Schedule:
     r"""Decay by ``gamma`` every ``step_size`` steps (torch ``StepLR``):
     :math:`v_t = init\,\gamma^{\lfloor t / step\_size \rfloor}`.
 
@@ -125,7 +150,7 @@ def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: i
     0.25
     """
     return _Step(init=check_real("init", init), step_size=duration("step_size", step_size, total_steps),
-                 gamma=check_nonneg("gamma", gamma))
+                 gamma=check_nonneg("gamma", gamma), allow_negative=allow_negative)
 
 
 class _Multistep(Schedule):
@@ -133,6 +158,9 @@ class _Multistep(Schedule):
 
     def _at(self, step: int) -> float:
         return self.init * self.gamma ** bisect.bisect_right(self.milestones, step)
+
+    def bounds(self) -> tuple[float, float]:
+        return hull(*(self.init * self.gamma**k for k in range(len(self.milestones) + 1)))
 
 
 def _increasing(name: str, values: Sequence[int | float], total_steps: int | None) -> list[int]:
@@ -146,7 +174,7 @@ def _increasing(name: str, values: Sequence[int | float], total_steps: int | Non
 
 @register
 def multistep(init: float, milestones: Sequence[int | float], gamma: float = 0.1,
-              total_steps: int | None = None) -> Schedule:
+              total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Decay by ``gamma`` at each milestone (torch ``MultiStepLR``):
     :math:`v_t = init\,\gamma^{|\{m \le t\}|}`.
 
@@ -155,7 +183,7 @@ def multistep(init: float, milestones: Sequence[int | float], gamma: float = 0.1
     """
     return _Multistep(init=check_real("init", init),
                       milestones=_increasing("milestones", milestones, total_steps),
-                      gamma=check_nonneg("gamma", gamma))
+                      gamma=check_nonneg("gamma", gamma), allow_negative=allow_negative)
 
 
 class _PiecewiseConstant(Schedule):
@@ -164,10 +192,13 @@ class _PiecewiseConstant(Schedule):
     def _at(self, step: int) -> float:
         return self.values[bisect.bisect_right(self.boundaries, step)]
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(*self.values)
+
 
 @register
 def piecewise_constant(values: Sequence[float], boundaries: Sequence[int | float],
-                       total_steps: int | None = None) -> Schedule:
+                       total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""``values[i]`` on ``[boundaries[i-1], boundaries[i])``: ``len(values) == len(boundaries) + 1``.
 
     torch ``ConstantLR(factor, total_iters)`` is ``piecewise_constant([factor, 1.0], [total_iters])``.
@@ -180,7 +211,7 @@ def piecewise_constant(values: Sequence[float], boundaries: Sequence[int | float
     if len(vals) != len(bounds) + 1:
         raise ValueError(f"Invalid values: {len(vals)} values for {len(bounds)} boundaries "
                          "(expected len(values) == len(boundaries) + 1)")
-    return _PiecewiseConstant(values=vals, boundaries=bounds)
+    return _PiecewiseConstant(values=vals, boundaries=bounds, allow_negative=allow_negative)
 
 
 class _InverseSqrt(Schedule):
@@ -189,9 +220,13 @@ class _InverseSqrt(Schedule):
     def _at(self, step: int) -> float:
         return self.init * math.sqrt(self.timescale / max(step, self.timescale))
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.init, 0.0)
+
 
 @register
-def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | None = None) -> Schedule:
+def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | None = None, *,
+                 allow_negative: bool = False) -> Schedule:
     r"""Constant, then :math:`\propto 1/\sqrt{t}` (Vaswani et al., 2017; T5):
 
     .. math:: v_t = init\,\sqrt{timescale / \max(t, timescale)}
@@ -202,4 +237,4 @@ def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | Non
     0.5
     """
     return _InverseSqrt(init=check_real("init", init),
-                        timescale=duration("timescale", timescale, total_steps))
+                        timescale=duration("timescale", timescale, total_steps), allow_negative=allow_negative)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from ._base import Schedule, check_choice, check_int, check_real, duration, register
+from ._base import Schedule, check_choice, check_int, check_real, duration, hull, register, resolve_callable
 
 __all__ = ["from_epochs", "join", "product", "scale", "warmup"]
 
@@ -21,12 +22,27 @@ def _schedule(name: str, value: object) -> Schedule:
     raise ValueError(f"Invalid {name}: {value!r} (expected an adaptlr schedule, a spec or a number)")
 
 
+def _times(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Interval product: the bounds of x * y for x in a, y in b."""
+    return hull(*(x * y for x in a for y in b))
+
+
+def _hull_of(bounds: Any) -> tuple[float, float] | None:
+    bounds = list(bounds)
+    if any(b is None for b in bounds):
+        return None
+    return (min(b[0] for b in bounds), max(b[1] for b in bounds))
+
+
 class _Join(Schedule):
     name = "join"
 
     def _at(self, step: int) -> float:
         i = bisect.bisect_right(self.boundaries, step)
         return self.schedules[i](step - (self.boundaries[i - 1] if i else 0))
+
+    def bounds(self) -> tuple[float, float] | None:
+        return _hull_of(s.bounds() for s in self.schedules)
 
 
 @register
@@ -64,10 +80,13 @@ class _Warmup(Schedule):
             return self.start + (target - self.start) * frac
         return self.start + (target - self.start) * 0.5 * (1.0 - math.cos(math.pi * frac))
 
+    def bounds(self) -> tuple[float, float] | None:
+        return _hull_of([self.schedule.bounds(), hull(self.start)])
+
 
 @register
 def warmup(schedule: Schedule, steps: int | float, start: float = 0.0, mode: str = "linear",
-           total_steps: int | None = None) -> Schedule:
+           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Warm up from ``start`` to the schedule's first value over ``steps``, then run the schedule
     (shifted: it sees the steps since the end of the warmup, as in ``join``):
 
@@ -82,7 +101,8 @@ def warmup(schedule: Schedule, steps: int | float, start: float = 0.0, mode: str
     (0.5, 1.0)
     """
     return _Warmup(schedule=_schedule("schedule", schedule), steps=duration("steps", steps, total_steps),
-                   start=check_real("start", start), mode=check_choice("mode", mode, ("linear", "cosine")))
+                   start=check_real("start", start), mode=check_choice("mode", mode, ("linear", "cosine")),
+                   allow_negative=allow_negative)
 
 
 class _Product(Schedule):
@@ -93,6 +113,15 @@ class _Product(Schedule):
         for s in self.schedules:
             v *= s(step)
         return v
+
+    def bounds(self) -> tuple[float, float] | None:
+        out = (1.0, 1.0)
+        for s in self.schedules:
+            b = s.bounds()
+            if b is None:
+                return None
+            out = _times(out, b)
+        return out
 
 
 @register
@@ -115,16 +144,21 @@ class _Scale(Schedule):
     def _at(self, step: int) -> float:
         return self.factor * self.schedule(step)
 
+    def bounds(self) -> tuple[float, float] | None:
+        b = self.schedule.bounds()
+        return None if b is None else _times(hull(self.factor), b)
+
 
 @register
-def scale(schedule: Schedule, factor: float) -> Schedule:
+def scale(schedule: Schedule, factor: float, *, allow_negative: bool = False) -> Schedule:
     r""":math:`v_t = factor \cdot s(t)` (also ``factor * s``).
 
     >>> from adaptlr.schedules import constant
     >>> (3 * constant(0.5))(0)
     1.5
     """
-    return _Scale(schedule=_schedule("schedule", schedule), factor=check_real("factor", factor))
+    return _Scale(schedule=_schedule("schedule", schedule), factor=check_real("factor", factor),
+                  allow_negative=allow_negative)
 
 
 class _FromEpochs(Schedule):
@@ -133,19 +167,26 @@ class _FromEpochs(Schedule):
     def _at(self, step: int) -> float:
         return float(self.fn(step // self.steps_per_epoch))
 
+    def bounds(self) -> tuple[float, float] | None:
+        return self.fn.bounds() if isinstance(self.fn, Schedule) else None  # a user function: unknown
+
 
 @register
-def from_epochs(fn: Callable[[int], float], steps_per_epoch: int) -> Schedule:
+def from_epochs(fn: Callable[[int], float] | str, steps_per_epoch: int) -> Schedule:
     r"""A function of the epoch (the Keras habit) as a schedule of the step:
     :math:`v_t = fn(\lfloor t / steps\_per\_epoch \rfloor)`.
 
-    ``fn`` may be an adaptlr schedule (then it has a spec) or a module-level function (its spec is its
-    ``"module:qualname"``); a lambda works but has no spec and does not pickle.
+    ``fn`` may be an adaptlr schedule (then it has a spec), a function registered with
+    :func:`~adaptlr.schedules.register_callable` (its spec is the registered name), or that name; nothing
+    else is ever looked up. An unregistered function or a lambda works but has no spec (and a lambda does not
+    pickle).
 
     >>> from adaptlr.schedules import step
     >>> from_epochs(step(1.0, step_size=2, gamma=0.5), steps_per_epoch=100)(250)
     0.5
     """
+    if isinstance(fn, str):
+        fn = resolve_callable(fn)
     if not callable(fn):
         raise ValueError(f"Invalid fn: {fn!r} (expected a callable epoch -> value)")
     return _FromEpochs(fn=fn, steps_per_epoch=check_int("steps_per_epoch", steps_per_epoch, 1))

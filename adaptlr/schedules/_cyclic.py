@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._base import Schedule, check_choice, check_int, check_positive, check_real, duration, register
+from ._base import Schedule, check_choice, check_int, check_positive, check_real, duration, hull, register
 
 __all__ = ["cosine", "cosine_restarts", "cyclic", "one_cycle", "wsd"]
 
@@ -21,10 +21,13 @@ class _Cosine(Schedule):
         frac = min(max(step - self.begin, 0), self.steps) / self.steps
         return (self.init - self.final) * _half_cosine(frac) ** self.exponent + self.final
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.init, self.final)
+
 
 @register
 def cosine(init: float, steps: int | float, final: float = 0.0, exponent: float = 1.0, begin: int = 0,
-           total_steps: int | None = None) -> Schedule:
+           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Cosine decay from ``init`` to ``final`` over ``steps``, then ``final`` (Loshchilov & Hutter, 2017).
 
     .. math:: v_t = final + (init - final)
@@ -39,7 +42,7 @@ def cosine(init: float, steps: int | float, final: float = 0.0, exponent: float 
     """
     return _Cosine(init=check_real("init", init), steps=duration("steps", steps, total_steps),
                    final=check_real("final", final), exponent=check_positive("exponent", exponent),
-                   begin=check_int("begin", begin))
+                   begin=check_int("begin", begin), allow_negative=allow_negative)
 
 
 class _CosineRestarts(Schedule):
@@ -55,10 +58,15 @@ class _CosineRestarts(Schedule):
         peak = self.init * self.decay**cycle
         return self.final + (peak - self.final) * _half_cosine(t / period)
 
+    def bounds(self) -> tuple[float, float]:
+        if self.decay > 1 and self.init != 0:  # the peaks grow without a cap
+            return (-math.inf, math.inf)
+        return hull(self.init, self.final, *(() if self.decay == 1 else (0.0,)))
+
 
 @register
 def cosine_restarts(init: float, period: int | float, mult: int = 1, decay: float = 1.0, final: float = 0.0,
-                    total_steps: int | None = None) -> Schedule:
+                    total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""SGDR: cosine cycles with warm restarts (Loshchilov & Hutter, 2017;
     torch ``CosineAnnealingWarmRestarts``).
 
@@ -75,7 +83,7 @@ def cosine_restarts(init: float, period: int | float, mult: int = 1, decay: floa
     """
     return _CosineRestarts(init=check_real("init", init), period=duration("period", period, total_steps),
                            mult=check_int("mult", mult, 1), decay=check_positive("decay", decay),
-                           final=check_real("final", final))
+                           final=check_real("final", final), allow_negative=allow_negative)
 
 
 class _OneCycle(Schedule):
@@ -103,6 +111,9 @@ class _OneCycle(Schedule):
                 return (hi - lo) * pct + lo
             start = end
         raise AssertionError("unreachable")
+
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.peak, self.peak / self.div_factor / self.final_div_factor)
 
 
 @register
@@ -150,11 +161,16 @@ class _Cyclic(Schedule):
             amp = self.gamma**step
         return self.base + (self.peak - self.base) * scale * amp
 
+    def bounds(self) -> tuple[float, float]:
+        if self.mode == "exp_range" and self.gamma > 1 and self.peak != self.base:  # the height grows
+            return (-math.inf, math.inf)
+        return hull(self.base, self.peak)
+
 
 @register
 def cyclic(base: float, peak: float, step_size_up: int | float = 2000,
            step_size_down: int | float | None = None, mode: str = "triangular", gamma: float = 1.0,
-           total_steps: int | None = None) -> Schedule:
+           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
     r"""Cyclical learning rates (Smith, 2017) with torch ``CyclicLR``'s semantics (``base_lr``, ``max_lr``).
 
     A triangle from ``base`` up to ``peak`` in ``step_size_up`` steps and back in ``step_size_down``; its
@@ -169,7 +185,7 @@ def cyclic(base: float, peak: float, step_size_up: int | float = 2000,
     return _Cyclic(base=check_real("base", base), peak=check_real("peak", peak), step_size_up=up,
                    step_size_down=down,
                    mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
-                   gamma=check_positive("gamma", gamma))
+                   gamma=check_positive("gamma", gamma), allow_negative=allow_negative)
 
 
 class _WSD(Schedule):
@@ -190,10 +206,13 @@ class _WSD(Schedule):
             shape = 1.0 - math.sqrt(frac)
         return self.final + (self.peak - self.final) * shape
 
+    def bounds(self) -> tuple[float, float]:
+        return hull(self.init, self.peak, self.final)
+
 
 @register
 def wsd(peak: float, steps: int, warmup: int | float = 0, decay: int | float = 0.2, init: float = 0.0,
-        final: float = 0.0, cooldown: str = "linear") -> Schedule:
+        final: float = 0.0, cooldown: str = "linear", *, allow_negative: bool = False) -> Schedule:
     r"""Warmup-stable-decay (trapezoidal; Hägele et al., 2024 "Scaling Laws and Compute-Optimal Training
     Beyond Fixed Training Durations"): linear warmup from ``init`` to ``peak`` over ``warmup`` steps, ``peak``
     until ``steps - decay``, then a cooldown to ``final`` over the last ``decay`` steps:
@@ -213,6 +232,7 @@ def wsd(peak: float, steps: int, warmup: int | float = 0, decay: int | float = 0
         raise ValueError(f"Invalid decay: warmup ({w}) + decay ({d}) exceed steps ({n})")
     return _WSD(peak=check_real("peak", peak), steps=n, warmup=w, decay=d, init=check_real("init", init),
                 final=check_real("final", final),
-                cooldown=check_choice("cooldown", cooldown, ("linear", "cosine", "1-sqrt")))
+                cooldown=check_choice("cooldown", cooldown, ("linear", "cosine", "1-sqrt")),
+                allow_negative=allow_negative)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ class ScheduleLR(LRScheduler):
     :math:`lr_i = base\_lr_i \cdot s(t) \cdot lr\_scale_i` where :math:`t` counts *applied* optimizer steps.
 
     Build it with :func:`as_torch_scheduler`. ``lr_scale`` is the product of the adaptlr controllers' factors
-    (only for optimizers that do not apply ``group["lr_scale"]`` themselves). A step that
+    (only for optimizers that do not apply it themselves; read from ``group["adaptlr_lr_scale"]``). A step that
     ``torch.amp.GradScaler`` skipped (the optimizer's ``step`` was never called) or that an adaptlr optimizer
     skipped (``optimizer.last_step_skipped``) does not advance the schedule. ``state_dict()`` stores the
     schedule's spec; see :meth:`load_state_dict`.
@@ -42,6 +43,10 @@ class ScheduleLR(LRScheduler):
             if callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor):
                 raise ValueError(f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
                                  "it itself, no torch scheduler is needed")
+        if _spec_of(schedule) is None:
+            warnings.warn(f"{schedule!r} has no spec (a lambda or plain function): a checkpoint of this scheduler "
+                          "cannot record it, so load_state_dict cannot detect that the function changed; use an "
+                          "adaptlr schedule to have that checked", UserWarning, stacklevel=3)
         self.schedule = schedule
         self.count = check_choice("count", count, ("applied", "calls"))
         self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
@@ -56,11 +61,8 @@ class ScheduleLR(LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         value = self.schedule(self.last_epoch)
-        out = []
-        for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True):
-            scale = 1.0 if self._native_scale else float(group.get("lr_scale", 1.0))
-            out.append(float(base) * value * scale)
-        return out
+        return [float(base) * value * self._group_scale(group)
+                for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)]
 
     def step(self, epoch: int | None = None) -> None:
         """Advance by one step if an optimizer step was applied since the last call (``count="applied"``)."""
@@ -81,13 +83,27 @@ class ScheduleLR(LRScheduler):
         saved step count (the lr jumps to this schedule's value); ``"rescale"`` keeps this schedule and
         rescales the base lrs so that the lr continues from the saved one:
         :math:`base_i = lr_i^{saved} / s(t)`.
+
+        Everything is checked before anything is changed: a state that does not fit (missing keys, another
+        number of param groups, a schedule mismatch) raises and leaves the scheduler and the optimizer as
+        they were. A schedule without a spec (a lambda) cannot be compared: it loads with a warning.
         """
         mode = check_choice("on_mismatch", on_mismatch or self.on_mismatch, _MISMATCH)
+        n = len(self.optimizer.param_groups)
+        try:
+            last_epoch, step_count = int(state_dict["last_epoch"]), int(state_dict["_step_count"])
+            base_lrs = [float(x) for x in state_dict["base_lrs"]]
+            last_lr = [float(x) for x in state_dict.get("_last_lr", base_lrs)]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a ScheduleLR state: {e!r} (expected last_epoch, _step_count, base_lrs, "
+                             "_last_lr and spec)") from None
+        if len(base_lrs) != n or len(last_lr) != n:
+            raise ValueError(f"the state is for {len(base_lrs)} param group(s), this optimizer has {n}")
         saved, mine = state_dict.get("spec"), _spec_of(self.schedule)
-        self.last_epoch = int(state_dict["last_epoch"])
-        self._step_count = int(state_dict["_step_count"])
-        self.base_lrs = list(state_dict["base_lrs"])
-        if saved != mine:
+        if saved is None or mine is None:
+            warnings.warn("a schedule without a spec (a lambda or plain function) cannot be compared with the "
+                          "checkpoint's: a changed function is not detected", UserWarning, stacklevel=2)
+        elif saved != mine:
             if mode == "raise":
                 raise ValueError(
                     "the checkpoint's schedule differs from this scheduler's:\n"
@@ -95,14 +111,15 @@ class ScheduleLR(LRScheduler):
                     "pass on_mismatch='keep' (use the new schedule from the saved step) or "
                     "on_mismatch='rescale' (also rescale it to continue from the saved lr)")
             if mode == "rescale":
-                value = self.schedule(self.last_epoch)
+                value = self.schedule(last_epoch)
                 if value == 0:
                     raise ValueError("cannot rescale: the new schedule is 0 at the saved step")
-                self.base_lrs = []
-                for lr, group in zip(state_dict["_last_lr"], self.optimizer.param_groups, strict=True):
-                    scale = 1.0 if self._native_scale else float(group.get("lr_scale", 1.0))
-                    self.base_lrs.append(float(lr) / (value * scale))
-        values = self.get_lr()
+                base_lrs = [lr / (value * self._group_scale(g)) for lr, g in
+                            zip(last_lr, self.optimizer.param_groups, strict=True)]
+        values = [b * float(self.schedule(last_epoch)) * self._group_scale(g)
+                  for b, g in zip(base_lrs, self.optimizer.param_groups, strict=True)]
+        # nothing above changed the scheduler or the optimizer; from here on nothing can fail
+        self.last_epoch, self._step_count, self.base_lrs = last_epoch, step_count, base_lrs
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
@@ -110,6 +127,12 @@ class ScheduleLR(LRScheduler):
                 group["lr"] = lr
         self._last_lr = values
         self._applied = 0
+
+    def _group_scale(self, group: dict[str, Any]) -> float:
+        """The controllers' factor that this scheduler multiplies in (1 where the optimizer applies it)."""
+        if self._native_scale:
+            return 1.0
+        return float(group.get("adaptlr_lr_scale", group.get("lr_scale", 1.0)))
 
 
 def as_torch_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
