@@ -22,12 +22,12 @@ from adaptlr.lab.methods import (
 @pytest.mark.parametrize(
     "spec, canonical",
     [
-        ("adam", "adam"),
-        ("Adam()", "adam"),
+        ("adam", "adam(lr=0.001)"),
+        ("Adam()", "adam(lr=0.001)"),
         ("adam(lr=3e-3) + cosine(warmup=0.05)", "adam(lr=0.003) + cosine(warmup=0.05)"),
         (
-            "sgd(momentum=0.9, lr=0.1) + plateau(patience=3)",
-            "sgd(lr=0.1, momentum=0.9) + plateau(patience=3)",
+            "sgd(momentum=0.9, lr=0.1) + plateau(patience=4)",
+            "sgd(lr=0.1, momentum=0.9) + plateau(patience=4)",
         ),
         ("adamw(3e-4, betas=(0.9, 0.95))", "adamw(betas=(0.9, 0.95), lr=0.0003)"),
         ("  prodigy ", "prodigy"),
@@ -41,6 +41,46 @@ def test_valid_specs_and_canonical_form(spec, canonical):
     assert m.canonical == canonical
     assert parse_method(m.canonical) == m  # the canonical form parses to the same method
     assert parse_method(method_to_dict(m)) == m  # and so does the dict form
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["sgd", "sgd(lr=0.1)", "SGD(0.1)", "sgd(lr=0.1, momentum=0)", "sgd(lr=0.1, nesterov=False)"],
+        ["adam(lr=1)", "adam(lr=1.0)", "adam(1.0, betas=(0.9, 0.999))"],
+        ["adam + cosine", "adam + cosine(warmup=0, final=0.0)", "adam(lr=0.001) + cosine(warmup=0.0)"],
+        ["sgd + plateau", "sgd + plateau(patience=3, factor=0.5)", "sgd + plateau(factor=0.50)"],
+        ["prodigy", "prodigy(lr=1.0)"],
+    ],
+)
+def test_the_same_method_written_several_ways_is_one_method(specs):
+    methods = {parse_method(s) for s in specs}
+    assert len(methods) == 1, methods
+    assert len({m.canonical for m in methods}) == 1
+
+
+def test_durations_and_defaults_keep_their_meaning_in_the_canonical_form():
+    # a duration of 1 is one step, 1.0 the whole run: not merged
+    assert parse_method("adam + cosine(warmup=1)").canonical == "adam(lr=0.001) + cosine(warmup=1)"
+    assert parse_method("adam + cosine(warmup=1.0)").canonical == "adam(lr=0.001) + cosine(warmup=1.0)"
+    assert parse_method("sgd(lr=0.1, nesterov=True, momentum=0.9)") != parse_method("sgd(lr=0.1, momentum=0.9)")
+    # a lab default that differs from the class default is written (plateau's patience 3, class default 10)
+    assert parse_method("sgd + plateau(patience=10)").canonical == "sgd(lr=0.1) + plateau(patience=10)"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("adam + cosine(warmup=2.5)", "Invalid warmup: 2.5"),
+        ("adam + cosine(warmup=-1)", "Invalid warmup: -1"),
+        ("adam + warmup(steps=0)", "Invalid steps: 0"),
+        ("adam + step(every=1.5)", "Invalid every: 1.5"),
+    ],
+)
+def test_durations_follow_the_one_rule(spec, message):
+    """One behaviour for "steps or a fraction of the run" (adaptlr._validation.duration), as in schedules."""
+    with pytest.raises(SpecError, match=message):
+        parse_method(spec).validate(total_steps=100)
 
 
 def test_question_mark_is_a_tune_placeholder():

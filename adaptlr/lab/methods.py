@@ -8,13 +8,19 @@ A method is an optimizer term, optionally followed by a schedule term and contro
     "schedulefree_adamw"
 
 Arguments are Python literals (numbers, strings, booleans, tuples); ``?`` marks a value left for
-``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) are fractions of the run's
-step budget when below 1, steps otherwise; a warmup of ``w`` steps ramps linearly from ``lr / w`` to ``lr``
-(a first step at lr 0 would be wasted, and it stalls learning-rate-free methods that count only applied
-steps). Optimizer names map to classes looked up when the method is built:
-``adaptlr.<Class>`` when adaptlr has it, else ``torch.optim.<Class>``; learning-rate-free methods exist only
-in adaptlr and are offered only when it has them. Schedules and controllers are offered when
-``adaptlr.schedules`` / ``adaptlr.controllers`` provide them.
+``adaptlr tune``. Durations in schedule terms (``warmup``, ``decay``, ``every``) follow the library's one
+duration rule (:func:`adaptlr._validation.duration`): an int is a number of steps, a float in (0, 1] a
+fraction of the run's step budget, anything else (``2.5``, a negative number) is refused; a warmup of ``w``
+steps ramps linearly from ``lr / w`` to ``lr`` (a first step at lr 0 would be wasted, and it stalls
+learning-rate-free methods that count only applied steps). Optimizer names map to classes through a table
+of names (``_OPTIMIZERS``, plus :func:`register_optimizer`): ``adaptlr.<Class>`` when adaptlr has it, else
+``torch.optim.<Class>``; learning-rate-free methods exist only in adaptlr and are offered only when it has
+them. A spec is data: its names are looked up only in these tables, nothing in it is imported or evaluated.
+
+**One method, one canonical form.** :attr:`Method.canonical` (the store's key) lower-cases names, sorts
+arguments, writes the optimizer's lab default lr when the spec leaves it out, and leaves out every other
+argument equal to its default (the class's, or the lab's for schedule and controller terms), so ``sgd``,
+``sgd(lr=0.1)`` and ``SGD(0.1, momentum=0.0)`` are one method: ``sgd(lr=0.1)``.
 
 Names: optimizers ``sgd momentum nesterov adagrad rmsprop adadelta adam adamw adamax nadam radam`` (any
 argument of the class; ``momentum`` and ``nesterov`` are SGD with ``momentum=0.9``), learning-rate-free
@@ -28,13 +34,14 @@ at every evaluation). :func:`register_optimizer` adds your own.
 >>> m = parse_method("adam(lr=3e-3) + cosine(warmup=0.05)")
 >>> m.canonical
 'adam(lr=0.003) + cosine(warmup=0.05)'
+>>> parse_method("sgd").canonical == parse_method("sgd(lr=0.1, momentum=0)").canonical == "sgd(lr=0.1)"
+True
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -129,28 +136,31 @@ _CONTROLLERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def register_optimizer(name: str, cls: type, **defaults: Any) -> None:
-    """Offer ``name`` in specs for an optimizer class of your own (any ``torch.optim.Optimizer``)."""
+    """Offer ``name`` in specs for an optimizer class of your own (any ``torch.optim.Optimizer``);
+    ``defaults`` are the lab's defaults for it (written into the canonical form, like ``sgd``'s lr)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"Invalid name: {name!r} (expected an identifier, as it is written in specs)")
+    if not isinstance(cls, type):
+        raise ValueError(f"Invalid cls: {cls!r} (expected an optimizer class)")
     _USER_OPTIMIZERS[name.lower()] = (cls, tuple(sorted(defaults.items())))
 
 
-def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 def _resolve_class(name: str) -> type | None:
+    """The class of the optimizer called ``name`` in specs: looked up in the user's registrations, then in
+    the fixed table ``_OPTIMIZERS`` (whose class names are attributes of ``adaptlr``, ``adaptlr.free`` or
+    ``torch.optim``); a name from a spec never reaches ``getattr`` itself."""
     if name in _USER_OPTIMIZERS:
         return _USER_OPTIMIZERS[name][0]
     entry = _OPTIMIZERS.get(name)
     if entry is None:
         return None
-    adaptlr = _module("adaptlr")
+    import adaptlr
+
     cls = getattr(adaptlr, entry.cls, None)
     if cls is None and entry.lr_free:
-        free = _module("adaptlr.free")
-        cls = getattr(free, entry.cls, None) if free is not None else None
+        from adaptlr import free
+
+        cls = getattr(free, entry.cls, None)
     if cls is None and entry.torch_fallback:
         import torch.optim
 
@@ -159,13 +169,15 @@ def _resolve_class(name: str) -> type | None:
 
 
 def _schedule_available(name: str) -> bool:
-    schedules = _module("adaptlr.schedules")
-    return schedules is not None and all(hasattr(schedules, f) for f in _SCHEDULE_FACTORIES[name])
+    from adaptlr import schedules
+
+    return all(hasattr(schedules, f) for f in _SCHEDULE_FACTORIES[name])
 
 
 def _controller_class(name: str) -> type | None:
-    controllers = _module("adaptlr.controllers")
-    return getattr(controllers, _CONTROLLERS[name][0], None) if controllers is not None else None
+    from adaptlr import controllers
+
+    return getattr(controllers, _CONTROLLERS[name][0], None)
 
 
 def is_lr_free(name: str) -> bool:
@@ -241,6 +253,11 @@ class Term:
         return Term(self.name, tuple(sorted(args.items())))
 
 
+def _group_scale(group: Mapping[str, Any]) -> float:
+    """The controllers' factor on a param group's lr (``adaptlr_lr_scale``; ``lr_scale`` before the rename)."""
+    return float(group.get("adaptlr_lr_scale", group.get("lr_scale", 1.0)))
+
+
 @dataclass
 class MethodBuild:
     """What the runner needs: the optimizer, the lr schedule it set up, and the controllers to feed."""
@@ -263,7 +280,7 @@ class MethodBuild:
         for group in self.optimizer.param_groups:
             base = self.lr(step)
             if base is not None:
-                group["lr"] = base * float(group.get("lr_scale", 1.0))
+                group["lr"] = base * _group_scale(group)
 
     def effective_lr(self, step: int) -> float | None:
         """The step size actually used: scheduled lr x controller factor (x a learning-rate-free method's
@@ -281,7 +298,7 @@ class MethodBuild:
         if callable(value):
             value = value(step)
         try:
-            return float(value) * (1.0 if self.manual_lr else float(group.get("lr_scale", 1.0)))
+            return float(value) * (1.0 if self.manual_lr else _group_scale(group))
         except (TypeError, ValueError):
             return None
 
@@ -341,8 +358,21 @@ class Method:
         kwargs = {**defaults, **self.optimizer.kwargs}
         return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
-    def validate(self) -> Method:
-        """Check that every term is offered now and every argument exists; raise :class:`SpecError` if not."""
+    def validate(self, total_steps: int | None = None) -> Method:
+        """Check the method before any training; raise :class:`SpecError` (one line, naming the term, the
+        argument and the value) if it cannot run.
+
+        Every term must be offered now and every argument must exist; then the method is built once on a
+        throwaway parameter (a run of ``total_steps``, or of 1,000 steps when not given), so that values the
+        classes refuse (``sgd(lr=-1)``, ``plateau(factor=2)``, a schedule that would go negative) are refused
+        here, not in the middle of a comparison. Returns ``self``."""
+        self._check_names()
+        import torch
+
+        self.build([torch.nn.Parameter(torch.zeros(2, 2))], 1000 if total_steps is None else total_steps)
+        return self
+
+    def _check_names(self) -> None:
         if self.tuned:
             raise SpecError(f"'{self.canonical}' has '?' placeholders; fill them (adaptlr tune does)")
         cls = _resolve_class(self.optimizer.name)
@@ -369,11 +399,13 @@ class Method:
                     f"controller {c.name!r} is not available "
                     f"(adaptlr.controllers.{_CONTROLLERS[c.name][0]} does not exist yet)"
                 )
-        return self
 
     def build(self, params: Iterable[Any], total_steps: int, higher_is_better: bool = False) -> MethodBuild:
-        """Construct the optimizer (with its schedule) and controllers for a run of ``total_steps``."""
-        self.validate()
+        """Construct the optimizer (with its schedule) and controllers for a run of ``total_steps``; a value
+        that a class refuses is a :class:`SpecError` naming the term."""
+        self._check_names()
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise SpecError(f"Invalid total_steps: {total_steps!r} (expected an integer >= 1)")
         cls = _resolve_class(self.optimizer.name)
         kwargs = self.optimizer_kwargs()
         base_lr = kwargs.get("lr")
@@ -385,7 +417,10 @@ class Method:
         if self.schedule is not None:
             if base_lr is None:
                 raise SpecError(f"{self.optimizer.name} has no lr for the schedule {self.schedule} to scale")
-            schedule = _schedule(self.schedule, base_lr, total_steps)
+            try:
+                schedule = _schedule(self.schedule, base_lr, total_steps)
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"{self.schedule}: {e}") from None
         native = cls.__module__.startswith("adaptlr")
         if schedule is not None and native:
             kwargs["lr"] = schedule
@@ -400,20 +435,20 @@ class Method:
             ckw.setdefault("mode", "max" if higher_is_better else "min")
             try:
                 controllers.append(ccls(optimizer, **ckw))
-            except TypeError as e:
+            except (TypeError, ValueError) as e:
                 raise SpecError(f"{c}: {e}") from None
         manual = not native and (schedule is not None or bool(controllers))
         return MethodBuild(optimizer, schedule, controllers, manual_lr=manual, base_lr=base_lr)
 
 
-def _duration(name: str, value: Any, total: int) -> int:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise SpecError(f"{name}={value!r}: expected a fraction of the run (0..1) or a number of steps")
-    return (
-        int(round(value * total))
-        if 0 < value < 1 or (isinstance(value, float) and value <= 1)
-        else int(value)
-    )
+def _duration(name: str, value: Any, total: int, minimum: int = 0) -> int:
+    """The library's one duration rule (:func:`adaptlr._validation.duration`), as a :class:`SpecError`."""
+    from adaptlr._validation import duration
+
+    try:
+        return duration(name, value, total, minimum=minimum)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
 
 
 def _schedule(term: Term, lr: float, total: int) -> Any:
@@ -425,7 +460,7 @@ def _schedule(term: Term, lr: float, total: int) -> Any:
     if name == "constant":
         return S.constant(lr)
     if name == "warmup":
-        w = max(1, _duration("steps", a["steps"], total))
+        w = _duration("steps", a["steps"], total, minimum=1)
         return S.warmup(S.constant(lr), steps=w, start=lr / w)
     if name in ("cosine", "linear"):
         w = _duration("warmup", a["warmup"], total)
@@ -437,7 +472,7 @@ def _schedule(term: Term, lr: float, total: int) -> Any:
         )
         return S.warmup(body, steps=w, start=lr / w) if w > 0 else body
     if name == "step":
-        return S.step(lr, step_size=max(1, _duration("every", a["every"], total)), gamma=float(a["gamma"]))
+        return S.step(lr, step_size=_duration("every", a["every"], total, minimum=1), gamma=a["gamma"])
     if name == "one_cycle":
         return S.one_cycle(
             lr,
@@ -525,7 +560,65 @@ def _assemble(terms: list[Term], spec: str) -> Method:
             raise SpecError(f"in {spec!r}: unknown name {t.name!r}{_did_you_mean(t.name, _all_names())}")
     if opt is None:
         raise SpecError(f"in {spec!r}: no optimizer term (one of: {', '.join(_OPTIMIZERS)})")
-    return Method(opt, sched, tuple(ctrls))
+    return Method(
+        _normal_optimizer(opt),
+        None if sched is None else _without_defaults(sched, _SCHEDULES[sched.name]),
+        tuple(_without_defaults(c, _CONTROLLERS[c.name][1]) for c in ctrls),
+    )
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two argument values are the same setting (``0 == 0.0``, but ``True`` is not ``1``)."""
+    if a is TUNE or b is TUNE:
+        return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _as_default_type(value: Any, default: Any) -> Any:
+    """An int where the optimizer's default is a float is that float (``lr=1`` is ``lr=1.0``)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, tuple) and len(default) == len(value):
+        return tuple(_as_default_type(v, d) for v, d in zip(value, default, strict=True))
+    return value
+
+
+def _class_defaults(cls: type | None) -> dict[str, Any]:
+    if cls is None:
+        return {}
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a class without a readable signature
+        return {}
+    return {k: p.default for k, p in params.items() if k != "params" and p.default is not p.empty}
+
+
+def _normal_optimizer(term: Term) -> Term:
+    """The lab's defaults written in (``sgd`` -> ``sgd(lr=0.1)``), class defaults left out."""
+    lab = dict(_USER_OPTIMIZERS[term.name][1] if term.name in _USER_OPTIMIZERS else _OPTIMIZERS[term.name].defaults)
+    cls = _class_defaults(_resolve_class(term.name))
+    out = {}
+    for k, v in {**lab, **term.kwargs}.items():
+        default = lab.get(k, cls.get(k, _MISSING))
+        v = _as_default_type(v, default)
+        if k in lab or default is _MISSING or not _same(v, default):
+            out[k] = v
+    return Term(term.name, tuple(sorted(out.items())))
+
+
+def _without_defaults(term: Term, defaults: Mapping[str, Any]) -> Term:
+    """A schedule or controller term without the arguments equal to the lab's defaults (``cosine(warmup=0)``
+    is ``cosine``); ints stay ints there (a duration of 1 is one step, 1.0 the whole run)."""
+    return Term(term.name, tuple((k, v) for k, v in term.args if not (k in defaults and _same(v, defaults[k]))))
 
 
 def _check_args(term: Term, allowed: Mapping[str, Any], spec: str) -> None:
