@@ -1,0 +1,50 @@
+"""What the optimizers whose step is not one elementwise rule share: run a phase, reduce a sum, tick the clock.
+
+Rprop and ASGD are plain :class:`~adaptlr.optim.Optimizer` subclasses (one rule). SparseAdam, Adafactor and Muon
+run their elementwise phases through :func:`run_phase` (the engines layer picks the engine, unwraps DTensors to
+their local shards and checks the columns), with their non-elementwise statistics in plain torch between phases;
+LBFGS is closure-driven. All of them tick the schedule clock through :func:`tick`, once per applied step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..engines._select import is_dtensor, run
+
+__all__ = ["full", "is_dtensor", "mesh_sum", "run_phase", "tick"]
+
+
+def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence[Any], writes: Sequence[int],
+              scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0,
+              names: Sequence[str] | None = None) -> tuple[float, ...]:
+    """Run one elementwise phase of ``group`` on the engine its flags ask for (``foreach=`` / ``fused=``)."""
+    return run(rule, columns, writes, scalars, flags, n_sums, prefer=opt._engine(group), names=names)
+
+
+def tick(group: dict[str, Any]) -> None:
+    """Count one applied step on the group's schedule clock (the same rule as the base class's step)."""
+    if not torch.compiler.is_compiling() or callable(group["lr"]):
+        group["steps"] = group.get("steps", 0) + 1
+
+
+def mesh_sum(value: float, like: torch.Tensor) -> float:
+    """A sum over the local shard of ``like``, summed over its DTensor mesh (``value`` itself for a plain tensor)."""
+    if not is_dtensor(like):
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=like.to_local().device)
+    mesh = like.device_mesh
+    for dim, placement in enumerate(like.placements):
+        if placement.is_shard():  # a replicated mesh dim holds copies: summing over it would count them twice
+            dist.all_reduce(t, group=mesh.get_group(dim))
+    return float(t)
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: a DTensor's ``full_tensor()`` (a collective), else ``t``."""
+    return t.full_tensor() if is_dtensor(t) else t

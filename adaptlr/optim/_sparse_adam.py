@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from .. import rules
+from ._base import ENGINE_DOC, Optimizer
+from ._phases import run_phase, tick
+from ._validation import check_betas, check_real
+
+
+class SparseAdam(Optimizer):
+    __doc__ = r"""Adam for sparse gradients (the masked, "lazy" Adam); matches ``torch.optim.SparseAdam``.
+
+    Only the entries a gradient touches are updated: their moments, and the parameter there (Kingma & Ba, 2015,
+    Algorithm 1 restricted to the gradient's support; the step count :math:`t` is per parameter tensor):
+
+    .. math::
+        m_i \leftarrow \beta_1 m_i + (1 - \beta_1) g_i, \quad v_i \leftarrow \beta_2 v_i + (1 - \beta_2) g_i^2,
+        \quad p_i \leftarrow p_i - \gamma \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}
+              \frac{m_i}{\sqrt{v_i} + \epsilon} \qquad (i \in \operatorname{supp}(g_t))
+
+    The gradients must be sparse (``nn.Embedding(..., sparse=True)``); the parameters dense and real. The rule
+    (:func:`adaptlr.rules.sparse_adam`) runs on the gathered values of the gradient's support, on any engine.
+
+    Args:
+        lr: :math:`\gamma > 0` (default 1e-3). betas: :math:`(\beta_1, \beta_2)` in :math:`[0, 1)` (default
+        (0.9, 0.999)). eps: :math:`\epsilon > 0` (default 1e-8). maximize (default False).
+    """ + ENGINE_DOC + r"""
+    State: ``step`` (a Python int, as torch), ``exp_avg``, ``exp_avg_sq``.
+
+    >>> emb = torch.nn.Embedding(1000, 16, sparse=True)  # doctest: +SKIP
+    >>> opt = SparseAdam(emb.parameters(), lr=1e-2)  # doctest: +SKIP
+    """
+
+    rule = staticmethod(rules.sparse_adam)
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, maximize: bool = False, *, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+        if not callable(lr):
+            check_real("lr", float(lr), 0.0, math.inf, low_open=True, high_open=True)
+        check_real("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
+        check_betas(betas)
+        defaults = dict(lr=lr, betas=betas, eps=eps, maximize=maximize)
+        super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
+        sparse = [[i, j] for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"]) if p.is_sparse]
+        if sparse:
+            raise ValueError(f"Sparse params at indices {sparse}: SparseAdam requires dense parameter tensors")
+        complex_ = [[i, j] for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"])
+                    if p.is_complex()]
+        if complex_:
+            raise ValueError(f"Complex params at indices {complex_}: SparseAdam does not support complex parameters")
+
+    def _has_nonfinite(self) -> bool:
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        return any(not bool(torch.isfinite(g.coalesce().values() if g.is_sparse else g).all()) for g in grads)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr = float(self._lr(group))
+        beta1, beta2 = group["betas"]
+        touched = False
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            touched = True
+            if not p.grad.is_sparse:
+                raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            grad = p.grad.coalesce()  # the update is not linear in g: each index once
+            values = grad._values()
+            if values.numel() == 0:
+                continue
+            index = tuple(grad._indices())
+            step = state["step"]
+            neg_step_size = -(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
+            columns = [[p[index]], [values], [state["exp_avg"][index]], [state["exp_avg_sq"][index]]]
+            run_phase(self, group, self.rule, columns, (0, 2, 3), (neg_step_size, beta1, beta2, group["eps"]),
+                      (group["maximize"],), names=("param", "grad", "exp_avg", "exp_avg_sq"))
+            for target, gathered in ((p, columns[0][0]), (state["exp_avg"], columns[2][0]),
+                                     (state["exp_avg_sq"], columns[3][0])):
+                target.index_put_(index, gathered)
+        if touched:
+            tick(group)
