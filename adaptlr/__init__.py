@@ -29,13 +29,31 @@ from .free import (
     ScheduleFreeSGD,
     recalibrate_batchnorm,
 )
-from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam, RMSprop
+from .optim import (
+    ASGD,
+    LBFGS,
+    SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Muon,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSprop,
+    Rprop,
+    SparseAdam,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     # classic update rules
     "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Optimizer",
+    "ASGD", "Adafactor", "LBFGS", "Muon", "Rprop", "SparseAdam",
     # adaptive family and learning-rate-free methods
     "LAMB", "AdaBelief", "Lion", "DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD", "DoG", "LDoG",
     "PolynomialDecayAverager", "Prodigy", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD",

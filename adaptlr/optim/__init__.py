@@ -1,11 +1,19 @@
 """Optimizers: ``torch.optim.Optimizer`` classes built from the elementwise rules in :mod:`adaptlr.rules`."""
 
 from ._adadelta import Adadelta
+from ._adafactor import Adafactor
 from ._adagrad import Adagrad
 from ._adam import Adam, Adamax, AdamW
+from ._asgd import ASGD
 from ._base import Optimizer
+from ._lbfgs import LBFGS
+from ._muon import Muon
 from ._nadam import NAdam, RAdam
 from ._rmsprop import RMSprop
+from ._rprop import Rprop
 from ._sgd import SGD
+from ._sparse_adam import SparseAdam
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop",
+           # the rest of torch.optim
+           "ASGD", "LBFGS", "Adafactor", "Muon", "Rprop", "SparseAdam"]
