@@ -188,6 +188,25 @@ def _load(source: str) -> Callable:
     return module.kernel
 
 
+def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
+    """Raise ``RuntimeError`` unless the kernel may address every tensor through its raw pointer: plain CPU tensors
+    of one compiled dtype, and in each row (one per parameter) the same shape and strides, dense in memory."""
+    from ._select import partition
+
+    n = len(lists[0])
+    if any(len(c) != n for c in lists):
+        raise RuntimeError("fused engine: the columns hold different numbers of tensors")
+    for i, row in enumerate(zip(*lists)):
+        t0 = row[0]
+        if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device != t0.device for t in row):
+            raise RuntimeError(f"fused engine: the tensors of row {i} differ in shape, dtype or device")
+    if any(name != "fused" for name, _ in partition("fused", list(lists))):
+        raise RuntimeError("fused engine: a tensor is not a dense, equally strided CPU float32/float64 tensor "
+                           "(route it through adaptlr.engines._select.run)")
+    if len({t.dtype for t in lists[0]}) > 1:
+        raise RuntimeError("fused engine: one call runs one dtype")
+
+
 class NumbaEngine:
     """One-pass CPU kernels for float32 / float64 contiguous tensors."""
 
@@ -196,10 +215,6 @@ class NumbaEngine:
     def __init__(self) -> None:
         self._kernels: dict[Any, Callable] = {}
         self._chunks: dict[tuple[int, ...], np.ndarray] = {}
-
-    @staticmethod
-    def supports(t: torch.Tensor) -> bool:
-        return t.device.type == "cpu" and t.dtype in _DTYPES and t.is_contiguous()
 
     def kernel(self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int,
                dtype: str) -> Callable:
@@ -222,6 +237,16 @@ class NumbaEngine:
 
     def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
               flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+        """Run ``fn`` in one kernel; every tensor is checked first (see :func:`check_fused`)."""
+        lists = [c for c in columns if isinstance(c, list)]
+        if not lists or not lists[0]:
+            return (0.0,) * n_sums
+        check_fused(lists)
+        return self.apply_checked(fn, columns, writes, scalars, flags, n_sums)
+
+    def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
+                      scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+        """:meth:`apply` for columns that :func:`adaptlr.engines._select.partition` has routed here (checked)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:
             return (0.0,) * n_sums

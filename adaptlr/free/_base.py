@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from ..engines import get_engine
+from ..engines._select import run
 from ..optim._base import Optimizer
+from ._sharding import Layout, layout_of, local
 
 __all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group", "skip_step"]
 
@@ -45,6 +46,10 @@ def skip_step(groups: list[dict[str, Any]]) -> None:
     from zero, which makes every sum 0) moves on instead of stalling at step 0 forever."""
     for group in groups:
         group["steps"] = group.get("steps", 0) + 1
+
+
+def _rows(columns: Sequence[Any], idx: list[int]) -> list[Any]:
+    return [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
 
 
 def resolve_process_group(process_group: Any) -> Any:
@@ -110,6 +115,7 @@ class FreeOptimizer(Optimizer):
         if any(p.is_complex() for p in group["params"] if p.grad is not None):
             raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
         params, grads, states = self._gather(group)
+        self._check_state(params, grads, states)
         if cache is not None:
             cache[id(group)] = (params, grads, states)
         return params, grads, states
@@ -124,27 +130,36 @@ class FreeOptimizer(Optimizer):
         flags: Sequence[bool] = (),
         n_sums: int = 0,
     ) -> list[float]:
-        """Run ``fn`` over the columns (columns 0 and 1 decide the engine, as the parameters and gradients do
-        in :class:`adaptlr.optim.Optimizer`); return the ``n_sums`` sums."""
-        totals = [0.0] * n_sums
-        first = next((c for c in columns if isinstance(c, list)), [])
-        if not first:
-            return totals
-        second = next((c for c in columns[1:] if isinstance(c, list)), first)
-        cache = self.__dict__.get("_step_cache")
-        key = ("parts", id(group), id(first), id(second))
-        parts = cache.get(key) if cache is not None else None
-        if parts is None:
-            parts = self._partition(self._engine(group), second, first, list(range(len(first))))
-            if cache is not None:  # the lists live in the cache until the step ends, so their ids stay theirs
-                cache[key] = parts
-                cache[("keep", id(first))] = (first, second)
-        for name, idx in parts:
-            cols = [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
-            out = get_engine(name).apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
-            for k in range(n_sums):
-                totals[k] += out[k]
-        return totals
+        """Run ``fn`` over the columns on the engines fit for them (:func:`adaptlr.engines._select.run`, which
+        checks every column first); return the ``n_sums`` (local) sums."""
+        prefer = self._engine(group)
+        layout = self._layout()
+        if n_sums and layout.dims:
+            rows = next((c for c in columns if isinstance(c, list)), [])
+            counted = [layout.counts(t) for t in rows]
+            if not all(counted):  # this rank's copies of replicated tensors: updated, their sums not counted
+                run(fn, _rows(columns, [i for i, c in enumerate(counted) if not c]), writes, scalars, flags,
+                    n_sums, prefer=prefer)
+                columns = _rows(columns, [i for i, c in enumerate(counted) if c])
+        return list(run(fn, columns, writes, scalars, flags, n_sums, prefer=prefer))
+
+    #: per-parameter state that is not a tensor shaped like its parameter (scalars; flat slices, e.g. Prodigy's)
+    _unshaped_state: tuple[str, ...] = ("step",)
+
+    def _check_state(self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
+        """Every gradient and tensor state matches its parameter (shape, dtype, device) -- checked before the first
+        phase runs, so that a mismatch found by a later phase cannot leave the state half-updated."""
+        for i, (p, g, st) in enumerate(zip(params, grads, states)):
+            named = [("grad", g)] + [(k, v) for k, v in st.items()
+                                     if isinstance(v, torch.Tensor) and k not in self._unshaped_state]
+            for name, v in named:
+                if v.shape != p.shape or v.dtype != p.dtype or v.device != p.device:
+                    raise RuntimeError(
+                        f"{type(self).__name__}: {name!r} of parameter {i} has shape {tuple(v.shape)}, dtype "
+                        f"{v.dtype}, device {v.device}, but the parameter has shape {tuple(p.shape)}, dtype "
+                        f"{p.dtype}, device {p.device} (was the state loaded for another model, or a "
+                        f"parameter's .data replaced?)"
+                    )
 
     def _any_lr(self, groups: list[dict[str, Any]]) -> bool:
         """Whether a group of the estimate set steps at all (the estimate stays while every lr is 0)."""
@@ -160,22 +175,28 @@ class FreeOptimizer(Optimizer):
         k = group["k"]
         return math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1))
 
-    def _allreduce(self, values: list[float]) -> list[float]:
-        """Sum ``values`` over ``process_group`` (identity without one). Always one call per step."""
-        if self.process_group is None or not values:
-            return values
-        import torch.distributed as dist
+    def _layout(self) -> Layout:
+        """How the parameters lie across ranks (:mod:`adaptlr.free._sharding`), found once per step."""
+        cache = self.__dict__.get("_step_cache")
+        layout = cache.get("layout") if cache is not None else None
+        if layout is None:
+            layout = layout_of((p for g in self.param_groups for p in g["params"]), self.process_group)
+            if cache is not None:
+                cache["layout"] = layout
+        return layout
 
-        backend = dist.get_backend(self.process_group)
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
-        return t.tolist()
+    def _allreduce(self, values: list[float], *, per_tensor: bool = False) -> list[float]:
+        """Sum ``values`` over the ranks the parameters are spread over: the DTensor mesh's sharded dimensions,
+        found from the parameters, or ``process_group`` (identity where nothing is sharded). ``per_tensor``:
+        sums over single tensors (LAMB, LDoG), which only DTensors spread over ranks. Always one call per step
+        on every rank."""
+        return self._layout().allreduce(values, per_tensor=per_tensor)
 
     def _has_nonfinite(self) -> bool:
         """A non-finite gradient on this rank or (when sharded) on any rank: every rank skips together."""
-        found = super()._has_nonfinite()
-        if self.process_group is None:
+        grads = [local(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        found = any(not bool(torch.isfinite(torch.view_as_real(g) if g.is_complex() else g).all()) for g in grads)
+        if not self._layout().sharded:
             return found
         return self._allreduce([float(found)])[0] > 0
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
-from ..engines import get_engine
-from ..engines._numba import available as _numba_available
+from ..engines import fused_available as _numba_available
+from ..engines._select import check_columns, fused_dtype, run
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC"]
@@ -39,11 +40,6 @@ def _real(t: torch.Tensor) -> torch.Tensor:
 
 def _same(t: torch.Tensor) -> torch.Tensor:
     return t
-
-
-# dtypes the fused engine runs (complex ones through view_as_real), named by the real dtype it computes in
-_FUSED_DTYPES = {torch.float32: torch.float32, torch.float64: torch.float64, torch.complex64: torch.float32,
-                 torch.complex128: torch.float64}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -89,15 +85,46 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if "lr" in param_group:
             check_lr(param_group["lr"])
-        super().add_param_group(param_group)
+        params = param_group.get("params")
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, set):  # (torch raises its own TypeError for a set)
+            params = list(params)
+            seen: set[int] = set()
+            for p in params:
+                if isinstance(p, torch.Tensor) and id(p) in seen:
+                    # torch warns and then steps such a parameter once or twice depending on its implementation
+                    # (single-tensor, foreach, fused give three results): refuse, as torch says it will
+                    raise ValueError(f"{type(self).__name__}: a parameter appears twice in one param group "
+                                     f"(shape {tuple(p.shape)}); pass each parameter once")
+                seen.add(id(p))
+        super().add_param_group({**param_group, "params": params} if params is not None else param_group)
         group = self.param_groups[-1]
         group.setdefault("steps", 0)
         if group.get("fused"):
             for p in group["params"]:
-                if not (p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64, torch.complex64,
-                                                                torch.complex128)):
+                if not (p.device.type == "cpu" and fused_dtype(p.dtype)):
                     raise RuntimeError(f"fused=True supports CPU float32/float64 (and complex) parameters, got "
                                        f"{p.dtype} on {p.device}")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, except that (1) this optimizer keeps its own engine choice (``foreach`` and
+        ``fused`` as constructed: they say how to compute in this process, not what the state is), and (2) a
+        state tensor laid out differently from its parameter (a ``channels_last`` checkpoint for a contiguous
+        model, or the reverse) is re-laid out like the parameter, values unchanged, so the one-pass engine can run
+        it. A state that does not fit its parameter at all (another shape, another model's parameter order) is
+        refused at the next step with torch's kind of error, before anything changes."""
+        engines = [(g.get("foreach"), g.get("fused")) for g in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, (foreach, fused) in zip(self.param_groups, engines):
+            group["foreach"], group["fused"] = foreach, fused
+        for p, state in self.state.items():
+            if not isinstance(p, torch.Tensor) or type(p) not in (torch.Tensor, torch.nn.Parameter):
+                continue
+            for k, v in state.items():
+                if (isinstance(v, torch.Tensor) and type(v) is torch.Tensor and v.shape == p.shape and v.dim() > 0
+                        and v.stride() != p.stride()):
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -109,12 +136,27 @@ class Optimizer(torch.optim.Optimizer):
                 group.setdefault(k, v)
 
     # ---------------------------------------------------------------------------------------- the lr
+    #: set True on an optimizer (``opt.allow_negative_lr = True``) to let a schedule or controller give a
+    #: negative learning rate on purpose (gradient ascent); a non-finite learning rate is always refused
+    allow_negative_lr: bool = False
+
     def _lr(self, group: dict[str, Any]) -> Any:
         lr = group["lr"]
+        steps = group.get("steps", 0)
         if _is_schedule(lr):
-            lr = float(lr(group.get("steps", 0)))
+            lr = float(lr(steps))
         scale = group.get("lr_scale", 1.0)
-        return lr if scale == 1.0 else lr * scale
+        if scale != 1.0:
+            lr = lr * scale
+        if isinstance(lr, float) and (not math.isfinite(lr) or (lr < 0 and not self.allow_negative_lr)):
+            source = group["lr"] if _is_schedule(group["lr"]) else "lr"
+            raise ValueError(
+                f"{type(self).__name__}: the learning rate at step {steps} is {lr!r} (from {source!r}, times the "
+                f"controllers' factor {scale!r}); a learning rate must be finite"
+                + ("" if lr != lr or math.isinf(lr) else " and >= 0 (set optimizer.allow_negative_lr = True to "
+                   "allow negative ones)")
+            )
+        return lr
 
     def current_lr(self, group_index: int = 0) -> float:
         """The learning rate that the next step of param group ``group_index`` will use."""
@@ -225,34 +267,25 @@ class Optimizer(torch.optim.Optimizer):
         if not params:
             return
         lr = self._lr(group)
-        keys = self._advance(group, params, states)
         names = self._present_states(group)
+        real = _real if any(p.is_complex() for p in params) else _same
+        # checked before any state changes (a failed check leaves everything as it was); a state that _advance
+        # creates on the first step (SGD's momentum buffer) is created right, so only existing ones are checked
+        present = [n for n in names if n is not None and all(n in s for s in states)]
+        check_columns([params, grads, *[[s[n] for s in states] for n in present]], ("param", "grad", *present))
+        keys = self._advance(group, params, states)
+        columns: list[Any] = [[real(p) for p in params], [real(g) for g in grads]]
+        columns += [[real(s[n]) for s in states] if n is not None else 0.0 for n in names]
         buckets: dict[Any, list[int]] = {}
         for i, key in enumerate(keys):
             buckets.setdefault(key, []).append(i)
-        engine = self._engine(group)
+        prefer = self._engine(group)
         writes = (0, *range(2, 2 + len(names)))
-        real = _real if any(p.is_complex() for p in params) else _same
         for key, idx in buckets.items():
             scalars, flags = self._scalars(group, key, lr)
-            for name, part in self._partition(engine, [grads[i] for i in idx], [params[i] for i in idx], idx):
-                columns: list[Any] = [[real(params[i]) for i in part], [real(grads[i]) for i in part]]
-                columns += [[real(states[i][n]) for i in part] if n is not None else 0.0 for n in names]
-                get_engine(name).apply(self.rule, columns, writes, scalars, flags)
+            part = columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c
+                                                       for c in columns]
+            run(self.rule, part, writes, scalars, flags, prefer=prefer, checked=True)
         if not torch.compiler.is_compiling() or _is_schedule(group["lr"]):
             # a Python int read under torch.compile is a guard: count steps there only when a schedule needs it
             group["steps"] = group.get("steps", 0) + 1
-
-    @staticmethod
-    def _partition(engine: str | None, grads: list[torch.Tensor], params: list[torch.Tensor],
-                   idx: list[int]) -> list[tuple[str, list[int]]]:
-        """Split a bucket by engine (and by dtype for the fused engine, whose kernels are typed)."""
-        if engine in ("foreach", "loop"):
-            return [(engine, idx)]
-        parts: dict[Any, list[int]] = {}
-        for p, g, i in zip(params, grads, idx):
-            dtype = _FUSED_DTYPES.get(p.dtype)
-            fused = (dtype is not None and p.device.type == "cpu" and g.dtype == p.dtype and p.is_contiguous()
-                     and g.is_contiguous())
-            parts.setdefault(("fused", dtype) if fused else ("foreach", None), []).append(i)
-        return [(name, part) for (name, _), part in parts.items()]

@@ -12,16 +12,24 @@ __all__ = ["check_betas", "check_bool", "check_lr", "check_nonfinite", "check_re
 
 
 def check_real(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-               low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` must be a real number in the interval (written in the message as ``[low, high)`` etc.)."""
+               low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+    """``value`` must be a real number in the interval (written in the message as ``[low, high)`` etc.).
+
+    Non-finite values are refused (nan always; an infinity unless ``allow_inf``, for the few hyperparameters where
+    infinity means "no limit", such as ``growth_rate``): a first step with ``eps=inf`` or ``weight_decay=inf``
+    would turn every parameter into nan.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid {name}: expected a real number, got {type(value).__name__} ({value!r})")
     v = float(value)
     too_low = v <= low if low_open else v < low
     too_high = v >= high if high_open else v > high
-    if math.isnan(v) or too_low or too_high:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"Invalid {name}: {value!r} is outside {interval}")
+    if math.isnan(v) or too_low or too_high or (math.isinf(v) and not allow_inf):
+        hi = "inf]" if allow_inf and not high_open and high == math.inf else f"{high:g}{')' if high_open else ']'}"
+        if not allow_inf and high == math.inf:
+            hi = "inf)"
+        lo = f"{'(' if low_open or (low == -math.inf and not allow_inf) else '['}{low:g}"
+        raise ValueError(f"Invalid {name}: {value!r} is outside {lo}, {hi}")
     return v
 
 
