@@ -111,7 +111,7 @@ class Adafactor(Optimizer):
                 update = torch.empty_like(p.grad, memory_format=torch.preserve_format)
             variance = [state["variance"]] if not factored else 0.0
             (sq,) = run_phase(self, group, rules.adafactor_precondition, [[update], [p.grad], variance],
-                              (0, 2) if not factored else (0,), (one_minus_beta2, e1 * e1), (maximize, factored), 1,
+                              (0, 2), (one_minus_beta2, e1 * e1), (maximize, factored), 1,
                               names=("update", "grad", "variance"))
             denom = max(1.0, math.sqrt(mesh_sum(sq, update)) / ((update.numel() ** 0.5) * d))
             run_phase(self, group, rules.decayed_step, [[p], [update]], (0,), (alpha / denom, 1 - lr * wd),

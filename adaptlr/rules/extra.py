@@ -90,7 +90,7 @@ def decayed_step(p, u, step, decay, use_decay):
     if use_decay:
         p = p * decay
     p = p - step * u
-    return p, u
+    return (p,)
 
 
 @elementwise
