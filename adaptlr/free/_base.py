@@ -218,6 +218,8 @@ class FreeOptimizer(Optimizer):
         closure and the non-finite policy are :meth:`adaptlr.optim.Optimizer.step`'s)."""
         self._step_cache = {}
         try:
+            for group in self.param_groups:  # gather and check every group before any phase changes anything
+                self._active(group)
             sets = self._estimate_sets()
             local = [self._reduce(groups) for groups in sets]
             flat = self._allreduce([v for sums in local for v in sums])

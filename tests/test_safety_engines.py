@@ -1,0 +1,321 @@
+"""Never crash, never corrupt: the probes of issue 9 on the engines and the optimizers' checkpoints.
+
+Every engine checks every column against the first before a kernel touches memory; a mismatch raises the
+``RuntimeError`` torch.optim raises for such tensors, and leaves parameters and state exactly as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import adaptlr
+from adaptlr.engines import get_engine
+from adaptlr.engines._select import partition, run
+from adaptlr.rules import classic
+
+CLASSIC = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
+FREE = ["Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad", "DoG", "LDoG", "ScheduleFreeAdamW", "Lion",
+        "AdaBelief", "LAMB"]
+ENGINES = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
+KWARGS = {"SGD": {"lr": 0.1, "momentum": 0.9}, "RMSprop": {"momentum": 0.5}}
+
+
+def _make(name, params, **engine):
+    return getattr(adaptlr, name)(params, **KWARGS.get(name, {}), **engine)
+
+
+def _snapshot(opt, params):
+    return [p.detach().clone() for p in params], copy.deepcopy(opt.state_dict())
+
+
+def _assert_unchanged(opt, params, snap):
+    values, state = snap
+    for p, v in zip(params, values):
+        assert torch.equal(p.detach(), v)
+    now = opt.state_dict()
+    assert now["param_groups"] == state["param_groups"]
+    for k, s in state["state"].items():
+        for key, v in s.items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(now["state"][k][key], v), key
+            else:
+                assert now["state"][k][key] == v, key
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("name", CLASSIC + FREE)
+def test_a_replaced_parameter_is_refused_not_read_out_of_bounds(name, engine):
+    """issue 9's reproduction: p.data replaced by a larger tensor after the first step (torch raises)."""
+    p = torch.nn.Parameter(torch.randn(5))
+    opt = _make(name, [p], **ENGINES[engine])
+    p.grad = torch.randn(5)
+    opt.step()
+    p.data = torch.zeros(200_000)
+    p.grad = torch.ones(200_000)
+    with pytest.raises(RuntimeError, match="does not match|has shape"):
+        opt.step()
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("name", CLASSIC + FREE)
+def test_state_of_another_shape_with_the_same_numel_is_refused_and_nothing_changes(name, engine):
+    a, b = torch.nn.Parameter(torch.randn(2, 3)), torch.nn.Parameter(torch.randn(3, 2))
+    opt = _make(name, [a, b], **ENGINES[engine])
+    a.grad, b.grad = torch.randn(2, 3), torch.randn(3, 2)
+    opt.step()
+    # a checkpoint for a model whose parameters come in another order
+    sd = opt.state_dict()
+    sd["state"] = {0: sd["state"][1], 1: sd["state"][0]}
+    opt.load_state_dict(sd)
+    snap = _snapshot(opt, [a, b])
+    with pytest.raises(RuntimeError, match="does not match|has shape"):
+        opt.step()
+    _assert_unchanged(opt, [a, b], snap)
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+def test_a_state_for_a_larger_model_is_refused(name):
+    small, big = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4000))
+    src = _make(name, [big])
+    big.grad = torch.randn(4000)
+    src.step()
+    opt = _make(name, [small])
+    opt.load_state_dict(src.state_dict())
+    small.grad = torch.randn(4)
+    with pytest.raises(RuntimeError):
+        opt.step()
+
+
+def _conv_problem(memory_format):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(8, 3, 3, 3).to(memory_format=memory_format))
+    grads = [torch.randn(8, 3, 3, 3).to(memory_format=memory_format) for _ in range(6)]
+    return w, grads
+
+
+@pytest.mark.parametrize("engine", ["default", "fused", "foreach"])
+@pytest.mark.parametrize("saved, resumed", [(torch.channels_last, torch.contiguous_format),
+                                            (torch.contiguous_format, torch.channels_last),
+                                            (torch.channels_last, torch.channels_last)])
+def test_channels_last_checkpoints_resume_exactly(saved, resumed, engine):
+    """A checkpoint from torch.optim.Adam with state in another memory layout resumes as torch resumes it."""
+    w, grads = _conv_problem(saved)
+    ref = torch.optim.Adam([w], lr=1e-2)
+    for g in grads[:3]:
+        w.grad = g.clone()
+        ref.step()
+    sd = copy.deepcopy(ref.state_dict())
+    start = w.detach().clone()
+    for g in grads[3:]:
+        w.grad = g.clone()
+        ref.step()
+    expected = w.detach().clone()
+
+    v = torch.nn.Parameter(start.clone().to(memory_format=resumed))
+    opt = adaptlr.Adam([v], lr=1e-2, **ENGINES[engine])
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["foreach"] == ENGINES[engine].get("foreach")  # the constructor's engine is kept
+    for g in grads[3:]:
+        v.grad = g.clone().to(memory_format=resumed)
+        opt.step()
+    torch.testing.assert_close(v.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_equally_strided_channels_last_tensors_run_fused():
+    x = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last)
+    cols = [[x], [torch.randn_like(x)], [torch.zeros_like(x)]]
+    assert partition(None, cols) == [("fused", [0])]
+    mixed = [[x], [torch.randn(4, 3, 5, 5)]]
+    assert partition(None, mixed) == [("foreach", [0])]
+    view = torch.randn(10, 10)[:, ::2]
+    assert partition(None, [[view], [torch.randn(10, 10)[:, ::2]]]) == [("foreach", [0])]
+
+
+def test_the_fused_engine_itself_refuses_tensors_it_cannot_address():
+    engine = get_engine("fused")
+    p, g, m = torch.randn(5), torch.randn(5), torch.zeros(3)
+    with pytest.raises(RuntimeError):
+        engine.apply(classic.sgd, [[p], [g], [m]], (0, 2), (0.1, 0.0, 0.9, 0.0), (False, False, True, False,
+                                                                                   False))
+    with pytest.raises(RuntimeError):
+        engine.apply(classic.sgd, [[p], [g.double()], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
+                     (False, False, False, False, False))
+    strided = torch.randn(10)[::2]
+    with pytest.raises(RuntimeError):
+        engine.apply(classic.sgd, [[strided], [g], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
+                     (False, False, False, False, False))
+
+
+@pytest.mark.parametrize("name", CLASSIC + FREE)
+def test_duplicated_parameters_are_refused(name):
+    p = torch.nn.Parameter(torch.randn(3))
+    with pytest.raises(ValueError, match="twice"):
+        _make(name, [p, p])
+    q = torch.nn.Parameter(torch.randn(3))
+    with pytest.raises(ValueError):  # torch's own error across groups
+        _make(name, [{"params": [q]}, {"params": [q]}])
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("name", CLASSIC + FREE)
+def test_a_gradient_of_another_dtype_is_refused_by_every_engine_as_torch(name, engine):
+    p = torch.nn.Parameter(torch.randn(3))
+    p.grad_dtype = None  # torch 2.13 otherwise refuses the assignment itself
+    p.grad = torch.ones(3, dtype=torch.float64)
+    opt = _make(name, [p], **ENGINES[engine])
+    before = p.detach().clone()
+    with pytest.raises(RuntimeError):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    ref = torch.optim.Adam([torch.nn.Parameter(torch.randn(3))])
+    ref.param_groups[0]["params"][0].grad_dtype = None
+    ref.param_groups[0]["params"][0].grad = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(RuntimeError):  # torch.optim: "expected dtype float for `end` but got dtype double"
+        ref.step()
+
+
+class _Wrapped(torch.Tensor):
+    """A tensor subclass the fused engine must never see as raw memory."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_tensor_subclasses_run_on_the_loop_engine_and_match_plain_tensors():
+    base = torch.randn(6, dtype=torch.float64)
+    grad = torch.randn(6, dtype=torch.float64)
+    plain = base.clone()
+    run(classic.sgd, [[plain], [grad], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0), (False, False, False, False, False))
+    assert not torch.equal(plain, base)
+    wrapped = base.clone().as_subclass(_Wrapped)
+    assert partition(None, [[wrapped], [grad.as_subclass(_Wrapped)]]) == [("loop", [0])]
+    run(classic.sgd, [[wrapped], [grad.as_subclass(_Wrapped)], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
+        (False, False, False, False, False))
+    assert torch.equal(torch.Tensor(wrapped).as_subclass(torch.Tensor), plain)
+
+
+# ------------------------------------------------------------------------------------ values refused up front
+def _float_kwargs(cls):
+    import inspect
+
+    out = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "params", "lr") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if isinstance(p.default, float) or (isinstance(p.default, int) and not isinstance(p.default, bool)
+                                            and name not in ("slice_p", "history_size", "max_iter")):
+            out[name] = p.default
+    return out
+
+
+@pytest.mark.parametrize("name", CLASSIC + FREE)
+def test_non_finite_hyperparameters_are_refused_naming_the_parameter(name):
+    cls = getattr(adaptlr, name)
+    for arg, default in _float_kwargs(cls).items():
+        for bad in (math.nan, math.inf, -math.inf):
+            if bad == math.inf and default == math.inf:
+                continue  # infinity is the documented "no limit" (growth_rate)
+            with pytest.raises((ValueError, TypeError), match=arg.split("_")[0]):
+                cls([torch.nn.Parameter(torch.randn(2))], **{arg: bad})
+    for bad in (math.nan, math.inf, -1.0):
+        with pytest.raises(ValueError, match="lr"):
+            cls([torch.nn.Parameter(torch.randn(2))], lr=bad)
+
+
+def test_schedule_free_betas_none_is_refused():
+    with pytest.raises((TypeError, ValueError), match="betas"):
+        adaptlr.ScheduleFreeAdamW([torch.nn.Parameter(torch.randn(2))], betas=None)
+
+
+def test_the_applied_lr_is_checked_at_the_step():
+    p = torch.nn.Parameter(torch.randn(3))
+    opt = adaptlr.SGD([p], lr=lambda step: 0.1 - 0.05 * step)
+    for _ in range(3):
+        p.grad = torch.ones(3)
+        opt.step()
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match="step 3.*-0.05"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    opt.allow_negative_lr = True  # documented switch, for gradient ascent on purpose
+    opt.step()
+    assert (p.detach() > before).all()
+    nan = adaptlr.Adam([p], lr=lambda step: float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        nan.step()
+
+
+# --------------------------------------------------------------- mutated state dicts: an error or exact math
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "Prodigy", "DAdaptAdam",
+                             "ScheduleFreeAdamW", "Lion"]),
+       mutation=st.sampled_from(["reorder", "resize", "restride", "dtype", "drop", "none"]),
+       engine=st.sampled_from(list(ENGINES)))
+def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine):
+    torch.manual_seed(0)
+    shapes = [(4, 3), (3, 4), (5,)]
+    params = [torch.nn.Parameter(torch.randn(*s, dtype=torch.float64)) for s in shapes]
+    opt = _make(name, params, **ENGINES[engine])
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    if mutation == "reorder":
+        sd["state"] = {0: sd["state"][1], 1: sd["state"][0], 2: sd["state"][2]}
+    elif mutation == "resize":
+        for v in sd["state"][2].values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                v.data = torch.zeros(v.numel() + 1, dtype=v.dtype)
+    elif mutation == "restride":
+        for k in sd["state"]:
+            for key, v in list(sd["state"][k].items()):
+                if isinstance(v, torch.Tensor) and v.dim() == 2:
+                    sd["state"][k][key] = v.t().contiguous().t()
+    elif mutation == "dtype":
+        for key, v in list(sd["state"][0].items()):
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                sd["state"][0][key] = v.float()
+    elif mutation == "drop":
+        sd["state"].pop(1)
+    # the oracle: the same optimizer loaded with the unmutated state, on the same engine (for "dtype": with the
+    # state rounded through float32, which is what torch's load does to it -- cast to the parameter's dtype)
+    ref_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    ref = _make(name, ref_params, **ENGINES[engine])
+    oracle = copy.deepcopy(opt.state_dict())
+    if mutation == "dtype":
+        for key, v in list(oracle["state"][0].items()):
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                oracle["state"][0][key] = v.float().double()
+    ref.load_state_dict(oracle)
+    new_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    new = _make(name, new_params, **ENGINES[engine])
+    try:
+        new.load_state_dict(sd)
+    except (ValueError, RuntimeError, KeyError):
+        return
+    grads = [torch.randn_like(p) for p in params]
+    for p, g in zip(new_params, grads):
+        p.grad = g.clone()
+    for p, g in zip(ref_params, grads):
+        p.grad = g.clone()
+    try:
+        new.step()
+    except RuntimeError:
+        return
+    ref.step()
+    if mutation in ("none", "restride", "dtype"):  # value-preserving: exactly the unmutated run
+        for a, b in zip(new_params, ref_params):
+            torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=0)
+    else:  # "drop": parameter 1 starts afresh, the others are exact
+        for i, (a, b) in enumerate(zip(new_params, ref_params)):
+            if i != 1 or mutation != "drop":
+                torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=0)
+        assert mutation in ("drop",), f"{mutation} loaded and stepped without an error"
