@@ -16,16 +16,23 @@ can test them. Parameters are float64 ``numpy.ndarray`` objects updated in place
 """
 
 from ._adadelta import Adadelta
+from ._adafactor import Adafactor
 from ._adagrad import Adagrad
 from ._adam import Adam, AdamW
 from ._adamax import Adamax
+from ._asgd import ASGD
 from ._base import ReferenceOptimizer
+from ._lbfgs import LBFGS
+from ._muon import Muon
 from ._nadam import NAdam
 from ._radam import RAdam
 from ._rmsprop import RMSprop
+from ._rprop import Rprop
 from ._sgd import SGD
+from ._sparse_adam import SparseAdam
 
 __all__ = [
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+    "ASGD", "Adafactor", "LBFGS", "Muon", "Rprop", "SparseAdam",
     "ReferenceOptimizer",
 ]
