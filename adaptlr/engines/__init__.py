@@ -23,12 +23,18 @@ _instances: dict[str, Any] = {"foreach": ForeachEngine(), "loop": LoopEngine()}
 
 
 def get_engine(name: str) -> Any:
-    """The engine called ``name`` (one of :data:`ENGINES`); engines are shared singletons."""
+    """The engine called ``name`` (one of :data:`ENGINES`, or ``"triton"``: CUDA, or CPU under Triton's interpreter,
+    see :mod:`adaptlr.engines._triton`); engines are shared singletons."""
     engine = _instances.get(name)
     if engine is None:
-        if name != "fused":
-            raise ValueError(f"unknown engine {name!r}; expected one of {ENGINES}")
-        from ._numba import NumbaEngine
+        if name == "fused":
+            from ._numba import NumbaEngine
 
-        engine = _instances[name] = NumbaEngine()
+            engine = _instances[name] = NumbaEngine()
+        elif name == "triton":
+            from ._triton import TritonEngine
+
+            engine = _instances[name] = TritonEngine()
+        else:
+            raise ValueError(f"unknown engine {name!r}; expected one of {(*ENGINES, 'triton')}")
     return engine
