@@ -26,12 +26,17 @@ __all__ = ["LRFindResult", "Suggestion", "lr_find", "suggest"]
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A suggested learning rate: the method that found it, its index on the curve, a confidence in [0, 1]."""
+    """A suggested learning rate: the method that found it, its index on the curve, a confidence in (0, 1]."""
 
     method: str
     lr: float
     index: int
     confidence: float
+
+    @property
+    def confidence_words(self) -> str:
+        """``"high"`` (confidence >= 0.5), ``"medium"`` (>= 0.2) or ``"low"``."""
+        return "high" if self.confidence >= 0.5 else "medium" if self.confidence >= 0.2 else "low"
 
 
 @dataclass
@@ -44,12 +49,16 @@ class LRFindResult:
     raw_losses: list[float]
     diverged: bool
     suggestions: dict[str, Suggestion] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what limits the suggestions, in words
+    usable: tuple[int, int] = (0, 0)  # the points [start, stop) of the curve that suggestions may come from
 
     @property
     def suggestion(self) -> Suggestion:
-        """The most confident suggestion (ties: valley, then steepest, then minimum/10)."""
+        """The most confident suggestion (ties: valley, then steepest, then minimum/10); a ``ValueError``
+        saying why when there is none."""
         if not self.suggestions:
-            raise ValueError("the range test recorded too few points to suggest a learning rate")
+            why = self.warnings[0] if self.warnings else "the range test recorded too few points"
+            raise ValueError(f"no learning rate can be suggested: {why}")
         order = {"valley": 0, "steepest": 1, "minimum": 2}
         return max(self.suggestions.values(), key=lambda s: (s.confidence, -order.get(s.method, 9)))
 
@@ -142,8 +151,15 @@ def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
     ``torch-lr-finder``'s plot): ``"steepest"``, where the smoothed loss falls fastest against
     :math:`\log lr`; ``"valley"`` (fastai): the lr a third plus a sixth of the way into the longest
     decreasing stretch of the curve; ``"minimum"`` (fastai): the lr of the lowest loss divided by 10. Each
-    has a confidence in [0, 1]: how far the loss fell during the test, :math:`(L_0 - L_{min}) / |L_0|`,
+    has a confidence in (0, 1]: how far the loss fell during the test, :math:`(L_0 - L_{min}) / |L_0|`,
     halved for a steepest point at the edge of the curve, or a minimum that the curve never rose from.
+
+    No suggestion comes from where the test failed: points with a non-finite loss, the point where it
+    diverged, and everything after the lowest loss once the loss is back above its first value are left out;
+    a ``"minimum"`` below the tested range (lowest-loss lr / 10 < ``start``) is not offered; a suggestion of
+    confidence 0 (the loss never fell) is none. :attr:`LRFindResult.warnings` says in words what limited
+    the suggestions (diverged at once, never fell, still falling at the end, low confidence), and each
+    suggestion's ``confidence_words`` reads ``high`` / ``medium`` / ``low``.
 
     >>> import torch
     >>> model = torch.nn.Linear(3, 1)
@@ -203,7 +219,7 @@ def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
         optimizer.load_state_dict(opt_state)
         torch.set_rng_state(rng)
     result = LRFindResult(lrs=lrs, losses=losses, raw_losses=raw, diverged=diverged)
-    result.suggestions = suggest(lrs, losses, skip_start=skip_start, skip_end=skip_end)
+    result.suggestions, result.warnings, result.usable = _suggest(lrs, losses, skip_start, skip_end, diverged)
     return result
 
 
@@ -236,32 +252,67 @@ def _to(obj: Any, device: torch.device) -> Any:
 def suggest(lrs: list[float], losses: list[float], skip_start: int = 10,
             skip_end: int = 5) -> dict[str, Suggestion]:
     """The ``steepest``, ``valley`` and ``minimum`` suggestions of a curve (see :func:`lr_find`)."""
+    return _suggest(lrs, losses, skip_start, skip_end, diverged=False)[0]
+
+
+def _suggest(lrs: list[float], losses: list[float], skip_start: int, skip_end: int,
+             diverged: bool) -> tuple[dict[str, Suggestion], list[str], tuple[int, int]]:
+    """Suggestions, the warnings that explain what limited them, and the points they may come from."""
     n = len(losses)
-    finite = [i for i in range(n) if math.isfinite(losses[i])]
-    if len(finite) < 3:
-        return {}
-    if n - skip_start - skip_end < 3:  # a short curve: keep what there is
+    warnings: list[str] = []
+    # the usable curve ends at the first non-finite loss, and before the point where the test stopped
+    end = next((i for i in range(n) if not math.isfinite(losses[i])), n)
+    if diverged:
+        end = min(end, n - 1)
+    if end < 3:
+        at = f"lr {lrs[0]:.3g}" if lrs else "the start"
+        return {}, [f"the loss diverged right at the start of the tested range ({at}): start lower"], (0, 0)
+    if end - skip_start - skip_end < 3:  # a short curve: keep what there is
         skip_start, skip_end = 0, 0
-    lo, hi = skip_start, min(n - skip_end, finite[-1] + 1)
-    x = np.log(np.asarray(lrs[lo:hi], dtype=np.float64))
+    lo, hi = skip_start, max(skip_start, min(n - skip_end, end))
     y = np.asarray(losses[lo:hi], dtype=np.float64)
     if len(y) < 3:
-        return {}
+        return {}, ["the range test recorded too few usable points (fewer than 3)"], (lo, lo)
     first, low = float(y[0]), float(np.min(y))
-    drop = max(0.0, min(1.0, (first - low) / abs(first))) if first else 0.0
-    grad = np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y)
-    steep = int(np.argmin(grad))
-    edge = steep in (0, len(y) - 1)
-    conf = drop * (0.5 if edge else 1.0)
-    out = {"steepest": Suggestion("steepest", float(lrs[lo + steep]), lo + steep, conf)}
-    start, stop = _longest_decrease(y)
-    sections = (stop - start) / 3
-    v = max(0, start + int(sections) + int(sections / 2))
-    out["valley"] = Suggestion("valley", float(lrs[lo + v]), lo + v, drop * (stop - start + 1) / len(y))
     m = int(np.argmin(y))
+    # diverged region: after the lowest loss, from where the loss is back above its first value
+    back = next((i for i in range(m + 1, len(y)) if y[i] > first), len(y))
     rose = float(np.max(y[m:])) > low + 0.1 * abs(low) if m < len(y) - 1 else False
-    out["minimum"] = Suggestion("minimum", float(lrs[lo + m]) / 10, lo + m, drop * (1.0 if rose else 0.5))
-    return out
+    if diverged:
+        rose = True
+    y = y[:back]
+    usable = (lo, lo + len(y))
+    x = np.log(np.asarray(lrs[lo:lo + len(y)], dtype=np.float64))
+    drop = max(0.0, min(1.0, (first - low) / abs(first))) if first else 0.0
+    if drop == 0.0:
+        return {}, [f"the loss never fell below its first value in the tested range ({lrs[0]:.3g} .. "
+                    f"{lrs[-1]:.3g}): the range is too high (start lower) or the model does not learn"], usable
+    out: dict[str, Suggestion] = {}
+    if len(y) >= 3:
+        grad = np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y)
+        steep = int(np.argmin(grad))
+        edge = steep in (0, len(y) - 1)
+        out["steepest"] = Suggestion("steepest", float(lrs[lo + steep]), lo + steep, drop * (0.5 if edge else 1.0))
+        start, stop = _longest_decrease(y)
+        sections = (stop - start) / 3
+        v = max(0, start + int(sections) + int(sections / 2))
+        out["valley"] = Suggestion("valley", float(lrs[lo + v]), lo + v, drop * (stop - start + 1) / len(y))
+    lr_min = float(lrs[lo + m]) / 10
+    if lr_min >= lrs[0]:
+        out["minimum"] = Suggestion("minimum", lr_min, lo + m, drop * (1.0 if rose else 0.5))
+    else:
+        warnings.append(f"the 'minimum' rule (lowest-loss lr / 10 = {lr_min:.3g}) falls below the tested range "
+                        f"(from {lrs[0]:.3g}), so it is not offered: start lower to use it")
+    out = {k: s for k, s in out.items() if s.confidence > 0}
+    if diverged:
+        warnings.append(f"the loss diverged at lr {lrs[n - 1]:.3g}; suggestions come only from the lrs below "
+                        f"{lrs[lo + len(y) - 1]:.3g}")
+    elif not rose:
+        warnings.append("the loss was still falling at the end of the tested range: try a higher end")
+    best = max((s.confidence for s in out.values()), default=0.0)
+    if out and best < 0.2:
+        warnings.append(f"low confidence: the loss fell by only {100 * drop:.1f}% during the test")
+    return out, warnings, usable
 
 
 def _longest_decrease(y: np.ndarray) -> tuple[int, int]:

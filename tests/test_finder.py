@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from adaptlr import schedules as S  # noqa: E402
-from adaptlr.finder import lr_find, suggest  # noqa: E402
+from adaptlr.finder import Suggestion, _suggest, lr_find, suggest  # noqa: E402
 
 
 def problem(seed=0, n=256):
@@ -51,8 +51,12 @@ def test_curve_matches_torch_lr_finder(opt_name, mode, accumulation, end):
     assert result.losses == finder.history["loss"]  # same batches, same float32 math
     assert len(result.lrs) == len(finder.history["lr"])
 
-    steepest = result.suggestions["steepest"]
-    if len(result.lrs) >= 17:
+    lo, hi = result.usable
+    for s in result.suggestions.values():  # suggestions only from the usable part of the curve
+        assert lo <= s.index < hi and result.lrs[0] <= s.lr <= result.lrs[hi - 1]
+    steepest = result.suggestions.get("steepest")
+    # their steepest point, over their whole plotted curve: the same as ours where all of it is usable
+    if len(result.lrs) >= 17 and steepest is not None and (lo, hi) == (10, len(result.lrs) - 5):
         with contextlib.redirect_stdout(io.StringIO()):
             import matplotlib.pyplot as plt
 
@@ -108,8 +112,38 @@ def test_suggestions_on_a_known_curve():
     assert 1e-4 < out["valley"].lr < 1e-2
     assert out["minimum"].lr == pytest.approx(lrs[losses.index(min(losses[10:95]))] / 10)
     assert all(0.5 <= s.confidence <= 1.0 for s in out.values())
-    flat = suggest(lrs, [1.0] * 100)
-    assert all(s.confidence == 0.0 for s in flat.values())
+    assert suggest(lrs, [1.0] * 100) == {}  # the loss never fell: no suggestion (not one of confidence 0)
+
+
+def test_no_suggestion_from_a_diverged_or_untested_region():
+    """issue 9: `find-lr --start 10 --end 1e6` printed "suggested lr: 10" at confidence 0.00 and a "minimum"
+    below the tested range."""
+    model, loader = problem(5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=10.0, end=1e6, steps=50)
+    assert result.diverged and result.suggestions == {}
+    with pytest.raises(ValueError, match="no learning rate can be suggested: the loss diverged right at the start"):
+        _ = result.lr
+    assert "start lower" in result.warnings[0]
+    # a curve that bottoms out at its very first point, then blows up: nothing from the blown-up part
+    lrs = [10 ** (-3 + 5 * i / 49) for i in range(50)]
+    up = [1.0 + 0.01 * i + (10.0 * i if i > 30 else 0.0) for i in range(50)]
+    assert suggest(lrs, up, skip_start=0, skip_end=0) == {}
+    # lowest loss near the start of the range: the minimum rule (lr / 10) would fall below it: not offered
+    dip = [1.0, 0.5, 0.45, 0.6, 0.8, 1.2, 3.0, 9.0] + [20.0] * 10
+    out, warnings, _ = _suggest(lrs[:18], dip, 0, 0, diverged=False)
+    assert "minimum" not in out and all(lrs[0] <= s.lr <= lrs[4] for s in out.values())
+    assert any("below the tested range" in w for w in warnings)
+
+
+def test_confidence_in_words():
+    assert Suggestion("valley", 0.1, 3, 0.7).confidence_words == "high"
+    assert Suggestion("valley", 0.1, 3, 0.3).confidence_words == "medium"
+    assert Suggestion("valley", 0.1, 3, 0.05).confidence_words == "low"
+    lrs = [10 ** (-4 + 3 * i / 59) for i in range(60)]
+    slight = [1.0 - 0.05 * i / 59 for i in range(60)]  # fell by 5% and was still falling
+    out, warnings, _ = _suggest(lrs, slight, 10, 5, diverged=False)
+    assert out and any("low confidence" in w for w in warnings) and any("still falling" in w for w in warnings)
 
 
 def test_schedule_from_the_suggestion_and_plot(tmp_path):
