@@ -280,16 +280,17 @@ def _suggest(lrs: list[float], losses: list[float], skip_start: int, skip_end: i
     rose = float(np.max(y[m:])) > low + 0.1 * abs(low) if m < len(y) - 1 else False
     if diverged:
         rose = True
+    x = np.log(np.asarray(lrs[lo:hi], dtype=np.float64))
+    # gradients over the whole finite curve (as torch-lr-finder's), candidates only from the usable part
+    grad = (np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y))[:back]
     y = y[:back]
     usable = (lo, lo + len(y))
-    x = np.log(np.asarray(lrs[lo:lo + len(y)], dtype=np.float64))
     drop = max(0.0, min(1.0, (first - low) / abs(first))) if first else 0.0
     if drop == 0.0:
         return {}, [f"the loss never fell below its first value in the tested range ({lrs[0]:.3g} .. "
                     f"{lrs[-1]:.3g}): the range is too high (start lower) or the model does not learn"], usable
     out: dict[str, Suggestion] = {}
     if len(y) >= 3:
-        grad = np.gradient(y, x) if np.all(np.diff(x) > 0) else np.gradient(y)
         steep = int(np.argmin(grad))
         edge = steep in (0, len(y) - 1)
         out["steepest"] = Suggestion("steepest", float(lrs[lo + steep]), lo + steep, drop * (0.5 if edge else 1.0))
