@@ -11,10 +11,12 @@ resumed after Ctrl-C or a kill and extended with more seeds or methods without r
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
 import queue as queue_mod
+import sys
 import threading
 import time
 import traceback
@@ -25,10 +27,10 @@ from typing import Any
 import torch
 
 from .methods import Method, parse_method
-from .store import Store, budget_key
+from .store import LeaseLost, Store, budget_key
 from .tasks import Task, get_task
 
-__all__ = ["CompareResult", "Interrupted", "Job", "compare", "train"]
+__all__ = ["CompareResult", "Interrupted", "Job", "compare", "run_job", "train"]
 
 DIVERGE_FACTOR = 100.0  # a train loss this many times the first one (or a non-finite one) ends the run
 
@@ -210,49 +212,107 @@ def _config(job: Job, task: Task, method: Method) -> dict[str, Any]:
 
 def run_job(
     job: Job,
-    store_path: str,
+    store: str | Store,
     progress: Callable[[int, int, float], None] | None = None,
     stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Train ``job`` and write it to the store at ``store_path``: chunk by chunk, the last chunk and the
-    ``done`` status in one transaction. On an exception the run's rows are removed again (it is redone later);
-    a process killed outright leaves the run ``running``, and the next :meth:`Store.start_run` replaces it."""
+) -> dict[str, Any] | None:
+    """Claim ``job`` in the store (a :class:`Store` or its location), train it and write it: chunk by chunk,
+    the last chunk and the ``done`` status in one transaction, while a background thread renews the claim's
+    lease. Returns the run's summary, or None when the run was not claimed (done already, or held by a live
+    worker: see :meth:`Store.status`).
+
+    On an exception (Ctrl-C included) the run's rows are removed again by its claim; a process killed
+    outright leaves a claim that expires, and the next worker to look trains the run again. Raises
+    :class:`~adaptlr.lab.store.LeaseLost` when the claim was taken over meanwhile (this worker then wrote
+    nothing more)."""
+    st = Store(store) if isinstance(store, str) else store
+    try:
+        return _run_claimed(job, st, progress, stop)
+    finally:
+        if st is not store:
+            st.close()
+
+
+def _run_claimed(
+    job: Job,
+    st: Store,
+    progress: Callable[[int, int, float], None] | None,
+    stop: Callable[[], bool] | None,
+) -> dict[str, Any] | None:
     task = get_task(job.task)
     method = parse_method(job.method)
-    with Store(store_path) as store:
-        run_id = store.start_run(job.task, job.method, job.seed, job.budget, _config(job, task, method))
-        try:
-            result = train(
-                task,
-                method,
-                job.seed,
-                steps=job.steps,
-                batch_size=job.batch_size,
-                eval_every=job.eval_every,
-                data_options={"data_dir": job.data_dir} if job.data_dir else None,
-                on_chunk=lambda pts: store.add_points(run_id, pts),
-                progress=progress,
-                stop=stop,
-            )
-        except BaseException:
-            _forget(store, run_id)
-            raise
-        store.finish_run(run_id, result["last_chunk"], result)
+    _exit_if_orphaned()
+    claim = st.claim(job.task, job.method, job.seed, job.budget, _config(job, task, method))
+    if claim is None:
+        return None
+    try:
+        with st.keep_alive(claim) as lost:
+
+            def halt() -> bool:
+                _exit_if_orphaned()
+                return lost.is_set() or (stop is not None and stop())
+
+            def write(points: list[dict[str, Any]]) -> None:
+                _exit_if_orphaned()
+                st.add_points(claim, points)
+
+            try:
+                result = train(
+                    task,
+                    method,
+                    job.seed,
+                    steps=job.steps,
+                    batch_size=job.batch_size,
+                    eval_every=job.eval_every,
+                    data_options={"data_dir": job.data_dir} if job.data_dir else None,
+                    on_chunk=write,
+                    progress=progress,
+                    stop=halt,
+                )
+            except Interrupted:
+                if lost.is_set():
+                    raise LeaseLost(f"the claim on {job.task} / {job.label} was taken over") from None
+                raise
+        _exit_if_orphaned()
+        st.finish_run(claim, result["last_chunk"], result)
+    except LeaseLost:
+        raise  # nothing of ours is left to remove
+    except BaseException:
+        with contextlib.suppress(Exception):  # if this fails too, the claim expires and the run is redone
+            st.release(claim)
+        raise
     return {k: v for k, v in result.items() if k not in ("points", "last_chunk")}
 
 
-def _forget(store: Store, run_id: int) -> None:
-    try:
-        with store._tx() as c:
-            c.execute("DELETE FROM points WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (run_id,))
-    except Exception:  # noqa: BLE001 - the run stays 'running' and is redone on resume
-        pass
-
-
-# ---- parallel execution --------------------------------------------------------------------------
+# ---- worker processes ------------------------------------------------------------------------------
 _Q: Any = None
 _STOP: Any = None
+_PARENT: int | None = None  # set in worker processes: the pid of the process that started them
+_STORES: dict[str, Store] = {}  # a worker's open stores, by location
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_if_orphaned() -> None:
+    """In a worker whose parent has died: exit at once, writing nothing (its claim expires)."""
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(70)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere the
+    parent-pid check before every step and write (:func:`_exit_if_orphaned`) does the job."""
+    global _PARENT
+    _PARENT = parent
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+            pass
+    _exit_if_orphaned()  # the parent may have died before prctl took effect
 
 
 def limit_threads(n: int = 1) -> None:
@@ -280,33 +340,43 @@ def import_modules(names: Sequence[str]) -> None:
         importlib.import_module(name)
 
 
-def _init_worker(q: Any, stop: Any, imports: Sequence[str] = ()) -> None:
+def _init_worker(q: Any, stop: Any, imports: Sequence[str] = (), parent: int | None = None) -> None:
     import signal
 
     global _Q, _STOP
+    if parent is not None:
+        _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells workers through `stop`
     limit_threads(1)
     import_modules(imports)
     _Q, _STOP = q, stop
 
 
-def _worker(index: int, job: Job, store_path: str) -> tuple[int, dict[str, Any] | None, str | None]:
+def _worker(index: int, job: Job, store: str) -> tuple[int, str, str | None]:
+    """Run one job in a worker process: (index, outcome, error) with outcome ``trained`` / ``not-claimed`` /
+    ``lease-lost`` / ``interrupted`` / ``failed``."""
+
     def progress(step: int, total: int, loss: float) -> None:
         _Q.put(("step", index, step, total, loss))
 
-    _Q.put(("start", index, 0, job.steps, float("nan")))
     try:
-        return index, run_job(job, store_path, progress, stop=_STOP.is_set), None
+        st = _STORES.get(store)
+        if st is None:
+            st = _STORES[store] = Store(store)
+        summary = run_job(job, st, progress, stop=_STOP.is_set)
+        return index, ("trained" if summary is not None else "not-claimed"), None
+    except LeaseLost:
+        return index, "lease-lost", None
     except Interrupted:
-        return index, None, "interrupted"
+        return index, "interrupted", None
     except Exception:  # noqa: BLE001 - reported by the parent, the other runs go on
-        return index, None, traceback.format_exc(limit=3)
+        return index, "failed", traceback.format_exc(limit=3)
     finally:
         _Q.put(("end", index, 0, 0, float("nan")))
 
 
 class _Bars:
-    """rich progress: one bar overall and one per running job (or nothing when ``enabled`` is false)."""
+    """rich progress: one bar overall and one per job in training (or nothing when ``enabled`` is false)."""
 
     def __init__(self, jobs: Sequence[Job], enabled: bool) -> None:
         self.jobs = jobs
@@ -342,15 +412,20 @@ class _Bars:
             self.progress.stop()
 
     def update(self, kind: str, index: int, step: int, total: int, loss: float) -> None:
+        """``step``: a job's progress (its bar appears with its first step); ``end``: its bar goes."""
         if self.progress is None:
             return
-        if kind == "start":
-            job = self.jobs[index]
-            self.ids[index] = self.progress.add_task(f"{job.task}: {job.label}"[:60], total=total, loss="")
-        elif kind == "step" and index in self.ids:
+        if kind == "step":
+            if index not in self.ids:
+                job = self.jobs[index]
+                self.ids[index] = self.progress.add_task(f"{job.task}: {job.label}"[:60], total=total, loss="")
             self.progress.update(self.ids[index], completed=step, loss=f"loss {loss:.4g}")
         elif kind == "end" and index in self.ids:
             self.progress.remove_task(self.ids.pop(index))
+
+    def resolved(self) -> None:
+        """One more job trained, found done, or failed."""
+        if self.progress is not None:
             self.progress.advance(self.overall)
 
 
@@ -405,8 +480,13 @@ def compare(
 ) -> CompareResult:
     """Train every (task, method, seed) not already in ``store``; ``jobs`` > 1 trains in worker processes.
 
+    Several ``compare`` processes (on one machine or many) may share one store: each run is claimed
+    atomically, so each is trained once; a run claimed by another live worker is waited for (it ends up in
+    ``skipped`` once that worker finishes it) and taken over if that worker dies (its lease expires).
     Ctrl-C stops cleanly: runs in progress are dropped (they are redone next time), finished ones are kept.
+    Worker processes die with this process, never writing after it is gone.
     ``imports``: modules that register your own tasks or optimizers, imported here and in every worker.
+    Raises :class:`~adaptlr.lab.store.StoreError` before any training when the store cannot be used.
     """
     import_modules(imports)
     task_list = [tasks] if isinstance(tasks, str) else list(tasks)
@@ -421,39 +501,69 @@ def compare(
     )
     result = CompareResult()
     with Store(store) as st:
+        st.check_writable()
         todo = []
         for j in all_jobs:
             (result.skipped if st.status(j.task, j.method, j.seed, j.budget) == "done" else todo).append(j)
-    if not todo:
-        return result
-    with _Bars(todo, progress) as bars:
-        if jobs <= 1:
-            _compare_inline(todo, store, bars, result)
-        else:
-            _compare_parallel(todo, store, jobs, bars, result, tuple(imports))
+        if todo:
+            with _Bars(todo, progress) as bars:
+                if jobs <= 1:
+                    _compare_inline(todo, st, bars, result)
+                else:
+                    _compare_parallel(todo, st, jobs, bars, result, tuple(imports))
     if console is not None:
         for job, err in result.failed:
             console.print(f"[red]failed[/red] {job.task} / {job.label}: {err.strip().splitlines()[-1]}")
     return result
 
 
-def _compare_inline(todo: list[Job], store: str, bars: _Bars, result: CompareResult) -> None:
-    for i, job in enumerate(todo):
-        bars.update("start", i, 0, job.steps, float("nan"))
-        try:
-            run_job(job, store, lambda s, n, loss, i=i: bars.update("step", i, s, n, loss))
-            result.done.append(job)
-        except KeyboardInterrupt:
-            result.interrupted = True
-            return
-        except Exception:  # noqa: BLE001 - one failing method does not stop the comparison
-            result.failed.append((job, traceback.format_exc(limit=3)))
-        finally:
-            bars.update("end", i, 0, 0, float("nan"))
+def _settle(st: Store, job: Job, outcome: str, err: str | None, result: CompareResult, bars: _Bars) -> bool:
+    """Book a job's outcome; True when it must be tried again later (another worker holds it)."""
+    if outcome == "trained":
+        result.done.append(job)
+    elif outcome == "failed":
+        result.failed.append((job, err or "failed"))
+    elif outcome == "interrupted":
+        result.interrupted = True
+        return False
+    elif st.status(job.task, job.method, job.seed, job.budget) == "done":
+        result.skipped.append(job)  # another worker finished it
+    else:
+        return True  # held by another worker (or just taken over from us): look again
+    bars.resolved()
+    return False
+
+
+def _compare_inline(todo: list[Job], st: Store, bars: _Bars, result: CompareResult) -> None:
+    waiting = list(enumerate(todo))
+    while waiting:
+        again = []
+        for i, job in waiting:
+            try:
+                summary = run_job(job, st, lambda s, n, loss, i=i: bars.update("step", i, s, n, loss))
+                outcome, err = ("trained" if summary is not None else "not-claimed"), None
+            except KeyboardInterrupt:
+                result.interrupted = True
+                return
+            except LeaseLost:
+                outcome, err = "lease-lost", None
+            except Exception:  # noqa: BLE001 - one failing method does not stop the comparison
+                outcome, err = "failed", traceback.format_exc(limit=3)
+            finally:
+                bars.update("end", i, 0, 0, float("nan"))
+            if _settle(st, job, outcome, err, result, bars):
+                again.append((i, job))
+        waiting = again
+        if waiting:
+            try:
+                time.sleep(st.poll_interval)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                return
 
 
 def _compare_parallel(
-    todo: list[Job], store: str, jobs: int, bars: _Bars, result: CompareResult, imports: tuple[str, ...] = ()
+    todo: list[Job], st: Store, jobs: int, bars: _Bars, result: CompareResult, imports: tuple[str, ...] = ()
 ) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, wait
@@ -482,27 +592,42 @@ def _compare_parallel(
         max_workers=min(jobs, len(todo)),
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(q, stop, imports),
+        initargs=(q, stop, imports, os.getpid()),
     )
-    futures = {pool.submit(_worker, i, job, store): job for i, job in enumerate(todo)}
+    location = st.url
+    futures = {pool.submit(_worker, i, job, location): (i, job) for i, job in enumerate(todo)}
+    later: list[tuple[float, int, Job]] = []  # held by another worker: (when to look again, index, job)
 
     def interrupt() -> None:  # Ctrl-C: workers stop at their next step; queued jobs never start
         result.interrupted = True
         stop.set()
+        later.clear()
         for f in futures:
             f.cancel()
 
-    pending = set(futures)
     try:
-        while pending:
+        while futures or later:
             try:
-                finished, pending = wait(pending, timeout=0.2)
+                now = time.monotonic()
+                for item in [x for x in later if x[0] <= now]:
+                    later.remove(item)
+                    futures[pool.submit(_worker, item[1], item[2], location)] = (item[1], item[2])
+                finished, _ = wait(set(futures), timeout=0.2) if futures else (set(), None)
+                if not futures:
+                    time.sleep(0.2)
             except KeyboardInterrupt:
                 interrupt()
                 continue
             for f in finished:
-                if not f.cancelled():
-                    _collect(f, futures[f], result)
+                i, job = futures.pop(f)
+                if f.cancelled():
+                    continue
+                try:
+                    _, outcome, err = f.result()
+                except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OS
+                    outcome, err = "failed", repr(e)
+                if _settle(st, job, outcome, err, result, bars) and not result.interrupted:
+                    later.append((time.monotonic() + st.poll_interval, i, job))
     finally:
         while True:  # a Ctrl-C during shutdown must not leave workers behind
             try:
@@ -517,17 +642,3 @@ def _compare_parallel(
                 os.environ[k] = v
         alive.clear()
         thread.join(timeout=2)
-
-
-def _collect(f: Any, job: Job, result: CompareResult, timeout: float | None = None) -> None:
-    try:
-        _, summary, err = f.result(timeout=timeout)
-    except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OS
-        result.failed.append((job, repr(e)))
-        return
-    if err == "interrupted":
-        result.interrupted = True
-    elif err is not None:
-        result.failed.append((job, err))
-    else:
-        result.done.append(job)
