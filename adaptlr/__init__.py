@@ -12,6 +12,7 @@ rich, optuna and scikit-learn only in the functions that use them).
 """
 
 from . import controllers, schedules
+from .auto import Auto
 from .finder import LRFindResult, lr_find
 from .free import (
     LAMB,
@@ -59,6 +60,6 @@ __all__ = [
     "PolynomialDecayAverager", "Prodigy", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD",
     "recalibrate_batchnorm",
     # learning rate as a schedule, a controller, or found by a range test
-    "controllers", "schedules", "lr_find", "LRFindResult",
+    "controllers", "schedules", "lr_find", "LRFindResult", "Auto",
     "__version__",
 ]

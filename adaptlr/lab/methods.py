@@ -703,3 +703,8 @@ def split_methods(text: str) -> list[str]:
     if "".join(cur).strip():
         out.append("".join(cur).strip())
     return [s for s in out if s]
+
+
+# ``auto``: adaptlr.Auto (training without tuning); the runner trains it with adaptlr.auto.Auto.fit, which races
+# learning rates on the task's validation split, so it is a loop-level method rather than an optimizer to build
+_OPTIMIZERS["auto"] = _OptimizerEntry("Auto", False, lr_free=True)

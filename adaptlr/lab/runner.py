@@ -43,6 +43,123 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+def _better(best: float | None, value: float | None, higher_is_better: bool) -> float | None:
+    if value is None:
+        return best
+    if best is None:
+        return value
+    return max(best, value) if higher_is_better else min(best, value)
+
+
+def _evaluate_splits(task: Task, model: torch.nn.Module, data: Any) -> dict[str, float | None]:
+    """Validation and test metric and loss of ``model`` (validation left ``None`` for a user's data object
+    that has only ``test_batches``)."""
+    m, tl = task.evaluate(model, data, "test")
+    out: dict[str, float | None] = {"metric": _finite(m), "test_loss": _finite(tl), "val_metric": None,
+                                    "val_loss": None}
+    if hasattr(data, "eval_batches"):
+        vm, vl = task.evaluate(model, data, "val")
+        out["val_metric"], out["val_loss"] = _finite(vm), _finite(vl)
+    return out
+
+
+def _val_objective(task: Task, data: Any) -> Callable[[torch.nn.Module], float]:
+    """The validation score ``adaptlr.Auto`` minimises: the task's metric on the validation split, oriented so
+    that lower is better (the error rate ``1 - accuracy`` for classification, the loss otherwise)."""
+
+    def score(model: torch.nn.Module) -> float:
+        m, _ = task.evaluate(model, data, "val")
+        return 1.0 - m if task.higher_is_better else m
+
+    return score
+
+
+def _val_rows(data: Any) -> int:
+    """Rows (or text windows) one validation pass reads."""
+    return sum(int(x.shape[0]) for x, _ in data.eval_batches("val"))
+
+
+def _train_auto(
+    task: Task,
+    method: Method,
+    data: Any,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    eval_every: int,
+    log_every: int,
+    on_chunk: Callable[[list[dict[str, Any]]], None] | None,
+    progress: Callable[[int, int, float], None] | None,
+    stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    """The lab's method ``auto``: :meth:`adaptlr.auto.Auto.fit` on the task's training batches, deciding on
+    the validation split. Points follow the committed lineage (its race steps are logged once the winner is
+    known, without evaluations); evaluations at ``eval_every`` steps are the lab's logging, not counted in
+    Auto's cost (the summary's ``cost``, in runs of ``steps`` steps, counts every step and decision it made)."""
+    from adaptlr.auto import Auto
+
+    torch.manual_seed(seed)
+    model = task.model()
+    model.train()
+    auto = Auto(**method.optimizer_kwargs())
+    gen = torch.Generator().manual_seed(seed)
+    batches = data.batches(batch_size, gen)
+    points: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"best": None, "best_val": None, "metric": None, "val_metric": None, "window": []}
+    start = time.perf_counter()
+    report_every = max(1, steps // 50)
+
+    def on_step(step: int, loss: float, lr: float, live: bool) -> None:
+        nonlocal pending
+        if stop is not None and stop():
+            raise Interrupted
+        state["window"].append(loss)
+        do_eval = live and (step % eval_every == 0 or step == steps)
+        if step % log_every == 0 or do_eval:
+            w = state["window"]
+            point: dict[str, Any] = {"step": step, "train_loss": _finite(sum(w) / len(w)), "lr": _finite(lr),
+                                     "eff_lr": _finite(lr), "metric": None, "test_loss": None,
+                                     "val_metric": None, "val_loss": None}
+            state["window"] = []
+            if do_eval:
+                point.update(_evaluate_splits(task, model, data))
+            point["wall"] = time.perf_counter() - start
+            points.append(point)
+            pending.append(point)
+            if do_eval and on_chunk is not None and step < steps:
+                on_chunk(pending)
+                pending = []
+        if progress is not None and (step % report_every == 0 or step == steps):
+            progress(step, steps, loss)
+
+    result = auto.fit(model, task.loss, batches, _val_objective(task, data), steps,
+                      val_cost=_val_rows(data) / (3.0 * batch_size), on_step=on_step)
+    # the committed model (the run's end, or an annealed branch that validated better) is what is reported
+    final = _evaluate_splits(task, model, data)
+    if points and points[-1]["step"] == result.steps:
+        points[-1].update(final)
+    for p in points:
+        if p["metric"] is not None:
+            state["best"] = _better(state["best"], p["metric"], task.higher_is_better)
+            state["best_val"] = _better(state["best_val"], p["val_metric"], task.higher_is_better)
+    diverged = any(r.lr == result.lr and r.diverged for r in result.racers)
+    return {
+        "steps_done": max((p["step"] for p in points), default=0),
+        "wall": time.perf_counter() - start,
+        "final_metric": final["metric"],
+        "best_metric": state["best"],
+        "final_val_metric": final["val_metric"],
+        "best_val_metric": state["best_val"],
+        "diverged": diverged,
+        "points": points,
+        "last_chunk": pending,
+        "cost": result.cost,
+        "auto_lr": result.lr,
+        "auto_committed": result.committed,
+    }
+
+
 def train(
     task: str | Task,
     method: str | Method,
@@ -60,7 +177,10 @@ def train(
     """Train one (task, method, seed) and return its summary and logged points.
 
     Every ``log_every`` steps a point records the mean train loss since the last point, the scheduled lr, the
-    effective lr and the wall time; every ``eval_every`` steps (and at the end) also the test metric and loss.
+    effective lr and the wall time; every ``eval_every`` steps (and at the end) also the metric and loss on the
+    validation split (``val_metric``, ``val_loss``: what controllers such as ``plateau`` observe) and on the
+    test split (``metric``, ``test_loss``: what reports show). The summary holds ``final_metric`` /
+    ``best_metric`` (test) and ``final_val_metric`` / ``best_val_metric`` (validation).
     ``on_chunk`` receives the points since the previous call after each evaluation except the last (those
     come back in the result). Wall times count from the end of the first step, so that one-off costs (a fused
     kernel compiled or loaded from cache, lazily allocated state) do not depend on which runs shared a worker
@@ -74,6 +194,9 @@ def train(
     eval_every = int(eval_every or task.eval_every or max(1, steps // 10))
     log_every = int(log_every or max(1, min(eval_every, steps // 100)))
     data = task.data(**(data_options or {}))
+    if method.optimizer.name == "auto":
+        return _train_auto(task, method, data, seed, steps, batch_size, eval_every, log_every, on_chunk,
+                           progress, stop)
 
     torch.manual_seed(seed)
     model = task.model()
@@ -90,6 +213,8 @@ def train(
     pending: list[dict[str, Any]] = []
     best: float | None = None
     metric: float | None = None
+    best_val: float | None = None
+    val_metric: float | None = None
     first_loss: float | None = None
     window: list[float] = []
     diverged = False
@@ -126,21 +251,23 @@ def train(
                 "eff_lr": _finite(eff),
                 "metric": None,
                 "test_loss": None,
+                "val_metric": None,
+                "val_loss": None,
             }
             window = []
             if do_eval:
                 if has_modes:
                     opt.eval()
-                m, tl = task.evaluate(model, data)
+                ev = _evaluate_splits(task, model, data)
                 if has_modes:
                     opt.train()
-                metric = _finite(m)
-                point["metric"], point["test_loss"] = metric, _finite(tl)
-                if metric is not None:
-                    better = best is None or (metric > best if task.higher_is_better else metric < best)
-                    best = metric if better else best
+                point.update(ev)
+                metric, val_metric = ev["metric"], ev["val_metric"]
+                best = _better(best, metric, task.higher_is_better)
+                best_val = _better(best_val, val_metric, task.higher_is_better)
+                if val_metric is not None:  # decisions see validation, never test
                     for c in build.controllers:
-                        c.observe(metric)
+                        c.observe(val_metric)
             point["wall"] = time.perf_counter() - start
             points.append(point)
             pending.append(point)
@@ -157,6 +284,8 @@ def train(
         "wall": wall,
         "final_metric": metric,
         "best_metric": best,
+        "final_val_metric": val_metric,
+        "best_val_metric": best_val,
         "diverged": diverged,
         "points": points,
         "last_chunk": pending,

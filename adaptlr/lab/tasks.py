@@ -32,9 +32,11 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Task:
-    """A training problem. ``data(**options)`` returns an object with ``batches(batch_size, generator)`` and
-    ``test_batches()`` (see :mod:`adaptlr.lab.data`); ``metric`` is ``"accuracy"``, ``"mse"`` or ``"loss"``
-    (the test loss), measured on the held-out split."""
+    """A training problem. ``data(**options)`` returns an object with ``batches(batch_size, generator)`` (training
+    minibatches) and ``eval_batches(split)`` for the held-out splits ``"val"`` and ``"test"`` (see
+    :mod:`adaptlr.lab.data`; an object with only ``test_batches()`` still works for ``split="test"``);
+    ``metric`` is ``"accuracy"``, ``"mse"`` or ``"loss"`` (the held-out loss), measured on a held-out split:
+    validation for decisions, test for reports."""
 
     name: str
     model: Callable[[], nn.Module]
@@ -52,13 +54,22 @@ class Task:
     def higher_is_better(self) -> bool:
         return self.metric == "accuracy"
 
-    def evaluate(self, model: nn.Module, data: Any) -> tuple[float, float]:
-        """(metric, mean test loss) over the whole held-out split."""
+    def evaluate(self, model: nn.Module, data: Any, split: str = "test") -> tuple[float, float]:
+        """(metric, mean loss) over the whole held-out ``split`` (``"val"`` or ``"test"``), in eval mode (the
+        model's train/eval mode is restored afterwards)."""
+        if split not in D.SPLITS:
+            raise ValueError(f"Invalid split: {split!r} (expected one of {D.SPLITS})")
+        if hasattr(data, "eval_batches"):
+            batches = data.eval_batches(split)
+        elif split == "test" and hasattr(data, "test_batches"):
+            batches = data.test_batches()
+        else:
+            raise AttributeError(f"task {self.name!r}: its data has no {split!r} split (no eval_batches method)")
         was_training = model.training
         model.eval()
         total, correct, count, n_out = 0.0, 0.0, 0, 0
         with torch.no_grad():
-            for x, y in data.test_batches():
+            for x, y in batches:
                 out = model(x)
                 k = y.numel()
                 total += float(self.loss(out, y)) * k
@@ -166,6 +177,64 @@ class CharTransformer(nn.Module):
         return self.head(self.norm(h))
 
 
+class AddingGRU(nn.Module):
+    """A one-layer GRU (hidden 32) read out by a linear layer from its last hidden state: sequence -> scalar."""
+
+    def __init__(self, inputs: int = 2, hidden: int = 32) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(inputs, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(x)
+        return self.head(h[-1])
+
+
+class _Residual(nn.Module):
+    """conv-BN-ReLU-conv-BN plus the identity, then ReLU (He et al., 2016, the basic block)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(x + self.bn2(self.conv2(h)))
+
+
+class DigitsResNet(nn.Module):
+    """A small residual CNN with BatchNorm for 8x8 digits: a 3x3 stem (16 channels, BN), two basic residual
+    blocks, global average pooling and a linear head."""
+
+    def __init__(self, channels: int = 16, blocks: int = 2) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.blocks = nn.Sequential(*[_Residual(channels) for _ in range(blocks)])
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.stem(x.view(-1, 1, 8, 8)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def deep_mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with tanh between them (a deep, saturating regression net)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def _digits_autoencoder_data() -> D.ArrayData:
+    d = D.load_digits()
+    return D.ArrayData(d.x_train, d.x_train, d.x_test, d.x_test, x_val=d.x_val, y_val=d.x_val)
+
+
 def _char_model() -> nn.Module:
     d = D.load_shakespeare()
     return CharTransformer(len(d.vocab), d.block)
@@ -259,6 +328,51 @@ for _task in [
         target=math.log(8),
         description="2-layer causal transformer (d=64) on the bundled Shakespeare text; metric: test loss "
         "(nats/char)",
+    ),
+    Task(
+        "adding-gru",
+        AddingGRU,
+        D.make_adding,
+        _mse,
+        "mse",
+        steps=600,
+        batch_size=64,
+        target=0.05,
+        description="GRU (hidden 32) on the adding problem: 30-step sequences, predict the sum of the two marked "
+        "values (MSE 0.167 for the mean guess)",
+    ),
+    Task(
+        "digits-autoencoder",
+        lambda: mlp([64, 32, 8, 32, 64]),
+        _digits_autoencoder_data,
+        _mse,
+        "mse",
+        steps=400,
+        batch_size=64,
+        target=0.03,
+        description="MLP autoencoder 64-32-8-32-64 (ReLU) reconstructing scikit-learn's 8x8 digits; metric: "
+        "reconstruction MSE",
+    ),
+    Task(
+        "illcond-regression",
+        lambda: deep_mlp([32, 64, 64, 64, 64, 1]),
+        D.make_illcond_regression,
+        _mse,
+        "mse",
+        steps=500,
+        batch_size=64,
+        target=0.3,
+        description="5-layer tanh MLP regressing a nonlinear target from inputs with condition number 1e3 (the "
+        "target depends on the whitened input; noise std 0.05 on a unit-variance target)",
+    ),
+    Task(
+        "digits-resnet",
+        DigitsResNet,
+        D.load_digits,
+        steps=300,
+        batch_size=64,
+        target=0.95,
+        description="residual CNN with BatchNorm (16 channels, 2 basic blocks, global pooling) on 8x8 digits",
     ),
 ]:
     register_task(_task)
