@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from ._base import Optimizer, scalar_dtype
-from ._phases import is_dtensor, mesh_sum, run_phase, tick
+from ._phases import is_dtensor, mesh_sum, run_phase
 from ._validation import check_real
 
 
@@ -116,7 +116,6 @@ class Adafactor(Optimizer):
             denom = max(1.0, math.sqrt(mesh_sum(sq, update)) / ((update.numel() ** 0.5) * d))
             run_phase(self, group, rules.decayed_step, [[p], [update]], (0,), (alpha / denom, 1 - lr * wd),
                       (wd != 0,), names=("param", "update"))
-        tick(group)
 
 
 def _norm(p: torch.Tensor) -> float:

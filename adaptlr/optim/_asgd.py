@@ -51,6 +51,19 @@ class ASGD(Optimizer):
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch, then ``eta`` and ``mu`` back in the dtype of ``step`` (the scalar dtype they are created in).
+
+        torch.optim.ASGD's load casts them to the parameter's dtype, so a resumed torch ASGD continues with
+        float64 ``eta`` where an uninterrupted one rounds it to float32 (under the default dtype); keeping the
+        dtype makes a resumed run bit-identical to an uninterrupted one, for checkpoints of either library.
+        """
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            for key in ("eta", "mu"):
+                if key in state and torch.is_tensor(state[key]) and torch.is_tensor(state.get("step")):
+                    state[key] = state[key].to(state["step"].dtype)
+
     def _init_state(self, group, p, state):
         dtype = scalar_dtype()
         state["step"] = torch.zeros((), dtype=dtype)

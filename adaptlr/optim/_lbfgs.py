@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from ._base import Optimizer
-from ._phases import tick
 from ._validation import check_real
 
 Objective = Callable[[list[torch.Tensor], Any, torch.Tensor], tuple[float, torch.Tensor]]
@@ -251,7 +250,7 @@ class LBFGS(Optimizer):
         state.setdefault("n_iter", 0)
         state["func_evals"] += 1
         current_evals = 1
-        tick(group)
+        self._tick()
         if flat_grad.abs().max() <= tol_grad:
             return orig_loss
 

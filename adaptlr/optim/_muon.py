@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from ._base import Optimizer
-from ._phases import full, is_dtensor, run_phase, tick
+from ._phases import full, is_dtensor, run_phase
 from ._validation import check_bool, check_real
 
 # Keller Jordan's constants (torch.optim._muon)
@@ -134,7 +134,6 @@ class Muon(Optimizer):
             run_phase(self, group, rules.decayed_step, [[p], [ortho]], (0,),
                       (adjusted_lr(lr, group["adjust_lr_fn"], p.shape), 1 - lr * wd), (True,),
                       names=("param", "orthogonalised update"))
-        tick(group)
 
 
 def _shard_like(full_tensor: torch.Tensor, like: Any) -> Any:

@@ -3,7 +3,7 @@
 Rprop and ASGD are plain :class:`~adaptlr.optim.Optimizer` subclasses (one rule). SparseAdam, Adafactor and Muon
 run their elementwise phases through :func:`run_phase` (the engines layer picks the engine, unwraps DTensors to
 their local shards and checks the columns), with their non-elementwise statistics in plain torch between phases;
-LBFGS is closure-driven. All of them tick the schedule clock through :func:`tick`, once per applied step.
+LBFGS is closure-driven. The base class ticks the schedule clock, once per applied step, for all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from ..engines._select import is_dtensor, run
 
-__all__ = ["full", "is_dtensor", "mesh_sum", "run_phase", "tick"]
+__all__ = ["full", "is_dtensor", "mesh_sum", "run_phase"]
 
 
 def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence[Any], writes: Sequence[int],
@@ -23,12 +23,6 @@ def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence
               names: Sequence[str] | None = None) -> tuple[float, ...]:
     """Run one elementwise phase of ``group`` on the engine its flags ask for (``foreach=`` / ``fused=``)."""
     return run(rule, columns, writes, scalars, flags, n_sums, prefer=opt._engine(group), names=names)
-
-
-def tick(group: dict[str, Any]) -> None:
-    """Count one applied step on the group's schedule clock (the same rule as the base class's step)."""
-    if not torch.compiler.is_compiling() or callable(group["lr"]):
-        group["steps"] = group.get("steps", 0) + 1
 
 
 def mesh_sum(value: float, like: torch.Tensor) -> float:

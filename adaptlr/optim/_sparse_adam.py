@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer
-from ._phases import run_phase, tick
+from ._phases import run_phase
 from ._validation import check_betas, check_real
 
 
@@ -63,11 +63,9 @@ class SparseAdam(Optimizer):
     def _step_group(self, group: dict[str, Any]) -> None:
         lr = float(self._lr(group))
         beta1, beta2 = group["betas"]
-        touched = False
         for p in group["params"]:
             if p.grad is None:
                 continue
-            touched = True
             if not p.grad.is_sparse:
                 raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
             state = self.state[p]
@@ -89,5 +87,3 @@ class SparseAdam(Optimizer):
             for target, gathered in ((p, columns[0][0]), (state["exp_avg"], columns[2][0]),
                                      (state["exp_avg_sq"], columns[3][0])):
                 target.index_put_(index, gathered)
-        if touched:
-            tick(group)

@@ -63,6 +63,6 @@ class Rprop(ReferenceOptimizer):
         delta[same > 0] *= eta_plus
         delta[same < 0] *= eta_minus
         np.clip(delta, low, high, out=delta)
-        g[same < 0] = 0.0
+        g = np.where(same < 0, 0.0, g)
         p -= np.sign(g) * delta
         state["prev"][...] = g
