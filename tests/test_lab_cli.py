@@ -196,3 +196,82 @@ def test_import_adaptlr_stays_light():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+REFUSED = [
+    (["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "0"], "argument --seeds: 0 \\(expected an integer >= 1\\)"),
+    (["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "-2"], "argument --seeds: -2 \\(expected an integer >= 1\\)"),
+    (["compare", "--task", "linreg", "--methods", "sgd", "--steps", "0"], "argument --steps: 0 \\(expected"),
+    (["compare", "--task", "linreg", "--methods", "sgd", "--steps", "-5"], "argument --steps: -5 \\(expected"),
+    (["compare", "--task", "linreg", "--methods", "sgd", "--batch-size", "0"], "argument --batch-size: 0 \\(expected"),
+    (["compare", "--task", "linreg", "--methods", "sgd", "--jobs", "0"], "argument --jobs/-j: 0 \\(expected"),
+    (["compare", "--task", "linreg", "--methods", "sgd(lr=-1)"], "Invalid learning rate|Invalid lr"),
+    (["compare", "--task", "linreg", "--methods", "sgd + plateau(factor=2)"], "Invalid factor: 2"),
+    (["compare", "--task", "linreg", "--methods", "sgd + cosine(warmup=2.5)"], "Invalid warmup: 2.5"),
+    (["compare", "--task", "linreg", "--methods", "sgd + linear(final=-1)"], "negative learning rate"),
+    (["compare", "--task", "linreg", "--methods", ""], "--methods is empty"),
+    (["tune", "--task", "linreg", "--method", "sgd(lr=?)", "--trials", "0"], "argument --trials: 0 \\(expected"),
+    (["tune", "--task", "linreg", "--method", "sgd(lr=?)", "--range", "lrr=0.01:0.1"],
+     "--range 'lrr'.*did you mean 'lr'"),
+    (["tune", "--task", "linreg", "--method", "sgd(lr=?) + plateau(factor=2)"], "Invalid factor: 2"),
+    (["tune", "--task", "linreg", "--method", "sgd(lr=0.1)"], "no '\\?' to tune"),
+    (["find-lr", "--task", "linreg", "--method", "sgd", "--start", "1", "--end", "0.1"], "must be greater"),
+    (["find-lr", "--task", "linreg", "--method", "sgd", "--steps", "1"], "argument --steps: 1 \\(expected an integer >= 2\\)"),
+    (["plot-schedule", "linear(0.1, -0.1, 10)", "--steps", "10"], "negative learning rate"),
+    (["plot-schedule", 'from_epochs(fn="os:_exit", steps_per_epoch=1)', "--steps", "3"], "unknown callable"),
+    (["plot-schedule", "[" * 2000, "--steps", "3"], "plot-schedule: "),
+    (["report", "--target", "nan"], "argument --target: nan \\(expected a finite number\\)"),
+]
+
+
+@pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(a)[:60] for a, _ in REFUSED])
+def test_values_refused_up_front_with_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    """issue 9: exit code 2, one line on stderr, no traceback, and nothing trained (no store written)."""
+    import adaptlr.lab.runner as runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained although a value was refused"))
+    store = str(tmp_path / "runs.db")
+    extra = ["--store", store] if argv[0] in ("compare", "tune", "report") else []
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    import re
+
+    assert re.search(message, err), err
+    if argv[0] != "report":
+        assert not (tmp_path / "runs.db").exists()  # refused before the store was touched
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_damaged_store_gives_one_line_and_is_not_trained_into(tmp_path, capsys, content):
+    store = tmp_path / "runs.db"
+    store.write_bytes(content)
+    argv = ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "1", "--steps", "5", "--no-progress",
+            "--no-report", "--store", str(store)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(store) in err and "Traceback" not in err, err
+    assert store.read_bytes() == content  # never trained into
+    assert main(["report", "--store", str(store), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(store) in err
+
+
+def test_an_unwritable_store_gives_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = blocker / "runs.db"  # a folder that is a file: cannot be created
+    argv = ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "1", "--steps", "5", "--no-progress",
+            "--store", str(store)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(store) in err, err
+
+
+def test_a_spec_written_two_ways_is_one_method_in_the_store(tmp_path, capsys):
+    store = str(tmp_path / "runs.db")
+    common = ["--task", "linreg", "--seeds", "1", "--steps", "5", "--no-progress", "--no-report", "--store", store]
+    assert main(["compare", "--methods", "sgd", *common]) == 0
+    assert main(["compare", "--methods", "sgd(lr=0.1), SGD(0.1, momentum=0)", *common]) == 0
+    assert "0 runs trained, 2 already in" in capsys.readouterr().out
