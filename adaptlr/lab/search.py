@@ -2,9 +2,15 @@
 
 Every trial is an ordinary run of the lab (a concrete spec such as ``adam(lr=0.00316)``) written to the same
 store, so trials are never trained twice, show up in ``adaptlr report`` and make its lr-sensitivity plot.
-Optuna's study lives in an RDB storage: by default the store's own SQLite file; pass
-``storage="postgresql://..."`` so that several machines share one study (each with its own result store, or
-one shared file system).
+**Trials are chosen on the validation split** (the median over seeds of the runs' final validation metric);
+the test metric is left for the reports.
+
+Optuna's study lives in an RDB storage: by default the store's own database (its SQLite file, or the
+PostgreSQL database of a ``postgresql://`` store). Several processes, on one machine or many, given the same
+task, spec, budget and ``storage`` share one study: ``trials`` is the study's total, each worker takes the
+next free trial slot from the result store before it asks Optuna for a trial, so the study ends with exactly
+``trials`` trials, whatever the number of workers. Each slot's sampler is seeded with the slot's number, so
+workers explore different points (and the search repeats exactly with one worker).
 
 >>> grid_points({"lr": (1e-3, 1e-1, True)}, 3)
 [{'lr': 0.001}, {'lr': 0.01}, {'lr': 0.1}]
@@ -20,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from .methods import SpecError, parse_method
-from .report import summarize
 from .runner import compare, import_modules
-from .store import Store
+from .store import Store, budget_key, store_url
 from .tasks import get_task
 
-__all__ = ["DEFAULT_RANGES", "grid_points", "parse_range", "tune"]
+__all__ = ["DEFAULT_RANGES", "grid_points", "objective_value", "parse_range", "tune"]
 
 #: (low, high, log scale) by argument name; other arguments default to (1e-4, 1, log).
 DEFAULT_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -94,6 +99,43 @@ def _names(method: Any) -> list[str]:
     return [f"{terms[i].name}.{k}" if plain.count(k) > 1 else k for i, k in tuned]
 
 
+def objective_value(
+    store: Store, task: str, spec: str, budget: str, higher_is_better: bool = True
+) -> float:
+    """What a search ranks a spec by: the median over its finished seeds of the final **validation** metric
+    (NaN when a seed diverged or no seed finished). A task without a validation split (a user's data object
+    with test batches only) falls back to the final test metric, with a warning."""
+    runs = store.runs(task, method=spec, budget=budget)
+    if not runs or any(r["diverged"] for r in runs):
+        return math.nan
+    values = [r["final_val_metric"] for r in runs]
+    if all(v is None for v in values):
+        import warnings
+
+        warnings.warn(
+            f"task {task!r} reports no validation metric: the search selects on the test metric",
+            stacklevel=2,
+        )
+        values = [r["final_metric"] for r in runs]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return math.nan
+    return float(np.median(values))
+
+
+def _with_retries(fn: Callable[[], Any], tries: int = 5) -> Any:
+    """Optuna creating its schema or study while another worker does the same can lose the race once."""
+    import time
+
+    for i in range(tries):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 - the last failure is raised
+            if i == tries - 1:
+                raise
+            time.sleep(0.2 * (i + 1))
+    return None
+
+
 def tune(
     task: str,
     method: str,
@@ -113,17 +155,21 @@ def tune(
     callback: Callable[[str, float], None] | None = None,
     imports: Sequence[str] = (),
 ) -> list[tuple[str, float]]:
-    """Search the ``?`` arguments of ``method`` on ``task``; returns ``[(spec, median final metric), ...]``,
-    best first (the objective is the median over ``seeds`` of the final test metric)."""
+    """Search the ``?`` arguments of ``method`` on ``task``; returns ``[(spec, validation metric), ...]``,
+    best first: the median over ``seeds`` of the final validation metric (:func:`objective_value`), NaN for a
+    diverged spec. With ``sampler="optuna"`` the list holds every trial of the (possibly shared) study."""
     import_modules(imports)
     t = get_task(task)
     m = parse_method(method)
     if not m.tuned:
         raise SpecError(f"{method!r} has no '?' to tune (write e.g. \"adam(lr=?)\")")
+    if int(trials) < 1:
+        raise ValueError(f"Invalid trials: {trials} (expected at least 1)")
     names = _names(m)
     rng = _ranges(names, ranges or {})
-    budget_steps = steps or t.steps
-    budget_batch = batch_size or t.batch_size
+    budget_steps = int(steps or t.steps)
+    budget_batch = int(batch_size or t.batch_size)
+    budget = budget_key(budget_steps, budget_batch, eval=None, data=None)
 
     def score(specs: list[str]) -> dict[str, float]:
         compare(
@@ -138,12 +184,8 @@ def tune(
             console=console,
             imports=imports,
         )
-        rows = summarize(store, task).get(task, [])
-        return {
-            r.method: r.final[0]
-            for r in rows
-            if r.budget.startswith(f"steps={budget_steps},batch={budget_batch}")
-        }
+        with Store(store, check=False) as st:
+            return {s: objective_value(st, task, s, budget, t.higher_is_better) for s in specs}
 
     results: dict[str, float] = {}
     if sampler == "grid":
@@ -154,33 +196,44 @@ def tune(
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            study_name=study_name
-            or f"{task}:{m.canonical}:steps={budget_steps},batch={budget_batch},seeds={seeds}",
-            storage=storage or f"sqlite:///{store}",
-            load_if_exists=True,
-            direction="maximize" if t.higher_is_better else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=0),
-        )
+        name = study_name or f"{task}:{m.canonical}:steps={budget_steps},batch={budget_batch},seeds={seeds}"
+        with Store(store) as st:  # the lab's tables first (they may share one database with the study)
+            url = store_url(storage) if storage else st.url
+            rdb = _with_retries(lambda: optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}))
 
-        def objective(trial: Any) -> float:
-            values = {}
-            for n in names:
-                lo, hi, log = rng[n]
-                values[n] = _round(trial.suggest_float(n, lo, hi, log=log))
-            spec = m.fill(values).canonical
-            trial.set_user_attr("spec", spec)
-            value = score([spec]).get(spec, math.nan)
-            results[spec] = value
-            if callback is not None:
-                callback(spec, value)
-            if not math.isfinite(value):
-                raise optuna.TrialPruned()  # diverged: no metric
-            return value
+            def open_study(seed: int) -> Any:
+                return optuna.create_study(
+                    study_name=name,
+                    storage=rdb,
+                    load_if_exists=True,
+                    direction="maximize" if t.higher_is_better else "minimize",
+                    sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+                )
 
-        with Store(store):  # create the lab's tables first: both live in one file
-            pass
-        study.optimize(objective, n_trials=trials, catch=(SpecError,))
+            study = _with_retries(lambda: open_study(0))
+
+            def objective(trial: Any) -> float:
+                values = {}
+                for n in names:
+                    lo, hi, log = rng[n]
+                    values[n] = _round(trial.suggest_float(n, lo, hi, log=log))
+                spec = m.fill(values).canonical
+                trial.set_user_attr("spec", spec)
+                value = score([spec]).get(spec, math.nan)
+                if callback is not None:
+                    callback(spec, value)
+                if not math.isfinite(value):
+                    raise optuna.TrialPruned()  # diverged: no metric
+                return value
+
+            # one trial per slot: the slots of the study's scope are shared by every worker on this store
+            while (slot := st.claim_slot(f"optuna:{name}", int(trials))) is not None:
+                study = open_study(slot)
+                study.optimize(objective, n_trials=1, catch=(SpecError,))
+            for tr in study.get_trials(deepcopy=False):
+                spec = tr.user_attrs.get("spec")
+                if spec is not None and tr.state.is_finished():
+                    results[spec] = float(tr.value) if tr.value is not None else math.nan
     else:
         raise ValueError(f"Invalid sampler: {sampler!r} (expected 'grid' or 'optuna')")
     sign = -1.0 if t.higher_is_better else 1.0

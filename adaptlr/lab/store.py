@@ -434,6 +434,8 @@ class Store:
                 what = f"not a SQLite database or damaged ({text})"
             elif "readonly" in text or "read-only" in text:
                 what = f"cannot write ({text})"
+            elif "connection" in text and ("failed" in text or "refused" in text):
+                what = f"cannot connect ({text})"
             elif "unable to open" in text:
                 what = f"cannot open the file ({text}: check the path and its folder's permissions)"
             else:
