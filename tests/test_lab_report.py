@@ -75,8 +75,10 @@ def _independent(path, task):
         evals = [(s, m, w) for s, m, w in pts if m is not None]
         reached = [(s, w) for s, m, w in evals if (m >= target if hib else m <= target)]
         d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "div": 0})
-        d["final"].append(evals[-1][1])
+        worst = -math.inf if hib else math.inf  # a diverged run's final metric: the worst there is
+        d["final"].append(worst if diverged else evals[-1][1])
         d["best"].append(max(m for _, m, _ in evals) if hib else min(m for _, m, _ in evals))
+        reached = [] if diverged else reached  # and it never reaches the target
         d["stt"].append(reached[0][0] if reached else math.inf)
         d["ttt"].append(reached[0][1] if reached else math.inf)
         d["sps"].append((pts[-1][0] - pts[0][0]) / (pts[-1][2] - pts[0][2]))
@@ -86,8 +88,21 @@ def _independent(path, task):
 
 
 def _quartiles(xs):
-    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
-    return q2, q1, q3
+    """statistics' inclusive quartiles (numpy's linear interpolation), with an infinite end as the limit."""
+    xs = sorted(xs)
+    if all(math.isfinite(x) for x in xs):
+        q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+        return q2, q1, q3
+
+    def q(p):
+        pos = p * (len(xs) - 1)
+        i, frac = int(pos), pos - int(pos)
+        if frac == 0:
+            return xs[i]
+        a, b = xs[i], xs[i + 1]
+        return a if math.isinf(a) else b if math.isinf(b) else a + (b - a) * frac
+
+    return q(0.5), q(0.25), q(0.75)
 
 
 def _median_with_inf(xs):
@@ -120,11 +135,76 @@ def test_table_numbers_recomputed_from_raw_rows(tmp_path, task):
     assert finals == sorted(finals, reverse=rows[0].higher_is_better)
 
 
+def _store_with_a_diverged_leader(path, hib):
+    """Two methods on one task; the one whose last finite metric is by far the best diverged on every seed:
+    its last point has a non-finite (None) train loss and metric, and one of its runs is not even flagged."""
+    with Store(path) as st:
+        cfg = {"metric": "accuracy" if hib else "loss", "higher_is_better": hib, "target": 0.9 if hib else 0.1}
+        for method, good, blew_up in [("sgd(lr=0.1)", 0.6 if hib else 0.4, False),
+                                      ("sgd(lr=10.0)", 0.99 if hib else 0.01, True)]:
+            for seed in range(3):
+                rid = st.start_run("t", method, seed, "steps=3,batch=8", cfg)
+                pts = [{"step": s, "train_loss": 1.0, "lr": 0.1, "eff_lr": 0.1, "metric": good, "test_loss": 1.0,
+                        "wall": 0.01 * s} for s in (1, 2)]
+                last = {"step": 3, "train_loss": 1.0, "lr": 0.1, "eff_lr": 0.1, "metric": good, "test_loss": 1.0,
+                        "wall": 0.03}
+                if blew_up:
+                    last.update(train_loss=None, metric=None, test_loss=None)
+                st.finish_run(rid, [*pts, last], {"steps_done": 3, "wall": 0.03, "final_metric": good,
+                                                  "best_metric": good, "diverged": blew_up and seed != 0})
+
+
+@pytest.mark.parametrize("hib", [True, False])
+def test_a_diverged_run_is_never_ranked_above_a_finished_one(tmp_path, hib):
+    """issue 9: on a loss metric, a run that ended non-finite reported its last finite metric as final and
+    could rank #1."""
+    from rich.console import Console
+
+    path = str(tmp_path / "runs.db")
+    _store_with_a_diverged_leader(path, hib)
+    rows = summarize(path, "t")["t"]
+    assert [r.method for r in rows] == ["sgd(lr=0.1)", "sgd(lr=10.0)"]
+    bad = rows[1]
+    assert bad.final[0] == (-math.inf if hib else math.inf) and bad.diverged == 3 and bad.reached == 0
+    assert bad.best[0] == pytest.approx(0.99 if hib else 0.01)  # what it reached before, kept honest
+    console = Console(record=True, width=200)
+    report(path, out=tmp_path / "figs", console=console)
+    text = console.export_text()
+    assert "diverged" in text and text.index("sgd(lr=0.1)") < text.index("sgd(lr=10.0)")
+    assert _is_png(tmp_path / "figs" / "t_sensitivity.png")
+    prof = profile({"t": rows})
+    assert prof["ratios"]["sgd(lr=10.0)"] == [math.inf]  # it never counts as reaching the target
+    sens = sensitivity(rows)["sgd"]
+    assert sens[1][0] == 10.0 and math.isinf(sens[1][1][0])  # the worst value, never drawn as a good lr
+
+
+def test_tune_never_calls_a_diverged_trial_best(tmp_path, monkeypatch):
+    from adaptlr.lab import search
+
+    path = str(tmp_path / "runs.db")
+    _store_with_a_diverged_leader(path, hib=False)
+    monkeypatch.setattr(search, "compare", lambda *a, **k: None)  # the trials are already in the store
+
+    class _Task:
+        steps, batch_size, higher_is_better = 3, 8, False
+
+    monkeypatch.setattr(search, "get_task", lambda name: _Task())
+    import warnings
+
+    with warnings.catch_warnings():  # these made-up runs have no validation metric: tune says so
+        warnings.simplefilter("ignore", UserWarning)
+        res = search.tune("t", "sgd(lr=?)", 2, store=path, steps=3, batch_size=8,
+                          ranges={"lr": (0.1, 10.0, True)}, progress=False)
+    assert res[0][0] == "sgd(lr=0.1)" and not math.isfinite(res[-1][1])
+
+
 def test_target_override(tmp_path):
     path = str(tmp_path / "runs.db")
     _fill(path)
     rows = summarize(path, "acc-task", target=0.0)["acc-task"]
-    assert all(r.steps_to_target == 4 and r.reached == 3 for r in rows)  # every run beats 0 at its first eval
+    # every run beats 0 at its first eval, except the diverged one (sgd(lr=0.3), seed 2), which never counts
+    assert all(r.steps_to_target == 4 and r.reached == 3 - r.diverged for r in rows)
+    assert sum(r.diverged for r in rows) == 1
     rows = summarize(path, "acc-task", target=1.5)["acc-task"]
     assert all(math.isinf(r.steps_to_target) and r.reached == 0 for r in rows)
 

@@ -369,6 +369,14 @@ class Method:
         self._check_names()
         import torch
 
+        cls = _resolve_class(self.optimizer.name)
+        if isinstance(cls, type) and not issubclass(cls, torch.optim.Optimizer):
+            # a method with a training loop of its own (``auto``): built from its arguments alone
+            try:
+                cls(**self.optimizer_kwargs())
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"{self.canonical}: {e}") from None
+            return self
         self.build([torch.nn.Parameter(torch.zeros(2, 2))], 1000 if total_steps is None else total_steps)
         return self
 

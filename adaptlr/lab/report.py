@@ -9,6 +9,13 @@ All numbers come from the raw logged points (not from the runs' cached summaries
 - **steps/s**: steps per second of wall time between the first and the last point (so one-off start-up
   costs such as compiling a kernel are left out);
 - spreads are the median and the interquartile range (25th-75th percentile, linear interpolation) over seeds.
+
+**A diverged run is never ranked above a finished one.** A run diverged when the runner marked it so, or
+when its last logged point has a non-finite train loss or metric. Its *final* metric is then the worst value
+there is (``-inf`` for accuracy, ``+inf`` for a loss), not the last finite one it logged before blowing up,
+and it counts as never reaching the target. So the medians, the order of the table (best final first), the
+performance profile, the lr-sensitivity curves and ``adaptlr tune``'s best all see it as the worst result;
+tables show such a value as ``diverged``. Its *best* metric stays what it reached before.
 """
 
 from __future__ import annotations
@@ -49,27 +56,65 @@ class MethodSummary:
     reference: dict[str, float] | None = None  # published results for the task (e.g. the MNIST-1D paper's)
 
 
+def _quantile(a: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``a`` by linear interpolation (numpy's default), where an infinite end
+    of the interval is the limit (a value between x and +inf at a fraction > 0 is +inf, never nan)."""
+    pos = q * (len(a) - 1)
+    i = math.floor(pos)
+    frac = pos - i
+    lo, hi = a[i], a[min(i + 1, len(a) - 1)]
+    if frac == 0 or lo == hi:
+        return float(lo)
+    if math.isinf(lo):
+        return float(lo)
+    if math.isinf(hi):
+        return float(hi)
+    return float(lo + (hi - lo) * frac)
+
+
 def _q(values: Sequence[float]) -> tuple[float, float, float]:
-    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if a.size == 0:
+    """(median, q25, q75) over the values; ``None`` and nan (no evaluation) are left out, infinities (a
+    diverged run's worst value) count."""
+    a = sorted(float(v) for v in values if v is not None and not math.isnan(v))
+    if not a:
         return (math.nan, math.nan, math.nan)
-    q25, med, q75 = np.percentile(a, [25, 50, 75])
-    return float(med), float(q25), float(q75)
+    return _quantile(a, 0.5), _quantile(a, 0.25), _quantile(a, 0.75)
 
 
 def _median_inf(values: Sequence[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float))) if values else math.inf
 
 
+def ended_diverged(points: Sequence[dict[str, Any]], flagged: bool = False) -> bool:
+    """Whether a run diverged: marked so by the runner, or its last point has a non-finite (stored as
+    ``None``) train loss or metric, or a non-finite number."""
+    if flagged:
+        return True
+    if not points:
+        return False
+    last = points[-1]
+    for key in ("train_loss", "metric"):
+        v = last.get(key)
+        if v is None or not math.isfinite(v):
+            return True
+    return False
+
+
 def run_stats(
-    points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None
+    points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None, diverged: bool = False
 ) -> dict[str, Any]:
-    """final / best metric, steps and time to ``target``, steps/s of one run, from its points."""
-    evals = [p for p in points if p["metric"] is not None]
+    """final / best metric, steps and time to ``target``, steps/s of one run, from its points.
+
+    A run that diverged (``diverged``, or see :func:`ended_diverged`) gets the worst final metric (``-inf``
+    when higher is better, else ``+inf``) and never reaches the target."""
+    evals = [p for p in points if p["metric"] is not None and math.isfinite(p["metric"])]
+    diverged = ended_diverged(points, diverged)
     final = evals[-1]["metric"] if evals else math.nan
+    if diverged:
+        final = -math.inf if higher_is_better else math.inf
     best = (max if higher_is_better else min)((p["metric"] for p in evals), default=math.nan)
     hit = None
-    if target is not None:
+    if target is not None and not diverged:
         hit = next(
             (p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)), None
         )
@@ -84,6 +129,7 @@ def run_stats(
         "steps_to_target": hit["step"] if hit else math.inf,
         "time_to_target": hit["wall"] if hit else math.inf,
         "steps_per_s": sps,
+        "diverged": diverged,
     }
 
 
@@ -102,7 +148,7 @@ def summarize(
             cfg = runs[0]["config"]
             hib = bool(cfg.get("higher_is_better", True))
             tgt = target if target is not None else cfg.get("target")
-            stats = [run_stats(st.points(r["id"]), hib, tgt) for r in runs]
+            stats = [run_stats(st.points(r["id"]), hib, tgt, bool(r["diverged"])) for r in runs]
             out[t].append(
                 MethodSummary(
                     t,
@@ -115,7 +161,7 @@ def summarize(
                     _median_inf([s["time_to_target"] for s in stats]),
                     sum(math.isfinite(s["steps_to_target"]) for s in stats),
                     _q([s["steps_per_s"] for s in stats])[0],
-                    sum(int(r["diverged"] or 0) for r in runs),
+                    sum(bool(x["diverged"]) for x in stats),
                     cfg.get("metric", "metric"),
                     hib,
                     tgt,
@@ -135,9 +181,17 @@ def summarize(
 def _fmt_q(q: tuple[float, float, float], metric: str) -> str:
     if math.isnan(q[0]):
         return "—"
+    if math.isinf(q[0]):
+        return "diverged"
+
+    def one(v: float) -> str:
+        if math.isinf(v):
+            return "div."
+        return f"{100 * v:.1f}" if metric == "accuracy" else f"{v:.4g}"
+
     if metric == "accuracy":
-        return f"{100 * q[0]:.1f}% [{100 * q[1]:.1f}, {100 * q[2]:.1f}]"
-    return f"{q[0]:.4g} [{q[1]:.4g}, {q[2]:.4g}]"
+        return f"{one(q[0])}% [{one(q[1])}, {one(q[2])}]"
+    return f"{one(q[0])} [{one(q[1])}, {one(q[2])}]"
 
 
 def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
@@ -234,7 +288,8 @@ def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict
 
 def sensitivity(rows: Sequence[MethodSummary]) -> dict[str, list[tuple[float, tuple[float, float, float]]]]:
     """Methods that differ only in the optimizer's lr, grouped: ``{spec without lr: [(lr, final q), ...]}``
-    (only groups with at least two learning rates)."""
+    (only groups with at least two learning rates). A diverged median is infinite (the worst value), so
+    it is never drawn as a good lr."""
     groups: dict[str, list[tuple[float, tuple[float, float, float]]]] = defaultdict(list)
     for r in rows:
         try:
