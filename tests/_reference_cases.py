@@ -80,9 +80,22 @@ def draw_radam(rng):
     return dict(_adam_like(rng), decoupled_weight_decay=bool(rng.random() < 0.5))
 
 
+def draw_rprop(rng):
+    low = 0.0 if rng.random() < 0.3 else _lr(rng, 1e-6, 1e-3)
+    return dict(lr=_lr(rng, 1e-3, 1e-1), etas=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(1.05, 1.5))),
+                step_sizes=(low, _lr(rng, 0.05, 50.0)), maximize=bool(rng.random() < 0.3))
+
+
+def draw_asgd(rng):
+    return dict(lr=_lr(rng, 1e-3, 1e-1), lambd=_lr(rng, 1e-5, 1e-1), alpha=float(rng.uniform(0.5, 1.0)),
+                t0=float(rng.integers(0, 60)) if rng.random() < 0.7 else 1e6, weight_decay=_wd(rng),
+                maximize=bool(rng.random() < 0.3))
+
+
 DRAWS = {
     "SGD": draw_sgd, "Adagrad": draw_adagrad, "RMSprop": draw_rmsprop, "Adadelta": draw_adadelta,
     "Adam": draw_adam, "AdamW": draw_adamw, "Adamax": draw_adamax, "NAdam": draw_nadam, "RAdam": draw_radam,
+    "Rprop": draw_rprop, "ASGD": draw_asgd,
 }
 
 

@@ -203,7 +203,7 @@ class LBFGS(Optimizer):
             elif p.grad.is_sparse:
                 view = p.grad.to_dense().view(-1)
             else:
-                view = p.grad.view(-1)
+                view = p.grad.reshape(-1)  # (torch's view(-1) fails for a non-contiguous gradient)
             views.append(torch.view_as_real(view).view(-1) if view.is_complex() else view)
         return torch.cat(views, 0)
 

@@ -103,11 +103,14 @@ class LBFGS:
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
         bracket: list[list[Any]] = []  # rows [t, f, g, g.d]
         while it < max_ls:  # Algorithm 3.5: find a bracket
-            if f_new > f + c1 * t * gtd or (it > 1 and f_new >= f_prev) or gtd_new >= 0:
+            if f_new > f + c1 * t * gtd or (it > 1 and f_new >= f_prev):  # too long: the minimum is before t
                 bracket = [[t_prev, f_prev, g_prev, gtd_prev], [t, f_new, g_new, gtd_new]]
                 break
-            if abs(gtd_new) <= -c2 * gtd:
+            if abs(gtd_new) <= -c2 * gtd:  # both conditions hold at t
                 bracket, done = [[t, f_new, g_new, gtd_new]], True
+                break
+            if gtd_new >= 0:  # the slope turned: a minimum lies in [t_prev, t]
+                bracket = [[t_prev, f_prev, g_prev, gtd_prev], [t, f_new, g_new, gtd_new]]
                 break
             t_next = _cubic_min(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(t + 0.01 * (t - t_prev), t * 10))
             t_prev, f_prev, g_prev, gtd_prev = t, f_new, g_new, gtd_new
