@@ -215,6 +215,15 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
     args += [f"h{j}: tl.{ct}" for j in range(len(hoisted))] + ["BLOCK: tl.constexpr"]
     kernel = [
         "@triton.jit",
+        "def _add(a, b):",
+        "    return a + b",
+        "",
+        "",
+        "# tl.sum's own combine function where it exists: the interpreter recognises it and sums with NumPy",
+        "_SUM = getattr(tl.standard, '_sum_combine', None) or _add",
+        "",
+        "",
+        "@triton.jit",
         f"def kernel({', '.join(args)}):",
         "    c = tl.program_id(0).to(tl.int64)",
         "    t = tl.load(chunks + c * 3)",
@@ -228,13 +237,15 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
             kernel.append(f"    a{col} = tl.multiple_of(a{col}, {ALIGN})")
     kernel += [f"    s{j} = tl.full([], h{j}, tl.{ct})" for j in range(len(hoisted))]
     kernel += [f"    k{j} = tl.full([], {_literal(value)}, tl.{ct})" for value, j in literals.items()]
-    kernel.append(f"    zero = tl.zeros([BLOCK], dtype=tl.{ct})")
-    kernel += [f"    acc{k} = tl.zeros([BLOCK], dtype=tl.float64)" for k in range(n_sums)]
+    # (tl.full and tl.reduce, not tl.zeros and tl.sum: those are @triton.jit functions, fixed as compiled or
+    # interpreted when triton is imported, and the interpreter may be switched on after that)
+    kernel.append(f"    zero = tl.full([BLOCK], 0.0, tl.{ct})")
+    kernel += [f"    acc{k} = tl.full([BLOCK], 0.0, tl.float64)" for k in range(n_sums)]
     kernel += ["    full = n - n % BLOCK", "    for j in range(0, full, BLOCK):"]
     kernel += ["        " + ln for ln in block("j", masked=False)]
     kernel.append("    if full < n:")
     kernel += ["        " + ln for ln in block("full", masked=True)]
-    kernel += [f"    tl.store(partial + c * {n_sums} + {k}, tl.sum(acc{k}, axis=0))" for k in range(n_sums)]
+    kernel += [f"    tl.store(partial + c * {n_sums} + {k}, tl.reduce(acc{k}, 0, _SUM))" for k in range(n_sums)]
 
     # the host part: every scalar node in program order (float64 Python), then the kernel's arguments
     host = ["def host(s):"]

@@ -1,0 +1,353 @@
+"""The triton engine (adaptlr/engines/_triton.py) in Triton's interpreter: the generated kernels run on CPU tensors.
+
+Every test here sets ``TRITON_INTERPRET=1`` (Triton reads it when a kernel is defined, and the engine keys its
+kernels by it). Oracles: the foreach engine (float64 to 1e-12), torch.optim, and a float32 run for bfloat16 /
+float16 (within one rounding of the narrow dtype). CUDA speed is not measured here (benchmarks/step_time.py
+--device cuda).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from _reference_cases import DRAWS
+from test_engines import columns, everything, swap
+from test_free_common import HPARAMS
+
+import adaptlr
+from adaptlr.engines import _select, get_engine
+from adaptlr.engines._trace import trace
+from adaptlr.engines._triton import DTYPES, TritonEngine, kernel_source
+from adaptlr.rules import _math, classic, elementwise
+
+pytest.importorskip("triton", reason="the triton engine needs triton (pip install adaptlr[triton])")
+
+
+@pytest.fixture(autouse=True)
+def interpreter(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    yield
+
+
+# ------------------------------------------------------------------------------------------ the contract
+@pytest.mark.parametrize("flip", [False, True])
+def test_every_op_writes_and_sums_match_the_loop_engine(flip):
+    got, want = columns(0), columns(0)
+    sums = get_engine("triton").apply(everything, got, (0, 1), (0.7, -1.3), (flip,), n_sums=2)
+    expected = get_engine("loop").apply(everything, want, (0, 1), (0.7, -1.3), (flip,), n_sums=2)
+    assert expected[1] == 2.0 * sum(t.numel() for t in want[0])
+    assert sums == pytest.approx(expected, rel=1e-12)
+    for a, b in zip(sum(got, []), sum(want, [])):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_writes_that_swap_two_columns_and_a_constant_placeholder():
+    cols = columns(1)[:2]
+    before = [[t.clone() for t in c] for c in cols]
+    get_engine("triton").apply(swap, cols, (0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(cols[0] + cols[1], before[1] + before[0]))
+    get_engine("triton").apply(swap, [cols[0], 0.0], (0, 1))  # writes 0.0 into column 0; column 1 absent
+    assert all(bool((t == 0).all()) for t in cols[0])
+
+
+@elementwise
+def second(a, b):
+    return (b,)
+
+
+@elementwise
+def powers(a, b, s):
+    """Every shape of ``**`` the code generator special-cases, and the general one (negative bases included)."""
+    return a ** 2 + b ** 3 + _math.abs(a) ** 0.5 + a ** s + _math.abs(b) ** a + b ** 0.0, a ** -1.0
+
+
+def test_pow_matches_torch_for_literal_and_traced_exponents():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(301, generator=g, dtype=torch.float64)
+    b = torch.randn(301, generator=g, dtype=torch.float64)
+    a[:5] = torch.tensor([0.0, -2.0, 2.0, -0.5, 3.0], dtype=torch.float64)
+    for s in (2.0, 3.0, -1.0):
+        want = [[a.clone()], [b.clone()]]
+        got = [[a.clone()], [b.clone()]]
+        get_engine("loop").apply(powers, want, (0, 1), (s,))
+        get_engine("triton").apply(powers, got, (0, 1), (s,))
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_a_new_learning_rate_reuses_the_kernel_and_is_not_in_its_source():
+    engine = TritonEngine()
+    p, g, m, v = (torch.randn(100, dtype=torch.float32, generator=torch.Generator().manual_seed(k))
+                  for k in range(4))
+    args = (0.9, 0.999, 1e-8, 0.3, 0.0, 1.0)  # adam's per-step scalars after the step size
+    flags = (False, False, False, False)
+    for step_size in (1e-3, 2e-3, 0.123456):
+        engine.apply(classic.adam, [[p], [g], [m], [v], 0.0], (0, 2, 3, 4), (step_size, *args), flags)
+    assert len(engine._modules) == 1 and len(engine.compile_seconds) == 1
+    program = trace(classic.adam, (None, None, None, None, 0.0), 7, flags, 4)
+    source = kernel_source(program, (0, 2, 3, 4), 0, "float32", True)
+    assert "0.123456" not in source and "h0: tl.float32" in source
+
+
+# --------------------------------------------------------------------------------------- many tensors
+def test_hundreds_of_small_tensors_and_tensors_spanning_chunks():
+    """300 tensors of odd sizes (and two spanning several chunks) in one launch, against the foreach engine;
+    a small block and chunk exercise full blocks, masked tails and multi-chunk tensors cheaply."""
+    rng = np.random.default_rng(0)
+    sizes = [int(n) for n in rng.integers(1, 40, size=300)] + [1000, 777]
+    g = torch.Generator().manual_seed(1)
+    base = [[torch.randn(n, generator=g, dtype=torch.float64) for n in sizes] for _ in range(3)]
+    for engine in (TritonEngine(block=64, chunk=256), get_engine("triton")):
+        got = [[t.clone() for t in c] for c in base]
+        want = [[t.clone() for t in c] for c in base]
+        sums = engine.apply(everything, got, (0, 1), (0.5, 2.0), (False,), n_sums=2)
+        expected = get_engine("foreach").apply(everything, want, (0, 1), (0.5, 2.0), (False,), n_sums=2)
+        assert sums == pytest.approx(expected, rel=1e-12)
+        assert sums[1] == 2.0 * sum(sizes)
+        for a, b in zip(sum(got, []), sum(want, [])):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- dtypes
+def _adam_columns(dtype, n=(513, 7, 64), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p, grad, m, v = ([torch.randn(k, generator=g) for k in n] for _ in range(4))
+    return [[t.to(dtype) for t in c] for c in (p, grad, m, [t.abs() for t in v])]
+
+
+ADAM_SCALARS = (0.3, 0.9, 0.999, 1e-8, 0.0447, 0.0, 1.0)  # step_size, betas, eps, bc2_sqrt, wd, decay_factor
+ADAM_FLAGS = (False, False, False, False)
+
+
+def test_float32_matches_the_foreach_engine_in_norm():
+    got, want = _adam_columns(torch.float32), _adam_columns(torch.float32)
+    get_engine("triton").apply(classic.adam, [*got, 0.0], (0, 2, 3, 4), ADAM_SCALARS, ADAM_FLAGS)
+    get_engine("foreach").apply(classic.adam, [*want, 0.0], (0, 2, 3, 4), ADAM_SCALARS, ADAM_FLAGS)
+    for a, b in zip(sum(got, []), sum(want, [])):
+        assert float((a - b).norm() / b.norm()) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype, bits", [(torch.bfloat16, 8), (torch.float16, 11)])
+def test_narrow_dtypes_round_once_from_float32_math(dtype, bits):
+    """Loaded in the narrow dtype, computed in float32, stored once: within half a unit in the last place of a
+    float32 run from the same (representable) inputs."""
+    narrow = _adam_columns(dtype)
+    wide = [[t.float() for t in c] for c in narrow]
+    get_engine("triton").apply(classic.adam, [*narrow, 0.0], (0, 2, 3, 4), ADAM_SCALARS, ADAM_FLAGS)
+    get_engine("foreach").apply(classic.adam, [*wide, 0.0], (0, 2, 3, 4), ADAM_SCALARS, ADAM_FLAGS)
+    for a, b in zip(sum(narrow, []), sum(wide, [])):
+        assert a.dtype == dtype
+        tiny = torch.finfo(dtype).tiny
+        assert bool(((a.float() - b).abs() <= b.abs() * 2.0 ** -(bits - 1) + tiny).all())
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def _two_columns(**change):
+    p = [torch.randn(5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)]
+    q = [t.clone() for t in p]
+    for k, v in change.items():
+        q[int(k[1:])] = v
+    return p, q
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(t1=torch.randn(4, 3, dtype=torch.float64)), "shape"),
+    (dict(t1=torch.randn(3, 4, dtype=torch.float32)), "float32"),
+    (dict(t1=torch.randn(4, 3, dtype=torch.float64).t()), "strides"),
+    (dict(t0=torch.randn(5, dtype=torch.float64, device="meta")), "meta"),
+])
+def test_a_tensor_that_does_not_match_its_row_is_refused_before_anything_runs(bad, match):
+    p, q = _two_columns(**bad)
+    before = [t.clone() for t in p]
+    with pytest.raises(RuntimeError, match=match):
+        get_engine("triton").apply(swap, [p, q], (0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(p, before))
+
+
+def test_refused_tensors_strided_subclass_dtype_count_and_device():
+    engine = get_engine("triton")
+    strided = [torch.randn(4, 6, dtype=torch.float64)[:, ::2] for _ in range(2)]
+    with pytest.raises(RuntimeError, match="not dense"):
+        engine.apply(swap, [[strided[0]], [strided[1]]], (0, 1))
+
+    class Sub(torch.Tensor):
+        pass
+
+    sub = torch.randn(3, dtype=torch.float64).as_subclass(Sub)
+    with pytest.raises(RuntimeError, match="Sub"):
+        engine.apply(swap, [[torch.randn(3, dtype=torch.float64)], [sub]], (0, 1))
+    with pytest.raises(RuntimeError, match="not one of"):
+        engine.apply(swap, [[torch.ones(3, dtype=torch.int32)], [torch.ones(3, dtype=torch.int32)]], (0, 1))
+    with pytest.raises(RuntimeError, match="holds 1 tensors"):
+        engine.apply(swap, [[torch.ones(3), torch.ones(2)], [torch.ones(3)]], (0, 1))
+
+
+def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="CUDA tensors"):
+        get_engine("triton").apply(swap, [[torch.ones(3)], [torch.zeros(3)]], (0, 1))
+
+
+def test_writes_bump_version_counters_as_in_place_ops_do():
+    p, q = [torch.ones(3)], [torch.zeros(3)]
+    v0 = p[0]._version
+    get_engine("triton").apply(second, [p, q], (0,))
+    assert p[0]._version == v0 + 1 and bool((p[0] == 0).all())
+
+
+# -------------------------------------------------------------------------------- optimizers end to end
+def _fits_triton(row: list[torch.Tensor]) -> bool:
+    t0 = row[0]
+    return (all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in row) and t0.device.type == "cpu"
+            and t0.dtype in DTYPES and all(t.stride() == t0.stride() and t.dtype == t0.dtype for t in row)
+            and t0.is_contiguous())
+
+
+@pytest.fixture
+def on_triton(monkeypatch):
+    """Route every row the triton engine can address to it (CPU tensors, in the interpreter); count the calls."""
+    original = _select.partition
+    calls = []
+
+    def partition(prefer, cols):
+        lists = [c for c in cols if isinstance(c, list)]
+        n = len(lists[0]) if lists else 0
+        parts: dict = {}
+        rest = []
+        for i in range(n):
+            row = [c[i] for c in lists]
+            if prefer not in ("loop", "foreach") and _fits_triton(row):
+                parts.setdefault(row[0].dtype, []).append(i)
+            else:
+                rest.append(i)
+        out = [("triton", idx) for idx in parts.values()]
+        if rest:
+            sub = [[c[i] for i in rest] if isinstance(c, list) else c for c in cols]
+            out += [(name, [rest[j] for j in idx]) for name, idx in original(prefer, sub)]
+        return out
+
+    engine = get_engine("triton")
+    apply = engine.apply
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(_select, "partition", partition)
+    monkeypatch.setattr(engine, "apply", counted)
+    return calls
+
+
+FREE = {"prodigy": "Prodigy", "dadapt_sgd": "DAdaptSGD", "dadapt_adam": "DAdaptAdam",
+        "dadapt_adagrad": "DAdaptAdaGrad", "dog": "DoG", "ldog": "LDoG", "sf_sgd": "ScheduleFreeSGD",
+        "sf_adamw": "ScheduleFreeAdamW", "sf_radam": "ScheduleFreeRAdam", "lion": "Lion", "adabelief": "AdaBelief",
+        "lamb": "LAMB"}
+CASES = ([(name, draw) for name, draw in DRAWS.items()] + [(FREE[k], HPARAMS[k]) for k in FREE]
+         + [("Adafactor", lambda rng: dict(lr=1e-2)), ("Muon", lambda rng: dict(lr=2e-2)),
+            ("SparseAdam", lambda rng: dict(lr=1e-2))])
+SHAPES = [(7, 5), (5,), (3, 4, 2), (1,), (33,)]
+
+
+def _run(name, kwargs, steps, dtype=torch.float64, shapes=SHAPES):
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes]
+    if name == "Muon":
+        params = [p for p in params if p.dim() == 2]
+    centers = [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) for p in params]
+    opt = getattr(adaptlr, name)(params, **kwargs)
+    for t in range(steps):
+        for p, c in zip(params, centers):
+            grad = (p.detach() - c) * (1.0 + 0.1 * t)
+            p.grad = grad.to_sparse() if name == "SparseAdam" else grad
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name, draw", CASES, ids=[c[0] for c in CASES])
+def test_every_optimizer_on_triton_matches_the_foreach_engine(name, draw, on_triton):
+    kwargs = draw(np.random.default_rng(7))
+    params, opt = _run(name, kwargs, steps=4)
+    assert on_triton, f"{name} never reached the triton engine"
+    on_triton.clear()
+    ref_params, ref_opt = _run(name, {**kwargs, "foreach": True}, steps=4)
+    assert not on_triton
+    for a, b in zip(params, ref_params):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for p, q in zip(params, ref_params):
+        for key, value in opt.state[p].items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(value, ref_opt.state[q][key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adam", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)), ("AdamW", dict(lr=1e-2)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)), ("Adagrad", dict(lr=0.1)),
+])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_classic_optimizers_on_triton_match_torch_optim(name, kwargs, dtype, on_triton):
+    params, _ = _run(name, kwargs, steps=5, dtype=dtype)
+    assert on_triton
+    g = torch.Generator().manual_seed(0)
+    ref = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_() for s in SHAPES]
+    centers = [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) for p in ref]
+    opt = getattr(torch.optim, name)(ref, **kwargs, foreach=False)
+    for t in range(5):
+        for p, c in zip(ref, centers):
+            p.grad = (p.detach() - c) * (1.0 + 0.1 * t)
+        opt.step()
+    for a, b in zip(params, ref):
+        a, b = a.detach(), b.detach()
+        if dtype == torch.float64:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        else:
+            assert float((a - b).norm()) <= 1e-6 * max(float(b.norm()), 1.0)
+
+
+def test_complex_parameters_run_as_real_views(on_triton):
+    g = torch.Generator().manual_seed(5)
+    init = torch.randn(6, 3, dtype=torch.complex128, generator=g)
+    target = torch.randn(6, 3, dtype=torch.complex128, generator=g)
+    results = []
+    for make in (lambda ps: adaptlr.Adam(ps, lr=0.05), lambda ps: torch.optim.Adam(ps, lr=0.05, foreach=False)):
+        p = init.clone().requires_grad_()
+        opt = make([p])
+        for _ in range(3):
+            p.grad = p.detach() - target
+            opt.step()
+        results.append(p.detach())
+        if not results[1:]:
+            assert on_triton  # adaptlr's run went through the triton engine
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, bits", [(torch.bfloat16, 8), (torch.float16, 11)])
+def test_adam_in_a_narrow_dtype_tracks_a_float32_run(dtype, bits, on_triton):
+    """One step of adaptlr.Adam on bfloat16 / float16 params (via the triton engine) from representable inputs
+    equals the float32 step rounded once; then a few more steps stay within a few roundings."""
+    narrow, _ = _run("Adam", dict(lr=1e-2), steps=1, dtype=dtype)
+    assert on_triton
+    g = torch.Generator().manual_seed(0)
+    wide = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).float().requires_grad_() for s in SHAPES]
+    centers = [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype).float() for p in wide]
+    opt = torch.optim.Adam(wide, lr=1e-2, foreach=False)
+    for p, c in zip(wide, centers):
+        p.grad = ((p.detach() - c).to(dtype)).float()  # the narrow run's gradient, exactly
+    opt.step()
+    for a, b in zip(narrow, wide):
+        a, b = a.detach(), b.detach()
+        assert a.dtype == dtype
+        assert bool(((a.float() - b).abs() <= b.abs() * 2.0 ** -(bits - 1) + 1e-3 * 2.0 ** -bits).all())
+    several, _ = _run("Adam", dict(lr=1e-2), steps=5, dtype=dtype)
+    reference, _ = _run("Adam", dict(lr=1e-2), steps=5, dtype=torch.float32)
+    for a, b in zip(several, reference):
+        a, b = a.detach(), b.detach()
+        assert float((a.float() - b).norm() / b.norm()) <= 8 * 2.0 ** -bits
+
+
+def test_compile_time_of_the_first_launch_is_recorded():
+    engine = TritonEngine()
+    engine.apply(swap, [[torch.ones(3)], [torch.zeros(3)]], (0, 1))
+    ((name, seconds),) = engine.compile_seconds.items()
+    assert name == "swap[float32]" and 0.0 <= seconds < 60.0 and math.isfinite(seconds)
