@@ -20,7 +20,7 @@ from test_free_common import HPARAMS
 import adaptlr
 from adaptlr.engines import _select, get_engine
 from adaptlr.engines._trace import trace
-from adaptlr.engines._triton import DTYPES, TritonEngine, kernel_source
+from adaptlr.engines._triton import TritonEngine, kernel_source
 from adaptlr.rules import _math, classic, elementwise
 
 pytest.importorskip("triton", reason="the triton engine needs triton (pip install adaptlr[triton])")
@@ -81,6 +81,7 @@ def test_a_new_learning_rate_reuses_the_kernel_and_is_not_in_its_source():
     engine = TritonEngine()
     p, g, m, v = (torch.randn(100, dtype=torch.float32, generator=torch.Generator().manual_seed(k))
                   for k in range(4))
+    v = v.abs()
     args = (0.9, 0.999, 1e-8, 0.3, 0.0, 1.0)  # adam's per-step scalars after the step size
     flags = (False, False, False, False)
     for step_size in (1e-3, 2e-3, 0.123456):
@@ -198,46 +199,50 @@ def test_writes_bump_version_counters_as_in_place_ops_do():
 
 
 # -------------------------------------------------------------------------------- optimizers end to end
-def _fits_triton(row: list[torch.Tensor]) -> bool:
-    t0 = row[0]
-    return (all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in row) and t0.device.type == "cpu"
-            and t0.dtype in DTYPES and all(t.stride() == t0.stride() and t.dtype == t0.dtype for t in row)
-            and t0.is_contiguous())
-
-
 @pytest.fixture
 def on_triton(monkeypatch):
     """Route every row the triton engine can address to it (CPU tensors, in the interpreter); count the calls."""
-    original = _select.partition
     calls = []
-
-    def partition(prefer, cols):
-        lists = [c for c in cols if isinstance(c, list)]
-        n = len(lists[0]) if lists else 0
-        parts: dict = {}
-        rest = []
-        for i in range(n):
-            row = [c[i] for c in lists]
-            if prefer not in ("loop", "foreach") and _fits_triton(row):
-                parts.setdefault(row[0].dtype, []).append(i)
-            else:
-                rest.append(i)
-        out = [("triton", idx) for idx in parts.values()]
-        if rest:
-            sub = [[c[i] for i in rest] if isinstance(c, list) else c for c in cols]
-            out += [(name, [rest[j] for j in idx]) for name, idx in original(prefer, sub)]
-        return out
-
     engine = get_engine("triton")
-    apply = engine.apply
+    apply = engine.apply_checked
 
     def counted(*args, **kwargs):
         calls.append(args[0])
         return apply(*args, **kwargs)
 
-    monkeypatch.setattr(_select, "partition", partition)
-    monkeypatch.setattr(engine, "apply", counted)
-    return calls
+    monkeypatch.setattr(engine, "apply_checked", counted)
+    with _select.override("triton"):
+        yield calls
+
+
+def test_the_override_routes_dense_rows_to_triton_and_the_rest_elsewhere():
+    dense = [torch.ones(3, 4), torch.ones(3, 4)]
+    transposed = [torch.ones(4, 3).t(), torch.ones(3, 4)]  # the row's strides differ
+    half = [torch.ones(5, dtype=torch.float16)] * 2
+    cols = [[dense[0], transposed[0], half[0]], [dense[1], transposed[1], half[1]]]
+    assert _select.partition(None, cols) == [("fused", [0]), ("foreach", [1, 2])]
+    with _select.override("triton"):
+        assert _select.partition(None, cols) == [("triton", [0]), ("foreach", [1]), ("triton", [2])]
+        assert _select.partition("foreach", cols) == [("foreach", [0, 1, 2])]
+    with pytest.raises(ValueError, match="triton"):
+        with _select.override("fused"):
+            pass
+
+
+def test_a_transposed_parameter_goes_to_foreach_and_the_step_is_still_right(on_triton):
+    g = torch.Generator().manual_seed(2)
+    init = [torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(2)]
+    results = []
+    for make in (lambda ps: adaptlr.Adam(ps, lr=0.1), lambda ps: torch.optim.Adam(ps, lr=0.1, foreach=False)):
+        params = [init[0].clone().requires_grad_(), init[1].clone().t().requires_grad_()]  # the second: transposed
+        opt = make(params)
+        for _ in range(3):
+            for p in params:
+                p.grad = (p.detach() * 2.0 + 1.0).contiguous()  # a contiguous grad: the row's strides differ
+            opt.step()
+        results.append([p.detach() for p in params])
+    assert on_triton  # the contiguous parameter ran on triton
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
 
 
 FREE = {"prodigy": "Prodigy", "dadapt_sgd": "DAdaptSGD", "dadapt_adam": "DAdaptAdam",

@@ -14,6 +14,9 @@ strides). :func:`run` is what an optimizer calls for one elementwise phase:
    tensor of a dtype it compiles, dense and non-overlapping, with *the same strides* as the others (then element
    ``k`` of every column lives at the same offset, and the kernel's flat loop over raw memory is exact, for
    ``channels_last`` tensors too). Any other row goes to ``foreach``, which indexes logically.
+   CUDA rows go the same way to the ``triton`` engine (float32, float16, bfloat16, float64) when ``triton``
+   imports, else to ``foreach``; ``fused=True`` on CUDA means triton. :func:`override` sends CPU rows to triton
+   too (for tests, in Triton's interpreter).
 
 The checks cost a few attribute reads per tensor (measured in ``benchmarks/step_time.py``); the fused engine's
 own pointer table is built from the same reads.
@@ -21,16 +24,54 @@ own pointer table is built from the same reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import torch
 
-__all__ = ["FUSED_DTYPES", "fused_dtype", "local", "run", "partition", "check_columns"]
+__all__ = ["FUSED_DTYPES", "TRITON_DTYPES", "fused_dtype", "local", "run", "partition", "check_columns", "override"]
 
 #: real dtypes the fused CPU engine compiles kernels for
 FUSED_DTYPES = (torch.float32, torch.float64)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+#: real dtypes the triton engine compiles kernels for (CUDA; CPU only in Triton's interpreter)
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_override: list[str] = []  # the engine that :func:`override` routes CPU rows to (innermost last)
+
+
+@lru_cache(maxsize=1)
+def _triton_imports() -> bool:
+    from ._triton import available
+
+    return available()
+
+
+def triton_available() -> bool:
+    """Whether the triton engine can run CUDA tensors here (``triton`` imports, not in interpreter mode)."""
+    if not _triton_imports():
+        return False
+    from ._triton import interpreting
+
+    return not interpreting()
+
+
+@contextmanager
+def override(engine: str) -> Iterator[None]:
+    """Inside the block, rows that :func:`partition` would give the fused engine (or foreach, for a dtype only
+    ``engine`` compiles) go to ``engine`` -- internal, for tests: ``override("triton")`` runs CPU tensors on the
+    triton engine, which needs Triton's interpreter (``TRITON_INTERPRET=1``). ``foreach=``/``loop`` choices stand.
+    """
+    if engine != "triton":
+        raise ValueError(f"override supports the 'triton' engine, got {engine!r}")
+    _override.append(engine)
+    try:
+        yield
+    finally:
+        _override.pop()
 
 
 def fused_dtype(dtype: torch.dtype) -> bool:
@@ -115,6 +156,7 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
     if prefer not in ("loop", "foreach", "fused", None):
         raise ValueError(f"unknown engine preference {prefer!r}")
     parts: dict[Any, list[int]] = {}
+    triton: bool | None = None  # (asked once per call, at the first row that could go there)
     for i in range(n):
         row = [c[i] for c in lists]
         if any(type(t) not in _PLAIN for t in row):
@@ -124,9 +166,16 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
         else:
             t0 = row[0]
             stride = t0.stride()
-            fits = (t0.device.type == "cpu" and t0.dtype in FUSED_DTYPES
-                    and all(t.stride() == stride for t in row[1:]) and _dense(t0))
-            key = ("fused", t0.dtype) if fits else ("foreach", None)
+            if t0.device.type == "cuda" or _override:  # the triton engine (CUDA, or the interpreter when asked)
+                if triton is None:
+                    triton = bool(_override) or triton_available()
+                fits = (triton and t0.dtype in TRITON_DTYPES and all(t.stride() == stride for t in row[1:])
+                        and _dense(t0))
+                key = ("triton", t0.dtype) if fits else ("foreach", None)
+            else:
+                fits = (t0.device.type == "cpu" and t0.dtype in FUSED_DTYPES
+                        and all(t.stride() == stride for t in row[1:]) and _dense(t0))
+                key = ("fused", t0.dtype) if fits else ("foreach", None)
         parts.setdefault(key, []).append(i)
     return [(name, idx) for (name, _), idx in parts.items()]
 
@@ -152,7 +201,8 @@ def run(fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Se
     for name, idx in parts:
         cols = columns if len(parts) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
         engine = get_engine(name)
-        apply = engine.apply_checked if name == "fused" else engine.apply  # (partition did the fused checks)
+        # (partition did the fused and triton engines' layout checks)
+        apply = engine.apply_checked if name in ("fused", "triton") else engine.apply
         out = apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
         for k in range(n_sums):
             totals[k] += out[k]

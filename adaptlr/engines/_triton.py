@@ -51,9 +51,9 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._trace import Program, Ref, trace
@@ -257,7 +257,9 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
     values = [f"float(s[{r.index}])" if r.kind == "scalar" else f"float(c{r.index})" for r in hoisted]
     host.append(f"    return ({', '.join(values)}{',' if len(values) == 1 else ''})")
     header = ["import triton", "import triton.language as tl", "from adaptlr.engines._trace import SCALAR_OPS as _OPS",
-              f"DTYPE = {dtype!r}", f"N_SUMS = {n_sums}", ""]
+              f"DTYPE = {dtype!r}", f"N_SUMS = {n_sums}",
+              "# the columns the kernel reads and writes (the memory traffic of a call: (reads + writes) x bytes)",
+              f"READS = {tuple(used)!r}", f"WRITES = {tuple(c for c, _ in stores)!r}", ""]
     return "\n".join(header + host + ["", ""] + kernel) + "\n"
 
 
@@ -359,10 +361,12 @@ class TritonEngine:
         self.block, self.chunk, self.num_warps = block, chunk, num_warps
         self._modules: dict[Any, Any] = {}
         self._launched: set[Any] = set()
-        self._chunks: OrderedDict[Any, tuple[torch.Tensor, int]] = OrderedDict()
+        self._chunks: OrderedDict[Any, tuple[torch.Tensor, int, int]] = OrderedDict()
         self._ptrs: OrderedDict[Any, torch.Tensor] = OrderedDict()
         #: seconds of the first launch of each kernel (Triton compiles it then), by a readable key
         self.compile_seconds: dict[str, float] = {}
+        #: bytes the kernels have read and written so far (each read column once, each written column once)
+        self.bytes_moved = 0
 
     # kernels --------------------------------------------------------------------------------------------
     def module(self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int,
@@ -382,12 +386,13 @@ class TritonEngine:
             table = table.pin_memory().to(device, non_blocking=True)
         return table
 
-    def _chunk_table(self, sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, int]:
+    def _chunk_table(self, sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, int, int]:
+        """The chunk table of tensors of ``sizes`` on ``device``, its number of rows and ``sum(sizes)``."""
         key = (sizes, device)
         hit = self._chunks.get(key)
         if hit is None:
             rows = [(t, lo, min(lo + self.chunk, n)) for t, n in enumerate(sizes) for lo in range(0, n, self.chunk)]
-            hit = (self._to_device(rows or [(0, 0, 0)], device), len(rows))
+            hit = (self._to_device(rows or [(0, 0, 0)], device), len(rows), sum(sizes))
             self._chunks[key] = hit
             if len(self._chunks) > 64:
                 self._chunks.popitem(last=False)
@@ -424,6 +429,8 @@ class TritonEngine:
             return (0.0,) * n_sums
         ref = lists[0][0]
         device = ref.device
+        if device.type != ("cpu" if interpreting() else "cuda"):  # (the caller checked the rest of the layout)
+            check([[ref]])  # raises the error that says which device this mode runs
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise RuntimeError("triton engine: CUDA graph capture is not supported yet (per-step scalars are host "
                                "floats and reduction sums are read on the host); run the step outside the graph")
@@ -434,7 +441,7 @@ class TritonEngine:
         flags = tuple(bool(f) for f in flags)
         key = (fn, kinds, tuple(writes), len(scalars), flags, n_sums, dtype, aligned, interpreting())
         module = self.module(*key[:-1])
-        chunks, n_chunks = self._chunk_table(tuple(t.numel() for t in lists[0]), device)
+        chunks, n_chunks, numel = self._chunk_table(tuple(t.numel() for t in lists[0]), device)
         if n_chunks == 0:
             return (0.0,) * n_sums
         table = self._pointer_table(ptrs, device)
@@ -446,7 +453,8 @@ class TritonEngine:
             args.append(partial)
         first = key not in self._launched
         start = time.perf_counter() if first else 0.0
-        with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        # (in the interpreter, the masked-off lanes of a tail block compute on zeros: NumPy must not warn about it)
+        with torch.cuda.device(device) if device.type == "cuda" else np.errstate(all="ignore"):
             module.kernel[(n_chunks,)](*args, *hoisted, BLOCK=self.block, num_warps=self.num_warps)
         if first:
             self._launched.add(key)
@@ -454,6 +462,7 @@ class TritonEngine:
             name = f"{getattr(fn, '__name__', fn)}[{dtype}{', sums' if n_sums else ''}]"
             self.compile_seconds[name] = self.compile_seconds.get(name, 0.0) + seconds
             log.info("triton engine: first launch of %s took %.2f s (compile included)", name, seconds)
+        self.bytes_moved += (len(module.READS) + len(module.WRITES)) * numel * ref.element_size()
         written = [columns[c] for c in writes if isinstance(columns[c], list)]
         if written:  # raw-pointer writes: bump the version counters as torch's in-place ops do
             torch.autograd.graph.increment_version([t for col in written for t in col])
