@@ -120,9 +120,11 @@ def _batches(data: Iterable[Any]) -> Iterator[Any]:
 
 def _set_lrs(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
     for group, r in zip(optimizer.param_groups, ratios, strict=True):
+        if group.get("adaptlr_schedule") is not None:  # the test drives group["lr"] itself (restored after)
+            group["adaptlr_schedule"] = None
+        if "adaptlr_lr_scale" in group:
+            group["adaptlr_lr_scale"] = 1.0
         group["lr"] = lr * r
-        if "lr_scale" in group:
-            group["lr_scale"] = 1.0
 
 
 def _current_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
@@ -186,6 +188,7 @@ def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
 
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt_state = copy.deepcopy(optimizer.state_dict())
+    schedules = [g.get("adaptlr_schedule") for g in optimizer.param_groups]  # (a lambda has no spec to save)
     rng = torch.get_rng_state()
     lrs0 = _current_lrs(optimizer)
     ratios = [lr / lrs0[0] if lrs0[0] else 1.0 for lr in lrs0]
@@ -216,6 +219,9 @@ def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
                 break
     finally:
         model.load_state_dict(model_state)
+        for group, schedule in zip(optimizer.param_groups, schedules):
+            if schedule is not None:
+                group["adaptlr_schedule"] = schedule  # load_state_dict keeps the schedule it finds here
         optimizer.load_state_dict(opt_state)
         torch.set_rng_state(rng)
     result = LRFindResult(lrs=lrs, losses=losses, raw_losses=raw, diverged=diverged)

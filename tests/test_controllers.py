@@ -27,7 +27,7 @@ def test_loss_trend_rule_and_bounds():
     trend = LossTrend(opt, up=2.0, down=0.5, smoothing=0.0, min_factor=0.25, max_factor=4.0)
     factors = [trend.observe(v) for v in [5, 4, 3, 2, 1, 2, 3, 4, 5, float("nan"), 1]]
     assert factors == [1, 2, 4, 4, 4, 2, 1, 0.5, 0.25, 0.25, 0.5]  # nan: a rise; then 1 < 5
-    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["lr_scale"] == 0.5
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["adaptlr_lr_scale"] == 0.5
 
 
 def test_loss_trend_smoothing_and_tolerance():
@@ -63,7 +63,8 @@ def test_loss_trend_on_an_adaptlr_optimizer_uses_lr_scale():
     trend = LossTrend(opt, up=1.2, smoothing=0.0)
     trend.observe(2.0)
     trend.observe(1.0)
-    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["lr_scale"] == 1.2
+    # group["lr"] is the applied lr (a number): the factor is in it, and recorded in adaptlr_lr_scale
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.012) and opt.param_groups[0]["adaptlr_lr_scale"] == 1.2
     assert opt.current_lr() == pytest.approx(0.012)
     again = LossTrend(opt)
     again.load_state_dict(trend.state_dict())
@@ -134,7 +135,7 @@ def test_guard_with_adaptlr_optimizer_and_too_many_rollbacks():
     guard = DivergenceGuard(model, opt, max_rollbacks=3)
     for _ in range(3):
         assert not guard.observe(float("nan"))
-    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["lr_scale"] == 0.125
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0125) and opt.param_groups[0]["adaptlr_lr_scale"] == 0.125
     assert opt.current_lr() == pytest.approx(0.0125)
     with pytest.raises(TrainingDiverged, match="3 times in a row"):
         guard.observe(float("nan"))

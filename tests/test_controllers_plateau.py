@@ -111,7 +111,8 @@ def test_schedule_times_plateau_drives_adaptlr_sgd():
             o.zero_grad()
             torch.nn.functional.mse_loss(m(x), y).backward()
             o.step()
-        assert opt.param_groups[0]["lr"] is s  # the schedule is untouched: the factor lives in lr_scale
+        assert opt.param_groups[0]["adaptlr_schedule"] is s  # the schedule is untouched: the factor is apart
+        assert opt.param_groups[0]["lr"] == pytest.approx(s(t + 1) * plateau.factor, rel=1e-12)  # the next lr
         plateau.observe(1.0 if t < 20 else 0.5)  # plateaus: cuts at 2, 4, ...
     assert plateau.factor < 0.1
     for p, q in zip(model.parameters(), ref.parameters()):

@@ -212,7 +212,9 @@ def test_works_with_an_adaptlr_optimizer_with_a_schedule():
     model, loader = problem(4)
     s = S.cosine(0.05, 100)
     opt = SGD(model.parameters(), lr=s, momentum=0.9)
-    opt.param_groups[0]["lr_scale"] = 0.5
+    opt.param_groups[0]["adaptlr_lr_scale"] = 0.5
+    opt.refresh_lr()
     result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-4, end=1.0, steps=30)
     assert len(result.lrs) >= 10
-    assert opt.param_groups[0]["lr"] == s and opt.param_groups[0]["lr_scale"] == 0.5
+    assert opt.param_groups[0]["adaptlr_schedule"] is s and opt.param_groups[0]["adaptlr_lr_scale"] == 0.5
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * s(0))

@@ -175,14 +175,14 @@ def test_state_dict_round_trip_is_bit_identical(cls):
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_effective_lr_and_lr_scale(cls):
-    """Controllers scale the lr through group['lr_scale']; effective_lr reports the scaled value."""
+    """Controllers scale the lr (group['lr'] holds the cut); effective_lr reports the scaled value."""
     init, loss_fn = make_problem(0)
     params, opt = run_torch(lambda p: cls(p), init, loss_fn, 5)
     base = opt.effective_lr()
     assert base > 0
     if cls in (free.DoG, free.LDoG):
         return  # DoG reports the step size of the last step
-    opt.param_groups[0]["lr_scale"] = 0.5
+    opt.param_groups[0]["lr"] *= 0.5
     assert opt.effective_lr() == pytest.approx(0.5 * base)
 
 
@@ -375,6 +375,6 @@ def test_warmup_from_zero_lr_does_not_stall(cls):
     """lr(0) = 0 makes every sum 0 (the packages then skip the step); the schedule clock still advances."""
     init, loss_fn = make_problem(0)
     params, opt = run_torch(lambda p: cls(p, lr=lambda step: min(1.0, step / 5)), init, loss_fn, 30)
-    assert opt.param_groups[0]["steps"] == 30
+    assert opt.param_groups[0]["adaptlr_steps"] == 30
     assert opt.effective_lr() > 0
     assert any(not torch.equal(p.detach(), i) for p, i in zip(params, init))

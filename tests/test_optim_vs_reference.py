@@ -95,7 +95,7 @@ def test_param_groups_schedule_and_lr_scale(name, engine):
     params = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in init]
     groups = [dict(params=params[:2], lr=schedule, **kw0), dict(params=params[2:], lr=base1, **kw1)]
     opt = getattr(adaptlr, name)(groups, **ENGINES[engine])
-    opt.param_groups[1]["lr_scale"] = 0.5
+    opt.param_groups[1]["lr"] *= 0.5  # (a controller's cut lands in group["lr"] of a number-lr group)
     for t in range(30):
         refs[0].lr, refs[1].lr = schedule(t), 0.5 * base1
         g = grad(ref_params, t)

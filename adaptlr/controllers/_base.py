@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -39,11 +40,11 @@ class Controller:
     r"""Owns a multiplicative factor :math:`c_i` on the learning rate of each param group ``i``.
 
     The effective lr is :math:`lr_i = schedule_i(t) \cdot \prod_k c_{k,i}` over the controllers ``k``
-    attached to the optimizer. Each controller multiplies its changes into ``group["lr_scale"]``; adaptlr's
-    optimizers (``supports_lr_scale = True``) apply that product themselves, and for any other
-    ``torch.optim`` optimizer the controller also rescales ``group["lr"]`` (and
-    :func:`adaptlr.schedules.as_torch_scheduler` multiplies ``lr_scale`` in, so schedules and controllers
-    compose there too).
+    attached to the optimizer. Each controller multiplies its changes into ``group["adaptlr_lr_scale"]``. A
+    group whose lr is a number gets the cut in ``group["lr"]`` itself (as torch's ``ReduceLROnPlateau`` does),
+    so a state dict moved into ``torch.optim`` keeps it; a group of an adaptlr optimizer driven by a schedule
+    gets ``group["lr"] = schedule(t) x factor`` written by the optimizer (``refresh_lr``), and
+    :func:`adaptlr.schedules.as_torch_scheduler` multiplies the factor in for torch's optimizers.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
@@ -76,8 +77,10 @@ class Controller:
             return
         ratio = new / old
         group = self.optimizer.param_groups[index]
-        group["lr_scale"] = float(group.get("lr_scale", 1.0)) * ratio
-        if not self._native:
+        group["adaptlr_lr_scale"] = float(group.get("adaptlr_lr_scale", 1.0)) * ratio
+        if self._native and group.get("adaptlr_schedule") is not None:
+            self.optimizer.refresh_lr(index)  # group["lr"] = schedule(clock) x factor, written by the optimizer
+        else:  # a number: the cut goes into group["lr"] itself, as torch's ReduceLROnPlateau does
             lr = float(group["lr"]) * ratio if new_lr is None else new_lr
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
@@ -94,5 +97,57 @@ class Controller:
         return {"factors": list(self._factors)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the state; the optimizer's own ``load_state_dict`` restores ``lr`` and ``lr_scale``."""
-        self._factors = [float(f) for f in state_dict["factors"]]
+        """Restore the state; the optimizer's own ``load_state_dict`` restores ``lr`` and the factor key.
+
+        All or nothing: the whole state is read and checked first (every key present, numbers where numbers
+        belong, one factor per param group of *this* optimizer: a state saved with one group does not load
+        into an optimizer with two), and only then assigned, so a ``ValueError`` leaves the controller exactly
+        as it was."""
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"not a {type(self).__name__} state: {type(state_dict).__name__}")
+        try:
+            new = self._read_state(state_dict)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a valid {type(self).__name__} state for this optimizer: {e}") from None
+        for name, value in new.items():
+            setattr(self, name, value)
+        self._after_load()
+
+    def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes to assign, read and checked from ``state_dict`` (a subclass adds its own); raises
+        ``KeyError``, ``TypeError`` or ``ValueError`` and changes nothing."""
+        factors = [_positive(f"factors[{i}]", f) for i, f in enumerate(state_dict["factors"])]
+        n = len(self.optimizer.param_groups)
+        if len(factors) != n:
+            raise ValueError(f"it holds {len(factors)} param group factor(s), this optimizer has {n} param "
+                             "group(s)")
+        return {"_factors": factors}
+
+    def _after_load(self) -> None:
+        """Called once a state is assigned (nothing may fail here)."""
+
+
+def _positive(name: str, value: Any) -> float:
+    """A finite number > 0 (a factor), else ``ValueError`` naming it."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} is {value!r} (expected a finite number > 0)")
+    return v
+
+
+def _number(name: str, value: Any, *, allow_none: bool = False, allow_inf: bool = False) -> float | None:
+    """A real number (not a bool; nan refused; inf only if allowed), or ``None`` when allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} is {value!r} (expected a number)")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} is {value!r} (expected a finite number)")
+    return v
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} is {value!r} (expected an integer >= 0)")
+    return int(value)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ._base import Controller, check_number
+from ._base import Controller, _number, check_number
 
 __all__ = ["Hypergradient"]
 
@@ -20,21 +22,34 @@ class Hypergradient(Controller):
     .. math:: \alpha_t = \alpha_{t-1} + \beta \, \langle g_t, u_{t-1} \rangle
 
     (the derivative of :math:`f(\theta_{t})` with respect to :math:`\alpha_{t-1}` is
-    :math:`-\langle g_t, u_{t-1}\rangle`), summed over the group's parameters and clipped to
-    ``[min_lr, max_lr]``. :math:`u` is the optimizer's own direction: the gradient for SGD (SGD-HD), the
+    :math:`-\langle g_t, u_{t-1}\rangle`), summed over the group's parameters and clipped, first to
+    :math:`[\alpha_{t-1} / c, \alpha_{t-1} c]` with :math:`c` = ``max_change`` (a guard this implementation
+    adds: one step moves the lr by at most that factor), then to ``[min_lr, max_lr]``.
+    :math:`u` is the optimizer's own direction: the gradient for SGD (SGD-HD), the
     Nesterov direction :math:`g + \mu b` for SGD-Nesterov, :math:`\hat m / (\sqrt{\hat v} + \epsilon)` for
     Adam (Adam-HD). It is measured, not re-derived: the controller keeps :math:`\Delta = \theta_{before} -
     \theta_{after} = \alpha u` of the last step (one buffer per parameter) and uses
     :math:`u = \Delta / \alpha`.
     With ``beta=0`` the base optimizer is reproduced exactly.
 
+    **The guard.** The additive rule has no scale of its own (:math:`\beta` is in units of lr² per loss), so
+    a ``beta`` too large for the problem used to drive the lr to the floor 0 in one step, where it stayed for
+    ever (the next update is proportional to the last step, which is then 0), or up to values that made the
+    parameters NaN. With the relative clip a positive lr stays positive and changes geometrically at most, so a
+    too-large ``beta`` becomes a sign-following rule (lr halves or doubles per step with the default
+    :math:`c = 2`) instead of a dead or exploding run, and the first time the clip acts a ``UserWarning``
+    names ``beta`` and the clipped step. With the paper's ``beta`` values the per-step changes are tiny and the
+    clip never acts, so the rule is Baydin et al.'s exactly.
+
     It attaches step hooks to the optimizer (``remove()`` detaches them) and updates ``group["lr"]``, which
     must be a number (not a schedule). Skipped steps (``torch.amp.GradScaler``, ``nonfinite="skip"``) are
     ignored; closures are not supported (the gradient must exist before ``step``).
 
     Args:
-        optimizer: any ``torch.optim`` optimizer. beta: hypergradient learning rate :math:`\beta` (the paper
-        uses 1e-3 for SGD and 1e-7 for Adam; default 1e-4). min_lr, max_lr: clip (default 0 and inf).
+        optimizer: any ``torch.optim`` optimizer. beta: hypergradient learning rate :math:`\beta`, a finite
+        number >= 0 (the paper uses 1e-3 for SGD and 1e-7 for Adam; default 1e-4). min_lr, max_lr: clip
+        (default 0 and inf). max_change: the most one step may multiply or divide the lr by, in (1, inf)
+        (default 2).
 
     >>> import torch
     >>> w = torch.nn.Parameter(torch.tensor([1.0]))
@@ -47,13 +62,16 @@ class Hypergradient(Controller):
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, beta: float = 1e-4, min_lr: float = 0.0,
-                 max_lr: float = math.inf) -> None:
+                 max_lr: float = math.inf, max_change: float = 2.0) -> None:
         super().__init__(optimizer)
-        self.beta = check_number("beta", beta, 0.0)
+        self.beta = check_number("beta", beta, 0.0, math.inf, high_open=True)
+        self.max_change = check_number("max_change", max_change, 1.0, math.inf, low_open=True, high_open=True)
+        self.clipped = 0  #: steps on which the max_change guard limited the lr's change
         self.min_lr = check_number("min_lr", min_lr, 0.0)
         self.max_lr = check_number("max_lr", max_lr, self.min_lr)
         for i, group in enumerate(optimizer.param_groups):
-            if callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor):
+            if group.get("adaptlr_schedule") is not None or (callable(group["lr"])
+                                                           and not isinstance(group["lr"], torch.Tensor)):
                 raise TypeError(f"Hypergradient needs a numeric lr, param group {i} has a schedule")
         self.initial_lrs = [self.current_lr(i) for i in range(len(optimizer.param_groups))]
         self._delta: dict[torch.Tensor, torch.Tensor] = {}
@@ -72,9 +90,6 @@ class Hypergradient(Controller):
         """Hypergradient needs no metric (it reads gradients); returns the first group's factor."""
         return self.factor
 
-    def _scale(self, group: dict[str, Any]) -> float:
-        return float(group.get("lr_scale", 1.0)) if self._native else 1.0
-
     @torch.no_grad()
     def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0] is the optimizer
@@ -88,12 +103,11 @@ class Hypergradient(Controller):
                          for p in params if p in self._delta]
                 h = float(torch.stack(terms).sum()) / lr_prev if terms else 0.0
                 if math.isfinite(h):
-                    lr = min(max(self.current_lr(i) + self.beta * h, self.min_lr), self.max_lr)
-                    value = lr / self._scale(group)
-                    if isinstance(group["lr"], torch.Tensor):
-                        group["lr"].fill_(value)
+                    lr = min(max(self._guarded(i, self.current_lr(i), self.beta * h), self.min_lr), self.max_lr)
+                    if isinstance(group["lr"], torch.Tensor):  # group["lr"] is the applied lr (a number)
+                        group["lr"].fill_(lr)
                     else:
-                        group["lr"] = value
+                        group["lr"] = lr
             self._pending[i] = self.current_lr(i)
             for p in params:  # reuse the buffer: it holds theta_before until the step is done
                 if p in self._delta:
@@ -114,15 +128,47 @@ class Hypergradient(Controller):
             self._delta[p].sub_(p)  # theta_before - theta_after = lr * u
         self._lr_used = list(self._pending)
 
+    def _guarded(self, index: int, lr: float, change: float) -> float:
+        """``lr + change``, kept within a factor ``max_change`` of ``lr`` (for a positive ``lr``)."""
+        new = lr + change
+        if lr <= 0:
+            return new
+        low, high = lr / self.max_change, lr * self.max_change
+        if low <= new <= high:
+            return new
+        self.clipped += 1
+        if self.clipped == 1:
+            warnings.warn(f"Hypergradient: beta={self.beta:g} asked param group {index}'s lr to go from {lr:.3g} to "
+                          f"{new:.3g} in one step; limited to a factor max_change={self.max_change:g} "
+                          f"(beta is probably too large for this problem: the paper uses 1e-3 for SGD, 1e-7 for "
+                          "Adam)", UserWarning, stacklevel=4)
+        return min(max(new, low), high)
+
     def state_dict(self) -> dict[str, Any]:
         """Factors, lrs and the last step's :math:`\\Delta` per parameter (in param-group order)."""
         deltas = [[self._delta.get(p) for p in g["params"]] for g in self.optimizer.param_groups]
         return {**super().state_dict(), "lr_used": list(self._lr_used), "initial_lrs": list(self.initial_lrs),
                 "deltas": deltas}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self._lr_used, self.initial_lrs = list(state_dict["lr_used"]), list(state_dict["initial_lrs"])
-        groups = zip(self.optimizer.param_groups, state_dict["deltas"], strict=True)
-        self._delta = {p: d.clone() for g, ds in groups for p, d in zip(g["params"], ds, strict=True)
-                       if d is not None}
+    def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        out = super()._read_state(state_dict)
+        groups = self.optimizer.param_groups
+        lr_used = [_number(f"lr_used[{i}]", v, allow_none=True) for i, v in enumerate(state_dict["lr_used"])]
+        initial = [_number(f"initial_lrs[{i}]", v) for i, v in enumerate(state_dict["initial_lrs"])]
+        deltas = list(state_dict["deltas"])
+        if not len(lr_used) == len(initial) == len(deltas) == len(groups):
+            raise ValueError(f"it is for {len(deltas)} param group(s), this optimizer has {len(groups)}")
+        delta: dict[torch.Tensor, torch.Tensor] = {}
+        for i, (g, ds) in enumerate(zip(groups, deltas, strict=True)):
+            ds = list(ds)
+            if len(ds) != len(g["params"]):
+                raise ValueError(f"param group {i} has {len(g['params'])} parameters, the state {len(ds)}")
+            for j, (p, d) in enumerate(zip(g["params"], ds, strict=True)):
+                if d is None:
+                    continue
+                if not isinstance(d, torch.Tensor) or d.shape != p.shape:
+                    shape = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
+                    raise ValueError(f"deltas[{i}][{j}] is {shape}, its parameter has shape {tuple(p.shape)}")
+                delta[p] = d.detach().to(device=p.device, dtype=p.dtype, copy=True)
+        return {**out, "_lr_used": lr_used, "initial_lrs": initial, "_delta": delta,
+                "_pending": [None] * len(groups), "_copied": []}

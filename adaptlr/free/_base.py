@@ -25,7 +25,7 @@ from ..engines._select import run
 from ..optim._base import Optimizer
 from ._sharding import Layout, layout_of, local
 
-__all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group", "skip_step"]
+__all__ = ["FreeOptimizer", "FREE_DOC", "resolve_process_group"]
 
 FREE_DOC = """
     per_group_d (bool): one estimate per param group instead of one for all groups (default False, as the
@@ -38,14 +38,6 @@ FREE_DOC = """
         ``torch.distributed.optim.ZeroRedundancyOptimizer``, which keeps ``process_group`` for itself:
         ``ZeroRedundancyOptimizer(params, optimizer_class=Prodigy, sharded=True)``.
 """
-
-
-def skip_step(groups: list[dict[str, Any]]) -> None:
-    """A step without gradient information (the packages return early, leaving ``k`` as it was): the parameters
-    stay, but the schedule clock ``group["steps"]`` advances, so that an lr schedule starting at 0 (a warmup
-    from zero, which makes every sum 0) moves on instead of stalling at step 0 forever."""
-    for group in groups:
-        group["steps"] = group.get("steps", 0) + 1
 
 
 def _rows(columns: Sequence[Any], idx: list[int]) -> list[Any]:

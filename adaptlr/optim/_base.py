@@ -12,7 +12,7 @@ from ..engines import fused_available as _numba_available
 from ..engines._select import check_columns, fused_dtype, run
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
-__all__ = ["Optimizer", "ENGINE_DOC"]
+__all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "STEPS"]
 
 ENGINE_DOC = """
     foreach (bool, optional): run the rule with ``torch._foreach_*`` ops over lists of tensors (True), or tensor
@@ -23,6 +23,15 @@ ENGINE_DOC = """
         ``"skip"`` (the step changes nothing: not params, state or step counts) or None (no check, torch's
         behaviour; the check costs one pass over the gradients).
 """
+
+
+#: param-group keys of adaptlr's own (namespaced, so that other tools' keys -- timm's ``lr_scale`` -- mean theirs)
+SCHEDULE = "adaptlr_schedule"  # the schedule object (not in state_dict(): its spec is, under SCHEDULE_SPEC)
+SCHEDULE_SPEC = "adaptlr_schedule_spec"  # in state_dict(): the schedule's spec (plain data), or None
+LR_SCALE = "adaptlr_lr_scale"  # the product of the controllers' factors (1.0 without controllers)
+STEPS = "adaptlr_steps"  # the schedule clock: applied steps of the group
+_WRITTEN = "adaptlr_lr_written"  # the lr this optimizer last wrote into group["lr"] (to detect other writers)
+_OLD_KEYS = {"steps": STEPS, "lr_scale": LR_SCALE}  # checkpoints written before the keys were namespaced
 
 
 def _is_schedule(lr: Any) -> bool:
@@ -50,12 +59,20 @@ class Optimizer(torch.optim.Optimizer):
     and :meth:`_scalars` (the per-step scalars and flags for one key). Everything else — param groups, lazy
     state, ``state_dict``, closures, hooks, engines, the non-finite policy, schedules as ``lr`` — lives here.
 
-    The learning rate of a group is ``lr`` (a float, a 0-dim tensor, or a schedule called with the group's
-    number of completed steps, ``group["steps"]``) times ``group["lr_scale"]`` (default 1, owned by
-    controllers, see :mod:`adaptlr.controllers`).
+    The learning rate: ``lr=`` may be a float, a 0-dim tensor, or a schedule (a callable ``step -> float``, see
+    :mod:`adaptlr.schedules`). What the ecosystem reads stays torch's: ``group["lr"]`` is always the number the
+    next step uses. A schedule lives under :data:`SCHEDULE`; then ``group["lr"] = schedule(clock) x factor``,
+    recomputed by the optimizer after every applied step, where the clock :data:`STEPS` counts the group's
+    applied steps and the factor :data:`LR_SCALE` is the product of the controllers' factors (see
+    :mod:`adaptlr.controllers`). Without a schedule, ``group["lr"]`` is the user's number (controllers multiply
+    their cuts into it, as torch's ``ReduceLROnPlateau`` does). ``state_dict()`` holds only plain data: the
+    schedule is saved as its ``spec`` (:data:`SCHEDULE_SPEC`), so ``torch.load(weights_only=True)`` loads it.
+
+    The clock ticks once per applied ``step()``, in one place, for every group (with or without gradients, as a
+    torch ``LRScheduler`` stepped once per iteration would); a step skipped by the non-finite policy does not tick.
     """
 
-    #: controllers may scale the lr of adaptlr optimizers through ``group["lr_scale"]``
+    #: controllers may scale the lr of adaptlr optimizers through ``group[LR_SCALE]``
     supports_lr_scale = True
     #: the elementwise rule: ``rule(p, g, *state, *scalars, *flags) -> (p, *state)``
     rule: Callable
@@ -100,7 +117,13 @@ class Optimizer(torch.optim.Optimizer):
                 seen.add(id(p))
         super().add_param_group({**param_group, "params": params} if params is not None else param_group)
         group = self.param_groups[-1]
-        group.setdefault("steps", 0)
+        group.setdefault(STEPS, 0)
+        group.setdefault(LR_SCALE, 1.0)
+        if _is_schedule(group["lr"]):
+            group[SCHEDULE] = group["lr"]
+        else:
+            group.setdefault(SCHEDULE, None)
+        self._refresh_lr(group)
         if group.get("fused"):
             for p in group["params"]:
                 if not (p.device.type == "cpu" and fused_dtype(p.dtype)):
@@ -114,10 +137,11 @@ class Optimizer(torch.optim.Optimizer):
         model, or the reverse) is re-laid out like the parameter, values unchanged, so the one-pass engine can run
         it. A state that does not fit its parameter at all (another shape, another model's parameter order) is
         refused at the next step with torch's kind of error, before anything changes."""
-        engines = [(g.get("foreach"), g.get("fused")) for g in self.param_groups]
+        kept = [(g.get("foreach"), g.get("fused"), g.get(SCHEDULE)) for g in self.param_groups]
         super().load_state_dict(state_dict)
-        for group, (foreach, fused) in zip(self.param_groups, engines):
+        for group, (foreach, fused, schedule) in zip(self.param_groups, kept):
             group["foreach"], group["fused"] = foreach, fused
+            self._restore_lr(group, schedule)
         for p, state in self.state.items():
             if not isinstance(p, torch.Tensor) or type(p) not in (torch.Tensor, torch.nn.Parameter):
                 continue
@@ -126,41 +150,117 @@ class Optimizer(torch.optim.Optimizer):
                         and v.stride() != p.stride()):
                     state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
+    def _restore_lr(self, group: dict[str, Any], current: Any) -> None:
+        """After a load: the schedule from the checkpoint's spec (``current``, the one this optimizer was built
+        with, when the checkpoint names none: a torch.optim checkpoint, or a schedule without a spec such as a
+        lambda -- as torch's ``LambdaLR`` keeps its lambdas out of checkpoints); old keys renamed."""
+        from ..schedules import from_spec
+
+        if "steps" in group and STEPS not in group:  # an adaptlr checkpoint from before the keys were namespaced
+            for old, new in _OLD_KEYS.items():
+                if old in group:
+                    group[new] = group.pop(old)
+        spec = group.pop(SCHEDULE_SPEC, None)
+        if _is_schedule(group["lr"]):  # written before group["lr"] became a number: the object itself
+            import warnings
+
+            warnings.warn("this checkpoint keeps a schedule object in group['lr'] (adaptlr < 0.2); it still loads, "
+                          "but save it again to get a plain-data checkpoint", DeprecationWarning, stacklevel=3)
+            group[SCHEDULE] = group["lr"]
+        elif spec is not None:  # (the object this optimizer holds, when it is that schedule: identity kept)
+            group[SCHEDULE] = current if getattr(current, "spec", None) == spec else from_spec(spec)
+        else:
+            group[SCHEDULE] = current
+        group.setdefault(STEPS, 0)
+        group.setdefault(LR_SCALE, 1.0)
+        group.pop(_WRITTEN, None)
+        self._refresh_lr(group)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict``, plain data only: a schedule appears as its ``spec`` (``SCHEDULE_SPEC``)."""
+        sd = super().state_dict()
+        for group in sd["param_groups"]:
+            schedule = group.pop(SCHEDULE, None)
+            spec = getattr(schedule, "spec", None) if schedule is not None else None
+            group[SCHEDULE_SPEC] = spec if isinstance(spec, (dict, str)) else None
+        return sd
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
-            group.setdefault("steps", 0)
             for k, v in self.defaults.items():
-                group.setdefault(k, v)
+                if k != "lr":
+                    group.setdefault(k, v)
 
     # ---------------------------------------------------------------------------------------- the lr
     #: set True on an optimizer (``opt.allow_negative_lr = True``) to let a schedule or controller give a
     #: negative learning rate on purpose (gradient ascent); a non-finite learning rate is always refused
     allow_negative_lr: bool = False
 
-    def _lr(self, group: dict[str, Any]) -> Any:
-        lr = group["lr"]
-        steps = group.get("steps", 0)
-        if _is_schedule(lr):
-            lr = float(lr(steps))
-        scale = group.get("lr_scale", 1.0)
-        if scale != 1.0:
-            lr = lr * scale
-        if isinstance(lr, float) and (not math.isfinite(lr) or (lr < 0 and not self.allow_negative_lr)):
-            source = group["lr"] if _is_schedule(group["lr"]) else "lr"
+    def _scheduled_lr(self, group: dict[str, Any]) -> float:
+        """``schedule(clock) x factor`` for a group with a schedule (checked when a step is about to use it)."""
+        lr = float(group[SCHEDULE](group.get(STEPS, 0)))
+        scale = group.get(LR_SCALE, 1.0)
+        return lr * scale if scale != 1.0 else lr
+
+    def _check_lr_value(self, lr: float, source: str) -> float:
+        if not math.isfinite(lr) or (lr < 0 and not self.allow_negative_lr):
             raise ValueError(
-                f"{type(self).__name__}: the learning rate at step {steps} is {lr!r} (from {source!r}, times the "
-                f"controllers' factor {scale!r}); a learning rate must be finite"
-                + ("" if lr != lr or math.isinf(lr) else " and >= 0 (set optimizer.allow_negative_lr = True to "
-                   "allow negative ones)")
+                f"{type(self).__name__}: the learning rate is {lr!r} ({source}); a learning rate must be finite"
+                + ("" if not math.isfinite(lr) else " and >= 0 (set optimizer.allow_negative_lr = True to allow "
+                   "negative ones)")
             )
         return lr
 
+    def _refresh_lr(self, group: dict[str, Any]) -> None:
+        """Write the next step's lr into ``group["lr"]`` (groups with a schedule; others hold the user's number)."""
+        if group.get(SCHEDULE) is None:
+            return
+        lr = self._scheduled_lr(group)
+        group["lr"] = group[_WRITTEN] = lr
+
+    def refresh_lr(self, group_index: int | None = None) -> None:
+        """Recompute ``group["lr"]`` of one group (or all) after its factor changed (controllers call this)."""
+        groups = self.param_groups if group_index is None else [self.param_groups[group_index]]
+        for group in groups:
+            self._refresh_lr(group)
+
+    def _lr(self, group: dict[str, Any]) -> Any:
+        """The lr this step of ``group`` uses: ``group["lr"]`` (a number, or a 0-dim tensor), checked.
+
+        A group driven by an adaptlr schedule refuses a ``group["lr"]`` written by someone else (a torch
+        ``LRScheduler`` composed around it would otherwise be silently overwritten or multiplied in)."""
+        lr = group["lr"]
+        if group.get(SCHEDULE) is not None:
+            written = group.get(_WRITTEN)
+            if "initial_lr" in group or (written is not lr and written != lr):  # (`is`: a nan written is ours)
+                raise RuntimeError(
+                    f"{type(self).__name__}: param group lr is driven by the adaptlr schedule {group[SCHEDULE]!r}, "
+                    f"but something else changed group['lr'] (to {lr!r}) or attached a torch LRScheduler "
+                    "(group['initial_lr'] is set). Use one of the two: drop the torch scheduler, or pass a number "
+                    "as lr= and schedule it with torch (adaptlr.schedules.as_torch_scheduler does so for an "
+                    "adaptlr schedule)."
+                )
+            return self._check_lr_value(lr, f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
+                                            f"controllers' factor {group.get(LR_SCALE, 1.0)!r}")
+        if isinstance(lr, torch.Tensor):
+            return lr
+        return self._check_lr_value(float(lr), "group['lr']")
+
     def current_lr(self, group_index: int = 0) -> float:
-        """The learning rate that the next step of param group ``group_index`` will use."""
+        """The learning rate that the next step of param group ``group_index`` will use (``group["lr"]``)."""
         return float(self._lr(self.param_groups[group_index]))
+
+    def _tick(self) -> None:
+        """One applied step: every group's clock advances and its scheduled lr is recomputed (the one place)."""
+        compiling = torch.compiler.is_compiling()
+        for group in self.param_groups:
+            if group.get(SCHEDULE) is None and compiling:
+                continue  # a Python int read under torch.compile is a guard: count only where a schedule needs it
+            group[STEPS] = group.get(STEPS, 0) + 1
+            self._refresh_lr(group)
 
     # ------------------------------------------------------------------------------------ subclass hooks
     def _init_state(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> None:
@@ -244,6 +344,7 @@ class Optimizer(torch.optim.Optimizer):
             return loss
         self.last_step_skipped = False
         self._step_all()
+        self._tick()
         return loss
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
@@ -286,6 +387,3 @@ class Optimizer(torch.optim.Optimizer):
             part = columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c
                                                        for c in columns]
             run(self.rule, part, writes, scalars, flags, prefer=prefer, checked=True)
-        if not torch.compiler.is_compiling() or _is_schedule(group["lr"]):
-            # a Python int read under torch.compile is a guard: count steps there only when a schedule needs it
-            group["steps"] = group.get("steps", 0) + 1
