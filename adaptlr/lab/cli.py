@@ -89,7 +89,7 @@ def _open_store(path: str, create: bool = True) -> None:
     """Open (and so check) the store before any training: a damaged or unwritable one is never trained into."""
     from .store import Store
 
-    if not create and not Path(path).exists():
+    if not create and "://" not in path and not Path(path).exists():  # a URL (PostgreSQL) is no file
         raise UsageError(f"no store at {path}")
     try:
         Store(path).close()
