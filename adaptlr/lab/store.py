@@ -271,8 +271,9 @@ class Store:
     Safe to use from many processes and machines at once (see the module docstring: claims, leases).
     ``lease``: seconds this process's claims stay valid without a heartbeat (default: the store's setting,
     :data:`DEFAULT_LEASE` unless :meth:`set_lease` changed it). ``check``: run SQLite's ``PRAGMA quick_check``
-    on open (about 1 s per 100 MB), so that a damaged file raises :class:`StoreError` before anything is
-    written. ``timeout``: seconds to wait for another writer's lock (SQLite) or for a connection.
+    on open (0.45 s for a store of a million points, 84 MB), so that a damaged file raises
+    :class:`StoreError` before anything is written. ``timeout``: seconds to wait for another writer's lock
+    (SQLite) or for a connection. ``worker``: this process's name in its claims (default ``host/boot/pid``).
     """
 
     def __init__(
