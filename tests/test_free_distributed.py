@@ -2,8 +2,9 @@
 
 - manual split: rank r holds every other parameter; with ``process_group`` set, its steps equal those of one
   process holding all parameters (and without it they do not: the reference packages' failure mode);
-- ZeRO: ``ZeroRedundancyOptimizer(..., optimizer_class=X, sharded=True)`` equals the single-process run;
-- DDP: replicas stay identical for every optimizer in the library.
+- ZeRO: ``ZeroRedundancyOptimizer(..., optimizer_class=X, sharded=True)`` equals the single-process run.
+
+Every optimizer under FSDP2, DDP and ZeRO, and checkpoint resumes, are in ``test_distributed_matrix.py``.
 """
 
 import datetime
@@ -138,52 +139,6 @@ def _sharded_worker(rank):
         assert _close(got, expected), f"{name}: ZeRO differs from one process"
 
 
-def _all_optimizers():
-    import adaptlr.optim as optim
-
-    classes = [getattr(free, n) for n in free.__all__ if n[0].isupper() and n != "PolynomialDecayAverager"]
-    classes += [getattr(optim, n) for n in getattr(optim, "__all__", []) if n[0].isupper() and n != "Optimizer"]
-    return classes
-
-
-def _ddp_worker(rank):
-    for cls in _all_optimizers():
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        kw = (
-            {"lr": 1e-2}
-            if "lr" in cls.__init__.__code__.co_varnames and cls.__module__.startswith("adaptlr.optim")
-            else {}
-        )
-        opt = cls(ddp.parameters(), **kw)
-        if hasattr(opt, "train"):
-            opt.train()
-        gen = torch.Generator().manual_seed(100 + rank)  # different data on each rank
-        for _ in range(10):
-            x = torch.randn(16, 6, generator=gen, dtype=torch.float64)
-            opt.zero_grad()
-            ddp(x).pow(2).mean().backward()
-            opt.step()
-        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        gathered = [torch.empty_like(flat) for _ in range(2)]
-        dist.all_gather(gathered, flat)
-        assert torch.equal(gathered[0], gathered[1]), f"{cls.__name__}: replicas differ"
-        assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in _fresh(model)]))
-
-
-def _fresh(model):
-    torch.manual_seed(0)
-    return list(
-        torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double().parameters()
-    )
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_sharded_statistics_equal_one_process():
     _spawn(_sharded_worker)
-
-
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
-def test_ddp_replicas_stay_identical():
-    _spawn(_ddp_worker)

@@ -37,7 +37,6 @@ class _Elementwise(FreeOptimizer):
                 group["step"] += 1
             if params:
                 self._update_group(group, float(self._lr(group)), params, grads, states)
-            group["steps"] = group.get("steps", 0) + 1
 
     def _update_group(self, group, lr, params, grads, states):
         raise NotImplementedError
@@ -192,7 +191,8 @@ class LAMB(_Elementwise):
     eps (default 1e-6), adam (default False: True drops the trust ratio).
     """
         + ENGINE_DOC
-        + """    The per-tensor norms need one engine call per tensor. State: ``exp_avg``,
+        + """    The per-tensor norms need one engine call per tensor; under FSDP2 (DTensor parameters) they are
+    norms of the whole tensors (the local sums of all tensors all-reduced at once over the mesh). State: ``exp_avg``,
     ``exp_avg_sq``, ``trust_ratio`` (a float). ``effective_lr(i)`` is ``lr / (1 - beta1^t)`` times the mean
     trust ratio of the group's last step.
     """
@@ -232,14 +232,16 @@ class LAMB(_Elementwise):
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["trust_ratio"] = 1.0  # (every state key exists from the first step: checkpoints restore it)
 
     def _update_group(self, group, lr, params, grads, states):
         b1, b2 = group["betas"]
         k, eps = group["step"], group["eps"]
         keep, wd, coupled = _decay(group, lr)
         step_size = lr / (1 - b1**k)
-        for p, g, s in zip(params, grads, states, strict=True):  # per-tensor norms
-            p_sq, u_sq = self._apply(
+        norms = []  # (||p||^2, ||u||^2) of each tensor: local sums first, whole tensors after one all-reduce
+        for p, g, s in zip(params, grads, states, strict=True):
+            norms += self._apply(
                 group,
                 lamb_stats,
                 [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
@@ -248,7 +250,9 @@ class LAMB(_Elementwise):
                 flags=(coupled,),
                 n_sums=2,
             )
-            w_norm, u_norm = min(math.sqrt(p_sq), self.clamp), math.sqrt(u_sq)
+        norms = self._allreduce(norms, per_tensor=True)
+        for i, (p, s) in enumerate(zip(params, states, strict=True)):
+            w_norm, u_norm = min(math.sqrt(norms[2 * i]), self.clamp), math.sqrt(norms[2 * i + 1])
             trust = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
             s["trust_ratio"] = trust
             self._apply(

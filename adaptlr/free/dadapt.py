@@ -20,7 +20,6 @@ from ..rules.free_dadapt import (
     squared,
 )
 from ._base import FREE_DOC, FreeOptimizer
-from ._base import skip_step as _skip
 
 __all__ = ["DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"]
 
@@ -32,7 +31,7 @@ _COMMON = """
 
 def _check_common(lr, d0, growth_rate, weight_decay):
     check_real("d0", d0, 0.0, low_open=True)
-    check_real("growth_rate", growth_rate, 1.0)
+    check_real("growth_rate", growth_rate, 1.0, allow_inf=True)
     check_real("weight_decay", weight_decay, 0.0)
 
 
@@ -163,8 +162,7 @@ class DAdaptAdam(FreeOptimizer):
         numerator = sqrt_beta2 * g0["numerator_weighted"] + (1 - sqrt_beta2) * sums[0]
         s_l1 = sums[1]
         if s_l1 == 0:
-            _skip(groups)
-            return
+            return  # (the base ticks the clock: a step without gradient information still counts)
         if self._any_lr(groups):
             d_hat = numerator / ((1 - sqrt_beta2) * s_l1)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
@@ -185,7 +183,6 @@ class DAdaptAdam(FreeOptimizer):
                 for s in states:
                     s["step"] += 1
             group["k"] += 1
-            group["steps"] = group.get("steps", 0) + 1
 
 
 class DAdaptSGD(FreeOptimizer):
@@ -239,6 +236,7 @@ class DAdaptSGD(FreeOptimizer):
             numerator_weighted=0.0,
             d=d0,
             growth_rate=growth_rate,
+            g0_norm=0.0,  # ||g_0||, measured on the first step with a gradient (0: not yet)
         )
         super().__init__(
             params,
@@ -256,7 +254,7 @@ class DAdaptSGD(FreeOptimizer):
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
     def _step_all(self):
-        todo = [groups for groups in self._estimate_sets() if "g0_norm" not in groups[0]]
+        todo = [groups for groups in self._estimate_sets() if not groups[0].get("g0_norm")]
         if todo:  # ||g_0|| on the first step with gradient information: one more reduction (and all-reduce)
             local = []
             for groups in todo:
@@ -273,7 +271,7 @@ class DAdaptSGD(FreeOptimizer):
         super()._step_all()
 
     def _reduce(self, groups):
-        if "g0_norm" not in groups[0]:
+        if not groups[0].get("g0_norm"):
             return [0.0, 0.0]
         d = groups[0]["d"]
         numerator = 0.0
@@ -298,9 +296,8 @@ class DAdaptSGD(FreeOptimizer):
 
     def _update(self, groups, sums):
         g0 = groups[0]
-        if "g0_norm" not in g0:  # no gradient yet (the package divides by zero here)
-            _skip(groups)
-            return
+        if not g0.get("g0_norm"):  # no gradient yet (the package divides by zero here)
+            return  # (the base ticks the clock: a step without gradient information still counts)
         d = g0["d"]
         numerator = g0["numerator_weighted"] + sums[0]
         s_sq = sums[1]
@@ -308,8 +305,7 @@ class DAdaptSGD(FreeOptimizer):
             d_hat = 2 * numerator / math.sqrt(s_sq)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         if s_sq == 0:
-            _skip(groups)
-            return
+            return  # (the base ticks the clock: a step without gradient information still counts)
         for group in groups:
             group["numerator_weighted"] = numerator
             group["d"] = d
@@ -323,7 +319,6 @@ class DAdaptSGD(FreeOptimizer):
                     scalars=(group["momentum"], 1 - group["momentum"]),
                 )
             group["k"] += 1
-            group["steps"] = group.get("steps", 0) + 1
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]
@@ -350,6 +345,7 @@ class DAdaptAdaGrad(FreeOptimizer):
         + _COMMON
         + r"""
         momentum (float): (default 0). weight_decay (float): (default 0). eps (float): (default 1e-6).
+        log_every (int): the package's logging interval (default 0); accepted and unused.
     """
         + FREE_DOC
         + ENGINE_DOC
@@ -379,6 +375,9 @@ class DAdaptAdaGrad(FreeOptimizer):
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         check_real("eps", eps, 0.0)
+        if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
+            raise ValueError(f"Invalid log_every: {log_every!r}; expected an int >= 0 (accepted and unused, as the "
+                             "package's logging is not reproduced)")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -435,8 +434,7 @@ class DAdaptAdaGrad(FreeOptimizer):
         sksq = g0["sksq_weighted"] + sums[1]
         skl1 = g0["skl1"] + sums[2]
         if skl1 == 0:
-            _skip(groups)
-            return
+            return  # (the base ticks the clock: a step without gradient information still counts)
         gsq = g0["gsq_weighted"] + sums[0]
         if self._any_lr(groups):
             d_hat = (sksq - gsq) / skl1
@@ -460,4 +458,3 @@ class DAdaptAdaGrad(FreeOptimizer):
                     flags=(momentum != 0,),
                 )
             group["k"] += 1
-            group["steps"] = group.get("steps", 0) + 1

@@ -14,6 +14,7 @@ from ..optim._base import ENGINE_DOC
 from ..optim._validation import check_real
 from ..rules.free_dog import dog, dog_first_stats, dog_stats, polynomial_average
 from ._base import FREE_DOC, FreeOptimizer
+from ._sharding import locals_of
 
 __all__ = ["DoG", "LDoG", "PolynomialDecayAverager"]
 
@@ -44,8 +45,8 @@ class DoG(FreeOptimizer):
         )
         + ENGINE_DOC
         + r"""
-    Group keys: ``rbar``, ``G``, ``eta`` (floats); state: ``x0``. ``effective_lr(i)`` is ``eta``
-    of group ``i``.
+    Group keys: ``rbar``, ``G``, ``eta`` (floats; None, None, 0 before the first step); state: ``x0``.
+    ``effective_lr(i)`` is ``eta`` of group ``i``.
 
     >>> opt = DoG(model.parameters())  # doctest: +SKIP
     """
@@ -74,7 +75,9 @@ class DoG(FreeOptimizer):
             check_real("reps_rel", reps_rel, 0.0, low_open=True)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
-        defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta)
+        # rbar, G, eta: set by the first step (present from the start, so that checkpoints restore them)
+        defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta, rbar=None,
+                        G=None, eta=0.0)
         super().__init__(
             params,
             defaults,
@@ -115,7 +118,7 @@ class DoG(FreeOptimizer):
         return float(self._lr(group)) * rbar / math.sqrt(G)
 
     def _reduce(self, groups):
-        first = "rbar" not in groups[0]
+        first = groups[0].get("rbar") is None
         dist_sq, grad_sq = 0.0, 0.0
         for group in groups:
             params, grads, states = self._active(group)
@@ -127,7 +130,7 @@ class DoG(FreeOptimizer):
 
     def _update(self, groups, sums):
         g0 = groups[0]
-        first = "rbar" not in g0
+        first = g0.get("rbar") is None
         rbar, G = self._distance(g0, *sums, g0.get("rbar"), g0.get("G"))
         for group in groups:
             eta = self._eta(group, rbar, G, first)
@@ -136,7 +139,6 @@ class DoG(FreeOptimizer):
             if params:
                 wd = group["weight_decay"]
                 self._apply(group, dog, [params, grads], writes=(0,), scalars=(wd, eta), flags=(wd > 0,))
-            group["steps"] = group.get("steps", 0) + 1
 
     def effective_lr(self, group_index: int = 0) -> float:
         """The step size of the last step (0 before the first); for LDoG, the largest over the tensors."""
@@ -149,7 +151,8 @@ class LDoG(DoG):
 
     Same arguments as :class:`DoG`. Group keys ``rbar``, ``G`` and ``eta`` are lists (one entry per tensor
     with a gradient). The per-tensor sums need no all-reduce when whole tensors live on each rank (ZeRO, a
-    manual split), so ``process_group`` is accepted and unused.
+    manual split), so ``process_group`` is accepted and unused; under FSDP2 (DTensor parameters) the local
+    sums of every tensor are all-reduced at once over the mesh.
     """
 
     def _reduce(self, groups):
@@ -160,8 +163,12 @@ class LDoG(DoG):
             params, grads, states = self._active(group)
             if not params:
                 continue
-            first = "rbar" not in group
-            per = [self._sums(group, [p], [g], [s], first) for p, g, s in zip(params, grads, states, strict=True)]
+            first = group.get("rbar") is None
+            flat = []
+            for p, g, s in zip(params, grads, states, strict=True):
+                flat += self._sums(group, [p], [g], [s], first)
+            flat = self._allreduce(flat, per_tensor=True)  # whole-tensor sums of DTensor shards (FSDP2)
+            per = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(params))]
             last = [(None, None)] * len(per) if first else zip(group["rbar"], group["G"], strict=True)
             new = [self._distance(group, a, b, *prev) for (a, b), prev in zip(per, last, strict=True)]
             rbar, G = [r for r, _ in new], [x for _, x in new]
@@ -170,7 +177,6 @@ class LDoG(DoG):
             wd = group["weight_decay"]
             for p, g, e in zip(params, grads, eta, strict=True):
                 self._apply(group, dog, [[p], [g]], writes=(0,), scalars=(wd, e), flags=(wd > 0,))
-            group["steps"] = group.get("steps", 0) + 1
 
 
 class PolynomialDecayAverager:
@@ -202,8 +208,8 @@ class PolynomialDecayAverager:
                 cur.append(v.detach())
             else:
                 dst[k].copy_(v)
-        if avg:
-            get_engine("foreach").apply(polynomial_average, [avg, cur], (0,), (1 - w, w))
+        if avg:  # (on the local shards of DTensors: FSDP2's state_dict holds DTensors)
+            get_engine("foreach").apply(polynomial_average, [locals_of(avg), locals_of(cur)], (0,), (1 - w, w))
         self.t += 1
 
     def reset(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,7 +13,7 @@ from ..optim._base import ENGINE_DOC
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_prodigy import prodigy, prodigy_stats
 from ._base import FREE_DOC, FreeOptimizer
-from ._base import skip_step as _skip
+from ._sharding import is_dtensor
 
 __all__ = ["Prodigy"]
 
@@ -44,7 +45,13 @@ class Prodigy(FreeOptimizer):
         safeguard_warmup (bool): drop ``lr`` from the weight of ``s`` (default False).
         d0 (float): initial estimate (default 1e-6). d_coef (float): multiplier of the estimate (default 1).
         growth_rate (float): the most ``d`` may grow per step (default inf).
-        slice_p (int): compute the estimate's sums on every ``slice_p``-th element (default 1: exact).
+        slice_p (int): compute the estimate's sums on every ``slice_p``-th element (default 1: exact; DTensor
+            parameters need 1).
+
+    float16 parameters are refused (``d^2 (1 - beta2) g^2`` and ``eps * d`` underflow to 0 there, and
+    ``prodigyopt`` goes NaN). bfloat16 has float32's range, but steps of about ``d0`` are below its resolution:
+    with ``d0 < 1e-4`` a warning says so (``d0=1e-4`` trains). Under FSDP2 (DTensor parameters) ``s``
+    and ``p0`` are shaped and sharded like their parameter instead of flat, so checkpoints reshard them.
     """
         + FREE_DOC
         + ENGINE_DOC
@@ -85,7 +92,7 @@ class Prodigy(FreeOptimizer):
         check_real("weight_decay", weight_decay, 0.0)
         check_real("d0", d0, 0.0, low_open=True)
         check_real("d_coef", d_coef, 0.0, low_open=True)
-        check_real("growth_rate", growth_rate, 1.0)
+        check_real("growth_rate", growth_rate, 1.0, allow_inf=True)
         for name, flag in (
             ("decouple", decouple),
             ("use_bias_correction", use_bias_correction),
@@ -104,6 +111,8 @@ class Prodigy(FreeOptimizer):
             d0=d0,
             d_max=d0,
             d_numerator=0.0,
+            d_denom=0.0,
+            d_hat=d0,
             d_coef=d_coef,
             k=0,
             growth_rate=growth_rate,
@@ -123,11 +132,42 @@ class Prodigy(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
+    _unshaped_state = ("step", "s", "p0")  # s and p0 are flat (every slice_p-th element)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if any(p.dtype == torch.float16 for p in self.param_groups[-1]["params"]):
+            self.param_groups.pop()
+            raise TypeError(
+                "Prodigy does not support float16 parameters: its second moment d^2 (1 - beta2) g^2 (about "
+                "1e-15 at the start, with d0=1e-6) and its denominator eps * d underflow float16 to 0, and "
+                "the step divides by 0 (prodigyopt goes NaN silently); keep float32 parameters (under "
+                "torch.autocast for float16 compute)"
+            )
+        d0 = self.param_groups[-1]["d0"]
+        if d0 < 1e-4 and any(p.dtype == torch.bfloat16 for p in self.param_groups[-1]["params"]):
+            warnings.warn(
+                f"Prodigy with bfloat16 parameters and d0={d0:g}: the first steps (about d0 per element) are far "
+                "below bfloat16's resolution (2^-8 of a weight), so the weights, and with them the estimate d, "
+                "may never move (measured: d0=1e-6 stays at 1e-6, d0=1e-4 trains); use float32 parameters "
+                "(torch.autocast for bfloat16 compute) or d0=1e-4",
+                stacklevel=3,
+            )
+
     def _init_state(self, group, p, state):
         sp = group["slice_p"]
         state["step"] = 0
-        state["s"] = torch.zeros_like(p.detach().reshape(-1)[::sp])
-        state["p0"] = p.detach().reshape(-1)[::sp].clone()
+        if is_dtensor(p):  # (FSDP2) s and p0 shaped and sharded like p, so that checkpoints reshard them
+            if sp != 1:
+                raise ValueError(
+                    f"Prodigy: slice_p={sp} is not supported for DTensor (FSDP2) parameters, whose shards do not "
+                    "start on a multiple of slice_p; use slice_p=1"
+                )
+            state["s"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            state["p0"] = p.detach().clone(memory_format=torch.contiguous_format)
+        else:  # flat, as in the package
+            state["s"] = torch.zeros_like(p.detach().reshape(-1)[::sp])
+            state["p0"] = p.detach().reshape(-1)[::sp].clone()
         if group["betas"][0] > 0:
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -148,8 +188,10 @@ class Prodigy(FreeOptimizer):
             for st in states:
                 if st["p0"].dim() == 0 and st["s"].numel() > 1:  # prodigyopt's checkpoint of an all-zero p0
                     st["p0"] = st["p0"].expand_as(st["s"]).clone()
-            if sp == 1:  # s and p0 are flat, as in the package
-                p_col, g_col = [p.detach().reshape(-1) for p in params], [g.reshape(-1) for g in grads]
+            if sp == 1:  # s and p0 are flat, as in the package (or shaped like p: DTensors, see _init_state)
+                p_col = [p.detach() if st["s"].shape == p.shape else p.detach().reshape(-1)
+                         for p, st in zip(params, states, strict=True)]
+                g_col = [g if st["s"].shape == g.shape else g.reshape(-1) for g, st in zip(grads, states, strict=True)]
             else:  # every slice_p-th element, copied contiguous (the engines stream contiguous memory)
                 p_col = [p.detach().reshape(-1)[::sp].contiguous() for p in params]
                 g_col = [g.reshape(-1)[::sp].contiguous() for g in grads]
@@ -175,8 +217,7 @@ class Prodigy(FreeOptimizer):
         numerator = g0["d_numerator"] * beta3 + sums[0]
         denominator = sums[1]
         if denominator == 0:  # no gradient information yet (every rank agrees: the sums are global)
-            _skip(groups)
-            return
+            return  # (the base ticks the clock: a step without gradient information still counts)
         d_hat = d
         if self._any_lr(groups):
             d_hat = g0["d_coef"] * numerator / denominator
@@ -216,4 +257,3 @@ class Prodigy(FreeOptimizer):
                 for s in states:
                     s["step"] += 1
             group["k"] += 1
-            group["steps"] = group.get("steps", 0) + 1

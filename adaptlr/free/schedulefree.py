@@ -13,6 +13,7 @@ from ..optim._base import ENGINE_DOC
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_schedulefree import schedule_free, schedule_free_swap
 from ._base import FreeOptimizer
+from ._sharding import locals_of
 
 __all__ = ["ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalibrate_batchnorm"]
 
@@ -76,7 +77,8 @@ class _ScheduleFree(FreeOptimizer):
             if to_train:
                 restored = [p for p in ps if "y" in self.state[p]]
                 if restored:
-                    torch._foreach_copy_(restored, [self.state[p].pop("y") for p in restored])
+                    ys = [self.state[p].pop("y") for p in restored]
+                    torch._foreach_copy_(locals_of(restored), locals_of(ys))  # (DTensor has no foreach rules)
                 rest = [p for p in ps if "y" not in self.state[p] and not any(p is q for q in restored)]
                 if rest:  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
                     self._apply(
@@ -160,21 +162,23 @@ class _ScheduleFree(FreeOptimizer):
                     flags=(update_v, adaptive, wd != 0),
                 )
             group["k"] = k + 1
-            group["steps"] = group.get("steps", 0) + 1
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]
         return float(self._lr(group)) * self._schedule(group, group["k"])
 
 
-def _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas=None, eps=None):
+_SGD = object()  # (ScheduleFreeSGD has no betas and no eps)
+
+
+def _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas=_SGD, eps=None):
     """The shared arguments; ``betas`` and ``eps`` of the adaptive variants (AdamW, RAdam)."""
     check_real("weight_decay", weight_decay, 0.0)
     if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
         raise ValueError(f"Invalid warmup_steps: {warmup_steps!r}; expected an int >= 0")
     check_real("r", r, 0.0)
     check_real("weight_lr_power", weight_lr_power, 0.0)
-    if betas is not None:
+    if betas is not _SGD:  # (betas=None is refused by check_betas, naming it)
         check_betas(betas)
         if betas[0] == 0:
             raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
