@@ -6,7 +6,10 @@
 (False, 50)
 
 :func:`compare` skips (task, method, seed, budget) runs that the store already holds, so a comparison can be
-resumed after Ctrl-C or a kill and extended with more seeds or methods without redoing finished work.
+resumed after Ctrl-C or a kill and extended with more seeds or methods without redoing finished work. Every
+run is trained under a claim in the store (:meth:`~adaptlr.lab.store.Store.claim`), so several ``compare``
+processes, on one machine or many, can share one store: each run is trained once, and a run whose worker died
+is trained again once its lease has expired. Worker processes die with the process that started them.
 """
 
 from __future__ import annotations
@@ -696,6 +699,7 @@ def _compare_parallel(
 ) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     q, stop = ctx.Queue(), ctx.Event()
@@ -740,7 +744,10 @@ def _compare_parallel(
                 now = time.monotonic()
                 for item in [x for x in later if x[0] <= now]:
                     later.remove(item)
-                    futures[pool.submit(_worker, item[1], item[2], location)] = (item[1], item[2])
+                    try:
+                        futures[pool.submit(_worker, item[1], item[2], location)] = (item[1], item[2])
+                    except BrokenProcessPool as e:  # a worker was killed (say, out of memory): no pool left
+                        _settle(st, item[2], "failed", repr(e), result, bars)
                 finished, _ = wait(set(futures), timeout=0.2) if futures else (set(), None)
                 if not futures:
                     time.sleep(0.2)
