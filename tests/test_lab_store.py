@@ -3,6 +3,7 @@ leases, ids never reused, complete-or-absent runs, clear errors for stores that 
 migrated."""
 
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -48,6 +49,7 @@ def test_store_url():
     assert store_url("/x/runs.db") == "sqlite:////x/runs.db"
     assert store_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert store_url("postgres://u:pw@h/db") == "postgresql+psycopg://u:pw@h/db"
+    assert store_url("postgresql+psycopg://u@/db?host=/s") == "postgresql+psycopg://u@/db?host=/s"  # as workers get it
     with pytest.raises(StoreError, match=r"mysql://u:\*\*\*@h/db: unsupported URL scheme"):
         store_url("mysql://u:secret@h/db")
 
@@ -306,3 +308,21 @@ def test_wal_mode_and_lazy_import(tmp_path):
     code = "import sys, adaptlr, adaptlr.lab; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_search_ranks_by_the_validation_metric(tmp_path):
+    from adaptlr.lab.search import objective_value
+
+    with Store(tmp_path / "runs.db") as st:
+        for seed, (val, test, div) in enumerate([(0.7, 0.9, False), (0.5, 0.1, False), (0.6, 0.2, False)]):
+            c = st.claim("t", "a", seed, "b", {})
+            st.finish_run(c, _pts(1), {**SUMMARY, "final_val_metric": val, "final_metric": test, "diverged": div})
+        assert objective_value(st, "t", "a", "b") == pytest.approx(0.6)  # median of validation, not test
+        c = st.claim("t", "d", 0, "b", {})
+        st.finish_run(c, _pts(1), {**SUMMARY, "final_val_metric": 0.99, "diverged": True})
+        assert math.isnan(objective_value(st, "t", "d", "b"))  # diverged: never the best
+        assert math.isnan(objective_value(st, "t", "absent", "b"))
+        c = st.claim("t", "noval", 0, "b", {})
+        st.finish_run(c, _pts(1), {**SUMMARY, "final_metric": 0.3})
+        with pytest.warns(UserWarning, match="no validation metric"):
+            assert objective_value(st, "t", "noval", "b") == 0.3
