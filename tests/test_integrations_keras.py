@@ -23,6 +23,10 @@ from keras import ops  # noqa: E402
 from adaptlr import schedules as S  # noqa: E402
 from adaptlr.integrations.keras import KerasSchedule, as_keras  # noqa: E402
 
+# Keras 3.15 + NumPy 2 warn on every tensor conversion (keras' __array__ lacks `copy`); torch warns on jit.script
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")]
+
 STEPS = 40
 SCHEDULE = S.warmup(S.cosine(1e-2, steps=30), steps=10)
 

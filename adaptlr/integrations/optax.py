@@ -41,9 +41,10 @@ def as_optax(schedule: ScheduleLike, steps: int, *, dtype: Any = None) -> optax.
         ``count -> value`` accepting Python ints and integer JAX arrays of any shape (jit, vmap); the values
         equal ``schedule(count)`` rounded to ``dtype``.
 
+    >>> import jax
     >>> from adaptlr import schedules as S
     >>> s = S.linear(0.0, 1.0, steps=4)
-    >>> [float(v) for v in jax.vmap(as_optax(s, steps=4))(jnp.arange(6))]  # doctest: +SKIP
+    >>> [float(v) for v in jax.vmap(as_optax(s, steps=4))(jnp.arange(6))]
     [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
     values = schedule_table(schedule, steps)
