@@ -1,11 +1,12 @@
 """LossTrend, DivergenceGuard and Hypergradient."""
 
+import copy
 import math
 
 import pytest
 import torch
 
-from adaptlr.controllers import DivergenceGuard, Hypergradient, LossTrend, TrainingDiverged
+from adaptlr.controllers import DivergenceGuard, Hypergradient, LossTrend, ReduceOnPlateau, TrainingDiverged
 
 
 def regression(seed=0, n=64, d=5, dtype=torch.float64):
@@ -215,7 +216,7 @@ def test_hypergradient_matches_the_paper(kind, lr, beta):
     opt = {"sgd": lambda: torch.optim.SGD([p], lr=lr),
            "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=0.9, nesterov=True),
            "adam": lambda: torch.optim.Adam([p], lr=lr)}[kind]()
-    Hypergradient(opt, beta=beta)
+    Hypergradient(opt, beta=beta, max_change=math.inf)  # the paper's rule, without the guard
     lrs = []
     for _ in range(40):
         p.grad = quad_grad(p.detach(), a)
@@ -229,7 +230,7 @@ def test_hypergradient_matches_the_paper(kind, lr, beta):
 def test_hypergradient_ignores_skipped_steps_and_rejects_closures():
     p = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     opt = torch.optim.SGD([p], lr=0.1)
-    hd = Hypergradient(opt, beta=0.1)
+    hd = Hypergradient(opt, beta=0.1, max_change=math.inf)
     scaler = torch.amp.GradScaler("cpu")
     for bad in (False, True, False):
         opt.zero_grad()
@@ -272,7 +273,7 @@ def test_hypergradient_with_adaptlr_nonfinite_skip():
 
     p = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
     opt = SGD([p], lr=0.1, nonfinite="skip", foreach=True)
-    Hypergradient(opt, beta=0.1)
+    Hypergradient(opt, beta=0.1, max_change=math.inf)
     for g in ([2.0, -2.0], [math.inf, 0.0], [1.0, -1.0], [1.0, -1.0]):
         p.grad = torch.tensor(g, dtype=torch.float64)
         opt.step()
@@ -280,3 +281,100 @@ def test_hypergradient_with_adaptlr_nonfinite_skip():
     # learns from that step: lr = 0.1 + 0.1 * <(1, -1), (1, -1)> = 0.3, p: 0.7 -> 0.4
     assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
     assert p.tolist() == pytest.approx([0.4, -0.4])
+
+
+def _mlp_regression(seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(256, 10)
+    y = x @ torch.randn(10, 1) + 0.1 * torch.randn(256, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    return model, x, y
+
+
+@pytest.mark.parametrize("beta", [1.0, 1e30])
+@pytest.mark.parametrize("make", [lambda p: torch.optim.SGD(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=1e-3)],
+                         ids=["sgd", "adam"])
+def test_hypergradient_with_a_huge_beta_neither_dies_nor_explodes(beta, make):
+    """issue 9: beta=1 locked the lr at 0 for ever, beta=1e30 made the parameters NaN, with no warning."""
+    model, x, y = _mlp_regression()
+    opt = make(model.parameters())
+    hd = Hypergradient(opt, beta=beta)
+    lrs = []
+    with pytest.warns(UserWarning, match=r"beta=1(e\+30)? asked param group 0's lr .* max_change=2"):
+        for t in range(300):
+            i = torch.arange(32 * t, 32 * t + 32) % 256
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x[i]), y[i]).backward()
+            opt.step()
+            lrs.append(opt.param_groups[0]["lr"])
+    assert all(0 < lr < math.inf for lr in lrs) and hd.clipped > 0
+    assert all(b / a <= 2 * (1 + 1e-12) and a / b <= 2 * (1 + 1e-12) for a, b in zip(lrs, lrs[1:]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with torch.no_grad():
+        assert torch.nn.functional.mse_loss(model(x), y) < 0.5  # it learned (the variance of y is about 10)
+
+
+def test_hypergradient_refuses_a_non_finite_beta_and_a_bad_max_change():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    for kwargs, name in [(dict(beta=math.inf), "beta"), (dict(beta=math.nan), "beta"), (dict(beta=-1.0), "beta"),
+                         (dict(max_change=1.0), "max_change"), (dict(max_change=0.5), "max_change")]:
+        with pytest.raises(ValueError, match=rf"Invalid {name}: .* \(expected a number in"):
+            Hypergradient(opt, **kwargs)
+
+
+def _two_group_opt():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    return torch.optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: LossTrend(o), lambda o: ReduceOnPlateau(o, patience=0), lambda o: Hypergradient(o, beta=1e-3),
+    lambda o: DivergenceGuard(torch.nn.Linear(1, 1), o),
+], ids=["loss_trend", "plateau", "hypergradient", "divergence"])
+def test_a_failed_load_leaves_the_controller_unchanged(make):
+    """issue 9: a state from a 1-group optimizer refuses to load into a 2-group one, and a failed
+    load_state_dict changes nothing."""
+    one = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    c1 = make(one)
+    for v in (1.0, 2.0, 3.0):
+        c1.observe(v)
+    saved = c1.state_dict()
+    two = _two_group_opt()
+    c2 = make(two)
+    for v in (3.0, 1.0):
+        c2.observe(v)
+    before = copy.deepcopy({k: v for k, v in vars(c2).items() if k not in ("optimizer", "model", "_handles")})
+    with pytest.raises(ValueError, match="1 param group factor.*2 param group"):
+        c2.load_state_dict(saved)
+    broken = {**c2.state_dict(), "factors": [1.0, "x"]}
+    with pytest.raises(ValueError, match="not a valid"):
+        c2.load_state_dict(broken)
+    missing = {k: v for k, v in c2.state_dict().items() if k != sorted(c2.state_dict())[-1]}
+    with pytest.raises(ValueError, match="not a valid"):
+        c2.load_state_dict(missing)
+    after = {k: v for k, v in vars(c2).items() if k not in ("optimizer", "model", "_handles")}
+    assert after.keys() == before.keys()
+    for k in before:
+        if isinstance(before[k], dict) and before[k] and isinstance(next(iter(before[k].values())), torch.Tensor):
+            assert [torch.equal(x, y) for x, y in zip(before[k].values(), after[k].values())] == [True] * len(before[k])
+        elif k != "_snapshot":
+            assert after[k] == before[k], k
+    # a valid state still loads, and round-trips
+    c3 = make(_two_group_opt())
+    c3.load_state_dict(c2.state_dict())
+    assert c3.factors == c2.factors
+
+
+def test_hypergradient_refuses_deltas_of_another_shape():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    hd = Hypergradient(opt, beta=1e-3)
+    for _ in range(2):
+        p.grad = torch.ones(3)
+        opt.step()
+    state = hd.state_dict()
+    q = torch.nn.Parameter(torch.ones(4))
+    other = Hypergradient(torch.optim.SGD([q], lr=0.1), beta=1e-3)
+    with pytest.raises(ValueError, match=r"deltas\[0\]\[0\] is \(3,\), its parameter has shape \(4,\)"):
+        other.load_state_dict(state)
+    assert other._delta == {} and other.factors == [1.0]

@@ -6,11 +6,12 @@ import copy
 import math
 import statistics
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ._base import Controller, check_count, check_number, to_float
+from ._base import Controller, _count, _number, check_count, check_number, to_float
 
 __all__ = ["DivergenceGuard", "TrainingDiverged"]
 
@@ -131,8 +132,15 @@ class DivergenceGuard(Controller):
                 "rollbacks": self.rollbacks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the counters; a fresh snapshot of the (already restored) model and optimizer is taken."""
+        """Restore the counters (all or nothing, see :meth:`Controller.load_state_dict`); a fresh snapshot of
+        the (already restored) model and optimizer is taken."""
         super().load_state_dict(state_dict)
-        self.history = deque(state_dict["history"], maxlen=self.window)
-        self.steps, self.rollbacks = state_dict["steps"], state_dict["rollbacks"]
+
+    def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        history = [_number(f"history[{i}]", v) for i, v in enumerate(state_dict["history"])]
+        return {**super()._read_state(state_dict), "history": deque(history, maxlen=self.window),
+                "steps": _count("steps", state_dict["steps"]),
+                "rollbacks": _count("rollbacks", state_dict["rollbacks"])}
+
+    def _after_load(self) -> None:
         self.take_snapshot()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ._base import Controller, check_number, to_float
+from ._base import Controller, _count, _number, check_number, to_float
 
 __all__ = ["LossTrend"]
 
@@ -77,6 +78,7 @@ class LossTrend(Controller):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "avg": self.avg, "count": self.count, "previous": self.previous}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.avg, self.count, self.previous = state_dict["avg"], state_dict["count"], state_dict["previous"]
+    def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super()._read_state(state_dict), "avg": _number("avg", state_dict["avg"]),
+                "count": _count("count", state_dict["count"]),
+                "previous": _number("previous", state_dict["previous"], allow_none=True)}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from ._base import Controller, check_count, check_number, to_float
+from ._base import Controller, _count, _number, check_count, check_number, to_float
 
 __all__ = ["ReduceOnPlateau"]
 
@@ -24,7 +24,7 @@ class ReduceOnPlateau(Controller):
     unless that changes it by less than ``eps``.
 
     Args:
-        optimizer: any ``torch.optim`` optimizer (adaptlr's apply the factor through ``group["lr_scale"]``).
+        optimizer: any ``torch.optim`` optimizer (the factor is recorded in ``group["adaptlr_lr_scale"]``).
         mode: ``"min"`` or ``"max"``. factor: the cut, in (0, 1). Default 0.1. patience: default 10.
         threshold: default 1e-4. threshold_mode: ``"rel"`` or ``"abs"``. cooldown: default 0.
         min_lr: a floor on the effective lr, one for all groups or one per group. Default 0.
@@ -106,7 +106,9 @@ class ReduceOnPlateau(Controller):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), **{k: getattr(self, k) for k in self._STATE}}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        for k in self._STATE:
-            setattr(self, k, state_dict[k])
+    def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super()._read_state(state_dict),
+                "best": _number("best", state_dict["best"], allow_inf=True),
+                "num_bad_epochs": _count("num_bad_epochs", state_dict["num_bad_epochs"]),
+                "cooldown_counter": _count("cooldown_counter", state_dict["cooldown_counter"]),
+                "last_epoch": _count("last_epoch", state_dict["last_epoch"])}

@@ -40,7 +40,8 @@ class ScheduleLR(LRScheduler):
         if not callable(schedule):
             raise ValueError(f"Invalid schedule: {schedule!r} (expected a callable step -> value)")
         for i, group in enumerate(optimizer.param_groups):
-            if callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor):
+            if group.get("adaptlr_schedule") is not None or (callable(group["lr"])
+                                                           and not isinstance(group["lr"], torch.Tensor)):
                 raise ValueError(f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
                                  "it itself, no torch scheduler is needed")
         if _spec_of(schedule) is None:
