@@ -36,6 +36,9 @@ OPTIMIZERS = {  # name -> (kwargs, torch has a fused CPU kernel)
     "Adamax": (dict(), False),
     "NAdam": (dict(), False),
     "RAdam": (dict(), False),
+    "Rprop": (dict(), False),
+    "ASGD": (dict(), False),
+    "Adafactor": (dict(), False),  # (Muon: 2-D params only; SparseAdam: sparse grads; LBFGS: closure-driven)
 }
 ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 
