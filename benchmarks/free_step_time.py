@@ -11,6 +11,9 @@ and "bytes moved" counts the passes of our two-phase implementation (each column
 written column written once). Prints the fastest of a few interleaved steps per optimizer.
 
     python benchmarks/free_step_time.py [--steps 5] [--only Prodigy,DoG]
+
+``--device cuda``: the same optimizers on the triton engine against their packages on a GPU, with the
+achieved fraction of copy bandwidth (the GPU part of benchmarks/step_time.py, for these optimizers only).
 """
 
 from __future__ import annotations
@@ -118,7 +121,16 @@ def main():
     ap.add_argument("--only", default=",".join(OUR_BYTES))
     ap.add_argument("--layers", type=int, default=10, help="(40 with --d 256: 33M parameters in 562 tensors)")
     ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
+    if args.device == "cuda":
+        import os
+        import sys
+
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from step_time import triton_main
+
+        sys.exit(triton_main(argparse.Namespace(device="cuda", only=args.only, tiny=False, repeats=max(args.steps, 5))))
     params = make_params(args.layers, args.d)
     n = sum(p.numel() for p in params)
     bw = bandwidth(n)
