@@ -308,3 +308,49 @@ def test_import_is_light():
     code = "import sys, adaptlr.schedules; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _sgd(*sizes, lr=1.0):
+    groups = [{"params": [torch.nn.Parameter(torch.ones(n))]} for n in sizes]
+    return torch.optim.SGD(groups, lr=lr)
+
+
+def test_schedule_lr_failed_load_changes_nothing():
+    """issue 9: a failed load_state_dict leaves the scheduler (and its optimizer) as they were."""
+    opt = _sgd(2)
+    sched = S.as_torch_scheduler(opt, S.exponential(1.0, 0.5))
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    saved = sched.state_dict()
+    two = _sgd(2, 3, lr=0.1)
+    other = S.as_torch_scheduler(two, S.exponential(1.0, 0.5))
+    opt2 = two
+    opt2.step()
+    other.step()
+    before = (other.state_dict(), [g["lr"] for g in two.param_groups])
+    with pytest.raises(ValueError, match="1 param group"):
+        other.load_state_dict(saved)  # saved with one group, loaded into two
+    mismatch = S.as_torch_scheduler(_sgd(2), S.cosine(1.0, 10))
+    mismatch_before = (mismatch.state_dict(), mismatch.optimizer.param_groups[0]["lr"])
+    with pytest.raises(ValueError, match="differs"):
+        mismatch.load_state_dict(saved)  # used to set last_epoch and base_lrs before raising
+    with pytest.raises(ValueError, match="not a ScheduleLR state"):
+        other.load_state_dict({"last_epoch": 3})
+    assert (other.state_dict(), [g["lr"] for g in two.param_groups]) == before
+    assert (mismatch.state_dict(), mismatch.optimizer.param_groups[0]["lr"]) == mismatch_before
+
+
+def test_schedule_lr_with_a_lambda_warns_that_a_change_cannot_be_detected():
+    opt = _sgd(2)
+    with pytest.warns(UserWarning, match="has no spec.*cannot detect"):
+        sched = S.as_torch_scheduler(opt, lambda t: 0.5**t)
+    opt.step()
+    sched.step()
+    state = sched.state_dict()
+    assert state["spec"] is None
+    with pytest.warns(UserWarning, match="cannot detect that the function changed"):
+        again = S.as_torch_scheduler(_sgd(2), lambda t: 0.1)
+    with pytest.warns(UserWarning, match="changed function is not detected"):
+        again.load_state_dict(state)
+    assert again.last_epoch == sched.last_epoch
