@@ -9,6 +9,10 @@ float16 (within one rounding of the narrow dtype). CUDA speed is not measured he
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,3 +360,25 @@ def test_compile_time_of_the_first_launch_is_recorded():
     engine.apply(swap, [[torch.ones(3)], [torch.zeros(3)]], (0, 1))
     ((name, seconds),) = engine.compile_seconds.items()
     assert name == "swap[float32]" and 0.0 <= seconds < 60.0 and math.isfinite(seconds)
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "step_time.py"
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_dry_runs_in_the_interpreter_and_refuses_cleanly_without_cuda():
+    env = {**os.environ, "ADAPTLR_CACHE_DIR": os.environ.get("ADAPTLR_CACHE_DIR", ""), "TRITON_INTERPRET": "1"}
+    env = {k: v for k, v in env.items() if v}
+    out = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--engine", "triton", "--tiny",
+                          "--only", "Adam,Prodigy"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line[:1].isalpha()}
+    assert float(rows["Adam"][1]) > 0 and float(rows["Adam"][2]) > 0  # adaptlr and torch foreach timed
+    assert float(rows["Prodigy"][4]) > 0  # the prodigyopt package timed
+    assert "adam[float32]" in out.stdout and "prodigy_stats[float32, sums]" in out.stdout
+    assert "did not run on the triton engine" not in out.stdout
+    if not torch.cuda.is_available():
+        out = subprocess.run([sys.executable, str(BENCH), "--device", "cuda"], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 2 and "no CUDA device" in out.stdout
