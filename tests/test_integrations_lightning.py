@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from _integrations import importable_torchvision
 
 importable_torchvision()
-pytest.importorskip("pytorch_lightning", reason="the integrations extra (pytorch-lightning) is not installed")
+if importlib.util.find_spec("lightning") is None and importlib.util.find_spec("pytorch_lightning") is None:
+    pytest.skip("the integrations extra (pytorch-lightning) is not installed", allow_module_level=True)
 
 from adaptlr.integrations import lightning as al  # noqa: E402
 

@@ -112,6 +112,17 @@ def test_adamw_matches_torch_under_layer_decay():
 SCHEDULE = schedules.warmup(schedules.cosine(0.05, steps=16), steps=4)
 
 
+def test_a_timm_scheduler_around_a_schedule_lr_is_refused_at_the_step():
+    model = _vit()
+    opt = timm.optim.create_optimizer_v2(model, "adaptlr.adamw", lr=SCHEDULE)
+    assert opt.param_groups[0]["lr"] == SCHEDULE(0)  # a number timm's scheduler can read
+    sched = timm.scheduler.create_scheduler_v2(opt, sched="cosine", num_epochs=2, step_on_epochs=False,
+                                               updates_per_epoch=4)[0]
+    sched.step_update(1)
+    with pytest.raises(RuntimeError, match="schedule"):
+        _train_step(model, opt, _batches(1)[0])
+
+
 def _run(model, opt, plateau, batches, start, losses, tmp_path=None, save_at=None):
     """Steps ``start..`` with the controller fed ``losses[epoch]`` every 4 steps; returns (applied, lrs)."""
     applied = []
