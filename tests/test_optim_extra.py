@@ -526,3 +526,19 @@ def test_asgd_average_and_validation():
     for bad in (dict(lambd=-1.0), dict(alpha=math.inf), dict(t0=math.nan), dict(weight_decay=-0.1)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             adaptlr.ASGD([p], **bad)
+
+
+@pytest.mark.parametrize("name", ["Rprop", "ASGD", "Adafactor", "Muon", "SparseAdam", "LBFGS"])
+def test_signature_is_torchs(name):
+    """torch's arguments, in torch's order and kinds, with torch's defaults; adaptlr's extras are keyword-only."""
+    import inspect
+
+    ours = inspect.signature(getattr(adaptlr, name)).parameters
+    theirs = inspect.signature(getattr(torch.optim, name)).parameters
+    positional = [a for a, p in theirs.items() if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert list(ours)[: len(positional)] == positional and set(theirs) <= set(ours)
+    for arg, p in theirs.items():
+        assert ours[arg].default == p.default, f"{name}.{arg}: default {ours[arg].default!r} != {p.default!r}"
+        assert ours[arg].kind == p.kind, f"{name}.{arg}: {ours[arg].kind} != {p.kind}"
+    for arg in set(ours) - set(theirs):
+        assert ours[arg].kind == inspect.Parameter.KEYWORD_ONLY, f"{name}.{arg} should be keyword-only"

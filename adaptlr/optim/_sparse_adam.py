@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer
-from ._phases import run_phase
+from ._phases import is_dtensor, run_phase
 from ._validation import check_betas, check_real
 
 
@@ -68,6 +68,9 @@ class SparseAdam(Optimizer):
                 continue
             if not p.grad.is_sparse:
                 raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
+            if is_dtensor(p):
+                raise NotImplementedError("SparseAdam does not support DTensor (sharded) parameters: a sparse "
+                                          "gradient's indices address the whole tensor, not a shard")
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = 0
