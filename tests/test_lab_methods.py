@@ -241,3 +241,29 @@ def test_canonical_form_is_a_fixed_point(opt, lr, sched, frac, plateau, spaces):
     assert parse_method(m.canonical) == m
     assert parse_method(m.canonical).canonical == m.canonical
     assert m.optimizer.kwargs["lr"] == lr
+
+
+def test_schedule_terms_are_schedule_specs():
+    """One schedule language (issue 11): every lab schedule term is built by adaptlr.schedules.from_spec, and
+    schedule(spec=...) takes any schedules spec as a multiplier of the lr, with fractions of the run."""
+    from adaptlr import schedules as S
+    from adaptlr.lab.methods import schedule_spec
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build(p, 100)
+    m = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)")
+    assert b.schedule == S.from_spec(schedule_spec(m.schedule, 0.1, 100))
+    assert b.schedule == S.warmup(S.cosine(0.1, 90, final=0.001), 10, start=0.01)
+    general = parse_method('adam(lr=0.1) + schedule(spec="warmup(cosine(1.0, steps=0.9), steps=0.1)")')
+    assert general.canonical == "adam(lr=0.1) + schedule(spec='warmup(cosine(1.0, steps=0.9), steps=0.1)')"
+    g = general.build([torch.nn.Parameter(torch.zeros(2))], 100)
+    assert [g.schedule(t) for t in (0, 5, 10, 55, 99)] == pytest.approx(
+        [0.1 * S.warmup(S.cosine(1.0, 90), 10)(t) for t in (0, 5, 10, 55, 99)], rel=1e-12)
+    assert parse_method(general.canonical) == general
+    for bad, message in [('schedule(spec="cosine(1.0, steps=2.5)")', "Invalid steps: 2.5"),
+                         ('schedule(spec="from_epochs(fn=\\"os:_exit\\", steps_per_epoch=1)")', "unknown callable"),
+                         ('schedule(spec="linear(1.0, -1.0, 10)")', "negative learning rate"),
+                         ("schedule(spec=3)", "Invalid spec"), ("schedule", "Invalid spec"),
+                         ("cosine(final=True)", "Invalid final: True")]:
+        with pytest.raises(SpecError, match=message):
+            parse_method(f"adam(lr=0.1) + {bad}").validate(total_steps=100)

@@ -27,9 +27,12 @@ argument of the class; ``momentum`` and ``nesterov`` are SGD with ``momentum=0.9
 ``prodigy dadapt_adam dadapt_sgd dadapt_adagrad dog ldog schedulefree_adamw schedulefree_sgd
 schedulefree_radam``; schedules (the optimizer's lr is the peak) ``constant``, ``warmup(steps)``,
 ``cosine(warmup, final)`` and ``linear(warmup, final)`` (``final`` a fraction of the peak), ``step(every,
-gamma)``, ``one_cycle(pct_start, div_factor, final_div_factor, anneal)``, ``wsd(warmup, decay, cooldown)``;
-controllers ``plateau(patience, factor, ...)`` (``adaptlr.controllers.ReduceOnPlateau``, fed the test metric
-at every evaluation). :func:`register_optimizer` adds your own.
+gamma)``, ``one_cycle(pct_start, div_factor, final_div_factor, anneal)``, ``wsd(warmup, decay, cooldown)``,
+each a shorthand for an :mod:`adaptlr.schedules` spec (:func:`schedule_spec`), and ``schedule(spec="...")``:
+any schedules spec, multiplying the lr, its durations fractions of the run where below 1
+(``schedule(spec="warmup(cosine(1.0, steps=0.9), steps=0.1)")``); controllers ``plateau(patience, factor,
+...)`` (``adaptlr.controllers.ReduceOnPlateau``, fed the validation metric at every evaluation).
+:func:`register_optimizer` adds your own.
 
 >>> m = parse_method("adam(lr=3e-3) + cosine(warmup=0.05)")
 >>> m.canonical
@@ -119,6 +122,7 @@ _SCHEDULES: dict[str, dict[str, Any]] = {
     "step": {"every": 0.3, "gamma": 0.1},
     "one_cycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos"},
     "wsd": {"warmup": 0.0, "decay": 0.2, "cooldown": "linear"},
+    "schedule": {"spec": None},  # any adaptlr.schedules spec, as a multiplier of the optimizer's lr
 }
 _SCHEDULE_FACTORIES = {
     "constant": ("constant",),
@@ -128,6 +132,7 @@ _SCHEDULE_FACTORIES = {
     "step": ("step",),
     "one_cycle": ("one_cycle",),
     "wsd": ("wsd",),
+    "schedule": ("from_spec", "scale"),
 }
 # controller terms: name -> (class in adaptlr.controllers, {argument: default})
 _CONTROLLERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -459,46 +464,62 @@ def _duration(name: str, value: Any, total: int, minimum: int = 0) -> int:
         raise SpecError(str(e)) from None
 
 
-def _schedule(term: Term, lr: float, total: int) -> Any:
-    """Map a schedule term onto ``adaptlr.schedules`` factories; ``lr`` is the peak (the optimizer's lr)."""
-    from adaptlr import schedules as S
+def _real(name: str, value: Any) -> float:
+    """A number argument of a schedule term (a bool or a string is refused, not read as 1 or parsed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"Invalid {name}: {value!r} (expected a number)")
+    return float(value)
 
+
+def schedule_spec(term: Term, lr: float, total: int) -> dict[str, Any]:
+    """The ``adaptlr.schedules`` spec of a schedule term for a run of ``total`` steps with peak ``lr`` (the
+    optimizer's lr): the lab's schedule terms are shorthands for schedule specs, built by
+    :func:`adaptlr.schedules.from_spec` (one schedule language). ``schedule(spec=...)`` takes any schedule spec
+    as a multiplier of the lr, its durations possibly fractions of the run:
+    ``adam(lr=3e-3) + schedule(spec="warmup(cosine(1.0, steps=0.9), steps=0.1)")``."""
     a = {**_SCHEDULES[term.name], **term.kwargs}
     name = term.name
+    if name == "schedule":
+        from adaptlr.schedules._base import _parse_call
+
+        text = a["spec"]
+        if not isinstance(text, str) or not text.strip():
+            raise SpecError(f"Invalid spec: {text!r} (expected an adaptlr.schedules spec string)")
+        try:
+            inner = _parse_call(text.strip())
+        except (ValueError, RecursionError) as e:
+            raise SpecError(f"schedule(spec={text!r}): {e}") from None
+        return {"name": "scale", "schedule": inner, "factor": lr}
     if name == "constant":
-        return S.constant(lr)
+        return {"name": "constant", "value": lr}
     if name == "warmup":
         w = _duration("steps", a["steps"], total, minimum=1)
-        return S.warmup(S.constant(lr), steps=w, start=lr / w)
+        return {"name": "warmup", "schedule": {"name": "constant", "value": lr}, "steps": w, "start": lr / w}
     if name in ("cosine", "linear"):
         w = _duration("warmup", a["warmup"], total)
         rest = max(1, total - w)
-        body = (
-            S.cosine(lr, steps=rest, final=lr * float(a["final"]))
-            if name == "cosine"
-            else S.linear(lr, lr * float(a["final"]), steps=rest)
-        )
-        return S.warmup(body, steps=w, start=lr / w) if w > 0 else body
+        final = lr * _real("final", a["final"])
+        body = ({"name": "cosine", "init": lr, "steps": rest, "final": final} if name == "cosine"
+                else {"name": "linear", "init": lr, "final": final, "steps": rest})
+        return {"name": "warmup", "schedule": body, "steps": w, "start": lr / w} if w > 0 else body
     if name == "step":
-        return S.step(lr, step_size=_duration("every", a["every"], total, minimum=1), gamma=a["gamma"])
+        return {"name": "step", "init": lr, "step_size": _duration("every", a["every"], total, minimum=1),
+                "gamma": _real("gamma", a["gamma"])}
     if name == "one_cycle":
-        return S.one_cycle(
-            lr,
-            total_steps=total,
-            pct_start=float(a["pct_start"]),
-            anneal=a["anneal"],
-            div_factor=float(a["div_factor"]),
-            final_div_factor=float(a["final_div_factor"]),
-        )
+        return {"name": "one_cycle", "peak": lr, "total_steps": total, "pct_start": _real("pct_start", a["pct_start"]),
+                "anneal": a["anneal"], "div_factor": _real("div_factor", a["div_factor"]),
+                "final_div_factor": _real("final_div_factor", a["final_div_factor"])}
     if name == "wsd":
-        return S.wsd(
-            lr,
-            steps=total,
-            warmup=_duration("warmup", a["warmup"], total),
-            decay=_duration("decay", a["decay"], total),
-            cooldown=a["cooldown"],
-        )
+        return {"name": "wsd", "peak": lr, "steps": total, "warmup": _duration("warmup", a["warmup"], total),
+                "decay": _duration("decay", a["decay"], total), "cooldown": a["cooldown"]}
     raise SpecError(f"unknown schedule {name!r}")  # pragma: no cover - checked at parse time
+
+
+def _schedule(term: Term, lr: float, total: int) -> Any:
+    """The schedule of a term (see :func:`schedule_spec`), built by ``adaptlr.schedules.from_spec``."""
+    from adaptlr import schedules as S
+
+    return S.from_spec(schedule_spec(term, lr, total), total_steps=total)
 
 
 def _all_names() -> list[str]:

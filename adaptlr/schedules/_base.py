@@ -248,16 +248,20 @@ def resolve_callable(ref: Any) -> Callable[..., Any]:
     return _CALLABLES[ref]
 
 
-def from_spec(spec: Any) -> Schedule:
+def from_spec(spec: Any, *, total_steps: int | None = None) -> Schedule:
     """Rebuild a schedule from its :attr:`Schedule.spec`.
 
     Accepts a spec dict, a JSON string of one, a call-style string (``"cosine(init=0.1, steps=1000)"``,
     nested calls allowed, literals only: nothing is evaluated), a number (a constant) or a schedule
-    (returned).
+    (returned). ``total_steps`` is given to every factory in the spec that takes one and is not given one by
+    the spec itself, so durations anywhere in it may be fractions of the run
+    (``from_spec("warmup(cosine(1.0, steps=0.9), steps=0.1)", total_steps=1000)``).
 
     >>> from adaptlr import schedules
     >>> s = schedules.warmup(schedules.cosine(0.1, steps=900), steps=100)
     >>> schedules.from_spec(s.spec) == s == schedules.from_spec(repr(s))
+    True
+    >>> schedules.from_spec("warmup(cosine(0.1, steps=0.9), steps=0.1)", total_steps=1000) == s
     True
     """
     if isinstance(spec, Schedule):
@@ -266,23 +270,36 @@ def from_spec(spec: Any) -> Schedule:
         return _FACTORIES["constant"](float(spec))
     if isinstance(spec, str):
         text = spec.strip()
-        spec = json.loads(text) if text.startswith("{") else _parse_call(text)
-        if isinstance(spec, (int, float)):
+        try:
+            spec = json.loads(text) if text.startswith("{") else _parse_call(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"cannot parse schedule spec {text[:80]!r}: {e}") from None
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             return from_spec(spec)
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"spec must be a dict with a 'name' key, got {spec!r}")
     args = dict(spec)
     name = args.pop("name")
-    if name not in _FACTORIES:
+    if not isinstance(name, str) or name not in _FACTORIES:
         raise ValueError(f"unknown schedule {name!r} in spec; known: {sorted(_FACTORIES)}")
-    return _FACTORIES[name](**{k: _from_spec_value(k, v) for k, v in args.items()})
+    factory = _FACTORIES[name]
+    kwargs = {k: _from_spec_value(k, v, total_steps) for k, v in args.items()}
+    if total_steps is not None and "total_steps" not in kwargs and "total_steps" in _parameters(factory):
+        kwargs["total_steps"] = total_steps
+    return factory(**kwargs)
 
 
-def _from_spec_value(key: str, value: Any) -> Any:
+def _parameters(factory: Callable[..., Any]) -> tuple[str, ...]:
+    import inspect
+
+    return tuple(inspect.signature(factory).parameters)
+
+
+def _from_spec_value(key: str, value: Any, total_steps: int | None = None) -> Any:
     if isinstance(value, dict) and "name" in value:
-        return from_spec(value)
+        return from_spec(value, total_steps=total_steps)
     if isinstance(value, list):
-        return [_from_spec_value(key, v) for v in value]
+        return [_from_spec_value(key, v, total_steps) for v in value]
     if key == "fn" and isinstance(value, str):
         return resolve_callable(value)
     return value
