@@ -110,7 +110,8 @@ class ControllerCallback(pl.Callback):
 
     Lightning runs checkpoint callbacks after all others, so the checkpoint of an epoch holds the controller's
     state and the optimizer's lr after that epoch's observation, and ``fit(ckpt_path=...)`` continues
-    bit-identically. The controller is saved in the checkpoint's ``callbacks`` entry (plain data).
+    bit-identically. The controller is saved in the checkpoint's ``callbacks`` entry (plain data). Under DDP,
+    log the monitored metric with ``sync_dist=True`` so that every rank observes the same value and cuts alike.
 
     Args:
         controller: a :class:`~adaptlr.controllers.Controller`, or a function ``optimizer -> Controller`` called
