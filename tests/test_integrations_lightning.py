@@ -249,9 +249,10 @@ def test_a_mid_epoch_checkpoint_of_schedule_free_holds_x(tmp_path):
     assert saved["optimizer_states"][0]["param_groups"][0]["train_mode"] is False
 
 
-def test_lr_finder_callback_runs_the_range_test_and_applies_the_suggestion(tmp_path):
+@pytest.mark.parametrize("cls", [torch.optim.SGD, adaptlr.SGD], ids=["torch", "adaptlr"])
+def test_lr_finder_callback_runs_the_range_test_and_applies_the_suggestion(tmp_path, cls):
     def make(module):
-        return torch.optim.SGD(module.parameters(), lr=1e-3)
+        return cls(module.parameters(), lr=1e-3)
 
     finder = al.LRFinder(start=1e-4, end=1.0, steps=20, skip_start=2, skip_end=2)
     seen = {}
@@ -271,6 +272,15 @@ def test_lr_finder_callback_runs_the_range_test_and_applies_the_suggestion(tmp_p
     assert seen["lr"] == result.lr  # the suggestion is the lr of the first real step
     assert torch.equal(seen["params"], start)  # the range test left no trace on the model
     assert "train_loss" in logger.metrics  # self.log works again after the test
+
+
+def test_lr_finder_refuses_to_replace_a_schedule(tmp_path):
+    def make(module):
+        return adaptlr.SGD(module.parameters(), lr=SCHEDULE)
+
+    trainer, _ = _trainer(tmp_path, 1, [al.LRFinder(steps=5)])
+    with pytest.raises(ValueError, match="apply=False"):
+        trainer.fit(_Module(make), _data(), _data(1))
 
 
 def test_lr_free_methods_show_their_effective_lr_in_the_monitor(tmp_path):
