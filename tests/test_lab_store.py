@@ -20,6 +20,7 @@ from adaptlr.lab.store import (
     Claim,
     LeaseLost,
     RunHeld,
+    Slot,
     Store,
     StoreError,
     store_url,
@@ -76,20 +77,36 @@ def test_claim_write_finish_read(location):
         assert st.tasks() == ["digits-logreg"]
 
 
+def _expire(location, worker, claim):
+    """Let ``claim`` lapse now: its holder's last heartbeat, with a lease of a millisecond."""
+    with Store(location, worker=worker, lease=1e-3) as st:
+        (st.heartbeat_slot if isinstance(claim, Slot) else st.heartbeat)(claim)
+    time.sleep(0.05)
+
+
+def test_the_lease_is_a_store_setting(location):
+    with Store(location) as st:
+        assert st.lease == DEFAULT_LEASE and st.poll_interval == 1.0
+        st.set_lease(5.0)
+        with pytest.raises(ValueError, match="Invalid lease"):
+            st.set_lease(float("nan"))
+    with Store(location) as st:
+        assert st.lease == 5.0 and st.poll_interval == 1.0
+    with Store(location, lease=2.0) as st:
+        assert st.lease == 2.0 and st.poll_interval == 0.5
+
+
 def test_expired_lease_is_taken_over_and_the_loser_writes_nothing(location):
     """A worker on another machine stops heartbeating: once its lease has expired, the next claim deletes its
     partial rows and trains the run under a new id; the old holder's late writes raise LeaseLost and change
     nothing, and its cleanup cannot touch the new holder's rows."""
-    with Store(location) as st:
-        st.set_lease(0.5)
     old = Store(location, worker="elsewhere/0/1")
     new = Store(location, worker="here/0/2")
     try:
-        assert old.lease == 0.5 and new.lease == 0.5  # the store's setting
         a = old.claim(*KEY, {})
         old.add_points(a, _pts(1, 2))
-        assert new.claim(*KEY, {}) is None  # not expired yet
-        time.sleep(0.7)
+        assert new.claim(*KEY, {}) is None  # its lease runs
+        _expire(location, "elsewhere/0/1", a)
         b = new.claim(*KEY, {})
         assert b is not None and b.id > a.id and b.token != a.token
         assert new.points(b.id) == [] and new.points(a.id) == []  # the dead claim's points are gone
@@ -110,24 +127,19 @@ def test_expired_lease_is_taken_over_and_the_loser_writes_nothing(location):
 
 
 def test_heartbeats_keep_a_claim_alive(location):
-    with Store(location) as st:
-        st.set_lease(0.6)
-        other = Store(location, worker="elsewhere/0/9")
-        try:
-            c = st.claim(*KEY, {})
-            with st.keep_alive(c) as lost:
-                time.sleep(1.5)  # 2.5 leases: only the background heartbeats keep it
-                assert other.claim(*KEY, {}) is None and not lost.is_set()
-            st.heartbeat(c)
-            with pytest.raises(RunHeld, match="claimed by"):
-                other.start_run(*KEY, {})
-            time.sleep(0.8)  # no heartbeat for more than a lease
-            assert other.claim(*KEY, {}) is not None
-            with st.keep_alive(c) as lost:  # the thread notices the loss
-                time.sleep(0.4)
-                assert lost.is_set()
-        finally:
-            other.close()
+    """Lease 1.5 s, heartbeats every 0.25 s from the background thread: the claim outlives two leases; without
+    heartbeats it lapses; a lapsed claim taken over is noticed by the thread."""
+    with Store(location, lease=1.5) as st, Store(location, worker="elsewhere/0/9") as other:
+        c = st.claim(*KEY, {})
+        with st.keep_alive(c) as lost:
+            time.sleep(3.2)
+            assert other.claim(*KEY, {}) is None and not lost.is_set()
+        with pytest.raises(RunHeld, match="claimed by"):
+            other.start_run(*KEY, {})
+        time.sleep(1.7)  # no heartbeat for more than a lease
+        assert other.claim(*KEY, {}) is not None
+        with st.keep_alive(c) as lost:  # the thread notices the loss at its next beat
+            assert lost.wait(10)
 
 
 def test_a_claim_of_a_dead_local_process_is_taken_over_at_once(tmp_path):
@@ -187,18 +199,59 @@ def test_concurrent_claims_give_each_run_to_one_worker(location):
             st.close()
 
 
-def test_trial_slots_are_exact(location):
-    with Store(location) as a, Store(location) as b:
-        taken = [a.claim_slot("study", 5), b.claim_slot("study", 5), a.claim_slot("study", 5)]
-        assert taken == [0, 1, 2]
-        rest = []
-        threads = [threading.Thread(target=lambda: rest.append(b.claim_slot("study", 5))) for _ in range(6)]
+def test_trial_slots_are_exact_and_leased(location):
+    """`total` slots, each given to one worker; a dead holder's unfinished slot is taken over (with the trial
+    it had started), and its late writes raise LeaseLost."""
+    a, b = Store(location, worker="elsewhere/0/1"), Store(location, worker="here/0/2")
+    try:
+        s0, s1 = a.claim_slot("study", 3), b.claim_slot("study", 3)
+        assert (s0.number, s1.number, s0.previous_trial) == (0, 1, None)
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(b.claim_slot("study", 3))) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(x for x in rest if x is not None) == [3, 4] and rest.count(None) == 4
-        assert a.claim_slot("other", 1) == 0
+        (s2,) = [x for x in got if x is not None]
+        assert s2.number == 2 and got.count(None) == 5
+        a.set_slot_trial(s0, 7)
+        b.finish_slot(s1)
+        b.finish_slot(s2)
+        assert b.claim_slot("study", 3) is None and not b.slots_done("study", 3)  # slot 0 is still live
+        _expire(location, "elsewhere/0/1", s0)
+        s0b = b.claim_slot("study", 3)
+        assert (s0b.number, s0b.previous_trial) == (0, 7) and s0b.token != s0.token
+        with pytest.raises(LeaseLost):
+            a.finish_slot(s0)
+        b.finish_slot(s0b)
+        assert b.slots_done("study", 3) and b.claim_slot("study", 3) is None
+        assert a.claim_slot("other", 1).number == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_tune_takes_over_the_trial_of_a_dead_worker(tmp_path):
+    """A worker on another machine took trial slot 0, asked Optuna for a trial and died: once its lease has
+    run out, `tune` marks that trial failed and still runs the 2 trials asked for."""
+    optuna = pytest.importorskip("optuna")
+    from adaptlr.lab.search import tune
+
+    store = str(tmp_path / "runs.db")
+    with Store(store, worker="elsewhere/0/1", lease=1e-3) as dead:
+        study = optuna.create_study(study_name="s", storage=store_url(store), direction="minimize")
+        slot = dead.claim_slot("optuna:s", 2)
+        dead.set_slot_trial(slot, study.ask().number)
+    time.sleep(0.05)
+    res = tune(
+        "linreg", "sgd(lr=?)", 2, sampler="optuna", store=store, study_name="s", steps=20, progress=False,
+        ranges={"lr": (1e-3, 1e-1, True)},
+    )
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert len(res) == 2 and all(math.isfinite(v) for _, v in res)
+    with Store(store) as st:
+        assert st.slots_done("optuna:s", 2) and len(st.runs("linreg")) == 2
 
 
 def test_a_failed_chunk_writes_nothing(location):

@@ -9,7 +9,9 @@ Optuna's study lives in an RDB storage: by default the store's own database (its
 PostgreSQL database of a ``postgresql://`` store). Several processes, on one machine or many, given the same
 task, spec, budget and ``storage`` share one study: ``trials`` is the study's total, each worker takes the
 next free trial slot from the result store before it asks Optuna for a trial, so the study ends with exactly
-``trials`` trials, whatever the number of workers. Each slot's sampler is seeded with the slot's number, so
+``trials`` trials, whatever the number of workers. Slots are leased like the store's runs: a worker that dies
+mid-trial leaves its slot to another, which marks the dead trial failed and runs a new one (so the study then
+holds ``trials`` finished trials plus the failed one). Each slot's sampler is seeded with the slot's number, so
 workers explore different points (and the search repeats exactly with one worker).
 
 >>> grid_points({"lr": (1e-3, 1e-1, True)}, 3)
@@ -18,8 +20,10 @@ workers explore different points (and the search repeats exactly with one worker
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +31,7 @@ import numpy as np
 
 from .methods import SpecError, parse_method
 from .runner import compare, import_modules
-from .store import Store, budget_key, store_url
+from .store import Slot, Store, budget_key, store_url
 from .tasks import get_task
 
 __all__ = ["DEFAULT_RANGES", "grid_points", "objective_value", "parse_range", "tune"]
@@ -124,8 +128,6 @@ def objective_value(
 
 def _with_retries(fn: Callable[[], Any], tries: int = 5) -> Any:
     """Optuna creating its schema or study while another worker does the same can lose the race once."""
-    import time
-
     for i in range(tries):
         try:
             return fn()
@@ -134,6 +136,20 @@ def _with_retries(fn: Callable[[], Any], tries: int = 5) -> Any:
                 raise
             time.sleep(0.2 * (i + 1))
     return None
+
+
+def _settle_dead_trial(study: Any, number: int) -> bool:
+    """A trial whose worker died: True when it had finished anyway; else it is marked failed (False)."""
+    import optuna
+
+    for tr in study.get_trials(deepcopy=False):
+        if tr.number == number:
+            if tr.state.is_finished():
+                return True
+            with contextlib.suppress(Exception):  # finished meanwhile (say, by Optuna's own heartbeat)
+                study.tell(number, state=optuna.trial.TrialState.FAIL)
+            return False
+    return False
 
 
 def tune(
@@ -212,7 +228,8 @@ def tune(
 
             study = _with_retries(lambda: open_study(0))
 
-            def objective(trial: Any) -> float:
+            def objective(trial: Any, slot: Slot) -> float:
+                st.set_slot_trial(slot, trial.number)  # whoever takes the slot over marks this trial failed
                 values = {}
                 for n in names:
                     lo, hi, log = rng[n]
@@ -227,9 +244,26 @@ def tune(
                 return value
 
             # one trial per slot: the slots of the study's scope are shared by every worker on this store
-            while (slot := st.claim_slot(f"optuna:{name}", int(trials))) is not None:
-                study = open_study(slot)
-                study.optimize(objective, n_trials=1, catch=(SpecError,))
+            scope = f"optuna:{name}"
+            while True:
+                slot = st.claim_slot(scope, int(trials))
+                if slot is None:  # every slot done, or held by live workers (one of them may still die)
+                    if st.slots_done(scope, int(trials)):
+                        break
+                    time.sleep(st.poll_interval)
+                    continue
+                if slot.previous_trial is not None and _settle_dead_trial(study, slot.previous_trial):
+                    st.finish_slot(slot)  # its trial had finished before its worker died
+                    continue
+                study = open_study(slot.number)
+                with st.keep_alive(slot):
+                    try:
+                        study.optimize(lambda tr, slot=slot: objective(tr, slot), n_trials=1, catch=(SpecError,))
+                    except BaseException:  # interrupted or broken: the slot goes back, another worker redoes it
+                        with contextlib.suppress(Exception):
+                            st.release_slot(slot)
+                        raise
+                st.finish_slot(slot)
             for tr in study.get_trials(deepcopy=False):
                 spec = tr.user_attrs.get("spec")
                 if spec is not None and tr.state.is_finished():

@@ -68,6 +68,7 @@ __all__ = [
     "Claim",
     "LeaseLost",
     "RunHeld",
+    "Slot",
     "Store",
     "StoreError",
     "budget_key",
@@ -115,6 +116,17 @@ class Claim:
     method: str
     seed: int
     budget: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A worker's hold on one trial slot of a shared search: ``number`` in 0 .. total-1, the secret ``token``,
+    and ``previous_trial``: the trial a holder that died left unfinished (to be marked failed), or None."""
+
+    scope: str
+    number: int
+    token: str
+    previous_trial: int | None = None
 
 
 def budget_key(steps: int, batch_size: int, **extra: Any) -> str:
@@ -243,8 +255,12 @@ def _sql() -> Any:
         md,
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("slot", sa.Integer, nullable=False),
+        sa.Column("token", sa.Text, nullable=False),
         sa.Column("worker", sa.Text),
         sa.Column("claimed", f),
+        sa.Column("expires", f),
+        sa.Column("trial", sa.Integer),
+        sa.Column("done", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("scope", "slot"),
     )
 
@@ -597,25 +613,27 @@ class Store:
             self._renew(c, claim, lease)
 
     @contextlib.contextmanager
-    def keep_alive(self, claim: Claim) -> Iterator[threading.Event]:
-        """Renew ``claim`` from a background thread every lease / 6 while the block runs.
+    def keep_alive(self, claim: Claim | Slot) -> Iterator[threading.Event]:
+        """Renew ``claim`` (a run's or a trial slot's) from a background thread every lease / 6 while the block
+        runs.
 
         Yields an event that is set when the claim was lost (the block should then stop its run); a failed
         heartbeat (say, the server briefly unreachable) is retried at the next beat."""
         lost, done = threading.Event(), threading.Event()
         interval = self.lease / HEARTBEATS_PER_LEASE
+        renew = self.heartbeat_slot if isinstance(claim, Slot) else self.heartbeat
 
         def beat() -> None:
             while not done.wait(interval):
                 try:
-                    self.heartbeat(claim)
+                    renew(claim)  # type: ignore[arg-type]
                 except LeaseLost:
                     lost.set()
                     return
                 except StoreError:
                     continue
 
-        thread = threading.Thread(target=beat, name=f"adaptlr-heartbeat-{claim.id}", daemon=True)
+        thread = threading.Thread(target=beat, name="adaptlr-heartbeat", daemon=True)
         thread.start()
         try:
             yield lost
@@ -668,30 +686,103 @@ class Store:
             )
 
     # ---- shared-search slots -------------------------------------------------------------------------
-    def claim_slot(self, scope: str, total: int) -> int | None:
-        """Take the next of ``total`` numbered slots of ``scope`` (0, 1, ...), or None when all are taken:
-        workers sharing a search each take a slot per trial, so the search runs exactly ``total`` trials."""
+    def claim_slot(self, scope: str, total: int) -> Slot | None:
+        """Take a trial slot of ``scope`` (numbers 0 .. ``total`` - 1), or None when none is free now.
+
+        Workers sharing a search each take a slot per trial, so the search runs exactly ``total`` trials.
+        Slots are leased like runs: a slot whose holder died (lease expired, or its process on this machine
+        has exited) and that is not done is taken over first, and comes with the trial number the dead holder
+        recorded (:meth:`set_slot_trial`). :meth:`slots_done` tells a worker that got None whether to wait."""
         s = _sql()
-        sa, slots = s.sa, s.slots
+        sa, sl = s.sa, s.slots
+        lease = self.lease
         while True:
+            token = secrets.token_hex(16)
             with self._write() as c:
-                n = c.execute(sa.select(sa.func.count()).select_from(slots).where(slots.c.scope == scope)).scalar()
-                if n >= total:
+                rows = c.execute(
+                    sa.select(
+                        sl.c.slot,
+                        sl.c.token,
+                        sl.c.worker,
+                        sl.c.trial,
+                        sl.c.done,
+                        sa.or_(sl.c.expires.is_(None), sl.c.expires < s.now()).label("expired"),
+                    )
+                    .where(sl.c.scope == scope)
+                    .with_for_update()
+                ).all()
+                for r in rows:
+                    if not r.done and (r.expired or _local_and_dead(r.worker)):
+                        n = c.execute(
+                            sl.update()
+                            .where((sl.c.scope == scope) & (sl.c.slot == r.slot) & (sl.c.token == r.token))
+                            .values(token=token, worker=self.worker, claimed=s.now(), expires=s.now() + lease)
+                        ).rowcount
+                        if n == 1:
+                            return Slot(scope, int(r.slot), token, None if r.trial is None else int(r.trial))
+                taken = {int(r.slot) for r in rows}
+                free = [i for i in range(int(total)) if i not in taken]
+                if not free:
                     return None
                 got = c.execute(
-                    _insert(self.dialect, slots)
-                    .values(scope=scope, slot=int(n), worker=self.worker, claimed=s.now())
+                    _insert(self.dialect, sl)
+                    .values(
+                        scope=scope,
+                        slot=free[0],
+                        token=token,
+                        worker=self.worker,
+                        claimed=s.now(),
+                        expires=s.now() + lease,
+                        done=0,
+                    )
                     .on_conflict_do_nothing(index_elements=["scope", "slot"])
-                    .returning(slots.c.slot)
+                    .returning(sl.c.slot)
                 ).scalar()
             if got is not None:
-                return int(got)
+                return Slot(scope, int(got), token)
 
-    def release_slot(self, scope: str, slot: int) -> None:
-        """Give a slot back (its trial did not run), so that another worker can take it."""
+    def _slot_update(self, slot: Slot, **values: Any) -> None:
         s = _sql()
+        sl = s.slots.c
         with self._write() as c:
-            c.execute(s.slots.delete().where((s.slots.c.scope == scope) & (s.slots.c.slot == int(slot))))
+            n = c.execute(
+                s.slots.update()
+                .where((sl.scope == slot.scope) & (sl.slot == slot.number) & (sl.token == slot.token))
+                .values(**values)
+            ).rowcount
+        if n != 1:
+            raise LeaseLost(f"trial slot {slot.number} of {slot.scope} is no longer held")
+
+    def heartbeat_slot(self, slot: Slot) -> None:
+        """Renew a slot's lease; :class:`LeaseLost` when it is no longer held."""
+        self._slot_update(slot, expires=_sql().now() + self.lease)
+
+    def set_slot_trial(self, slot: Slot, trial: int) -> None:
+        """Record the trial number run in ``slot`` (marked failed by whoever takes the slot over)."""
+        self._slot_update(slot, trial=int(trial), expires=_sql().now() + self.lease)
+
+    def finish_slot(self, slot: Slot) -> None:
+        """The slot's trial has finished (complete, pruned or failed): the slot is done for good."""
+        self._slot_update(slot, done=1, expires=None)
+
+    def release_slot(self, slot: Slot) -> None:
+        """Give a slot back unfinished (its trial was interrupted), so that another worker can take it."""
+        s = _sql()
+        sl = s.slots.c
+        with self._write() as c:
+            c.execute(
+                s.slots.delete().where((sl.scope == slot.scope) & (sl.slot == slot.number) & (sl.token == slot.token))
+            )
+
+    def slots_done(self, scope: str, total: int) -> bool:
+        """True when ``total`` slots of ``scope`` are done (nothing left to wait for)."""
+        s = _sql()
+        sl = s.slots.c
+        with self._read() as c:
+            n = c.execute(
+                s.sa.select(s.sa.func.count()).select_from(s.slots).where((sl.scope == scope) & (sl.done == 1))
+            ).scalar()
+        return int(n) >= int(total)
 
     # ---- reading -------------------------------------------------------------------------------------
     def status(self, task: str, method: str, seed: int, budget: str) -> str | None:
