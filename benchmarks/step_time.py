@@ -115,11 +115,11 @@ def triton_workloads(tiny: bool) -> dict[str, list[tuple[int, ...]]]:
     """(a) transformer shapes, (b) many small tensors of random sizes; tiny versions for the interpreter."""
     import numpy as np
 
-    sizes = np.random.default_rng(0).integers(1, 8193, size=40 if tiny else 2000)
+    sizes = np.random.default_rng(0).integers(1, 8193, size=20 if tiny else 2000)
     if tiny:
-        a = transformer_shapes(blocks=2, d=32, vocab=256)
+        a = transformer_shapes(blocks=1, d=32, vocab=256)
         return {f"a: {_count(a) / 1e3:.0f}K transformer (tiny)": a,
-                "b: 40 small tensors (tiny)": [(int(n) // 64 + 1,) for n in sizes]}
+                "b: 20 small tensors (tiny)": [(int(n) // 64 + 1,) for n in sizes]}
     a = transformer_shapes(blocks=24, d=1024, vocab=50304)
     return {f"a: {_count(a) / 1e6:.0f}M transformer": a, "b: 2000 small tensors": [(int(n),) for n in sizes]}
 

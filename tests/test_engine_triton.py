@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +25,14 @@ from test_free_common import HPARAMS
 import adaptlr
 from adaptlr.engines import _select, get_engine
 from adaptlr.engines._trace import trace
-from adaptlr.engines._triton import TritonEngine, kernel_source
+from adaptlr.engines._triton import TritonEngine, _load, kernel_source
 from adaptlr.rules import _math, classic, elementwise
 
-pytest.importorskip("triton", reason="the triton engine needs triton (pip install adaptlr[triton])")
+triton = pytest.importorskip("triton", reason="the triton engine needs triton (pip install adaptlr[triton])")
 
 
 @pytest.fixture(autouse=True)
-def interpreter(monkeypatch, tmp_path_factory):
+def interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     yield
 
@@ -360,6 +361,94 @@ def test_compile_time_of_the_first_launch_is_recorded():
     engine.apply(swap, [[torch.ones(3)], [torch.zeros(3)]], (0, 1))
     ((name, seconds),) = engine.compile_seconds.items()
     assert name == "swap[float32]" and 0.0 <= seconds < 60.0 and math.isfinite(seconds)
+
+
+# ------------------------------------------------------------------------- compiled for a GPU, without one
+def _compile_for_hopper(module, ct: str):
+    """The generated kernel compiled by Triton's CUDA backend for sm_90 (no GPU needed); its PTX."""
+    import inspect
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sig = {}
+    for name in inspect.signature(module.kernel.fn).parameters:
+        sig[name] = ("*i64" if name in ("ptrs", "chunks") else "*fp64" if name == "partial"
+                     else "constexpr" if name == "BLOCK" else ct)
+    attrs = {(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]}
+    source = ASTSource(fn=module.kernel, signature=sig, constexprs={"BLOCK": 1024}, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": 4, "enable_fp_fusion": True}).asm["ptx"]
+
+
+ADAM_KINDS = (None, None, None, None, 0.0)
+COMPILED = [  # rule, column kinds, n_scalars, flags, writes, n_sums, dtype, aligned, tensor columns read
+    (classic.adam, ADAM_KINDS, 7, ADAM_FLAGS, (0, 2, 3, 4), 0, "float32", True, 4),
+    (classic.adam, ADAM_KINDS, 7, (True, True, False, True), (0, 2, 3, 4), 0, "bfloat16", True, 4),
+    (classic.adam, ADAM_KINDS, 7, ADAM_FLAGS, (0, 2, 3, 4), 0, "float16", False, 4),
+    (everything, (None, None, None), 2, (False,), (0, 1), 2, "float64", True, 3),
+    (powers, (None, None), 1, (), (0, 1), 0, "float32", True, 2),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", COMPILED, ids=[f"{c[0].__name__}-{c[6]}" for c in COMPILED])
+def test_the_generated_kernels_compile_for_a_gpu_with_vectorized_loads(case, monkeypatch):
+    """The interpreter runs the kernels' Python; this compiles them as a GPU would (Triton's frontend and its
+    CUDA backend down to PTX for sm_90): aligned tensors get 128-bit loads and stores, float32 division and square
+    root are the IEEE ones."""
+    import triton.language as tl
+    from triton.runtime.jit import JITFunction
+
+    if not isinstance(tl.standard._sum_combine, JITFunction):
+        pytest.skip("triton was imported with TRITON_INTERPRET=1: its library is interpreted in this process")
+    monkeypatch.delenv("TRITON_INTERPRET")
+    fn, kinds, n_scalars, flags, writes, n_sums, dtype, aligned, n_read = case
+    program = trace(fn, kinds, n_scalars, flags, len(writes) + n_sums)
+    try:
+        module = _load(kernel_source(program, writes, n_sums, dtype, aligned))
+        ptx = _compile_for_hopper(module, "fp64" if dtype == "float64" else "fp32")
+    except (RuntimeError, FileNotFoundError) as e:  # no ptxas / backend in this triton build
+        if "ptxas" in str(e).lower() or "backend" in str(e).lower():
+            pytest.skip(f"Triton's CUDA backend cannot compile here: {e}")
+        raise
+    assert ".entry kernel" in ptx
+    vector = len(re.findall(r"ld\.global(?:\.\w+)*\.v[24]", ptx))
+    if aligned:
+        assert vector >= n_read, ptx[:2000]
+        assert re.search(r"st\.global(?:\.\w+)*\.v[24]", ptx)
+    else:
+        assert vector == 0
+    ops = {n.op for n in program.nodes if n.tensor}
+    if dtype != "float64":
+        assert ("div.rn.f32" in ptx) == ("div" in ops) and ("sqrt.rn.f32" in ptx) == ("sqrt" in ops or fn is powers)
+    if n_sums:
+        assert ".f64" in ptx
+
+
+@pytest.mark.slow
+def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
+    """One step of every optimizer (through the override, in the interpreter) records the kernels the library
+    generates; each rule's kernel (one per rule, dtype and sums) is then compiled for sm_90."""
+    import triton.language as tl
+    from triton.runtime.jit import JITFunction
+
+    if not isinstance(tl.standard._sum_combine, JITFunction):
+        pytest.skip("triton was imported with TRITON_INTERPRET=1: its library is interpreted in this process")
+    engine = TritonEngine()
+    monkeypatch.setattr(adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton"
+                        else _get(name))
+    with _select.override("triton"):
+        for name, draw in CASES:
+            _run(name, draw(np.random.default_rng(7)), steps=1, dtype=torch.float32)
+    kernels = {}
+    for key, module in engine._modules.items():
+        kernels.setdefault((key[0].__name__, key[5]), module)  # (rule, n_sums)
+    assert len({rule for rule, _ in kernels}) >= 20
+    monkeypatch.delenv("TRITON_INTERPRET")
+    for (rule, _), module in kernels.items():  # (loaded again: now compiled, not interpreted)
+        ptx = _compile_for_hopper(_load(Path(module.__file__).read_text()), "fp32")
+        assert ".entry kernel" in ptx, rule
 
 
 # ------------------------------------------------------------------------------------------- benchmark

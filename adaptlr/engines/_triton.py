@@ -63,6 +63,9 @@ __all__ = ["BLOCK", "CHUNK", "DTYPES", "TritonEngine", "available", "interpretin
 BLOCK = 1024  # elements per block of a program's loop (num_warps=4: 8 elements per thread)
 CHUNK = 1 << 16  # elements per program (torch's multi-tensor-apply chunk)
 ALIGN = 16  # bytes; pointers aligned to this get vectorized loads and stores
+#: contract a * b + c into fused multiply-adds, as nvcc does by default for torch's own CUDA kernels (and said
+#: explicitly: Triton 3.9 warns that its default will change)
+FP_FUSION = True
 
 #: tensor dtype -> (Triton dtype name, compute dtype name)
 _TL = {torch.float32: ("float32", "float32"), torch.float16: ("float16", "float32"),
@@ -455,7 +458,8 @@ class TritonEngine:
         start = time.perf_counter() if first else 0.0
         # (in the interpreter, the masked-off lanes of a tail block compute on zeros: NumPy must not warn about it)
         with torch.cuda.device(device) if device.type == "cuda" else np.errstate(all="ignore"):
-            module.kernel[(n_chunks,)](*args, *hoisted, BLOCK=self.block, num_warps=self.num_warps)
+            module.kernel[(n_chunks,)](*args, *hoisted, BLOCK=self.block, num_warps=self.num_warps,
+                                       enable_fp_fusion=FP_FUSION)
         if first:
             self._launched.add(key)
             seconds = time.perf_counter() - start
