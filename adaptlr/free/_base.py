@@ -5,7 +5,8 @@ A step of these methods is
 1. a **reduction phase**: an elementwise rule run by an engine over every parameter, returning summed terms
    (and possibly updating state),
 2. Python computing the method's global quantities from the sums (the distance estimate ``d``, DoG's step
-   size) -- after an all-reduce of the sums over ``process_group`` when the parameters are sharded,
+   size) -- after an all-reduce of the sums over ``process_group`` (ZeRO) or over the DTensor mesh (FSDP2,
+   found from the parameters) when the parameters are sharded,
 3. an **update phase**: a second elementwise rule.
 
 The sums cover one *estimate set* of param groups: all groups (``per_group_d=False``, as in the reference
@@ -33,7 +34,9 @@ FREE_DOC = """
     process_group (ProcessGroup or bool, optional): when the parameters are sharded across ranks (ZeRO,
         or a manual split), the global sums are all-reduced over this group so that every rank takes the
         step one process holding all parameters would take. ``True`` means the default (WORLD) group.
-        Default None: no all-reduce (plain DDP needs none: its gradients are already averaged).
+        Default None: no all-reduce (plain DDP needs none: its gradients are already averaged). FSDP2
+        (DTensor parameters) needs no argument either: the sums are reduced over the parameters' device mesh
+        automatically (:mod:`adaptlr.free._sharding`).
     sharded (ProcessGroup or bool, optional): the same, under another name for
         ``torch.distributed.optim.ZeroRedundancyOptimizer``, which keeps ``process_group`` for itself:
         ``ZeroRedundancyOptimizer(params, optimizer_class=Prodigy, sharded=True)``.
