@@ -88,10 +88,13 @@ class _Exponential(Schedule):
     name = "exponential"
 
     def _at(self, step: int) -> float:
-        if step <= self.begin:
+        if step <= self.begin or self.init == 0:
             return self.init
         p = (step - self.begin) / self.steps
-        v = self.init * self.rate ** (math.floor(p) if self.staircase else p)
+        try:
+            v = self.init * self.rate ** (math.floor(p) if self.staircase else p)
+        except OverflowError:  # a growing schedule past its cap (an uncapped one is refused when built)
+            v = math.copysign(math.inf, self.init)
         if self.final is not None:
             v = max(v, self.final) if self.rate < 1 else min(v, self.final)
         return v
@@ -132,7 +135,7 @@ class _Step(Schedule):
     name = "step"
 
     def _at(self, step: int) -> float:
-        return self.init * self.gamma ** (step // self.step_size)
+        return self.init * self.gamma ** (step // self.step_size) if self.init else 0.0
 
     def bounds(self) -> tuple[float, float]:
         if self.gamma > 1 and self.init != 0:  # grows without a cap

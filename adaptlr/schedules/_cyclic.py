@@ -55,7 +55,7 @@ class _CosineRestarts(Schedule):
         else:
             while t >= period:
                 t, period, cycle = t - period, period * self.mult, cycle + 1
-        peak = self.init * self.decay**cycle
+        peak = self.init * self.decay**cycle if self.init else 0.0
         return self.final + (peak - self.final) * _half_cosine(t / period)
 
     def bounds(self) -> tuple[float, float]:
@@ -153,6 +153,8 @@ class _Cyclic(Schedule):
         cycle = math.floor(1 + step / total)
         x = 1.0 + step / total - cycle
         scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        if self.peak == self.base:
+            return self.base
         if self.mode == "triangular":
             amp = 1.0
         elif self.mode == "triangular2":
