@@ -275,3 +275,15 @@ def test_a_spec_written_two_ways_is_one_method_in_the_store(tmp_path, capsys):
     assert main(["compare", "--methods", "sgd", *common]) == 0
     assert main(["compare", "--methods", "sgd(lr=0.1), SGD(0.1, momentum=0)", *common]) == 0
     assert "0 runs trained, 2 already in" in capsys.readouterr().out
+
+
+def test_find_lr_never_suggests_from_a_diverged_range(tmp_path, capsys):
+    """issue 9: `find-lr --start 10 --end 1e6` printed "suggested lr: 10" at confidence 0.00."""
+    fig = tmp_path / "f.png"
+    argv = ["find-lr", "--task", "linreg", "--method", "sgd", "--start", "10", "--end", "1e6", "--steps", "30",
+            "-o", str(fig)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "suggested lr" not in out and "confidence 0.00" not in out
+    assert "no suggestion: the loss diverged right at the start of the tested range (lr 10): start lower" in out
+    assert fig.exists()

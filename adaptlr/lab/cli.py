@@ -94,7 +94,8 @@ def _open_store(path: str, create: bool = True) -> None:
     try:
         Store(path).close()
     except _store_errors() as e:
-        raise UsageError(f"cannot use the store {path}: {e}") from None
+        msg = _one_line(e)
+        raise UsageError(msg if path in msg else f"cannot use the store {path}: {msg}") from None
 
 
 def _check_methods(specs: Sequence[str], tasks: Sequence[str], steps: int | None) -> None:
@@ -284,13 +285,13 @@ def cmd_find_lr(a: argparse.Namespace) -> int:
           + (f" (diverged at {result.lrs[-1]:.3g})" if result.diverged else ""))
     for name, s in result.suggestions.items():
         print(f"{name}: lr={s.lr:.3g} (confidence {s.confidence:.2f}, {s.confidence_words})")
-    for line in result.warnings:
-        print(f"warning: {line}")
-    try:
+    if result.suggestions:
+        for line in result.warnings:
+            print(f"warning: {line}")
         best = result.suggestion
         print(f"suggested lr: {best.lr:.3g} ({best.confidence_words} confidence, from {best.method})")
-    except ValueError as e:
-        print(f"no suggestion: {e}")
+    else:
+        print("no suggestion: " + "; ".join(result.warnings or ["the range test recorded too few points"]))
     print(f"figure: {out}")
     return 0
 
