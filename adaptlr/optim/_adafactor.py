@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from ._base import Optimizer, scalar_dtype
-from ._phases import is_dtensor, mesh_sum, run_phase
+from ._phases import is_dtensor, run_phase
 from ._validation import check_real
 
 
@@ -98,30 +98,51 @@ class Adafactor(Optimizer):
         steps.add_(1.0)
         eps1, eps2 = group["eps"]
         wd, d, maximize = group["weight_decay"], group["d"], group["maximize"]
-        for p, state, t in zip(params, states, steps.tolist()):
+        # phase 0 (a sum per tensor): alpha_t = max(eps2, RMS(p)) rho_t, before the weight decay
+        rms = [n / (p.numel() ** 0.5) for p, n in zip(params, _norms(params))]
+        # phase 1 (per tensor, plain torch): the factored estimate V_t of each matrix; buckets for phase 2
+        updates, buckets = [], {}
+        for i, (p, state, t) in enumerate(zip(params, states, steps.tolist())):
             e1 = torch.finfo(p.dtype).eps if eps1 is None else eps1
-            one_minus_beta2 = t ** group["beta2_decay"]
-            rho = min(lr, 1 / (t**0.5))
-            alpha = max(eps2, _norm(p) / (p.numel() ** 0.5)) * rho
             factored = p.grad.dim() > 1
             if factored:
                 grad = -p.grad if maximize else p.grad
-                update = _second_moment(grad, state, one_minus_beta2, e1)
+                updates.append(_second_moment(grad, state, t ** group["beta2_decay"], e1))
             else:
-                update = torch.empty_like(p.grad, memory_format=torch.preserve_format)
-            variance = [state["variance"]] if not factored else 0.0
-            (sq,) = run_phase(self, group, rules.adafactor_precondition, [[update], [p.grad], variance],
-                              (0, 2), (one_minus_beta2, e1 * e1), (maximize, factored), 1,
-                              names=("update", "grad", "variance"))
-            denom = max(1.0, math.sqrt(mesh_sum(sq, update)) / ((update.numel() ** 0.5) * d))
-            run_phase(self, group, rules.decayed_step, [[p], [update]], (0,), (alpha / denom, 1 - lr * wd),
-                      (wd != 0,), names=("param", "update"))
+                updates.append(torch.empty_like(p.grad, memory_format=torch.preserve_format))
+            buckets.setdefault((t, e1, factored), []).append(i)
+        # phase 2 (elementwise): u_t = g_t / sqrt(max(V_t, eps1^2)) (and the unfactored v_t), one run per bucket
+        for (t, e1, factored), idx in buckets.items():
+            variance = 0.0 if factored else [states[i]["variance"] for i in idx]
+            run_phase(self, group, rules.adafactor_precondition,
+                      [[updates[i] for i in idx], [params[i].grad for i in idx], variance], (0, 2),
+                      (t ** group["beta2_decay"], e1 * e1), (maximize, factored),
+                      names=("update", "grad", "variance"))
+        # phase 3 (a sum per tensor): the step alpha_t / max(1, RMS(u_t) / d), folded into u_t
+        scales = []
+        for u, r, n, t in zip(updates, rms, _norms(updates), steps.tolist()):
+            alpha = max(eps2, r) * min(lr, 1 / (t**0.5))
+            scales.append(alpha / max(1.0, n / ((u.numel() ** 0.5) * d)))
+        _scale(updates, scales)
+        # phase 4 (elementwise): p_t = p_{t-1} (1 - lr lambda) - u_t, one run for the group
+        run_phase(self, group, rules.decayed_step, [params, updates], (0,), (1.0, 1 - lr * wd), (wd != 0,),
+                  names=("param", "update"))
 
 
-def _norm(p: torch.Tensor) -> float:
-    """The Euclidean norm of the whole tensor (DTensor: reduced over its mesh)."""
-    n = p.norm(2)
-    return float(n.full_tensor() if is_dtensor(n) else n)
+def _norms(tensors: list[torch.Tensor]) -> list[float]:
+    """The Euclidean norm of each whole tensor (one op and one sync for plain tensors; DTensor: over its mesh)."""
+    if any(is_dtensor(t) for t in tensors):
+        return [float(n.full_tensor() if is_dtensor(n) else n) for n in (t.norm(2) for t in tensors)]
+    return torch.stack(torch._foreach_norm(tensors, 2)).tolist()
+
+
+def _scale(tensors: list[torch.Tensor], scales: list[float]) -> None:
+    """``tensors[i] *= scales[i]`` in place (one foreach op for plain tensors)."""
+    if any(is_dtensor(t) for t in tensors):
+        for t, c in zip(tensors, scales):
+            t.mul_(c)
+    else:
+        torch._foreach_mul_(tensors, scales)
 
 
 def _second_moment(grad: torch.Tensor, state: dict[str, Any], one_minus_beta2: float, eps1: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""What the optimizers whose step is not one elementwise rule share: run a phase, reduce a sum, tick the clock.
+"""What the optimizers whose step is not one elementwise rule share: run an elementwise phase, gather a DTensor.
 
 Rprop and ASGD are plain :class:`~adaptlr.optim.Optimizer` subclasses (one rule). SparseAdam, Adafactor and Muon
 run their elementwise phases through :func:`run_phase` (the engines layer picks the engine, unwraps DTensors to
@@ -15,7 +15,7 @@ import torch
 
 from ..engines._select import is_dtensor, run
 
-__all__ = ["full", "is_dtensor", "mesh_sum", "run_phase"]
+__all__ = ["full", "is_dtensor", "run_phase"]
 
 
 def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence[Any], writes: Sequence[int],
@@ -23,20 +23,6 @@ def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence
               names: Sequence[str] | None = None) -> tuple[float, ...]:
     """Run one elementwise phase of ``group`` on the engine its flags ask for (``foreach=`` / ``fused=``)."""
     return run(rule, columns, writes, scalars, flags, n_sums, prefer=opt._engine(group), names=names)
-
-
-def mesh_sum(value: float, like: torch.Tensor) -> float:
-    """A sum over the local shard of ``like``, summed over its DTensor mesh (``value`` itself for a plain tensor)."""
-    if not is_dtensor(like):
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.float64, device=like.to_local().device)
-    mesh = like.device_mesh
-    for dim, placement in enumerate(like.placements):
-        if placement.is_shard():  # a replicated mesh dim holds copies: summing over it would count them twice
-            dist.all_reduce(t, group=mesh.get_group(dim))
-    return float(t)
 
 
 def full(t: torch.Tensor) -> torch.Tensor:

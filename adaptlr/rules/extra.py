@@ -6,8 +6,9 @@ tensor between two elementwise phases. Their non-elementwise parts are written o
 one tensor (:func:`adafactor_second_moment`, :func:`newton_schulz`); the optimizer classes run the phases in
 order (see ``docs/CONTRACTS.md``, "Non-elementwise rules"):
 
-- Adafactor: ``rms(p)`` (a sum) -> :func:`adafactor_second_moment` (row / column means, an outer product) ->
-  :func:`adafactor_precondition` (elementwise, with the sum of ``u^2``) -> :func:`decayed_step` (elementwise).
+- Adafactor: ``RMS(p)`` (a sum per tensor) -> :func:`adafactor_second_moment` (row / column means, an outer
+  product) -> :func:`adafactor_precondition` (elementwise) -> ``RMS(u)`` (a sum per tensor) ->
+  :func:`decayed_step` (elementwise).
 - Muon: :func:`muon_momentum` (elementwise) -> :func:`newton_schulz` (matrix products) -> :func:`decayed_step`.
 """
 
@@ -99,7 +100,7 @@ def adafactor_precondition(u, g, variance, one_minus_beta2, eps1_sq, maximize, f
 
     factored:    ``u`` holds the factored estimate V_t = R_t C_t / mean(R_t) on entry
     unfactored:  v_t = v_{t-1} + (1 - beta2_t)(g^2 - v_{t-1}),  V_t = v_t
-    u_t = g_t / sqrt(max(V_t, eps1^2))           returns (u_t, v_t, u_t^2): the last one is summed (RMS(u_t))
+    u_t = g_t / sqrt(max(V_t, eps1^2))           returns (u_t, v_t)
     """
     if maximize:
         g = -g
@@ -107,7 +108,7 @@ def adafactor_precondition(u, g, variance, one_minus_beta2, eps1_sq, maximize, f
         variance = variance + (g * g - variance) * one_minus_beta2
         u = variance
     u = g / sqrt(maximum(u, eps1_sq))
-    return u, variance, u * u
+    return u, variance
 
 
 @elementwise
