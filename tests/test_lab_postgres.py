@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from test_lab_concurrency import compare_cmd, rows, same_points
@@ -22,40 +21,65 @@ METHODS = "sgd(lr=0.01),sgd(lr=0.05),adam(lr=0.01)"
 STEPS = 200
 
 
+VICTIM = """
+import os, signal
+from adaptlr.lab import store
+
+store._worker_id = lambda: "victim-host/0/1"  # as if on another machine: its claim can only expire
+_add, _chunks = store.Store.add_points, []
+
+
+def add_points(self, claim, points):
+    _add(self, claim, points)
+    _chunks.append(claim)
+    if len(_chunks) == 3:  # a run writes 9 chunks and a last one: this is mid-run
+        with open("killed.txt", "w") as f:
+            f.write(f"{claim.method}\\t{claim.seed}\\t{claim.id}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+store.Store.add_points = add_points
+"""
+
+
 def test_three_workers_one_killed_lose_nothing(pg_url, tmp_path):
+    """Three `compare` workers on one PostgreSQL store; one (as if on another machine) is SIGKILLed in the
+    middle of a run. Its claim expires (lease 3 s), another worker redoes the run: every run is present
+    exactly once, nothing half-written is left, and the results equal a one-worker SQLite run."""
     with Store(pg_url) as st:
         st.set_lease(3.0)
     cmd = compare_cmd(pg_url, "--eval-every", "20", methods=METHODS, seeds=2, steps=STEPS)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    (tmp_path / "victim_hook.py").write_text(VICTIM)
+    procs = [
+        subprocess.Popen(
+            cmd + (["--import", "victim_hook"] if i == 1 else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path if i == 1 else None,
+        )
+        for i in range(3)
+    ]
     victim = procs[1]
-    killed_run = None
     try:
-        deadline = time.time() + 240
-        with Store(pg_url) as st:
-            while time.time() < deadline and killed_run is None and victim.poll() is None:
-                for r in st.runs(status="running"):
-                    if r["worker"].endswith(f"/{victim.pid}") and len(st.points(r["id"])) >= 2:
-                        victim.send_signal(signal.SIGKILL)  # mid-run: some chunks written, not all
-                        killed_run = (r["method"], r["seed"], r["id"])
-                        break
-                time.sleep(0.1)
-        assert killed_run is not None, "the victim was never caught mid-run"
-        outs = [p.communicate(timeout=300) for p in procs]
+        outs = [p.communicate(timeout=400) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    assert victim.returncode == -signal.SIGKILL
-    for p, (out, err) in zip(procs, outs, strict=True):
+    assert victim.returncode == -signal.SIGKILL, f"the victim was not killed mid-run: {outs[1]}"
+    for p, (_, err) in zip(procs, outs, strict=True):
         if p is not victim:
             assert p.returncode == 0, err
+    method, seed, old_id = (tmp_path / "killed.txt").read_text().split("\t")
+    killed_run = (method, int(seed), int(old_id))
     methods = METHODS.split(",")
     got = rows(pg_url)
     assert set(got) == {(m, s) for m in methods for s in range(2)}  # every run present exactly once
     assert all(status == "done" for status, _ in got.values())
     with Store(pg_url) as st:
         redone = [r for r in st.runs() if (r["method"], r["seed"]) == killed_run[:2]]
-        assert redone[0]["id"] > killed_run[2] and not redone[0]["worker"].endswith(f"/{victim.pid}")
+        assert redone[0]["id"] > killed_run[2] and redone[0]["worker"] != "victim-host/0/1"
         assert st.points(killed_run[2]) == []  # no half-written rows left behind
         sa = pytest.importorskip("sqlalchemy")
         with st.engine.connect() as c:
