@@ -364,21 +364,36 @@ def test_compile_time_of_the_first_launch_is_recorded():
 
 
 # ------------------------------------------------------------------------- compiled for a GPU, without one
-def _compile_for_hopper(module, ct: str):
-    """The generated kernel compiled by Triton's CUDA backend for sm_90 (no GPU needed); its PTX."""
-    import inspect
-
+def _as_launched_on_hopper(module, hoisted, n_sums: int):
+    """What ``kernel[grid](...)`` does before it launches, for an sm_90 target, without a GPU: Triton's binder
+    specializes the engine's own launch arguments (pointer tables, partial sums, scalars, launch options), and its
+    CUDA backend compiles the kernel to PTX. Returns (the specialization's cache key, the PTX)."""
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import compute_cache_key, create_function_from_signature
 
-    sig = {}
-    for name in inspect.signature(module.kernel.fn).parameters:
-        sig[name] = ("*i64" if name in ("ptrs", "chunks") else "*fp64" if name == "partial"
-                     else "constexpr" if name == "BLOCK" else ct)
-    attrs = {(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]}
-    source = ASTSource(fn=module.kernel, signature=sig, constexprs={"BLOCK": 1024}, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32),
-                          options={"num_warps": 4, "enable_fp_fusion": True}).asm["ptx"]
+    target = GPUTarget("cuda", 90, 32)
+    backend = make_backend(target)
+    kernel = module.kernel
+    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+    args = [torch.zeros(2, 4, dtype=torch.int64), torch.zeros(2, 3, dtype=torch.int64)]
+    args += [torch.zeros(2, n_sums, dtype=torch.float64)] if n_sums else []
+    kwargs = TritonEngine().launch_options()
+    bound, specialization, options = binder(*args, *hoisted, **kwargs)
+    key = compute_cache_key({}, specialization, options)
+    options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialization, options)
+    compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options.__dict__)
+    return key, compiled.asm["ptx"]
+
+
+def _compiled(source: str, monkeypatch):
+    """The generated module loaded as on a GPU (kernels compiled, not interpreted)."""
+    from triton.runtime.jit import JITFunction
+
+    if not isinstance(triton.language.standard._sum_combine, JITFunction):
+        pytest.skip("triton was imported with TRITON_INTERPRET=1: its library is interpreted in this process")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    return _load(source)
 
 
 ADAM_KINDS = (None, None, None, None, 0.0)
@@ -394,28 +409,17 @@ COMPILED = [  # rule, column kinds, n_scalars, flags, writes, n_sums, dtype, ali
 @pytest.mark.slow
 @pytest.mark.parametrize("case", COMPILED, ids=[f"{c[0].__name__}-{c[6]}" for c in COMPILED])
 def test_the_generated_kernels_compile_for_a_gpu_with_vectorized_loads(case, monkeypatch):
-    """The interpreter runs the kernels' Python; this compiles them as a GPU would (Triton's frontend and its
-    CUDA backend down to PTX for sm_90): aligned tensors get 128-bit loads and stores, float32 division and square
-    root are the IEEE ones."""
-    import triton.language as tl
-    from triton.runtime.jit import JITFunction
-
-    if not isinstance(tl.standard._sum_combine, JITFunction):
-        pytest.skip("triton was imported with TRITON_INTERPRET=1: its library is interpreted in this process")
-    monkeypatch.delenv("TRITON_INTERPRET")
+    """The interpreter runs the kernels' Python; this compiles them as a GPU launch would (Triton's binder on the
+    engine's arguments, its frontend and CUDA backend down to PTX for sm_90): aligned tensors get 128-bit loads and
+    stores, float32 division and square root are the IEEE ones, sums accumulate in float64."""
     fn, kinds, n_scalars, flags, writes, n_sums, dtype, aligned, n_read = case
     program = trace(fn, kinds, n_scalars, flags, len(writes) + n_sums)
-    try:
-        module = _load(kernel_source(program, writes, n_sums, dtype, aligned))
-        ptx = _compile_for_hopper(module, "fp64" if dtype == "float64" else "fp32")
-    except (RuntimeError, FileNotFoundError) as e:  # no ptxas / backend in this triton build
-        if "ptxas" in str(e).lower() or "backend" in str(e).lower():
-            pytest.skip(f"Triton's CUDA backend cannot compile here: {e}")
-        raise
+    module = _compiled(kernel_source(program, writes, n_sums, dtype, aligned), monkeypatch)
+    _, ptx = _as_launched_on_hopper(module, module.host([0.5] * n_scalars), n_sums)
     assert ".entry kernel" in ptx
     vector = len(re.findall(r"ld\.global(?:\.\w+)*\.v[24]", ptx))
     if aligned:
-        assert vector >= n_read, ptx[:2000]
+        assert vector >= n_read
         assert re.search(r"st\.global(?:\.\w+)*\.v[24]", ptx)
     else:
         assert vector == 0
@@ -423,18 +427,22 @@ def test_the_generated_kernels_compile_for_a_gpu_with_vectorized_loads(case, mon
     if dtype != "float64":
         assert ("div.rn.f32" in ptx) == ("div" in ops) and ("sqrt.rn.f32" in ptx) == ("sqrt" in ops or fn is powers)
     if n_sums:
-        assert ".f64" in ptx
+        assert "add.f64" in ptx or "add.rn.f64" in ptx
+
+
+@pytest.mark.slow
+def test_a_new_learning_rate_never_recompiles_on_a_gpu(monkeypatch):
+    program = trace(classic.adam, ADAM_KINDS, 7, ADAM_FLAGS, 4)
+    module = _compiled(kernel_source(program, (0, 2, 3, 4), 0, "float32", True), monkeypatch)
+    keys = {_as_launched_on_hopper(module, module.host([lr, 0.9, 0.999, 1e-8, 0.3, 0.0, 1.0]), 0)[0]
+            for lr in (1e-3, 1.0, 16.0, 0.123456)}  # (values Triton would specialize if they were ints: 1, 16)
+    assert len(keys) == 1
 
 
 @pytest.mark.slow
 def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
     """One step of every optimizer (through the override, in the interpreter) records the kernels the library
-    generates; each rule's kernel (one per rule, dtype and sums) is then compiled for sm_90."""
-    import triton.language as tl
-    from triton.runtime.jit import JITFunction
-
-    if not isinstance(tl.standard._sum_combine, JITFunction):
-        pytest.skip("triton was imported with TRITON_INTERPRET=1: its library is interpreted in this process")
+    generates; each rule's kernel (one per rule and number of sums) is then compiled for sm_90."""
     engine = TritonEngine()
     monkeypatch.setattr(adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton"
                         else _get(name))
@@ -445,9 +453,10 @@ def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
     for key, module in engine._modules.items():
         kernels.setdefault((key[0].__name__, key[5]), module)  # (rule, n_sums)
     assert len({rule for rule, _ in kernels}) >= 20
-    monkeypatch.delenv("TRITON_INTERPRET")
-    for (rule, _), module in kernels.items():  # (loaded again: now compiled, not interpreted)
-        ptx = _compile_for_hopper(_load(Path(module.__file__).read_text()), "fp32")
+    for (rule, n_sums), module in kernels.items():
+        compiled = _compiled(Path(module.__file__).read_text(), monkeypatch)
+        n_args = len(module.host([0.5] * 64))  # (host ignores the scalars it does not read)
+        _, ptx = _as_launched_on_hopper(compiled, [0.5] * n_args, n_sums)
         assert ".entry kernel" in ptx, rule
 
 

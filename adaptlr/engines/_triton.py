@@ -372,6 +372,10 @@ class TritonEngine:
         self.bytes_moved = 0
 
     # kernels --------------------------------------------------------------------------------------------
+    def launch_options(self) -> dict[str, Any]:
+        """The keyword arguments of every launch: the block (a constexpr) and Triton's compile options."""
+        return {"BLOCK": self.block, "num_warps": self.num_warps, "enable_fp_fusion": FP_FUSION}
+
     def module(self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int,
                dtype: str, aligned: bool) -> Any:
         """The generated module (``host`` and ``kernel``) for one rule, column kinds, flags and dtype."""
@@ -458,8 +462,7 @@ class TritonEngine:
         start = time.perf_counter() if first else 0.0
         # (in the interpreter, the masked-off lanes of a tail block compute on zeros: NumPy must not warn about it)
         with torch.cuda.device(device) if device.type == "cuda" else np.errstate(all="ignore"):
-            module.kernel[(n_chunks,)](*args, *hoisted, BLOCK=self.block, num_warps=self.num_warps,
-                                       enable_fp_fusion=FP_FUSION)
+            module.kernel[(n_chunks,)](*args, *hoisted, **self.launch_options())
         if first:
             self._launched.add(key)
             seconds = time.perf_counter() - start
