@@ -186,9 +186,10 @@ def test_random_schedule_specs_round_trip_or_are_refused(spec):
 
 
 @pytest.mark.parametrize("s", [S.exponential(0.0, 2.0), S.exponential(1.0, 2.0, final=10.0), S.step(0.0, 1, 2.0),
-                               S.cosine_restarts(0.0, 5, decay=2.0), S.cyclic(0.1, 0.1, 5, mode="exp_range", gamma=2.0)],
+                               S.cosine_restarts(0.0, 5, decay=2.0), S.cyclic(0.1, 0.1, 5, mode="exp_range", gamma=2.0),
+                               S.cyclic(0.0, 1.0, 1, mode="triangular2")],
                          ids=repr)
 def test_capped_or_zero_growth_never_overflows(s):
-    """Found by the property test above: `0 * 2.0 ** 1e9` raised OverflowError."""
+    """Found by the property test above: `0 * 2.0 ** 1e9` and `1 / 2.0 ** 1e9` raised OverflowError."""
     assert [s(t) for t in (0, 10, 10**9)] == pytest.approx([s(0), s(10), s.bounds()[1] if s.params.get("final")
                                                              else s(0)])

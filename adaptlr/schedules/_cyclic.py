@@ -158,7 +158,7 @@ class _Cyclic(Schedule):
         if self.mode == "triangular":
             amp = 1.0
         elif self.mode == "triangular2":
-            amp = 1 / (2.0 ** (cycle - 1))
+            amp = 2.0 ** -(cycle - 1)  # (underflows to 0, where 1 / 2.0 ** n overflows)
         else:
             amp = self.gamma**step
         return self.base + (self.peak - self.base) * scale * amp
