@@ -319,3 +319,50 @@ def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine)
             if i != 1 or mutation != "drop":
                 torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=0)
         assert mutation in ("drop",), f"{mutation} loaded and stepped without an error"
+
+
+# ------------------------------------------------------------------ the cached plan is checked again when it must
+@pytest.mark.parametrize("engine", ["default", "fused"])
+def test_a_state_tensor_replaced_between_steps_is_checked_again(engine):
+    import gc
+
+    p = torch.nn.Parameter(torch.randn(5))
+    opt = adaptlr.Adam([p], **ENGINES[engine])
+    for _ in range(2):
+        p.grad = torch.randn(5)
+        opt.step()
+    del opt.state[p]["exp_avg"]
+    gc.collect()  # (the freed tensor's address may be reused by the next one: the plan must not be fooled)
+    opt.state[p]["exp_avg"] = torch.zeros(3)
+    p.grad = torch.randn(5)
+    with pytest.raises(RuntimeError, match="exp_avg"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "RMSprop"])
+def test_gradients_with_other_strides_than_the_cached_plan_run_correctly(name):
+    """Step 1 with contiguous gradients caches a fused plan; step 2's transposed gradients must not be read raw."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 6, dtype=torch.float64))
+    ref_w = torch.nn.Parameter(w.detach().clone())
+    kwargs = KWARGS.get(name, {})
+    opt, ref = getattr(adaptlr, name)([w], **kwargs), getattr(torch.optim, name)([ref_w], **kwargs)
+    grads = [torch.randn(4, 6, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64).t(),
+             torch.randn(4, 6, dtype=torch.float64)]
+    for g in grads:
+        w.grad, ref_w.grad = g.clone() if g.is_contiguous() else g.t().clone().t(), g.clone()
+        assert w.grad.is_contiguous() == g.is_contiguous()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(w.detach(), ref_w.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_swapped_parameter_data_of_the_same_address_and_another_shape_is_refused():
+    p = torch.nn.Parameter(torch.randn(6))
+    opt = adaptlr.Adam([p])
+    p.grad = torch.randn(6)
+    opt.step()
+    p.data = p.data.view(2, 3)  # same storage and address, another shape: the state no longer fits
+    p.grad = torch.randn(2, 3)
+    with pytest.raises(RuntimeError):
+        opt.step()

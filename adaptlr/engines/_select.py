@@ -24,6 +24,7 @@ own pointer table is built from the same reads.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -31,11 +32,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["FUSED_DTYPES", "TRITON_DTYPES", "fused_dtype", "local", "run", "partition", "check_columns", "override"]
+__all__ = ["Plan", "FUSED_DTYPES", "TRITON_DTYPES", "check_columns", "execute", "fused_dtype", "local", "override",
+           "partition", "prepare", "run"]
 
 #: real dtypes the fused CPU engine compiles kernels for
 FUSED_DTYPES = (torch.float32, torch.float64)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_PLAIN_SET = frozenset(_PLAIN)
 
 
 #: real dtypes the triton engine compiles kernels for (CUDA; CPU only in Triton's interpreter)
@@ -180,24 +183,94 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
     return [(name, idx) for (name, _), idx in parts.items()]
 
 
-def run(fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-        flags: Sequence[bool] = (), n_sums: int = 0, *, prefer: str | None = None,
-        names: Sequence[str] | None = None, checked: bool = False) -> tuple[float, ...]:
-    """Run the elementwise rule ``fn`` over ``columns`` (see ``docs/CONTRACTS.md``) on the engines fit for them.
+class Plan:
+    """The checked partition of one call site's columns, kept between steps (``run(..., plan=Plan())``).
 
-    Returns the ``n_sums`` sums over every element of every tensor (over the *local* shards of DTensors).
-    ``checked=True``: the caller has run :func:`check_columns` on these columns (the fused engine's own checks
-    run regardless, in :func:`partition`).
+    A step whose *stable* columns (all but ``volatile`` ones: the gradients, new tensors every step) hold the same
+    tensor objects, and whose first column's tensors still have the same data pointers and shapes, reuses the
+    checks and the partition: only the volatile columns are checked again (shape, dtype, device, strides against the
+    first column's). Anything else -- a state tensor replaced by ``load_state_dict``, a parameter's ``.data``
+    swapped, another set of parameters with gradients -- is checked from scratch.
     """
-    from . import get_engine
 
+    __slots__ = ("key", "refs", "parts", "signature", "prefer")
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.refs: list[list[torch.Tensor]] = []  # the stable tensors themselves (held, so no id is ever reused)
+        self.parts: list[tuple[str, list[int]]] = []
+        self.signature: list[tuple[Any, ...]] = []
+        self.prefer: str | None = None
+
+    @staticmethod
+    def _stable(columns: Sequence[Any], volatile: Sequence[int]) -> list[list[torch.Tensor]]:
+        return [c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile]
+
+    @staticmethod
+    def _key(first: list[torch.Tensor]) -> Any:
+        if not set(map(type, first)) <= _PLAIN_SET:
+            return None  # (DTensors and other subclasses: no raw pointers to key on; checked every step)
+        return tuple(t.data_ptr() for t in first), tuple(t.shape for t in first)
+
+    def lookup(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
+               ) -> list[tuple[str, list[int]]] | None:
+        """The cached partition when it still applies and the volatile columns fit it, else None."""
+        if self.key is None or prefer != self.prefer:
+            return None
+        stable = self._stable(columns, volatile)
+        if len(stable) != len(self.refs) or any(len(a) != len(b) or not all(map(operator.is_, a, b))
+                                                for a, b in zip(stable, self.refs)):
+            return None
+        if self._key(stable[0]) != self.key:  # a parameter's .data swapped
+            return None
+        signature = self.signature
+        for k in volatile:
+            col = columns[k]
+            if not isinstance(col, list):
+                continue
+            if len(col) != len(signature):
+                return None
+            for t, (shape, dtype, device, stride) in zip(col, signature):
+                if type(t) not in _PLAIN or t.shape != shape or t.dtype != dtype or t.device != device or (
+                        stride is not None and t.stride() != stride):
+                    return None
+        return self.parts
+
+    def store(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None,
+              parts: list[tuple[str, list[int]]]) -> None:
+        self.refs = [list(c) for c in self._stable(columns, volatile)]
+        self.key = self._key(self.refs[0])
+        self.prefer = prefer
+        self.parts = parts
+        first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
+        raw = {i for name, idx in parts if name in ("fused", "triton") for i in idx}  # rows run through pointers
+        self.signature = [(t.shape, t.dtype, t.device, t.stride() if i in raw else None)
+                          for i, t in enumerate(first)]
+
+
+def prepare(columns: Sequence[Any], prefer: str | None = None, names: Sequence[str] | None = None, *,
+            checked: bool = False, plan: Plan | None = None, volatile: Sequence[int] = ()
+            ) -> tuple[list[Any], list[tuple[str, list[int]]]]:
+    """Unwrap, check and partition ``columns`` (the first half of :func:`run`): returns the columns the engines
+    see and the partition. Raises before anything runs when a column does not fit."""
+    parts = plan.lookup(columns, volatile, prefer) if plan is not None else None
+    if parts is not None:
+        return list(columns), parts
     columns = [[local(t) for t in c] if isinstance(c, list) else c for c in columns]
     if not checked:
         check_columns(columns, names)
-    totals = [0.0] * n_sums
-    if not any(isinstance(c, list) and c for c in columns):
-        return tuple(totals)
     parts = partition(prefer, columns)
+    if plan is not None:
+        plan.store(columns, volatile, prefer, parts)
+    return columns, parts
+
+
+def execute(fn: Callable, columns: Sequence[Any], parts: list[tuple[str, list[int]]], writes: Sequence[int],
+            scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    """Run ``fn`` on prepared columns (the second half of :func:`run`); returns the ``n_sums`` sums."""
+    from . import get_engine
+
+    totals = [0.0] * n_sums
     for name, idx in parts:
         cols = columns if len(parts) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
         engine = get_engine(name)
@@ -207,3 +280,20 @@ def run(fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Se
         for k in range(n_sums):
             totals[k] += out[k]
     return tuple(totals)
+
+
+def run(fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (), n_sums: int = 0, *, prefer: str | None = None,
+        names: Sequence[str] | None = None, checked: bool = False, plan: Plan | None = None,
+        volatile: Sequence[int] = ()) -> tuple[float, ...]:
+    """Run the elementwise rule ``fn`` over ``columns`` (see ``docs/CONTRACTS.md``) on the engines fit for them.
+
+    Returns the ``n_sums`` sums over every element of every tensor (over the *local* shards of DTensors).
+    ``checked=True``: the caller has run :func:`check_columns` on these columns (the fused engine's own checks
+    run regardless, in :func:`partition`). ``plan`` (with ``volatile``, the columns that hold new tensors every
+    step) keeps the checks and the partition between calls, see :class:`Plan`.
+    """
+    if not any(isinstance(c, list) and c for c in columns):
+        return (0.0,) * n_sums
+    columns, parts = prepare(columns, prefer, names, checked=checked, plan=plan, volatile=volatile)
+    return execute(fn, columns, parts, writes, scalars, flags, n_sums)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import torch
 
 from ..engines import fused_available as _numba_available
-from ..engines._select import check_columns, fused_dtype, run
+from ..engines._select import Plan, execute, fused_dtype, prepare, run
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "STEPS"]
@@ -139,6 +141,7 @@ class Optimizer(torch.optim.Optimizer):
         refused at the next step with torch's kind of error, before anything changes."""
         kept = [(g.get("foreach"), g.get("fused"), g.get(SCHEDULE)) for g in self.param_groups]
         super().load_state_dict(state_dict)
+        self.__dict__.pop("_plans", None)  # (they hold the old state tensors until the next step otherwise)
         for group, (foreach, fused, schedule) in zip(self.param_groups, kept):
             group["foreach"], group["fused"] = foreach, fused
             self._restore_lr(group, schedule)
@@ -297,7 +300,7 @@ class Optimizer(torch.optim.Optimizer):
         tensors = [s[name] for s in states]
         cache = self.__dict__.setdefault("_shared", {})
         hit = cache.get((id(group), name))
-        if hit is not None and len(hit[1]) == len(tensors) and all(a is b for a, b in zip(hit[1], tensors)):
+        if hit is not None and len(hit[1]) == len(tensors) and all(map(operator.is_, hit[1], tensors)):
             return hit[0]
         buffer = torch.stack(tensors) if len(tensors) > 1 else tensors[0].reshape(1).clone()
         views = list(buffer.unbind())
@@ -369,19 +372,33 @@ class Optimizer(torch.optim.Optimizer):
             return
         lr = self._lr(group)
         names = self._present_states(group)
-        real = _real if any(p.is_complex() for p in params) else _same
-        # checked before any state changes (a failed check leaves everything as it was); a state that _advance
-        # creates on the first step (SGD's momentum buffer) is created right, so only existing ones are checked
-        present = [n for n in names if n is not None and all(n in s for s in states)]
-        check_columns([params, grads, *[[s[n] for s in states] for n in present]], ("param", "grad", *present))
+        complex_ = any(p.is_complex() for p in params)
+        real = _real if complex_ else _same
+        prefer = self._engine(group)
+        # checked (and partitioned, once per set of tensors: see engines._select.Plan) before any state changes, so
+        # a refused step leaves everything as it was; a state that _advance creates on the first step (SGD's
+        # momentum buffer) is created right, so only existing ones are checked
+        present = [n for n in names if n is not None and all(map(dict.__contains__, states, repeat(n)))]
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(id(group))
+        if plan is None:
+            plan = plans[id(group)] = Plan()
+        checked, parts = prepare([params, grads, *[[s[n] for s in states] for n in present]], prefer,
+                                 ("param", "grad", *present), plan=plan, volatile=(1,))
         keys = self._advance(group, params, states)
-        columns: list[Any] = [[real(p) for p in params], [real(g) for g in grads]]
-        columns += [[real(s[n]) for s in states] if n is not None else 0.0 for n in names]
         buckets: dict[Any, list[int]] = {}
         for i, key in enumerate(keys):
             buckets.setdefault(key, []).append(i)
-        prefer = self._engine(group)
         writes = (0, *range(2, 2 + len(names)))
+        if len(buckets) == 1 and not complex_ and len(present) == sum(n is not None for n in names):
+            # the steady state: the checked columns are the rule's columns (constants where a state is absent)
+            it = iter(checked[2:])
+            columns = checked[:2] + [next(it) if n is not None else 0.0 for n in names]
+            scalars, flags = self._scalars(group, keys[0], lr)
+            execute(self.rule, columns, parts, writes, scalars, flags)
+            return
+        columns: list[Any] = [[real(p) for p in params], [real(g) for g in grads]]
+        columns += [[real(s[n]) for s in states] if n is not None else 0.0 for n in names]
         for key, idx in buckets.items():
             scalars, flags = self._scalars(group, key, lr)
             part = columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c
