@@ -12,6 +12,11 @@ from ._validation import check_real
 Objective = Callable[[list[torch.Tensor], Any, torch.Tensor], tuple[float, torch.Tensor]]
 
 
+def _value(loss: Any) -> float:
+    """The closure's loss as a float (detached first: no warning for a loss that requires grad)."""
+    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+
+
 def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
                       bounds: tuple[Any, Any] | None = None) -> Any:
     r"""The minimiser of the cubic through :math:`(x_1, f_1, f'_1)` and :math:`(x_2, f_2, f'_2)`, clipped to
@@ -218,7 +223,7 @@ class LBFGS(Optimizer):
                      d: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Loss and flat gradient at ``x + t d``; the parameters are left at ``x``."""
         self._add(t, d)
-        loss = float(closure())
+        loss = _value(closure())
         flat_grad = self._flat_grad()
         for p, saved in zip(self._params, x):
             p.copy_(saved)
@@ -237,7 +242,7 @@ class LBFGS(Optimizer):
         history_size = group["history_size"]
 
         orig_loss = closure()
-        loss = float(orig_loss)
+        loss = _value(orig_loss)
         flat_grad = self._flat_grad()
         if self.nonfinite is not None and not bool(torch.isfinite(flat_grad).all()):
             if self.nonfinite == "raise":
@@ -306,7 +311,7 @@ class LBFGS(Optimizer):
                 ls_evals = 0
                 opt_cond = False
                 if n_iter != max_iter:  # re-evaluate, except after the last iteration (as torch)
-                    loss = float(closure())
+                    loss = _value(closure())
                     flat_grad = self._flat_grad()
                     opt_cond = flat_grad.abs().max() <= tol_grad
                     ls_evals = 1
