@@ -41,15 +41,16 @@ cache, ``~/.triton/cache``). The first launch of each kernel (which compiles it)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
 import math
+import operator
 import os
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -364,8 +365,8 @@ class TritonEngine:
         self.block, self.chunk, self.num_warps = block, chunk, num_warps
         self._modules: dict[Any, Any] = {}
         self._launched: set[Any] = set()
-        self._chunks: OrderedDict[Any, tuple[torch.Tensor, int, int]] = OrderedDict()
-        self._ptrs: OrderedDict[Any, torch.Tensor] = OrderedDict()
+        self._chunks: dict[Any, tuple[torch.Tensor, int, int]] = {}
+        self._ptrs: dict[Any, torch.Tensor] = {}
         #: seconds of the first launch of each kernel (Triton compiles it then), by a readable key
         self.compile_seconds: dict[str, float] = {}
         #: bytes the kernels have read and written so far (each read column once, each written column once)
@@ -399,23 +400,20 @@ class TritonEngine:
         hit = self._chunks.get(key)
         if hit is None:
             rows = [(t, lo, min(lo + self.chunk, n)) for t, n in enumerate(sizes) for lo in range(0, n, self.chunk)]
-            hit = (self._to_device(rows or [(0, 0, 0)], device), len(rows), sum(sizes))
-            self._chunks[key] = hit
-            if len(self._chunks) > 64:
-                self._chunks.popitem(last=False)
-        else:
-            self._chunks.move_to_end(key)
+            if len(self._chunks) >= 64:
+                self._chunks.clear()
+            hit = self._chunks[key] = (self._to_device(rows or [(0, 0, 0)], device), len(rows), sum(sizes))
         return hit
 
-    def _pointer_table(self, ptrs: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
+    def _pointer_table(self, ptrs: tuple[int, ...], n_columns: int, device: torch.device) -> torch.Tensor:
+        """``int64[n_tensors, n_columns]`` on ``device`` from the column-major ``ptrs`` (cached by value)."""
         key = (ptrs, device)
         table = self._ptrs.get(key)
         if table is None:
-            table = self._ptrs[key] = self._to_device(ptrs, device)
-            if len(self._ptrs) > 64:
-                self._ptrs.popitem(last=False)
-        else:
-            self._ptrs.move_to_end(key)
+            rows = torch.tensor(ptrs, dtype=torch.int64).view(n_columns, -1).t().contiguous()
+            if len(self._ptrs) >= 64:  # (a plain dict, emptied when full: an LRU would hash the key twice)
+                self._ptrs.clear()
+            table = self._ptrs[key] = rows.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else rows
         return table
 
     # running --------------------------------------------------------------------------------------------
@@ -441,8 +439,8 @@ class TritonEngine:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise RuntimeError("triton engine: CUDA graph capture is not supported yet (per-step scalars are host "
                                "floats and reduction sums are read on the host); run the step outside the graph")
-        ptrs = tuple(zip(*[[t.data_ptr() for t in col] for col in lists]))
-        aligned = all(p % ALIGN == 0 for row in ptrs for p in row)
+        ptrs = tuple([t.data_ptr() for col in lists for t in col])  # (one pass: the per-tensor cost of a call)
+        aligned = not functools.reduce(operator.or_, ptrs) & (ALIGN - 1)
         dtype = _TL[ref.dtype][0]
         kinds = tuple(None if isinstance(c, list) else float(c) for c in columns)
         flags = tuple(bool(f) for f in flags)
@@ -451,7 +449,7 @@ class TritonEngine:
         chunks, n_chunks, numel = self._chunk_table(tuple(t.numel() for t in lists[0]), device)
         if n_chunks == 0:
             return (0.0,) * n_sums
-        table = self._pointer_table(ptrs, device)
+        table = self._pointer_table(ptrs, len(lists), device)
         hoisted = module.host([float(s) for s in scalars])
         args: list[Any] = [table, chunks]
         partial = None
