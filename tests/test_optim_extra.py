@@ -18,6 +18,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adaptlr
 from adaptlr import reference, rules
@@ -545,3 +547,63 @@ def test_signature_is_torchs(name):
         assert ours[arg].kind == p.kind, f"{name}.{arg}: {ours[arg].kind} != {p.kind}"
     for arg in set(ours) - set(theirs):
         assert ours[arg].kind == inspect.Parameter.KEYWORD_ONLY, f"{name}.{arg} should be keyword-only"
+
+
+# ------------------------------------------------------------------------------------ validation (hypothesis)
+#: name -> {argument: its lowest allowed value (None: > 0 strictly)}; every range is bounded by +inf (excluded)
+RANGES = {
+    "Rprop": {"lr": 0.0},
+    "ASGD": {"lr": 0.0, "lambd": 0.0, "alpha": 0.0, "t0": 0.0, "weight_decay": 0.0},
+    "Adafactor": {"lr": 0.0, "d": 1.0, "weight_decay": 0.0},
+    "Muon": {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0, "eps": 0.0},
+    "SparseAdam": {"lr": None, "eps": None},
+    "LBFGS": {"lr": 0.0, "tolerance_grad": 0.0, "tolerance_change": 0.0},
+}
+CASES_BAD = [(name, arg) for name, args in RANGES.items() for arg in args]
+
+
+def _valid_params(name):
+    return [torch.zeros(3, 2, requires_grad=True)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=st.sampled_from(CASES_BAD), data=st.data())
+def test_out_of_range_or_nonfinite_hyperparameter_raises_naming_it(case, data):
+    name, arg = case
+    low = RANGES[name][arg]
+    below = st.floats(max_value=(low if low is not None else 0.0) - 1e-9, allow_nan=False) if low != 0.0 else \
+        st.floats(max_value=-1e-12, allow_nan=False)
+    value = data.draw(st.one_of(below, st.just(math.nan), st.just(math.inf)) if low is not None else
+                      st.one_of(st.floats(max_value=0.0, allow_nan=False), st.just(math.nan), st.just(math.inf)))
+    with pytest.raises(ValueError, match=f"Invalid {arg}") as info:
+        getattr(adaptlr, name)(_valid_params(name), **{arg: value})
+    assert repr(value) in str(info.value) or "nan" in str(info.value)
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(sorted(RANGES)), data=st.data())
+def test_in_range_hyperparameters_construct_and_step(name, data):
+    kwargs = {}
+    for arg, low in RANGES[name].items():
+        low = 1e-12 if low is None else low
+        kwargs[arg] = data.draw(st.floats(low, low + (1.0 if arg in ("lr", "momentum", "weight_decay") else 10.0)),
+                                label=arg)
+    ps = _valid_params(name)
+    opt = getattr(adaptlr, name)(ps, **kwargs)
+    for _ in range(2):
+        if name == "SparseAdam":
+            ps[0].grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.ones(2, 2), (3, 2),
+                                                 check_invariants=True)
+            opt.step()
+        elif name == "LBFGS":
+            def closure():
+                opt.zero_grad()
+                loss = ((ps[0] - 1) ** 2).sum()
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        else:
+            ps[0].grad = torch.ones(3, 2)
+            opt.step()
+    assert ps[0].shape == (3, 2)
