@@ -25,6 +25,7 @@ own pointer table is built from the same reads.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -83,18 +84,26 @@ def fused_dtype(dtype: torch.dtype) -> bool:
 
 
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # pragma: no cover - a torch build without distributed
-        return None
-    return DTensor
+    """``DTensor``, once some code has imported it (importing it costs ~2 s: ``import adaptlr`` must not)."""
+    global _DTENSOR
+    if _DTENSOR is None and "torch.distributed.tensor" in sys.modules:
+        try:
+            from torch.distributed.tensor import DTensor
+        except Exception:  # pragma: no cover - a torch build without distributed
+            return None
+        _DTENSOR = DTensor
+    return _DTENSOR
 
 
-_DTENSOR: Any = _dtensor_type()
+_DTENSOR: Any = None
 
 
 def is_dtensor(t: Any) -> bool:
-    return _DTENSOR is not None and isinstance(t, _DTENSOR)
+    """Whether ``t`` is a DTensor (no DTensor can exist before ``torch.distributed.tensor`` is imported)."""
+    if type(t) in _PLAIN_SET:
+        return False
+    cls = _dtensor_type()
+    return cls is not None and isinstance(t, cls)
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
