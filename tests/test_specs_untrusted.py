@@ -182,7 +182,8 @@ def test_random_schedule_specs_round_trip_or_are_refused(spec):
     for t in (0, 1, 2, 7, 99, 100, 1000, 123_457, 10**9):
         v = s(t)
         assert again(t) == v and math.isfinite(v)
-        assert low - 1e-9 * (1 + abs(low)) <= v <= high + 1e-9 * (1 + abs(high)), (t, v, low, high)
+        tol = 1e-9 * (1 + max(abs(low), abs(high)))  # rounding is relative to the operands' scale
+        assert low - tol <= v <= high + tol, (t, v, low, high)
 
 
 @pytest.mark.parametrize("s", [S.exponential(0.0, 2.0), S.exponential(1.0, 2.0, final=10.0), S.step(0.0, 1, 2.0),
@@ -193,3 +194,15 @@ def test_capped_or_zero_growth_never_overflows(s):
     """Found by the property test above: `0 * 2.0 ** 1e9` and `1 / 2.0 ** 1e9` raised OverflowError."""
     assert [s(t) for t in (0, 10, 10**9)] == pytest.approx([s(0), s(10), s.bounds()[1] if s.params.get("final")
                                                              else s(0)])
+
+
+@pytest.mark.parametrize("s", [S.exponential(1.0, 1, final=0.0), S.exponential(1.0, 0.5, final=0.25, begin=3),
+                               S.exponential(0.5, 2.0, final=4.0), S.one_cycle(1.0, total_steps=10, div_factor=0.5),
+                               S.cosine(1.625, 1, final=3.0)], ids=repr)
+def test_bounds_hold_every_value(s):
+    """Found by the property test: the bounds missed exponential's clip at rate 1 and one_cycle's start above
+    its peak (div_factor < 1)."""
+    low, high = s.bounds()
+    values = [s(t) for t in range(0, 200)]
+    assert low <= min(values) and max(values) <= high
+    assert min(values) == pytest.approx(low) and max(values) == pytest.approx(high)  # and they are tight here

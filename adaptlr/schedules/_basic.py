@@ -88,25 +88,30 @@ class _Exponential(Schedule):
     name = "exponential"
 
     def _at(self, step: int) -> float:
-        if step <= self.begin or self.init == 0:
+        if step <= self.begin:
             return self.init
         p = (step - self.begin) / self.steps
-        try:
-            v = self.init * self.rate ** (math.floor(p) if self.staircase else p)
-        except OverflowError:  # a growing schedule past its cap (an uncapped one is refused when built)
-            v = math.copysign(math.inf, self.init)
+        if self.init == 0:
+            v = 0.0
+        else:
+            try:
+                v = self.init * self.rate ** (math.floor(p) if self.staircase else p)
+            except OverflowError:  # a growing schedule past its cap (an uncapped one is refused when built)
+                v = math.copysign(math.inf, self.init)
         if self.final is not None:
             v = max(v, self.final) if self.rate < 1 else min(v, self.final)
         return v
 
     def bounds(self) -> tuple[float, float]:
-        if self.rate == 1 or self.init == 0:
-            return hull(self.init)
-        if self.rate < 1:  # from init towards 0, clipped from below at final
-            return hull(self.init, 0.0 if self.final is None else self.final)
-        if self.final is None or self.init < 0:  # grows in size without a cap
-            return (-math.inf, math.inf)
-        return hull(self.init, self.final)
+        if self.rate < 1:  # from init towards 0
+            tail, clip = hull(self.init, 0.0), max
+        elif self.rate == 1 or self.init == 0:
+            tail, clip = hull(self.init), min
+        else:  # its size grows without a bound of its own
+            tail, clip = ((self.init, math.inf) if self.init > 0 else (-math.inf, self.init)), min
+        if self.final is not None:  # the clip is monotone: it maps the interval's ends
+            tail = (clip(tail[0], self.final), clip(tail[1], self.final))
+        return hull(self.init, *tail)
 
 
 @register

@@ -113,7 +113,8 @@ class _OneCycle(Schedule):
         raise AssertionError("unreachable")
 
     def bounds(self) -> tuple[float, float]:
-        return hull(self.peak, self.peak / self.div_factor / self.final_div_factor)
+        initial = self.peak / self.div_factor
+        return hull(self.peak, initial, initial / self.final_div_factor)
 
 
 @register
