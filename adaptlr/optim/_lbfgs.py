@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ._base import Optimizer
+from ._phases import is_dtensor
 from ._validation import check_real
 
 Objective = Callable[[list[torch.Tensor], Any, torch.Tensor], tuple[float, torch.Tensor]]
@@ -190,6 +191,9 @@ class LBFGS(Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
         self._params = self.param_groups[0]["params"]
+        if any(is_dtensor(p) for p in self._params):
+            raise NotImplementedError("LBFGS does not support DTensor (sharded) parameters: its dot products and "
+                                      "line search run on the whole flattened parameter vector")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if self.param_groups:
