@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Plan", "FUSED_DTYPES", "TRITON_DTYPES", "check_columns", "execute", "fused_dtype", "local", "override",
-           "partition", "prepare", "run"]
+__all__ = ["Plan", "FUSED_DTYPES", "TRITON_DTYPES", "check_columns", "execute", "fused_dtype", "fused_supported",
+           "local", "override", "partition", "prepare", "run"]
 
 #: real dtypes the fused CPU engine compiles kernels for
 FUSED_DTYPES = (torch.float32, torch.float64)
@@ -76,6 +76,15 @@ def override(engine: str) -> Iterator[None]:
         yield
     finally:
         _override.pop()
+
+
+def fused_supported(t: torch.Tensor) -> bool:
+    """Whether ``fused=True`` can run parameter ``t``: on CPU the Numba engine (float32/float64), on CUDA the triton
+    engine (float32, float16, bfloat16, float64) when triton imports; complex ones through ``view_as_real``."""
+    if t.device.type == "cuda":
+        real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(t.dtype, t.dtype)
+        return real in TRITON_DTYPES and triton_available()
+    return t.device.type == "cpu" and fused_dtype(t.dtype)
 
 
 def fused_dtype(dtype: torch.dtype) -> bool:
