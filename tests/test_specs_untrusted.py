@@ -206,3 +206,22 @@ def test_bounds_hold_every_value(s):
     values = [s(t) for t in range(0, 200)]
     assert low <= min(values) and max(values) <= high
     assert min(values) == pytest.approx(low) and max(values) == pytest.approx(high)  # and they are tight here
+
+
+def test_import_is_the_explicit_way_to_name_your_own_function(tmp_path, monkeypatch, capsys):
+    """`--import MODULE` runs the user's module, which registers its function; then a spec may name it."""
+    (tmp_path / "adaptlr_user_decay.py").write_text(
+        "from adaptlr.schedules import register_callable\n\n\n"
+        "@register_callable('user_decay')\ndef user_decay(epoch):\n    return 0.1 * 0.5 ** epoch\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = 'from_epochs(fn="user_decay", steps_per_epoch=10)'
+    png = tmp_path / "s.png"
+    assert main(["plot-schedule", spec, "--steps", "50", "-o", str(png)]) == 2  # not registered yet
+    assert "unknown callable 'user_decay'" in capsys.readouterr().err
+    try:
+        assert main(["plot-schedule", spec, "--steps", "50", "-o", str(png), "--import", "adaptlr_user_decay"]) == 0
+        assert png.stat().st_size > 5000 and S.from_spec(spec)(25) == pytest.approx(0.025)
+    finally:
+        S._base._CALLABLES.pop("user_decay", None)
+        sys.modules.pop("adaptlr_user_decay", None)

@@ -335,6 +335,16 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaptlr", description="adaptlr's lab: compare learning-rate methods on small real tasks.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def imports(s: argparse.ArgumentParser) -> None:
+        s.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            metavar="MODULE",
+            help="import MODULE first (in every worker too): where your own tasks, optimizers and schedule "
+            "functions are registered; the only way a command runs code of yours",
+        )
+
     def common(s: argparse.ArgumentParser, jobs: bool = True) -> None:
         s.add_argument("--store", default="runs.db", help="SQLite result store (default: runs.db)")
         s.add_argument("--steps", type=_positive, help="training steps per run (default: the task's)")
@@ -343,13 +353,7 @@ def _parser() -> argparse.ArgumentParser:
             "--threads", type=_positive, default=1, help="torch and Numba threads per process (default: 1)"
         )
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
-        s.add_argument(
-            "--import",
-            dest="imports",
-            action="append",
-            metavar="MODULE",
-            help="import MODULE first, in every worker too: where your own tasks and optimizers are registered",
-        )
+        imports(s)
         if jobs:
             s.add_argument("--jobs", "-j", type=_positive, default=1, help="parallel worker processes")
 
@@ -399,6 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive, default=1)
     s.add_argument("--out", default="out")
     s.add_argument("-o", "--output", help="figure path (default: OUT/TASK_find_lr.png)")
+    imports(s)
     s.set_defaults(fn=cmd_find_lr)
 
     s = sub.add_parser("plot-schedule", help="plot an adaptlr.schedules spec")
@@ -406,6 +411,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive, required=True)
     s.add_argument("-o", "--output", default="schedule.png")
     s.add_argument("--log", action="store_true", help="log-scale y axis")
+    imports(s)
     s.set_defaults(fn=cmd_plot_schedule)
 
     s = sub.add_parser("list", help="tasks and the methods available now")
