@@ -11,7 +11,8 @@ no rule is written twice. For one call ``apply(fn, columns, writes, scalars, fla
 - **tensor part, per element**: the straight-line body of the kernel. Tensors are loaded in their own dtype
   (float32, float16, bfloat16 or float64), the math runs in float32 registers (float64 for float64 tensors, as
   torch's fused kernels do), and new values are stored back in the tensor's dtype (round to nearest even).
-  Division and square root are the IEEE round-to-nearest ones (``div_rn``, ``sqrt_rn``), as in torch.
+  Division and square root are the IEEE round-to-nearest ones (``div_rn``, ``sqrt_rn``), as in torch, and
+  ``a * b + c`` may contract to a fused multiply-add (:data:`FP_FUSION`, nvcc's default for torch's kernels).
 - **one launch over every tensor of the call**, as torch's multi-tensor-apply: the kernel reads a table of raw
   data pointers (``int64[n_tensors, n_columns]``) and a table of chunks ``(tensor, start, stop)`` of at most
   :data:`CHUNK` elements; program ``c`` streams chunk ``c`` in blocks of :data:`BLOCK` elements (full blocks
@@ -27,16 +28,18 @@ param tensor of its row, and dense in memory (each of its ``numel`` elements at 
 over raw memory is exact for ``channels_last`` tensors too). Nothing runs when a check fails; the
 ``RuntimeError`` names the column, the row and what differs.
 
-Devices: CUDA tensors; CPU tensors only under Triton's interpreter (``TRITON_INTERPRET=1``, set before
-``triton`` is imported), which runs the same generated kernels on CPU with NumPy; that is how the test suite
-checks this engine without a GPU. CUDA graphs: not supported yet (the per-step scalars are host floats, baked
-into a captured graph, and the sums of a reduction phase are read on the host); a call made while a CUDA stream
-is capturing raises ``RuntimeError``, as does ``capturable=True`` in the optimizers.
+Devices: CUDA tensors; CPU tensors only under Triton's interpreter (``TRITON_INTERPRET=1``; it may be set after
+``triton`` is imported, since the kernels call no ``@triton.jit`` library function), which runs the same
+generated kernels on CPU with NumPy; that is how the test suite checks this engine without a GPU (and it compiles
+them with Triton's CUDA backend to PTX, which needs no GPU either). CUDA graphs: not supported yet (the per-step
+scalars are host floats, baked into a captured graph, and the sums of a reduction phase are read on the host); a
+call made while a CUDA stream is capturing raises ``RuntimeError``, as does ``capturable=True`` in the optimizers.
 
 Kernels are cached twice: the generated source is written under a name hashing it (next to the fused engine's
 kernels, see :func:`adaptlr.engines._numba._cache_dir`), and Triton caches the compiled binary on disk (its own
 cache, ``~/.triton/cache``). The first launch of each kernel (which compiles it) is timed:
-:attr:`TritonEngine.compile_seconds`, also logged on the ``adaptlr.engines.triton`` logger at INFO.
+:attr:`TritonEngine.compile_seconds`, also logged on the ``adaptlr.engines.triton`` logger at INFO;
+:attr:`TritonEngine.bytes_moved` counts the bytes the kernels read and write (the benchmark's bandwidth).
 """
 
 from __future__ import annotations
