@@ -365,6 +365,29 @@ def _unreduced(rank: int) -> dict:
     return out
 
 
+def _guards(rank: int) -> dict:
+    """What FSDP2 parameters refuse, and a non-finite gradient on one rank's shard skipping the step on both."""
+    out = {}
+    for key, make in (("slice_p", lambda ps: adaptlr.Prodigy(ps, slice_p=2)),
+                      ("process_group", lambda ps: adaptlr.Prodigy(ps, process_group=True))):
+        model = _fsdp(_model(torch.float64))
+        try:
+            _train(model, make(model.parameters()), _batches(torch.float64)[:1], rank)
+            out[key] = "accepted"
+        except ValueError as e:
+            out[key] = str(e)
+    model = _fsdp(_model(torch.float64))
+    opt = adaptlr.Prodigy(model.parameters(), nonfinite="skip")
+    x, y = _batches(torch.float64)[0]
+    F.mse_loss(model(x[4 * rank:4 * rank + 4]), y[4 * rank:4 * rank + 4]).backward()
+    before = _flat(model)
+    if rank == 1:
+        next(model.parameters()).grad.to_local().view(-1)[0] = math.nan
+    opt.step()
+    out["skipped"] = opt.last_step_skipped and torch.equal(_flat(model), before)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- the processes
 def _worker(rank: int, path: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -382,10 +405,12 @@ def _worker(rank: int, path: str, out: str) -> None:
             results[key] = {"error": traceback.format_exc()}
         results[key]["seconds"] = time.perf_counter() - start
         dist.barrier()  # a failed case leaves no collective half-done on the other rank
-    try:
-        results["unreduced"] = _unreduced(rank)
-    except Exception:
-        results["unreduced"] = {"error": traceback.format_exc()}
+    for key, check in (("unreduced", _unreduced), ("guards", _guards)):
+        try:
+            results[key] = check(rank)
+        except Exception:
+            results[key] = {"error": traceback.format_exc()}
+        dist.barrier()
     with open(f"{out}.rank{rank}", "w") as f:
         json.dump(results, f)
     dist.barrier()
@@ -460,3 +485,14 @@ def test_sums_are_reduced(results):
         assert "error" not in r, r.get("error")
         for name, differ in r.items():
             assert differ > 1e-8, f"{name}: local sums give the same result, the matrix could not tell"
+
+
+def test_fsdp2_guards(results):
+    """slice_p > 1 and process_group are refused for DTensor parameters, saying why; a nan in one rank's shard
+    of a gradient makes every rank skip the step (nonfinite="skip")."""
+    for rank in range(2):
+        r = results[rank]["guards"]
+        assert "error" not in r, r.get("error")
+        assert "slice_p=2 is not supported for DTensor" in r["slice_p"]
+        assert "DTensor parameters (FSDP2) carry their device mesh" in r["process_group"]
+        assert r["skipped"], f"rank {rank} did not skip the step"
