@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adaptlr import SGD
 from adaptlr import schedules as S
 
 
@@ -354,3 +355,22 @@ def test_schedule_lr_with_a_lambda_warns_that_a_change_cannot_be_detected():
     with pytest.warns(UserWarning, match="changed function is not detected"):
         again.load_state_dict(state)
     assert again.last_epoch == sched.last_epoch
+
+
+@pytest.mark.parametrize("make", [torch.optim.SGD, SGD], ids=["torch", "adaptlr"])
+def test_schedule_lr_keeps_a_controllers_cut(make):
+    """The cut of a number lr lives in group["lr"] (as torch's ReduceLROnPlateau's): the scheduler, which
+    rewrites group["lr"] every step, multiplies the controllers' factor back in, for adaptlr's optimizers too."""
+    from adaptlr.controllers import ReduceOnPlateau
+
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = make([p], lr=0.1)
+    sched = S.as_torch_scheduler(opt, S.linear(1.0, 0.5, steps=10))
+    plateau = ReduceOnPlateau(opt, patience=0, factor=0.5)
+    for t in range(4):
+        p.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+        plateau.observe(1.0)  # flat: a cut after the second observation
+    assert plateau.factor == 0.125
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (1.0 - 0.05 * 4) * 0.125)

@@ -259,8 +259,8 @@ class Term:
 
 
 def _group_scale(group: Mapping[str, Any]) -> float:
-    """The controllers' factor on a param group's lr (``adaptlr_lr_scale``; ``lr_scale`` before the rename)."""
-    return float(group.get("adaptlr_lr_scale", group.get("lr_scale", 1.0)))
+    """The controllers' factor on a param group's lr (``adaptlr_lr_scale``; timm's ``lr_scale`` is not ours)."""
+    return float(group.get("adaptlr_lr_scale", 1.0))
 
 
 @dataclass

@@ -29,7 +29,7 @@ class ScheduleLR(LRScheduler):
     :math:`lr_i = base\_lr_i \cdot s(t) \cdot lr\_scale_i` where :math:`t` counts *applied* optimizer steps.
 
     Build it with :func:`as_torch_scheduler`. ``lr_scale`` is the product of the adaptlr controllers' factors
-    (only for optimizers that do not apply it themselves; read from ``group["adaptlr_lr_scale"]``). A step that
+    (``group["adaptlr_lr_scale"]``), for torch's optimizers and adaptlr's alike. A step that
     ``torch.amp.GradScaler`` skipped (the optimizer's ``step`` was never called) or that an adaptlr optimizer
     skipped (``optimizer.last_step_skipped``) does not advance the schedule. ``state_dict()`` stores the
     schedule's spec; see :meth:`load_state_dict`.
@@ -52,7 +52,6 @@ class ScheduleLR(LRScheduler):
         self.count = check_choice("count", count, ("applied", "calls"))
         self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
         self._applied = 0
-        self._native_scale = bool(getattr(type(optimizer), "supports_lr_scale", False))
         self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
         super().__init__(optimizer, last_epoch)
 
@@ -129,11 +128,11 @@ class ScheduleLR(LRScheduler):
         self._last_lr = values
         self._applied = 0
 
-    def _group_scale(self, group: dict[str, Any]) -> float:
-        """The controllers' factor that this scheduler multiplies in (1 where the optimizer applies it)."""
-        if self._native_scale:
-            return 1.0
-        return float(group.get("adaptlr_lr_scale", group.get("lr_scale", 1.0)))
+    @staticmethod
+    def _group_scale(group: dict[str, Any]) -> float:
+        """The controllers' factor, multiplied in: a group driven by this scheduler has a number as its lr, and
+        the controllers' cut of a number lr lives in ``group["lr"]`` itself, which this scheduler rewrites."""
+        return float(group.get("adaptlr_lr_scale", 1.0))
 
 
 def as_torch_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
