@@ -32,6 +32,9 @@ _SF_DOC = r"""
     ``train()``), so ``eval()`` then ``train()`` gives back bit-identical parameters, and a checkpoint saved
     in either mode resumes identically. Unlike the package, the optimizer starts in train mode (before the
     first step ``x = y = z``, so the modes agree); ``step()`` in eval mode raises, as in the package.
+    With ``torch.distributed.checkpoint`` save in train mode: it restores only the state a fresh optimizer
+    has, and ``y`` exists in eval mode only (``train()`` would then recompute ``y`` from ``x`` and ``z``,
+    equal up to rounding).
     ``effective_lr(i)`` is the scheduled lr of the next step (``lr`` times the warmup or the rectification).
 """
 
