@@ -480,3 +480,10 @@ def test_the_gpu_benchmark_dry_runs_in_the_interpreter_and_refuses_cleanly_witho
         out = subprocess.run([sys.executable, str(BENCH), "--device", "cuda"], capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 2 and "no CUDA device" in out.stdout
+
+
+def test_fused_supported_names_what_a_cpu_tensor_can_run_fused():
+    assert _select.fused_supported(torch.zeros(2, dtype=torch.float64))
+    assert _select.fused_supported(torch.zeros(2, dtype=torch.complex64))
+    assert not _select.fused_supported(torch.zeros(2, dtype=torch.bfloat16))  # (bfloat16: triton, on CUDA only)
+    assert not _select.fused_supported(torch.zeros(2, dtype=torch.float32, device="meta"))
