@@ -79,12 +79,21 @@ def override(engine: str) -> Iterator[None]:
 
 
 def fused_supported(t: torch.Tensor) -> bool:
-    """Whether ``fused=True`` can run parameter ``t``: on CPU the Numba engine (float32/float64), on CUDA the triton
-    engine (float32, float16, bfloat16, float64) when triton imports; complex ones through ``view_as_real``."""
+    """Whether ``fused=True`` can run parameter ``t``: on CPU the Numba engine (float32/float64) when Numba imports,
+    on CUDA the triton engine (float32, float16, bfloat16, float64) when triton imports; complex ones through
+    ``view_as_real``."""
     if t.device.type == "cuda":
         real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(t.dtype, t.dtype)
         return real in TRITON_DTYPES and triton_available()
-    return t.device.type == "cpu" and fused_dtype(t.dtype)
+    return t.device.type == "cpu" and fused_dtype(t.dtype) and numba_available()
+
+
+@lru_cache(maxsize=1)
+def numba_available() -> bool:
+    """Whether the fused CPU engine can run here (Numba imports)."""
+    from ._numba import available
+
+    return available()
 
 
 def fused_dtype(dtype: torch.dtype) -> bool:
@@ -194,7 +203,7 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
                         and _dense(t0))
                 key = ("triton", t0.dtype) if fits else ("foreach", None)
             else:
-                fits = (t0.device.type == "cpu" and t0.dtype in FUSED_DTYPES
+                fits = (t0.device.type == "cpu" and t0.dtype in FUSED_DTYPES and numba_available()
                         and all(t.stride() == stride for t in row[1:]) and _dense(t0))
                 key = ("fused", t0.dtype) if fits else ("foreach", None)
         parts.setdefault(key, []).append(i)
@@ -233,7 +242,7 @@ class Plan:
     def lookup(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
                ) -> list[tuple[str, list[int]]] | None:
         """The cached partition when it still applies and the volatile columns fit it, else None."""
-        if self.key is None or prefer != self.prefer:
+        if self.key is None or (prefer, tuple(_override)) != self.prefer:
             return None
         stable = self._stable(columns, volatile)
         if len(stable) != len(self.refs) or any(len(a) != len(b) or not all(map(operator.is_, a, b))
@@ -258,7 +267,7 @@ class Plan:
               parts: list[tuple[str, list[int]]]) -> None:
         self.refs = [list(c) for c in self._stable(columns, volatile)]
         self.key = self._key(self.refs[0])
-        self.prefer = prefer
+        self.prefer = (prefer, tuple(_override))  # (the routing depends on an active override too)
         self.parts = parts
         first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
         raw = {i for name, idx in parts if name in ("fused", "triton") for i in idx}  # rows run through pointers

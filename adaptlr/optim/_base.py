@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from ..engines import fused_available as _numba_available
-from ..engines._select import Plan, execute, fused_dtype, prepare, run
+from ..engines._select import Plan, execute, fused_supported, prepare, run
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "STEPS"]
@@ -19,8 +18,9 @@ __all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "
 ENGINE_DOC = """
     foreach (bool, optional): run the rule with ``torch._foreach_*`` ops over lists of tensors (True), or tensor
         by tensor (False). Default None: the fused engine where it applies, else foreach.
-    fused (bool, optional): run the rule as one Numba kernel per step (CPU, float32/float64). Default None: on
-        when Numba imports and the tensors are CPU float32/float64 and contiguous.
+    fused (bool, optional): run the rule as one generated one-pass kernel per step: Numba on CPU (float32/float64),
+        Triton on CUDA (float32/float16/bfloat16/float64). Default None: on where the tensors allow it (dense,
+        equally strided, plain tensors) and the compiler imports; the other tensors run on foreach.
     nonfinite (str, optional): what to do when a gradient holds inf or nan: ``"raise"`` (FloatingPointError),
         ``"skip"`` (the step changes nothing: not params, state or step counts) or None (no check, torch's
         behaviour; the check costs one pass over the gradients).
@@ -88,8 +88,6 @@ class Optimizer(torch.optim.Optimizer):
         fused = check_optional_bool("fused", fused)
         if fused and foreach:
             raise ValueError("`fused` and `foreach` cannot be `True` together.")
-        if fused and not _numba_available():
-            raise RuntimeError("fused=True needs Numba, which failed to import")
         for flag in ("maximize", "capturable", "differentiable"):
             if flag in defaults:
                 check_bool(flag, defaults[flag])
@@ -128,9 +126,11 @@ class Optimizer(torch.optim.Optimizer):
         self._refresh_lr(group)
         if group.get("fused"):
             for p in group["params"]:
-                if not (p.device.type == "cpu" and fused_dtype(p.dtype)):
-                    raise RuntimeError(f"fused=True supports CPU float32/float64 (and complex) parameters, got "
-                                       f"{p.dtype} on {p.device}")
+                if not fused_supported(p):
+                    raise RuntimeError(
+                        "fused=True supports CPU float32/float64 parameters when Numba imports, and CUDA float32/"
+                        f"float16/bfloat16/float64 ones when triton imports (and complex ones); got {p.dtype} on "
+                        f"{p.device}")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that (1) this optimizer keeps its own engine choice (``foreach`` and
@@ -318,9 +318,9 @@ class Optimizer(torch.optim.Optimizer):
             return "fused"
         if group.get("foreach") is False:
             return "loop"
-        if group.get("foreach") or torch.compiler.is_compiling() or not _numba_available():
+        if group.get("foreach") or torch.compiler.is_compiling():
             return "foreach"
-        return None  # fused where the tensors allow it, foreach for the rest
+        return None  # the one-pass engine where the tensors allow it (Numba on CPU, triton on CUDA), else foreach
 
     def _has_nonfinite(self) -> bool:
         """Whether a gradient holds inf or nan (subclasses that shard parameters agree on it across ranks)."""
