@@ -287,3 +287,14 @@ def test_find_lr_never_suggests_from_a_diverged_range(tmp_path, capsys):
     assert "suggested lr" not in out and "confidence 0.00" not in out
     assert "no suggestion: the loss diverged right at the start of the tested range (lr 10): start lower" in out
     assert fig.exists()
+
+
+def test_a_store_url_is_printed_without_its_password(capsys):
+    from adaptlr.lab.cli import _shown
+
+    assert _shown("postgresql://user:s3cret@db.example:5432/runs") == "postgresql://user:***@db.example:5432/runs"
+    assert _shown("runs.db") == "runs.db"
+    url = "postgresql://user:s3cret@127.0.0.1:1/none"  # nothing listens on port 1: the store cannot be opened
+    code = main(["report", "--store", url, "--no-figures"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3cret" not in err and err.count("\n") == 1, err

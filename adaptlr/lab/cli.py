@@ -95,7 +95,14 @@ def _open_store(path: str, create: bool = True) -> None:
         Store(path).close()
     except _store_errors() as e:
         msg = _one_line(e)
-        raise UsageError(msg if path in msg else f"cannot use the store {path}: {msg}") from None
+        raise UsageError(msg if _shown(path) in msg else f"cannot use the store {_shown(path)}: {msg}") from None
+
+
+def _shown(location: str) -> str:
+    """A store location as it may be printed: a URL's password is left out."""
+    import re
+
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", location)
 
 
 def _check_methods(specs: Sequence[str], tasks: Sequence[str], steps: int | None) -> None:
@@ -446,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except _store_errors() as e:
         store = getattr(args, "store", None)
-        where = f"the store {store}" if store else "a file"
+        where = f"the store {_shown(store)}" if store else "a file"
         print(f"adaptlr {args.command}: cannot use {where}: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
