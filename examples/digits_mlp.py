@@ -42,7 +42,7 @@ def main(epochs: int = 8, batch: int = 64, seed: int = 0) -> float:
 
     found = adaptlr.lr_find(model, loss_fn, batches(x, y, batch, seed), opt, start=1e-5, end=1.0, steps=len(x) // batch)
     steps_per_epoch = -(-len(x) // batch)
-    opt.param_groups[0]["lr"] = found.schedule(epochs * steps_per_epoch, kind="one_cycle")
+    opt.set_lr(found.schedule(epochs * steps_per_epoch, kind="one_cycle"))
     plateau = ReduceOnPlateau(opt, patience=1, factor=0.5)
     print(f"lr_find suggests {found.lr:.2e} ({found.suggestion.method}); one-cycle schedule peaks there")
 

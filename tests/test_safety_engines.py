@@ -366,3 +366,24 @@ def test_a_swapped_parameter_data_of_the_same_address_and_another_shape_is_refus
     p.grad = torch.randn(2, 3)
     with pytest.raises(RuntimeError):
         opt.step()
+
+
+def test_set_lr_and_a_schedule_assigned_by_hand_both_drive_group_lr():
+    from adaptlr import schedules
+
+    for how in ("set_lr", "by hand"):
+        p = torch.nn.Parameter(torch.zeros(2))
+        opt = adaptlr.SGD([p], lr=0.1)
+        p.grad = torch.ones(2)
+        opt.step()
+        s = schedules.cosine(0.5, 10)
+        if how == "set_lr":
+            opt.set_lr(s)
+        else:
+            opt.param_groups[0]["lr"] = s  # the habit of adaptlr < 0.2: adopted as the group's schedule
+        before = p.detach().clone()
+        opt.step()  # the clock is 1: this step uses s(1)
+        torch.testing.assert_close(before - p.detach(), torch.full((2,), s(1)))
+        assert opt.param_groups[0]["lr"] == pytest.approx(s(2)) and opt.param_groups[0]["adaptlr_schedule"] is s
+        opt.set_lr(0.01)
+        assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["adaptlr_schedule"] is None

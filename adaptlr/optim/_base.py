@@ -224,6 +224,18 @@ class Optimizer(torch.optim.Optimizer):
         lr = self._scheduled_lr(group)
         group["lr"] = group[_WRITTEN] = lr
 
+    def set_lr(self, lr: Any, group_index: int | None = None) -> None:
+        """Give one group (or all) a new learning rate: a number, a 0-dim tensor or a schedule (continuing from the
+        group's clock, ``group["adaptlr_steps"]``); ``group["lr"]`` then holds the next step's value."""
+        check_lr(lr)
+        for group in self.param_groups if group_index is None else [self.param_groups[group_index]]:
+            group[SCHEDULE] = lr if _is_schedule(lr) else None
+            group.pop(_WRITTEN, None)
+            if _is_schedule(lr):
+                self._refresh_lr(group)
+            else:
+                group["lr"] = lr
+
     def refresh_lr(self, group_index: int | None = None) -> None:
         """Recompute ``group["lr"]`` of one group (or all) after its factor changed (controllers call this)."""
         groups = self.param_groups if group_index is None else [self.param_groups[group_index]]
@@ -236,6 +248,10 @@ class Optimizer(torch.optim.Optimizer):
         A group driven by an adaptlr schedule refuses a ``group["lr"]`` written by someone else (a torch
         ``LRScheduler`` composed around it would otherwise be silently overwritten or multiplied in)."""
         lr = group["lr"]
+        if _is_schedule(lr):  # a schedule assigned to group["lr"] by hand (the habit before 0.2): adopt it
+            group[SCHEDULE] = lr
+            self._refresh_lr(group)
+            lr = group["lr"]
         if group.get(SCHEDULE) is not None:
             written = group.get(_WRITTEN)
             if "initial_lr" in group or (written is not lr and written != lr):  # (`is`: a nan written is ours)
