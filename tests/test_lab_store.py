@@ -379,3 +379,19 @@ def test_search_ranks_by_the_validation_metric(tmp_path):
         st.finish_run(c, _pts(1), {**SUMMARY, "final_metric": 0.3})
         with pytest.warns(UserWarning, match="no validation metric"):
             assert objective_value(st, "t", "noval", "b") == 0.3
+
+
+def test_workers_with_their_own_stores_share_the_study_and_its_slots(tmp_path):
+    """`--storage` shared, result stores not: the trial slots live beside the study, so the study still gets
+    exactly the trials asked for; each worker's store holds the runs it trained."""
+    optuna = pytest.importorskip("optuna")
+    from adaptlr.lab.search import tune
+
+    storage = str(tmp_path / "study.db")
+    kw = dict(sampler="optuna", storage=storage, study_name="s", steps=20, progress=False)
+    first = tune("linreg", "sgd(lr=?)", 3, store=str(tmp_path / "a.db"), **kw)
+    second = tune("linreg", "sgd(lr=?)", 3, store=str(tmp_path / "b.db"), **kw)
+    assert len(optuna.load_study(study_name="s", storage=store_url(storage)).get_trials()) == 3
+    assert first == second and len(first) == 3  # both report the whole study
+    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+        assert len(a.runs("linreg")) == 3 and b.runs("linreg") == []

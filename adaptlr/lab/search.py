@@ -7,12 +7,13 @@ the test metric is left for the reports.
 
 Optuna's study lives in an RDB storage: by default the store's own database (its SQLite file, or the
 PostgreSQL database of a ``postgresql://`` store). Several processes, on one machine or many, given the same
-task, spec, budget and ``storage`` share one study: ``trials`` is the study's total, each worker takes the
-next free trial slot from the result store before it asks Optuna for a trial, so the study ends with exactly
-``trials`` trials, whatever the number of workers. Slots are leased like the store's runs: a worker that dies
-mid-trial leaves its slot to another, which marks the dead trial failed and runs a new one (so the study then
-holds ``trials`` finished trials plus the failed one). Each slot's sampler is seeded with the slot's number, so
-workers explore different points (and the search repeats exactly with one worker).
+task, spec, budget and ``storage`` share one study: ``trials`` is the study's total. Each worker takes the next
+free trial slot before it asks Optuna for a trial, so the study ends with exactly ``trials`` trials whatever
+the number of workers; the slots are kept in the study's database, so workers that keep their own result
+stores but share a ``storage`` share them too. Slots are leased like the store's runs: a worker that dies
+mid-trial leaves its slot to another, which marks the dead trial failed and runs a new one (the study then
+holds ``trials`` finished trials plus the failed one). Each slot's sampler is seeded with the slot's number,
+so workers explore different points (and the search repeats exactly with one worker).
 
 >>> grid_points({"lr": (1e-3, 1e-1, True)}, 3)
 [{'lr': 0.001}, {'lr': 0.01}, {'lr': 0.1}]
@@ -138,6 +139,13 @@ def _with_retries(fn: Callable[[], Any], tries: int = 5) -> Any:
     return None
 
 
+def _optuna_url(storage: str) -> str:
+    """An Optuna storage URL as SQLAlchemy needs it: a path -> ``sqlite:///path``, ``postgresql://`` -> psycopg 3
+    (as for stores); other URLs (``mysql://...``) unchanged."""
+    scheme = storage.split("://", 1)[0] if "://" in storage else ""
+    return store_url(storage) if scheme in ("", "sqlite", "postgres", "postgresql", "postgresql+psycopg") else storage
+
+
 def _settle_dead_trial(study: Any, number: int) -> bool:
     """A trial whose worker died: True when it had finished anyway; else it is marked failed (False)."""
     import optuna
@@ -213,8 +221,13 @@ def tune(
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         name = study_name or f"{task}:{m.canonical}:steps={budget_steps},batch={budget_batch},seeds={seeds}"
-        with Store(store) as st:  # the lab's tables first (they may share one database with the study)
-            url = store_url(storage) if storage else st.url
+        with contextlib.ExitStack() as stack:
+            st = stack.enter_context(Store(store))  # the lab's tables first: they may share the study's database
+            url = _optuna_url(storage) if storage else st.url
+            # the trial slots live beside the study, so that workers with different result stores share them
+            # too (in the result store when the study's database is one the store does not support)
+            ours = url.startswith(("sqlite:", "postgresql+psycopg:"))
+            slots = st if url == st.url or not ours else stack.enter_context(Store(url, check=False))
             rdb = _with_retries(lambda: optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}))
 
             def open_study(seed: int) -> Any:
@@ -229,7 +242,7 @@ def tune(
             study = _with_retries(lambda: open_study(0))
 
             def objective(trial: Any, slot: Slot) -> float:
-                st.set_slot_trial(slot, trial.number)  # whoever takes the slot over marks this trial failed
+                slots.set_slot_trial(slot, trial.number)  # whoever takes the slot over marks this trial failed
                 values = {}
                 for n in names:
                     lo, hi, log = rng[n]
@@ -246,24 +259,24 @@ def tune(
             # one trial per slot: the slots of the study's scope are shared by every worker on this store
             scope = f"optuna:{name}"
             while True:
-                slot = st.claim_slot(scope, int(trials))
+                slot = slots.claim_slot(scope, int(trials))
                 if slot is None:  # every slot done, or held by live workers (one of them may still die)
-                    if st.slots_done(scope, int(trials)):
+                    if slots.slots_done(scope, int(trials)):
                         break
-                    time.sleep(st.poll_interval)
+                    time.sleep(slots.poll_interval)
                     continue
                 if slot.previous_trial is not None and _settle_dead_trial(study, slot.previous_trial):
-                    st.finish_slot(slot)  # its trial had finished before its worker died
+                    slots.finish_slot(slot)  # its trial had finished before its worker died
                     continue
                 study = open_study(slot.number)
-                with st.keep_alive(slot):
+                with slots.keep_alive(slot):
                     try:
                         study.optimize(lambda tr, slot=slot: objective(tr, slot), n_trials=1, catch=(SpecError,))
                     except BaseException:  # interrupted or broken: the slot goes back, another worker redoes it
                         with contextlib.suppress(Exception):
-                            st.release_slot(slot)
+                            slots.release_slot(slot)
                         raise
-                st.finish_slot(slot)
+                slots.finish_slot(slot)
             for tr in study.get_trials(deepcopy=False):
                 spec = tr.user_attrs.get("spec")
                 if spec is not None and tr.state.is_finished():
