@@ -129,7 +129,8 @@ def run(bench: Bench, jobs: int = 1, progress: bool = True) -> None:
         for seed in bench.seeds:
             key = f"{name}/{seed}"
             if key not in found:
-                found[key] = range_test_lr(task, seed)
+                lr = range_test_lr(task, seed)
+                found = {**bench.range_lrs(), key: lr}  # merged: other processes may share the file
                 bench.range_file.write_text(json.dumps(found, indent=1, sort_keys=True))
         for seed in bench.seeds:  # each seed trains at its own range test's suggestion
             spec = grid_spec(found[f"{name}/{seed}"])
@@ -208,7 +209,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
 def _within(q: float | None, grid: float | None, higher: bool) -> bool:
     if q is None or grid is None or not math.isfinite(q):
         return False
-    return q >= grid - 0.01 if higher else q <= grid * 1.02
+    return q >= grid - 0.01 - 1e-9 if higher else q <= grid * 1.02 + 1e-12
 
 
 def _badness(q: float | None, higher: bool) -> float:
