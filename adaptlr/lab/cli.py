@@ -421,6 +421,18 @@ def _parser() -> argparse.ArgumentParser:
     imports(s)
     s.set_defaults(fn=cmd_plot_schedule)
 
+    s = sub.add_parser("bench", help="benchmarks: 'tuning-free' (Auto and the LR-free methods vs a tuned grid)",
+                       add_help=False)
+    s.add_argument("name", choices=["tuning-free"])
+    s.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options (see its --help)")
+
+    def bench(a: argparse.Namespace) -> int:
+        from .tuning_free import main as tuning_free  # matplotlib and the tasks' data only when asked for
+
+        return tuning_free(a.rest)
+
+    s.set_defaults(fn=bench)
+
     s = sub.add_parser("list", help="tasks and the methods available now")
     s.set_defaults(fn=cmd_list)
     return p
