@@ -84,11 +84,6 @@ SKIP_MODE = {("zero64", "LBFGS"): "under ZeroRedundancyOptimizer each rank's L-B
 KNOWN = {
     ("dcp", "LBFGS"): "DCP's _init_optim_state creates the state of a fresh optimizer with step(closure=None); "
                       "adaptlr/optim/_lbfgs.py requires a closure (torch.optim.LBFGS alike)",
-    ("dcp", "NAdam"): "Optimizer.load_state_dict casts the float32 mu_product to float64 parameters' dtype "
-                      "(torch.optim.NAdam does too): a resumed float64 run differs by 1e-11",
-    ("dcp", "Prodigy+cosine+plateau"): "DCP's _init_optim_state writes group['lr'] = 0.0 for a zero step on a "
-                                       "fresh optimizer; adaptlr/optim/_base.py refuses a foreign lr on a scheduled "
-                                       "group",
 }
 #: the methods with global or per-tensor sums, also run with the last layer left out of fully_shard (a plain
 #: tensor, replicated, its gradient averaged by hand): its sums must count once, not once per rank

@@ -138,9 +138,18 @@ class Optimizer(torch.optim.Optimizer):
         state tensor laid out differently from its parameter (a ``channels_last`` checkpoint for a contiguous
         model, or the reverse) is re-laid out like the parameter, values unchanged, so the one-pass engine can run
         it. A state that does not fit its parameter at all (another shape, another model's parameter order) is
-        refused at the next step with torch's kind of error, before anything changes."""
+        refused at the next step with torch's kind of error, before anything changes. (3) A 0-dim floating state
+        other than ``step`` (NAdam's ``mu_product``) keeps its saved dtype, so a resumed run continues bit for bit
+        (torch casts it to the parameter's dtype: a float64 NAdam resumed from its own checkpoint drifts by 1e-11)."""
         kept = [(g.get("foreach"), g.get("fused"), g.get(SCHEDULE)) for g in self.param_groups]
+        saved = state_dict["state"]
+        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         super().load_state_dict(state_dict)
+        for i, p in zip(ids, [p for g in self.param_groups for p in g["params"]]):
+            for k, v in saved.get(i, {}).items():
+                if (k != "step" and isinstance(v, torch.Tensor) and v.dim() == 0 and v.is_floating_point()
+                        and k in self.state[p] and self.state[p][k].dtype != v.dtype):
+                    self.state[p][k] = self.state[p][k].to(v.dtype)
         self.__dict__.pop("_plans", None)  # (they hold the old state tensors until the next step otherwise)
         for group, (foreach, fused, schedule) in zip(self.param_groups, kept):
             group["foreach"], group["fused"] = foreach, fused
@@ -248,6 +257,8 @@ class Optimizer(torch.optim.Optimizer):
         A group driven by an adaptlr schedule refuses a ``group["lr"]`` written by someone else (a torch
         ``LRScheduler`` composed around it would otherwise be silently overwritten or multiplied in)."""
         lr = group["lr"]
+        if self.__dict__.get("_state_creating_step"):
+            return 0.0  # torch.distributed.checkpoint's zero step on a fresh optimizer (see step())
         if _is_schedule(lr):  # a schedule assigned to group["lr"] by hand (the habit before 0.2): adopt it
             group[SCHEDULE] = lr
             self._refresh_lr(group)
@@ -362,8 +373,19 @@ class Optimizer(torch.optim.Optimizer):
             self.last_step_skipped = True
             return loss
         self.last_step_skipped = False
-        self._step_all()
-        self._tick()
+        # torch.distributed.checkpoint creates the state of a fresh optimizer with one step at lr 0 (it writes
+        # group["lr"] = 0 and restores it after): honoured on scheduled groups too, and not counted on the clock
+        creating = not self.state and all(
+            g["lr"] == 0 for g in self.param_groups if g.get(SCHEDULE) is not None and not _is_schedule(g["lr"])
+        ) and any(g.get(SCHEDULE) is not None and not _is_schedule(g["lr"]) and g.get(_WRITTEN) != g["lr"]
+                  for g in self.param_groups)
+        self._state_creating_step = creating
+        try:
+            self._step_all()
+        finally:
+            self._state_creating_step = False
+        if not creating:
+            self._tick()
         return loss
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
