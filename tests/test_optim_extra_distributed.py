@@ -1,9 +1,10 @@
-"""Adafactor and Muon on DTensor (FSDP2-style sharded) parameters: whole-tensor statistics, 2 gloo processes.
+"""Adafactor, Muon and LBFGS on DTensor (FSDP2-style sharded) parameters: whole-tensor statistics, 2 gloo processes.
 
 Adafactor's RMS of the parameter and of the update, its row / column means, and Muon's Newton–Schulz iteration
 are functions of the whole tensor. With each parameter sharded over a 2-rank mesh (on its first or its last
 dim), every rank's result must equal one process holding the whole tensors, and the local-shard computation
-(what a per-shard optimizer would do) must not.
+(what a per-shard optimizer would do) must not. L-BFGS's dot products, sums and maxima over its flat vectors
+of local shards are all-reduced, so it too takes the steps of one process.
 """
 
 import os
@@ -67,5 +68,57 @@ def _worker(rank):
                                       rtol=1e-6) for p, e in zip(local, expected)), name
 
 
+def _lbfgs_run(params, full):
+    """8 L-BFGS steps with the strong-Wolfe line search; the loss is the same number on every rank."""
+    opt = adaptlr.LBFGS(params, lr=1.0, max_iter=5, history_size=4, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.0
+        for p in params:
+            term = ((p - 0.3) ** 4 + torch.sin(2 * p) + 0.5 * p**2).sum()
+            loss = loss + (full(term) if full is not None else term)
+        loss.backward()
+        return loss
+
+    for _ in range(8):
+        opt.step(closure)
+    return opt
+
+
+def _lbfgs_worker(rank):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (2,))
+    shapes = [(7, 3), (5,), (4,)]  # uneven shards; the last stays a plain (replicated) tensor
+    expected = [p.requires_grad_() for p in _init(shapes)]
+    ref = _lbfgs_run(expected, None)
+
+    def sharded():
+        init = _init(shapes)
+        return [torch.nn.Parameter(distribute_tensor(p, mesh, [Shard(0)])) for p in init[:2]] + [
+            init[2].requires_grad_()]
+
+    def full(t):
+        return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+    params = sharded()
+    opt = _lbfgs_run(params, full)
+    assert opt.state[params[0]]["func_evals"] == ref.state[expected[0]]["func_evals"]
+    for p, e in zip(params, expected):
+        got = full(p).detach()
+        torch.testing.assert_close(got, e.detach(), rtol=1e-10, atol=1e-12, msg=lambda m: f"LBFGS under FSDP2: {m}")
+    # L-BFGS on this rank's shards alone (its own dot products; no collectives): other steps, the test can tell
+    local = [torch.nn.Parameter(p.to_local().detach().clone()) if hasattr(p, "to_local") else p for p in sharded()]
+    _lbfgs_run(local, None)
+    mine = [e.detach()[: p.shape[0]] if rank == 0 else e.detach()[-p.shape[0]:] for p, e in zip(local, expected)]
+    assert any(not torch.allclose(p.detach(), m, rtol=1e-6) for p, m in zip(local, mine))
+
+
 def test_whole_tensor_statistics_on_dtensor_shards():
     _spawn(_worker)
+
+
+def test_lbfgs_on_dtensor_shards_equals_one_process():
+    _spawn(_lbfgs_worker)

@@ -18,6 +18,91 @@ def _value(loss: Any) -> float:
     return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 
+class FlatSpace:
+    """Reductions over the flattened parameter vector (one process, or every parameter whole on every rank)."""
+
+    distributed = False
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.dot(b)
+
+    def abs_max(self, a: torch.Tensor) -> torch.Tensor:
+        return a.abs().max()
+
+    def abs_sum(self, a: torch.Tensor) -> torch.Tensor:
+        return a.abs().sum()
+
+    def all_finite(self, a: torch.Tensor) -> bool:
+        return bool(torch.isfinite(a).all())
+
+
+class ShardedSpace(FlatSpace):
+    """The flat vector of a rank holds the *local shards* of DTensor (FSDP2) parameters and whole replicated
+    tensors: sums and maxima over the sharded entries are all-reduced over the mesh dims they are sharded on,
+    the replicated entries count once, so every rank gets the whole vector's values and takes the same steps."""
+
+    distributed = True
+
+    def __init__(self, sharded: torch.Tensor, replicated: torch.Tensor, groups: list[Any]) -> None:
+        self.sharded, self.replicated, self.groups = sharded, replicated, groups
+
+    def _reduce(self, local: torch.Tensor, op: Any) -> torch.Tensor:
+        import torch.distributed as dist
+
+        local = local.clone()
+        for g in self.groups:
+            dist.all_reduce(local, op=op, group=g)
+        return local
+
+    def _sum(self, terms: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        return self._reduce(terms[self.sharded].sum(), dist.ReduceOp.SUM) + terms[self.replicated].sum()
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._sum(a * b)
+
+    def abs_sum(self, a: torch.Tensor) -> torch.Tensor:
+        return self._sum(a.abs())
+
+    def abs_max(self, a: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        zero = a.new_zeros(())
+        sharded = a[self.sharded].abs().max() if self.sharded.numel() else zero
+        replicated = a[self.replicated].abs().max() if self.replicated.numel() else zero
+        return torch.maximum(self._reduce(sharded, dist.ReduceOp.MAX), replicated)
+
+    def all_finite(self, a: torch.Tensor) -> bool:
+        import torch.distributed as dist
+
+        bad = a.new_tensor(float(not bool(torch.isfinite(a).all())))
+        return not bool(self._reduce(bad, dist.ReduceOp.MAX))
+
+
+def flat_space(params: list[torch.Tensor]) -> FlatSpace:
+    """The reductions for ``params``' flat vector: :class:`ShardedSpace` when some are sharded DTensors."""
+    sharded, replicated, groups, offset = [], [], None, 0
+    for p in params:
+        n = p.to_local().numel() if is_dtensor(p) else p.numel()
+        n *= 2 if p.is_complex() else 1
+        dims = [i for i, pl in enumerate(p.placements) if pl.is_shard()] if is_dtensor(p) else []
+        if dims:
+            mine = [p.device_mesh.get_group(i) for i in dims]
+            if groups is not None and len(groups) != len(mine):
+                raise NotImplementedError("LBFGS: DTensor parameters sharded over different mesh dims")
+            groups = mine
+            sharded.append(torch.arange(offset, offset + n))
+        else:
+            replicated.append(torch.arange(offset, offset + n))
+        offset += n
+    if groups is None:
+        return FlatSpace()
+    empty = torch.zeros(0, dtype=torch.long)
+    return ShardedSpace(torch.cat(sharded) if sharded else empty, torch.cat(replicated) if replicated else empty,
+                        groups)
+
+
 def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
                       bounds: tuple[Any, Any] | None = None) -> Any:
     r"""The minimiser of the cubic through :math:`(x_1, f_1, f'_1)` and :math:`(x_2, f_2, f'_2)`, clipped to
@@ -43,7 +128,7 @@ def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
 
 def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor, f: float, g: torch.Tensor,
                  gtd: Any, c1: float = 1e-4, c2: float = 0.9, tolerance_change: float = 1e-9,
-                 max_ls: int = 25) -> tuple[float, torch.Tensor, Any, int]:
+                 max_ls: int = 25, space: FlatSpace | None = None) -> tuple[float, torch.Tensor, Any, int]:
     r"""A line search for a step :math:`t` along ``d`` that meets the strong Wolfe conditions
     :math:`f(x + t d) \le f + c_1 t\, g^\top d` and :math:`|\nabla f(x + t d)^\top d| \le c_2 |g^\top d|`.
 
@@ -53,11 +138,12 @@ def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor,
     flat gradient at :math:`x + t d`. Returns the loss, gradient and step of the best point, and the number of
     evaluations.
     """
-    d_norm = d.abs().max()
+    space = space or FlatSpace()
+    d_norm = space.abs_max(d)
     g = g.clone(memory_format=torch.contiguous_format)
     f_new, g_new = obj(x, t, d)
     evals = 1
-    gtd_new = g_new.dot(d)
+    gtd_new = space.dot(g_new, d)
     t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
     done = False
     ls_iter = 0
@@ -80,7 +166,7 @@ def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor,
         f_prev, g_prev, gtd_prev = f_new, g_new.clone(), gtd_new
         f_new, g_new = obj(x, t, d)
         evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = space.dot(g_new, d)
         ls_iter += 1
     if ls_iter == max_ls:
         bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
@@ -103,7 +189,7 @@ def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor,
             insufficient_progress = False
         f_new, g_new = obj(x, t, d)
         evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = space.dot(g_new, d)
         ls_iter += 1
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:  # not a new low: it closes the bracket
             bracket[high_pos], bracket_f[high_pos] = t, f_new
@@ -121,18 +207,19 @@ def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor,
 
 
 def two_loop_direction(g: torch.Tensor, dirs: list[torch.Tensor], steps: list[torch.Tensor], ro: list[Any],
-                       h_diag: Any, al: list[Any]) -> torch.Tensor:
+                       h_diag: Any, al: list[Any], space: FlatSpace | None = None) -> torch.Tensor:
     r"""The L-BFGS direction :math:`-H_t g` by the two-loop recursion (Nocedal & Wright, 2006, Algorithm 7.4),
     with :math:`H_0 = \gamma I`, :math:`\gamma = s^\top y / y^\top y` (``h_diag``); ``dirs`` are the gradient
     differences :math:`y_i`, ``steps`` the steps :math:`s_i`, ``ro`` :math:`1 / y_i^\top s_i`; ``al`` is scratch
     for the :math:`\alpha_i` (kept in the state, as torch)."""
+    space = space or FlatSpace()
     q = g.neg()
     for i in range(len(dirs) - 1, -1, -1):
-        al[i] = steps[i].dot(q) * ro[i]
+        al[i] = space.dot(steps[i], q) * ro[i]
         q.add_(dirs[i], alpha=-al[i])
     r = torch.mul(q, h_diag)
     for i in range(len(dirs)):
-        be_i = dirs[i].dot(r) * ro[i]
+        be_i = space.dot(dirs[i], r) * ro[i]
         r.add_(steps[i], alpha=al[i] - be_i)
     return r
 
@@ -158,11 +245,15 @@ class LBFGS(Optimizer):
         1e-9). history_size: :math:`m` (default 100). line_search_fn: None or ``"strong_wolfe"``.
         nonfinite: checked on the closure's first gradient (see :class:`adaptlr.Adam`).
 
-    One param group only, and all parameters on one device (as torch). The state is global and kept under the
-    first parameter, with torch's names (``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
-    ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``al``), so checkpoints move between the two. The
-    learning rate may be a schedule or scaled by a controller, as for every adaptlr optimizer: one ``step``
-    (however many iterations) is one tick of the schedule clock.
+    Under FSDP2 (DTensor parameters) each rank keeps the flat vectors of its local shards (and of any replicated
+    tensor), and every dot product, sum and maximum is all-reduced over the mesh: all ranks take the same
+    steps as one process holding everything, provided the closure returns the same loss on every rank (the
+    mean over ranks, say). One param group only, and all parameters on one device (as torch). The state is
+    global and kept under the first parameter, with torch's names (``func_evals``, ``n_iter``, ``d``, ``t``,
+    ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``al``), so checkpoints
+    move between the two (under FSDP2 its vectors are this rank's shards). The learning rate may be a schedule
+    or scaled by a controller, as for every adaptlr optimizer: one ``step`` (however many iterations) is one
+    tick of the schedule clock.
 
     >>> opt = LBFGS(model.parameters(), line_search_fn="strong_wolfe")  # doctest: +SKIP
     >>> def closure():  # doctest: +SKIP
@@ -191,9 +282,7 @@ class LBFGS(Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
         self._params = self.param_groups[0]["params"]
-        if any(is_dtensor(p) for p in self._params):
-            raise NotImplementedError("LBFGS does not support DTensor (sharded) parameters: its dot products and "
-                                      "line search run on the whole flattened parameter vector")
+        self._space = flat_space(self._params)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if self.param_groups:
@@ -202,17 +291,21 @@ class LBFGS(Optimizer):
 
     # ------------------------------------------------------------------ the parameters as one flat vector
     def _views(self) -> list[torch.Tensor]:
-        return [torch.view_as_real(p) if p.is_complex() else p for p in self._params]
+        """The tensors this rank updates: local shards of DTensors (sharing their memory), real views of complex."""
+        views = [p.to_local() if is_dtensor(p) else p for p in self._params]
+        return [torch.view_as_real(p) if p.is_complex() else p for p in views]
 
     def _flat_grad(self) -> torch.Tensor:
         views = []
         for p in self._params:
-            if p.grad is None:
-                view = p.new_zeros(p.numel())
-            elif p.grad.is_sparse:
-                view = p.grad.to_dense().view(-1)
+            grad = p.grad.to_local() if is_dtensor(p.grad) else p.grad
+            if grad is None:
+                local = p.to_local() if is_dtensor(p) else p
+                view = local.new_zeros(local.numel())
+            elif grad.is_sparse:
+                view = grad.to_dense().view(-1)
             else:
-                view = p.grad.reshape(-1)  # (torch's view(-1) fails for a non-contiguous gradient)
+                view = grad.reshape(-1)  # (torch's view(-1) fails for a non-contiguous gradient)
             views.append(torch.view_as_real(view).view(-1) if view.is_complex() else view)
         return torch.cat(views, 0)
 
@@ -248,7 +341,8 @@ class LBFGS(Optimizer):
         orig_loss = closure()
         loss = _value(orig_loss)
         flat_grad = self._flat_grad()
-        if self.nonfinite is not None and not bool(torch.isfinite(flat_grad).all()):
+        space = self._space
+        if self.nonfinite is not None and not space.all_finite(flat_grad):
             if self.nonfinite == "raise":
                 raise FloatingPointError("LBFGS: a gradient holds inf or nan (nonfinite='raise')")
             self.last_step_skipped = True
@@ -260,7 +354,7 @@ class LBFGS(Optimizer):
         state["func_evals"] += 1
         current_evals = 1
         self._tick()
-        if flat_grad.abs().max() <= tol_grad:
+        if space.abs_max(flat_grad) <= tol_grad:
             return orig_loss
 
         d, t = state.get("d"), state.get("t")
@@ -277,7 +371,7 @@ class LBFGS(Optimizer):
             else:
                 y = flat_grad.sub(prev_flat_grad)
                 s = d.mul(t)
-                ys = y.dot(s)
+                ys = space.dot(y, s)
                 if ys > 1e-10:  # keep the pair only where the curvature condition holds
                     if len(old_dirs) == history_size:
                         old_dirs.pop(0)
@@ -286,18 +380,18 @@ class LBFGS(Optimizer):
                     old_dirs.append(y)
                     old_stps.append(s)
                     ro.append(1.0 / ys)
-                    h_diag = ys / y.dot(y)
+                    h_diag = ys / space.dot(y, y)
                 if "al" not in state:
                     state["al"] = [None] * history_size
-                d = two_loop_direction(flat_grad, old_dirs, old_stps, ro, h_diag, state["al"])
+                d = two_loop_direction(flat_grad, old_dirs, old_stps, ro, h_diag, state["al"], space)
             if prev_flat_grad is None:
                 prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
             else:
                 prev_flat_grad.copy_(flat_grad)
             prev_loss = loss
             # the step length
-            t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr if state["n_iter"] == 1 else lr
-            gtd = flat_grad.dot(d)
+            t = min(1.0, 1.0 / space.abs_sum(flat_grad)) * lr if state["n_iter"] == 1 else lr
+            gtd = space.dot(flat_grad, d)
             if gtd > -tol_change:  # not a descent direction (to tolerance)
                 break
             if group["line_search_fn"] == "strong_wolfe":
@@ -307,9 +401,9 @@ class LBFGS(Optimizer):
                     return self._evaluate_at(closure, x, step, direction)
 
                 loss, flat_grad, t, ls_evals = strong_wolfe(obj, x_init, t, d, loss, flat_grad, gtd,
-                                                            max_ls=max_eval - current_evals)
+                                                            max_ls=max_eval - current_evals, space=space)
                 self._add(t, d)
-                opt_cond = flat_grad.abs().max() <= tol_grad
+                opt_cond = space.abs_max(flat_grad) <= tol_grad
             else:
                 self._add(t, d)
                 ls_evals = 0
@@ -317,13 +411,13 @@ class LBFGS(Optimizer):
                 if n_iter != max_iter:  # re-evaluate, except after the last iteration (as torch)
                     loss = _value(closure())
                     flat_grad = self._flat_grad()
-                    opt_cond = flat_grad.abs().max() <= tol_grad
+                    opt_cond = space.abs_max(flat_grad) <= tol_grad
                     ls_evals = 1
             current_evals += ls_evals
             state["func_evals"] += ls_evals
             if n_iter == max_iter or current_evals >= max_eval or opt_cond:
                 break
-            if d.mul(t).abs().max() <= tol_change or abs(loss - prev_loss) < tol_change:  # no progress
+            if space.abs_max(d.mul(t)) <= tol_change or abs(loss - prev_loss) < tol_change:  # no progress
                 break
 
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
