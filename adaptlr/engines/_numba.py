@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._raw import RawPointerEngine
 from ._trace import Program, Ref, trace
 
 CHUNK = 1 << 15  # elements per parallel work item
@@ -207,7 +208,7 @@ def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
         raise RuntimeError("fused engine: one call runs one dtype")
 
 
-class NumbaEngine:
+class NumbaEngine(RawPointerEngine):
     """One-pass CPU kernels for float32 / float64 contiguous tensors."""
 
     name = "fused"
@@ -235,14 +236,7 @@ class NumbaEngine:
             self._chunks[sizes] = table
         return table
 
-    def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-              flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
-        """Run ``fn`` in one kernel; every tensor is checked first (see :func:`check_fused`)."""
-        lists = [c for c in columns if isinstance(c, list)]
-        if not lists or not lists[0]:
-            return (0.0,) * n_sums
-        check_fused(lists)
-        return self.apply_checked(fn, columns, writes, scalars, flags, n_sums)
+    check = staticmethod(check_fused)
 
     def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
                       scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._raw import RawPointerEngine
 from ._trace import Program, Ref, trace
 
 __all__ = ["BLOCK", "CHUNK", "DTYPES", "TritonEngine", "available", "interpreting", "kernel_source"]
@@ -351,7 +352,7 @@ def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.d
 
 
 # ------------------------------------------------------------------------------------------------- engine
-class TritonEngine:
+class TritonEngine(RawPointerEngine):
     """One-pass Triton kernels over float32 / float16 / bfloat16 / float64 tensors (CUDA, or CPU interpreted).
 
     ``block`` and ``chunk`` (elements) and ``num_warps`` tune the launch; the defaults suit memory-bound
@@ -420,14 +421,7 @@ class TritonEngine:
         return table
 
     # running --------------------------------------------------------------------------------------------
-    def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-              flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
-        """Run ``fn`` (see ``docs/CONTRACTS.md``) in one launch; every tensor is checked first (:func:`check`)."""
-        lists = [c for c in columns if isinstance(c, list)]
-        if not lists or not lists[0]:
-            return (0.0,) * n_sums
-        check(lists)
-        return self.apply_checked(fn, columns, writes, scalars, flags, n_sums)
+    check = staticmethod(check)
 
     def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
                       scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
