@@ -68,13 +68,14 @@ def _worker(rank):
                                       rtol=1e-6) for p, e in zip(local, expected)), name
 
 
-def _lbfgs_run(params, full):
-    """8 L-BFGS steps with the strong-Wolfe line search; the loss is the same number on every rank."""
+def _lbfgs_run(params, full, offset=0.0):
+    """8 L-BFGS steps with the strong-Wolfe line search. ``offset``: a constant added to this rank's loss (the
+    ranks' losses differ, as with FSDP's per-rank batches; their mean is the loss of one process)."""
     opt = adaptlr.LBFGS(params, lr=1.0, max_iter=5, history_size=4, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = 0.0
+        loss = offset
         for p in params:
             term = ((p - 0.3) ** 4 + torch.sin(2 * p) + 0.5 * p**2).sum()
             loss = loss + (full(term) if full is not None else term)
@@ -104,7 +105,7 @@ def _lbfgs_worker(rank):
         return t.full_tensor() if hasattr(t, "full_tensor") else t
 
     params = sharded()
-    opt = _lbfgs_run(params, full)
+    opt = _lbfgs_run(params, full, offset=0.25 if rank == 0 else -0.25)
     assert opt.state[params[0]]["func_evals"] == ref.state[expected[0]]["func_evals"]
     for p, e in zip(params, expected):
         got = full(p).detach()

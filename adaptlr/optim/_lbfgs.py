@@ -35,6 +35,9 @@ class FlatSpace:
     def all_finite(self, a: torch.Tensor) -> bool:
         return bool(torch.isfinite(a).all())
 
+    def mean_loss(self, loss: float) -> float:
+        return loss
+
 
 class ShardedSpace(FlatSpace):
     """The flat vector of a rank holds the *local shards* of DTensor (FSDP2) parameters and whole replicated
@@ -43,8 +46,18 @@ class ShardedSpace(FlatSpace):
 
     distributed = True
 
-    def __init__(self, sharded: torch.Tensor, replicated: torch.Tensor, groups: list[Any]) -> None:
-        self.sharded, self.replicated, self.groups = sharded, replicated, groups
+    def __init__(self, sharded: torch.Tensor, replicated: torch.Tensor, groups: list[Any], mesh: Any) -> None:
+        self.sharded, self.replicated, self.groups, self.mesh = sharded, replicated, groups, mesh
+
+    def mean_loss(self, loss: float) -> float:
+        """The mean of the ranks' losses over the whole mesh (data parallel: the loss whose gradient FSDP
+        averages; the same number on every rank, so the line search decides alike everywhere)."""
+        import torch.distributed as dist
+
+        t = torch.tensor([loss], dtype=torch.float64, device=self.sharded.device)
+        for i in range(self.mesh.ndim):
+            dist.all_reduce(t, group=self.mesh.get_group(i))
+        return float(t) / self.mesh.size()
 
     def _reduce(self, local: torch.Tensor, op: Any) -> torch.Tensor:
         import torch.distributed as dist
@@ -82,7 +95,7 @@ class ShardedSpace(FlatSpace):
 
 def flat_space(params: list[torch.Tensor]) -> FlatSpace:
     """The reductions for ``params``' flat vector: :class:`ShardedSpace` when some are sharded DTensors."""
-    sharded, replicated, groups, offset = [], [], None, 0
+    sharded, replicated, groups, mesh, offset = [], [], None, None, 0
     for p in params:
         n = p.to_local().numel() if is_dtensor(p) else p.numel()
         n *= 2 if p.is_complex() else 1
@@ -91,7 +104,7 @@ def flat_space(params: list[torch.Tensor]) -> FlatSpace:
             mine = [p.device_mesh.get_group(i) for i in dims]
             if groups is not None and len(groups) != len(mine):
                 raise NotImplementedError("LBFGS: DTensor parameters sharded over different mesh dims")
-            groups = mine
+            groups, mesh = mine, p.device_mesh
             sharded.append(torch.arange(offset, offset + n))
         else:
             replicated.append(torch.arange(offset, offset + n))
@@ -100,7 +113,7 @@ def flat_space(params: list[torch.Tensor]) -> FlatSpace:
         return FlatSpace()
     empty = torch.zeros(0, dtype=torch.long)
     return ShardedSpace(torch.cat(sharded) if sharded else empty, torch.cat(replicated) if replicated else empty,
-                        groups)
+                        groups, mesh)
 
 
 def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
@@ -247,13 +260,14 @@ class LBFGS(Optimizer):
 
     Under FSDP2 (DTensor parameters) each rank keeps the flat vectors of its local shards (and of any replicated
     tensor), and every dot product, sum and maximum is all-reduced over the mesh: all ranks take the same
-    steps as one process holding everything, provided the closure returns the same loss on every rank (the
-    mean over ranks, say). One param group only, and all parameters on one device (as torch). The state is
-    global and kept under the first parameter, with torch's names (``func_evals``, ``n_iter``, ``d``, ``t``,
-    ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``al``), so checkpoints
-    move between the two (under FSDP2 its vectors are this rank's shards). The learning rate may be a schedule
-    or scaled by a controller, as for every adaptlr optimizer: one ``step`` (however many iterations) is one
-    tick of the schedule clock.
+    steps as one process holding everything. The loss the line search compares is the mean of the ranks'
+    closure losses (the loss whose gradient FSDP averages); ``step`` returns this rank's own first loss.
+
+    One param group only, and all parameters on one device (as torch). The state is global and kept under the
+    first parameter, with torch's names (``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
+    ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``al``), so checkpoints move between the two (under
+    FSDP2 its vectors are this rank's shards). The learning rate may be a schedule or scaled by a controller, as
+    for every adaptlr optimizer: one ``step`` (however many iterations) is one tick of the schedule clock.
 
     >>> opt = LBFGS(model.parameters(), line_search_fn="strong_wolfe")  # doctest: +SKIP
     >>> def closure():  # doctest: +SKIP
@@ -320,7 +334,7 @@ class LBFGS(Optimizer):
                      d: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Loss and flat gradient at ``x + t d``; the parameters are left at ``x``."""
         self._add(t, d)
-        loss = _value(closure())
+        loss = self._space.mean_loss(_value(closure()))
         flat_grad = self._flat_grad()
         for p, saved in zip(self._params, x):
             p.copy_(saved)
@@ -339,7 +353,7 @@ class LBFGS(Optimizer):
         history_size = group["history_size"]
 
         orig_loss = closure()
-        loss = _value(orig_loss)
+        loss = self._space.mean_loss(_value(orig_loss))
         flat_grad = self._flat_grad()
         space = self._space
         if self.nonfinite is not None and not space.all_finite(flat_grad):
@@ -409,7 +423,7 @@ class LBFGS(Optimizer):
                 ls_evals = 0
                 opt_cond = False
                 if n_iter != max_iter:  # re-evaluate, except after the last iteration (as torch)
-                    loss = _value(closure())
+                    loss = self._space.mean_loss(_value(closure()))
                     flat_grad = self._flat_grad()
                     opt_cond = space.abs_max(flat_grad) <= tol_grad
                     ls_evals = 1
