@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup clean postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m adaptlr.demo
 
-test: $(TEST_STAMP)
+# the PostgreSQL tests start a throwaway server from these binaries; without them they are reported as skipped
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null && (apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	    sudo -n apt-get install -y -q postgresql >/dev/null 2>&1); } || \
+	  echo "PostgreSQL could not be installed: its tests will be reported as skipped"
+
+test: $(TEST_STAMP) postgres
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)

@@ -225,11 +225,11 @@ def cmd_tune(a: argparse.Namespace) -> int:
     from rich.table import Table
 
     t = Table(
-        title=f"{a.task}: {a.method} ({a.sampler}, median final metric over {a.seeds} seed(s))",
+        title=f"{a.task}: {a.method} ({a.sampler}, median final validation metric over {a.seeds} seed(s))",
         title_justify="left",
     )
     t.add_column("spec")
-    t.add_column("final metric", justify="right")
+    t.add_column("validation metric", justify="right")
     for spec, v in res:
         t.add_row(spec, f"{v:.4g}" if math.isfinite(v) else "diverged")
     console.print(t)
@@ -353,7 +353,8 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     def common(s: argparse.ArgumentParser, jobs: bool = True) -> None:
-        s.add_argument("--store", default="runs.db", help="SQLite result store (default: runs.db)")
+        s.add_argument("--store", default="runs.db",
+                       help="result store: a SQLite path or postgresql://USER@HOST/DB (default: runs.db)")
         s.add_argument("--steps", type=_positive, help="training steps per run (default: the task's)")
         s.add_argument("--batch-size", type=_positive, help="batch size (default: the task's)")
         s.add_argument(
@@ -378,7 +379,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("report", help="tables and figures from a store")
-    s.add_argument("--store", default="runs.db")
+    s.add_argument("--store", default="runs.db", help="a SQLite path or postgresql://USER@HOST/DB (default: runs.db)")
     s.add_argument("--task", help="only these tasks (comma-separated)")
     s.add_argument("--out", default="out")
     s.add_argument("--target", type=_finite_float, help="metric target for time-to-target (default: each task's)")
