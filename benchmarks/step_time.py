@@ -3,7 +3,7 @@
 Two workloads (float32, CPU, random gradients):
   (a) ~34M parameters in transformer-like shapes: 8 blocks of d=512 (4 attention matrices, a 4d MLP, biases,
       norms) plus a 16384 x 512 embedding;
-  (b) 400 tensors of 2,048 elements (per-tensor overhead).
+  (b) 400 tensors of 2,048 elements and (c) 2,000 tensors of 16 elements (per-tensor overhead).
 For each optimizer and engine: median and min over repeats, in two rounds (the second is reported; the first
 warms caches and JIT), with ``torch.set_num_threads`` fixed; ratios to torch's foreach and, where torch has
 one, its fused implementation. Then the first step's time (Numba compile) in a fresh process with an empty
@@ -66,7 +66,8 @@ def transformer_shapes(blocks: int = 8, d: int = 512, vocab: int = 16384) -> lis
     return shapes
 
 
-WORKLOADS = {"a: 34M transformer": transformer_shapes, "b: 400 x 2048": lambda: [(2048,)] * 400}
+WORKLOADS = {"a: 34M transformer": transformer_shapes, "b: 400 x 2048": lambda: [(2048,)] * 400,
+             "c: 2000 x 16": lambda: [(16,)] * 2000}
 
 
 def make_params(shapes):
