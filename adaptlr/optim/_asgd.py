@@ -31,6 +31,8 @@ class ASGD(Optimizer):
         maximize (default False).
     """ + ENGINE_DOC + r"""
     State: ``step``, ``eta`` (:math:`\eta`), ``mu`` (:math:`\mu`), ``ax`` (the average :math:`\bar p`), as torch.
+    (On load, ``eta`` and ``mu`` keep their saved dtype, as every 0-dim state does in adaptlr, so a resumed run
+    is bit-identical; torch.optim.ASGD casts them to the parameter's dtype.)
 
     >>> opt = ASGD(model.parameters(), lr=1e-2, t0=100)  # doctest: +SKIP
     >>> averaged = [opt.state[p]["ax"] for p in model.parameters()]  # doctest: +SKIP
@@ -50,19 +52,6 @@ class ASGD(Optimizer):
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, maximize=maximize,
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch, then ``eta`` and ``mu`` back in the dtype of ``step`` (the scalar dtype they are created in).
-
-        torch.optim.ASGD's load casts them to the parameter's dtype, so a resumed torch ASGD continues with
-        float64 ``eta`` where an uninterrupted one rounds it to float32 (under the default dtype); keeping the
-        dtype makes a resumed run bit-identical to an uninterrupted one, for checkpoints of either library.
-        """
-        super().load_state_dict(state_dict)
-        for state in self.state.values():
-            for key in ("eta", "mu"):
-                if key in state and torch.is_tensor(state[key]) and torch.is_tensor(state.get("step")):
-                    state[key] = state[key].to(state["step"].dtype)
 
     def _init_state(self, group, p, state):
         dtype = scalar_dtype()
