@@ -386,7 +386,7 @@ def _worker(rank: int, path: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2,
-                            timeout=datetime.timedelta(minutes=10))
+                            timeout=datetime.timedelta(minutes=4))
     results = {}
     tmp = os.path.dirname(out)
     for mode, name in _cases():

@@ -48,7 +48,7 @@ def _init(rank, path):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     # generous: under load (pytest -n 2, Numba compiling into a cold cache) a rank can be minutes late
-    timeout = datetime.timedelta(minutes=10)
+    timeout = datetime.timedelta(minutes=4)  # (a deadlocked collective fails the test within minutes)
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=timeout)
 
 
