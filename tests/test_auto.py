@@ -218,3 +218,11 @@ def test_auto_through_adaptlr_compare(tmp_path, capsys):
         auto = runs["auto(keep=2)"]
         assert auto["final_val_metric"] is not None and auto["final_metric"] is not None
         assert st.points(auto["id"])[-1]["val_metric"] == pytest.approx(auto["final_val_metric"])
+
+
+def test_warns_when_validation_alone_exceeds_the_budget():
+    train, val = _problem()
+    with pytest.warns(UserWarning, match="no room"):
+        result = Auto().fit(_model(), F.mse_loss, train, val, steps=20, val_cost=5.0)
+    assert result.cost > 1.5  # honest accounting: counted, not hidden
+    assert Auto(branch=0.0).planned_cost(200, 1.5) <= 1.5  # one-step minimums are trimmed to fit

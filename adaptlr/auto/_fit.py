@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,8 +102,9 @@ class Auto:
 
     Cost, counted in training steps: :math:`T + (|\Lambda| - 1)\,s_1 + (k - 1)(s_2 - s_1) + k\,c` plus
     ``val_cost`` per held-out evaluation (:math:`|\Lambda| + k + 1` of them); the rung fractions are scaled so
-    that this is at most ``budget`` :math:`\times T` (1.5 by default). The inner optimizer's step is AdamW's
-    (plus setting one float per group).
+    that this is at most ``budget`` :math:`\times T` (1.5 by default; when the evaluations alone leave no room,
+    the races shrink to one step per rung and :meth:`fit` warns that the cost exceeds the budget). The inner
+    optimizer's step is AdamW's (plus setting one float per group).
 
     Args:
         lrs: the candidate learning rates (peak of each WSD schedule).
@@ -191,6 +193,15 @@ class Auto:
         c = max(1, int(self.branch * scale * steps))
         s2 = min(s2, steps)
         s1 = min(s1, s2)
+        # the one-step minimums can overshoot a tiny budget: shorten rung 2 (then rung 1) until it fits
+        def over() -> float:
+            return n * s1 + k * (s2 - s1 + c) + steps - s2 + evals - self.budget * steps
+
+        while over() > 1e-9 and s2 > s1 + 1:
+            s2 -= 1
+        while over() > 1e-9 and s1 > 1:
+            s1 -= 1
+            s2 -= 1
         return {
             "steps": steps,
             "rung1": s1,
@@ -251,6 +262,14 @@ class Auto:
             vrows = sum(_rows(b) for b in val_batches)
             vcost = float(val_cost) if val_cost is not None else vrows / (3.0 * max(1, batch_rows))
         p = self.plan(steps, vcost)
+        planned = self.planned_cost(steps, vcost)
+        if planned > self.budget + 1e-9:
+            warnings.warn(
+                f"Auto: {len(self.lrs) + self.keep + 1} validation passes of {vcost:.3g} steps each leave no room "
+                f"for races within budget={self.budget} of {steps} steps; the minimal races cost {planned:.2f} "
+                "runs (use a smaller validation set or a longer run)",
+                stacklevel=2,
+            )
         groups = _groups(model, params)
         was_training = model.training
         model.train()
