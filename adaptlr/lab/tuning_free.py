@@ -251,7 +251,7 @@ def table(summary: Mapping[str, Any]) -> str:
                 cells.append(f"{q:.4g}" + ("" if m == GRID else f" ({r:.2f}x)"))
         lines.append(f"| {t} ({s['metric']}, {s['steps']}) | " + " | ".join(cells) + " |")
     lines += ["", "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
-              "ratio | mean rank | compute (runs) | wall / one run |", "|---|---|---|---|---|---|---|"]
+              "ratio | mean rank | compute (runs, max over tasks) | wall / one run |", "|---|---|---|---|---|---|---|"]
     for m in labels:
         rs = [r for r in ratios[m] if math.isfinite(r) and r > 0]
         geo = math.exp(sum(math.log(r) for r in rs) / len(rs)) if rs else math.nan
