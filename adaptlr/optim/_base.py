@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
 from typing import Any
 
 import torch
@@ -210,6 +209,7 @@ class Optimizer(torch.optim.Optimizer):
     #: set True on an optimizer (``opt.allow_negative_lr = True``) to let a schedule or controller give a
     #: negative learning rate on purpose (gradient ascent); a non-finite learning rate is always refused
     allow_negative_lr: bool = False
+    _state_creating_step: bool = False  # (see step(): torch.distributed.checkpoint's zero step)
 
     def _scheduled_lr(self, group: dict[str, Any]) -> float:
         """``schedule(clock) x factor`` for a group with a schedule (checked when a step is about to use it)."""
@@ -257,7 +257,7 @@ class Optimizer(torch.optim.Optimizer):
         A group driven by an adaptlr schedule refuses a ``group["lr"]`` written by someone else (a torch
         ``LRScheduler`` composed around it would otherwise be silently overwritten or multiplied in)."""
         lr = group["lr"]
-        if self.__dict__.get("_state_creating_step"):
+        if self._state_creating_step:
             return 0.0  # torch.distributed.checkpoint's zero step on a fresh optimizer (see step())
         if _is_schedule(lr):  # a schedule assigned to group["lr"] by hand (the habit before 0.2): adopt it
             group[SCHEDULE] = lr
@@ -375,18 +375,22 @@ class Optimizer(torch.optim.Optimizer):
         self.last_step_skipped = False
         # torch.distributed.checkpoint creates the state of a fresh optimizer with one step at lr 0 (it writes
         # group["lr"] = 0 and restores it after): honoured on scheduled groups too, and not counted on the clock
-        creating = not self.state and all(
-            g["lr"] == 0 for g in self.param_groups if g.get(SCHEDULE) is not None and not _is_schedule(g["lr"])
-        ) and any(g.get(SCHEDULE) is not None and not _is_schedule(g["lr"]) and g.get(_WRITTEN) != g["lr"]
-                  for g in self.param_groups)
-        self._state_creating_step = creating
-        try:
-            self._step_all()
-        finally:
-            self._state_creating_step = False
-        if not creating:
-            self._tick()
+        if not torch.compiler.is_compiling() and self._zeroed_by_checkpoint() and not self.state:
+            self._state_creating_step = True
+            try:
+                self._step_all()
+            finally:
+                self._state_creating_step = False
+            return loss
+        self._step_all()
+        self._tick()
         return loss
+
+    def _zeroed_by_checkpoint(self) -> bool:
+        """Whether this (stateless) optimizer's scheduled groups had their lr set to 0 from outside, as
+        ``torch.distributed.checkpoint`` does to create the state with one zero step."""
+        scheduled = [g for g in self.param_groups if g.get(SCHEDULE) is not None and not _is_schedule(g["lr"])]
+        return bool(scheduled) and all(g["lr"] == 0 and g.get(_WRITTEN) != 0 for g in scheduled)
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
         """The parameters of ``group`` that have a gradient, their gradients and their (lazily created) state."""
@@ -416,11 +420,13 @@ class Optimizer(torch.optim.Optimizer):
         # checked (and partitioned, once per set of tensors: see engines._select.Plan) before any state changes, so
         # a refused step leaves everything as it was; a state that _advance creates on the first step (SGD's
         # momentum buffer) is created right, so only existing ones are checked
-        present = [n for n in names if n is not None and all(map(dict.__contains__, states, repeat(n)))]
-        plans = self.__dict__.setdefault("_plans", {})
-        plan = plans.get(id(group))
-        if plan is None:
-            plan = plans[id(group)] = Plan()
+        present = [n for n in names if n is not None and all(n in s for s in states)]
+        plan = None
+        if not torch.compiler.is_compiling():  # (under torch.compile the graph's guards do this job)
+            plans = self.__dict__.setdefault("_plans", {})
+            plan = plans.get(id(group))
+            if plan is None:
+                plan = plans[id(group)] = Plan()
         checked, parts = prepare([params, grads, *[[s[n] for s in states] for n in present]], prefer,
                                  ("param", "grad", *present), plan=plan, volatile=(1,))
         keys = self._advance(group, params, states)
