@@ -59,7 +59,10 @@ class AutoResult:
     training run of ``steps`` steps (a held-out evaluation counted as ``val_cost`` steps); ``racers``: every
     candidate with its validation scores; ``optimizer``: the winner's optimizer (its state after the last step,
     so training can go on); ``val_score``: the committed model's validation score; ``committed``: ``"final"``
-    (the model at the end of the run) or ``"branch"`` (an annealed race branch that validated better)."""
+    (the model at the end of the run) or ``"branch"`` (an annealed race branch that validated better), or
+    ``"race"`` after ``fit(race_only=True)``: the model holds the winner's state at the branch point (step
+    ``plan["rung2"]``), ``optimizer`` its optimizer there, ``val_score`` the winner's annealed-branch score and
+    ``branch`` that annealed branch's model state (for ``keep_best``; None otherwise), ``cost`` the race's."""
 
     lr: float
     cost: float
@@ -70,6 +73,8 @@ class AutoResult:
     committed: str
     cost_steps: float
     plan: dict[str, int]
+    branch: dict[str, torch.Tensor] | None = None
+
 
     def effective_lr(self) -> float:
         """The committed learning rate (the peak of the winner's warmup-stable-decay schedule)."""
@@ -231,6 +236,7 @@ class Auto:
         val_cost: float | None = None,
         params: Iterable[Any] | None = None,
         on_step: Callable[[int, float, float, bool], None] | None = None,
+        race_only: bool = False,
     ) -> AutoResult:
         """Train ``model`` for a budget of ``steps`` steps and commit the chosen model into it.
 
@@ -245,6 +251,10 @@ class Auto:
         ``on_step(step, loss, lr, live)``: called for every step of the winner's lineage: ``live=False`` for
         the race steps, replayed once the winner is known, ``live=True`` afterwards (the model then holds
         that step's parameters).
+
+        ``race_only=True`` stops at the branch point instead of continuing the winner: the model is left with
+        the winner's parameters and buffers after ``plan["rung2"]`` steps and the result's ``committed`` is
+        ``"race"`` (the Lightning callback :class:`adaptlr.integrations.lightning.AutoLR` continues from there).
 
         Everything the races do to the model is undone: the model ends with the committed parameters and
         buffers, and in the train/eval mode it came in with.
@@ -363,6 +373,11 @@ class Auto:
         # continue the winner to the end of its schedule
         opt = self._restore(model, groups, winner)
         winner.state = None
+        if race_only:
+            model.train(was_training)
+            return AutoResult(lr=winner.lr, cost=cost / steps, steps=steps, racers=racers, optimizer=opt,
+                              val_score=winner.score, committed="race", cost_steps=cost, plan=p,
+                              branch=branches.get(winner.lr))
         first_loss = winner.losses[0] if winner.losses else None
         while winner.steps < steps:
             lr = _wsd(winner.steps, winner.lr, steps, p["warmup"], p["cooldown"])
@@ -433,8 +448,8 @@ def fit(
     **options: Any,
 ) -> AutoResult:
     """:meth:`Auto.fit` with the default algorithm; ``options`` are :class:`Auto`'s arguments plus ``fit``'s
-    keyword arguments (``val_cost``, ``params``, ``on_step``)."""
-    fit_keys = ("val_cost", "params", "on_step")
+    keyword arguments (``val_cost``, ``params``, ``on_step``, ``race_only``)."""
+    fit_keys = ("val_cost", "params", "on_step", "race_only")
     fit_kwargs = {k: options.pop(k) for k in fit_keys if k in options}
     return Auto(**options).fit(model, loss_fn, train, val, steps, **fit_kwargs)
 

@@ -13,6 +13,8 @@ itself after every step, so ``LearningRateMonitor`` and checkpoints see the true
 - :class:`ScheduleFree`: the train/eval swap of the Schedule-Free optimizers around validation, testing and
   checkpointing (checkpoints hold the averaged weights ``x``), and batch-norm recalibration at ``x``;
 - :class:`LRFinder`: :func:`adaptlr.lr_find` on the LightningModule's own ``training_step`` before training;
+- :class:`AutoLR`: :class:`adaptlr.Auto`'s learning-rate race on the module's own ``training_step`` and
+  validation data before training, then Lightning trains the winner on its committed schedule;
 - :class:`LearningRateMonitor`: Lightning's, plus ``<name>-effective`` = ``optimizer.effective_lr(i)`` for the
   learning-rate-free methods (``d * lr`` for Prodigy and D-Adaptation), whose ``group["lr"]`` is a multiplier.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,7 +48,7 @@ except ImportError:
 from ..controllers import Controller
 from ..free import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 
-__all__ = ["PACKAGE", "ControllerCallback", "ControllerScheduler", "LRFinder", "LearningRateMonitor",
+__all__ = ["PACKAGE", "AutoLR", "ControllerCallback", "ControllerScheduler", "LRFinder", "LearningRateMonitor",
            "ScheduleFree"]
 
 _SCHEDULE_FREE = (ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam)
@@ -341,6 +344,272 @@ class LRFinder(pl.Callback):
             sched = config.scheduler
             if sched.optimizer is opt and hasattr(sched, "base_lrs"):
                 sched.base_lrs = [b * f for b, f in zip(sched.base_lrs, factors, strict=True)]
+
+
+class _AutoSchedule:
+    """The winner's warmup-stable-decay schedule of :class:`adaptlr.Auto` (``adaptlr.auto``'s own ``_wsd``),
+    times a group's lr scale: ``step -> scale * peak * wsd(step)`` on the run's clock (picklable)."""
+
+    def __init__(self, peak: float, total: int, warmup: int, decay: int, scale: float = 1.0) -> None:
+        self.peak, self.total, self.warmup, self.decay, self.scale = peak, total, warmup, decay, scale
+
+    def __call__(self, step: int) -> float:
+        from ..auto._fit import _wsd
+
+        return self.scale * _wsd(int(step), self.peak, self.total, self.warmup, self.decay)
+
+    def __repr__(self) -> str:
+        return (f"AutoWSD(peak={self.peak:g}, steps={self.total}, warmup={self.warmup}, decay={self.decay}"
+                + (f", scale={self.scale:g})" if self.scale != 1.0 else ")"))
+
+
+class AutoLR(pl.Callback):
+    r""":class:`adaptlr.Auto` in Lightning: race the learning-rate grid when training starts, then let Lightning
+    train the winner for the rest of ``max_steps`` on Auto's warmup-stable-decay schedule.
+
+    What it does, exactly (``T = trainer.max_steps``, the plan ``s1, s2, c`` is :meth:`adaptlr.Auto.plan`):
+
+    1. At ``on_train_start``: ``Auto.fit(..., race_only=True)`` runs rungs 1 and 2 and the annealed branches on
+       the module's own ``training_step`` (its returned loss) over the trainer's training dataloader, scored on
+       the validation dataloader: the row-weighted mean, over its batches, of the value ``validation_step``
+       logs under ``monitor`` (or returns: a tensor, or a dict holding ``monitor`` or ``"loss"``), or of
+       ``val_loss(module, batch)`` when given. The races train the module itself with Auto's inner optimizers
+       (``self.log`` calls are dropped meanwhile); Auto restores and re-commits its state, so this is the same
+       code and the same choice as ``Auto().fit`` on the same batches (same data, seed and hyperparameters give
+       the same learning rate, bit for bit).
+    2. Commit the winner: the module holds the winner's parameters and buffers at the branch point (step
+       ``s2``); the trainer's optimizer gets the winner's optimizer state (moments, step counts) by
+       ``load_state_dict`` and, per param group, ``set_lr`` of Auto's schedule
+       :math:`\eta_t = \eta^\star\,\mathrm{wsd}(t)` on the optimizer's own clock (now at ``s2``); Lightning's
+       ``global_step`` is advanced to ``s2`` (the race's steps of the winner are the run's first steps), so
+       Lightning trains the remaining ``T - s2`` steps.
+    3. At ``on_train_end`` (with ``Auto.keep_best``): one more validation pass; when the end of the run scores
+       worse than the winner's annealed rung-2 branch, the module gets that branch's parameters and buffers
+       (``committed == "branch"``; Lightning's checkpoints saved earlier hold the end of the run).
+
+    Requirements: ``max_steps > 0``; automatic optimization, ``accumulate_grad_batches=1``; one optimizer from
+    ``configure_optimizers``, of Auto's inner class (``adaptlr.AdamW`` by default, ``Auto(optimizer=...)``
+    otherwise), without an ``lr_scheduler`` (the callback owns the lr); one validation dataloader. Its lr is
+    ignored; each group's ``weight_decay`` is kept (the races use it); betas and eps become the ``Auto``'s
+    (loaded with the winner's state). A shuffled training loader draws from torch's RNG for the race batches.
+
+    Cost (:attr:`cost`, in runs of ``T`` steps): the race's steps and validation passes as Auto counts them,
+    plus every step Lightning trains, plus the ``keep_best`` pass: the same accounting as ``Auto.fit``
+    (at most ``Auto.budget``, 1.5 by default, when no candidate diverges). Validation loops that Lightning runs
+    on its own schedule (``val_check_interval``) are the user's and not counted.
+
+    Resuming (``fit(ckpt_path=...)``): the race is not rerun; the schedule is set again from this callback's
+    checkpointed state on the restored optimizer clock (the keep-best branch is not checkpointed: a resumed
+    run commits the end of the run).
+
+    Args:
+        auto: the :class:`adaptlr.Auto` (its grid, budget, plan and inner optimizer). Default ``Auto()``.
+        monitor: the name ``validation_step`` logs its loss under. Default ``"val_loss"``.
+        val_loss: ``(module, batch) -> loss`` of a validation batch (lower is better), used instead of
+            ``validation_step``.
+        val_cost: the cost of one validation pass in training steps. Default: validation rows over three
+            training batches' rows (Auto's default: a forward pass is about a third of a training step).
+
+    Attributes:
+        result: the :class:`adaptlr.AutoResult` of the race (``committed == "race"``); None before it ran.
+        lr: the committed peak learning rate. committed: ``"final"`` or ``"branch"`` once training ended.
+        cost: compute so far in runs of ``T`` steps. val_score: the committed model's validation score.
+    """
+
+    def __init__(self, auto: Any = None, monitor: str = "val_loss",
+                 val_loss: Callable[[pl.LightningModule, Any], torch.Tensor] | None = None,
+                 val_cost: float | None = None) -> None:
+        from ..auto import Auto
+
+        if auto is None:
+            auto = Auto()
+        if not isinstance(auto, Auto):
+            raise TypeError(f"Invalid auto: {auto!r} (expected an adaptlr.Auto)")
+        if val_cost is not None and not (math.isfinite(val_cost) and val_cost >= 0):
+            raise ValueError(f"Invalid val_cost: {val_cost} (expected a finite number >= 0)")
+        self.auto, self.monitor, self.val_loss, self.val_cost = auto, monitor, val_loss, val_cost
+        self.result: Any = None
+        self.lr: float | None = None
+        self.plan: dict[str, int] | None = None
+        self.committed: str | None = None
+        self.val_score = math.inf
+        self.cost_steps = 0.0
+        self._vcost = 0.0
+        self._branch: dict[str, torch.Tensor] | None = None
+        self._branch_score = math.inf
+
+    @property
+    def cost(self) -> float:
+        return self.cost_steps / self.plan["steps"] if self.plan else 0.0
+
+    # ---- the race --------------------------------------------------------------------------------------
+    def _optimizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.optim.Optimizer:
+        cls = self.auto.optimizer
+        if cls is None:
+            from .. import AdamW as cls
+        if not pl_module.automatic_optimization:
+            raise ValueError("AutoLR needs automatic optimization (it trains through training_step's loss)")
+        if trainer.accumulate_grad_batches != 1:
+            raise ValueError(f"AutoLR needs accumulate_grad_batches=1 (got {trainer.accumulate_grad_batches}): "
+                             "the race counts one batch as one step")
+        if len(trainer.optimizers) != 1 or type(trainer.optimizers[0]) is not cls:
+            raise TypeError(f"AutoLR needs configure_optimizers to return one {cls.__name__} (Auto's inner "
+                            f"optimizer), got {[type(o).__name__ for o in trainer.optimizers]}")
+        if trainer.lr_scheduler_configs:
+            raise ValueError("AutoLR sets the optimizer's lr schedule itself: return no lr_scheduler from "
+                             "configure_optimizers")
+        return trainer.optimizers[0]
+
+    def _val_batches(self, trainer: pl.Trainer) -> list[Any]:
+        if trainer.val_dataloaders is None:  # (Lightning sets them up before training only if it validates then)
+            trainer.validating = True
+            try:
+                trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            finally:
+                trainer.training = True
+        loaders = trainer.val_dataloaders
+        if isinstance(loaders, (list, tuple)):
+            if len(loaders) != 1:
+                raise ValueError(f"AutoLR scores on one validation dataloader (got {len(loaders)})")
+            loaders = loaders[0]
+        if loaders is None:
+            raise ValueError("AutoLR needs a validation dataloader (val_dataloaders or the module's "
+                             "val_dataloader) to race on")
+        batches = [trainer.strategy.batch_to_device(b) for b in loaders]
+        if not batches:
+            raise ValueError("AutoLR: the validation dataloader is empty")
+        return batches
+
+    def _score(self, pl_module: pl.LightningModule, batches: list[Any], logged: dict[str, Any]) -> float:
+        from ..auto._fit import _rows
+
+        total, rows = 0.0, 0
+        for i, batch in enumerate(batches):
+            logged.clear()
+            if self.val_loss is not None:
+                value: Any = self.val_loss(pl_module, batch)
+            else:
+                out = pl_module.validation_step(batch, i)
+                value = logged.get(self.monitor)
+                if value is None and isinstance(out, dict):
+                    value = out.get(self.monitor, out.get("loss"))
+                elif value is None:
+                    value = out
+                if value is None:
+                    raise KeyError(f"AutoLR: validation_step neither logged {self.monitor!r} nor returned a loss "
+                                   f"(logged: {sorted(logged)}); pass monitor= or val_loss=")
+            k = _rows(batch)
+            total += float(value) * k
+            rows += k
+        return total / max(rows, 1)
+
+    def _patched_log(self, pl_module: pl.LightningModule) -> tuple[dict[str, Any], dict[str, Any]]:
+        logged: dict[str, Any] = {}
+
+        def log(name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+            logged[name] = value
+
+        def log_dict(values: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            logged.update(values)
+
+        patched = {name: pl_module.__dict__.get(name) for name in ("log", "log_dict")}
+        pl_module.log, pl_module.log_dict = log, log_dict
+        return logged, patched
+
+    @staticmethod
+    def _unpatch(pl_module: pl.LightningModule, patched: dict[str, Any]) -> None:
+        for name, value in patched.items():
+            if value is None:
+                pl_module.__dict__.pop(name, None)
+            else:
+                pl_module.__dict__[name] = value
+
+    def _set_schedule(self, opt: torch.optim.Optimizer, scales: list[float]) -> None:
+        assert self.plan is not None and self.lr is not None
+        for i, scale in enumerate(scales):
+            opt.set_lr(_AutoSchedule(self.lr, self.plan["steps"], self.plan["warmup"], self.plan["cooldown"],
+                                     scale), group_index=i)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from ..auto._fit import _rows, _stream
+
+        opt = self._optimizer(trainer, pl_module)
+        if trainer.ckpt_path is not None:  # resumed: the race ran before; the optimizer state is restored
+            if self.lr is None:
+                raise RuntimeError("AutoLR: resuming from a checkpoint without AutoLR's state (the race's choice)")
+            self._set_schedule(opt, [1.0] * len(opt.param_groups))
+            self._branch = None
+            return
+        steps = int(trainer.max_steps)
+        if steps < 1:
+            raise ValueError(f"AutoLR needs Trainer(max_steps=...) > 0, the budget Auto plans (got {steps})")
+        if trainer.global_step != 0:
+            raise RuntimeError(f"AutoLR: training starts at global_step {trainer.global_step}, not 0")
+        strategy = trainer.strategy
+        stream = _stream(trainer.train_dataloader)
+        first = strategy.batch_to_device(next(stream))
+        train = itertools.chain([(first, None)], ((strategy.batch_to_device(b), None) for b in stream))
+        val_batches = self._val_batches(trainer)
+        if self.val_cost is not None:
+            self._vcost = float(self.val_cost)
+        else:
+            self._vcost = sum(_rows(b) for b in val_batches) / (3.0 * max(1, _rows(first)))
+        groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        logged, patched = self._patched_log(pl_module)
+        try:
+            result = self.auto.fit(_TrainingStepLoss(pl_module), lambda loss, _: loss, train,
+                                   lambda _: self._score(pl_module, val_batches, logged), steps,
+                                   val_cost=self._vcost, params=groups, race_only=True)
+        finally:
+            self._unpatch(pl_module, patched)
+        # commit: the module already holds the winner at step s2; its optimizer state goes into the trainer's
+        self.result, self.lr, self.plan = result, result.lr, result.plan
+        self.cost_steps = result.cost_steps
+        self._branch = {k[len("module."):]: v for k, v in result.branch.items()} if result.branch else None
+        self._branch_score = result.val_score
+        opt.load_state_dict(result.optimizer.state_dict())
+        scales = [float(g.pop("adaptlr_auto_lr_scale", 1.0)) for g in opt.param_groups]
+        self._set_schedule(opt, scales)
+        s2 = result.plan["rung2"]
+        loop = trainer.fit_loop.epoch_loop
+        progress = loop.automatic_optimization.optim_progress.optimizer.step.total
+        progress.ready += s2
+        progress.completed += s2
+        loop._batches_that_stepped += s2
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.plan is not None:
+            self.cost_steps += 1
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.committed = "final"
+        if self._branch is None:
+            return
+        was_training = pl_module.training
+        logged, patched = self._patched_log(pl_module)
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                score = self._score(pl_module, self._val_batches(trainer), logged)
+        finally:
+            self._unpatch(pl_module, patched)
+            pl_module.train(was_training)
+        self.cost_steps += self._vcost
+        self.val_score = score if math.isfinite(score) else math.inf
+        if self.val_score > self._branch_score:
+            with torch.no_grad():
+                for k, v in pl_module.state_dict().items():
+                    v.copy_(self._branch[k])
+            self.committed, self.val_score = "branch", self._branch_score
+        self._branch = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "plan": dict(self.plan) if self.plan else None, "cost_steps": self.cost_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.lr, self.plan = state_dict["lr"], state_dict["plan"]
+        self.cost_steps = float(state_dict["cost_steps"])
 
 
 class LearningRateMonitor(pl.callbacks.LearningRateMonitor):

@@ -1,0 +1,193 @@
+"""adaptlr.integrations.lightning.AutoLR (the real Lightning package): Auto's race inside a Lightning fit."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+import torch
+from _integrations import importable_torchvision
+from torch.nn import functional as F
+
+importable_torchvision()
+if importlib.util.find_spec("lightning") is None and importlib.util.find_spec("pytorch_lightning") is None:
+    pytest.skip("the integrations extra (pytorch-lightning) is not installed", allow_module_level=True)
+
+from adaptlr.integrations import lightning as al  # noqa: E402
+
+pl = al.pl
+
+import adaptlr  # noqa: E402
+from adaptlr.auto import Auto  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(does not have many workers|log_every_n_steps|LeafSpec).*")
+
+STEPS = 100
+
+
+def _net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+class _Module(pl.LightningModule):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.net = _net(seed)
+        self.lightning_steps = 0
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.mse_loss(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return adaptlr.AdamW(self.parameters(), lr=1e-3, weight_decay=0.01)
+
+
+class _Record(pl.Callback):
+    """The lr every Lightning optimizer step uses (group["lr"] as the step reads it) at its global step."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.lrs.append((trainer.global_step, float(optimizer.param_groups[0]["lr"]), optimizer.current_lr(0)))
+
+
+def _data(n_train: int, batch: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + 32, 4, generator=g)
+    y = torch.sin(x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])) + 0.1 * torch.randn(n_train + 32, 1, generator=g)
+    ds = torch.utils.data.TensorDataset
+    train = torch.utils.data.DataLoader(ds(x[:n_train], y[:n_train]), batch_size=batch)
+    val = torch.utils.data.DataLoader(ds(x[n_train:], y[n_train:]), batch_size=16)
+    return train, val
+
+
+def _trainer(callbacks, steps=STEPS):
+    return pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      callbacks=callbacks)
+
+
+def _wsd(step, peak, total):
+    """Auto's schedule from its docstring: warmup ceil(0.05 T) steps from peak/w, cooldown the last 0.2 T to 0."""
+    w, d = math.ceil(0.05 * total), round(0.2 * total)
+    if step < w:
+        return peak * (step + 1) / w
+    if step >= total - d:
+        return peak * (total - step) / d
+    return peak
+
+
+def _reference(train, val, seed=0):
+    net = _net(seed)
+    result = Auto().fit(net, F.mse_loss, [tuple(b) for b in train], [tuple(b) for b in val], steps=STEPS)
+    return net, result
+
+
+def _fit(train, val, seed=0, extra=()):
+    module = _Module(seed)
+    cb, rec = al.AutoLR(), _Record()
+    trainer = _trainer([*extra, rec, cb])
+    trainer.fit(module, train, val)
+    return module, cb, rec, trainer
+
+
+def test_minibatches_same_choice_as_auto_fit_schedule_and_cost():
+    train, val = _data(64, 16)
+    _, ref = _reference(train, val)
+    module, cb, rec, trainer = _fit(train, val)
+    # the race is Auto's own code on the same batches: the same plan, scores and choice, bit for bit
+    assert cb.result.committed == "race"
+    assert cb.plan == ref.plan
+    assert [(r.lr, r.scores) for r in cb.result.racers] == [(r.lr, r.scores) for r in ref.racers]
+    assert cb.lr == ref.lr
+    s2 = cb.plan["rung2"]
+    # Lightning trained exactly the rest of the budget, on the committed schedule, on the run's clock
+    assert trainer.global_step == STEPS
+    assert [s for s, _, _ in rec.lrs] == list(range(s2, STEPS))
+    for step, lr, current in rec.lrs:
+        assert lr == current == pytest.approx(_wsd(step, cb.lr, STEPS), rel=1e-12, abs=0)
+    opt = trainer.optimizers[0]
+    assert opt.param_groups[0]["adaptlr_steps"] == STEPS
+    # the same accounting as Auto.fit (race + remaining steps + the keep-best pass), within the 1.5 budget
+    assert cb.cost == pytest.approx(ref.cost, rel=1e-12)
+    assert cb.cost <= 1.5
+    assert cb.committed in ("final", "branch")
+
+
+def test_full_batch_run_equals_auto_fit():
+    """With one batch per epoch every step sees the same data in both loops: the whole run is Auto.fit's."""
+    train, val = _data(64, 64)
+    ref_net, ref = _reference(train, val)
+    module, cb, _, _ = _fit(train, val)
+    assert cb.lr == ref.lr
+    assert cb.committed == ref.committed
+    assert cb.val_score == ref.val_score
+    assert cb.cost == pytest.approx(ref.cost, rel=1e-12)
+    for (k, a), b in zip(module.net.state_dict().items(), ref_net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert ref.optimizer.param_groups[0]["adaptlr_steps"] == STEPS
+
+
+def test_committed_state_and_no_hidden_state():
+    train, val = _data(64, 16)
+    module, cb, _, trainer = _fit(train, val)
+    assert "log" not in module.__dict__ and "log_dict" not in module.__dict__  # the race's log patch is gone
+    assert module.training  # (Lightning's mode after fit: the race's eval passes left no mode behind)
+    assert cb._branch is None  # the keep-best copy is dropped once the choice is committed
+    opt = trainer.optimizers[0]
+    assert all("adaptlr_auto_lr_scale" not in g for g in opt.param_groups)
+    assert all(int(s["step"]) == STEPS for s in opt.state.values())  # the race's s2 steps + Lightning's
+    state = cb.state_dict()
+    assert state == {"lr": cb.lr, "plan": cb.plan, "cost_steps": cb.cost_steps}
+    other = al.AutoLR()
+    other.load_state_dict(state)
+    assert (other.lr, other.plan, other.cost) == (cb.lr, cb.plan, cb.cost)
+
+
+def test_keep_best_commits_the_branch_when_the_end_validates_worse():
+    train, val = _data(64, 16)
+    spoil = {"on": False}
+
+    def val_loss(module, batch):
+        x, y = batch
+        loss = F.mse_loss(module.net(x), y)
+        return loss + 1e6 if spoil["on"] else loss
+
+    class _Spoil(pl.Callback):
+        def on_train_end(self, trainer, pl_module):
+            spoil["on"] = True
+
+    module = _Module()
+    cb = al.AutoLR(val_loss=val_loss)
+    _trainer([_Spoil(), cb]).fit(module, train, val)
+    assert cb.committed == "branch"
+    assert cb.val_score == cb.result.val_score
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, cb.result.branch["module." + k], rtol=0, atol=0)
+
+
+def test_requirements_are_checked():
+    train, val = _data(32, 16)
+
+    class _SGD(_Module):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(TypeError, match="AdamW"):
+        _trainer([al.AutoLR()], steps=20).fit(_SGD(), train, val)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[al.AutoLR()])
+    with pytest.raises(ValueError, match="max_steps"):
+        trainer.fit(_Module(), train, val)
+    with pytest.raises(TypeError, match="adaptlr.Auto"):
+        al.AutoLR(auto="auto")
