@@ -191,3 +191,19 @@ def test_requirements_are_checked():
         trainer.fit(_Module(), train, val)
     with pytest.raises(TypeError, match="adaptlr.Auto"):
         al.AutoLR(auto="auto")
+
+
+@pytest.mark.filterwarnings("ignore:.*(ckpt_path|not resumable).*")
+def test_resume_continues_the_committed_schedule_without_racing_again(tmp_path):
+    train, val = _data(64, 16)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=50, save_top_k=-1)
+    first, rec1 = al.AutoLR(), _Record()
+    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[rec1, first, ckpt])
+    trainer.fit(_Module(), train, val)
+    path = next(p for p in tmp_path.iterdir() if "step=50" in p.name)
+    second, rec2 = al.AutoLR(), _Record()
+    _trainer([rec2, second]).fit(_Module(seed=1), train, val, ckpt_path=str(path))
+    assert second.result is None and second.lr == first.lr and second.plan == first.plan  # no second race
+    assert rec2.lrs == [r for r in rec1.lrs if r[0] >= 50] and rec2.lrs[0][0] == 50
+    assert second.cost == pytest.approx(first.cost - first._vcost / STEPS, rel=1e-12)  # (no keep-best pass)
