@@ -145,6 +145,7 @@ def test_committed_state_and_no_hidden_state():
     assert module.training  # (Lightning's mode after fit: the race's eval passes left no mode behind)
     assert cb._branch is None  # the keep-best copy is dropped once the choice is committed
     opt = trainer.optimizers[0]
+    assert cb.result.optimizer is opt  # the race's optimizer copy is not kept beside the trainer's
     assert all("adaptlr_auto_lr_scale" not in g for g in opt.param_groups)
     assert all(int(s["step"]) == STEPS for s in opt.state.values())  # the race's s2 steps + Lightning's
     state = cb.state_dict()
@@ -163,17 +164,21 @@ def test_keep_best_commits_the_branch_when_the_end_validates_worse():
         loss = F.mse_loss(module.net(x), y)
         return loss + 1e6 if spoil["on"] else loss
 
-    class _Spoil(pl.Callback):
+    class _Spoil(pl.Callback):  # runs before AutoLR's on_train_end: the end of the run now validates badly
         def on_train_end(self, trainer, pl_module):
             spoil["on"] = True
+            self.branch = {k: v.clone() for k, v in cb.result.branch.items()}
+            self.end = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
-    module = _Module()
+    module, spy = _Module(), _Spoil()
     cb = al.AutoLR(val_loss=val_loss)
-    _trainer([_Spoil(), cb]).fit(module, train, val)
+    _trainer([spy, cb]).fit(module, train, val)
     assert cb.committed == "branch"
     assert cb.val_score == cb.result.val_score
+    assert cb.result.branch is None  # the copy is let go once committed
+    assert any(not torch.equal(spy.end[k], spy.branch["module." + k]) for k in spy.end)
     for k, v in module.state_dict().items():
-        torch.testing.assert_close(v, cb.result.branch["module." + k], rtol=0, atol=0)
+        torch.testing.assert_close(v, spy.branch["module." + k], rtol=0, atol=0)
 
 
 def test_requirements_are_checked():

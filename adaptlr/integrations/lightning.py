@@ -374,9 +374,10 @@ class AutoLR(pl.Callback):
        the validation dataloader: the row-weighted mean, over its batches, of the value ``validation_step``
        logs under ``monitor`` (or returns: a tensor, or a dict holding ``monitor`` or ``"loss"``), or of
        ``val_loss(module, batch)`` when given. The races train the module itself with Auto's inner optimizers
-       (``self.log`` calls are dropped meanwhile); Auto restores and re-commits its state, so this is the same
-       code and the same choice as ``Auto().fit`` on the same batches (same data, seed and hyperparameters give
-       the same learning rate, bit for bit).
+       (``training_step(batch, 0)``, outside Lightning's loop: no precision plugin, gradient clipping or
+       accumulation; ``self.log`` calls are dropped meanwhile); Auto restores and re-commits its state, so this
+       is the same code and the same choice as ``Auto().fit`` on the same batches (same data, seed and
+       hyperparameters give the same learning rate, bit for bit).
     2. Commit the winner: the module holds the winner's parameters and buffers at the branch point (step
        ``s2``); the trainer's optimizer gets the winner's optimizer state (moments, step counts) by
        ``load_state_dict`` and, per param group, ``set_lr`` of Auto's schedule
@@ -387,7 +388,8 @@ class AutoLR(pl.Callback):
        worse than the winner's annealed rung-2 branch, the module gets that branch's parameters and buffers
        (``committed == "branch"``; Lightning's checkpoints saved earlier hold the end of the run).
 
-    Requirements: ``max_steps > 0``; automatic optimization, ``accumulate_grad_batches=1``; one optimizer from
+    Requirements: ``max_steps > 0``; one process (``world_size == 1``: ranks racing on their own shards could
+    choose differently); automatic optimization, ``accumulate_grad_batches=1``; one optimizer from
     ``configure_optimizers``, of Auto's inner class (``adaptlr.AdamW`` by default, ``Auto(optimizer=...)``
     otherwise), without an ``lr_scheduler`` (the callback owns the lr); one validation dataloader. Its lr is
     ignored; each group's ``weight_decay`` is kept (the races use it); betas and eps become the ``Auto``'s
@@ -411,7 +413,8 @@ class AutoLR(pl.Callback):
             training batches' rows (Auto's default: a forward pass is about a third of a training step).
 
     Attributes:
-        result: the :class:`adaptlr.AutoResult` of the race (``committed == "race"``); None before it ran.
+        result: the :class:`adaptlr.AutoResult` of the race (``committed == "race"``; its ``optimizer`` is the
+            trainer's once committed, its ``branch`` is dropped at the end of training); None before it ran.
         lr: the committed peak learning rate. committed: ``"final"`` or ``"branch"`` once training ended.
         cost: compute so far in runs of ``T`` steps. val_score: the committed model's validation score.
     """
@@ -452,6 +455,9 @@ class AutoLR(pl.Callback):
         if trainer.accumulate_grad_batches != 1:
             raise ValueError(f"AutoLR needs accumulate_grad_batches=1 (got {trainer.accumulate_grad_batches}): "
                              "the race counts one batch as one step")
+        if trainer.world_size != 1:
+            raise ValueError(f"AutoLR races in one process (world_size {trainer.world_size}): ranks racing on their "
+                             "own shards could commit different learning rates")
         if len(trainer.optimizers) != 1 or type(trainer.optimizers[0]) is not cls:
             raise TypeError(f"AutoLR needs configure_optimizers to return one {cls.__name__} (Auto's inner "
                             f"optimizer), got {[type(o).__name__ for o in trainer.optimizers]}")
@@ -568,6 +574,7 @@ class AutoLR(pl.Callback):
         self._branch = {k[len("module."):]: v for k, v in result.branch.items()} if result.branch else None
         self._branch_score = result.val_score
         opt.load_state_dict(result.optimizer.state_dict())
+        result.optimizer = opt  # the winner's optimizer from here on (the race's copy is let go)
         scales = [float(g.pop("adaptlr_auto_lr_scale", 1.0)) for g in opt.param_groups]
         self._set_schedule(opt, scales)
         s2 = result.plan["rung2"]
@@ -603,6 +610,8 @@ class AutoLR(pl.Callback):
                     v.copy_(self._branch[k])
             self.committed, self.val_score = "branch", self._branch_score
         self._branch = None
+        if self.result is not None:
+            self.result.branch = None  # (a model-sized copy, no longer needed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"lr": self.lr, "plan": dict(self.plan) if self.plan else None, "cost_steps": self.cost_steps}
