@@ -1,7 +1,8 @@
 """Adapters for the frameworks adaptlr is used from; each submodule imports its framework only when imported.
 
 - :mod:`adaptlr.integrations.lightning`: controllers in ``configure_optimizers``' ``lr_scheduler`` dict, a
-  Schedule-Free callback, an LR-finder callback, the effective lr of LR-free methods in ``LearningRateMonitor``;
+  Schedule-Free callback, an LR-finder callback, ``AutoLR`` (:class:`adaptlr.Auto`'s race before training), the
+  effective lr of LR-free methods in ``LearningRateMonitor``;
 - :mod:`adaptlr.integrations.transformers`: a ``TrainerCallback`` feeding controllers ``eval_loss`` (saved in
   the Trainer's checkpoints), and the scheduler slot filled so that the optimizer's own schedule runs alone;
 - :mod:`adaptlr.integrations.timm`: :func:`~adaptlr.integrations.timm.register_timm` (``"adaptlr.adamw"`` and
