@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adaptlr.engines import ENGINES, get_engine
-from adaptlr.engines._numba import _cache_dir
+from adaptlr.engines._raw import _cache_dir
 from adaptlr.rules import _math, elementwise
 
 

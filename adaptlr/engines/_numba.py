@@ -15,19 +15,13 @@ name that hashes it, and compiled with ``cache=True``: a new process loads the m
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._raw import RawPointerEngine
+from ._raw import RawPointerEngine, load_generated
 from ._trace import Program, Ref, trace
 
 CHUNK = 1 << 15  # elements per parallel work item
@@ -65,19 +59,6 @@ def __getattr__(name: str) -> Any:  # the generated kernels import ``as_void_poi
         globals()["as_void_pointer"] = fn
         return fn
     raise AttributeError(name)
-
-
-def _cache_dir() -> Path:
-    """``$ADAPTLR_CACHE_DIR/kernels``, else ``~/.cache/adaptlr/kernels``; a temporary folder if neither is writable."""
-    root = os.environ.get("ADAPTLR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "adaptlr")
-    for path in (Path(root) / "kernels", Path(tempfile.gettempdir()) / f"adaptlr-kernels-{os.getuid()}"):
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            if os.access(path, os.W_OK):
-                return path
-        except OSError:
-            continue
-    raise RuntimeError("adaptlr: no writable folder for the fused engine's kernels; set ADAPTLR_CACHE_DIR")
 
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
@@ -173,20 +154,7 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
 def _load(source: str) -> Callable:
     import numba
 
-    digest = hashlib.sha256((numba.__version__ + source).encode()).hexdigest()[:24]
-    name = f"adaptlr_kernel_{digest}"
-    path = _cache_dir() / f"{name}.py"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules[name] = module  # Numba's disk cache resolves the kernel's globals through sys.modules
-    spec.loader.exec_module(module)
-    return module.kernel
+    return load_generated("adaptlr_kernel", numba.__version__, source).kernel
 
 
 def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:

@@ -36,7 +36,7 @@ scalars are host floats, baked into a captured graph, and the sums of a reductio
 call made while a CUDA stream is capturing raises ``RuntimeError``, as does ``capturable=True`` in the optimizers.
 
 Kernels are cached twice: the generated source is written under a name hashing it (next to the fused engine's
-kernels, see :func:`adaptlr.engines._numba._cache_dir`), and Triton caches the compiled binary on disk (its own
+kernels, see :func:`adaptlr.engines._raw._cache_dir`), and Triton caches the compiled binary on disk (its own
 cache, ``~/.triton/cache``). The first launch of each kernel (which compiles it) is timed:
 :attr:`TritonEngine.compile_seconds`, also logged on the ``adaptlr.engines.triton`` logger at INFO;
 :attr:`TritonEngine.bytes_moved` counts the bytes the kernels read and write (the benchmark's bandwidth).
@@ -45,14 +45,9 @@ cache, ``~/.triton/cache``). The first launch of each kernel (which compiles it)
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import logging
 import math
 import operator
-import os
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -60,7 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._raw import RawPointerEngine
+from ._raw import RawPointerEngine, load_generated
+from ._select import _dense
 from ._trace import Program, Ref, trace
 
 __all__ = ["BLOCK", "CHUNK", "DTYPES", "TritonEngine", "available", "interpreting", "kernel_source"]
@@ -275,37 +271,10 @@ def _load(source: str) -> Any:
     """Import the generated module (Triton reads a kernel's source from its file, so it is written to disk)."""
     import triton
 
-    from ._numba import _cache_dir
-
-    digest = hashlib.sha256((triton.__version__ + source).encode()).hexdigest()[:24]
-    name = f"adaptlr_triton_{digest}"
-    path = _cache_dir() / f"{name}.py"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_generated("adaptlr_triton", triton.__version__, source)
 
 
 # ------------------------------------------------------------------------------------------------- checks
-def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill ``numel`` consecutive slots of memory, each exactly once (any dim order)."""
-    if t.is_contiguous():
-        return True
-    expected = 1
-    for stride, size in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
 def _fail(what: str) -> RuntimeError:
     return RuntimeError(f"triton engine: {what}; nothing was run (route tensors through "
                         f"adaptlr.engines._select, which sends such tensors to the foreach engine)")
