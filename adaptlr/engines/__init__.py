@@ -14,9 +14,9 @@ ENGINES = ("fused", "foreach", "loop")
 
 def fused_available() -> bool:
     """Whether the fused CPU engine can run here (Numba imports)."""
-    from ._numba import available
+    from ._select import numba_available
 
-    return available()
+    return numba_available()
 
 
 _instances: dict[str, Any] = {"foreach": ForeachEngine(), "loop": LoopEngine()}

@@ -18,8 +18,8 @@ strides). :func:`run` is what an optimizer calls for one elementwise phase:
    imports, else to ``foreach``; ``fused=True`` on CUDA means triton. :func:`override` sends CPU rows to triton
    too (for tests, in Triton's interpreter).
 
-The checks cost a few attribute reads per tensor (measured in ``benchmarks/step_time.py``); the fused engine's
-own pointer table is built from the same reads.
+The checks cost a few attribute reads per tensor; a :class:`Plan` keeps them (and the partition) while the same
+tensors come back, so a steady step re-checks only the gradients (``benchmarks/step_time.py``, cases b and c).
 """
 
 from __future__ import annotations
@@ -220,14 +220,14 @@ class Plan:
     swapped, another set of parameters with gradients -- is checked from scratch.
     """
 
-    __slots__ = ("key", "refs", "parts", "signature", "prefer")
+    __slots__ = ("key", "refs", "parts", "signature", "route")
 
     def __init__(self) -> None:
         self.key: Any = None
         self.refs: list[list[torch.Tensor]] = []  # the stable tensors themselves (held, so no id is ever reused)
         self.parts: list[tuple[str, list[int]]] = []
         self.signature: list[tuple[Any, ...]] = []
-        self.prefer: str | None = None
+        self.route: Any = None  # (prefer, active overrides): the routing the parts were made for
 
     @staticmethod
     def _stable(columns: Sequence[Any], volatile: Sequence[int]) -> list[list[torch.Tensor]]:
@@ -242,7 +242,7 @@ class Plan:
     def lookup(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
                ) -> list[tuple[str, list[int]]] | None:
         """The cached partition when it still applies and the volatile columns fit it, else None."""
-        if self.key is None or (prefer, tuple(_override)) != self.prefer:
+        if self.key is None or (prefer, tuple(_override)) != self.route:
             return None
         stable = self._stable(columns, volatile)
         if len(stable) != len(self.refs) or any(len(a) != len(b) or not all(map(operator.is_, a, b))
@@ -267,7 +267,7 @@ class Plan:
               parts: list[tuple[str, list[int]]]) -> None:
         self.refs = [list(c) for c in self._stable(columns, volatile)]
         self.key = self._key(self.refs[0])
-        self.prefer = (prefer, tuple(_override))  # (the routing depends on an active override too)
+        self.route = (prefer, tuple(_override))
         self.parts = parts
         first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
         raw = {i for name, idx in parts if name in ("fused", "triton") for i in idx}  # rows run through pointers
