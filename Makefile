@@ -36,6 +36,7 @@ test: $(TEST_STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check adaptlr tests benchmarks examples
+	$(BIN)/ruff format --check adaptlr tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py

@@ -48,6 +48,7 @@ def duration(name: str, value: Any, total_steps: int | None, minimum: int = 1) -
         raise ValueError(f"Invalid {name}: {value!r} is a fraction of the run, so total_steps is needed")
     steps = round(v * check_count("total_steps", total_steps, 1))
     if steps < minimum:
-        raise ValueError(f"Invalid {name}: the fraction {value!r} of {total_steps} steps gives {steps} steps "
-                         f"(expected >= {minimum})")
+        raise ValueError(
+            f"Invalid {name}: the fraction {value!r} of {total_steps} steps gives {steps} steps (expected >= {minimum})"
+        )
     return steps

@@ -67,8 +67,15 @@ class LRFindResult:
         """The learning rate of :attr:`suggestion`."""
         return self.suggestion.lr
 
-    def schedule(self, total_steps: int, kind: str = "one_cycle", method: str | None = None,
-                 warmup: int | float = 0.05, final: float = 0.0, **kwargs: Any) -> Schedule:
+    def schedule(
+        self,
+        total_steps: int,
+        kind: str = "one_cycle",
+        method: str | None = None,
+        warmup: int | float = 0.05,
+        final: float = 0.0,
+        **kwargs: Any,
+    ) -> Schedule:
         """A schedule peaking at the suggested lr: ``"one_cycle"`` (:func:`adaptlr.schedules.one_cycle`, extra
         keyword arguments go to it) or ``"warmup_cosine"`` (linear warmup over ``warmup`` steps or fraction,
         then cosine to ``final``)."""
@@ -82,8 +89,7 @@ class LRFindResult:
             return S.warmup(S.cosine(peak, max(total_steps - w, 1), final=final), w)
         raise ValueError(f"Invalid kind: {kind!r} (expected 'one_cycle' or 'warmup_cosine')")
 
-    def plot(self, path: str | Path | None = None, *, ax: Any = None, skip_start: int = 0,
-             skip_end: int = 0) -> Figure:
+    def plot(self, path: str | Path | None = None, *, ax: Any = None, skip_start: int = 0, skip_end: int = 0) -> Figure:
         """Loss against lr (log scale) with the suggestions marked; saved to ``path`` when given."""
         from matplotlib.figure import Figure
 
@@ -95,8 +101,13 @@ class LRFindResult:
         stop = len(self.lrs) - skip_end
         ax.plot(self.lrs[skip_start:stop], self.losses[skip_start:stop], label="smoothed loss")
         for s, marker in zip(self.suggestions.values(), "ovs", strict=False):
-            ax.plot([s.lr], [self.losses[min(s.index, len(self.losses) - 1)]], marker, markersize=8,
-                    label=f"{s.method}: {s.lr:.2e} (confidence {s.confidence:.2f})")
+            ax.plot(
+                [s.lr],
+                [self.losses[min(s.index, len(self.losses) - 1)]],
+                marker,
+                markersize=8,
+                label=f"{s.method}: {s.lr:.2e} (confidence {s.confidence:.2f})",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
@@ -133,11 +144,22 @@ def _current_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
     return [float(g["lr"]) for g in optimizer.param_groups]
 
 
-def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], data: Iterable[Any],
-            optimizer: torch.optim.Optimizer, start: float = 1e-7, end: float = 10.0, steps: int = 100,
-            mode: str = "exp", smooth: float = 0.05, diverge: float = 5.0, accumulation: int = 1,
-            device: torch.device | str | None = None, skip_start: int = 10,
-            skip_end: int = 5) -> LRFindResult:
+def lr_find(
+    model: torch.nn.Module,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    data: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    mode: str = "exp",
+    smooth: float = 0.05,
+    diverge: float = 5.0,
+    accumulation: int = 1,
+    device: torch.device | str | None = None,
+    skip_start: int = 10,
+    skip_end: int = 5,
+) -> LRFindResult:
     r"""Run the learning-rate range test, then restore model, optimizer and the RNG state exactly.
 
     Batch :math:`i` (of ``steps``) uses :math:`lr_i = start\,(end/start)^{i/(steps-1)}` (``"exp"``) or
@@ -229,8 +251,14 @@ def lr_find(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor],
     return result
 
 
-def _train_batch(model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], batches: Iterator[Any],
-                 optimizer: torch.optim.Optimizer, accumulation: int, device: torch.device) -> float:
+def _train_batch(
+    model: torch.nn.Module,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    batches: Iterator[Any],
+    optimizer: torch.optim.Optimizer,
+    accumulation: int,
+    device: torch.device,
+) -> float:
     model.train()
     optimizer.zero_grad()
     total = None
@@ -255,14 +283,14 @@ def _to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def suggest(lrs: list[float], losses: list[float], skip_start: int = 10,
-            skip_end: int = 5) -> dict[str, Suggestion]:
+def suggest(lrs: list[float], losses: list[float], skip_start: int = 10, skip_end: int = 5) -> dict[str, Suggestion]:
     """The ``steepest``, ``valley`` and ``minimum`` suggestions of a curve (see :func:`lr_find`)."""
     return _suggest(lrs, losses, skip_start, skip_end, diverged=False)[0]
 
 
-def _suggest(lrs: list[float], losses: list[float], skip_start: int, skip_end: int,
-             diverged: bool) -> tuple[dict[str, Suggestion], list[str], tuple[int, int]]:
+def _suggest(
+    lrs: list[float], losses: list[float], skip_start: int, skip_end: int, diverged: bool
+) -> tuple[dict[str, Suggestion], list[str], tuple[int, int]]:
     """Suggestions, the warnings that explain what limited them, and the points they may come from."""
     n = len(losses)
     warnings: list[str] = []
@@ -293,8 +321,14 @@ def _suggest(lrs: list[float], losses: list[float], skip_start: int, skip_end: i
     usable = (lo, lo + len(y))
     drop = max(0.0, min(1.0, (first - low) / abs(first))) if first else 0.0
     if drop == 0.0:
-        return {}, [f"the loss never fell below its first value in the tested range ({lrs[0]:.3g} .. "
-                    f"{lrs[-1]:.3g}): the range is too high (start lower) or the model does not learn"], usable
+        return (
+            {},
+            [
+                f"the loss never fell below its first value in the tested range ({lrs[0]:.3g} .. "
+                f"{lrs[-1]:.3g}): the range is too high (start lower) or the model does not learn"
+            ],
+            usable,
+        )
     out: dict[str, Suggestion] = {}
     if len(y) >= 3:
         steep = int(np.argmin(grad))
@@ -308,12 +342,16 @@ def _suggest(lrs: list[float], losses: list[float], skip_start: int, skip_end: i
     if lr_min >= lrs[0]:
         out["minimum"] = Suggestion("minimum", lr_min, lo + m, drop * (1.0 if rose else 0.5))
     else:
-        warnings.append(f"the 'minimum' rule (lowest-loss lr / 10 = {lr_min:.3g}) falls below the tested range "
-                        f"(from {lrs[0]:.3g}), so it is not offered: start lower to use it")
+        warnings.append(
+            f"the 'minimum' rule (lowest-loss lr / 10 = {lr_min:.3g}) falls below the tested range "
+            f"(from {lrs[0]:.3g}), so it is not offered: start lower to use it"
+        )
     out = {k: s for k, s in out.items() if s.confidence > 0}
     if diverged:
-        warnings.append(f"the loss diverged at lr {lrs[n - 1]:.3g}; suggestions come only from the lrs below "
-                        f"{lrs[lo + len(y) - 1]:.3g}")
+        warnings.append(
+            f"the loss diverged at lr {lrs[n - 1]:.3g}; suggestions come only from the lrs below "
+            f"{lrs[lo + len(y) - 1]:.3g}"
+        )
     elif not rose:
         warnings.append("the loss was still falling at the end of the tested range: try a higher end")
     best = max((s.confidence for s in out.values()), default=0.0)

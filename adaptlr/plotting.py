@@ -87,9 +87,7 @@ def lab_curves(
     ax1.set_title(f"{task}: train loss (median, IQR over seeds)")
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"test {metric}")
-    ax2.set_title(
-        f"{task}: test {metric}" + (" (dashed: learning-rate-free)" if dashed & set(curves) else "")
-    )
+    ax2.set_title(f"{task}: test {metric}" + (" (dashed: learning-rate-free)" if dashed & set(curves) else ""))
     if target is not None:
         ax2.axhline(target, color="gray", ls="--", lw=0.8, label="target")
     if metric == "accuracy":
@@ -159,9 +157,7 @@ def lab_profile(prof: Mapping[str, Any], path: str | Path) -> Path:
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(
-        f"tau (x the fastest method's {'steps' if prof.get('by', 'steps') == 'steps' else 'time'} to target)"
-    )
+    ax.set_xlabel(f"tau (x the fastest method's {'steps' if prof.get('by', 'steps') == 'steps' else 'time'} to target)")
     ax.set_ylabel("fraction of tasks reaching the target")
     ax.set_title("performance profile")
     ax.grid(alpha=0.3)

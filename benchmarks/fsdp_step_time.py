@@ -64,8 +64,9 @@ def _threads(n: int) -> None:
 
 def _worker(rank: int, path: str, args: argparse.Namespace, out: str) -> None:
     _threads(max(1, args.threads // 2))  # the cores are shared between the ranks
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2,
-                            timeout=datetime.timedelta(minutes=10))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=datetime.timedelta(minutes=10)
+    )
     from torch.distributed.fsdp import fully_shard
 
     lines = []
@@ -89,13 +90,19 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads of the single process (each of the 2 ranks gets half)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads of the single process (each of the 2 ranks gets half)",
+    )
     args = parser.parse_args()
     _threads(args.threads)
     n = sum(p.numel() for p in _model(args.layers, args.d).parameters())
-    print(f"{args.layers} x Linear({args.d}, {args.d}): {n / 1e6:.1f}M float32 parameters, "
-          f"median of {args.steps} steps, opt.step() only")
+    print(
+        f"{args.layers} x Linear({args.d}, {args.d}): {n / 1e6:.1f}M float32 parameters, "
+        f"median of {args.steps} steps, opt.step() only"
+    )
     single = {}
     for name, kw in METHODS.items():
         model = _model(args.layers, args.d)
@@ -111,12 +118,16 @@ def main() -> None:
                 name, wall, cpu = line.split()
                 w, c = fsdp.get(name, (0.0, 0.0))
                 fsdp[name] = (max(w, float(wall)), c + float(cpu))
-    print(f"{'method':10} {'1 process: wall':>16} {'CPU':>9} {'FSDP2, 2 ranks: wall':>21} {'CPU (both)':>11} "
-          f"{'wall ratio':>11} {'CPU ratio':>10}")
+    print(
+        f"{'method':10} {'1 process: wall':>16} {'CPU':>9} {'FSDP2, 2 ranks: wall':>21} {'CPU (both)':>11} "
+        f"{'wall ratio':>11} {'CPU ratio':>10}"
+    )
     for name in METHODS:
         (w1, c1), (w2, c2) = single[name], fsdp[name]
-        print(f"{name:10} {w1 * 1e3:14.2f}ms {c1 * 1e3:7.2f}ms {w2 * 1e3:19.2f}ms {c2 * 1e3:9.2f}ms "
-              f"{w2 / w1:11.2f} {c2 / c1:10.2f}")
+        print(
+            f"{name:10} {w1 * 1e3:14.2f}ms {c1 * 1e3:7.2f}ms {w2 * 1e3:19.2f}ms {c2 * 1e3:9.2f}ms "
+            f"{w2 / w1:11.2f} {c2 / c1:10.2f}"
+        )
 
 
 if __name__ == "__main__":

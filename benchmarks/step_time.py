@@ -66,8 +66,11 @@ def transformer_shapes(blocks: int = 8, d: int = 512, vocab: int = 16384) -> lis
     return shapes
 
 
-WORKLOADS = {"a: 34M transformer": transformer_shapes, "b: 400 x 2048": lambda: [(2048,)] * 400,
-             "c: 2000 x 16": lambda: [(16,)] * 2000}
+WORKLOADS = {
+    "a: 34M transformer": transformer_shapes,
+    "b: 400 x 2048": lambda: [(2048,)] * 400,
+    "c: 2000 x 16": lambda: [(16,)] * 2000,
+}
 
 
 def make_params(shapes):
@@ -90,10 +93,12 @@ def time_steps(opt, repeats: int) -> tuple[float, float]:
 
 def first_step_seconds(cache_dir: str) -> float:
     """The first fused Adam step of a fresh process (imports excluded), with the given kernel cache folder."""
-    code = ("import time, torch, adaptlr\n"
-            "p = torch.zeros(1000, requires_grad=True); p.grad = torch.ones(1000)\n"
-            "opt = adaptlr.Adam([p], fused=True)\n"
-            "t = time.perf_counter(); opt.step(); print(time.perf_counter() - t)\n")
+    code = (
+        "import time, torch, adaptlr\n"
+        "p = torch.zeros(1000, requires_grad=True); p.grad = torch.ones(1000)\n"
+        "opt = adaptlr.Adam([p], fused=True)\n"
+        "t = time.perf_counter(); opt.step(); print(time.perf_counter() - t)\n"
+    )
     env = {**os.environ, "ADAPTLR_CACHE_DIR": cache_dir}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -103,8 +108,10 @@ def first_step_seconds(cache_dir: str) -> float:
 # optimizer -> (kwargs, the reference to compare with): "torch" (torch.optim's foreach and fused) or a package
 TRITON_OPTIMIZERS = {
     **{name: (kwargs, "torch") for name, (kwargs, _) in OPTIMIZERS.items()},
-    **{name: ({}, "package") for name in ("Prodigy", "DAdaptAdam", "DAdaptSGD", "DoG", "ScheduleFreeAdamW", "Lion",
-                                           "AdaBelief")},
+    **{
+        name: ({}, "package")
+        for name in ("Prodigy", "DAdaptAdam", "DAdaptSGD", "DoG", "ScheduleFreeAdamW", "Lion", "AdaBelief")
+    },
 }
 # goals of issue 14 (for the printed verdicts): step time vs torch fused, fraction of copy bandwidth, speed-up
 FUSED_GOAL = {"Adam": 1.05, "AdamW": 1.05, "SGD": 1.05, "Adagrad": 1.05}
@@ -119,8 +126,10 @@ def triton_workloads(tiny: bool) -> dict[str, list[tuple[int, ...]]]:
     sizes = np.random.default_rng(0).integers(1, 8193, size=20 if tiny else 2000)
     if tiny:
         a = transformer_shapes(blocks=1, d=32, vocab=256)
-        return {f"a: {_count(a) / 1e3:.0f}K transformer (tiny)": a,
-                "b: 20 small tensors (tiny)": [(int(n) // 64 + 1,) for n in sizes]}
+        return {
+            f"a: {_count(a) / 1e3:.0f}K transformer (tiny)": a,
+            "b: 20 small tensors (tiny)": [(int(n) // 64 + 1,) for n in sizes],
+        }
     a = transformer_shapes(blocks=24, d=1024, vocab=50304)
     return {f"a: {_count(a) / 1e6:.0f}M transformer": a, "b: 2000 small tensors": [(int(n),) for n in sizes]}
 
@@ -236,21 +245,26 @@ def triton_main(args) -> int:
     warmup, repeats = (1, 2) if args.tiny else (3, args.repeats)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
     bw = copy_bandwidth(device, 1 << 14 if args.tiny else 1 << 28, clock)
-    print(f"{where}, torch {torch.__version__}, triton {triton.__version__}; copy bandwidth {bw / 1e9:.0f} GB/s; "
-          f"median of {repeats} steps after {warmup} warm-up steps")
+    print(
+        f"{where}, torch {torch.__version__}, triton {triton.__version__}; copy bandwidth {bw / 1e9:.0f} GB/s; "
+        f"median of {repeats} steps after {warmup} warm-up steps"
+    )
     verdicts = []
     for workload, shapes in triton_workloads(args.tiny).items():
         print(f"\n({workload}: {_count(shapes) / 1e6:.2f}M float32 parameters in {len(shapes)} tensors)")
-        print(f"{'optimizer':18s} {'adaptlr ms':>10s} {'foreach ms':>10s} {'fused ms':>9s} {'package ms':>10s} "
-              f"{'/foreach':>8s} {'/fused':>7s} {'/package':>8s} {'GB/s':>7s} {'x copy':>6s}")
+        print(
+            f"{'optimizer':18s} {'adaptlr ms':>10s} {'foreach ms':>10s} {'fused ms':>9s} {'package ms':>10s} "
+            f"{'/foreach':>8s} {'/fused':>7s} {'/package':>8s} {'GB/s':>7s} {'x copy':>6s}"
+        )
         for name in names:
             kwargs, kind = TRITON_OPTIMIZERS[name]
             params = _make_device_params(shapes, device, 1e-3 if kind == "package" else 1.0)
             # (on a GPU the engine selection sends CUDA tensors to triton; on CPU the override does)
             with _select.override("triton") if device.type == "cpu" else contextlib.nullcontext():
                 before = engine.bytes_moved
-                ours = _timed_optimizer(functools.partial(getattr(adaptlr, name), **kwargs), params, clock, repeats,
-                                        warmup)
+                ours = _timed_optimizer(
+                    functools.partial(getattr(adaptlr, name), **kwargs), params, clock, repeats, warmup
+                )
                 moved = (engine.bytes_moved - before) / (1 + warmup + repeats)
             if ours is not None and moved == 0:
                 print(f"    ({name} did not run on the triton engine: check adaptlr.engines._select's routing)")
@@ -259,24 +273,30 @@ def triton_main(args) -> int:
                 cls = getattr(torch.optim, name)
                 tf = _timed_optimizer(functools.partial(cls, **kwargs, foreach=True), params, clock, repeats, warmup)
                 if "fused" in inspect.signature(cls).parameters:
-                    tF = _timed_optimizer(functools.partial(cls, **kwargs, fused=True), params, clock, repeats,
-                                          warmup)
+                    tF = _timed_optimizer(functools.partial(cls, **kwargs, fused=True), params, clock, repeats, warmup)
             else:
                 tp = _timed_optimizer(reference(name), params, clock, repeats, warmup)
             del params
             achieved = moved / ours if ours else 0.0
-            print(f"{name:18s} {_ms(ours):>10s} {_ms(tf):>10s} {_ms(tF):>9s} {_ms(tp):>10s} {_ratio(ours, tf):>8s} "
-                  f"{_ratio(ours, tF):>7s} {_ratio(ours, tp):>8s} {achieved / 1e9:7.1f} {achieved / bw:6.2f}",
-                  flush=True)
+            print(
+                f"{name:18s} {_ms(ours):>10s} {_ms(tf):>10s} {_ms(tF):>9s} {_ms(tp):>10s} {_ratio(ours, tf):>8s} "
+                f"{_ratio(ours, tF):>7s} {_ratio(ours, tp):>8s} {achieved / 1e9:7.1f} {achieved / bw:6.2f}",
+                flush=True,
+            )
             if ours is not None and workload.startswith("a"):
                 if name in FUSED_GOAL and tF is not None:
                     verdicts.append((f"{name} <= {FUSED_GOAL[name]}x torch fused (a)", ours / tF <= FUSED_GOAL[name]))
                 elif name not in FUSED_GOAL:
-                    verdicts.append((f"{name} >= {BANDWIDTH_GOAL:.0%} of copy bandwidth (a)",
-                                     achieved / bw >= BANDWIDTH_GOAL))
+                    verdicts.append(
+                        (f"{name} >= {BANDWIDTH_GOAL:.0%} of copy bandwidth (a)", achieved / bw >= BANDWIDTH_GOAL)
+                    )
             if ours is not None and name in PACKAGE_GOAL and tp is not None:
-                verdicts.append((f"{name} >= {PACKAGE_GOAL[name]}x faster than its package ({workload[:1]})",
-                                 tp / ours >= PACKAGE_GOAL[name]))
+                verdicts.append(
+                    (
+                        f"{name} >= {PACKAGE_GOAL[name]}x faster than its package ({workload[:1]})",
+                        tp / ours >= PACKAGE_GOAL[name],
+                    )
+                )
     print("\nfirst launch of each kernel (compile included):")
     for kernel, seconds in sorted(engine.compile_seconds.items()):
         print(f"  {kernel:40s} {seconds:6.2f} s")
@@ -296,8 +316,12 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated optimizer names (default: all)")
     ap.add_argument("--engines", default="fused,foreach")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--engine", default=None, choices=("triton",),
-                    help="with --device cpu: the triton engine in Triton's interpreter (a dry run; see --tiny)")
+    ap.add_argument(
+        "--engine",
+        default=None,
+        choices=("triton",),
+        help="with --device cpu: the triton engine in Triton's interpreter (a dry run; see --tiny)",
+    )
     ap.add_argument("--tiny", action="store_true", help="tiny workloads (for the interpreter dry run)")
     args = ap.parse_args()
     if args.device == "cuda" or args.engine == "triton":
@@ -308,22 +332,25 @@ def main() -> None:
 
     numba.set_num_threads(args.threads)
     engines = args.engines.split(",")
-    print(f"torch {torch.__version__}, numba {numba.__version__}, {args.threads} threads, "
-          f"median (min) of {args.repeats} steps, second of two rounds")
+    print(
+        f"torch {torch.__version__}, numba {numba.__version__}, {args.threads} threads, "
+        f"median (min) of {args.repeats} steps, second of two rounds"
+    )
     for workload, make_shapes in WORKLOADS.items():
         params = make_params(make_shapes())
         n = sum(p.numel() for p in params)
         print(f"\n({workload}: {n / 1e6:.1f}M parameters in {len(params)} tensors)")
-        print(f"{'optimizer':10s} {'engine':8s} {'ms':>16s} {'torch foreach ms':>17s} {'torch fused ms':>15s} "
-              f"{'/foreach':>9s} {'/fused':>7s}")
+        print(
+            f"{'optimizer':10s} {'engine':8s} {'ms':>16s} {'torch foreach ms':>17s} {'torch fused ms':>15s} "
+            f"{'/foreach':>9s} {'/fused':>7s}"
+        )
         for name in args.only.split(","):
             kwargs, has_fused = OPTIMIZERS[name]
             rows = {}
             for _round in range(2):
                 rows["tf"] = time_steps(getattr(torch.optim, name)(params, **kwargs, foreach=True), args.repeats)
                 if has_fused:
-                    rows["tF"] = time_steps(getattr(torch.optim, name)(params, **kwargs, fused=True),
-                                            args.repeats)
+                    rows["tF"] = time_steps(getattr(torch.optim, name)(params, **kwargs, fused=True), args.repeats)
                 for e in engines:
                     rows[e] = time_steps(getattr(adaptlr, name)(params, **kwargs, **ENGINES[e]), args.repeats)
             tf, tF = rows["tf"], rows.get("tF")
@@ -331,8 +358,11 @@ def main() -> None:
                 med, low = rows[e]
                 fused_txt = f"{tF[0] * 1e3:8.1f} ({tF[1] * 1e3:.1f})" if tF else f"{'-':>15s}"
                 ratio_fused = f"{med / tF[0]:7.2f}" if tF else f"{'-':>7s}"
-                print(f"{name:10s} {e:8s} {med * 1e3:8.1f} ({low * 1e3:.1f}) {tf[0] * 1e3:9.1f} ({tf[1] * 1e3:.1f})"
-                      f" {fused_txt} {med / tf[0]:9.2f} {ratio_fused}", flush=True)
+                print(
+                    f"{name:10s} {e:8s} {med * 1e3:8.1f} ({low * 1e3:.1f}) {tf[0] * 1e3:9.1f} ({tf[1] * 1e3:.1f})"
+                    f" {fused_txt} {med / tf[0]:9.2f} {ratio_fused}",
+                    flush=True,
+                )
     with tempfile.TemporaryDirectory() as cache:
         cold = first_step_seconds(cache)
         warm = first_step_seconds(cache)

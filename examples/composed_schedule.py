@@ -38,7 +38,7 @@ def run() -> dict[str, list[float]]:
     for epoch in range(EPOCHS):
         perm = torch.randperm(400, generator=g)
         for i in range(STEPS_PER_EPOCH):
-            idx = perm[i * 20:(i + 1) * 20]
+            idx = perm[i * 20 : (i + 1) * 20]
             step = epoch * STEPS_PER_EPOCH + i
             log["schedule"].append(schedule(step))
             log["lr"].append(opt.current_lr())

@@ -30,7 +30,7 @@ def data(seed: int = 0):
 
 def batches(x, y, size, seed):
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    return [(x[perm[i:i + size]], y[perm[i:i + size]]) for i in range(0, len(x), size)]
+    return [(x[perm[i : i + size]], y[perm[i : i + size]]) for i in range(0, len(x), size)]
 
 
 def main(epochs: int = 8, batch: int = 64, seed: int = 0) -> float:

@@ -79,11 +79,15 @@ def main(seed: int = 0, verbose: bool = True) -> list[dict]:
         row["error_ls"] = float(np.linalg.norm(row["theta"] - theta_ls))  # optimisation error alone
     if verbose:
         print(f"y = {THETA_TRUE[0]} + {THETA_TRUE[1]} x + noise, {len(x)} points\n")
-        print(f"{'method':<24}{'final MSE':>10}{'theta0':>9}{'theta1':>9}{'|theta - theta_true|':>22}"
-              f"{'|theta - theta_ls|':>20}{'steps':>7}")
+        print(
+            f"{'method':<24}{'final MSE':>10}{'theta0':>9}{'theta1':>9}{'|theta - theta_true|':>22}"
+            f"{'|theta - theta_ls|':>20}{'steps':>7}"
+        )
         for r in rows:
-            print(f"{r['method']:<24}{r['mse']:>10.4f}{r['theta'][0]:>9.4f}{r['theta'][1]:>9.4f}"
-                  f"{r['error']:>22.4f}{r['error_ls']:>20.4f}{r['steps']:>7d}")
+            print(
+                f"{r['method']:<24}{r['mse']:>10.4f}{r['theta'][0]:>9.4f}{r['theta'][1]:>9.4f}"
+                f"{r['error']:>22.4f}{r['error_ls']:>20.4f}{r['steps']:>7d}"
+            )
     return rows
 
 

@@ -154,8 +154,9 @@ def test_val_as_a_function_and_a_dataloader_as_train():
 def test_on_step_replays_then_follows_the_winner():
     train, val = _problem()
     seen = []
-    result = Auto().fit(_model(), F.mse_loss, train, val, steps=100,
-                        on_step=lambda s, loss, lr, live: seen.append((s, live, lr)))
+    result = Auto().fit(
+        _model(), F.mse_loss, train, val, steps=100, on_step=lambda s, loss, lr, live: seen.append((s, live, lr))
+    )
     assert [s for s, _, _ in seen] == list(range(1, 101))
     assert not any(live for s, live, _ in seen if s <= result.plan["rung2"])
     assert all(live for s, live, _ in seen if s > result.plan["rung2"])
@@ -209,8 +210,21 @@ def test_auto_through_adaptlr_compare(tmp_path, capsys):
     from adaptlr.lab.store import Store
 
     store = str(tmp_path / "runs.db")
-    args = ["compare", "--task", "linreg", "--methods", "auto(keep=2),adam(lr=0.01)", "--seeds", "1",
-            "--steps", "60", "--store", store, "--no-progress", "--no-report"]
+    args = [
+        "compare",
+        "--task",
+        "linreg",
+        "--methods",
+        "auto(keep=2),adam(lr=0.01)",
+        "--seeds",
+        "1",
+        "--steps",
+        "60",
+        "--store",
+        store,
+        "--no-progress",
+        "--no-report",
+    ]
     assert main(args) == 0
     with Store(store) as st:
         runs = {r["method"]: r for r in st.runs("linreg")}

@@ -11,17 +11,28 @@ def _summary():
         return {"tests": [median], "median": median, "cost": cost, "wall": wall, "complete": True}
 
     return {
-        "reg": {"metric": "mse", "higher_is_better": False, "steps": 10, "methods": {
-            TF.GRID: m(1.0, 7.0, 7.0), "A": m(1.01), "B": m(1.5), "Auto": m(0.99, 1.5, 1.4)}},
-        "cls": {"metric": "accuracy", "higher_is_better": True, "steps": 10, "methods": {
-            TF.GRID: m(0.95, 7.0, 7.0), "A": m(0.935), "B": m(0.945), "Auto": m(0.96, 1.5, 1.3)}},
+        "reg": {
+            "metric": "mse",
+            "higher_is_better": False,
+            "steps": 10,
+            "methods": {TF.GRID: m(1.0, 7.0, 7.0), "A": m(1.01), "B": m(1.5), "Auto": m(0.99, 1.5, 1.4)},
+        },
+        "cls": {
+            "metric": "accuracy",
+            "higher_is_better": True,
+            "steps": 10,
+            "methods": {TF.GRID: m(0.95, 7.0, 7.0), "A": m(0.935), "B": m(0.945), "Auto": m(0.96, 1.5, 1.3)},
+        },
     }
 
 
 def test_table_counts_ratios_and_ranks():
     text = TF.table(_summary())
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| task") and not line.startswith("| method")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| task") and not line.startswith("| method")
+    }
     assert rows["reg (mse, 10)"] == ["1", "1.01 (1.01x)", "1.5 (1.50x)", "0.99 (0.99x)"]
     assert rows["cls (accuracy, 10)"] == ["95.0", "93.5 (-1.5)", "94.5 (-0.5)", "96.0 (+1.0)"]
     # A: within 2% on reg, 1.5 points short on cls; B: 50% worse on reg, within a point on cls

@@ -25,15 +25,23 @@ _value = _mostly(
 _OPTIMIZERS = ["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "nadam", "prodigy", "dog", "sgdd"]
 _OPT_ARGS = ["lr", "lr", "lr", "weight_decay", "momentum", "eps", "betas", "nesterov", "d_coef", "lrr"]
 _SCHEDULES = {
-    "cosine": ["warmup", "final"], "linear": ["warmup", "final"], "warmup": ["steps"], "step": ["every", "gamma"],
-    "wsd": ["warmup", "decay", "cooldown"], "one_cycle": ["pct_start", "div_factor"], "constant": [],
+    "cosine": ["warmup", "final"],
+    "linear": ["warmup", "final"],
+    "warmup": ["steps"],
+    "step": ["every", "gamma"],
+    "wsd": ["warmup", "decay", "cooldown"],
+    "one_cycle": ["pct_start", "div_factor"],
+    "constant": [],
 }
 _PLATEAU = ["patience", "factor", "threshold", "cooldown", "min_lr"]
 
 
 def _fmt(v):
-    return repr(v) if not (isinstance(v, float) and not math.isfinite(v)) else {"inf": "1e999", "-inf": "-1e999"}.get(
-        str(v), "1e999 - 1e999")
+    return (
+        repr(v)
+        if not (isinstance(v, float) and not math.isfinite(v))
+        else {"inf": "1e999", "-inf": "-1e999"}.get(str(v), "1e999 - 1e999")
+    )
 
 
 @st.composite
@@ -58,14 +66,32 @@ def method_specs(draw):
 _count = _mostly(st.sampled_from(["1", "2"]), st.sampled_from(["0", "-2", "x", "1.5"]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
-@given(method=method_specs(), seeds=_count, steps=_mostly(st.sampled_from(["1", "2", "4"]), st.sampled_from(["0", "-5"])),
-       batch=_mostly(st.sampled_from([None, "8"]), st.sampled_from(["0", "-1"])))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    method=method_specs(),
+    seeds=_count,
+    steps=_mostly(st.sampled_from(["1", "2", "4"]), st.sampled_from(["0", "-5"])),
+    batch=_mostly(st.sampled_from([None, "8"]), st.sampled_from(["0", "-1"])),
+)
 def test_compare_is_refused_up_front_or_trains_everything(tmp_path_factory, capsys, method, seeds, steps, batch):
     store = tmp_path_factory.mktemp("fuzz") / f"{uuid.uuid4().hex}.db"
-    argv = ["compare", "--task", "linreg", "--methods", method, "--seeds", seeds, "--steps", steps, "--store",
-            str(store), "--no-progress", "--no-report"]
+    argv = [
+        "compare",
+        "--task",
+        "linreg",
+        "--methods",
+        method,
+        "--seeds",
+        seeds,
+        "--steps",
+        steps,
+        "--store",
+        str(store),
+        "--no-progress",
+        "--no-report",
+    ]
     if batch is not None:
         argv += ["--batch-size", batch]
     capsys.readouterr()

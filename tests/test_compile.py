@@ -37,4 +37,3 @@ def test_compiled_step_matches_eager_and_compiles_twice(name):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     # one graph for the first step (state creation), one for every later step
     assert 1 <= len(compilations) <= 3, f"{len(compilations)} compilations for 6 steps"
-

@@ -74,8 +74,10 @@ def test_loss_trend_on_an_adaptlr_optimizer_uses_lr_scale():
 
 # ------------------------------------------------------------------------------------------------ DivergenceGuard
 def _state(model, opt):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            {i: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for i, s in opt.state_dict()["state"].items()})
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        {i: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for i, s in opt.state_dict()["state"].items()},
+    )
 
 
 def _assert_state(model, opt, saved):
@@ -147,8 +149,12 @@ def test_guard_with_adaptlr_optimizer_and_too_many_rollbacks():
 def test_guard_validation():
     model, _, _ = regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for kwargs, name in [(dict(factor=1.0), "factor"), (dict(snapshot_every=0), "snapshot_every"),
-                         (dict(ratio=1.0), "ratio"), (dict(window=0), "window")]:
+    for kwargs, name in [
+        (dict(factor=1.0), "factor"),
+        (dict(snapshot_every=0), "snapshot_every"),
+        (dict(ratio=1.0), "ratio"),
+        (dict(window=0), "window"),
+    ]:
         with pytest.raises(ValueError, match=f"Invalid {name}"):
             DivergenceGuard(model, opt, **kwargs)
 
@@ -213,9 +219,11 @@ def test_hypergradient_matches_the_paper(kind, lr, beta):
     theta0 = torch.linspace(-2.0, 2.0, 10, dtype=torch.float64)
     want_theta, want_lrs = reference_hd(kind, theta0.clone(), a, lr, beta, 40)
     p = torch.nn.Parameter(theta0.clone())
-    opt = {"sgd": lambda: torch.optim.SGD([p], lr=lr),
-           "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=0.9, nesterov=True),
-           "adam": lambda: torch.optim.Adam([p], lr=lr)}[kind]()
+    opt = {
+        "sgd": lambda: torch.optim.SGD([p], lr=lr),
+        "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=0.9, nesterov=True),
+        "adam": lambda: torch.optim.Adam([p], lr=lr),
+    }[kind]()
     Hypergradient(opt, beta=beta, max_change=math.inf)  # the paper's rule, without the guard
     lrs = []
     for _ in range(40):
@@ -292,8 +300,9 @@ def _mlp_regression(seed=0):
 
 
 @pytest.mark.parametrize("beta", [1.0, 1e30])
-@pytest.mark.parametrize("make", [lambda p: torch.optim.SGD(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=1e-3)],
-                         ids=["sgd", "adam"])
+@pytest.mark.parametrize(
+    "make", [lambda p: torch.optim.SGD(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=1e-3)], ids=["sgd", "adam"]
+)
 def test_hypergradient_with_a_huge_beta_neither_dies_nor_explodes(beta, make):
     """issue 9: beta=1 locked the lr at 0 for ever, beta=1e30 made the parameters NaN, with no warning."""
     model, x, y = _mlp_regression()
@@ -316,8 +325,13 @@ def test_hypergradient_with_a_huge_beta_neither_dies_nor_explodes(beta, make):
 
 def test_hypergradient_refuses_a_non_finite_beta_and_a_bad_max_change():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
-    for kwargs, name in [(dict(beta=math.inf), "beta"), (dict(beta=math.nan), "beta"), (dict(beta=-1.0), "beta"),
-                         (dict(max_change=1.0), "max_change"), (dict(max_change=0.5), "max_change")]:
+    for kwargs, name in [
+        (dict(beta=math.inf), "beta"),
+        (dict(beta=math.nan), "beta"),
+        (dict(beta=-1.0), "beta"),
+        (dict(max_change=1.0), "max_change"),
+        (dict(max_change=0.5), "max_change"),
+    ]:
         with pytest.raises(ValueError, match=rf"Invalid {name}: .* \(expected a number in"):
             Hypergradient(opt, **kwargs)
 
@@ -327,10 +341,16 @@ def _two_group_opt():
     return torch.optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
 
 
-@pytest.mark.parametrize("make", [
-    lambda o: LossTrend(o), lambda o: ReduceOnPlateau(o, patience=0), lambda o: Hypergradient(o, beta=1e-3),
-    lambda o: DivergenceGuard(torch.nn.Linear(1, 1), o),
-], ids=["loss_trend", "plateau", "hypergradient", "divergence"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: LossTrend(o),
+        lambda o: ReduceOnPlateau(o, patience=0),
+        lambda o: Hypergradient(o, beta=1e-3),
+        lambda o: DivergenceGuard(torch.nn.Linear(1, 1), o),
+    ],
+    ids=["loss_trend", "plateau", "hypergradient", "divergence"],
+)
 def test_a_failed_load_leaves_the_controller_unchanged(make):
     """issue 9: a state from a 1-group optimizer refuses to load into a 2-group one, and a failed
     load_state_dict changes nothing."""

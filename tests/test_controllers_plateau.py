@@ -48,17 +48,26 @@ def test_matches_torch_reduce_lr_on_plateau(cfg, seed):
         ref.step(v)
         cuts += ours.observe(v)
         assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
-        assert (ours.best, ours.num_bad_epochs, ours.cooldown_counter) == (ref.best, ref.num_bad_epochs,
-                                                                          ref.cooldown_counter) or np.isnan(v)
+        assert (ours.best, ours.num_bad_epochs, ours.cooldown_counter) == (
+            ref.best,
+            ref.num_bad_epochs,
+            ref.cooldown_counter,
+        ) or np.isnan(v)
     assert cuts > 0
     assert ours.factors[1] == pytest.approx(opt.param_groups[1]["lr"] / 0.5)
 
 
 def test_validation():
     opt = two_group_sgd()
-    for kwargs, name in [(dict(factor=1.0), "factor"), (dict(mode="mean"), "mode"), (dict(patience=-1), "patience"),
-                         (dict(threshold_mode="x"), "threshold_mode"), (dict(min_lr=[0.1]), "min_lr"),
-                         (dict(cooldown=1.5), "cooldown"), (dict(eps=-1), "eps")]:
+    for kwargs, name in [
+        (dict(factor=1.0), "factor"),
+        (dict(mode="mean"), "mode"),
+        (dict(patience=-1), "patience"),
+        (dict(threshold_mode="x"), "threshold_mode"),
+        (dict(min_lr=[0.1]), "min_lr"),
+        (dict(cooldown=1.5), "cooldown"),
+        (dict(eps=-1), "eps"),
+    ]:
         with pytest.raises(ValueError, match=f"Invalid {name}"):
             ReduceOnPlateau(opt, **kwargs)
 

@@ -74,24 +74,40 @@ KW = {
 #: classes that train only some parameters of the model (the rest keep their gradients, untouched)
 MATRICES_ONLY = {"Muon"}  # torch.optim.Muon takes 2-d parameters only
 #: classes the matrix cannot run, and why
-SKIP = {"SparseAdam": "SparseAdam takes only sparse gradients (nn.Embedding(sparse=True)), which FSDP2 and DDP "
-                      "do not produce"}
-SKIP_MODE = {("zero64", "LBFGS"): "under ZeroRedundancyOptimizer each rank's L-BFGS calls the closure (a DDP "
-                                  "forward and backward, with collectives) as often as its own partition needs, so "
-                                  "the ranks' collectives do not pair up (torch.optim.LBFGS alike)"}
+SKIP = {
+    "SparseAdam": "SparseAdam takes only sparse gradients (nn.Embedding(sparse=True)), which FSDP2 and DDP "
+    "do not produce"
+}
+SKIP_MODE = {
+    ("zero64", "LBFGS"): "under ZeroRedundancyOptimizer each rank's L-BFGS calls the closure (a DDP "
+    "forward and backward, with collectives) as often as its own partition needs, so "
+    "the ranks' collectives do not pair up (torch.optim.LBFGS alike)"
+}
 #: known bugs outside the sharding code, each with its owner's file: strict xfails, so a fix turns them into failures
 #: that ask for the entry to be removed
 KNOWN = {
     ("dcp", "LBFGS"): "DCP's _init_optim_state creates the state of a fresh optimizer with step(closure=None); "
-                      "adaptlr/optim/_lbfgs.py requires a closure (torch.optim.LBFGS alike)",
+    "adaptlr/optim/_lbfgs.py requires a closure (torch.optim.LBFGS alike)",
 }
 #: the methods with global or per-tensor sums, also run with the last layer left out of fully_shard (a plain
 #: tensor, replicated, its gradient averaged by hand): its sums must count once, not once per rank
 MIXED = ("Prodigy", "DAdaptAdam", "DAdaptSGD", "DoG", "LDoG", "LAMB")
 MODES = ("fsdp64", "fsdp32", "mixed64", "ddp64", "zero64", "dcp")
 #: float32 under FSDP2 (the time budget): the methods with global or per-tensor sums, and two classic rules
-FLOAT32 = {"SGD", "Adam", "LAMB", "Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad", "DoG", "LDoG",
-           "ScheduleFreeAdamW", "Adafactor", "Muon"}
+FLOAT32 = {
+    "SGD",
+    "Adam",
+    "LAMB",
+    "Prodigy",
+    "DAdaptAdam",
+    "DAdaptSGD",
+    "DAdaptAdaGrad",
+    "DoG",
+    "LDoG",
+    "ScheduleFreeAdamW",
+    "Adafactor",
+    "Muon",
+}
 #: extra resume cases: (name, class, kwargs) with a schedule as lr, and a controller driven by the loss
 EXTRA = {
     "Adam+warmup-cosine+plateau": ("Adam", dict(lr=schedules.warmup(schedules.cosine(1e-2, 20), 2))),
@@ -100,8 +116,13 @@ EXTRA = {
 
 
 def _names() -> list[str]:
-    return [n for n in adaptlr.__all__ if inspect.isclass(getattr(adaptlr, n))
-            and issubclass(getattr(adaptlr, n), torch.optim.Optimizer) and n != "Optimizer"]
+    return [
+        n
+        for n in adaptlr.__all__
+        if inspect.isclass(getattr(adaptlr, n))
+        and issubclass(getattr(adaptlr, n), torch.optim.Optimizer)
+        and n != "Optimizer"
+    ]
 
 
 NAMES = _names()
@@ -110,14 +131,16 @@ NAMES = _names()
 # ------------------------------------------------------------------------------------------------ one case
 def _model(dtype: torch.dtype) -> torch.nn.Module:
     torch.manual_seed(0)  # 7 and 3 rows: uneven shards; 1 row: rank 1's shards are empty
-    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3), torch.nn.Tanh(),
-                               torch.nn.Linear(3, 1)).to(dtype)
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)
+    ).to(dtype)
 
 
 def _batches(dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(8, 5, generator=g, dtype=dtype), torch.randn(8, 1, generator=g, dtype=dtype))
-            for _ in range(STEPS)]
+    return [
+        (torch.randn(8, 5, generator=g, dtype=dtype), torch.randn(8, 1, generator=g, dtype=dtype)) for _ in range(STEPS)
+    ]
 
 
 def _fsdp(model: torch.nn.Module, mixed: bool = False) -> torch.nn.Module:
@@ -160,7 +183,7 @@ def _train(model, opt, batches, rank=None, plateau=None, mixed=False):
     """Steps on ``batches``; ``rank``: this rank's half of each batch (the gradients are averaged over ranks)."""
     for x, y in batches:
         if rank is not None:
-            x, y = x[4 * rank:4 * rank + 4], y[4 * rank:4 * rank + 4]
+            x, y = x[4 * rank : 4 * rank + 4], y[4 * rank : 4 * rank + 4]
 
         def closure():
             opt.zero_grad()
@@ -296,10 +319,12 @@ def _resume(name: str, rank: int, tmp: str) -> dict:
     controller = plateau.state_dict() if plateau is not None else None
     full = StateDictOptions(full_state_dict=True)
     path = os.path.join(tmp, name)
-    dcp.save({"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)},
-             checkpoint_id=path)
-    saved = {"model": get_model_state_dict(model, options=full),
-             "optim": get_optimizer_state_dict(model, opt, options=full), "controller": controller}
+    dcp.save({"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}, checkpoint_id=path)
+    saved = {
+        "model": get_model_state_dict(model, options=full),
+        "optim": get_optimizer_state_dict(model, opt, options=full),
+        "controller": controller,
+    }
     if rank == 0:
         torch.save(saved, path + ".pt")
     dist.barrier()
@@ -331,9 +356,15 @@ def _cat(tensors) -> torch.Tensor:
 
 
 def _cases() -> list[tuple[str, str]]:
-    cases = [(mode, name) for mode in MODES for name in NAMES
-             if name not in SKIP and (mode, name) not in SKIP_MODE and (mode != "fsdp32" or name in FLOAT32)
-             and (mode != "mixed64" or name in MIXED)]
+    cases = [
+        (mode, name)
+        for mode in MODES
+        for name in NAMES
+        if name not in SKIP
+        and (mode, name) not in SKIP_MODE
+        and (mode != "fsdp32" or name in FLOAT32)
+        and (mode != "mixed64" or name in MIXED)
+    ]
     return cases + [("dcp", name) for name in EXTRA]
 
 
@@ -361,8 +392,10 @@ def _unreduced(rank: int) -> dict:
 def _guards(rank: int) -> dict:
     """What FSDP2 parameters refuse, and a non-finite gradient on one rank's shard skipping the step on both."""
     out = {}
-    for key, make in (("slice_p", lambda ps: adaptlr.Prodigy(ps, slice_p=2)),
-                      ("process_group", lambda ps: adaptlr.Prodigy(ps, process_group=True))):
+    for key, make in (
+        ("slice_p", lambda ps: adaptlr.Prodigy(ps, slice_p=2)),
+        ("process_group", lambda ps: adaptlr.Prodigy(ps, process_group=True)),
+    ):
         model = _fsdp(_model(torch.float64))
         try:
             _train(model, make(model.parameters()), _batches(torch.float64)[:1], rank)
@@ -372,7 +405,7 @@ def _guards(rank: int) -> dict:
     model = _fsdp(_model(torch.float64))
     opt = adaptlr.Prodigy(model.parameters(), nonfinite="skip")
     x, y = _batches(torch.float64)[0]
-    F.mse_loss(model(x[4 * rank:4 * rank + 4]), y[4 * rank:4 * rank + 4]).backward()
+    F.mse_loss(model(x[4 * rank : 4 * rank + 4]), y[4 * rank : 4 * rank + 4]).backward()
     before = _flat(model)
     if rank == 1:
         next(model.parameters()).grad.to_local().view(-1)[0] = math.nan
@@ -385,8 +418,9 @@ def _guards(rank: int) -> dict:
 def _worker(rank: int, path: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2,
-                            timeout=datetime.timedelta(minutes=4))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=datetime.timedelta(minutes=4)
+    )
     results = {}
     tmp = os.path.dirname(out)
     for mode, name in _cases():
@@ -474,7 +508,9 @@ def test_resume_equals_no_resume(request, results, kind, name):
 def test_replicated_tensor_next_to_shards_counts_once(results, name):
     for rank, r in enumerate(_outcome(results, f"mixed64:{name}")):
         assert r["moved"] > 1e-4
-        assert r["params"] <= 1e-10, f"rank {rank}: {name} with a plain tensor beside DTensors differs by {r['params']:.3g}"
+        assert r["params"] <= 1e-10, (
+            f"rank {rank}: {name} with a plain tensor beside DTensors differs by {r['params']:.3g}"
+        )
         assert r["scalars"] <= 1e-10, f"rank {rank}: {name}'s group state differs by {r['scalars']:.3g}"
 
 

@@ -66,7 +66,7 @@ def second(a, b):
 @elementwise
 def powers(a, b, s):
     """Every shape of ``**`` the code generator special-cases, and the general one (negative bases included)."""
-    return a ** 2 + b ** 3 + _math.abs(a) ** 0.5 + a ** s + _math.abs(b) ** a + b ** 0.0, a ** -1.0
+    return a**2 + b**3 + _math.abs(a) ** 0.5 + a**s + _math.abs(b) ** a + b**0.0, a**-1.0
 
 
 def test_pow_matches_torch_for_literal_and_traced_exponents():
@@ -84,8 +84,7 @@ def test_pow_matches_torch_for_literal_and_traced_exponents():
 
 def test_a_new_learning_rate_reuses_the_kernel_and_is_not_in_its_source():
     engine = TritonEngine()
-    p, g, m, v = (torch.randn(100, dtype=torch.float32, generator=torch.Generator().manual_seed(k))
-                  for k in range(4))
+    p, g, m, v = (torch.randn(100, dtype=torch.float32, generator=torch.Generator().manual_seed(k)) for k in range(4))
     v = v.abs()
     args = (0.9, 0.999, 1e-8, 0.3, 0.0, 1.0)  # adam's per-step scalars after the step size
     flags = (False, False, False, False)
@@ -158,12 +157,15 @@ def _two_columns(**change):
     return p, q
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(t1=torch.randn(4, 3, dtype=torch.float64)), "shape"),
-    (dict(t1=torch.randn(3, 4, dtype=torch.float32)), "float32"),
-    (dict(t1=torch.randn(4, 3, dtype=torch.float64).t()), "strides"),
-    (dict(t0=torch.randn(5, dtype=torch.float64, device="meta")), "meta"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(t1=torch.randn(4, 3, dtype=torch.float64)), "shape"),
+        (dict(t1=torch.randn(3, 4, dtype=torch.float32)), "float32"),
+        (dict(t1=torch.randn(4, 3, dtype=torch.float64).t()), "strides"),
+        (dict(t0=torch.randn(5, dtype=torch.float64, device="meta")), "meta"),
+    ],
+)
 def test_a_tensor_that_does_not_match_its_row_is_refused_before_anything_runs(bad, match):
     p, q = _two_columns(**bad)
     before = [t.clone() for t in p]
@@ -250,13 +252,29 @@ def test_a_transposed_parameter_goes_to_foreach_and_the_step_is_still_right(on_t
     torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
 
 
-FREE = {"prodigy": "Prodigy", "dadapt_sgd": "DAdaptSGD", "dadapt_adam": "DAdaptAdam",
-        "dadapt_adagrad": "DAdaptAdaGrad", "dog": "DoG", "ldog": "LDoG", "sf_sgd": "ScheduleFreeSGD",
-        "sf_adamw": "ScheduleFreeAdamW", "sf_radam": "ScheduleFreeRAdam", "lion": "Lion", "adabelief": "AdaBelief",
-        "lamb": "LAMB"}
-CASES = ([(name, draw) for name, draw in DRAWS.items()] + [(FREE[k], HPARAMS[k]) for k in FREE]
-         + [("Adafactor", lambda rng: dict(lr=1e-2)), ("Muon", lambda rng: dict(lr=2e-2)),
-            ("SparseAdam", lambda rng: dict(lr=1e-2))])
+FREE = {
+    "prodigy": "Prodigy",
+    "dadapt_sgd": "DAdaptSGD",
+    "dadapt_adam": "DAdaptAdam",
+    "dadapt_adagrad": "DAdaptAdaGrad",
+    "dog": "DoG",
+    "ldog": "LDoG",
+    "sf_sgd": "ScheduleFreeSGD",
+    "sf_adamw": "ScheduleFreeAdamW",
+    "sf_radam": "ScheduleFreeRAdam",
+    "lion": "Lion",
+    "adabelief": "AdaBelief",
+    "lamb": "LAMB",
+}
+CASES = (
+    [(name, draw) for name, draw in DRAWS.items()]
+    + [(FREE[k], HPARAMS[k]) for k in FREE]
+    + [
+        ("Adafactor", lambda rng: dict(lr=1e-2)),
+        ("Muon", lambda rng: dict(lr=2e-2)),
+        ("SparseAdam", lambda rng: dict(lr=1e-2)),
+    ]
+)
 SHAPES = [(7, 5), (5,), (3, 4, 2), (1,), (33,)]
 
 
@@ -291,10 +309,15 @@ def test_every_optimizer_on_triton_matches_the_foreach_engine(name, draw, on_tri
                 torch.testing.assert_close(value, ref_opt.state[q][key], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("Adam", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)), ("AdamW", dict(lr=1e-2)),
-    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)), ("Adagrad", dict(lr=0.1)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("Adam", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+        ("AdamW", dict(lr=1e-2)),
+        ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+        ("Adagrad", dict(lr=0.1)),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_classic_optimizers_on_triton_match_torch_optim(name, kwargs, dtype, on_triton):
     params, _ = _run(name, kwargs, steps=5, dtype=dtype)
@@ -348,12 +371,12 @@ def test_adam_in_a_narrow_dtype_tracks_a_float32_run(dtype, bits, on_triton):
     for a, b in zip(narrow, wide):
         a, b = a.detach(), b.detach()
         assert a.dtype == dtype
-        assert bool(((a.float() - b).abs() <= b.abs() * 2.0 ** -(bits - 1) + 1e-3 * 2.0 ** -bits).all())
+        assert bool(((a.float() - b).abs() <= b.abs() * 2.0 ** -(bits - 1) + 1e-3 * 2.0**-bits).all())
     several, _ = _run("Adam", dict(lr=1e-2), steps=5, dtype=dtype)
     reference, _ = _run("Adam", dict(lr=1e-2), steps=5, dtype=torch.float32)
     for a, b in zip(several, reference):
         a, b = a.detach(), b.detach()
-        assert float((a.float() - b).norm() / b.norm()) <= 8 * 2.0 ** -bits
+        assert float((a.float() - b).norm() / b.norm()) <= 8 * 2.0**-bits
 
 
 def test_compile_time_of_the_first_launch_is_recorded():
@@ -434,8 +457,10 @@ def test_the_generated_kernels_compile_for_a_gpu_with_vectorized_loads(case, mon
 def test_a_new_learning_rate_never_recompiles_on_a_gpu(monkeypatch):
     program = trace(classic.adam, ADAM_KINDS, 7, ADAM_FLAGS, 4)
     module = _compiled(kernel_source(program, (0, 2, 3, 4), 0, "float32", True), monkeypatch)
-    keys = {_as_launched_on_hopper(module, module.host([lr, 0.9, 0.999, 1e-8, 0.3, 0.0, 1.0]), 0)[0]
-            for lr in (1e-3, 1.0, 16.0, 0.123456)}  # (values Triton would specialize if they were ints: 1, 16)
+    keys = {
+        _as_launched_on_hopper(module, module.host([lr, 0.9, 0.999, 1e-8, 0.3, 0.0, 1.0]), 0)[0]
+        for lr in (1e-3, 1.0, 16.0, 0.123456)
+    }  # (values Triton would specialize if they were ints: 1, 16)
     assert len(keys) == 1
 
 
@@ -444,8 +469,9 @@ def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
     """One step of every optimizer (through the override, in the interpreter) records the kernels the library
     generates; each rule's kernel (one per rule and number of sums) is then compiled for sm_90."""
     engine = TritonEngine()
-    monkeypatch.setattr(adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton"
-                        else _get(name))
+    monkeypatch.setattr(
+        adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton" else _get(name)
+    )
     with _select.override("triton"):
         for name, draw in CASES:
             _run(name, draw(np.random.default_rng(7)), steps=1, dtype=torch.float32)
@@ -468,8 +494,13 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "step_time.py"
 def test_the_gpu_benchmark_dry_runs_in_the_interpreter_and_refuses_cleanly_without_cuda():
     env = {**os.environ, "ADAPTLR_CACHE_DIR": os.environ.get("ADAPTLR_CACHE_DIR", ""), "TRITON_INTERPRET": "1"}
     env = {k: v for k, v in env.items() if v}
-    out = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--engine", "triton", "--tiny",
-                          "--only", "Adam,Prodigy"], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--device", "cpu", "--engine", "triton", "--tiny", "--only", "Adam,Prodigy"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line[:1].isalpha()}
     assert float(rows["Adam"][1]) > 0 and float(rows["Adam"][2]) > 0  # adaptlr and torch foreach timed
@@ -477,8 +508,9 @@ def test_the_gpu_benchmark_dry_runs_in_the_interpreter_and_refuses_cleanly_witho
     assert "adam[float32]" in out.stdout and "prodigy_stats[float32, sums]" in out.stdout
     assert "did not run on the triton engine" not in out.stdout
     if not torch.cuda.is_available():
-        out = subprocess.run([sys.executable, str(BENCH), "--device", "cuda"], capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, str(BENCH), "--device", "cuda"], capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 2 and "no CUDA device" in out.stdout
 
 

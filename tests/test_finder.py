@@ -40,13 +40,23 @@ def test_curve_matches_torch_lr_finder(opt_name, mode, accumulation, end):
     model, loader = problem()
     twin = copy.deepcopy(model)
     opt = OPTIMIZERS[opt_name](model.parameters())
-    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-5, end=end, steps=60, mode=mode,
-                     accumulation=accumulation)
+    result = lr_find(
+        model,
+        torch.nn.functional.mse_loss,
+        loader,
+        opt,
+        start=1e-5,
+        end=end,
+        steps=60,
+        mode=mode,
+        accumulation=accumulation,
+    )
 
     finder = LRFinder(twin, OPTIMIZERS[opt_name](twin.parameters()), torch.nn.MSELoss())
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        finder.range_test(loader, start_lr=1e-5, end_lr=end, num_iter=60, step_mode=mode,
-                          accumulation_steps=accumulation)
+        finder.range_test(
+            loader, start_lr=1e-5, end_lr=end, num_iter=60, step_mode=mode, accumulation_steps=accumulation
+        )
     assert result.lrs == pytest.approx(finder.history["lr"], rel=1e-12)
     assert result.losses == finder.history["loss"]  # same batches, same float32 math
     assert len(result.lrs) == len(finder.history["lr"])
@@ -82,8 +92,15 @@ def test_steepest_matches_torch_lr_finder_on_a_clean_curve(end):
     model = torch.nn.Linear(6, 1)
     twin = copy.deepcopy(model)
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False)
-    result = lr_find(model, torch.nn.functional.mse_loss, loader, torch.optim.SGD(model.parameters(), lr=0.1),
-                     start=1e-4, end=end, steps=60)
+    result = lr_find(
+        model,
+        torch.nn.functional.mse_loss,
+        loader,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        start=1e-4,
+        end=end,
+        steps=60,
+    )
     finder = LRFinder(twin, torch.optim.SGD(twin.parameters(), lr=0.1), torch.nn.MSELoss())
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         finder.range_test(loader, start_lr=1e-4, end_lr=end, num_iter=60)
@@ -137,8 +154,7 @@ def test_suggestions_on_a_known_curve():
     lrs = [10 ** (-6 + 7 * i / 99) for i in range(100)]
     logs = [math.log10(v) for v in lrs]
     # falls fastest around lr = 1e-3, bottoms out near 1e-1.5, then blows up
-    losses = [1.0 - 0.8 / (1 + math.exp(-3 * (t + 3))) + (0.2 * math.exp(3 * (t + 1)) if t > -1.5 else 0)
-              for t in logs]
+    losses = [1.0 - 0.8 / (1 + math.exp(-3 * (t + 3))) + (0.2 * math.exp(3 * (t + 1)) if t > -1.5 else 0) for t in logs]
     out = suggest(lrs, losses)
     assert out["steepest"].lr == pytest.approx(1e-3, rel=0.2)
     assert 1e-4 < out["valley"].lr < 1e-2
@@ -196,9 +212,15 @@ def test_schedule_from_the_suggestion_and_plot(tmp_path):
 def test_validation_and_exhausted_data():
     model, loader = problem()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for kwargs, name in [(dict(start=0), "start"), (dict(end=1e-9), "end"), (dict(steps=1), "steps"),
-                         (dict(mode="log"), "mode"), (dict(smooth=1.0), "smooth"), (dict(diverge=1.0), "diverge"),
-                         (dict(accumulation=0), "accumulation")]:
+    for kwargs, name in [
+        (dict(start=0), "start"),
+        (dict(end=1e-9), "end"),
+        (dict(steps=1), "steps"),
+        (dict(mode="log"), "mode"),
+        (dict(smooth=1.0), "smooth"),
+        (dict(diverge=1.0), "diverge"),
+        (dict(accumulation=0), "accumulation"),
+    ]:
         with pytest.raises(ValueError, match=f"Invalid {name}"):
             lr_find(model, torch.nn.functional.mse_loss, loader, opt, **kwargs)
     once = ((x, y) for x, y in loader)

@@ -14,8 +14,9 @@ if "keras" not in sys.modules:
     os.environ["KERAS_BACKEND"] = "torch"
 keras = pytest.importorskip("keras", reason="the integrations extra (keras) is not installed")
 if keras.backend.backend() != "torch":
-    pytest.skip(f"keras was imported with the {keras.backend.backend()} backend before this module",
-                allow_module_level=True)
+    pytest.skip(
+        f"keras was imported with the {keras.backend.backend()} backend before this module", allow_module_level=True
+    )
 
 import torch  # noqa: E402
 from keras import ops  # noqa: E402
@@ -24,8 +25,10 @@ from adaptlr import schedules as S  # noqa: E402
 from adaptlr.integrations.keras import KerasSchedule, as_keras  # noqa: E402
 
 # Keras 3.15 + NumPy 2 warn on every tensor conversion (keras' __array__ lacks `copy`); torch warns on jit.script
-pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+]
 
 STEPS = 40
 SCHEDULE = S.warmup(S.cosine(1e-2, steps=30), steps=10)
@@ -79,13 +82,17 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def test_a_training_run_applies_and_reports_the_schedule_at_every_step():
-    model = keras.Sequential([keras.Input((4,)),
-                              keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", dtype="float64")])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=as_keras(SCHEDULE, STEPS)),
-                  loss=lambda y_true, y_pred: ops.mean(y_pred))  # d loss / d kernel = mean(x) = 1
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", dtype="float64")]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=as_keras(SCHEDULE, STEPS)),
+        loss=lambda y_true, y_pred: ops.mean(y_pred),
+    )  # d loss / d kernel = mean(x) = 1
     rec = _Recorder()
-    model.fit(np.ones((16, 4)), np.zeros((16, 1)), batch_size=8, epochs=STEPS // 2, shuffle=False, verbose=0,
-              callbacks=[rec])
+    model.fit(
+        np.ones((16, 4)), np.zeros((16, 1)), batch_size=8, epochs=STEPS // 2, shuffle=False, verbose=0, callbacks=[rec]
+    )
     want = _want(SCHEDULE, STEPS).astype(np.float64)
     np.testing.assert_allclose(rec.applied, want, rtol=1e-12, atol=1e-15)  # float64 weights: exact to rounding
     np.testing.assert_array_equal(np.array(rec.logged, dtype=np.float32), want.astype(np.float32))
@@ -153,8 +160,9 @@ print(" ".join(repr(k) for k in kernels))
 def test_jit_compile_true_on_the_jax_backend_applies_the_schedule():
     pytest.importorskip("jax", reason="the integrations extra (jax) is not installed")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(JAX_RUN)], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(JAX_RUN)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     head, kernels = out.stdout.strip().splitlines()[-2:]
     assert head == "jax True 40"

@@ -3,8 +3,17 @@
 import subprocess
 import sys
 
-FRAMEWORKS = ["keras", "jax", "optax", "timm", "transformers", "accelerate", "pytorch_lightning", "lightning",
-              "torchvision"]
+FRAMEWORKS = [
+    "keras",
+    "jax",
+    "optax",
+    "timm",
+    "transformers",
+    "accelerate",
+    "pytorch_lightning",
+    "lightning",
+    "torchvision",
+]
 
 
 def test_no_framework_is_imported_until_an_adapter_is_used():

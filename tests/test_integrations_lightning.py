@@ -75,7 +75,8 @@ def _data(seed=0, n=16):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g, dtype=torch.float64)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]], dtype=torch.float64) + 0.1 * torch.randn(
-        n, 1, generator=g, dtype=torch.float64)
+        n, 1, generator=g, dtype=torch.float64
+    )
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=n // STEPS_PER_EPOCH)
 
 
@@ -83,8 +84,11 @@ class _Module(pl.LightningModule):
     def __init__(self, make_optimizers, bn=False):
         super().__init__()
         torch.manual_seed(0)
-        layers = [torch.nn.Linear(4, 8)] + ([torch.nn.BatchNorm1d(8)] if bn else []) + [torch.nn.Tanh(),
-                                                                                       torch.nn.Linear(8, 1)]
+        layers = (
+            [torch.nn.Linear(4, 8)]
+            + ([torch.nn.BatchNorm1d(8)] if bn else [])
+            + [torch.nn.Tanh(), torch.nn.Linear(8, 1)]
+        )
         self.net = torch.nn.Sequential(*layers).double()
         self.make_optimizers = make_optimizers
         self.val_params = []
@@ -108,11 +112,19 @@ class _Module(pl.LightningModule):
 
 def _trainer(tmp_path, epochs, callbacks=(), **kwargs):
     logger = _Logger()
-    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1,
-                                        filename="{epoch}")
-    trainer = pl.Trainer(max_epochs=epochs, logger=logger, callbacks=[ckpt, *callbacks], accelerator="cpu",
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         deterministic=True, log_every_n_steps=1, **kwargs)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=logger,
+        callbacks=[ckpt, *callbacks],
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        log_every_n_steps=1,
+        **kwargs,
+    )
     return trainer, logger
 
 

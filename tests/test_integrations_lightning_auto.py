@@ -72,9 +72,17 @@ def _data(n_train: int, batch: int, seed: int = 1):
 
 
 def _trainer(callbacks, steps=STEPS):
-    return pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      callbacks=callbacks)
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
 
 
 def _wsd(step, peak, total):
@@ -190,8 +198,16 @@ def test_requirements_are_checked():
 
     with pytest.raises(TypeError, match="AdamW"):
         _trainer([al.AutoLR()], steps=20).fit(_SGD(), train, val)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[al.AutoLR()])
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[al.AutoLR()],
+    )
     with pytest.raises(ValueError, match="max_steps"):
         trainer.fit(_Module(), train, val)
     with pytest.raises(TypeError, match="adaptlr.Auto"):
@@ -203,8 +219,16 @@ def test_resume_continues_the_committed_schedule_without_racing_again(tmp_path):
     train, val = _data(64, 16)
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=50, save_top_k=-1)
     first, rec1 = al.AutoLR(), _Record()
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[rec1, first, ckpt])
+    trainer = pl.Trainer(
+        max_steps=STEPS,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[rec1, first, ckpt],
+    )
     trainer.fit(_Module(), train, val)
     path = next(p for p in tmp_path.iterdir() if "step=50" in p.name)
     second, rec2 = al.AutoLR(), _Record()

@@ -27,14 +27,23 @@ NAMES = register_timm()
 
 def _vit(seed=0):
     torch.manual_seed(seed)  # a ViT built from its config: no weights are downloaded
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=8, embed_dim=16,
-                             depth=2, num_heads=2, num_classes=3)
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=16,
+        patch_size=8,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        num_classes=3,
+    )
 
 
 def _batches(n, seed=1, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(4, 3, 16, 16, generator=g, dtype=dtype), torch.randint(0, 3, (4,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randn(4, 3, 16, 16, generator=g, dtype=dtype), torch.randint(0, 3, (4,), generator=g)) for _ in range(n)
+    ]
 
 
 def _train_step(model, opt, batch):
@@ -64,8 +73,9 @@ def test_every_name_builds_its_class_and_timm_cannot_split_it():
 
 def _with_timm_scheduler(name, model, **kwargs):
     opt = timm.optim.create_optimizer_v2(model, name, lr=0.05, layer_decay=0.5, **kwargs)
-    sched = timm.scheduler.create_scheduler_v2(opt, sched="cosine", num_epochs=3, warmup_epochs=1,
-                                               warmup_lr=1e-3, step_on_epochs=False, updates_per_epoch=4)[0]
+    sched = timm.scheduler.create_scheduler_v2(
+        opt, sched="cosine", num_epochs=3, warmup_epochs=1, warmup_lr=1e-3, step_on_epochs=False, updates_per_epoch=4
+    )[0]
     return opt, sched
 
 
@@ -116,8 +126,9 @@ def test_a_timm_scheduler_around_a_schedule_lr_is_refused_at_the_step():
     model = _vit()
     opt = timm.optim.create_optimizer_v2(model, "adaptlr.adamw", lr=SCHEDULE)
     assert opt.param_groups[0]["lr"] == SCHEDULE(0)  # a number timm's scheduler can read
-    sched = timm.scheduler.create_scheduler_v2(opt, sched="cosine", num_epochs=2, step_on_epochs=False,
-                                               updates_per_epoch=4)[0]
+    sched = timm.scheduler.create_scheduler_v2(
+        opt, sched="cosine", num_epochs=2, step_on_epochs=False, updates_per_epoch=4
+    )[0]
     sched.step_update(1)
     with pytest.raises(RuntimeError, match="schedule"):
         _train_step(model, opt, _batches(1)[0])
@@ -136,8 +147,9 @@ def _run(model, opt, plateau, batches, start, losses, tmp_path=None, save_at=Non
         if (i + 1) % 4 == 0:
             plateau.observe(losses[(i + 1) // 4 - 1])
             if save_at == i + 1:
-                CheckpointSaver(model, opt, checkpoint_dir=str(tmp_path), recovery_dir=str(tmp_path)
-                                ).save_checkpoint(epoch=(i + 1) // 4 - 1)
+                CheckpointSaver(model, opt, checkpoint_dir=str(tmp_path), recovery_dir=str(tmp_path)).save_checkpoint(
+                    epoch=(i + 1) // 4 - 1
+                )
                 torch.save(plateau.state_dict(), tmp_path / "plateau.pt")
     return applied
 

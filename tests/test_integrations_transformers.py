@@ -38,9 +38,18 @@ class _Tokens(torch.utils.data.Dataset):
 
 def _model():
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=32, n_positions=8, n_embd=16, n_layer=2, n_head=2, bos_token_id=0,
-                                     eos_token_id=0, resid_pdrop=0.0,
-                                     embd_pdrop=0.0, attn_pdrop=0.0)
+    config = transformers.GPT2Config(
+        vocab_size=32,
+        n_positions=8,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     return transformers.GPT2LMHeadModel(config).double()
 
 
@@ -67,18 +76,36 @@ class _Applied(transformers.TrainerCallback):
 
 
 def _args(out, **kwargs):
-    base = {"output_dir": str(out), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-            "max_steps": 16, "eval_strategy": "steps", "eval_steps": EVAL_EVERY, "save_strategy": "steps",
-            "save_steps": 8, "logging_steps": 1, "report_to": [], "max_grad_norm": 0.0, "use_cpu": True,
-            "seed": 0, "disable_tqdm": True, "dataloader_num_workers": 0}
+    base = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "max_steps": 16,
+        "eval_strategy": "steps",
+        "eval_steps": EVAL_EVERY,
+        "save_strategy": "steps",
+        "save_steps": 8,
+        "logging_steps": 1,
+        "report_to": [],
+        "max_grad_norm": 0.0,
+        "use_cpu": True,
+        "seed": 0,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
     return transformers.TrainingArguments(**{**base, **kwargs})
 
 
 def _trainer(out, callbacks, **kwargs):
     args = _args(out, **kwargs.pop("args", {}))
-    return transformers.Trainer(model=kwargs.pop("model", None) or _model(), args=args,
-                                train_dataset=_Tokens(32, 0), eval_dataset=_Tokens(8, 1), callbacks=callbacks,
-                                **kwargs)
+    return transformers.Trainer(
+        model=kwargs.pop("model", None) or _model(),
+        args=args,
+        train_dataset=_Tokens(32, 0),
+        eval_dataset=_Tokens(8, 1),
+        callbacks=callbacks,
+        **kwargs,
+    )
 
 
 def _plateau_factors(losses):
@@ -105,8 +132,9 @@ def test_schedule_with_controller_logs_applies_and_resumes_bit_identically(tmp_p
         model = _model()
         opt = adaptlr.SGD(model.parameters(), lr=SCHEDULE)
         applied = _Applied()
-        trainer = _trainer(out, [ControllerCallback("ReduceOnPlateau", **PLATEAU), applied], model=model,
-                           optimizers=optimizers(opt))
+        trainer = _trainer(
+            out, [ControllerCallback("ReduceOnPlateau", **PLATEAU), applied], model=model, optimizers=optimizers(opt)
+        )
         trainer.train(resume_from_checkpoint=resume)
         return trainer, applied
 
@@ -137,9 +165,12 @@ def test_the_trainer_default_decay_around_a_schedule_is_refused(tmp_path):
 def test_controller_cuts_land_under_the_trainers_own_schedule(tmp_path, cls):
     # the recipe with optimizer_cls_and_kwargs: the Trainer's warmup + linear decay, the controller's cuts on top
     applied = _Applied()
-    trainer = _trainer(tmp_path, [ControllerCallback("ReduceOnPlateau", **PLATEAU), applied],
-                       optimizer_cls_and_kwargs=(cls, {"lr": 0.05}),
-                       args={"warmup_steps": 2, "save_strategy": "no"})
+    trainer = _trainer(
+        tmp_path,
+        [ControllerCallback("ReduceOnPlateau", **PLATEAU), applied],
+        optimizer_cls_and_kwargs=(cls, {"lr": 0.05}),
+        args={"warmup_steps": 2, "save_strategy": "no"},
+    )
     trainer.train()
     factors = _plateau_factors(applied.eval_losses)
     hf = [0.05 * min((t + 1 - 1) / 2, 1.0) if t < 2 else 0.05 * (16 - t) / 14 for t in range(16)]
@@ -150,16 +181,25 @@ def test_controller_cuts_land_under_the_trainers_own_schedule(tmp_path, cls):
 
 
 def test_lr_free_methods_keep_lr_1_and_a_constant_schedule(tmp_path):
-    trainer = _trainer(tmp_path / "a", [], optimizer_cls_and_kwargs=(adaptlr.Prodigy, {}),
-                       args={"lr_scheduler_type": "constant", "save_strategy": "no", "eval_strategy": "no"})
+    trainer = _trainer(
+        tmp_path / "a",
+        [],
+        optimizer_cls_and_kwargs=(adaptlr.Prodigy, {}),
+        args={"lr_scheduler_type": "constant", "save_strategy": "no", "eval_strategy": "no"},
+    )
     trainer.train()
     assert _logged(trainer) == [1.0] * 16
     opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
     assert type(opt) is adaptlr.Prodigy and opt.param_groups[0]["d"] > 1e-6
 
     model = _model()
-    trainer = _trainer(tmp_path / "b", [], model=model, optimizers=optimizers(adaptlr.Prodigy(model.parameters())),
-                       args={"save_strategy": "no", "eval_strategy": "no"})
+    trainer = _trainer(
+        tmp_path / "b",
+        [],
+        model=model,
+        optimizers=optimizers(adaptlr.Prodigy(model.parameters())),
+        args={"save_strategy": "no", "eval_strategy": "no"},
+    )
     trainer.train()
     assert _logged(trainer) == [1.0] * 16
     assert isinstance(trainer.lr_scheduler, OptimizerSchedule)

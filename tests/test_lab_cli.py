@@ -10,9 +10,7 @@ from adaptlr.lab.cli import main
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "adaptlr.lab", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "adaptlr.lab", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_compare_then_resume_then_report(tmp_path, capsys):
@@ -136,12 +134,7 @@ def test_tune_grid_and_optuna_share_the_store(tmp_path, capsys):
     common = ["--task", "linreg", "--method", "sgd(lr=?)", "--steps", "20", "--store", store, "--no-progress"]
     assert main(["tune", *common, "--trials", "3", "--range", "lr=0.001:0.1"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "sgd(lr=0.001)" in out
-        and "sgd(lr=0.01)" in out
-        and "sgd(lr=0.1)" in out
-        and "best: sgd(lr=0.1)" in out
-    )
+    assert "sgd(lr=0.001)" in out and "sgd(lr=0.01)" in out and "sgd(lr=0.1)" in out and "best: sgd(lr=0.1)" in out
     assert main(["tune", *common, "--trials", "2", "--sampler", "optuna", "--range", "lr=0.001:0.1"]) == 0
     import optuna
 
@@ -155,10 +148,7 @@ def test_tune_grid_and_optuna_share_the_store(tmp_path, capsys):
 
 def test_plot_schedule_and_find_lr(tmp_path, capsys):
     png = tmp_path / "s.png"
-    assert (
-        main(["plot-schedule", "warmup(cosine(0.1, steps=90), steps=10)", "--steps", "100", "-o", str(png)])
-        == 0
-    )
+    assert main(["plot-schedule", "warmup(cosine(0.1, steps=90), steps=10)", "--steps", "100", "-o", str(png)]) == 0
     assert png.stat().st_size > 5000
     assert main(["plot-schedule", "cosin(0.1, steps=90)", "--steps", "100", "-o", str(png)]) == 2
     pytest.importorskip("adaptlr.finder")
@@ -199,8 +189,14 @@ def test_import_adaptlr_stays_light():
 
 
 REFUSED = [
-    (["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "0"], "argument --seeds: 0 \\(expected an integer >= 1\\)"),
-    (["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "-2"], "argument --seeds: -2 \\(expected an integer >= 1\\)"),
+    (
+        ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "0"],
+        "argument --seeds: 0 \\(expected an integer >= 1\\)",
+    ),
+    (
+        ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "-2"],
+        "argument --seeds: -2 \\(expected an integer >= 1\\)",
+    ),
     (["compare", "--task", "linreg", "--methods", "sgd", "--steps", "0"], "argument --steps: 0 \\(expected"),
     (["compare", "--task", "linreg", "--methods", "sgd", "--steps", "-5"], "argument --steps: -5 \\(expected"),
     (["compare", "--task", "linreg", "--methods", "sgd", "--batch-size", "0"], "argument --batch-size: 0 \\(expected"),
@@ -211,12 +207,17 @@ REFUSED = [
     (["compare", "--task", "linreg", "--methods", "sgd + linear(final=-1)"], "negative learning rate"),
     (["compare", "--task", "linreg", "--methods", ""], "--methods is empty"),
     (["tune", "--task", "linreg", "--method", "sgd(lr=?)", "--trials", "0"], "argument --trials: 0 \\(expected"),
-    (["tune", "--task", "linreg", "--method", "sgd(lr=?)", "--range", "lrr=0.01:0.1"],
-     "--range 'lrr'.*did you mean 'lr'"),
+    (
+        ["tune", "--task", "linreg", "--method", "sgd(lr=?)", "--range", "lrr=0.01:0.1"],
+        "--range 'lrr'.*did you mean 'lr'",
+    ),
     (["tune", "--task", "linreg", "--method", "sgd(lr=?) + plateau(factor=2)"], "Invalid factor: 2"),
     (["tune", "--task", "linreg", "--method", "sgd(lr=0.1)"], "no '\\?' to tune"),
     (["find-lr", "--task", "linreg", "--method", "sgd", "--start", "1", "--end", "0.1"], "must be greater"),
-    (["find-lr", "--task", "linreg", "--method", "sgd", "--steps", "1"], "argument --steps: 1 \\(expected an integer >= 2\\)"),
+    (
+        ["find-lr", "--task", "linreg", "--method", "sgd", "--steps", "1"],
+        "argument --steps: 1 \\(expected an integer >= 2\\)",
+    ),
     (["plot-schedule", "linear(0.1, -0.1, 10)", "--steps", "10"], "negative learning rate"),
     (["plot-schedule", 'from_epochs(fn="os:_exit", steps_per_epoch=1)', "--steps", "3"], "unknown callable"),
     (["plot-schedule", "[" * 2000, "--steps", "3"], "plot-schedule: "),
@@ -247,8 +248,21 @@ def test_values_refused_up_front_with_one_line(argv, message, tmp_path, capsys, 
 def test_a_damaged_store_gives_one_line_and_is_not_trained_into(tmp_path, capsys, content):
     store = tmp_path / "runs.db"
     store.write_bytes(content)
-    argv = ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "1", "--steps", "5", "--no-progress",
-            "--no-report", "--store", str(store)]
+    argv = [
+        "compare",
+        "--task",
+        "linreg",
+        "--methods",
+        "sgd",
+        "--seeds",
+        "1",
+        "--steps",
+        "5",
+        "--no-progress",
+        "--no-report",
+        "--store",
+        str(store),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(store) in err and "Traceback" not in err, err
@@ -262,8 +276,20 @@ def test_an_unwritable_store_gives_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     store = blocker / "runs.db"  # a folder that is a file: cannot be created
-    argv = ["compare", "--task", "linreg", "--methods", "sgd", "--seeds", "1", "--steps", "5", "--no-progress",
-            "--store", str(store)]
+    argv = [
+        "compare",
+        "--task",
+        "linreg",
+        "--methods",
+        "sgd",
+        "--seeds",
+        "1",
+        "--steps",
+        "5",
+        "--no-progress",
+        "--store",
+        str(store),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(store) in err, err
@@ -280,8 +306,21 @@ def test_a_spec_written_two_ways_is_one_method_in_the_store(tmp_path, capsys):
 def test_find_lr_never_suggests_from_a_diverged_range(tmp_path, capsys):
     """issue 9: `find-lr --start 10 --end 1e6` printed "suggested lr: 10" at confidence 0.00."""
     fig = tmp_path / "f.png"
-    argv = ["find-lr", "--task", "linreg", "--method", "sgd", "--start", "10", "--end", "1e6", "--steps", "30",
-            "-o", str(fig)]
+    argv = [
+        "find-lr",
+        "--task",
+        "linreg",
+        "--method",
+        "sgd",
+        "--start",
+        "10",
+        "--end",
+        "1e6",
+        "--steps",
+        "30",
+        "-o",
+        str(fig),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "suggested lr" not in out and "confidence 0.00" not in out

@@ -132,9 +132,7 @@ def test_kill_9_of_compare_takes_its_workers_with_it(tmp_path):
             if not store.exists():
                 continue
             with Store(store, check=False) as st:
-                workers = {
-                    int(r["worker"].rsplit("/", 1)[1]) for r in st.runs(status="running") if st.points(r["id"])
-                }
+                workers = {int(r["worker"].rsplit("/", 1)[1]) for r in st.runs(status="running") if st.points(r["id"])}
         assert len(workers) == 2, f"workers never both wrote points ({parent.poll()})"
         assert parent.pid not in workers
         parent.send_signal(signal.SIGKILL)

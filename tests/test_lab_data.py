@@ -88,9 +88,7 @@ def test_idx_header_is_the_standard_one(tmp_path):
     with gzip.open(tmp_path / "x.idx.gz", "wb") as f:
         f.write(raw)
     for p in ("x.idx", "x.idx.gz"):
-        np.testing.assert_array_equal(
-            D.read_idx(tmp_path / p), np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-        )
+        np.testing.assert_array_equal(D.read_idx(tmp_path / p), np.arange(12, dtype=np.uint8).reshape(2, 2, 3))
     floats = bytes([0, 0, 0x0D, 1]) + (2).to_bytes(4, "big") + np.array([1.5, -2.0], ">f4").tobytes()
     (tmp_path / "f.idx").write_bytes(floats)
     assert D.read_idx(tmp_path / "f.idx").tolist() == [1.5, -2.0]

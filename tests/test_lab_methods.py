@@ -163,9 +163,7 @@ def _run(build, steps):
 
 
 def test_cosine_with_warmup_maps_onto_fractions_of_the_budget():
-    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build(
-        [torch.nn.Parameter(torch.zeros(2))], 100
-    )
+    b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build([torch.nn.Parameter(torch.zeros(2))], 100)
     lrs, effs = _run(b, 100)
     # warmup: linear from lr / 10 over 10 steps; then cosine from 0.1 to 0.001 over the remaining 90
     assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.01 + 0.09 * 5 / 10)
@@ -214,6 +212,7 @@ def _has_free(cls):
         return False
     return hasattr(f, cls)
 
+
 _floats = st.floats(min_value=1e-8, max_value=10.0, allow_nan=False, allow_infinity=False)
 
 
@@ -258,12 +257,16 @@ def test_schedule_terms_are_schedule_specs():
     assert general.canonical == "adam(lr=0.1) + schedule(spec='warmup(cosine(1.0, steps=0.9), steps=0.1)')"
     g = general.build([torch.nn.Parameter(torch.zeros(2))], 100)
     assert [g.schedule(t) for t in (0, 5, 10, 55, 99)] == pytest.approx(
-        [0.1 * S.warmup(S.cosine(1.0, 90), 10)(t) for t in (0, 5, 10, 55, 99)], rel=1e-12)
+        [0.1 * S.warmup(S.cosine(1.0, 90), 10)(t) for t in (0, 5, 10, 55, 99)], rel=1e-12
+    )
     assert parse_method(general.canonical) == general
-    for bad, message in [('schedule(spec="cosine(1.0, steps=2.5)")', "Invalid steps: 2.5"),
-                         ('schedule(spec="from_epochs(fn=\\"os:_exit\\", steps_per_epoch=1)")', "unknown callable"),
-                         ('schedule(spec="linear(1.0, -1.0, 10)")', "negative learning rate"),
-                         ("schedule(spec=3)", "Invalid spec"), ("schedule", "Invalid spec"),
-                         ("cosine(final=True)", "Invalid final: True")]:
+    for bad, message in [
+        ('schedule(spec="cosine(1.0, steps=2.5)")', "Invalid steps: 2.5"),
+        ('schedule(spec="from_epochs(fn=\\"os:_exit\\", steps_per_epoch=1)")', "unknown callable"),
+        ('schedule(spec="linear(1.0, -1.0, 10)")', "negative learning rate"),
+        ("schedule(spec=3)", "Invalid spec"),
+        ("schedule", "Invalid spec"),
+        ("cosine(final=True)", "Invalid final: True"),
+    ]:
         with pytest.raises(SpecError, match=message):
             parse_method(f"adam(lr=0.1) + {bad}").validate(total_steps=100)

@@ -29,9 +29,7 @@ def _fill(path):
                     for step in range(1, 21):
                         wall += float(rng.uniform(0.01, 0.02))
                         ev = step % 4 == 0
-                        metric_v = (
-                            float(rng.uniform(0.5, 1.0) if hib else rng.uniform(0.5, 2.0)) if ev else None
-                        )
+                        metric_v = float(rng.uniform(0.5, 1.0) if hib else rng.uniform(0.5, 2.0)) if ev else None
                         pts.append(
                             {
                                 "step": step,
@@ -69,9 +67,7 @@ def _independent(path, task):
     for rid, method, diverged, cfg in runs:
         hib = json.loads(cfg)["higher_is_better"]
         target = json.loads(cfg)["target"]
-        pts = con.execute(
-            "SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)
-        ).fetchall()
+        pts = con.execute("SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)).fetchall()
         evals = [(s, m, w) for s, m, w in pts if m is not None]
         reached = [(s, w) for s, m, w in evals if (m >= target if hib else m <= target)]
         d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "div": 0})
@@ -140,18 +136,46 @@ def _store_with_a_diverged_leader(path, hib):
     its last point has a non-finite (None) train loss and metric, and one of its runs is not even flagged."""
     with Store(path) as st:
         cfg = {"metric": "accuracy" if hib else "loss", "higher_is_better": hib, "target": 0.9 if hib else 0.1}
-        for method, good, blew_up in [("sgd(lr=0.1)", 0.6 if hib else 0.4, False),
-                                      ("sgd(lr=10.0)", 0.99 if hib else 0.01, True)]:
+        for method, good, blew_up in [
+            ("sgd(lr=0.1)", 0.6 if hib else 0.4, False),
+            ("sgd(lr=10.0)", 0.99 if hib else 0.01, True),
+        ]:
             for seed in range(3):
                 rid = st.start_run("t", method, seed, "steps=3,batch=8", cfg)
-                pts = [{"step": s, "train_loss": 1.0, "lr": 0.1, "eff_lr": 0.1, "metric": good, "test_loss": 1.0,
-                        "wall": 0.01 * s} for s in (1, 2)]
-                last = {"step": 3, "train_loss": 1.0, "lr": 0.1, "eff_lr": 0.1, "metric": good, "test_loss": 1.0,
-                        "wall": 0.03}
+                pts = [
+                    {
+                        "step": s,
+                        "train_loss": 1.0,
+                        "lr": 0.1,
+                        "eff_lr": 0.1,
+                        "metric": good,
+                        "test_loss": 1.0,
+                        "wall": 0.01 * s,
+                    }
+                    for s in (1, 2)
+                ]
+                last = {
+                    "step": 3,
+                    "train_loss": 1.0,
+                    "lr": 0.1,
+                    "eff_lr": 0.1,
+                    "metric": good,
+                    "test_loss": 1.0,
+                    "wall": 0.03,
+                }
                 if blew_up:
                     last.update(train_loss=None, metric=None, test_loss=None)
-                st.finish_run(rid, [*pts, last], {"steps_done": 3, "wall": 0.03, "final_metric": good,
-                                                  "best_metric": good, "diverged": blew_up and seed != 0})
+                st.finish_run(
+                    rid,
+                    [*pts, last],
+                    {
+                        "steps_done": 3,
+                        "wall": 0.03,
+                        "final_metric": good,
+                        "best_metric": good,
+                        "diverged": blew_up and seed != 0,
+                    },
+                )
 
 
 @pytest.mark.parametrize("hib", [True, False])
@@ -193,8 +217,9 @@ def test_tune_never_calls_a_diverged_trial_best(tmp_path, monkeypatch):
 
     with warnings.catch_warnings():  # these made-up runs have no validation metric: tune says so
         warnings.simplefilter("ignore", UserWarning)
-        res = search.tune("t", "sgd(lr=?)", 2, store=path, steps=3, batch_size=8,
-                          ranges={"lr": (0.1, 10.0, True)}, progress=False)
+        res = search.tune(
+            "t", "sgd(lr=?)", 2, store=path, steps=3, batch_size=8, ranges={"lr": (0.1, 10.0, True)}, progress=False
+        )
     assert res[0][0] == "sgd(lr=0.1)" and not math.isfinite(res[-1][1])
 
 
@@ -221,9 +246,7 @@ def test_performance_profile_by_hand():
     from adaptlr.lab.report import MethodSummary
 
     def row(task, method, steps):
-        return MethodSummary(
-            task, method, "b", 1, (0, 0, 0), (0, 0, 0), steps, steps, 1, 1.0, 0, "accuracy", True, 0.5
-        )
+        return MethodSummary(task, method, "b", 1, (0, 0, 0), (0, 0, 0), steps, steps, 1, 1.0, 0, "accuracy", True, 0.5)
 
     s = {
         "t1": [row("t1", "a", 10), row("t1", "b", 20)],

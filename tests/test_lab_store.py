@@ -244,7 +244,14 @@ def test_tune_takes_over_the_trial_of_a_dead_worker(tmp_path):
         dead.set_slot_trial(slot, study.ask().number)
     time.sleep(0.05)
     res = tune(
-        "linreg", "sgd(lr=?)", 2, sampler="optuna", store=store, study_name="s", steps=20, progress=False,
+        "linreg",
+        "sgd(lr=?)",
+        2,
+        sampler="optuna",
+        store=store,
+        study_name="s",
+        steps=20,
+        progress=False,
         ranges={"lr": (1e-3, 1e-1, True)},
     )
     trials = study.get_trials()

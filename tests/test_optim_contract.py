@@ -65,8 +65,10 @@ def test_state_dict_round_trip_is_bit_identical(name, engine):
 def test_state_dict_interchange_with_torch(name, direction):
     """A checkpoint moves between adaptlr.X and torch.optim.X both ways, and training continues the same."""
     if name == "ASGD" and direction == "adaptlr->torch":
-        pytest.skip("torch.optim.ASGD's load casts eta to float64, so a resumed torch run differs from an "
-                    "uninterrupted one by float32 rounding; test_optim_extra checks adaptlr->torch == torch->torch")
+        pytest.skip(
+            "torch.optim.ASGD's load casts eta to float64, so a resumed torch run differs from an "
+            "uninterrupted one by float32 rounding; test_optim_extra checks adaptlr->torch == torch->torch"
+        )
     kw = kwargs_for(name, seed=2)
     ours, theirs = getattr(adaptlr, name), getattr(torch.optim, name)
     first, second = (ours, theirs) if direction == "adaptlr->torch" else (theirs, ours)
@@ -164,15 +166,19 @@ def test_lr_forms_float_tensor_schedule_and_scale():
 
     def schedule(step):
         seen_steps.append(step)
-        return 0.01 * (0.5 ** step)
+        return 0.01 * (0.5**step)
 
     def doubled(step):
-        return 0.02 * (0.5 ** step)
+        return 0.02 * (0.5**step)
 
     for form in ("float", "tensor", "schedule", "scaled"):
         model, x, y = model_and_data()
-        lr = {"float": 0.01, "tensor": torch.tensor(0.01, dtype=torch.float64), "schedule": schedule,
-              "scaled": doubled}[form]
+        lr = {
+            "float": 0.01,
+            "tensor": torch.tensor(0.01, dtype=torch.float64),
+            "schedule": schedule,
+            "scaled": doubled,
+        }[form]
         opt = adaptlr.Adam(model.parameters(), lr=lr)
         if form == "scaled":  # the controllers' factor multiplies the schedule; group["lr"] is the product
             opt.param_groups[0]["adaptlr_lr_scale"] = 0.5
@@ -180,13 +186,13 @@ def test_lr_forms_float_tensor_schedule_and_scale():
             assert opt.current_lr() == pytest.approx(0.01) == opt.param_groups[0]["lr"]
         for i in range(4):
             if form in ("float", "tensor"):
-                value = 0.01 * (0.5 ** i)
+                value = 0.01 * (0.5**i)
                 if form == "tensor":
                     opt.param_groups[0]["lr"].fill_(value)
                 else:
                     opt.param_groups[0]["lr"] = value
             if form in ("schedule", "scaled"):  # group["lr"] is always the number the next step uses
-                assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * (0.5 ** i))
+                assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * (0.5**i))
             train(model, opt, x, y, 1)
         results[form] = [p.detach().clone() for p in model.parameters()]
     assert seen_steps == [0, 1, 2, 3, 4]  # at construction, then after each applied step (the next step's lr)
@@ -255,8 +261,19 @@ def test_converges_on_a_tiny_problem(name, dtype):
     target = torch.tensor([1.0, -2.0, 0.5])
     b = a @ target
     w = torch.zeros(3, dtype=dtype, requires_grad=True)
-    lr = {"SGD": 0.05, "Adagrad": 0.5, "RMSprop": 0.01, "Adadelta": 5.0, "Adam": 0.05, "AdamW": 0.05,
-          "Adamax": 0.05, "NAdam": 0.05, "RAdam": 0.05, "Rprop": 0.01, "ASGD": 0.05}[name]
+    lr = {
+        "SGD": 0.05,
+        "Adagrad": 0.5,
+        "RMSprop": 0.01,
+        "Adadelta": 5.0,
+        "Adam": 0.05,
+        "AdamW": 0.05,
+        "Adamax": 0.05,
+        "NAdam": 0.05,
+        "RAdam": 0.05,
+        "Rprop": 0.01,
+        "ASGD": 0.05,
+    }[name]
     opt = getattr(adaptlr, name)([w], lr=lr)
 
     def loss():

@@ -35,27 +35,42 @@ def _log_uniform(rng, low, high):
 
 
 def draw_adafactor(rng):
-    return dict(lr=_log_uniform(rng, 1e-3, 1e-1), beta2_decay=float(rng.uniform(-1.0, -0.5)),
-                eps=(None if rng.random() < 0.5 else _log_uniform(rng, 1e-30, 1e-6), _log_uniform(rng, 1e-4, 1e-2)),
-                d=float(rng.uniform(1.0, 2.0)), weight_decay=0.0 if rng.random() < 0.4 else _log_uniform(rng, 1e-4, 0.1),
-                maximize=bool(rng.random() < 0.3))
+    return dict(
+        lr=_log_uniform(rng, 1e-3, 1e-1),
+        beta2_decay=float(rng.uniform(-1.0, -0.5)),
+        eps=(None if rng.random() < 0.5 else _log_uniform(rng, 1e-30, 1e-6), _log_uniform(rng, 1e-4, 1e-2)),
+        d=float(rng.uniform(1.0, 2.0)),
+        weight_decay=0.0 if rng.random() < 0.4 else _log_uniform(rng, 1e-4, 0.1),
+        maximize=bool(rng.random() < 0.3),
+    )
 
 
 def draw_muon(rng):
-    return dict(lr=_log_uniform(rng, 1e-3, 3e-2), weight_decay=0.0 if rng.random() < 0.3 else _log_uniform(rng, 1e-3, 0.1),
-                momentum=float(rng.choice([0.0, rng.uniform(0.2, 0.5), rng.uniform(0.5, 0.99)])),
-                nesterov=bool(rng.random() < 0.6), ns_steps=int(rng.integers(1, 7)),
-                adjust_lr_fn=[None, "original", "match_rms_adamw"][int(rng.integers(3))])
+    return dict(
+        lr=_log_uniform(rng, 1e-3, 3e-2),
+        weight_decay=0.0 if rng.random() < 0.3 else _log_uniform(rng, 1e-3, 0.1),
+        momentum=float(rng.choice([0.0, rng.uniform(0.2, 0.5), rng.uniform(0.5, 0.99)])),
+        nesterov=bool(rng.random() < 0.6),
+        ns_steps=int(rng.integers(1, 7)),
+        adjust_lr_fn=[None, "original", "match_rms_adamw"][int(rng.integers(3))],
+    )
 
 
 def draw_sparse_adam(rng):
-    return dict(lr=_log_uniform(rng, 1e-3, 1e-1), betas=(1 - _log_uniform(rng, 0.01, 1.0), 1 - _log_uniform(rng, 1e-4, 0.2)),
-                eps=_log_uniform(rng, 1e-10, 1e-3), maximize=bool(rng.random() < 0.3))
+    return dict(
+        lr=_log_uniform(rng, 1e-3, 1e-1),
+        betas=(1 - _log_uniform(rng, 0.01, 1.0), 1 - _log_uniform(rng, 1e-4, 0.2)),
+        eps=_log_uniform(rng, 1e-10, 1e-3),
+        maximize=bool(rng.random() < 0.3),
+    )
 
 
 DRAWS = {"Adafactor": draw_adafactor, "Muon": draw_muon, "SparseAdam": draw_sparse_adam}
-SHAPES = {"Adafactor": [(), (5,), (3, 4), (2, 3, 2), (1, 7)], "Muon": [(3, 4), (5, 2), (1, 6)],
-          "SparseAdam": [(8,), (10, 3), (6, 4)]}
+SHAPES = {
+    "Adafactor": [(), (5,), (3, 4), (2, 3, 2), (1, 7)],
+    "Muon": [(3, 4), (5, 2), (1, 6)],
+    "SparseAdam": [(8,), (10, 3), (6, 4)],
+}
 
 
 def relative_error(actual, expected):
@@ -198,8 +213,9 @@ def test_matches_reference(name, engine):
                 opt.step()
             for i, (p, r) in enumerate(zip(params, arrays)):
                 assert np.all(np.isfinite(r))
-                np.testing.assert_allclose(p.detach().numpy(), r, rtol=1e-10, atol=1e-12,
-                                           err_msg=f"{name} [{engine}] {kwargs}: param {i}")
+                np.testing.assert_allclose(
+                    p.detach().numpy(), r, rtol=1e-10, atol=1e-12, err_msg=f"{name} [{engine}] {kwargs}: param {i}"
+                )
                 for key, expected in ref.state[i].items():
                     got = opt.state[p][key]
                     got = float(got) if key == "step" else got.detach().numpy()
@@ -220,6 +236,7 @@ def _kwargs(name, seed=5):
 def _train(name, opt, params, steps, start=0, seed=9):
     for t in range(start, start + steps):
         if name == "LBFGS":
+
             def closure():
                 opt.zero_grad()
                 loss = dense_loss(params, t)
@@ -240,8 +257,9 @@ def _train(name, opt, params, steps, start=0, seed=9):
 def _params_for(name, seed=3):
     if name == "LBFGS":  # contiguous: torch.optim.LBFGS views gradients flat (adaptlr's reshapes them)
         return _rosenbrock_params(torch.float64)[:2]
-    return make_params("Muon" if name == "Muon" else "SparseAdam" if name == "SparseAdam" else "Adafactor", seed,
-                       torch.float64)
+    return make_params(
+        "Muon" if name == "Muon" else "SparseAdam" if name == "SparseAdam" else "Adafactor", seed, torch.float64
+    )
 
 
 CHECKPOINTED = ["Adafactor", "Muon", "SparseAdam", "LBFGS"]
@@ -310,10 +328,15 @@ def test_state_dict_interchange_with_torch(name, direction):
 # ------------------------------------------------------------------------------------ LBFGS
 def _rosenbrock_params(dtype, complex_part=False):
     g = torch.Generator().manual_seed(0)
-    params = [torch.randn((), generator=g, dtype=dtype), torch.randn(4, generator=g, dtype=dtype),
-              torch.randn(3, 6, generator=g, dtype=dtype)]
+    params = [
+        torch.randn((), generator=g, dtype=dtype),
+        torch.randn(4, generator=g, dtype=dtype),
+        torch.randn(3, 6, generator=g, dtype=dtype),
+    ]
     if complex_part:
-        params.append(torch.randn(3, generator=g, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64))
+        params.append(
+            torch.randn(3, generator=g, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64)
+        )
     return [p.detach().requires_grad_() for p in params]
 
 
@@ -441,12 +464,14 @@ def test_muon_contract():
     # the lr scales: sqrt(max(1, A/B)) and 0.2 sqrt(max(A, B)), from one step on a zero matrix
     for fn, scale in ((None, math.sqrt(2.0)), ("original", math.sqrt(2.0)), ("match_rms_adamw", 0.2 * math.sqrt(8.0))):
         p = torch.zeros(8, 4, dtype=torch.float64, requires_grad=True)
-        opt = adaptlr.Muon([p], lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=False, adjust_lr_fn=fn,
-                           ns_dtype="float64")
+        opt = adaptlr.Muon(
+            [p], lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=False, adjust_lr_fn=fn, ns_dtype="float64"
+        )
         p.grad = torch.eye(8, 4, dtype=torch.float64)
         opt.step()
-        ortho = rules.newton_schulz(torch.eye(8, 4, dtype=torch.float64), (3.4445, -4.7750, 2.0315), 5, 1e-7,
-                                    torch.float64)
+        ortho = rules.newton_schulz(
+            torch.eye(8, 4, dtype=torch.float64), (3.4445, -4.7750, 2.0315), 5, 1e-7, torch.float64
+        )
         torch.testing.assert_close(p.detach(), -0.1 * scale * ortho)
 
 
@@ -457,9 +482,13 @@ def test_adafactor_factors_and_validation():
     opt.step()
     state = opt.state[p]
     assert state["row_var"].shape == (2, 3, 1) and state["col_var"].shape == (2, 1, 4) and "variance" not in state
-    for bad, match in ((dict(beta2_decay=0.5), "beta2_decay"), (dict(d=0.5), "clipping threshold"),
-                       (dict(eps=(-1.0, 1e-3)), "epsilon1"), (dict(eps=(None, math.inf)), "epsilon2"),
-                       (dict(weight_decay=math.nan), "weight_decay")):
+    for bad, match in (
+        (dict(beta2_decay=0.5), "beta2_decay"),
+        (dict(d=0.5), "clipping threshold"),
+        (dict(eps=(-1.0, 1e-3)), "epsilon1"),
+        (dict(eps=(None, math.inf)), "epsilon2"),
+        (dict(weight_decay=math.nan), "weight_decay"),
+    ):
         with pytest.raises(ValueError, match=match):
             adaptlr.Adafactor([p], **bad)
     with pytest.raises(RuntimeError, match="complex"):
@@ -481,8 +510,9 @@ def test_sparse_adam_contract():
     changed = (emb.weight.detach() != before).any(dim=1)
     assert changed.nonzero().flatten().tolist() == [3, 7]
     assert opt.state[emb.weight]["step"] == 1
-    emb.weight.grad = torch.sparse_coo_tensor(torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 4), (20, 4),
-                                              check_invariants=True)
+    emb.weight.grad = torch.sparse_coo_tensor(
+        torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 4), (20, 4), check_invariants=True
+    )
     opt.step()  # an empty gradient counts a step, as torch
     assert opt.state[emb.weight]["step"] == 2
     emb.weight.grad = torch.ones(20, 4)
@@ -494,8 +524,9 @@ def test_sparse_adam_nonfinite_skip():
     emb = torch.nn.Embedding(10, 3, sparse=True)
     opt = adaptlr.SparseAdam(emb.parameters(), nonfinite="skip")
     before = emb.weight.detach().clone()
-    emb.weight.grad = torch.sparse_coo_tensor(torch.tensor([[1, 2]]), torch.tensor([[1.0, math.nan, 0.0]] * 2),
-                                              (10, 3), check_invariants=True)
+    emb.weight.grad = torch.sparse_coo_tensor(
+        torch.tensor([[1, 2]]), torch.tensor([[1.0, math.nan, 0.0]] * 2), (10, 3), check_invariants=True
+    )
     opt.step()
     assert opt.last_step_skipped and torch.equal(emb.weight.detach(), before) and len(opt.state) == 0
 
@@ -571,10 +602,16 @@ def _valid_params(name):
 def test_out_of_range_or_nonfinite_hyperparameter_raises_naming_it(case, data):
     name, arg = case
     low = RANGES[name][arg]
-    below = st.floats(max_value=(low if low is not None else 0.0) - 1e-9, allow_nan=False) if low != 0.0 else \
-        st.floats(max_value=-1e-12, allow_nan=False)
-    value = data.draw(st.one_of(below, st.just(math.nan), st.just(math.inf)) if low is not None else
-                      st.one_of(st.floats(max_value=0.0, allow_nan=False), st.just(math.nan), st.just(math.inf)))
+    below = (
+        st.floats(max_value=(low if low is not None else 0.0) - 1e-9, allow_nan=False)
+        if low != 0.0
+        else st.floats(max_value=-1e-12, allow_nan=False)
+    )
+    value = data.draw(
+        st.one_of(below, st.just(math.nan), st.just(math.inf))
+        if low is not None
+        else st.one_of(st.floats(max_value=0.0, allow_nan=False), st.just(math.nan), st.just(math.inf))
+    )
     with pytest.raises(ValueError, match=f"Invalid {arg}") as info:
         getattr(adaptlr, name)(_valid_params(name), **{arg: value})
     assert repr(value) in str(info.value) or "nan" in str(info.value)
@@ -586,16 +623,19 @@ def test_in_range_hyperparameters_construct_and_step(name, data):
     kwargs = {}
     for arg, low in RANGES[name].items():
         low = 1e-12 if low is None else low
-        kwargs[arg] = data.draw(st.floats(low, low + (1.0 if arg in ("lr", "momentum", "weight_decay") else 10.0)),
-                                label=arg)
+        kwargs[arg] = data.draw(
+            st.floats(low, low + (1.0 if arg in ("lr", "momentum", "weight_decay") else 10.0)), label=arg
+        )
     ps = _valid_params(name)
     opt = getattr(adaptlr, name)(ps, **kwargs)
     for _ in range(2):
         if name == "SparseAdam":
-            ps[0].grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.ones(2, 2), (3, 2),
-                                                 check_invariants=True)
+            ps[0].grad = torch.sparse_coo_tensor(
+                torch.tensor([[0, 2]]), torch.ones(2, 2), (3, 2), check_invariants=True
+            )
             opt.step()
         elif name == "LBFGS":
+
             def closure():
                 opt.zero_grad()
                 loss = ((ps[0] - 1) ** 2).sum()

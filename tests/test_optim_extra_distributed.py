@@ -54,18 +54,29 @@ def _worker(rank):
         _train(name, kw, expected, dict(foreach=True))
         for engine in (dict(foreach=True),):  # (the engines agree on plain tensors: test_optim_extra)
             for where in ("first", "last"):
-                params = [torch.nn.Parameter(distribute_tensor(p, mesh, [Shard(0 if where == "first" else p.ndim - 1)]))
-                          for p in _init(shapes)]
+                params = [
+                    torch.nn.Parameter(distribute_tensor(p, mesh, [Shard(0 if where == "first" else p.ndim - 1)]))
+                    for p in _init(shapes)
+                ]
                 _train(name, kw, params, engine)
                 for p, e in zip(params, expected):
                     got = p.full_tensor().detach()
-                    torch.testing.assert_close(got, e.detach(), rtol=1e-10, atol=1e-12,
-                                               msg=lambda m: f"{name} {engine} sharded on the {where} dim: {m}")
+                    torch.testing.assert_close(
+                        got,
+                        e.detach(),
+                        rtol=1e-10,
+                        atol=1e-12,
+                        msg=lambda m: f"{name} {engine} sharded on the {where} dim: {m}",
+                    )
         # the local shards alone (a per-shard optimizer) give other numbers: the test can tell them apart
         local = [torch.nn.Parameter(distribute_tensor(p, mesh, [Shard(0)]).to_local().clone()) for p in _init(shapes)]
         _train(name, kw, local, dict(foreach=True))
-        assert any(not torch.allclose(p.detach(), e.detach()[: p.shape[0]] if rank == 0 else e.detach()[-p.shape[0]:],
-                                      rtol=1e-6) for p, e in zip(local, expected)), name
+        assert any(
+            not torch.allclose(
+                p.detach(), e.detach()[: p.shape[0]] if rank == 0 else e.detach()[-p.shape[0] :], rtol=1e-6
+            )
+            for p, e in zip(local, expected)
+        ), name
 
 
 def _lbfgs_run(params, full, offset=0.0):
@@ -99,7 +110,8 @@ def _lbfgs_worker(rank):
     def sharded():
         init = _init(shapes)
         return [torch.nn.Parameter(distribute_tensor(p, mesh, [Shard(0)])) for p in init[:2]] + [
-            init[2].requires_grad_()]
+            init[2].requires_grad_()
+        ]
 
     def full(t):
         return t.full_tensor() if hasattr(t, "full_tensor") else t
@@ -113,7 +125,7 @@ def _lbfgs_worker(rank):
     # L-BFGS on this rank's shards alone (its own dot products; no collectives): other steps, the test can tell
     local = [torch.nn.Parameter(p.to_local().detach().clone()) if hasattr(p, "to_local") else p for p in sharded()]
     _lbfgs_run(local, None)
-    mine = [e.detach()[: p.shape[0]] if rank == 0 else e.detach()[-p.shape[0]:] for p, e in zip(local, expected)]
+    mine = [e.detach()[: p.shape[0]] if rank == 0 else e.detach()[-p.shape[0] :] for p, e in zip(local, expected)]
     assert any(not torch.allclose(p.detach(), m, rtol=1e-6) for p, m in zip(local, mine))
 
 

@@ -41,7 +41,9 @@ def assert_close(actual, expected, what, exact=None):
         assert err <= RTOL[expected.dtype], f"{what}: relative error {err:.2e}"
         return
     ours, theirs = relative_error(actual, exact()), relative_error(expected, exact())
-    assert ours <= 1.5 * theirs + 1e-6, f"{what}: {err:.2e} from torch; from float64: ours {ours:.2e}, torch {theirs:.2e}"
+    assert ours <= 1.5 * theirs + 1e-6, (
+        f"{what}: {err:.2e} from torch; from float64: ours {ours:.2e}, torch {theirs:.2e}"
+    )
 
 
 def make_params(seed: int, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -100,8 +102,9 @@ def test_matches_torch(name, engine, dtype):
             if not exact64:
                 params64 = make_params(seed, torch.float64)
                 exact64["params"] = params64
-                exact64["opt"] = run(getattr(torch.optim, name), params64, {**kwargs, "foreach": False}, N_STEPS,
-                                     maximize, objective)
+                exact64["opt"] = run(
+                    getattr(torch.optim, name), params64, {**kwargs, "foreach": False}, N_STEPS, maximize, objective
+                )
             p64 = exact64["params"][i]
             return p64.detach() if kind == "param" else exact64["opt"].state[p64][key]
 
@@ -109,8 +112,7 @@ def test_matches_torch(name, engine, dtype):
             assert_close(a.detach(), b.detach(), f"{name} {kwargs} param {i}", lambda: exact("param", i))
         for i, (a, b) in enumerate(zip(ours, theirs)):
             for key, value in ref.state[b].items():
-                assert_close(opt.state[a][key], value, f"{name} {kwargs} state {key}",
-                             lambda: exact("state", i, key))
+                assert_close(opt.state[a][key], value, f"{name} {kwargs} state {key}", lambda: exact("state", i, key))
 
 
 @pytest.mark.parametrize("name", NAMES)

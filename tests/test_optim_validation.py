@@ -14,11 +14,14 @@ import adaptlr
 BAD_REALS = st.one_of(st.floats(max_value=-1e-12, allow_nan=False, allow_infinity=True), st.just(math.nan))
 NAMES = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 NONNEG = {  # name -> hyperparameters that must be >= 0
-    "SGD": ["lr", "momentum", "weight_decay"], "Adagrad": ["lr", "lr_decay", "weight_decay", "eps",
-                                                            "initial_accumulator_value"],
-    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum"], "Adadelta": ["lr", "eps", "weight_decay"],
-    "Adam": ["lr", "eps", "weight_decay"], "AdamW": ["lr", "eps", "weight_decay"],
-    "Adamax": ["lr", "eps", "weight_decay"], "NAdam": ["lr", "eps", "weight_decay", "momentum_decay"],
+    "SGD": ["lr", "momentum", "weight_decay"],
+    "Adagrad": ["lr", "lr_decay", "weight_decay", "eps", "initial_accumulator_value"],
+    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum"],
+    "Adadelta": ["lr", "eps", "weight_decay"],
+    "Adam": ["lr", "eps", "weight_decay"],
+    "AdamW": ["lr", "eps", "weight_decay"],
+    "Adamax": ["lr", "eps", "weight_decay"],
+    "NAdam": ["lr", "eps", "weight_decay", "momentum_decay"],
     "RAdam": ["lr", "eps", "weight_decay"],
 }
 HAS_BETAS = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam"}
@@ -38,9 +41,11 @@ def test_negative_or_nan_hyperparameter_raises_naming_it(name, data, value):
 
 
 @settings(max_examples=25, deadline=None)
-@given(name=st.sampled_from(sorted(HAS_BETAS)), index=st.integers(0, 1),
-       value=st.one_of(st.floats(max_value=-1e-12, allow_nan=False), st.floats(min_value=1.0),
-                       st.just(math.nan)))
+@given(
+    name=st.sampled_from(sorted(HAS_BETAS)),
+    index=st.integers(0, 1),
+    value=st.one_of(st.floats(max_value=-1e-12, allow_nan=False), st.floats(min_value=1.0), st.just(math.nan)),
+)
 def test_betas_outside_unit_interval_raise(name, index, value):
     betas = [0.9, 0.999]
     betas[index] = value
@@ -49,8 +54,10 @@ def test_betas_outside_unit_interval_raise(name, index, value):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(("arg", "value"), [("lr", "0.1"), ("weight_decay", None), ("maximize", 1),
-                                            ("foreach", "yes"), ("nonfinite", "ignore")])
+@pytest.mark.parametrize(
+    ("arg", "value"),
+    [("lr", "0.1"), ("weight_decay", None), ("maximize", 1), ("foreach", "yes"), ("nonfinite", "ignore")],
+)
 def test_wrong_types_raise(name, arg, value):
     with pytest.raises((TypeError, ValueError), match=arg):
         getattr(adaptlr, name)(params(), **{arg: value})

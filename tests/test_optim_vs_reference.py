@@ -105,5 +105,6 @@ def test_param_groups_schedule_and_lr_scale(name, engine):
             p.grad = torch.from_numpy(g)
         opt.step()
     for i, (r, p) in enumerate(zip(ref_params, params, strict=True)):
-        np.testing.assert_allclose(p.detach().numpy(), r, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{name} [{engine}] {kw0} / {kw1}: param {i}")
+        np.testing.assert_allclose(
+            p.detach().numpy(), r, rtol=RTOL, atol=ATOL, err_msg=f"{name} [{engine}] {kw0} / {kw1}: param {i}"
+        )

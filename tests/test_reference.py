@@ -71,8 +71,13 @@ def test_matches_torch(name, draw, float64_default):
             if key == "step":
                 assert ref.state[i]["step"] == N_STEPS and float(value) == N_STEPS
             else:
-                np.testing.assert_allclose(ref.state[i][key], np.asarray(value), rtol=RTOL, atol=ATOL,
-                                           err_msg=f"{name} {kwargs}: state {key} of param {i}")
+                np.testing.assert_allclose(
+                    ref.state[i][key],
+                    np.asarray(value),
+                    rtol=RTOL,
+                    atol=ATOL,
+                    err_msg=f"{name} {kwargs}: state {key} of param {i}",
+                )
 
 
 def test_defaults_match_torch(float64_default):

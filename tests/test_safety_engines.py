@@ -20,8 +20,18 @@ from adaptlr.engines._select import partition, run
 from adaptlr.rules import classic
 
 CLASSIC = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
-FREE = ["Prodigy", "DAdaptAdam", "DAdaptSGD", "DAdaptAdaGrad", "DoG", "LDoG", "ScheduleFreeAdamW", "Lion",
-        "AdaBelief", "LAMB"]
+FREE = [
+    "Prodigy",
+    "DAdaptAdam",
+    "DAdaptSGD",
+    "DAdaptAdaGrad",
+    "DoG",
+    "LDoG",
+    "ScheduleFreeAdamW",
+    "Lion",
+    "AdaBelief",
+    "LAMB",
+]
 ENGINES = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
 KWARGS = {"SGD": {"lr": 0.1, "momentum": 0.9}, "RMSprop": {"momentum": 0.5}}
 
@@ -100,9 +110,14 @@ def _conv_problem(memory_format):
 
 
 @pytest.mark.parametrize("engine", ["default", "fused", "foreach"])
-@pytest.mark.parametrize("saved, resumed", [(torch.channels_last, torch.contiguous_format),
-                                            (torch.contiguous_format, torch.channels_last),
-                                            (torch.channels_last, torch.channels_last)])
+@pytest.mark.parametrize(
+    "saved, resumed",
+    [
+        (torch.channels_last, torch.contiguous_format),
+        (torch.contiguous_format, torch.channels_last),
+        (torch.channels_last, torch.channels_last),
+    ],
+)
 def test_channels_last_checkpoints_resume_exactly(saved, resumed, engine):
     """A checkpoint from torch.optim.Adam with state in another memory layout resumes as torch resumes it."""
     w, grads = _conv_problem(saved)
@@ -141,15 +156,16 @@ def test_the_fused_engine_itself_refuses_tensors_it_cannot_address():
     engine = get_engine("fused")
     p, g, m = torch.randn(5), torch.randn(5), torch.zeros(3)
     with pytest.raises(RuntimeError):
-        engine.apply(classic.sgd, [[p], [g], [m]], (0, 2), (0.1, 0.0, 0.9, 0.0), (False, False, True, False,
-                                                                                   False))
+        engine.apply(classic.sgd, [[p], [g], [m]], (0, 2), (0.1, 0.0, 0.9, 0.0), (False, False, True, False, False))
     with pytest.raises(RuntimeError):
-        engine.apply(classic.sgd, [[p], [g.double()], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
-                     (False, False, False, False, False))
+        engine.apply(
+            classic.sgd, [[p], [g.double()], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0), (False, False, False, False, False)
+        )
     strided = torch.randn(10)[::2]
     with pytest.raises(RuntimeError):
-        engine.apply(classic.sgd, [[strided], [g], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
-                     (False, False, False, False, False))
+        engine.apply(
+            classic.sgd, [[strided], [g], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0), (False, False, False, False, False)
+        )
 
 
 @pytest.mark.parametrize("name", CLASSIC + FREE)
@@ -196,8 +212,13 @@ def test_tensor_subclasses_run_on_the_loop_engine_and_match_plain_tensors():
     assert not torch.equal(plain, base)
     wrapped = base.clone().as_subclass(_Wrapped)
     assert partition(None, [[wrapped], [grad.as_subclass(_Wrapped)]]) == [("loop", [0])]
-    run(classic.sgd, [[wrapped], [grad.as_subclass(_Wrapped)], 0.0], (0, 2), (0.1, 0.0, 0.0, 0.0),
-        (False, False, False, False, False))
+    run(
+        classic.sgd,
+        [[wrapped], [grad.as_subclass(_Wrapped)], 0.0],
+        (0, 2),
+        (0.1, 0.0, 0.0, 0.0),
+        (False, False, False, False, False),
+    )
     assert torch.equal(torch.Tensor(wrapped).as_subclass(torch.Tensor), plain)
 
 
@@ -209,8 +230,11 @@ def _float_kwargs(cls):
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name in ("self", "params", "lr") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
-        if isinstance(p.default, float) or (isinstance(p.default, int) and not isinstance(p.default, bool)
-                                            and name not in ("slice_p", "history_size", "max_iter")):
+        if isinstance(p.default, float) or (
+            isinstance(p.default, int)
+            and not isinstance(p.default, bool)
+            and name not in ("slice_p", "history_size", "max_iter")
+        ):
             out[name] = p.default
     return out
 
@@ -254,10 +278,13 @@ def test_the_applied_lr_is_checked_at_the_step():
 
 # --------------------------------------------------------------- mutated state dicts: an error or exact math
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "Prodigy", "DAdaptAdam",
-                             "ScheduleFreeAdamW", "Lion"]),
-       mutation=st.sampled_from(["reorder", "resize", "restride", "dtype", "drop", "none"]),
-       engine=st.sampled_from(list(ENGINES)))
+@given(
+    name=st.sampled_from(
+        ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "Prodigy", "DAdaptAdam", "ScheduleFreeAdamW", "Lion"]
+    ),
+    mutation=st.sampled_from(["reorder", "resize", "restride", "dtype", "drop", "none"]),
+    engine=st.sampled_from(list(ENGINES)),
+)
 def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine):
     torch.manual_seed(0)
     shapes = [(4, 3), (3, 4), (5,)]
@@ -347,8 +374,11 @@ def test_gradients_with_other_strides_than_the_cached_plan_run_correctly(name):
     ref_w = torch.nn.Parameter(w.detach().clone())
     kwargs = KWARGS.get(name, {})
     opt, ref = getattr(adaptlr, name)([w], **kwargs), getattr(torch.optim, name)([ref_w], **kwargs)
-    grads = [torch.randn(4, 6, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64).t(),
-             torch.randn(4, 6, dtype=torch.float64)]
+    grads = [
+        torch.randn(4, 6, dtype=torch.float64),
+        torch.randn(6, 4, dtype=torch.float64).t(),
+        torch.randn(4, 6, dtype=torch.float64),
+    ]
     for g in grads:
         w.grad, ref_w.grad = g.clone() if g.is_contiguous() else g.t().clone().t(), g.clone()
         assert w.grad.is_contiguous() == g.is_contiguous()

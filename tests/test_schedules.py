@@ -20,16 +20,25 @@ def epoch_fn(epoch):  # registered: its spec is the name
 
 
 EXAMPLES = [
-    S.constant(0.3), S.linear(0.0, 1.0, 10, begin=2), S.polynomial(1.0, 0.1, 20, power=2.0),
-    S.exponential(1.0, 0.9, steps=3, staircase=True, final=0.2), S.step(0.1, 30, 0.5),
-    S.multistep(1.0, [10, 20]), S.piecewise_constant([1.0, 0.1], [5]), S.inverse_sqrt(1.0, 100),
-    S.cosine(0.1, 1000, final=1e-4, exponent=2.0), S.cosine_restarts(1.0, 10, mult=2, decay=0.8),
-    S.one_cycle(0.1, 1000, three_phase=True), S.cyclic(0.01, 0.1, 200, mode="exp_range", gamma=0.999),
+    S.constant(0.3),
+    S.linear(0.0, 1.0, 10, begin=2),
+    S.polynomial(1.0, 0.1, 20, power=2.0),
+    S.exponential(1.0, 0.9, steps=3, staircase=True, final=0.2),
+    S.step(0.1, 30, 0.5),
+    S.multistep(1.0, [10, 20]),
+    S.piecewise_constant([1.0, 0.1], [5]),
+    S.inverse_sqrt(1.0, 100),
+    S.cosine(0.1, 1000, final=1e-4, exponent=2.0),
+    S.cosine_restarts(1.0, 10, mult=2, decay=0.8),
+    S.one_cycle(0.1, 1000, three_phase=True),
+    S.cyclic(0.01, 0.1, 200, mode="exp_range", gamma=0.999),
     S.wsd(3e-3, 10_000, warmup=0.05, decay=0.2, cooldown="1-sqrt"),
     S.warmup(S.cosine(1.0, 100), 10, start=0.1, mode="cosine"),
     S.join([S.linear(0, 1, 10), S.constant(1.0), S.cosine(1.0, 50)], [10, 30]),
-    S.product([S.cosine(1.0, 100), S.cyclic(0.5, 1.0, 10)]), S.scale(S.constant(2.0), 0.5),
-    S.from_epochs(epoch_fn, steps_per_epoch=10), S.from_epochs(S.step(1.0, 2), steps_per_epoch=5),
+    S.product([S.cosine(1.0, 100), S.cyclic(0.5, 1.0, 10)]),
+    S.scale(S.constant(2.0), 0.5),
+    S.from_epochs(epoch_fn, steps_per_epoch=10),
+    S.from_epochs(S.step(1.0, 2), steps_per_epoch=5),
 ]
 
 
@@ -72,23 +81,37 @@ def test_fractions_of_total_steps():
 
 
 BAD = [
-    (S.cosine, dict(init=float("nan"), steps=10), "init"), (S.cosine, dict(init=1.0, steps=0), "steps"),
-    (S.cosine, dict(init=1.0, steps=10, exponent=0), "exponent"), (S.linear, dict(init=0, final=1, steps=-3), "steps"),
-    (S.exponential, dict(init=1.0, rate=0.0), "rate"), (S.step, dict(init=1.0, step_size=0), "step_size"),
-    (S.step, dict(init=1.0, step_size=2, gamma=-1), "gamma"), (S.multistep, dict(init=1.0, milestones=[5, 3]), "milestones"),
+    (S.cosine, dict(init=float("nan"), steps=10), "init"),
+    (S.cosine, dict(init=1.0, steps=0), "steps"),
+    (S.cosine, dict(init=1.0, steps=10, exponent=0), "exponent"),
+    (S.linear, dict(init=0, final=1, steps=-3), "steps"),
+    (S.exponential, dict(init=1.0, rate=0.0), "rate"),
+    (S.step, dict(init=1.0, step_size=0), "step_size"),
+    (S.step, dict(init=1.0, step_size=2, gamma=-1), "gamma"),
+    (S.multistep, dict(init=1.0, milestones=[5, 3]), "milestones"),
     (S.piecewise_constant, dict(values=[1.0], boundaries=[3]), "values"),
     (S.one_cycle, dict(peak=1.0, total_steps=100, pct_start=1.5), "pct_start"),
     (S.one_cycle, dict(peak=1.0, total_steps=100, anneal="cosine"), "anneal"),
-    (S.one_cycle, dict(peak=-1.0, total_steps=100), "peak"), (S.cyclic, dict(base=0.1, peak=1, mode="tri"), "mode"),
-    (S.cosine_restarts, dict(init=1.0, period=10, mult=0), "mult"), (S.wsd, dict(peak=1.0, steps=10, warmup=8, decay=5), "decay"),
-    (S.wsd, dict(peak=1.0, steps=10, cooldown="sqrt"), "cooldown"), (S.warmup, dict(schedule=S.constant(1.0), steps=0), "steps"),
-    (S.warmup, dict(schedule=object(), steps=5), "schedule"), (S.join, dict(schedules=[S.constant(1.0)], boundaries=[3]), "boundaries"),
-    (S.from_epochs, dict(fn=3, steps_per_epoch=2), "fn"), (S.from_epochs, dict(fn=epoch_fn, steps_per_epoch=0), "steps_per_epoch"),
-    (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"), (S.constant, dict(value=math.nan), "value"),
-    (S.polynomial, dict(init=1.0, final=0.0, steps=5, power=0), "power"), (S.product, dict(schedules=[]), "schedules"),
-    (S.cyclic, dict(base=0.1, peak=1.0, step_size_up=0), "step_size_up"), (S.warmup, dict(schedule=S.constant(1.0), steps=3, mode="exp"), "mode"),
+    (S.one_cycle, dict(peak=-1.0, total_steps=100), "peak"),
+    (S.cyclic, dict(base=0.1, peak=1, mode="tri"), "mode"),
+    (S.cosine_restarts, dict(init=1.0, period=10, mult=0), "mult"),
+    (S.wsd, dict(peak=1.0, steps=10, warmup=8, decay=5), "decay"),
+    (S.wsd, dict(peak=1.0, steps=10, cooldown="sqrt"), "cooldown"),
+    (S.warmup, dict(schedule=S.constant(1.0), steps=0), "steps"),
+    (S.warmup, dict(schedule=object(), steps=5), "schedule"),
+    (S.join, dict(schedules=[S.constant(1.0)], boundaries=[3]), "boundaries"),
+    (S.from_epochs, dict(fn=3, steps_per_epoch=2), "fn"),
+    (S.from_epochs, dict(fn=epoch_fn, steps_per_epoch=0), "steps_per_epoch"),
+    (S.inverse_sqrt, dict(init=1.0, timescale=0), "timescale"),
+    (S.constant, dict(value=math.nan), "value"),
+    (S.polynomial, dict(init=1.0, final=0.0, steps=5, power=0), "power"),
+    (S.product, dict(schedules=[]), "schedules"),
+    (S.cyclic, dict(base=0.1, peak=1.0, step_size_up=0), "step_size_up"),
+    (S.warmup, dict(schedule=S.constant(1.0), steps=3, mode="exp"), "mode"),
     (S.piecewise_constant, dict(values=[1.0, 2.0], boundaries=[-1]), "boundaries"),
-    (S.linear, dict(init=0.0, final=1.0, steps=10, begin=-1), "begin"), (S.exponential, dict(init=1.0, rate=0.5, staircase=True, steps=0), "steps"), (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
+    (S.linear, dict(init=0.0, final=1.0, steps=10, begin=-1), "begin"),
+    (S.exponential, dict(init=1.0, rate=0.5, staircase=True, steps=0), "steps"),
+    (S.scale, dict(schedule=S.constant(1.0), factor=math.inf), "factor"),
 ]
 
 
@@ -109,13 +132,24 @@ def test_unknown_spec_names():
 
 # ------------------------------------------------------------------------------------------------ properties
 @settings(max_examples=40, deadline=None)
-@given(init=st.floats(1e-6, 10.0), n=st.integers(20, 500), pct=st.floats(0.1, 0.45), e=st.floats(0.5, 3.0),
-       w=st.integers(1, 100), t=st.integers(0, 2000))
+@given(
+    init=st.floats(1e-6, 10.0),
+    n=st.integers(20, 500),
+    pct=st.floats(0.1, 0.45),
+    e=st.floats(0.5, 3.0),
+    w=st.integers(1, 100),
+    t=st.integers(0, 2000),
+)
 def test_spec_round_trip_property(init, n, pct, e, w, t):
-    for s in (S.warmup(S.cosine(init, n, final=init / 7, exponent=e), w), S.one_cycle(init, n, pct_start=pct),
-              S.join([S.wsd(init, n, warmup=pct), S.exponential(init / 10, 0.99)], [n])):
+    for s in (
+        S.warmup(S.cosine(init, n, final=init / 7, exponent=e), w),
+        S.one_cycle(init, n, pct_start=pct),
+        S.join([S.wsd(init, n, warmup=pct), S.exponential(init / 10, 0.99)], [n]),
+    ):
         again = S.from_spec(s.spec)
         assert again == s and again(t) == s(t)
+
+
 pos = st.floats(1e-6, 10.0)
 dur = st.integers(1, 300)
 steps = st.integers(0, 2000)
@@ -125,8 +159,12 @@ steps = st.integers(0, 2000)
 @given(init=pos, ratio=st.floats(0.0, 1.0), n=dur, e=st.floats(0.2, 4.0), t=steps)
 def test_decays_are_monotone_and_bounded(init, ratio, n, e, t):
     final = init * ratio
-    for s in (S.cosine(init, n, final, exponent=e), S.linear(init, final, n), S.polynomial(init, final, n, power=e),
-              S.wsd(init, n + 10, warmup=0, decay=n, final=final, cooldown="1-sqrt")):
+    for s in (
+        S.cosine(init, n, final, exponent=e),
+        S.linear(init, final, n),
+        S.polynomial(init, final, n, power=e),
+        S.wsd(init, n + 10, warmup=0, decay=n, final=final, cooldown="1-sqrt"),
+    ):
         a, b = s(t), s(t + 1)
         assert math.isfinite(a) and final - 1e-12 <= b <= a + 1e-12 <= init + 2e-12
 
@@ -134,17 +172,33 @@ def test_decays_are_monotone_and_bounded(init, ratio, n, e, t):
 @settings(max_examples=60, deadline=None)
 @given(init=pos, gamma=st.floats(0.0, 1.0), size=dur, rate=st.floats(0.01, 1.0), t=steps)
 def test_step_decays_are_monotone(init, gamma, size, rate, t):
-    for s in (S.step(init, size, gamma), S.multistep(init, [size, 2 * size + 1], gamma), S.exponential(init, rate),
-              S.exponential(init, rate, steps=size, staircase=True), S.inverse_sqrt(init, size)):
+    for s in (
+        S.step(init, size, gamma),
+        S.multistep(init, [size, 2 * size + 1], gamma),
+        S.exponential(init, rate),
+        S.exponential(init, rate, steps=size, staircase=True),
+        S.inverse_sqrt(init, size),
+    ):
         assert 0.0 <= s(t + 1) <= s(t) <= init
 
 
 @settings(max_examples=60, deadline=None)
-@given(peak=pos, n=st.integers(20, 500), pct=st.floats(0.1, 0.45), three=st.booleans(), t=steps,
-       mode=st.sampled_from(["triangular", "triangular2", "exp_range"]), up=dur, mult=st.integers(1, 3))
+@given(
+    peak=pos,
+    n=st.integers(20, 500),
+    pct=st.floats(0.1, 0.45),
+    three=st.booleans(),
+    t=steps,
+    mode=st.sampled_from(["triangular", "triangular2", "exp_range"]),
+    up=dur,
+    mult=st.integers(1, 3),
+)
 def test_cyclic_family_finite_and_in_range(peak, n, pct, three, t, mode, up, mult):
-    for s in (S.one_cycle(peak, n, pct_start=pct, three_phase=three), S.cyclic(peak / 10, peak, up, mode=mode),
-              S.cosine_restarts(peak, up, mult=mult, final=peak / 100)):
+    for s in (
+        S.one_cycle(peak, n, pct_start=pct, three_phase=three),
+        S.cyclic(peak / 10, peak, up, mode=mode),
+        S.cosine_restarts(peak, up, mult=mult, final=peak / 100),
+    ):
         v = s(t)
         assert math.isfinite(v) and 0.0 < v <= peak * (1 + 1e-12)
 
@@ -204,8 +258,9 @@ def test_nonfinite_skip_policy_does_not_advance_the_schedule():
         last_step_skipped = False
 
         def step(self, closure=None):
-            self.last_step_skipped = any(not torch.isfinite(p.grad).all() for g in self.param_groups
-                                         for p in g["params"])
+            self.last_step_skipped = any(
+                not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]
+            )
             return None if self.last_step_skipped else super().step(closure)
 
     p = torch.nn.Parameter(torch.ones(2))

@@ -32,22 +32,41 @@ CASES = {
     "MultiStepLR": (lambda o: L.MultiStepLR(o, [5, 12, 30], gamma=0.3), S.multistep(1.0, [5, 12, 30], 0.3), 50),
     "ExponentialLR": (lambda o: L.ExponentialLR(o, gamma=0.95), S.exponential(1.0, rate=0.95), 80),
     "CosineAnnealingLR": (lambda o: L.CosineAnnealingLR(o, T_max=50, eta_min=0.01), S.cosine(1.0, 50, 0.01), 51),
-    "WarmRestarts-mult1": (lambda o: L.CosineAnnealingWarmRestarts(o, T_0=9, eta_min=0.05),
-                           S.cosine_restarts(1.0, period=9, final=0.05), 60),
-    "WarmRestarts-mult2": (lambda o: L.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.01),
-                           S.cosine_restarts(1.0, period=5, mult=2, final=0.01), 160),
-    "LinearLR": (lambda o: L.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=10),
-                 S.linear(0.25, 1.0, steps=10), 20),
-    "PolynomialLR": (lambda o: L.PolynomialLR(o, total_iters=20, power=2.0),
-                     S.polynomial(1.0, 0.0, steps=20, power=2.0), 30),
+    "WarmRestarts-mult1": (
+        lambda o: L.CosineAnnealingWarmRestarts(o, T_0=9, eta_min=0.05),
+        S.cosine_restarts(1.0, period=9, final=0.05),
+        60,
+    ),
+    "WarmRestarts-mult2": (
+        lambda o: L.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.01),
+        S.cosine_restarts(1.0, period=5, mult=2, final=0.01),
+        160,
+    ),
+    "LinearLR": (
+        lambda o: L.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=10),
+        S.linear(0.25, 1.0, steps=10),
+        20,
+    ),
+    "PolynomialLR": (
+        lambda o: L.PolynomialLR(o, total_iters=20, power=2.0),
+        S.polynomial(1.0, 0.0, steps=20, power=2.0),
+        30,
+    ),
     "ConstantLR": (lambda o: L.ConstantLR(o, factor=0.5, total_iters=4), S.piecewise_constant([0.5, 1.0], [4]), 10),
-    "SequentialLR": (lambda o: L.SequentialLR(o, [L.LinearLR(o, 0.1, 1.0, total_iters=5), L.ExponentialLR(o, 0.9)],
-                                              milestones=[5]),
-                     S.join([S.linear(0.1, 1.0, 5), S.exponential(1.0, 0.9)], [5]), 30),
-    "SequentialLR-3": (lambda o: L.SequentialLR(o, [L.ConstantLR(o, 0.2, total_iters=3), L.StepLR(o, 4, 0.5),
-                                                    L.CosineAnnealingLR(o, T_max=10)], milestones=[6, 20]),
-                       S.join([S.piecewise_constant([0.2, 1.0], [3]), S.step(1.0, 4, 0.5), S.cosine(1.0, 10)],
-                              [6, 20]), 31),
+    "SequentialLR": (
+        lambda o: L.SequentialLR(o, [L.LinearLR(o, 0.1, 1.0, total_iters=5), L.ExponentialLR(o, 0.9)], milestones=[5]),
+        S.join([S.linear(0.1, 1.0, 5), S.exponential(1.0, 0.9)], [5]),
+        30,
+    ),
+    "SequentialLR-3": (
+        lambda o: L.SequentialLR(
+            o,
+            [L.ConstantLR(o, 0.2, total_iters=3), L.StepLR(o, 4, 0.5), L.CosineAnnealingLR(o, T_max=10)],
+            milestones=[6, 20],
+        ),
+        S.join([S.piecewise_constant([0.2, 1.0], [3]), S.step(1.0, 4, 0.5), S.cosine(1.0, 10)], [6, 20]),
+        31,
+    ),
 }
 
 
@@ -63,19 +82,36 @@ def test_matches_torch_scheduler(name):
 @pytest.mark.parametrize("three_phase", [False, True])
 @pytest.mark.parametrize("n,pct", [(100, 0.3), (37, 0.25)])
 def test_one_cycle_matches_torch(anneal, three_phase, n, pct):
-    make = lambda o: L.OneCycleLR(o, max_lr=2.0, total_steps=n, pct_start=pct, anneal_strategy=anneal,  # noqa: E731
-                                  three_phase=three_phase, div_factor=10.0, final_div_factor=100.0)
+    make = lambda o: L.OneCycleLR(  # noqa: E731
+        o,
+        max_lr=2.0,
+        total_steps=n,
+        pct_start=pct,
+        anneal_strategy=anneal,
+        three_phase=three_phase,
+        div_factor=10.0,
+        final_div_factor=100.0,
+    )
     expected = torch_lrs(make, n, momentum=0.9)
-    s = S.one_cycle(2.0, n, pct_start=pct, anneal=anneal, three_phase=three_phase, div_factor=10.0,
-                    final_div_factor=100.0)
+    s = S.one_cycle(
+        2.0, n, pct_start=pct, anneal=anneal, three_phase=three_phase, div_factor=10.0, final_div_factor=100.0
+    )
     assert [s(t) for t in range(n)] == pytest.approx(expected, rel=1e-12)
     assert s(n + 5) == s(n - 1)  # holds its final value where torch raises
 
 
 @pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
 def test_cyclic_matches_torch(mode):
-    make = lambda o: L.CyclicLR(o, base_lr=0.1, max_lr=1.0, step_size_up=5, step_size_down=3, mode=mode,  # noqa: E731
-                                gamma=0.97, cycle_momentum=False)
+    make = lambda o: L.CyclicLR(  # noqa: E731
+        o,
+        base_lr=0.1,
+        max_lr=1.0,
+        step_size_up=5,
+        step_size_down=3,
+        mode=mode,
+        gamma=0.97,
+        cycle_momentum=False,
+    )
     expected = torch_lrs(make, 60)
     s = S.cyclic(0.1, 1.0, step_size_up=5, step_size_down=3, mode=mode, gamma=0.97)
     assert [s(t) for t in range(60)] == pytest.approx(expected, rel=1e-12)

@@ -36,9 +36,11 @@ def booby_trapped_module(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fn", ["os:_exit", "adaptlr_trap_mod:f", "this:x", "builtins:exec", "adaptlr_trap_mod"])
 def test_a_spec_names_no_module(fn, booby_trapped_module):
-    for spec in ({"name": "from_epochs", "fn": fn, "steps_per_epoch": 1},
-                 f'from_epochs(fn="{fn}", steps_per_epoch=1)', json.dumps({"name": "from_epochs", "fn": fn,
-                                                                          "steps_per_epoch": 1})):
+    for spec in (
+        {"name": "from_epochs", "fn": fn, "steps_per_epoch": 1},
+        f'from_epochs(fn="{fn}", steps_per_epoch=1)',
+        json.dumps({"name": "from_epochs", "fn": fn, "steps_per_epoch": 1}),
+    ):
         with pytest.raises(ValueError, match="unknown callable .*register_callable"):
             S.from_spec(spec)
     with pytest.raises(ValueError, match="unknown callable"):
@@ -128,8 +130,11 @@ _NAMES = sorted(n for n in _FACTORIES if n != "from_epochs")
 
 
 _good = st.one_of(st.floats(0.0, 2.0), st.integers(1, 400), st.floats(0.01, 0.99))
-_CHOICES = {"mode": ["linear", "cosine", "triangular", "triangular2", "exp_range"], "anneal": ["cos", "linear"],
-            "cooldown": ["linear", "cosine", "1-sqrt"]}
+_CHOICES = {
+    "mode": ["linear", "cosine", "triangular", "triangular2", "exp_range"],
+    "anneal": ["cos", "linear"],
+    "cooldown": ["linear", "cosine", "1-sqrt"],
+}
 
 
 def _mostly(good):
@@ -163,8 +168,11 @@ def _spec(children):
     return st.sampled_from(_NAMES).flatmap(lambda n: _args(n, children).map(lambda a: {"name": n, **a}))
 
 
-specs = st.recursive(st.sampled_from(_NAMES).flatmap(lambda n: _args(n, st.floats(0.0, 1.0))
-                                                     .map(lambda a: {"name": n, **a})), _spec, max_leaves=4)
+specs = st.recursive(
+    st.sampled_from(_NAMES).flatmap(lambda n: _args(n, st.floats(0.0, 1.0)).map(lambda a: {"name": n, **a})),
+    _spec,
+    max_leaves=4,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -186,19 +194,36 @@ def test_random_schedule_specs_round_trip_or_are_refused(spec):
         assert low - tol <= v <= high + tol, (t, v, low, high)
 
 
-@pytest.mark.parametrize("s", [S.exponential(0.0, 2.0), S.exponential(1.0, 2.0, final=10.0), S.step(0.0, 1, 2.0),
-                               S.cosine_restarts(0.0, 5, decay=2.0), S.cyclic(0.1, 0.1, 5, mode="exp_range", gamma=2.0),
-                               S.cyclic(0.0, 1.0, 1, mode="triangular2")],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "s",
+    [
+        S.exponential(0.0, 2.0),
+        S.exponential(1.0, 2.0, final=10.0),
+        S.step(0.0, 1, 2.0),
+        S.cosine_restarts(0.0, 5, decay=2.0),
+        S.cyclic(0.1, 0.1, 5, mode="exp_range", gamma=2.0),
+        S.cyclic(0.0, 1.0, 1, mode="triangular2"),
+    ],
+    ids=repr,
+)
 def test_capped_or_zero_growth_never_overflows(s):
     """Found by the property test above: `0 * 2.0 ** 1e9` and `1 / 2.0 ** 1e9` raised OverflowError."""
-    assert [s(t) for t in (0, 10, 10**9)] == pytest.approx([s(0), s(10), s.bounds()[1] if s.params.get("final")
-                                                             else s(0)])
+    assert [s(t) for t in (0, 10, 10**9)] == pytest.approx(
+        [s(0), s(10), s.bounds()[1] if s.params.get("final") else s(0)]
+    )
 
 
-@pytest.mark.parametrize("s", [S.exponential(1.0, 1, final=0.0), S.exponential(1.0, 0.5, final=0.25, begin=3),
-                               S.exponential(0.5, 2.0, final=4.0), S.one_cycle(1.0, total_steps=10, div_factor=0.5),
-                               S.cosine(1.625, 1, final=3.0)], ids=repr)
+@pytest.mark.parametrize(
+    "s",
+    [
+        S.exponential(1.0, 1, final=0.0),
+        S.exponential(1.0, 0.5, final=0.25, begin=3),
+        S.exponential(0.5, 2.0, final=4.0),
+        S.one_cycle(1.0, total_steps=10, div_factor=0.5),
+        S.cosine(1.625, 1, final=3.0),
+    ],
+    ids=repr,
+)
 def test_bounds_hold_every_value(s):
     """Found by the property test: the bounds missed exponential's clip at rate 1 and one_cycle's start above
     its peak (div_factor < 1)."""

@@ -75,7 +75,6 @@ class AutoResult:
     plan: dict[str, int]
     branch: dict[str, torch.Tensor] | None = None
 
-
     def effective_lr(self) -> float:
         """The committed learning rate (the peak of the winner's warmup-stable-decay schedule)."""
         return self.lr
@@ -157,8 +156,13 @@ class Auto:
             raise ValueError(f"Invalid budget: {budget} (expected > 1: one run plus the races)")
         if not 1 <= int(keep) <= len(lrs):
             raise ValueError(f"Invalid keep: {keep} (expected 1 <= keep <= {len(lrs)})")
-        for name, v in (("rung1", rung1), ("rung2", rung2), ("branch", branch), ("warmup", warmup),
-                        ("cooldown", cooldown)):
+        for name, v in (
+            ("rung1", rung1),
+            ("rung2", rung2),
+            ("branch", branch),
+            ("warmup", warmup),
+            ("cooldown", cooldown),
+        ):
             if not 0.0 <= v < 1.0:
                 raise ValueError(f"Invalid {name}: {v} (expected a fraction of the run, 0 <= {name} < 1)")
         if not rung1 < rung2:
@@ -198,6 +202,7 @@ class Auto:
         c = max(1, int(self.branch * scale * steps))
         s2 = min(s2, steps)
         s1 = min(s1, s2)
+
         # the one-step minimums can overshoot a tiny budget: shorten rung 2 (then rung 1) until it fits
         def over() -> float:
             return n * s1 + k * (s2 - s1 + c) + steps - s2 + evals - self.budget * steps
@@ -375,9 +380,18 @@ class Auto:
         winner.state = None
         if race_only:
             model.train(was_training)
-            return AutoResult(lr=winner.lr, cost=cost / steps, steps=steps, racers=racers, optimizer=opt,
-                              val_score=winner.score, committed="race", cost_steps=cost, plan=p,
-                              branch=branches.get(winner.lr))
+            return AutoResult(
+                lr=winner.lr,
+                cost=cost / steps,
+                steps=steps,
+                racers=racers,
+                optimizer=opt,
+                val_score=winner.score,
+                committed="race",
+                cost_steps=cost,
+                plan=p,
+                branch=branches.get(winner.lr),
+            )
         first_loss = winner.losses[0] if winner.losses else None
         while winner.steps < steps:
             lr = _wsd(winner.steps, winner.lr, steps, p["warmup"], p["cooldown"])

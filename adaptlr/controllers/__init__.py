@@ -15,5 +15,4 @@ from .hypergradient import Hypergradient
 from .loss_trend import LossTrend
 from .plateau import ReduceOnPlateau
 
-__all__ = ["Controller", "DivergenceGuard", "Hypergradient", "LossTrend", "ReduceOnPlateau",
-           "TrainingDiverged"]
+__all__ = ["Controller", "DivergenceGuard", "Hypergradient", "LossTrend", "ReduceOnPlateau", "TrainingDiverged"]

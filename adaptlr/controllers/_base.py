@@ -12,8 +12,15 @@ import torch
 __all__ = ["Controller"]
 
 
-def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-                 low_open: bool = False, high_open: bool = False) -> float:
+def check_number(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A real number in the range, else a ``ValueError`` naming the argument, the value and the range."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
@@ -119,8 +126,7 @@ class Controller:
         factors = [_positive(f"factors[{i}]", f) for i, f in enumerate(state_dict["factors"])]
         n = len(self.optimizer.param_groups)
         if len(factors) != n:
-            raise ValueError(f"it holds {len(factors)} param group factor(s), this optimizer has {n} param "
-                             "group(s)")
+            raise ValueError(f"it holds {len(factors)} param group factor(s), this optimizer has {n} param group(s)")
         return {"_factors": factors}
 
     def _after_load(self) -> None:

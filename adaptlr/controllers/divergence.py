@@ -57,9 +57,17 @@ class DivergenceGuard(Controller):
     (False, 0.5, 0.05)
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, factor: float = 0.5,
-                 snapshot_every: int = 100, ratio: float = 10.0, window: int = 50, min_history: int = 5,
-                 max_rollbacks: int = 10) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        factor: float = 0.5,
+        snapshot_every: int = 100,
+        ratio: float = 10.0,
+        window: int = 50,
+        min_history: int = 5,
+        max_rollbacks: int = 10,
+    ) -> None:
         super().__init__(optimizer)
         self.model = model
         self.cut = check_number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
@@ -115,9 +123,11 @@ class DivergenceGuard(Controller):
         """Restore the last snapshot and multiply the factor by ``factor``."""
         self._in_a_row += 1
         if self._in_a_row > self.max_rollbacks:
-            raise TrainingDiverged(f"the loss diverged {self.max_rollbacks} times in a row after "
-                                   f"restoring the snapshot of step {self.snapshot_step}; lr factor now "
-                                   f"{self.factor:.3g}")
+            raise TrainingDiverged(
+                f"the loss diverged {self.max_rollbacks} times in a row after "
+                f"restoring the snapshot of step {self.snapshot_step}; lr factor now "
+                f"{self.factor:.3g}"
+            )
         self.rollbacks += 1
         self.last_lost, self.steps_since_snapshot = self.steps_since_snapshot, 0
         current = list(self._factors)
@@ -128,8 +138,7 @@ class DivergenceGuard(Controller):
             self._set_factor(i, f * self.cut)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "history": list(self.history), "steps": self.steps,
-                "rollbacks": self.rollbacks}
+        return {**super().state_dict(), "history": list(self.history), "steps": self.steps, "rollbacks": self.rollbacks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the counters (all or nothing, see :meth:`Controller.load_state_dict`); a fresh snapshot of
@@ -138,9 +147,12 @@ class DivergenceGuard(Controller):
 
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         history = [_number(f"history[{i}]", v) for i, v in enumerate(state_dict["history"])]
-        return {**super()._read_state(state_dict), "history": deque(history, maxlen=self.window),
-                "steps": _count("steps", state_dict["steps"]),
-                "rollbacks": _count("rollbacks", state_dict["rollbacks"])}
+        return {
+            **super()._read_state(state_dict),
+            "history": deque(history, maxlen=self.window),
+            "steps": _count("steps", state_dict["steps"]),
+            "rollbacks": _count("rollbacks", state_dict["rollbacks"]),
+        }
 
     def _after_load(self) -> None:
         self.take_snapshot()

@@ -63,8 +63,14 @@ class Hypergradient(Controller):
     0.132
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, beta: float = 1e-4, min_lr: float = 0.0,
-                 max_lr: float = math.inf, max_change: float = 2.0) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        beta: float = 1e-4,
+        min_lr: float = 0.0,
+        max_lr: float = math.inf,
+        max_change: float = 2.0,
+    ) -> None:
         super().__init__(optimizer)
         self.beta = check_number("beta", beta, 0.0, math.inf, high_open=True)
         self.max_change = check_number("max_change", max_change, 1.0, math.inf, low_open=True)
@@ -72,16 +78,16 @@ class Hypergradient(Controller):
         self.min_lr = check_number("min_lr", min_lr, 0.0)
         self.max_lr = check_number("max_lr", max_lr, self.min_lr)
         for i, group in enumerate(optimizer.param_groups):
-            if group.get("adaptlr_schedule") is not None or (callable(group["lr"])
-                                                           and not isinstance(group["lr"], torch.Tensor)):
+            if group.get("adaptlr_schedule") is not None or (
+                callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor)
+            ):
                 raise TypeError(f"Hypergradient needs a numeric lr, param group {i} has a schedule")
         self.initial_lrs = [self.current_lr(i) for i in range(len(optimizer.param_groups))]
         self._delta: dict[torch.Tensor, torch.Tensor] = {}
         self._lr_used: list[float | None] = [None] * len(optimizer.param_groups)
         self._pending: list[float | None] = [None] * len(optimizer.param_groups)
         self._copied: list[torch.Tensor] = []
-        self._handles = [optimizer.register_step_pre_hook(self._pre),
-                         optimizer.register_step_post_hook(self._post)]
+        self._handles = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
 
     def remove(self) -> None:
         """Detach from the optimizer."""
@@ -101,8 +107,7 @@ class Hypergradient(Controller):
             params = [p for p in group["params"] if p.grad is not None]
             lr_prev = self._lr_used[i]
             if lr_prev and self.beta:
-                terms = [torch.sum(p.grad * self._delta[p], dtype=torch.float64)
-                         for p in params if p in self._delta]
+                terms = [torch.sum(p.grad * self._delta[p], dtype=torch.float64) for p in params if p in self._delta]
                 h = float(torch.stack(terms).sum()) / lr_prev if terms else 0.0
                 if math.isfinite(h):
                     lr = min(max(self._guarded(i, self.current_lr(i), self.beta * h), self.min_lr), self.max_lr)
@@ -140,17 +145,25 @@ class Hypergradient(Controller):
             return new
         self.clipped += 1
         if self.clipped == 1:
-            warnings.warn(f"Hypergradient: beta={self.beta:g} asked param group {index}'s lr to go from {lr:.3g} to "
-                          f"{new:.3g} in one step; limited to a factor max_change={self.max_change:g} "
-                          f"(beta is probably too large for this problem: the paper uses 1e-3 for SGD, 1e-7 for "
-                          "Adam)", UserWarning, stacklevel=4)
+            warnings.warn(
+                f"Hypergradient: beta={self.beta:g} asked param group {index}'s lr to go from {lr:.3g} to "
+                f"{new:.3g} in one step; limited to a factor max_change={self.max_change:g} "
+                f"(beta is probably too large for this problem: the paper uses 1e-3 for SGD, 1e-7 for "
+                "Adam)",
+                UserWarning,
+                stacklevel=4,
+            )
         return min(max(new, low), high)
 
     def state_dict(self) -> dict[str, Any]:
         """Factors, lrs and the last step's :math:`\\Delta` per parameter (in param-group order)."""
         deltas = [[self._delta.get(p) for p in g["params"]] for g in self.optimizer.param_groups]
-        return {**super().state_dict(), "lr_used": list(self._lr_used), "initial_lrs": list(self.initial_lrs),
-                "deltas": deltas}
+        return {
+            **super().state_dict(),
+            "lr_used": list(self._lr_used),
+            "initial_lrs": list(self.initial_lrs),
+            "deltas": deltas,
+        }
 
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         out = super()._read_state(state_dict)
@@ -172,5 +185,11 @@ class Hypergradient(Controller):
                     shape = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
                     raise ValueError(f"deltas[{i}][{j}] is {shape}, its parameter has shape {tuple(p.shape)}")
                 delta[p] = d.detach().to(device=p.device, dtype=p.dtype, copy=True)
-        return {**out, "_lr_used": lr_used, "initial_lrs": initial, "_delta": delta,
-                "_pending": [None] * len(groups), "_copied": []}
+        return {
+            **out,
+            "_lr_used": lr_used,
+            "initial_lrs": initial,
+            "_delta": delta,
+            "_pending": [None] * len(groups),
+            "_copied": [],
+        }

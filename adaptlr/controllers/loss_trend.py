@@ -42,9 +42,16 @@ class LossTrend(Controller):
     0.605
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, up: float = 1.05, down: float = 0.5,
-                 smoothing: float = 0.9, tolerance: float = 0.0, min_factor: float = 1e-3,
-                 max_factor: float = 10.0) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        up: float = 1.05,
+        down: float = 0.5,
+        smoothing: float = 0.9,
+        tolerance: float = 0.0,
+        min_factor: float = 1e-3,
+        max_factor: float = 10.0,
+    ) -> None:
         super().__init__(optimizer)
         self.up = check_number("up", up, 1.0)
         self.down = check_number("down", down, 0.0, 1.0, low_open=True)
@@ -79,6 +86,9 @@ class LossTrend(Controller):
         return {**super().state_dict(), "avg": self.avg, "count": self.count, "previous": self.previous}
 
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-        return {**super()._read_state(state_dict), "avg": _number("avg", state_dict["avg"]),
-                "count": _count("count", state_dict["count"]),
-                "previous": _number("previous", state_dict["previous"], allow_none=True)}
+        return {
+            **super()._read_state(state_dict),
+            "avg": _number("avg", state_dict["avg"]),
+            "count": _count("count", state_dict["count"]),
+            "previous": _number("previous", state_dict["previous"], allow_none=True),
+        }

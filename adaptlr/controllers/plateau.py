@@ -39,9 +39,18 @@ class ReduceOnPlateau(Controller):
     (0.1, 0.01)
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | Sequence[float] = 0.0,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__(optimizer)
         if mode not in ("min", "max"):
             raise ValueError(f"Invalid mode: {mode!r} (expected 'min' or 'max')")
@@ -107,8 +116,10 @@ class ReduceOnPlateau(Controller):
         return {**super().state_dict(), **{k: getattr(self, k) for k in self._STATE}}
 
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-        return {**super()._read_state(state_dict),
-                "best": _number("best", state_dict["best"], allow_inf=True),
-                "num_bad_epochs": _count("num_bad_epochs", state_dict["num_bad_epochs"]),
-                "cooldown_counter": _count("cooldown_counter", state_dict["cooldown_counter"]),
-                "last_epoch": _count("last_epoch", state_dict["last_epoch"])}
+        return {
+            **super()._read_state(state_dict),
+            "best": _number("best", state_dict["best"], allow_inf=True),
+            "num_bad_epochs": _count("num_bad_epochs", state_dict["num_bad_epochs"]),
+            "cooldown_counter": _count("cooldown_counter", state_dict["cooldown_counter"]),
+            "last_epoch": _count("last_epoch", state_dict["last_epoch"]),
+        }

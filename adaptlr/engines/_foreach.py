@@ -25,10 +25,24 @@ from ._trace import SCALAR_OPS, Node, Program, Ref, trace
 
 _SEQ = (list, tuple)
 _COMMUTATIVE = {"add", "mul", "maximum", "minimum"}
-_FOREACH_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "maximum": "maximum",
-                   "minimum": "minimum", "pow": "pow"}
-_FOREACH_WITH_SCALAR = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "maximum": "clamp_min",
-                        "minimum": "clamp_max", "pow": "pow"}
+_FOREACH_BINARY = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "maximum": "maximum",
+    "minimum": "minimum",
+    "pow": "pow",
+}
+_FOREACH_WITH_SCALAR = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "maximum": "clamp_min",
+    "minimum": "clamp_max",
+    "pow": "pow",
+}
 _FOREACH_UNARY = {"neg": "neg", "sqrt": "sqrt", "abs": "abs", "sign": "sign", "exp": "exp", "log": "log"}
 
 
@@ -132,11 +146,11 @@ def _live_nodes(program: Program) -> list[bool]:
 
 @dataclass
 class _Instr:
-    index: int           # node index (its value slot)
+    index: int  # node index (its value slot)
     op: str
-    args: list[Any]      # Ref or number; for fused ops, trailing Python bool (negate)
+    args: list[Any]  # Ref or number; for fused ops, trailing Python bool (negate)
     tensor: bool
-    target: int | None   # which arg's buffer receives the result in place (None: a new buffer)
+    target: int | None  # which arg's buffer receives the result in place (None: a new buffer)
 
 
 @dataclass
@@ -168,8 +182,12 @@ def make_plan(program: Program, writes: Sequence[int], n_sums: int) -> Plan:
         return owner.get(a, a)
 
     def reusable(a: Any, i: int) -> bool:
-        return (isinstance(a, Ref) and _is_tensor(program, a) and last_use.get(a) == i
-                and (buffer(a).kind == "node" or buffer(a) in writable))
+        return (
+            isinstance(a, Ref)
+            and _is_tensor(program, a)
+            and last_use.get(a) == i
+            and (buffer(a).kind == "node" or buffer(a) in writable)
+        )
 
     instrs = []
     for i, node in enumerate(nodes):
@@ -237,8 +255,11 @@ def _fused(op: str, args: list[Any], target: int | None) -> list:
     if op == "axpy":
         if _number(s):
             alpha = -s if negate else s
-            return _inplace("add", acc, tensors[0], alpha=alpha) if inplace else torch._foreach_add(
-                acc, tensors[0], alpha=alpha)
+            return (
+                _inplace("add", acc, tensors[0], alpha=alpha)
+                if inplace
+                else torch._foreach_add(acc, tensors[0], alpha=alpha)
+            )
         t = torch._foreach_mul(tensors[0], s)
     else:
         name = op  # addcmul / addcdiv
@@ -275,8 +296,7 @@ def run_plan(plan: Plan, columns: Sequence[Any], scalars: Sequence[Any]) -> tupl
             env[Ref("node", ins.index)] = _fused(ins.op, args, ins.target)
         elif ins.op in _FOREACH_UNARY:
             name = _FOREACH_UNARY[ins.op]
-            env[Ref("node", ins.index)] = _inplace(name, args[0]) if ins.target == 0 else _foreach(
-                name, False)(args[0])
+            env[Ref("node", ins.index)] = _inplace(name, args[0]) if ins.target == 0 else _foreach(name, False)(args[0])
         elif ins.op == "where":
             env[Ref("node", ins.index)] = _where(*args)
         else:
@@ -344,8 +364,15 @@ class ForeachEngine:
     def __init__(self) -> None:
         self._plans: dict[Any, Plan] = {}
 
-    def plan(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], n_scalars: int,
-             flags: Sequence[bool], n_sums: int) -> Plan:
+    def plan(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        n_scalars: int,
+        flags: Sequence[bool],
+        n_sums: int,
+    ) -> Plan:
         kinds = tuple(None if isinstance(c, list) else float(c) for c in columns)
         key = (fn, kinds, tuple(writes), n_scalars, tuple(bool(f) for f in flags), n_sums)
         plan = self._plans.get(key)
@@ -354,10 +381,16 @@ class ForeachEngine:
             plan = self._plans[key] = make_plan(program, writes, n_sums)
         return plan
 
-    def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-              flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         if not any(isinstance(c, list) and c for c in columns):
             return (0.0,) * n_sums
         plan = self.plan(fn, columns, writes, len(scalars), flags, n_sums)
         return run_plan(plan, columns, scalars)
-

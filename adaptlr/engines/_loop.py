@@ -13,21 +13,31 @@ class LoopEngine:
 
     name = "loop"
 
-    def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-              flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         n = next((len(c) for c in columns if isinstance(c, list)), 0)
         sums = [0.0] * n_sums
         for i in range(n):
             inputs = [c[i] if isinstance(c, list) else c for c in columns]
             out = fn(*inputs, *scalars, *flags)
-            new, terms = out[: len(writes)], out[len(writes):]
+            new, terms = out[: len(writes)], out[len(writes) :]
             for k, t in enumerate(terms):
-                sums[k] += float(t.sum(dtype=torch.float64)) if isinstance(t, torch.Tensor) else float(
-                    t) * inputs[0].numel()
+                sums[k] += (
+                    float(t.sum(dtype=torch.float64)) if isinstance(t, torch.Tensor) else float(t) * inputs[0].numel()
+                )
             # a new value may be an input tensor that another write is about to overwrite: copy it first
             written = {id(inputs[c]) for c in writes}
-            new = [v.clone() if isinstance(v, torch.Tensor) and id(v) in written and v is not inputs[c] else v
-                   for c, v in zip(writes, new)]
+            new = [
+                v.clone() if isinstance(v, torch.Tensor) and id(v) in written and v is not inputs[c] else v
+                for c, v in zip(writes, new)
+            ]
             for c, v in zip(writes, new):
                 dst = inputs[c]
                 if not isinstance(dst, torch.Tensor) or v is dst:

@@ -109,8 +109,9 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
             hoisted.insert(0, f"    c{i} = {_expr(node.op, [scalar_name(a) for a in node.args])}")
     outputs = program.outputs
     tensor_cols = program.tensor_columns
-    stores = [f"            a{col}[i] = {tensor_operand(outputs[k])}" for k, col in enumerate(writes)
-              if col in tensor_cols]
+    stores = [
+        f"            a{col}[i] = {tensor_operand(outputs[k])}" for k, col in enumerate(writes) if col in tensor_cols
+    ]
     sums = [f"            l{k} += np.float64({tensor_operand(outputs[len(writes) + k])})" for k in range(n_sums)]
     refs = [a for n in nodes if n.tensor for a in n.args] + list(outputs)
     used = sorted({a.index for a in refs if isinstance(a, Ref) and a.kind == "col"})
@@ -170,8 +171,10 @@ def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
         if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device != t0.device for t in row):
             raise RuntimeError(f"fused engine: the tensors of row {i} differ in shape, dtype or device")
     if any(name != "fused" for name, _ in partition("fused", list(lists))):
-        raise RuntimeError("fused engine: a tensor is not a dense, equally strided CPU float32/float64 tensor "
-                           "(route it through adaptlr.engines._select.run)")
+        raise RuntimeError(
+            "fused engine: a tensor is not a dense, equally strided CPU float32/float64 tensor "
+            "(route it through adaptlr.engines._select.run)"
+        )
     if len({t.dtype for t in lists[0]}) > 1:
         raise RuntimeError("fused engine: one call runs one dtype")
 
@@ -185,8 +188,9 @@ class NumbaEngine(RawPointerEngine):
         self._kernels: dict[Any, Callable] = {}
         self._chunks: dict[tuple[int, ...], np.ndarray] = {}
 
-    def kernel(self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int,
-               dtype: str) -> Callable:
+    def kernel(
+        self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int, dtype: str
+    ) -> Callable:
         key = (fn, kinds, writes, n_scalars, flags, n_sums, dtype)
         k = self._kernels.get(key)
         if k is None:
@@ -206,8 +210,15 @@ class NumbaEngine(RawPointerEngine):
 
     check = staticmethod(check_fused)
 
-    def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
-                      scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply_checked(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         """:meth:`apply` for columns that :func:`adaptlr.engines._select.partition` has routed here (checked)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:

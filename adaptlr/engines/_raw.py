@@ -24,8 +24,15 @@ class RawPointerEngine:
     def check(lists: Sequence[Sequence[torch.Tensor]]) -> Any:
         raise NotImplementedError
 
-    def apply(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-              flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         """Run ``fn`` (see ``docs/CONTRACTS.md``) in one kernel launch; every tensor is checked first."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:
@@ -33,8 +40,15 @@ class RawPointerEngine:
         self.check(lists)
         return self.apply_checked(fn, columns, writes, scalars, flags, n_sums)
 
-    def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
-                      scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply_checked(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         raise NotImplementedError
 
 

@@ -33,8 +33,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["Plan", "FUSED_DTYPES", "TRITON_DTYPES", "check_columns", "execute", "fused_dtype", "fused_supported",
-           "local", "override", "partition", "prepare", "run"]
+__all__ = [
+    "Plan",
+    "FUSED_DTYPES",
+    "TRITON_DTYPES",
+    "check_columns",
+    "execute",
+    "fused_dtype",
+    "fused_supported",
+    "local",
+    "override",
+    "partition",
+    "prepare",
+    "run",
+]
 
 #: real dtypes the fused CPU engine compiles kernels for
 FUSED_DTYPES = (torch.float32, torch.float64)
@@ -199,12 +211,18 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
             if t0.device.type == "cuda" or _override:  # the triton engine (CUDA, or the interpreter when asked)
                 if triton is None:
                     triton = bool(_override) or triton_available()
-                fits = (triton and t0.dtype in TRITON_DTYPES and all(t.stride() == stride for t in row[1:])
-                        and _dense(t0))
+                fits = (
+                    triton and t0.dtype in TRITON_DTYPES and all(t.stride() == stride for t in row[1:]) and _dense(t0)
+                )
                 key = ("triton", t0.dtype) if fits else ("foreach", None)
             else:
-                fits = (t0.device.type == "cpu" and t0.dtype in FUSED_DTYPES and numba_available()
-                        and all(t.stride() == stride for t in row[1:]) and _dense(t0))
+                fits = (
+                    t0.device.type == "cpu"
+                    and t0.dtype in FUSED_DTYPES
+                    and numba_available()
+                    and all(t.stride() == stride for t in row[1:])
+                    and _dense(t0)
+                )
                 key = ("fused", t0.dtype) if fits else ("foreach", None)
         parts.setdefault(key, []).append(i)
     return [(name, idx) for (name, _), idx in parts.items()]
@@ -239,14 +257,16 @@ class Plan:
             return None  # (DTensors and other subclasses: no raw pointers to key on; checked every step)
         return tuple(t.data_ptr() for t in first), tuple(t.shape for t in first)
 
-    def lookup(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
-               ) -> list[tuple[str, list[int]]] | None:
+    def lookup(
+        self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
+    ) -> list[tuple[str, list[int]]] | None:
         """The cached partition when it still applies and the volatile columns fit it, else None."""
         if self.key is None or (prefer, tuple(_override)) != self.route:
             return None
         stable = self._stable(columns, volatile)
-        if len(stable) != len(self.refs) or any(len(a) != len(b) or not all(map(operator.is_, a, b))
-                                                for a, b in zip(stable, self.refs)):
+        if len(stable) != len(self.refs) or any(
+            len(a) != len(b) or not all(map(operator.is_, a, b)) for a, b in zip(stable, self.refs)
+        ):
             return None
         if self._key(stable[0]) != self.key:  # a parameter's .data swapped
             return None
@@ -258,26 +278,37 @@ class Plan:
             if len(col) != len(signature):
                 return None
             for t, (shape, dtype, device, stride) in zip(col, signature):
-                if type(t) not in _PLAIN or t.shape != shape or t.dtype != dtype or t.device != device or (
-                        stride is not None and t.stride() != stride):
+                if (
+                    type(t) not in _PLAIN
+                    or t.shape != shape
+                    or t.dtype != dtype
+                    or t.device != device
+                    or (stride is not None and t.stride() != stride)
+                ):
                     return None
         return self.parts
 
-    def store(self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None,
-              parts: list[tuple[str, list[int]]]) -> None:
+    def store(
+        self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None, parts: list[tuple[str, list[int]]]
+    ) -> None:
         self.refs = [list(c) for c in self._stable(columns, volatile)]
         self.key = self._key(self.refs[0])
         self.route = (prefer, tuple(_override))
         self.parts = parts
         first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
         raw = {i for name, idx in parts if name in ("fused", "triton") for i in idx}  # rows run through pointers
-        self.signature = [(t.shape, t.dtype, t.device, t.stride() if i in raw else None)
-                          for i, t in enumerate(first)]
+        self.signature = [(t.shape, t.dtype, t.device, t.stride() if i in raw else None) for i, t in enumerate(first)]
 
 
-def prepare(columns: Sequence[Any], prefer: str | None = None, names: Sequence[str] | None = None, *,
-            checked: bool = False, plan: Plan | None = None, volatile: Sequence[int] = ()
-            ) -> tuple[list[Any], list[tuple[str, list[int]]]]:
+def prepare(
+    columns: Sequence[Any],
+    prefer: str | None = None,
+    names: Sequence[str] | None = None,
+    *,
+    checked: bool = False,
+    plan: Plan | None = None,
+    volatile: Sequence[int] = (),
+) -> tuple[list[Any], list[tuple[str, list[int]]]]:
     """Unwrap, check and partition ``columns`` (the first half of :func:`run`): returns the columns the engines
     see and the partition. Raises before anything runs when a column does not fit."""
     parts = plan.lookup(columns, volatile, prefer) if plan is not None else None
@@ -292,8 +323,15 @@ def prepare(columns: Sequence[Any], prefer: str | None = None, names: Sequence[s
     return columns, parts
 
 
-def execute(fn: Callable, columns: Sequence[Any], parts: list[tuple[str, list[int]]], writes: Sequence[int],
-            scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+def execute(
+    fn: Callable,
+    columns: Sequence[Any],
+    parts: list[tuple[str, list[int]]],
+    writes: Sequence[int],
+    scalars: Sequence[Any] = (),
+    flags: Sequence[bool] = (),
+    n_sums: int = 0,
+) -> tuple[float, ...]:
     """Run ``fn`` on prepared columns (the second half of :func:`run`); returns the ``n_sums`` sums."""
     from . import get_engine
 
@@ -309,10 +347,20 @@ def execute(fn: Callable, columns: Sequence[Any], parts: list[tuple[str, list[in
     return tuple(totals)
 
 
-def run(fn: Callable, columns: Sequence[Any], writes: Sequence[int], scalars: Sequence[Any] = (),
-        flags: Sequence[bool] = (), n_sums: int = 0, *, prefer: str | None = None,
-        names: Sequence[str] | None = None, checked: bool = False, plan: Plan | None = None,
-        volatile: Sequence[int] = ()) -> tuple[float, ...]:
+def run(
+    fn: Callable,
+    columns: Sequence[Any],
+    writes: Sequence[int],
+    scalars: Sequence[Any] = (),
+    flags: Sequence[bool] = (),
+    n_sums: int = 0,
+    *,
+    prefer: str | None = None,
+    names: Sequence[str] | None = None,
+    checked: bool = False,
+    plan: Plan | None = None,
+    volatile: Sequence[int] = (),
+) -> tuple[float, ...]:
     """Run the elementwise rule ``fn`` over ``columns`` (see ``docs/CONTRACTS.md``) on the engines fit for them.
 
     Returns the ``n_sums`` sums over every element of every tensor (over the *local* shards of DTensors).

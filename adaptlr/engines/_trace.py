@@ -19,9 +19,19 @@ _NUMBER = (int, float, bool)
 
 #: Python evaluation of every node op, used for folding constants and for scalar nodes.
 SCALAR_OPS: dict[str, Callable[..., Any]] = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "pow": operator.pow, "neg": operator.neg, "sqrt": _math.sqrt, "abs": _math.abs, "sign": _math.sign,
-    "exp": _math.exp, "log": _math.log, "maximum": _math.maximum, "minimum": _math.minimum,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "pow": operator.pow,
+    "neg": operator.neg,
+    "sqrt": _math.sqrt,
+    "abs": _math.abs,
+    "sign": _math.sign,
+    "exp": _math.exp,
+    "log": _math.log,
+    "maximum": _math.maximum,
+    "minimum": _math.minimum,
     "where": _math.where,
 }
 
@@ -61,18 +71,41 @@ class _Sym:
     def __adaptlr_math__(self, name, *args):
         return self._tracer.emit(name, args)
 
-    def __add__(self, o): return self._tracer.emit("add", (self, o))
-    def __radd__(self, o): return self._tracer.emit("add", (o, self))
-    def __sub__(self, o): return self._tracer.emit("sub", (self, o))
-    def __rsub__(self, o): return self._tracer.emit("sub", (o, self))
-    def __mul__(self, o): return self._tracer.emit("mul", (self, o))
-    def __rmul__(self, o): return self._tracer.emit("mul", (o, self))
-    def __truediv__(self, o): return self._tracer.emit("div", (self, o))
-    def __rtruediv__(self, o): return self._tracer.emit("div", (o, self))
-    def __pow__(self, o): return self._tracer.emit("pow", (self, o))
-    def __rpow__(self, o): return self._tracer.emit("pow", (o, self))
-    def __neg__(self): return self._tracer.emit("neg", (self,))
-    def __pos__(self): return self
+    def __add__(self, o):
+        return self._tracer.emit("add", (self, o))
+
+    def __radd__(self, o):
+        return self._tracer.emit("add", (o, self))
+
+    def __sub__(self, o):
+        return self._tracer.emit("sub", (self, o))
+
+    def __rsub__(self, o):
+        return self._tracer.emit("sub", (o, self))
+
+    def __mul__(self, o):
+        return self._tracer.emit("mul", (self, o))
+
+    def __rmul__(self, o):
+        return self._tracer.emit("mul", (o, self))
+
+    def __truediv__(self, o):
+        return self._tracer.emit("div", (self, o))
+
+    def __rtruediv__(self, o):
+        return self._tracer.emit("div", (o, self))
+
+    def __pow__(self, o):
+        return self._tracer.emit("pow", (self, o))
+
+    def __rpow__(self, o):
+        return self._tracer.emit("pow", (o, self))
+
+    def __neg__(self):
+        return self._tracer.emit("neg", (self,))
+
+    def __pos__(self):
+        return self
 
 
 class _Tracer:
@@ -91,11 +124,11 @@ class _Tracer:
         return _Sym(self, Ref("node", len(self.program.nodes) - 1), tensor)
 
 
-def trace(fn: Callable, column_kinds: Sequence[Any], n_scalars: int, flags: Sequence[bool],
-          n_outputs: int) -> Program:
+def trace(fn: Callable, column_kinds: Sequence[Any], n_scalars: int, flags: Sequence[bool], n_outputs: int) -> Program:
     """Trace ``fn``; ``column_kinds[i]`` is ``None`` for a tensor column, or the number passed in its place."""
-    program = Program(n_columns=len(column_kinds),
-                      tensor_columns=tuple(i for i, k in enumerate(column_kinds) if k is None))
+    program = Program(
+        n_columns=len(column_kinds), tensor_columns=tuple(i for i, k in enumerate(column_kinds) if k is None)
+    )
     tracer = _Tracer(program)
     cols = [_Sym(tracer, Ref("col", i), True) if k is None else k for i, k in enumerate(column_kinds)]
     scalars = [_Sym(tracer, Ref("scalar", i), False) for i in range(n_scalars)]

@@ -69,8 +69,12 @@ ALIGN = 16  # bytes; pointers aligned to this get vectorized loads and stores
 FP_FUSION = True
 
 #: tensor dtype -> (Triton dtype name, compute dtype name)
-_TL = {torch.float32: ("float32", "float32"), torch.float16: ("float16", "float32"),
-       torch.bfloat16: ("bfloat16", "float32"), torch.float64: ("float64", "float64")}
+_TL = {
+    torch.float32: ("float32", "float32"),
+    torch.float16: ("float16", "float32"),
+    torch.bfloat16: ("bfloat16", "float32"),
+    torch.float64: ("float64", "float64"),
+}
 #: the dtypes this engine runs (complex ones through ``torch.view_as_real``, as the optimizers pass them)
 DTYPES = tuple(_TL)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
@@ -235,8 +239,10 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
         "    n = (tl.load(chunks + c * 3 + 2) - lo).to(tl.int32)",
     ]
     for col in arrays:
-        kernel.append(f"    a{col} = tl.load(ptrs + t * {n_slots} + {slot[col]}).to("
-                      f"tl.pointer_type(tl.{dtype}), bitcast=True) + lo")
+        kernel.append(
+            f"    a{col} = tl.load(ptrs + t * {n_slots} + {slot[col]}).to("
+            f"tl.pointer_type(tl.{dtype}), bitcast=True) + lo"
+        )
         if aligned:
             kernel.append(f"    a{col} = tl.multiple_of(a{col}, {ALIGN})")
     kernel += [f"    s{j} = tl.full([], h{j}, tl.{ct})" for j in range(len(hoisted))]
@@ -255,15 +261,28 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
     host = ["def host(s):"]
     for i, node in enumerate(nodes):
         if not node.tensor:
-            names = [f"s[{a.index}]" if isinstance(a, Ref) and a.kind == "scalar"
-                     else f"c{a.index}" if isinstance(a, Ref) else _literal(a) for a in node.args]
+            names = [
+                f"s[{a.index}]"
+                if isinstance(a, Ref) and a.kind == "scalar"
+                else f"c{a.index}"
+                if isinstance(a, Ref)
+                else _literal(a)
+                for a in node.args
+            ]
             host.append(f"    c{i} = {_host_expr(node.op, names)}")
     values = [f"float(s[{r.index}])" if r.kind == "scalar" else f"float(c{r.index})" for r in hoisted]
     host.append(f"    return ({', '.join(values)}{',' if len(values) == 1 else ''})")
-    header = ["import triton", "import triton.language as tl", "from adaptlr.engines._trace import SCALAR_OPS as _OPS",
-              f"DTYPE = {dtype!r}", f"N_SUMS = {n_sums}",
-              "# the columns the kernel reads and writes (the memory traffic of a call: (reads + writes) x bytes)",
-              f"READS = {tuple(used)!r}", f"WRITES = {tuple(c for c, _ in stores)!r}", ""]
+    header = [
+        "import triton",
+        "import triton.language as tl",
+        "from adaptlr.engines._trace import SCALAR_OPS as _OPS",
+        f"DTYPE = {dtype!r}",
+        f"N_SUMS = {n_sums}",
+        "# the columns the kernel reads and writes (the memory traffic of a call: (reads + writes) x bytes)",
+        f"READS = {tuple(used)!r}",
+        f"WRITES = {tuple(c for c, _ in stores)!r}",
+        "",
+    ]
     return "\n".join(header + host + ["", ""] + kernel) + "\n"
 
 
@@ -276,8 +295,10 @@ def _load(source: str) -> Any:
 
 # ------------------------------------------------------------------------------------------------- checks
 def _fail(what: str) -> RuntimeError:
-    return RuntimeError(f"triton engine: {what}; nothing was run (route tensors through "
-                        f"adaptlr.engines._select, which sends such tensors to the foreach engine)")
+    return RuntimeError(
+        f"triton engine: {what}; nothing was run (route tensors through "
+        f"adaptlr.engines._select, which sends such tensors to the foreach engine)"
+    )
 
 
 def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.device]:
@@ -297,8 +318,10 @@ def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.d
         if device.type != "cpu":
             raise _fail(f"under TRITON_INTERPRET=1 it runs CPU tensors only, got a tensor on {device}")
     elif device.type != "cuda":
-        raise _fail(f"it runs CUDA tensors, got a tensor on {device} (Triton's interpreter runs CPU tensors: set "
-                    f"TRITON_INTERPRET=1 before importing triton)")
+        raise _fail(
+            f"it runs CUDA tensors, got a tensor on {device} (Triton's interpreter runs CPU tensors: set "
+            f"TRITON_INTERPRET=1 before importing triton)"
+        )
     n = len(first)
     for k, col in enumerate(lists):
         if len(col) != n:
@@ -313,8 +336,10 @@ def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.d
             if t.dtype != dtype or t.device != device:
                 raise _fail(f"tensor {i} of column {k} is {t.dtype} on {t.device}, the call runs {dtype} on {device}")
             if t.shape != shape or t.stride() != stride:
-                raise _fail(f"tensor {i} of column {k} has shape {tuple(t.shape)} and strides {t.stride()}, its row's "
-                            f"first tensor {tuple(shape)} and {stride}")
+                raise _fail(
+                    f"tensor {i} of column {k} has shape {tuple(t.shape)} and strides {t.stride()}, its row's "
+                    f"first tensor {tuple(shape)} and {stride}"
+                )
         if not _dense(t0):
             raise _fail(f"the tensors of row {i} are not dense in memory (strides {stride}, shape {tuple(shape)})")
     return dtype, device
@@ -350,8 +375,17 @@ class TritonEngine(RawPointerEngine):
         """The keyword arguments of every launch: the block (a constexpr) and Triton's compile options."""
         return {"BLOCK": self.block, "num_warps": self.num_warps, "enable_fp_fusion": FP_FUSION}
 
-    def module(self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int,
-               dtype: str, aligned: bool) -> Any:
+    def module(
+        self,
+        fn: Callable,
+        kinds: tuple,
+        writes: tuple,
+        n_scalars: int,
+        flags: tuple,
+        n_sums: int,
+        dtype: str,
+        aligned: bool,
+    ) -> Any:
         """The generated module (``host`` and ``kernel``) for one rule, column kinds, flags and dtype."""
         key = (fn, kinds, writes, n_scalars, flags, n_sums, dtype, aligned, interpreting())
         module = self._modules.get(key)
@@ -392,8 +426,15 @@ class TritonEngine(RawPointerEngine):
     # running --------------------------------------------------------------------------------------------
     check = staticmethod(check)
 
-    def apply_checked(self, fn: Callable, columns: Sequence[Any], writes: Sequence[int],
-                      scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0) -> tuple[float, ...]:
+    def apply_checked(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+    ) -> tuple[float, ...]:
         """:meth:`apply` for columns already checked (by :func:`check`, or by the engine selection)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:
@@ -403,8 +444,10 @@ class TritonEngine(RawPointerEngine):
         if device.type != ("cpu" if interpreting() else "cuda"):  # (the caller checked the rest of the layout)
             check([[ref]])  # raises the error that says which device this mode runs
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("triton engine: CUDA graph capture is not supported yet (per-step scalars are host "
-                               "floats and reduction sums are read on the host); run the step outside the graph")
+            raise RuntimeError(
+                "triton engine: CUDA graph capture is not supported yet (per-step scalars are host "
+                "floats and reduction sums are read on the host); run the step outside the graph"
+            )
         ptrs = tuple([t.data_ptr() for col in lists for t in col])  # (one pass: the per-tensor cost of a call)
         aligned = not functools.reduce(operator.or_, ptrs) & (ALIGN - 1)
         dtype = _TL[ref.dtype][0]
@@ -440,4 +483,3 @@ class TritonEngine(RawPointerEngine):
         if partial is None:
             return ()
         return tuple(partial.sum(dim=0).tolist())
-

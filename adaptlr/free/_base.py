@@ -133,8 +133,15 @@ class FreeOptimizer(Optimizer):
             rows = next((c for c in columns if isinstance(c, list)), [])
             counted = [layout.counts(t) for t in rows]
             if not all(counted):  # this rank's copies of replicated tensors: updated, their sums not counted
-                run(fn, _rows(columns, [i for i, c in enumerate(counted) if not c]), writes, scalars, flags,
-                    n_sums, prefer=prefer)
+                run(
+                    fn,
+                    _rows(columns, [i for i, c in enumerate(counted) if not c]),
+                    writes,
+                    scalars,
+                    flags,
+                    n_sums,
+                    prefer=prefer,
+                )
                 columns = _rows(columns, [i for i, c in enumerate(counted) if c])
         return list(run(fn, columns, writes, scalars, flags, n_sums, prefer=prefer))
 
@@ -145,8 +152,9 @@ class FreeOptimizer(Optimizer):
         """Every gradient and tensor state matches its parameter (shape, dtype, device) -- checked before the first
         phase runs, so that a mismatch found by a later phase cannot leave the state half-updated."""
         for i, (p, g, st) in enumerate(zip(params, grads, states)):
-            named = [("grad", g)] + [(k, v) for k, v in st.items()
-                                     if isinstance(v, torch.Tensor) and k not in self._unshaped_state]
+            named = [("grad", g)] + [
+                (k, v) for k, v in st.items() if isinstance(v, torch.Tensor) and k not in self._unshaped_state
+            ]
             for name, v in named:
                 if v.shape != p.shape or v.dtype != p.dtype or v.device != p.device:
                     raise RuntimeError(

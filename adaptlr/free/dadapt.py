@@ -376,8 +376,10 @@ class DAdaptAdaGrad(FreeOptimizer):
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         check_real("eps", eps, 0.0)
         if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
-            raise ValueError(f"Invalid log_every: {log_every!r}; expected an int >= 0 (accepted and unused, as the "
-                             "package's logging is not reproduced)")
+            raise ValueError(
+                f"Invalid log_every: {log_every!r}; expected an int >= 0 (accepted and unused, as the "
+                "package's logging is not reproduced)"
+            )
         defaults = dict(
             lr=lr,
             momentum=momentum,

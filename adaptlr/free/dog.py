@@ -76,8 +76,9 @@ class DoG(FreeOptimizer):
         check_real("weight_decay", weight_decay, 0.0)
         check_real("eps", eps, 0.0)
         # rbar, G, eta: set by the first step (present from the start, so that checkpoints restore them)
-        defaults = dict(reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta, rbar=None,
-                        G=None, eta=0.0)
+        defaults = dict(
+            reps_rel=reps_rel, lr=lr, weight_decay=weight_decay, eps=eps, init_eta=init_eta, rbar=None, G=None, eta=0.0
+        )
         super().__init__(
             params,
             defaults,

@@ -189,8 +189,10 @@ class Prodigy(FreeOptimizer):
                 if st["p0"].dim() == 0 and st["s"].numel() > 1:  # prodigyopt's checkpoint of an all-zero p0
                     st["p0"] = st["p0"].expand_as(st["s"]).clone()
             if sp == 1:  # s and p0 are flat, as in the package (or shaped like p: DTensors, see _init_state)
-                p_col = [p.detach() if st["s"].shape == p.shape else p.detach().reshape(-1)
-                         for p, st in zip(params, states, strict=True)]
+                p_col = [
+                    p.detach() if st["s"].shape == p.shape else p.detach().reshape(-1)
+                    for p, st in zip(params, states, strict=True)
+                ]
                 g_col = [g if st["s"].shape == g.shape else g.reshape(-1) for g, st in zip(grads, states, strict=True)]
             else:  # every slice_p-th element, copied contiguous (the engines stream contiguous memory)
                 p_col = [p.detach().reshape(-1)[::sp].contiguous() for p in params]

@@ -58,9 +58,11 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict[str, Any]:
         if not isinstance(self.schedule, Schedule):
-            raise ValueError(f"{self.schedule!r} is not an adaptlr schedule, so it has no spec to save; build the "
-                             "schedule from adaptlr.schedules (a user function: adaptlr.schedules.from_epochs with "
-                             "a registered callable)")
+            raise ValueError(
+                f"{self.schedule!r} is not an adaptlr schedule, so it has no spec to save; build the "
+                "schedule from adaptlr.schedules (a user function: adaptlr.schedules.from_epochs with "
+                "a registered callable)"
+            )
         return {"schedule": self.schedule.spec, "steps": self.steps, "name": self.name}
 
     def __repr__(self) -> str:

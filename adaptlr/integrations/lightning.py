@@ -48,15 +48,24 @@ except ImportError:
 from ..controllers import Controller
 from ..free import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 
-__all__ = ["PACKAGE", "AutoLR", "ControllerCallback", "ControllerScheduler", "LRFinder", "LearningRateMonitor",
-           "ScheduleFree"]
+__all__ = [
+    "PACKAGE",
+    "AutoLR",
+    "ControllerCallback",
+    "ControllerScheduler",
+    "LRFinder",
+    "LearningRateMonitor",
+    "ScheduleFree",
+]
 
 _SCHEDULE_FREE = (ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam)
 
 
 def _lrs(optimizer: torch.optim.Optimizer) -> list[float]:
-    return [float(optimizer.current_lr(i)) if hasattr(optimizer, "current_lr") else float(g["lr"])
-            for i, g in enumerate(optimizer.param_groups)]
+    return [
+        float(optimizer.current_lr(i)) if hasattr(optimizer, "current_lr") else float(g["lr"])
+        for i, g in enumerate(optimizer.param_groups)
+    ]
 
 
 class ControllerScheduler(ReduceLROnPlateau):
@@ -89,8 +98,10 @@ class ControllerScheduler(ReduceLROnPlateau):
     def step(self, metrics: Any = None, epoch: int | None = None) -> None:  # type: ignore[override]
         """Observe ``metrics`` (Lightning passes the monitored value)."""
         if metrics is None:
-            raise ValueError("ControllerScheduler.step needs the metric the controller observes: give the "
-                             "lr_scheduler dict a 'monitor' key")
+            raise ValueError(
+                "ControllerScheduler.step needs the metric the controller observes: give the "
+                "lr_scheduler dict a 'monitor' key"
+            )
         self.controller.observe(metrics)
         self.last_epoch += 1
         self._last_lr = _lrs(self.optimizer)
@@ -126,8 +137,12 @@ class ControllerCallback(pl.Callback):
     >>> ControllerCallback(lambda opt: controllers.ReduceOnPlateau(opt, patience=2))  # doctest: +SKIP
     """
 
-    def __init__(self, controller: Controller | Callable[[torch.optim.Optimizer], Controller],
-                 monitor: str = "val_loss", optimizer_index: int = 0) -> None:
+    def __init__(
+        self,
+        controller: Controller | Callable[[torch.optim.Optimizer], Controller],
+        monitor: str = "val_loss",
+        optimizer_index: int = 0,
+    ) -> None:
         if not (isinstance(controller, Controller) or callable(controller)):
             raise TypeError(f"Invalid controller: {controller!r} (expected a Controller or optimizer -> Controller)")
         self._factory = None if isinstance(controller, Controller) else controller
@@ -155,8 +170,10 @@ class ControllerCallback(pl.Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise KeyError(f"ControllerCallback: the metric {self.monitor!r} was not logged during validation "
-                           f"(logged: {sorted(trainer.callback_metrics)})")
+            raise KeyError(
+                f"ControllerCallback: the metric {self.monitor!r} was not logged during validation "
+                f"(logged: {sorted(trainer.callback_metrics)})"
+            )
         self.controller.observe(value)
 
     def state_dict(self) -> dict[str, Any]:
@@ -212,8 +229,9 @@ class ScheduleFree(pl.Callback):
         for opt in _schedule_free(trainer):
             opt.train()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         for opt in _schedule_free(trainer):
             opt.train()
 
@@ -223,8 +241,10 @@ class ScheduleFree(pl.Callback):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         opts = _schedule_free(trainer)
         if self.bn_batches and opts and not trainer.sanity_checking and trainer.state.fn == "fit":
-            batches = (trainer.strategy.batch_to_device(b)
-                       for b in itertools.islice(iter(trainer.train_dataloader), self.bn_batches))
+            batches = (
+                trainer.strategy.batch_to_device(b)
+                for b in itertools.islice(iter(trainer.train_dataloader), self.bn_batches)
+            )
             recalibrate_batchnorm(pl_module, opts[0], batches)
         self._eval(trainer)
 
@@ -234,19 +254,23 @@ class ScheduleFree(pl.Callback):
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval(trainer)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         opts = _schedule_free(trainer)
         if not any(g["train_mode"] for o in opts for g in o.param_groups):
             return
         for o in opts:
             o.eval()
         try:
-            checkpoint["state_dict"] = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
-                                        for k, v in trainer.strategy.lightning_module_state_dict().items()}
+            checkpoint["state_dict"] = {
+                k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                for k, v in trainer.strategy.lightning_module_state_dict().items()
+            }
             if "optimizer_states" in checkpoint:
-                checkpoint["optimizer_states"] = [copy.deepcopy(trainer.strategy.optimizer_state(o))
-                                                  for o in trainer.optimizers]
+                checkpoint["optimizer_states"] = [
+                    copy.deepcopy(trainer.strategy.optimizer_state(o)) for o in trainer.optimizers
+                ]
         finally:
             for o in opts:
                 o.train()
@@ -299,8 +323,15 @@ class LRFinder(pl.Callback):
         result: the :class:`adaptlr.LRFindResult` (None before the test ran).
     """
 
-    def __init__(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode: str = "exp",
-                 apply: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        start: float = 1e-7,
+        end: float = 10.0,
+        steps: int = 100,
+        mode: str = "exp",
+        apply: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.start, self.end, self.steps, self.mode, self.apply = start, end, steps, mode, apply
         self.kwargs = kwargs
         self.result: Any = None
@@ -312,16 +343,26 @@ class LRFinder(pl.Callback):
             return
         opt = trainer.optimizers[0]
         if self.apply and any(g.get("adaptlr_schedule") is not None for g in opt.param_groups):
-            raise ValueError("LRFinder(apply=True): the optimizer's lr is an adaptlr schedule, which a single "
-                             "suggested lr cannot replace; use LRFinder(apply=False) and build the schedule from "
-                             "its result (finder.result.schedule(total_steps))")
+            raise ValueError(
+                "LRFinder(apply=True): the optimizer's lr is an adaptlr schedule, which a single "
+                "suggested lr cannot replace; use LRFinder(apply=False) and build the schedule from "
+                "its result (finder.result.schedule(total_steps))"
+            )
         old = [float(g["lr"]) for g in opt.param_groups]
         patched = {name: pl_module.__dict__.get(name) for name in ("log", "log_dict")}
         pl_module.log = pl_module.log_dict = _no_log
         try:
-            self.result = lr_find(_TrainingStepLoss(pl_module), lambda loss, _: loss,
-                                  _Batches(trainer.train_dataloader), opt, start=self.start, end=self.end,
-                                  steps=self.steps, mode=self.mode, **self.kwargs)
+            self.result = lr_find(
+                _TrainingStepLoss(pl_module),
+                lambda loss, _: loss,
+                _Batches(trainer.train_dataloader),
+                opt,
+                start=self.start,
+                end=self.end,
+                steps=self.steps,
+                mode=self.mode,
+                **self.kwargs,
+            )
         finally:
             for name, value in patched.items():
                 if value is None:
@@ -359,8 +400,9 @@ class _AutoSchedule:
         return self.scale * _wsd(int(step), self.peak, self.total, self.warmup, self.decay)
 
     def __repr__(self) -> str:
-        return (f"AutoWSD(peak={self.peak:g}, steps={self.total}, warmup={self.warmup}, decay={self.decay}"
-                + (f", scale={self.scale:g})" if self.scale != 1.0 else ")"))
+        return f"AutoWSD(peak={self.peak:g}, steps={self.total}, warmup={self.warmup}, decay={self.decay}" + (
+            f", scale={self.scale:g})" if self.scale != 1.0 else ")"
+        )
 
 
 class AutoLR(pl.Callback):
@@ -419,9 +461,13 @@ class AutoLR(pl.Callback):
         cost: compute so far in runs of ``T`` steps. val_score: the committed model's validation score.
     """
 
-    def __init__(self, auto: Any = None, monitor: str = "val_loss",
-                 val_loss: Callable[[pl.LightningModule, Any], torch.Tensor] | None = None,
-                 val_cost: float | None = None) -> None:
+    def __init__(
+        self,
+        auto: Any = None,
+        monitor: str = "val_loss",
+        val_loss: Callable[[pl.LightningModule, Any], torch.Tensor] | None = None,
+        val_cost: float | None = None,
+    ) -> None:
         from ..auto import Auto
 
         if auto is None:
@@ -453,17 +499,24 @@ class AutoLR(pl.Callback):
         if not pl_module.automatic_optimization:
             raise ValueError("AutoLR needs automatic optimization (it trains through training_step's loss)")
         if trainer.accumulate_grad_batches != 1:
-            raise ValueError(f"AutoLR needs accumulate_grad_batches=1 (got {trainer.accumulate_grad_batches}): "
-                             "the race counts one batch as one step")
+            raise ValueError(
+                f"AutoLR needs accumulate_grad_batches=1 (got {trainer.accumulate_grad_batches}): "
+                "the race counts one batch as one step"
+            )
         if trainer.world_size != 1:
-            raise ValueError(f"AutoLR races in one process (world_size {trainer.world_size}): ranks racing on their "
-                             "own shards could commit different learning rates")
+            raise ValueError(
+                f"AutoLR races in one process (world_size {trainer.world_size}): ranks racing on their "
+                "own shards could commit different learning rates"
+            )
         if len(trainer.optimizers) != 1 or type(trainer.optimizers[0]) is not cls:
-            raise TypeError(f"AutoLR needs configure_optimizers to return one {cls.__name__} (Auto's inner "
-                            f"optimizer), got {[type(o).__name__ for o in trainer.optimizers]}")
+            raise TypeError(
+                f"AutoLR needs configure_optimizers to return one {cls.__name__} (Auto's inner "
+                f"optimizer), got {[type(o).__name__ for o in trainer.optimizers]}"
+            )
         if trainer.lr_scheduler_configs:
-            raise ValueError("AutoLR sets the optimizer's lr schedule itself: return no lr_scheduler from "
-                             "configure_optimizers")
+            raise ValueError(
+                "AutoLR sets the optimizer's lr schedule itself: return no lr_scheduler from configure_optimizers"
+            )
         return trainer.optimizers[0]
 
     def _val_batches(self, trainer: pl.Trainer) -> list[Any]:
@@ -479,8 +532,9 @@ class AutoLR(pl.Callback):
                 raise ValueError(f"AutoLR scores on one validation dataloader (got {len(loaders)})")
             loaders = loaders[0]
         if loaders is None:
-            raise ValueError("AutoLR needs a validation dataloader (val_dataloaders or the module's "
-                             "val_dataloader) to race on")
+            raise ValueError(
+                "AutoLR needs a validation dataloader (val_dataloaders or the module's val_dataloader) to race on"
+            )
         batches = [trainer.strategy.batch_to_device(b) for b in loaders]
         if not batches:
             raise ValueError("AutoLR: the validation dataloader is empty")
@@ -502,8 +556,10 @@ class AutoLR(pl.Callback):
                 elif value is None:
                     value = out
                 if value is None:
-                    raise KeyError(f"AutoLR: validation_step neither logged {self.monitor!r} nor returned a loss "
-                                   f"(logged: {sorted(logged)}); pass monitor= or val_loss=")
+                    raise KeyError(
+                        f"AutoLR: validation_step neither logged {self.monitor!r} nor returned a loss "
+                        f"(logged: {sorted(logged)}); pass monitor= or val_loss="
+                    )
             k = _rows(batch)
             total += float(value) * k
             rows += k
@@ -533,8 +589,10 @@ class AutoLR(pl.Callback):
     def _set_schedule(self, opt: torch.optim.Optimizer, scales: list[float]) -> None:
         assert self.plan is not None and self.lr is not None
         for i, scale in enumerate(scales):
-            opt.set_lr(_AutoSchedule(self.lr, self.plan["steps"], self.plan["warmup"], self.plan["cooldown"],
-                                     scale), group_index=i)
+            opt.set_lr(
+                _AutoSchedule(self.lr, self.plan["steps"], self.plan["warmup"], self.plan["cooldown"], scale),
+                group_index=i,
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from ..auto._fit import _rows, _stream
@@ -563,15 +621,22 @@ class AutoLR(pl.Callback):
         groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"]} for g in opt.param_groups]
         logged, patched = self._patched_log(pl_module)
         try:
-            result = self.auto.fit(_TrainingStepLoss(pl_module), lambda loss, _: loss, train,
-                                   lambda _: self._score(pl_module, val_batches, logged), steps,
-                                   val_cost=self._vcost, params=groups, race_only=True)
+            result = self.auto.fit(
+                _TrainingStepLoss(pl_module),
+                lambda loss, _: loss,
+                train,
+                lambda _: self._score(pl_module, val_batches, logged),
+                steps,
+                val_cost=self._vcost,
+                params=groups,
+                race_only=True,
+            )
         finally:
             self._unpatch(pl_module, patched)
         # commit: the module already holds the winner at step s2; its optimizer state goes into the trainer's
         self.result, self.lr, self.plan = result, result.lr, result.plan
         self.cost_steps = result.cost_steps
-        self._branch = {k[len("module."):]: v for k, v in result.branch.items()} if result.branch else None
+        self._branch = {k[len("module.") :]: v for k, v in result.branch.items()} if result.branch else None
         self._branch_score = result.val_score
         opt.load_state_dict(result.optimizer.state_dict())
         result.optimizer = opt  # the winner's optimizer from here on (the race's copy is let go)
@@ -584,8 +649,9 @@ class AutoLR(pl.Callback):
         progress.completed += s2
         loop._batches_that_stepped += s2
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.plan is not None:
             self.cost_steps += 1
 
@@ -642,5 +708,7 @@ class LearningRateMonitor(pl.callbacks.LearningRateMonitor):
 
 
 if not callable(getattr(pl.callbacks.LearningRateMonitor, "_get_optimizer_stats", None)):  # pragma: no cover
-    raise ImportError(f"{PACKAGE}'s LearningRateMonitor has no _get_optimizer_stats (renamed upstream?): "
-                      "adaptlr.integrations.lightning.LearningRateMonitor needs it")
+    raise ImportError(
+        f"{PACKAGE}'s LearningRateMonitor has no _get_optimizer_stats (renamed upstream?): "
+        "adaptlr.integrations.lightning.LearningRateMonitor needs it"
+    )

@@ -42,8 +42,12 @@ def _optimizer_classes() -> list[type[torch.optim.Optimizer]]:
     for module in (adaptlr, optim, free):
         for name in getattr(module, "__all__", ()):
             cls = getattr(module, name, None)
-            if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not optim.Optimizer
-                    and not inspect.isabstract(cls)):
+            if (
+                isinstance(cls, type)
+                and issubclass(cls, torch.optim.Optimizer)
+                and cls is not optim.Optimizer
+                and not inspect.isabstract(cls)
+            ):
                 found.setdefault(cls.__name__, cls)
     return [found[k] for k in sorted(found)]
 
@@ -71,8 +75,15 @@ def register_timm(registry: Any = None) -> list[str]:
             continue
         name = timm_name(cls)
         doc = (inspect.getdoc(cls) or cls.__name__).splitlines()[0]
-        registry.register(_optim_factory.OptimInfo(
-            name=name, opt_class=cls, description=f"adaptlr: {doc}", has_eps=_accepts(cls, "eps"),
-            has_momentum=_accepts(cls, "momentum"), has_betas=_accepts(cls, "betas")))
+        registry.register(
+            _optim_factory.OptimInfo(
+                name=name,
+                opt_class=cls,
+                description=f"adaptlr: {doc}",
+                has_eps=_accepts(cls, "eps"),
+                has_momentum=_accepts(cls, "momentum"),
+                has_betas=_accepts(cls, "betas"),
+            )
+        )
         names.append(name)
     return names

@@ -85,8 +85,13 @@ def optimizers(optimizer: torch.optim.Optimizer) -> tuple[torch.optim.Optimizer,
 def _controller_class(name: str) -> type[_controllers.Controller]:
     cls = getattr(_controllers, name, None)
     if not (isinstance(cls, type) and issubclass(cls, _controllers.Controller)) or cls is _controllers.Controller:
-        known = sorted(n for n in _controllers.__all__ if isinstance(getattr(_controllers, n), type)
-                       and issubclass(getattr(_controllers, n), _controllers.Controller) and n != "Controller")
+        known = sorted(
+            n
+            for n in _controllers.__all__
+            if isinstance(getattr(_controllers, n), type)
+            and issubclass(getattr(_controllers, n), _controllers.Controller)
+            and n != "Controller"
+        )
         raise ValueError(f"Invalid controller: {name!r} (expected one of {known})")
     return cls
 
@@ -122,8 +127,9 @@ class ControllerCallback(TrainerCallback, ExportableState):
         try:
             json.dumps(kwargs)
         except TypeError as e:
-            raise ValueError(f"the controller's arguments must be JSON-able (they are saved in trainer_state.json): "
-                             f"{e}") from None
+            raise ValueError(
+                f"the controller's arguments must be JSON-able (they are saved in trainer_state.json): {e}"
+            ) from None
         self.controller: _controllers.Controller | None = None
         self.controller_state: dict[str, Any] | None = None  # restored by the Trainer's _load_callback_state
 
@@ -137,9 +143,11 @@ class ControllerCallback(TrainerCallback, ExportableState):
             try:
                 json.dumps(state)
             except TypeError:
-                raise TypeError(f"{self.controller_name}'s state is not JSON-able, so it cannot go into "
-                                "trainer_state.json; ControllerCallback supports controllers whose state is plain "
-                                "numbers (ReduceOnPlateau, LossTrend, ...)") from None
+                raise TypeError(
+                    f"{self.controller_name}'s state is not JSON-able, so it cannot go into "
+                    "trainer_state.json; ControllerCallback supports controllers whose state is plain "
+                    "numbers (ReduceOnPlateau, LossTrend, ...)"
+                ) from None
         return {"args": self._args(), "attributes": {"controller_state": state}}
 
     def _saved_state(self, state: Any) -> dict[str, Any] | None:
@@ -165,7 +173,8 @@ class ControllerCallback(TrainerCallback, ExportableState):
     def _hook_scheduler(self, lr_scheduler: Any) -> None:
         sched = lr_scheduler
         while not isinstance(sched, (torch.optim.lr_scheduler.LRScheduler, OptimizerSchedule)) and hasattr(
-                sched, "scheduler"):  # accelerate's AcceleratedScheduler
+            sched, "scheduler"
+        ):  # accelerate's AcceleratedScheduler
             sched = sched.scheduler
         self._scheduler = sched
         if sched is None or isinstance(sched, (OptimizerSchedule, torch.optim.lr_scheduler.ReduceLROnPlateau)):
@@ -183,26 +192,40 @@ class ControllerCallback(TrainerCallback, ExportableState):
             sched.lr_lambdas = [scaled(i) for i in range(len(lambdas))]
             return
         if isinstance(sched, torch.optim.lr_scheduler.LRScheduler):
-            raise TypeError(f"ControllerCallback: the lr scheduler {type(sched).__name__} would overwrite the "
-                            "controller's cuts; use a Trainer schedule (lr_scheduler_type), or an adaptlr schedule "
-                            "as the optimizer's lr with adaptlr.integrations.transformers.optimizers(opt)")
+            raise TypeError(
+                f"ControllerCallback: the lr scheduler {type(sched).__name__} would overwrite the "
+                "controller's cuts; use a Trainer schedule (lr_scheduler_type), or an adaptlr schedule "
+                "as the optimizer's lr with adaptlr.integrations.transformers.optimizers(opt)"
+            )
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any
+    ) -> None:
         self._ensure(state, optimizer, lr_scheduler)
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
-                      **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any
+    ) -> None:
         self._ensure(state, optimizer, lr_scheduler)  # a callback the Trainer rebuilt after on_train_begin
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
-                    optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        metrics: dict[str, float] | None = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if optimizer is None and self.controller is None:  # evaluate() outside train(): nothing to control
             return
         controller = self._ensure(state, optimizer, lr_scheduler)
         if not metrics or self.metric not in metrics:
-            raise KeyError(f"ControllerCallback: no {self.metric!r} in the evaluation metrics "
-                           f"({sorted(metrics or {})}); pass metric= one of them")
+            raise KeyError(
+                f"ControllerCallback: no {self.metric!r} in the evaluation metrics "
+                f"({sorted(metrics or {})}); pass metric= one of them"
+            )
         value = float(metrics[self.metric])
         if not math.isfinite(value):
             raise ValueError(f"ControllerCallback: {self.metric} is {value}")

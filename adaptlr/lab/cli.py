@@ -161,8 +161,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     )
     wall = time.perf_counter() - t0
     console.print(
-        f"{len(res.done)} runs trained, {len(res.skipped)} already in {a.store}, "
-        f"{len(res.failed)} failed ({wall:.1f}s)"
+        f"{len(res.done)} runs trained, {len(res.skipped)} already in {a.store}, {len(res.failed)} failed ({wall:.1f}s)"
     )
     if res.interrupted:
         console.print("[yellow]interrupted[/yellow]: finished runs are kept; run the same command to resume")
@@ -251,8 +250,10 @@ def _check_tune(method: Any, ranges: dict[str, Any], steps: int) -> None:
     tuned = {k for _, k in method.tuned} | {f"{terms[i].name}.{k}" for i, k in method.tuned}
     for name in ranges:
         if name not in tuned:
-            raise UsageError(f"--range {name!r}: the method has no '?' called that{_did_you_mean(name, tuned)} "
-                             f"(tuned: {', '.join(sorted(tuned))})")
+            raise UsageError(
+                f"--range {name!r}: the method has no '?' called that{_did_you_mean(name, tuned)} "
+                f"(tuned: {', '.join(sorted(tuned))})"
+            )
     middle = {}
     for i, k in method.tuned:
         lo, hi, log = ranges.get(f"{terms[i].name}.{k}") or ranges.get(k) or DEFAULT_RANGES.get(k, (1e-4, 1.0, True))
@@ -288,8 +289,10 @@ def cmd_find_lr(a: argparse.Namespace) -> int:
     out = Path(a.output or Path(a.out) / f"{task.name}_find_lr.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     result.plot(out)
-    print(f"tested lr {result.lrs[0]:.3g} .. {result.lrs[-1]:.3g}"
-          + (f" (diverged at {result.lrs[-1]:.3g})" if result.diverged else ""))
+    print(
+        f"tested lr {result.lrs[0]:.3g} .. {result.lrs[-1]:.3g}"
+        + (f" (diverged at {result.lrs[-1]:.3g})" if result.diverged else "")
+    )
     for name, s in result.suggestions.items():
         print(f"{name}: lr={s.lr:.3g} (confidence {s.confidence:.2f}, {s.confidence_words})")
     if result.suggestions:
@@ -353,13 +356,14 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     def common(s: argparse.ArgumentParser, jobs: bool = True) -> None:
-        s.add_argument("--store", default="runs.db",
-                       help="result store: a SQLite path or postgresql://USER@HOST/DB (default: runs.db)")
+        s.add_argument(
+            "--store",
+            default="runs.db",
+            help="result store: a SQLite path or postgresql://USER@HOST/DB (default: runs.db)",
+        )
         s.add_argument("--steps", type=_positive, help="training steps per run (default: the task's)")
         s.add_argument("--batch-size", type=_positive, help="batch size (default: the task's)")
-        s.add_argument(
-            "--threads", type=_positive, default=1, help="torch and Numba threads per process (default: 1)"
-        )
+        s.add_argument("--threads", type=_positive, default=1, help="torch and Numba threads per process (default: 1)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
         imports(s)
         if jobs:
@@ -422,8 +426,9 @@ def _parser() -> argparse.ArgumentParser:
     imports(s)
     s.set_defaults(fn=cmd_plot_schedule)
 
-    s = sub.add_parser("bench", help="benchmarks: 'tuning-free' (Auto and the LR-free methods vs a tuned grid)",
-                       add_help=False)
+    s = sub.add_parser(
+        "bench", help="benchmarks: 'tuning-free' (Auto and the LR-free methods vs a tuned grid)", add_help=False
+    )
     s.add_argument("name", choices=["tuning-free"])
     s.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options (see its --help)")
 

@@ -50,9 +50,7 @@ VAL_FRACTION = 0.2
 VAL_SEED = 1234
 
 
-def carve_validation(
-    n: int, fraction: float = VAL_FRACTION, seed: int = VAL_SEED
-) -> tuple[torch.Tensor, torch.Tensor]:
+def carve_validation(n: int, fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, validation indices) of ``n`` training rows: ``round(fraction * n)`` rows (at least one
     when ``n >= 2`` and ``fraction > 0``) picked by a permutation seeded with ``seed``; both index sets sorted,
     so the remaining training rows keep their order. Deterministic: the same ``(n, fraction, seed)`` always
@@ -92,9 +90,7 @@ class ArrayData:
             self.x_val, self.y_val = self.x_train[val], self.y_train[val]
             self.x_train, self.y_train = self.x_train[keep], self.y_train[keep]
 
-    def batches(
-        self, batch_size: int, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x_train)
         batch_size = min(batch_size, n)
         while True:  # epochs; the last partial batch of an epoch is dropped so every step sees batch_size rows
@@ -145,9 +141,7 @@ class TextData:
             cut = len(self.train) - int(len(self.train) * self.val_fraction)
             self.train, self.val = self.train[:cut], self.train[cut:]
 
-    def batches(
-        self, batch_size: int, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.train) - self.block - 1
         offs = torch.arange(self.block)
         while True:
@@ -186,9 +180,7 @@ def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int = 0) -> ArrayDat
     )
 
 
-def make_linreg(
-    n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 200, seed: int = 0
-) -> ArrayData:
+def make_linreg(n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 200, seed: int = 0) -> ArrayData:
     """Linear regression with known weights: ``y = X w + b + noise`` (generated, as in the seeds' example); the
     first ``n_test`` rows of a seeded permutation are the test split, validation is carved from the rest."""
     rng = np.random.default_rng(seed)
@@ -198,9 +190,7 @@ def make_linreg(
     return _split(x, y, n_test, seed)
 
 
-def make_adding(
-    n: int = 4000, length: int = 30, n_test: int = 800, seed: int = 0
-) -> ArrayData:
+def make_adding(n: int = 4000, length: int = 30, n_test: int = 800, seed: int = 0) -> ArrayData:
     """The adding problem (Hochreiter & Schmidhuber, 1997; Le et al., 2015): a sequence of ``length`` pairs
     ``(u_t, m_t)``, ``u_t ~ U(0, 1)``, with exactly two markers ``m_t = 1`` (one in each half); the target is the
     sum of the two marked values, ``y = sum_t m_t u_t`` (predicting the mean 1 gives MSE 1/6 ~ 0.167). Inputs
@@ -283,9 +273,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     count = int(np.prod(dims)) if dims else 1
     body = raw[4 + 4 * ndim :]
     if len(body) != count * dtype.itemsize:
-        raise ValueError(
-            f"{path}: expected {count * dtype.itemsize} data bytes for shape {dims}, got {len(body)}"
-        )
+        raise ValueError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {dims}, got {len(body)}")
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 

@@ -249,9 +249,7 @@ class Term:
         return dict(self.args)
 
     def __str__(self) -> str:
-        return self.name + (
-            "(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else ""
-        )
+        return self.name + ("(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else "")
 
     def with_args(self, **changes: Any) -> Term:
         args = {**self.kwargs, **changes}
@@ -499,19 +497,38 @@ def schedule_spec(term: Term, lr: float, total: int) -> dict[str, Any]:
         w = _duration("warmup", a["warmup"], total)
         rest = max(1, total - w)
         final = lr * _real("final", a["final"])
-        body = ({"name": "cosine", "init": lr, "steps": rest, "final": final} if name == "cosine"
-                else {"name": "linear", "init": lr, "final": final, "steps": rest})
+        body = (
+            {"name": "cosine", "init": lr, "steps": rest, "final": final}
+            if name == "cosine"
+            else {"name": "linear", "init": lr, "final": final, "steps": rest}
+        )
         return {"name": "warmup", "schedule": body, "steps": w, "start": lr / w} if w > 0 else body
     if name == "step":
-        return {"name": "step", "init": lr, "step_size": _duration("every", a["every"], total, minimum=1),
-                "gamma": _real("gamma", a["gamma"])}
+        return {
+            "name": "step",
+            "init": lr,
+            "step_size": _duration("every", a["every"], total, minimum=1),
+            "gamma": _real("gamma", a["gamma"]),
+        }
     if name == "one_cycle":
-        return {"name": "one_cycle", "peak": lr, "total_steps": total, "pct_start": _real("pct_start", a["pct_start"]),
-                "anneal": a["anneal"], "div_factor": _real("div_factor", a["div_factor"]),
-                "final_div_factor": _real("final_div_factor", a["final_div_factor"])}
+        return {
+            "name": "one_cycle",
+            "peak": lr,
+            "total_steps": total,
+            "pct_start": _real("pct_start", a["pct_start"]),
+            "anneal": a["anneal"],
+            "div_factor": _real("div_factor", a["div_factor"]),
+            "final_div_factor": _real("final_div_factor", a["final_div_factor"]),
+        }
     if name == "wsd":
-        return {"name": "wsd", "peak": lr, "steps": total, "warmup": _duration("warmup", a["warmup"], total),
-                "decay": _duration("decay", a["decay"], total), "cooldown": a["cooldown"]}
+        return {
+            "name": "wsd",
+            "peak": lr,
+            "steps": total,
+            "warmup": _duration("warmup", a["warmup"], total),
+            "decay": _duration("decay", a["decay"], total),
+            "cooldown": a["cooldown"],
+        }
     raise SpecError(f"unknown schedule {name!r}")  # pragma: no cover - checked at parse time
 
 

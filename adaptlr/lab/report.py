@@ -115,13 +115,9 @@ def run_stats(
     best = (max if higher_is_better else min)((p["metric"] for p in evals), default=math.nan)
     hit = None
     if target is not None and not diverged:
-        hit = next(
-            (p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)), None
-        )
+        hit = next((p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)), None)
     sps = math.nan
-    if (
-        len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]
-    ):  # from the first point on: no start-up cost
+    if len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]:  # from the first point on: no start-up cost
         sps = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall"] - points[0]["wall"])
     return {
         "final": final,
@@ -169,9 +165,7 @@ def summarize(
                 )
             )
         for rows in out.values():
-            rows.sort(
-                key=lambda s: (math.isnan(s.final[0]), -s.final[0] if s.higher_is_better else s.final[0])
-            )
+            rows.sort(key=lambda s: (math.isnan(s.final[0]), -s.final[0] if s.higher_is_better else s.final[0]))
         return dict(sorted(out.items()))
     finally:
         if isinstance(store, str):
@@ -268,13 +262,9 @@ def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict
         idx = [{p["step"]: p for p in pts} for pts in runs]
 
         def col(key: str, steps: list[int] = steps, idx: list[dict[int, dict[str, Any]]] = idx) -> np.ndarray:
-            return np.array(
-                [[np.nan if d[s][key] is None else d[s][key] for s in steps] for d in idx], dtype=float
-            )
+            return np.array([[np.nan if d[s][key] is None else d[s][key] for s in steps] for d in idx], dtype=float)
 
-        evals = sorted(
-            set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs))
-        )
+        evals = sorted(set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs)))
         out[m] = {
             "step": np.array(steps),
             "train_loss": col("train_loss"),
@@ -399,9 +389,7 @@ def report(
                 sens = sensitivity(same)
                 if sens:
                     written.append(
-                        plotting.lab_sensitivity(
-                            sens, out / f"{t}_sensitivity.png", task=t, metric=same[0].metric
-                        )
+                        plotting.lab_sensitivity(sens, out / f"{t}_sensitivity.png", task=t, metric=same[0].metric)
                     )
             written.append(plotting.lab_profile(profile(summaries), out / "profile.png"))
             console.print("figures: " + ", ".join(str(p) for p in written))

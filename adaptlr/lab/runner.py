@@ -58,8 +58,12 @@ def _evaluate_splits(task: Task, model: torch.nn.Module, data: Any) -> dict[str,
     """Validation and test metric and loss of ``model`` (validation left ``None`` for a user's data object
     that has only ``test_batches``)."""
     m, tl = task.evaluate(model, data, "test")
-    out: dict[str, float | None] = {"metric": _finite(m), "test_loss": _finite(tl), "val_metric": None,
-                                    "val_loss": None}
+    out: dict[str, float | None] = {
+        "metric": _finite(m),
+        "test_loss": _finite(tl),
+        "val_metric": None,
+        "val_loss": None,
+    }
     if hasattr(data, "eval_batches"):
         vm, vl = task.evaluate(model, data, "val")
         out["val_metric"], out["val_loss"] = _finite(vm), _finite(vl)
@@ -121,9 +125,16 @@ def _train_auto(
         do_eval = live and (step % eval_every == 0 or step == steps)
         if step % log_every == 0 or do_eval:
             w = state["window"]
-            point: dict[str, Any] = {"step": step, "train_loss": _finite(sum(w) / len(w)), "lr": _finite(lr),
-                                     "eff_lr": _finite(lr), "metric": None, "test_loss": None,
-                                     "val_metric": None, "val_loss": None}
+            point: dict[str, Any] = {
+                "step": step,
+                "train_loss": _finite(sum(w) / len(w)),
+                "lr": _finite(lr),
+                "eff_lr": _finite(lr),
+                "metric": None,
+                "test_loss": None,
+                "val_metric": None,
+                "val_loss": None,
+            }
             state["window"] = []
             if do_eval:
                 point.update(_evaluate_splits(task, model, data))
@@ -136,8 +147,15 @@ def _train_auto(
         if progress is not None and (step % report_every == 0 or step == steps):
             progress(step, steps, loss)
 
-    result = auto.fit(model, task.loss, batches, _val_objective(task, data), steps,
-                      val_cost=_val_rows(data) / (3.0 * batch_size), on_step=on_step)
+    result = auto.fit(
+        model,
+        task.loss,
+        batches,
+        _val_objective(task, data),
+        steps,
+        val_cost=_val_rows(data) / (3.0 * batch_size),
+        on_step=on_step,
+    )
     # the committed model (the run's end, or an annealed branch that validated better) is what is reported
     final = _evaluate_splits(task, model, data)
     if points and points[-1]["step"] == result.steps:
@@ -198,8 +216,7 @@ def train(
     log_every = int(log_every or max(1, min(eval_every, steps // 100)))
     data = task.data(**(data_options or {}))
     if method.optimizer.name == "auto":
-        return _train_auto(task, method, data, seed, steps, batch_size, eval_every, log_every, on_chunk,
-                           progress, stop)
+        return _train_auto(task, method, data, seed, steps, batch_size, eval_every, log_every, on_chunk, progress, stop)
 
     torch.manual_seed(seed)
     model = task.model()
@@ -237,9 +254,7 @@ def train(
         opt.step()
         value = float(loss.detach())
         step += 1
-        if (
-            step == 1
-        ):  # the clock starts after the first step, which carries one-off costs (kernel compilation)
+        if step == 1:  # the clock starts after the first step, which carries one-off costs (kernel compilation)
             start = time.perf_counter()
         if first_loss is None:
             first_loss = abs(value) if math.isfinite(value) else 1.0

@@ -72,15 +72,9 @@ def parse_range(text: str) -> tuple[str, tuple[float, float, bool]]:
     return name.strip(), (low, high, log)
 
 
-def _ranges(
-    names: list[str], given: Mapping[str, tuple[float, float, bool]]
-) -> dict[str, tuple[float, float, bool]]:
+def _ranges(names: list[str], given: Mapping[str, tuple[float, float, bool]]) -> dict[str, tuple[float, float, bool]]:
     return {
-        n: tuple(
-            given.get(n)
-            or given.get(n.split(".")[-1])
-            or DEFAULT_RANGES.get(n.split(".")[-1], (1e-4, 1.0, True))
-        )
+        n: tuple(given.get(n) or given.get(n.split(".")[-1]) or DEFAULT_RANGES.get(n.split(".")[-1], (1e-4, 1.0, True)))
         for n in names
     }
 
@@ -104,9 +98,7 @@ def _names(method: Any) -> list[str]:
     return [f"{terms[i].name}.{k}" if plain.count(k) > 1 else k for i, k in tuned]
 
 
-def objective_value(
-    store: Store, task: str, spec: str, budget: str, higher_is_better: bool = True
-) -> float:
+def objective_value(store: Store, task: str, spec: str, budget: str, higher_is_better: bool = True) -> float:
     """What a search ranks a spec by: the median over its finished seeds of the final **validation** metric
     (NaN when a seed diverged or no seed finished). A task without a validation split (a user's data object
     with test batches only) falls back to the final test metric, with a warning."""
@@ -284,6 +276,4 @@ def tune(
     else:
         raise ValueError(f"Invalid sampler: {sampler!r} (expected 'grid' or 'optuna')")
     sign = -1.0 if t.higher_is_better else 1.0
-    return sorted(
-        results.items(), key=lambda kv: (math.isnan(kv[1]), sign * kv[1] if not math.isnan(kv[1]) else 0)
-    )
+    return sorted(results.items(), key=lambda kv: (math.isnan(kv[1]), sign * kv[1] if not math.isnan(kv[1]) else 0))

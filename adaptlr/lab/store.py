@@ -511,9 +511,7 @@ class Store:
         r = _sql().runs.c
         return (r.task == task) & (r.method == method) & (r.seed == int(seed)) & (r.budget == budget)
 
-    def claim(
-        self, task: str, method: str, seed: int, budget: str, config: Mapping[str, Any]
-    ) -> Claim | None:
+    def claim(self, task: str, method: str, seed: int, budget: str, config: Mapping[str, Any]) -> Claim | None:
         """Claim the run (task, method, seed, budget) for this worker, atomically.
 
         Returns a :class:`Claim`, or None when the run is done or held by a live claim. An expired claim (or

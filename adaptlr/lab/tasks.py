@@ -162,9 +162,7 @@ class CharTransformer(nn.Module):
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.zeros(block, dim))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True
-        )
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
@@ -326,8 +324,7 @@ for _task in [
         steps=400,
         batch_size=32,
         target=math.log(8),
-        description="2-layer causal transformer (d=64) on the bundled Shakespeare text; metric: test loss "
-        "(nats/char)",
+        description="2-layer causal transformer (d=64) on the bundled Shakespeare text; metric: test loss (nats/char)",
     ),
     Task(
         "adding-gru",

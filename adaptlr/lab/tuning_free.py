@@ -178,8 +178,11 @@ def summarize(bench: Bench) -> dict[str, Any]:
             for label, spec in labels.items():
                 tests, walls = [], []
                 for seed in bench.seeds:
-                    s = spec if spec is not None else (
-                        grid_spec(found[f"{name}/{seed}"]) if f"{name}/{seed}" in found else None)
+                    s = (
+                        spec
+                        if spec is not None
+                        else (grid_spec(found[f"{name}/{seed}"]) if f"{name}/{seed}" in found else None)
+                    )
                     r = get(s, seed) if s is not None else None
                     base = get(grid_spec(1e-3), seed)
                     if r is None:
@@ -198,11 +201,16 @@ def summarize(bench: Bench) -> dict[str, Any]:
                 vals = [v for v in d["tests"] if v is not None]
                 ok = len(vals) == len(d["tests"]) and len(vals) > 0
                 worst = -math.inf if task.higher_is_better else math.inf
-                d["median"] = statistics.median([v if v is not None else worst for v in d["tests"]]) if (
-                    d["tests"]) else None
+                d["median"] = (
+                    statistics.median([v if v is not None else worst for v in d["tests"]]) if (d["tests"]) else None
+                )
                 d["complete"] = ok and len(d["tests"]) == len(bench.seeds)
-            out[name] = {"metric": task.metric, "higher_is_better": task.higher_is_better, "steps": steps,
-                         "methods": per}
+            out[name] = {
+                "metric": task.metric,
+                "higher_is_better": task.higher_is_better,
+                "steps": steps,
+                "methods": per,
+            }
     return out
 
 
@@ -250,8 +258,12 @@ def table(summary: Mapping[str, Any]) -> str:
                     ratios[m].append(r)
                 cells.append(f"{q:.4g}" + ("" if m == GRID else f" ({r:.2f}x)"))
         lines.append(f"| {t} ({s['metric']}, {s['steps']}) | " + " | ".join(cells) + " |")
-    lines += ["", "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
-              "ratio | mean rank | compute (runs, max over tasks) | wall / one run |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
+        "ratio | mean rank | compute (runs, max over tasks) | wall / one run |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in labels:
         rs = [r for r in ratios[m] if math.isfinite(r) and r > 0]
         geo = math.exp(sum(math.log(r) for r in rs) / len(rs)) if rs else math.nan
@@ -292,8 +304,9 @@ def performance_profile(summary: Mapping[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in labels:
         ys = [sum(r <= tau for r in ratio[m]) / len(tasks) for tau in taus]
-        ax.step(taus, ys, where="post", label=m, linestyle="--" if m == GRID else "-",
-                linewidth=2.5 if m == "Auto" else 1.5)
+        ax.step(
+            taus, ys, where="post", label=m, linestyle="--" if m == GRID else "-", linewidth=2.5 if m == "Auto" else 1.5
+        )
     ax.set_xscale("log")
     ax.set_xlabel("tau: within this factor of the best method's test error / loss")
     ax.set_ylabel("fraction of tasks")

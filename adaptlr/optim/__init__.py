@@ -14,6 +14,22 @@ from ._rprop import Rprop
 from ._sgd import SGD
 from ._sparse_adam import SparseAdam
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop",
-           # the rest of torch.optim
-           "ASGD", "LBFGS", "Adafactor", "Muon", "Rprop", "SparseAdam"]
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+    # the rest of torch.optim
+    "ASGD",
+    "LBFGS",
+    "Adafactor",
+    "Muon",
+    "Rprop",
+    "SparseAdam",
+]

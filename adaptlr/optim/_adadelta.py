@@ -9,7 +9,8 @@ from ._validation import check_real
 
 
 class Adadelta(Optimizer):
-    __doc__ = r"""Adadelta (Zeiler, 2012); matches ``torch.optim.Adadelta``.
+    __doc__ = (
+        r"""Adadelta (Zeiler, 2012); matches ``torch.optim.Adadelta``.
 
     .. math::
         v_t = \rho v_{t-1} + (1 - \rho) g_t^2, \quad
@@ -19,22 +20,43 @@ class Adadelta(Optimizer):
     Args:
         lr: :math:`\gamma` (default 1.0). rho: :math:`\rho` (default 0.9). eps (default 1e-6).
         weight_decay (default 0). maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``square_avg``, ``acc_delta``, as torch.
     """
+    )
 
     rule = staticmethod(rules.adadelta)
     state_names = ("square_avg", "acc_delta")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1.0, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
-                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("rho", rho, 0.0, 1.0)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                        capturable=capturable, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            rho=rho,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _scalars(self, group, step, lr):

@@ -50,10 +50,20 @@ class Adafactor(Optimizer):
     >>> opt = Adafactor(model.parameters(), lr=1e-2)  # doctest: +SKIP
     """
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-2, beta2_decay: float = -0.8,
-                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0, *,
-                 foreach: bool | None = None, maximize: bool = False, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("beta2_decay", beta2_decay, -math.inf, 0.0, low_open=True)
         if not isinstance(eps, (tuple, list)) or len(eps) != 2:
             raise TypeError(f"Invalid eps: expected a pair (eps1 or None, eps2), got {eps!r}")
@@ -114,10 +124,16 @@ class Adafactor(Optimizer):
         # phase 2 (elementwise): u_t = g_t / sqrt(max(V_t, eps1^2)) (and the unfactored v_t), one run per bucket
         for (t, e1, factored), idx in buckets.items():
             variance = 0.0 if factored else [states[i]["variance"] for i in idx]
-            run_phase(self, group, rules.adafactor_precondition,
-                      [[updates[i] for i in idx], [params[i].grad for i in idx], variance], (0, 2),
-                      (t ** group["beta2_decay"], e1 * e1), (maximize, factored),
-                      names=("update", "grad", "variance"))
+            run_phase(
+                self,
+                group,
+                rules.adafactor_precondition,
+                [[updates[i] for i in idx], [params[i].grad for i in idx], variance],
+                (0, 2),
+                (t ** group["beta2_decay"], e1 * e1),
+                (maximize, factored),
+                names=("update", "grad", "variance"),
+            )
         # phase 3 (a sum per tensor): the step alpha_t / max(1, RMS(u_t) / d), folded into u_t
         scales = []
         for u, r, n, t in zip(updates, rms, _norms(updates), steps.tolist()):
@@ -125,8 +141,16 @@ class Adafactor(Optimizer):
             scales.append(alpha / max(1.0, n / ((u.numel() ** 0.5) * d)))
         _scale(updates, scales)
         # phase 4 (elementwise): p_t = p_{t-1} (1 - lr lambda) - u_t, one run for the group
-        run_phase(self, group, rules.decayed_step, [params, updates], (0,), (1.0, 1 - lr * wd), (wd != 0,),
-                  names=("param", "update"))
+        run_phase(
+            self,
+            group,
+            rules.decayed_step,
+            [params, updates],
+            (0,),
+            (1.0, 1 - lr * wd),
+            (wd != 0,),
+            names=("param", "update"),
+        )
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[float]:

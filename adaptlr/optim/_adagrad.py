@@ -11,7 +11,8 @@ from ._validation import check_real
 
 
 class Adagrad(Optimizer):
-    __doc__ = r"""AdaGrad (Duchi, Hazan & Singer, 2011); matches ``torch.optim.Adagrad``.
+    __doc__ = (
+        r"""AdaGrad (Duchi, Hazan & Singer, 2011); matches ``torch.optim.Adagrad``.
 
     .. math::
         \tilde\gamma_t = \gamma / (1 + (t - 1)\eta), \quad s_t = s_{t-1} + g_t^2, \quad
@@ -21,24 +22,44 @@ class Adagrad(Optimizer):
         lr: :math:`\gamma` (default 1e-2). lr_decay: :math:`\eta` (default 0). weight_decay (default 0).
         initial_accumulator_value: :math:`s_0` (default 0). eps: :math:`\epsilon` (default 1e-10).
         maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``sum`` (created at construction, as torch does).
     """
+    )
 
     rule = staticmethod(rules.adagrad)
     state_names = ("sum",)
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
-                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("lr_decay", lr_decay, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("initial_accumulator_value", initial_accumulator_value, 0.0)
         check_real("eps", eps, 0.0)
-        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, maximize=maximize,
-                        differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
         for group in self.param_groups:
             for p in group["params"]:
@@ -46,8 +67,11 @@ class Adagrad(Optimizer):
 
     def _init_state(self, group, p, state):
         state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-        init = complex(group["initial_accumulator_value"], group["initial_accumulator_value"]) \
-            if p.is_complex() else group["initial_accumulator_value"]
+        init = (
+            complex(group["initial_accumulator_value"], group["initial_accumulator_value"])
+            if p.is_complex()
+            else group["initial_accumulator_value"]
+        )
         state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
 
     def _scalars(self, group, step, lr):

@@ -10,7 +10,8 @@ from ._validation import check_betas, check_bool, check_real
 
 
 class Adam(Optimizer):
-    __doc__ = r"""Adam (Kingma & Ba, 2015) with AMSGrad (Reddi et al., 2018); matches ``torch.optim.Adam``.
+    __doc__ = (
+        r"""Adam (Kingma & Ba, 2015) with AMSGrad (Reddi et al., 2018); matches ``torch.optim.Adam``.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad
@@ -23,28 +24,51 @@ class Adam(Optimizer):
         eps: :math:`\epsilon` (default 1e-8). weight_decay: :math:`\lambda` (default 0; added to the gradient,
         or decoupled as in AdamW when ``decoupled_weight_decay=True``). amsgrad (default False).
         maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad), as torch.
 
     >>> opt = Adam(model.parameters(), lr=3e-4)  # doctest: +SKIP
     """
+    )
 
     rule = staticmethod(rules.adam)
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None, decoupled_weight_decay: bool = False,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
         check_bool("amsgrad", amsgrad)
         check_bool("decoupled_weight_decay", decoupled_weight_decay)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        maximize=maximize, capturable=capturable, differentiable=differentiable,
-                        decoupled_weight_decay=decoupled_weight_decay)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _present_states(self, group):
@@ -54,8 +78,7 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
-        scalars = (lr / (1 - beta1**step), beta1, beta2, group["eps"], _math.sqrt(1 - beta2**step), wd,
-                   1 - lr * wd)
+        scalars = (lr / (1 - beta1**step), beta1, beta2, group["eps"], _math.sqrt(1 - beta2**step), wd, 1 - lr * wd)
         return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled, group["amsgrad"])
 
 
@@ -68,17 +91,42 @@ class AdamW(Adam):
     Same arguments as :class:`Adam`, with ``weight_decay`` default 1e-2 and always decoupled.
     """
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
-                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None, nonfinite: str | None = None) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
-                         capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, nonfinite=nonfinite)
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+            nonfinite=nonfinite,
+        )
 
 
 class Adamax(Optimizer):
-    __doc__ = r"""Adamax (Kingma & Ba, 2015, Algorithm 2); matches ``torch.optim.Adamax``.
+    __doc__ = (
+        r"""Adamax (Kingma & Ba, 2015, Algorithm 2); matches ``torch.optim.Adamax``.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \quad
@@ -87,22 +135,43 @@ class Adamax(Optimizer):
     Args:
         lr (default 2e-3), betas (default (0.9, 0.999)), eps (default 1e-8), weight_decay (default 0),
         maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``exp_avg``, ``exp_inf``, as torch.
     """
+    )
 
     rule = staticmethod(rules.adamax)
     state_names = ("exp_avg", "exp_inf")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
-                 maximize: bool = False, differentiable: bool = False, capturable: bool = False,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                        differentiable=differentiable, capturable=capturable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _scalars(self, group, step, lr):

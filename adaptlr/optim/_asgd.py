@@ -12,7 +12,8 @@ from ._validation import check_real
 
 
 class ASGD(Optimizer):
-    __doc__ = r"""Averaged stochastic gradient descent (Polyak & Juditsky, 1992); matches ``torch.optim.ASGD``.
+    __doc__ = (
+        r"""Averaged stochastic gradient descent (Polyak & Juditsky, 1992); matches ``torch.optim.ASGD``.
 
     SGD with a decaying step size, and the running average of the iterates after step :math:`t_0`:
 
@@ -29,7 +30,9 @@ class ASGD(Optimizer):
         alpha: the power :math:`\alpha` of the step-size decay (default 0.75). t0: the step after which
         averaging starts, :math:`t_0` (default 1e6). weight_decay: L2 penalty :math:`w` (default 0).
         maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``eta`` (:math:`\eta`), ``mu`` (:math:`\mu`), ``ax`` (the average :math:`\bar p`), as torch.
     (On load, ``eta`` and ``mu`` keep their saved dtype, as every 0-dim state does in adaptlr, so a resumed run
     is bit-identical; torch.optim.ASGD casts them to the parameter's dtype.)
@@ -37,20 +40,41 @@ class ASGD(Optimizer):
     >>> opt = ASGD(model.parameters(), lr=1e-2, t0=100)  # doctest: +SKIP
     >>> averaged = [opt.state[p]["ax"] for p in model.parameters()]  # doctest: +SKIP
     """
+    )
 
     rule = staticmethod(rules.asgd)
     state_names = ("ax",)
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
-                 t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False, capturable: bool = False, *, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        *,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("lambd", lambd, 0.0, math.inf, high_open=True)
         check_real("alpha", alpha, 0.0, math.inf, high_open=True)
         check_real("t0", t0, 0.0, math.inf, high_open=True)
         check_real("weight_decay", weight_decay, 0.0, math.inf, high_open=True)
-        defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, maximize=maximize,
-                        differentiable=differentiable, capturable=capturable)
+        defaults = dict(
+            lr=lr,
+            lambd=lambd,
+            alpha=alpha,
+            t0=t0,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):

@@ -80,8 +80,15 @@ class Optimizer(torch.optim.Optimizer):
     #: names of the per-parameter state tensors, in the rule's order (torch's names)
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_lr(defaults["lr"])
         foreach = check_optional_bool("foreach", foreach)
         fused = check_optional_bool("fused", fused)
@@ -111,8 +118,10 @@ class Optimizer(torch.optim.Optimizer):
                 if isinstance(p, torch.Tensor) and id(p) in seen:
                     # torch warns and then steps such a parameter once or twice depending on its implementation
                     # (single-tensor, foreach, fused give three results): refuse, as torch says it will
-                    raise ValueError(f"{type(self).__name__}: a parameter appears twice in one param group "
-                                     f"(shape {tuple(p.shape)}); pass each parameter once")
+                    raise ValueError(
+                        f"{type(self).__name__}: a parameter appears twice in one param group "
+                        f"(shape {tuple(p.shape)}); pass each parameter once"
+                    )
                 seen.add(id(p))
         super().add_param_group({**param_group, "params": params} if params is not None else param_group)
         group = self.param_groups[-1]
@@ -129,7 +138,8 @@ class Optimizer(torch.optim.Optimizer):
                     raise RuntimeError(
                         "fused=True supports CPU float32/float64 parameters when Numba imports, and CUDA float32/"
                         f"float16/bfloat16/float64 ones when triton imports (and complex ones); got {p.dtype} on "
-                        f"{p.device}")
+                        f"{p.device}"
+                    )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that (1) this optimizer keeps its own engine choice (``foreach`` and
@@ -146,8 +156,14 @@ class Optimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         for i, p in zip(ids, [p for g in self.param_groups for p in g["params"]]):
             for k, v in saved.get(i, {}).items():
-                if (k != "step" and isinstance(v, torch.Tensor) and v.dim() == 0 and v.is_floating_point()
-                        and k in self.state[p] and self.state[p][k].dtype != v.dtype):
+                if (
+                    k != "step"
+                    and isinstance(v, torch.Tensor)
+                    and v.dim() == 0
+                    and v.is_floating_point()
+                    and k in self.state[p]
+                    and self.state[p][k].dtype != v.dtype
+                ):
                     self.state[p][k] = self.state[p][k].to(v.dtype)
         self.__dict__.pop("_plans", None)  # (they hold the old state tensors until the next step otherwise)
         for group, (foreach, fused, schedule) in zip(self.param_groups, kept):
@@ -157,8 +173,13 @@ class Optimizer(torch.optim.Optimizer):
             if not isinstance(p, torch.Tensor) or type(p) not in (torch.Tensor, torch.nn.Parameter):
                 continue
             for k, v in state.items():
-                if (isinstance(v, torch.Tensor) and type(v) is torch.Tensor and v.shape == p.shape and v.dim() > 0
-                        and v.stride() != p.stride()):
+                if (
+                    isinstance(v, torch.Tensor)
+                    and type(v) is torch.Tensor
+                    and v.shape == p.shape
+                    and v.dim() > 0
+                    and v.stride() != p.stride()
+                ):
                     state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
     def _restore_lr(self, group: dict[str, Any], current: Any) -> None:
@@ -175,8 +196,12 @@ class Optimizer(torch.optim.Optimizer):
         if _is_schedule(group["lr"]):  # written before group["lr"] became a number: the object itself
             import warnings
 
-            warnings.warn("this checkpoint keeps a schedule object in group['lr'] (adaptlr < 0.2); it still loads, "
-                          "but save it again to get a plain-data checkpoint", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                "this checkpoint keeps a schedule object in group['lr'] (adaptlr < 0.2); it still loads, "
+                "but save it again to get a plain-data checkpoint",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             group[SCHEDULE] = group["lr"]
         elif spec is not None:  # (the object this optimizer holds, when it is that schedule: identity kept)
             group[SCHEDULE] = current if getattr(current, "spec", None) == spec else from_spec(spec)
@@ -221,8 +246,11 @@ class Optimizer(torch.optim.Optimizer):
         if not math.isfinite(lr) or (lr < 0 and not self.allow_negative_lr):
             raise ValueError(
                 f"{type(self).__name__}: the learning rate is {lr!r} ({source}); a learning rate must be finite"
-                + ("" if not math.isfinite(lr) else " and >= 0 (set optimizer.allow_negative_lr = True to allow "
-                   "negative ones)")
+                + (
+                    ""
+                    if not math.isfinite(lr)
+                    else " and >= 0 (set optimizer.allow_negative_lr = True to allow negative ones)"
+                )
             )
         return lr
 
@@ -273,8 +301,11 @@ class Optimizer(torch.optim.Optimizer):
                     "as lr= and schedule it with torch (adaptlr.schedules.as_torch_scheduler does so for an "
                     "adaptlr schedule)."
                 )
-            return self._check_lr_value(lr, f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
-                                            f"controllers' factor {group.get(LR_SCALE, 1.0)!r}")
+            return self._check_lr_value(
+                lr,
+                f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
+                f"controllers' factor {group.get(LR_SCALE, 1.0)!r}",
+            )
         if isinstance(lr, torch.Tensor):
             return lr
         return self._check_lr_value(float(lr), "group['lr']")
@@ -368,8 +399,7 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         if self.nonfinite is not None and self._has_nonfinite():
             if self.nonfinite == "raise":
-                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan "
-                                         "(nonfinite='raise')")
+                raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')")
             self.last_step_skipped = True
             return loss
         self.last_step_skipped = False
@@ -427,8 +457,13 @@ class Optimizer(torch.optim.Optimizer):
             plan = plans.get(id(group))
             if plan is None:
                 plan = plans[id(group)] = Plan()
-        checked, parts = prepare([params, grads, *[[s[n] for s in states] for n in present]], prefer,
-                                 ("param", "grad", *present), plan=plan, volatile=(1,))
+        checked, parts = prepare(
+            [params, grads, *[[s[n] for s in states] for n in present]],
+            prefer,
+            ("param", "grad", *present),
+            plan=plan,
+            volatile=(1,),
+        )
         keys = self._advance(group, params, states)
         buckets: dict[Any, list[int]] = {}
         for i, key in enumerate(keys):
@@ -445,6 +480,7 @@ class Optimizer(torch.optim.Optimizer):
         columns += [[real(s[n]) for s in states] if n is not None else 0.0 for n in names]
         for key, idx in buckets.items():
             scalars, flags = self._scalars(group, key, lr)
-            part = columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c
-                                                       for c in columns]
+            part = (
+                columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
+            )
             run(self.rule, part, writes, scalars, flags, prefer=prefer, checked=True)

@@ -112,12 +112,14 @@ def flat_space(params: list[torch.Tensor]) -> FlatSpace:
     if groups is None:
         return FlatSpace()
     empty = torch.zeros(0, dtype=torch.long)
-    return ShardedSpace(torch.cat(sharded) if sharded else empty, torch.cat(replicated) if replicated else empty,
-                        groups, mesh)
+    return ShardedSpace(
+        torch.cat(sharded) if sharded else empty, torch.cat(replicated) if replicated else empty, groups, mesh
+    )
 
 
-def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
-                      bounds: tuple[Any, Any] | None = None) -> Any:
+def cubic_interpolate(
+    x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any, bounds: tuple[Any, Any] | None = None
+) -> Any:
     r"""The minimiser of the cubic through :math:`(x_1, f_1, f'_1)` and :math:`(x_2, f_2, f'_2)`, clipped to
     ``bounds`` (default: the interval between the points); their midpoint when the cubic has no minimum.
 
@@ -139,9 +141,20 @@ def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
     return min(max(x, low), high)
 
 
-def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor, f: float, g: torch.Tensor,
-                 gtd: Any, c1: float = 1e-4, c2: float = 0.9, tolerance_change: float = 1e-9,
-                 max_ls: int = 25, space: FlatSpace | None = None) -> tuple[float, torch.Tensor, Any, int]:
+def strong_wolfe(
+    obj: Objective,
+    x: list[torch.Tensor],
+    t: Any,
+    d: torch.Tensor,
+    f: float,
+    g: torch.Tensor,
+    gtd: Any,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    tolerance_change: float = 1e-9,
+    max_ls: int = 25,
+    space: FlatSpace | None = None,
+) -> tuple[float, torch.Tensor, Any, int]:
     r"""A line search for a step :math:`t` along ``d`` that meets the strong Wolfe conditions
     :math:`f(x + t d) \le f + c_1 t\, g^\top d` and :math:`|\nabla f(x + t d)^\top d| \le c_2 |g^\top d|`.
 
@@ -219,8 +232,15 @@ def strong_wolfe(obj: Objective, x: list[torch.Tensor], t: Any, d: torch.Tensor,
     return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], evals
 
 
-def two_loop_direction(g: torch.Tensor, dirs: list[torch.Tensor], steps: list[torch.Tensor], ro: list[Any],
-                       h_diag: Any, al: list[Any], space: FlatSpace | None = None) -> torch.Tensor:
+def two_loop_direction(
+    g: torch.Tensor,
+    dirs: list[torch.Tensor],
+    steps: list[torch.Tensor],
+    ro: list[Any],
+    h_diag: Any,
+    al: list[Any],
+    space: FlatSpace | None = None,
+) -> torch.Tensor:
     r"""The L-BFGS direction :math:`-H_t g` by the two-loop recursion (Nocedal & Wright, 2006, Algorithm 7.4),
     with :math:`H_0 = \gamma I`, :math:`\gamma = s^\top y / y^\top y` (``h_diag``); ``dirs`` are the gradient
     differences :math:`y_i`, ``steps`` the steps :math:`s_i`, ``ro`` :math:`1 / y_i^\top s_i`; ``al`` is scratch
@@ -275,11 +295,24 @@ class LBFGS(Optimizer):
     >>> opt.step(closure)  # doctest: +SKIP
     """
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1, max_iter: int = 20, max_eval: int | None = None,
-                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None, *, nonfinite: str | None = None) -> None:
-        for name, value, low in (("max_iter", max_iter, 1), ("history_size", history_size, 1),
-                                 ("max_eval", max_eval, 1)):
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+        *,
+        nonfinite: str | None = None,
+    ) -> None:
+        for name, value, low in (
+            ("max_iter", max_iter, 1),
+            ("history_size", history_size, 1),
+            ("max_eval", max_eval, 1),
+        ):
             if name == "max_eval" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -290,8 +323,15 @@ class LBFGS(Optimizer):
             raise ValueError(f"Invalid line_search_fn: {line_search_fn!r} (expected None or 'strong_wolfe')")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
-                        tolerance_change=tolerance_change, history_size=history_size, line_search_fn=line_search_fn)
+        defaults = dict(
+            lr=lr,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            tolerance_grad=tolerance_grad,
+            tolerance_change=tolerance_change,
+            history_size=history_size,
+            line_search_fn=line_search_fn,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite)
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
@@ -327,11 +367,12 @@ class LBFGS(Optimizer):
         offset = 0
         for p in self._views():
             n = p.numel()
-            p.add_(direction[offset:offset + n].view_as(p), alpha=step)
+            p.add_(direction[offset : offset + n].view_as(p), alpha=step)
             offset += n
 
-    def _evaluate_at(self, closure: Callable[[], Any], x: list[torch.Tensor], t: Any,
-                     d: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def _evaluate_at(
+        self, closure: Callable[[], Any], x: list[torch.Tensor], t: Any, d: torch.Tensor
+    ) -> tuple[float, torch.Tensor]:
         """Loss and flat gradient at ``x + t d``; the parameters are left at ``x``."""
         self._add(t, d)
         loss = self._space.mean_loss(_value(closure()))
@@ -414,8 +455,9 @@ class LBFGS(Optimizer):
                 def obj(x: list[torch.Tensor], step: Any, direction: torch.Tensor) -> tuple[float, torch.Tensor]:
                     return self._evaluate_at(closure, x, step, direction)
 
-                loss, flat_grad, t, ls_evals = strong_wolfe(obj, x_init, t, d, loss, flat_grad, gtd,
-                                                            max_ls=max_eval - current_evals, space=space)
+                loss, flat_grad, t, ls_evals = strong_wolfe(
+                    obj, x_init, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals, space=space
+                )
                 self._add(t, d)
                 opt_cond = space.abs_max(flat_grad) <= tol_grad
             else:
@@ -434,6 +476,14 @@ class LBFGS(Optimizer):
             if space.abs_max(d.mul(t)) <= tol_change or abs(loss - prev_loss) < tol_change:  # no progress
                 break
 
-        state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
-                     prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        state.update(
+            d=d,
+            t=t,
+            old_dirs=old_dirs,
+            old_stps=old_stps,
+            ro=ro,
+            H_diag=h_diag,
+            prev_flat_grad=prev_flat_grad,
+            prev_loss=prev_loss,
+        )
         return orig_loss

@@ -15,8 +15,7 @@ from ._validation import check_bool, check_real
 EPS = 1e-7
 DEFAULT_A, DEFAULT_B, DEFAULT_C = 3.4445, -4.7750, 2.0315
 DEFAULT_NS_STEPS = 5
-_NS_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
-              "float64": torch.float64}
+_NS_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
 
 def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
@@ -64,12 +63,23 @@ class Muon(Optimizer):
     rule = staticmethod(rules.muon_momentum)
     state_names = ("momentum_buffer",)
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B,
-                                                                                       DEFAULT_C),
-                 eps: float = EPS, ns_steps: int = DEFAULT_NS_STEPS, adjust_lr_fn: str | None = None, *,
-                 ns_dtype: str = "bfloat16", foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
+        eps: float = EPS,
+        ns_steps: int = DEFAULT_NS_STEPS,
+        adjust_lr_fn: str | None = None,
+        *,
+        ns_dtype: str = "bfloat16",
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("weight_decay", weight_decay, 0.0, math.inf, high_open=True)
         check_real("momentum", momentum, 0.0, math.inf, high_open=True)
         check_bool("nesterov", nesterov)
@@ -81,23 +91,32 @@ class Muon(Optimizer):
         if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 0 <= ns_steps < 100:
             raise ValueError(f"Invalid ns_steps: {ns_steps!r} (expected an int in [0, 100))")
         if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
-            raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported (expected None, "
-                             "'original' or 'match_rms_adamw')")
+            raise ValueError(
+                f"Adjust learning rate function {adjust_lr_fn} is not supported (expected None, "
+                "'original' or 'match_rms_adamw')"
+            )
         if isinstance(ns_dtype, torch.dtype):
             ns_dtype = str(ns_dtype).removeprefix("torch.")
         if ns_dtype not in _NS_DTYPES:
             raise ValueError(f"Invalid ns_dtype: {ns_dtype!r} (expected one of {sorted(_NS_DTYPES)})")
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
-                        ns_dtype=ns_dtype)
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+            ns_dtype=ns_dtype,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         for p in self.param_groups[-1]["params"]:
             if p.ndim != 2:
-                raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
-                                 f"{p.size()}")
+                raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}")
             if p.is_complex():
                 raise ValueError("Muon does not support complex parameters")
 
@@ -120,20 +139,34 @@ class Muon(Optimizer):
         mu, nesterov = group["momentum"], group["nesterov"]
         # phase 1 (elementwise): the momentum buffer and the (nesterov) update
         updates = [torch.empty_like(g) for g in grads] if nesterov else bufs
-        run_phase(self, group, rules.muon_momentum, [updates, grads, bufs], (0, 2), (mu, 1 - mu),
-                  (nesterov, 1 - mu < 0.5, mu < 0.5), names=("update", "grad", "momentum_buffer"))
+        run_phase(
+            self,
+            group,
+            rules.muon_momentum,
+            [updates, grads, bufs],
+            (0, 2),
+            (mu, 1 - mu),
+            (nesterov, 1 - mu < 0.5, mu < 0.5),
+            names=("update", "grad", "momentum_buffer"),
+        )
         # phase 2 (a matrix function of each whole update), then phase 3 (elementwise)
         wd = group["weight_decay"]
         dtype = _NS_DTYPES[group["ns_dtype"]]
         for p, update in zip(params, updates):
-            ortho = rules.newton_schulz(full(update), group["ns_coefficients"], group["ns_steps"], group["eps"],
-                                        dtype)
+            ortho = rules.newton_schulz(full(update), group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
             if is_dtensor(p):
                 ortho = _shard_like(ortho, p)
             ortho = ortho.to(p.dtype)
-            run_phase(self, group, rules.decayed_step, [[p], [ortho]], (0,),
-                      (adjusted_lr(lr, group["adjust_lr_fn"], p.shape), 1 - lr * wd), (True,),
-                      names=("param", "orthogonalised update"))
+            run_phase(
+                self,
+                group,
+                rules.decayed_step,
+                [[p], [ortho]],
+                (0,),
+                (adjusted_lr(lr, group["adjust_lr_fn"], p.shape), 1 - lr * wd),
+                (True,),
+                names=("param", "orthogonalised update"),
+            )
 
 
 def _shard_like(full_tensor: torch.Tensor, like: Any) -> Any:

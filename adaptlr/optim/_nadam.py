@@ -12,7 +12,8 @@ from ._validation import check_betas, check_bool, check_real
 
 
 class NAdam(Optimizer):
-    __doc__ = r"""NAdam (Dozat, 2016); matches ``torch.optim.NAdam``.
+    __doc__ = (
+        r"""NAdam (Dozat, 2016); matches ``torch.optim.NAdam``.
 
     .. math::
         \mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi}), \quad \Pi_t = \prod_{i \le t} \mu_i, \quad
@@ -23,26 +24,49 @@ class NAdam(Optimizer):
     Args:
         lr (default 2e-3), betas (default (0.9, 0.999)), eps (default 1e-8), weight_decay (default 0),
         momentum_decay: :math:`\psi` (default 4e-3), decoupled_weight_decay (default False), maximize.
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``mu_product`` (float32, as torch), ``exp_avg``, ``exp_avg_sq``.
     """
+    )
 
     rule = staticmethod(rules.nadam)
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None, maximize: bool = False,
-                 capturable: bool = False, differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("momentum_decay", momentum_decay, 0.0)
         check_bool("decoupled_weight_decay", decoupled_weight_decay)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
-                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                        capturable=capturable, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):
@@ -78,7 +102,8 @@ class NAdam(Optimizer):
 
 
 class RAdam(Optimizer):
-    __doc__ = r"""RAdam (Liu et al., 2020); matches ``torch.optim.RAdam``.
+    __doc__ = (
+        r"""RAdam (Liu et al., 2020); matches ``torch.optim.RAdam``.
 
     .. math::
         \rho_\infty = \frac{2}{1 - \beta_2} - 1, \quad \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t},
@@ -90,24 +115,46 @@ class RAdam(Optimizer):
     Args:
         lr (default 1e-3), betas (default (0.9, 0.999)), eps (default 1e-8), weight_decay (default 0),
         decoupled_weight_decay (default False), maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``exp_avg``, ``exp_avg_sq``, as torch.
     """
+    )
 
     rule = staticmethod(rules.radam)
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_betas(betas)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
         check_bool("decoupled_weight_decay", decoupled_weight_decay)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                        capturable=capturable, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _scalars(self, group, step, lr):
@@ -118,7 +165,8 @@ class RAdam(Optimizer):
         rho_inf = 2 / (1 - beta2) - 1
         rho_t = rho_inf - 2 * step * (beta2**step) / bc2
         rectify = rho_t > 5.0
-        rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) \
-            if rectify else 0.0
+        rect = (
+            math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) if rectify else 0.0
+        )
         scalars = (lr / (1 - beta1**step), rect * math.sqrt(bc2), beta1, beta2, group["eps"], wd, 1 - lr * wd)
         return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled, rectify)

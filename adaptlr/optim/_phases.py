@@ -18,9 +18,17 @@ from ..engines._select import is_dtensor, run
 __all__ = ["full", "is_dtensor", "run_phase"]
 
 
-def run_phase(opt: Any, group: dict[str, Any], rule: Callable, columns: Sequence[Any], writes: Sequence[int],
-              scalars: Sequence[Any] = (), flags: Sequence[bool] = (), n_sums: int = 0,
-              names: Sequence[str] | None = None) -> tuple[float, ...]:
+def run_phase(
+    opt: Any,
+    group: dict[str, Any],
+    rule: Callable,
+    columns: Sequence[Any],
+    writes: Sequence[int],
+    scalars: Sequence[Any] = (),
+    flags: Sequence[bool] = (),
+    n_sums: int = 0,
+    names: Sequence[str] | None = None,
+) -> tuple[float, ...]:
     """Run one elementwise phase of ``group`` on the engine its flags ask for (``foreach=`` / ``fused=``)."""
     return run(rule, columns, writes, scalars, flags, n_sums, prefer=opt._engine(group), names=names)
 

@@ -9,7 +9,8 @@ from ._validation import check_bool, check_real
 
 
 class RMSprop(Optimizer):
-    __doc__ = r"""RMSprop (Hinton, 2012), centered (Graves, 2013) and with momentum; matches ``torch.optim.RMSprop``.
+    __doc__ = (
+        r"""RMSprop (Hinton, 2012), centered (Graves, 2013) and with momentum; matches ``torch.optim.RMSprop``.
 
     .. math::
         v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2, \quad
@@ -22,30 +23,57 @@ class RMSprop(Optimizer):
         lr: :math:`\gamma` (default 1e-2). alpha: :math:`\alpha` (default 0.99). eps (default 1e-8).
         weight_decay (default 0). momentum: :math:`\mu` (default 0). centered (default False).
         maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered), as torch.
     """
+    )
 
     rule = staticmethod(rules.rmsprop)
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, capturable: bool = False,
-                 foreach: bool | None = None, maximize: bool = False, differentiable: bool = False, *,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("alpha", alpha, 0.0)
         check_real("eps", eps, 0.0)
         check_real("weight_decay", weight_decay, 0.0)
         check_real("momentum", momentum, 0.0)
         check_bool("centered", centered)
-        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
-                        weight_decay=weight_decay, capturable=capturable, maximize=maximize,
-                        differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            alpha=alpha,
+            eps=eps,
+            centered=centered,
+            weight_decay=weight_decay,
+            capturable=capturable,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _present_states(self, group):
-        return ("square_avg", "grad_avg" if group["centered"] else None,
-                "momentum_buffer" if group["momentum"] > 0 else None)
+        return (
+            "square_avg",
+            "grad_avg" if group["centered"] else None,
+            "momentum_buffer" if group["momentum"] > 0 else None,
+        )
 
     def _scalars(self, group, step, lr):
         wd = group["weight_decay"]

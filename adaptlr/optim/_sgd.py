@@ -11,7 +11,8 @@ from ._validation import check_bool, check_real
 
 
 class SGD(Optimizer):
-    __doc__ = r"""Stochastic gradient descent with momentum and Nesterov momentum; matches ``torch.optim.SGD``.
+    __doc__ = (
+        r"""Stochastic gradient descent with momentum and Nesterov momentum; matches ``torch.optim.SGD``.
 
     .. math::
         g_t \leftarrow \pm g_t + \lambda p_{t-1}, \quad
@@ -25,27 +26,48 @@ class SGD(Optimizer):
         weight_decay (float): L2 penalty :math:`\lambda` (default 0).
         nesterov (bool): Nesterov momentum (default False; needs momentum > 0 and dampening 0).
         maximize (bool): maximize the objective (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``momentum_buffer`` (only when momentum != 0), as torch.
 
     >>> opt = SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)  # doctest: +SKIP
     """
+    )
 
     rule = staticmethod(rules.sgd)
     state_names = ("momentum_buffer",)
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         check_real("momentum", momentum, 0.0)
         check_real("dampening", dampening)
         check_real("weight_decay", weight_decay, 0.0)
         check_bool("nesterov", nesterov)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, maximize=maximize, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
     def _init_state(self, group, p, state):

@@ -13,7 +13,8 @@ from ._validation import check_betas, check_real
 
 
 class SparseAdam(Optimizer):
-    __doc__ = r"""Adam for sparse gradients (the masked, "lazy" Adam); matches ``torch.optim.SparseAdam``.
+    __doc__ = (
+        r"""Adam for sparse gradients (the masked, "lazy" Adam); matches ``torch.optim.SparseAdam``.
 
     Only the entries a gradient touches are updated: their moments, and the parameter there (Kingma & Ba, 2015,
     Algorithm 1 restricted to the gradient's support; the step count :math:`t` is per parameter tensor):
@@ -29,19 +30,31 @@ class SparseAdam(Optimizer):
     Args:
         lr: :math:`\gamma > 0` (default 1e-3). betas: :math:`(\beta_1, \beta_2)` in :math:`[0, 1)` (default
         (0.9, 0.999)). eps: :math:`\epsilon > 0` (default 1e-8). maximize (default False).
-    """ + ENGINE_DOC + r"""
+    """
+        + ENGINE_DOC
+        + r"""
     State: ``step`` (a Python int, as torch), ``exp_avg``, ``exp_avg_sq``.
 
     >>> emb = torch.nn.Embedding(1000, 16, sparse=True)  # doctest: +SKIP
     >>> opt = SparseAdam(emb.parameters(), lr=1e-2)  # doctest: +SKIP
     """
+    )
 
     rule = staticmethod(rules.sparse_adam)
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params: Iterable[Any], lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, maximize: bool = False, *, foreach: bool | None = None,
-                 fused: bool | None = None, nonfinite: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str | None = None,
+    ) -> None:
         if not callable(lr):
             check_real("lr", float(lr), 0.0, math.inf, low_open=True, high_open=True)
         check_real("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
@@ -51,8 +64,9 @@ class SparseAdam(Optimizer):
         sparse = [[i, j] for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"]) if p.is_sparse]
         if sparse:
             raise ValueError(f"Sparse params at indices {sparse}: SparseAdam requires dense parameter tensors")
-        complex_ = [[i, j] for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"])
-                    if p.is_complex()]
+        complex_ = [
+            [i, j] for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"]) if p.is_complex()
+        ]
         if complex_:
             raise ValueError(f"Complex params at indices {complex_}: SparseAdam does not support complex parameters")
 
@@ -69,8 +83,10 @@ class SparseAdam(Optimizer):
             if not p.grad.is_sparse:
                 raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
             if is_dtensor(p):
-                raise NotImplementedError("SparseAdam does not support DTensor (sharded) parameters: a sparse "
-                                          "gradient's indices address the whole tensor, not a shard")
+                raise NotImplementedError(
+                    "SparseAdam does not support DTensor (sharded) parameters: a sparse "
+                    "gradient's indices address the whole tensor, not a shard"
+                )
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = 0
@@ -85,8 +101,19 @@ class SparseAdam(Optimizer):
             step = state["step"]
             neg_step_size = -(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
             columns = [[p[index]], [values], [state["exp_avg"][index]], [state["exp_avg_sq"][index]]]
-            run_phase(self, group, self.rule, columns, (0, 2, 3), (neg_step_size, beta1, beta2, group["eps"]),
-                      (group["maximize"],), names=("param", "grad", "exp_avg", "exp_avg_sq"))
-            for target, gathered in ((p, columns[0][0]), (state["exp_avg"], columns[2][0]),
-                                     (state["exp_avg_sq"], columns[3][0])):
+            run_phase(
+                self,
+                group,
+                self.rule,
+                columns,
+                (0, 2, 3),
+                (neg_step_size, beta1, beta2, group["eps"]),
+                (group["maximize"],),
+                names=("param", "grad", "exp_avg", "exp_avg_sq"),
+            )
+            for target, gathered in (
+                (p, columns[0][0]),
+                (state["exp_avg"], columns[2][0]),
+                (state["exp_avg_sq"], columns[3][0]),
+            ):
                 target.index_put_(index, gathered)

@@ -11,8 +11,16 @@ import torch
 __all__ = ["check_betas", "check_bool", "check_lr", "check_nonfinite", "check_real"]
 
 
-def check_real(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-               low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+def check_real(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
     """``value`` must be a real number in the interval (written in the message as ``[low, high)`` etc.).
 
     Non-finite values are refused (nan always; an infinity unless ``allow_inf``, for the few hyperparameters where
@@ -37,8 +45,9 @@ def check_lr(lr: Any, name: str = "lr") -> Any:
     """A learning rate: a float >= 0, a 0-dim tensor >= 0, or a schedule (a callable ``step -> float``)."""
     if isinstance(lr, torch.Tensor):
         if lr.numel() != 1:
-            raise ValueError(f"Invalid {name}: a tensor learning rate must have one element, got shape "
-                             f"{tuple(lr.shape)}")
+            raise ValueError(
+                f"Invalid {name}: a tensor learning rate must have one element, got shape {tuple(lr.shape)}"
+            )
         if float(lr) < 0 or not math.isfinite(float(lr)):
             raise ValueError(f"Invalid {name}: {float(lr)!r} is outside [0, inf)")
         return lr

@@ -32,7 +32,20 @@ from ._sgd import SGD
 from ._sparse_adam import SparseAdam
 
 __all__ = [
-    "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
-    "ASGD", "Adafactor", "LBFGS", "Muon", "Rprop", "SparseAdam",
+    "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Adafactor",
+    "LBFGS",
+    "Muon",
+    "Rprop",
+    "SparseAdam",
     "ReferenceOptimizer",
 ]

@@ -48,9 +48,17 @@ class Adafactor(ReferenceOptimizer):
      [0.9 0.9 0.9]]
     """
 
-    def __init__(self, params: Iterable[np.ndarray], lr: float = 1e-2, beta2_decay: float = -0.8,
-                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0, *,
-                 maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[np.ndarray],
+        lr: float = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
         check_range("lr", lr)
         check_range("-beta2_decay", -beta2_decay)
         if eps[0] is not None:
@@ -65,8 +73,11 @@ class Adafactor(ReferenceOptimizer):
     def _init_state(self, param: np.ndarray) -> dict[str, Any]:
         if param.ndim < 2:
             return {"step": 0, "variance": np.zeros_like(param)}
-        return {"step": 0, "row_var": np.zeros(param.shape[:-1] + (1,)),
-                "col_var": np.zeros(param.shape[:-2] + (1, param.shape[-1]))}
+        return {
+            "step": 0,
+            "row_var": np.zeros(param.shape[:-1] + (1,)),
+            "col_var": np.zeros(param.shape[:-2] + (1, param.shape[-1])),
+        }
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
         state["step"] += 1

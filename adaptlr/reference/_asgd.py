@@ -43,10 +43,18 @@ class ASGD(ReferenceOptimizer):
     [ 0.8 -1.6] [ 0.8 -1.6]
     """
 
-    def __init__(self, params: Iterable[np.ndarray], lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
-                 t0: float = 1e6, weight_decay: float = 0.0, *, maximize: bool = False) -> None:
-        for name, value in (("lr", lr), ("lambd", lambd), ("alpha", alpha), ("t0", t0),
-                            ("weight_decay", weight_decay)):
+    def __init__(
+        self,
+        params: Iterable[np.ndarray],
+        lr: float = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        for name, value in (("lr", lr), ("lambd", lambd), ("alpha", alpha), ("t0", t0), ("weight_decay", weight_decay)):
             check_range(name, value)
         super().__init__(params)
         self.lr, self.lambd, self.alpha, self.t0 = lr, lambd, alpha, t0

@@ -14,8 +14,9 @@ __all__ = ["LBFGS"]
 Closure = Callable[[Sequence[np.ndarray]], tuple[float, Sequence[np.ndarray]]]
 
 
-def _cubic_min(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
-               bounds: tuple[float, float] | None = None) -> float:
+def _cubic_min(
+    x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds: tuple[float, float] | None = None
+) -> float:
     """Nocedal & Wright (2006), eq. (3.59): the minimiser of the cubic interpolating two points and slopes."""
     low, high = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
@@ -57,9 +58,17 @@ class LBFGS:
     [0. 0.]
     """
 
-    def __init__(self, params: Sequence[np.ndarray], lr: float = 1, max_iter: int = 20,
-                 max_eval: int | None = None, tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
-                 history_size: int = 100, line_search_fn: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: float = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ) -> None:
         if not lr >= 0:
             raise ValueError(f"Invalid lr: {lr!r} (allowed: >= 0)")
         if line_search_fn not in (None, "strong_wolfe"):
@@ -81,16 +90,26 @@ class LBFGS:
     def _set(self, x: np.ndarray) -> None:
         offset = 0
         for p in self.params:
-            p[...] = x[offset:offset + p.size].reshape(p.shape)
+            p[...] = x[offset : offset + p.size].reshape(p.shape)
             offset += p.size
 
     def _eval(self, closure: Closure) -> tuple[float, np.ndarray]:
         loss, grads = closure(self.params)
         return float(loss), np.concatenate([np.asarray(g, dtype=np.float64).reshape(-1) for g in grads])
 
-    def _line_search(self, closure: Closure, x: np.ndarray, t: float, d: np.ndarray, f: float, g: np.ndarray,
-                     gtd: float, max_ls: int, c1: float = 1e-4, c2: float = 0.9) -> tuple[float, np.ndarray, float,
-                                                                                          int]:
+    def _line_search(
+        self,
+        closure: Closure,
+        x: np.ndarray,
+        t: float,
+        d: np.ndarray,
+        f: float,
+        g: np.ndarray,
+        gtd: float,
+        max_ls: int,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+    ) -> tuple[float, np.ndarray, float, int]:
         def phi(step: float) -> tuple[float, np.ndarray, float]:
             self._set(x + step * d)
             f_s, g_s = self._eval(closure)
@@ -190,8 +209,9 @@ class LBFGS:
             if gtd > -self.tolerance_change:
                 break
             if self.line_search_fn == "strong_wolfe":
-                loss, g, t, ls_evals = self._line_search(closure, self._get(), t, d, loss, g, gtd,
-                                                         self.max_eval - evals)
+                loss, g, t, ls_evals = self._line_search(
+                    closure, self._get(), t, d, loss, g, gtd, self.max_eval - evals
+                )
                 self._set(self._get() + t * d)
                 converged = np.max(np.abs(g)) <= self.tolerance_grad
             else:
@@ -206,6 +226,7 @@ class LBFGS:
                 break
             if np.max(np.abs(d * t)) <= self.tolerance_change or abs(loss - prev_loss) < self.tolerance_change:
                 break
-        state.update(d=d, t=t, old_dirs=dirs, old_stps=stps, ro=ro, H_diag=h_diag, prev_flat_grad=prev_g,
-                     prev_loss=prev_loss)
+        state.update(
+            d=d, t=t, old_dirs=dirs, old_stps=stps, ro=ro, H_diag=h_diag, prev_flat_grad=prev_g, prev_loss=prev_loss
+        )
         return orig_loss

@@ -13,8 +13,12 @@ from ._base import ReferenceOptimizer, check_range
 __all__ = ["Muon", "newton_schulz"]
 
 
-def newton_schulz(g: np.ndarray, coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
-                  steps: int = 5, eps: float = 1e-7) -> np.ndarray:
+def newton_schulz(
+    g: np.ndarray,
+    coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+    steps: int = 5,
+    eps: float = 1e-7,
+) -> np.ndarray:
     r"""Approximate :math:`U V^\top` of :math:`G = U \Sigma V^\top` by the quintic Newton–Schulz iteration.
 
     :math:`X_0 = G / \max(\|G\|_F, \epsilon)` (so every singular value is at most 1), then
@@ -63,10 +67,18 @@ class Muon(ReferenceOptimizer):
      [ 0.  -0.1]]
     """
 
-    def __init__(self, params: Iterable[np.ndarray], lr: float = 1e-3, weight_decay: float = 0.1,
-                 momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315), eps: float = 1e-7,
-                 ns_steps: int = 5, adjust_lr_fn: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[np.ndarray],
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+    ) -> None:
         check_range("lr", lr)
         check_range("weight_decay", weight_decay)
         check_range("momentum", momentum)

@@ -40,8 +40,15 @@ class Rprop(ReferenceOptimizer):
     [ 0.78 -1.78]
     """
 
-    def __init__(self, params: Iterable[np.ndarray], lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
-                 step_sizes: tuple[float, float] = (1e-6, 50), *, maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[np.ndarray],
+        lr: float = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        maximize: bool = False,
+    ) -> None:
         check_range("lr", lr)
         check_range("etas[0]", etas[0], 0.0, 1.0, open_high=True)
         check_range("etas[1]", etas[1], 1.0)

@@ -43,8 +43,14 @@ class SparseAdam(ReferenceOptimizer):
     [ 0.  -0.1  0.   0.1]
     """
 
-    def __init__(self, params: Iterable[np.ndarray], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
         check_range("lr", lr)
         check_range("eps", eps)
         check_range("betas[0]", betas[0], 0.0, 1.0, open_high=True)

@@ -14,7 +14,24 @@ from .extra import (
     sparse_adam,
 )
 
-__all__ = ["_math", "adadelta", "adagrad", "adam", "adamax", "elementwise", "gradient", "nadam", "radam",
-           "rmsprop", "sgd",
-           "adafactor_precondition", "adafactor_second_moment", "asgd", "decayed_step", "muon_momentum",
-           "newton_schulz", "rprop", "sparse_adam"]
+__all__ = [
+    "_math",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "elementwise",
+    "gradient",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "sgd",
+    "adafactor_precondition",
+    "adafactor_second_moment",
+    "asgd",
+    "decayed_step",
+    "muon_momentum",
+    "newton_schulz",
+    "rprop",
+    "sparse_adam",
+]

@@ -89,5 +89,6 @@ def where(cond, a, b):
 
 def _as_tensors(*xs, like=None):
     ref = like if like is not None else next(x for x in xs if isinstance(x, torch.Tensor))
-    return tuple(x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
-                 for x in xs)
+    return tuple(
+        x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in xs
+    )

@@ -12,8 +12,19 @@ from __future__ import annotations
 from ._elementwise import elementwise
 from ._math import abs, maximum, sqrt
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "decayed", "gradient", "moments", "nadam", "radam", "rmsprop",
-           "sgd"]
+__all__ = [
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "decayed",
+    "gradient",
+    "moments",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "sgd",
+]
 
 
 @elementwise
@@ -77,8 +88,22 @@ def adagrad(p, g, state_sum, clr, eps, weight_decay, maximize, coupled_decay):
 
 
 @elementwise
-def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, momentum, weight_decay,
-            maximize, coupled_decay, centered, use_momentum):
+def rmsprop(
+    p,
+    g,
+    square_avg,
+    grad_avg,
+    buf,
+    lr,
+    alpha,
+    eps,
+    momentum,
+    weight_decay,
+    maximize,
+    coupled_decay,
+    centered,
+    use_momentum,
+):
     r"""RMSprop (Hinton, 2012; centered: Graves, 2013), as in torch.optim.RMSprop.
 
     v_t = a v_{t-1} + (1 - a) g_t^2       m_t = a m_{t-1} + (1 - a) g_t (centered)
@@ -116,8 +141,24 @@ def adadelta(p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, 
 
 
 @elementwise
-def adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size, beta1, beta2, eps, bc2_sqrt, weight_decay,
-         decay_factor, maximize, coupled_decay, decoupled_decay, amsgrad):
+def adam(
+    p,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    step_size,
+    beta1,
+    beta2,
+    eps,
+    bc2_sqrt,
+    weight_decay,
+    decay_factor,
+    maximize,
+    coupled_decay,
+    decoupled_decay,
+    amsgrad,
+):
     r"""Adam (Kingma & Ba, 2015, Algorithm 1), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter, 2019).
 
     m_t = b1 m_{t-1} + (1 - b1) g_t        v_t = b2 v_{t-1} + (1 - b2) g_t^2      v^max_t = max(v^max_{t-1}, v_t)
@@ -149,8 +190,23 @@ def adamax(p, g, exp_avg, exp_inf, clr, beta1, beta2, eps, weight_decay, maximiz
 
 
 @elementwise
-def nadam(p, g, exp_avg, exp_avg_sq, grad_coef, avg_coef, beta1, beta2, eps, bc2, weight_decay, decay_factor,
-          maximize, coupled_decay, decoupled_decay):
+def nadam(
+    p,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    grad_coef,
+    avg_coef,
+    beta1,
+    beta2,
+    eps,
+    bc2,
+    weight_decay,
+    decay_factor,
+    maximize,
+    coupled_decay,
+    decoupled_decay,
+):
     r"""NAdam (Dozat, 2016), as in torch.optim.NAdam.
 
     mu_t = b1 (1 - 0.5 * 0.96^(t psi))        m_t, v_t as in Adam          d_t = sqrt(v_t / (1 - b2^t)) + eps
@@ -166,8 +222,23 @@ def nadam(p, g, exp_avg, exp_avg_sq, grad_coef, avg_coef, beta1, beta2, eps, bc2
 
 
 @elementwise
-def radam(p, g, exp_avg, exp_avg_sq, step_size, rect_scale, beta1, beta2, eps, weight_decay, decay_factor,
-          maximize, coupled_decay, decoupled_decay, rectify):
+def radam(
+    p,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    step_size,
+    rect_scale,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decay_factor,
+    maximize,
+    coupled_decay,
+    decoupled_decay,
+    rectify,
+):
     r"""RAdam (Liu et al., 2020), as in torch.optim.RAdam.
 
     rho_t = rho_inf - 2 t b2^t / (1 - b2^t)

@@ -20,8 +20,17 @@ from ._elementwise import elementwise
 from ._math import maximum, minimum, sign, sqrt, where
 from .classic import gradient
 
-__all__ = ["adafactor_precondition", "adafactor_second_moment", "asgd", "decayed_step", "lerp", "muon_momentum",
-           "newton_schulz", "rprop", "sparse_adam"]
+__all__ = [
+    "adafactor_precondition",
+    "adafactor_second_moment",
+    "asgd",
+    "decayed_step",
+    "lerp",
+    "muon_momentum",
+    "newton_schulz",
+    "rprop",
+    "sparse_adam",
+]
 
 
 @elementwise
@@ -127,8 +136,9 @@ def muon_momentum(update, g, buf, momentum, one_minus_momentum, nesterov, small_
 
 
 # ------------------------------------------------------------------------------- non-elementwise parts
-def adafactor_second_moment(grad: torch.Tensor, row_var: torch.Tensor, col_var: torch.Tensor,
-                            one_minus_beta2: float, eps1: float) -> torch.Tensor:
+def adafactor_second_moment(
+    grad: torch.Tensor, row_var: torch.Tensor, col_var: torch.Tensor, one_minus_beta2: float, eps1: float
+) -> torch.Tensor:
     r"""Adafactor's factored second moment of a tensor with ``ndim >= 2`` (its last two dims are the matrix).
 
     .. math::
@@ -147,8 +157,13 @@ def adafactor_second_moment(grad: torch.Tensor, row_var: torch.Tensor, col_var: 
     return var_estimate.div_(row_var.mean(dim=-2, keepdim=True).clamp_(min=eps1))
 
 
-def newton_schulz(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
-                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def newton_schulz(
+    grad: torch.Tensor,
+    coefficients: tuple[float, float, float],
+    steps: int,
+    eps: float,
+    dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
     r"""The quintic Newton–Schulz iteration that orthogonalises a matrix (Jordan et al., 2024; torch.optim.Muon).
 
     .. math::

@@ -22,9 +22,7 @@ def lion(p, g, m, decay_keep, lr, beta1, c1, beta2, c2):
 
 
 @elementwise
-def adabelief(
-    p, g, m, s, decay_keep, weight_decay, beta1, c1, beta2, c2, eps, bc2_sqrt, step_size, coupled_decay
-):
+def adabelief(p, g, m, s, decay_keep, weight_decay, beta1, c1, beta2, c2, eps, bc2_sqrt, step_size, coupled_decay):
     r"""AdaBelief (Zhuang et al., 2020), as ``pytorch_optimizer.AdaBelief`` (defaults: no rectification).
 
     m = lerp(m, g, 1 - b1)     s = b2 s + (1 - b2) (g - m)^2 + eps

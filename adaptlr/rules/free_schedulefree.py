@@ -9,9 +9,7 @@ __all__ = ["schedule_free", "schedule_free_swap"]
 
 
 @elementwise
-def schedule_free(
-    y, g, z, v, lr, ckp1, y_coef, beta2, v_coef, eps, bc2, weight_decay, update_v, adaptive, decay
-):
+def schedule_free(y, g, z, v, lr, ckp1, y_coef, beta2, v_coef, eps, bc2, weight_decay, update_v, adaptive, decay):
     r"""One Schedule-Free step on the interpolated point ``y`` (the parameters) and the base iterate ``z``.
 
     u = g / (sqrt(v / bc2) + eps) (adaptive; v = b2 v + (1 - b2) g^2) or g;  u += wd y

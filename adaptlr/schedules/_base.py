@@ -12,8 +12,17 @@ from typing import Any, ClassVar, overload
 
 from .._validation import check_count, duration
 
-__all__ = ["Schedule", "ScheduleLike", "callable_ref", "duration", "from_spec", "register", "register_callable",
-           "registered_callables", "schedule_classes"]
+__all__ = [
+    "Schedule",
+    "ScheduleLike",
+    "callable_ref",
+    "duration",
+    "from_spec",
+    "register",
+    "register_callable",
+    "registered_callables",
+    "schedule_classes",
+]
 
 #: Anything `step -> value`; every adaptlr schedule is one, and so is any user function.
 ScheduleLike = Callable[[int], float]
@@ -80,11 +89,15 @@ class Schedule:
             return
         low, high = b
         if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"Invalid {self.name} schedule {self!r}: its values grow without bound (they "
-                             "would overflow to inf); cap it (final=...) or let it decay")
+            raise ValueError(
+                f"Invalid {self.name} schedule {self!r}: its values grow without bound (they "
+                "would overflow to inf); cap it (final=...) or let it decay"
+            )
         if low < 0 and not self.allows_negative():
-            raise ValueError(f"Invalid {self.name} schedule {self!r}: its values go down to {low:g}, and a "
-                             "negative learning rate climbs the loss; pass allow_negative=True if you mean it")
+            raise ValueError(
+                f"Invalid {self.name} schedule {self!r}: its values go down to {low:g}, and a "
+                "negative learning rate climbs the loss; pass allow_negative=True if you mean it"
+            )
 
     def __call__(self, step: Any) -> float:
         return float(self._at(int(step)))
@@ -178,8 +191,9 @@ def register_callable(name: Callable[..., Any], fn: None = None, *, replace: boo
 @overload
 def register_callable(name: str, fn: Callable[..., Any], *, replace: bool = False) -> Callable[..., Any]: ...
 @overload
-def register_callable(name: str | None = None, fn: None = None, *,
-                      replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def register_callable(
+    name: str | None = None, fn: None = None, *, replace: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
 
 def register_callable(name: Any = None, fn: Any = None, *, replace: bool = False) -> Any:
@@ -207,6 +221,7 @@ def register_callable(name: Any = None, fn: Any = None, *, replace: bool = False
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ValueError(f"Invalid name: {name!r} (expected a non-empty string)")
     if fn is None:
+
         def decorator(f: F) -> F:
             return register_callable(name if name is not None else getattr(f, "__name__", ""), f, replace=replace)
 
@@ -230,9 +245,11 @@ def callable_ref(fn: Callable[..., Any]) -> str:
     for name, f in _CALLABLES.items():
         if f is fn:
             return name
-    raise ValueError(f"{fn!r} has no spec: a function is described in a spec by the name it was registered "
-                     "under (adaptlr.schedules.register_callable(name, fn)); lambdas and closures can be "
-                     "registered too, or use an adaptlr schedule")
+    raise ValueError(
+        f"{fn!r} has no spec: a function is described in a spec by the name it was registered "
+        "under (adaptlr.schedules.register_callable(name, fn)); lambdas and closures can be "
+        "registered too, or use an adaptlr schedule"
+    )
 
 
 def resolve_callable(ref: Any) -> Callable[..., Any]:
@@ -242,9 +259,11 @@ def resolve_callable(ref: Any) -> Callable[..., Any]:
         close = difflib.get_close_matches(str(ref), list(_CALLABLES), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(_CALLABLES)) or "none yet"
-        raise ValueError(f"unknown callable {ref!r} in spec{hint} (specs name only functions registered with "
-                         f"adaptlr.schedules.register_callable; registered: {known}; load the module that "
-                         "registers yours with --import MODULE on the command line)")
+        raise ValueError(
+            f"unknown callable {ref!r} in spec{hint} (specs name only functions registered with "
+            f"adaptlr.schedules.register_callable; registered: {known}; load the module that "
+            "registers yours with --import MODULE on the command line)"
+        )
     return _CALLABLES[ref]
 
 

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, hull, register
 
-__all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant",
-           "polynomial", "step"]
+__all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant", "polynomial", "step"]
 
 
 class _Constant(Schedule):
@@ -44,8 +43,16 @@ class _Polynomial(Schedule):
 
 
 @register
-def polynomial(init: float, final: float, steps: int | float, power: float = 1.0, begin: int = 0,
-               total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def polynomial(
+    init: float,
+    final: float,
+    steps: int | float,
+    power: float = 1.0,
+    begin: int = 0,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Polynomial decay (optax ``polynomial_schedule``; torch ``PolynomialLR`` with ``final=0``).
 
     .. math:: v_t = (init - final)\,(1 - \min(\max(t - begin, 0), steps) / steps)^{power} + final
@@ -55,9 +62,14 @@ def polynomial(init: float, final: float, steps: int | float, power: float = 1.0
     >>> polynomial(1.0, 0.0, steps=10, power=2)(5)
     0.25
     """
-    return _Polynomial(init=check_real("init", init), final=check_real("final", final),
-                       steps=duration("steps", steps, total_steps), power=check_positive("power", power),
-                       begin=check_int("begin", begin), allow_negative=allow_negative)
+    return _Polynomial(
+        init=check_real("init", init),
+        final=check_real("final", final),
+        steps=duration("steps", steps, total_steps),
+        power=check_positive("power", power),
+        begin=check_int("begin", begin),
+        allow_negative=allow_negative,
+    )
 
 
 class _Linear(_Polynomial):
@@ -69,8 +81,15 @@ class _Linear(_Polynomial):
 
 
 @register
-def linear(init: float, final: float, steps: int | float, begin: int = 0,
-           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def linear(
+    init: float,
+    final: float,
+    steps: int | float,
+    begin: int = 0,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` with ``init=start_factor``,
     ``final=end_factor``).
 
@@ -79,9 +98,13 @@ def linear(init: float, final: float, steps: int | float, begin: int = 0,
     >>> linear(0.0, 1.0, steps=4)(1)
     0.25
     """
-    return _Linear(init=check_real("init", init), final=check_real("final", final),
-                   steps=duration("steps", steps, total_steps), begin=check_int("begin", begin),
-                   allow_negative=allow_negative)
+    return _Linear(
+        init=check_real("init", init),
+        final=check_real("final", final),
+        steps=duration("steps", steps, total_steps),
+        begin=check_int("begin", begin),
+        allow_negative=allow_negative,
+    )
 
 
 class _Exponential(Schedule):
@@ -115,9 +138,17 @@ class _Exponential(Schedule):
 
 
 @register
-def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0, staircase: bool = False,
-                final: float | None = None, total_steps: int | None = None, *,
-                allow_negative: bool = False) -> Schedule:
+def exponential(
+    init: float,
+    rate: float,
+    steps: int | float = 1,
+    begin: int = 0,
+    staircase: bool = False,
+    final: float | None = None,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Exponential decay (optax ``exponential_decay``; torch ``ExponentialLR(gamma=rate)`` with ``steps=1``).
 
     .. math:: v_t = init \cdot rate^{p},\quad p = (t - begin) / steps
@@ -130,10 +161,15 @@ def exponential(init: float, rate: float, steps: int | float = 1, begin: int = 0
     0.5
     """
     rate = check_positive("rate", rate)
-    return _Exponential(init=check_real("init", init), rate=rate, steps=duration("steps", steps, total_steps),
-                        begin=check_int("begin", begin), staircase=bool(staircase),
-                        final=None if final is None else check_real("final", final),
-                        allow_negative=allow_negative)
+    return _Exponential(
+        init=check_real("init", init),
+        rate=rate,
+        steps=duration("steps", steps, total_steps),
+        begin=check_int("begin", begin),
+        staircase=bool(staircase),
+        final=None if final is None else check_real("final", final),
+        allow_negative=allow_negative,
+    )
 
 
 class _Step(Schedule):
@@ -149,16 +185,26 @@ class _Step(Schedule):
 
 
 @register
-def step(init: float, step_size: int | float, gamma: float = 0.1, total_steps: int | None = None, *,
-         allow_negative: bool = False) -> Schedule:
+def step(
+    init: float,
+    step_size: int | float,
+    gamma: float = 0.1,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Decay by ``gamma`` every ``step_size`` steps (torch ``StepLR``):
     :math:`v_t = init\,\gamma^{\lfloor t / step\_size \rfloor}`.
 
     >>> step(1.0, step_size=10, gamma=0.5)(25)
     0.25
     """
-    return _Step(init=check_real("init", init), step_size=duration("step_size", step_size, total_steps),
-                 gamma=check_nonneg("gamma", gamma), allow_negative=allow_negative)
+    return _Step(
+        init=check_real("init", init),
+        step_size=duration("step_size", step_size, total_steps),
+        gamma=check_nonneg("gamma", gamma),
+        allow_negative=allow_negative,
+    )
 
 
 class _Multistep(Schedule):
@@ -181,17 +227,26 @@ def _increasing(name: str, values: Sequence[int | float], total_steps: int | Non
 
 
 @register
-def multistep(init: float, milestones: Sequence[int | float], gamma: float = 0.1,
-              total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def multistep(
+    init: float,
+    milestones: Sequence[int | float],
+    gamma: float = 0.1,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Decay by ``gamma`` at each milestone (torch ``MultiStepLR``):
     :math:`v_t = init\,\gamma^{|\{m \le t\}|}`.
 
     >>> multistep(1.0, milestones=[10, 20], gamma=0.1)(15)
     0.1
     """
-    return _Multistep(init=check_real("init", init),
-                      milestones=_increasing("milestones", milestones, total_steps),
-                      gamma=check_nonneg("gamma", gamma), allow_negative=allow_negative)
+    return _Multistep(
+        init=check_real("init", init),
+        milestones=_increasing("milestones", milestones, total_steps),
+        gamma=check_nonneg("gamma", gamma),
+        allow_negative=allow_negative,
+    )
 
 
 class _PiecewiseConstant(Schedule):
@@ -205,8 +260,13 @@ class _PiecewiseConstant(Schedule):
 
 
 @register
-def piecewise_constant(values: Sequence[float], boundaries: Sequence[int | float],
-                       total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def piecewise_constant(
+    values: Sequence[float],
+    boundaries: Sequence[int | float],
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""``values[i]`` on ``[boundaries[i-1], boundaries[i])``: ``len(values) == len(boundaries) + 1``.
 
     torch ``ConstantLR(factor, total_iters)`` is ``piecewise_constant([factor, 1.0], [total_iters])``.
@@ -217,8 +277,10 @@ def piecewise_constant(values: Sequence[float], boundaries: Sequence[int | float
     vals = [check_real(f"values[{i}]", v) for i, v in enumerate(values)]
     bounds = _increasing("boundaries", boundaries, total_steps)
     if len(vals) != len(bounds) + 1:
-        raise ValueError(f"Invalid values: {len(vals)} values for {len(bounds)} boundaries "
-                         "(expected len(values) == len(boundaries) + 1)")
+        raise ValueError(
+            f"Invalid values: {len(vals)} values for {len(bounds)} boundaries "
+            "(expected len(values) == len(boundaries) + 1)"
+        )
     return _PiecewiseConstant(values=vals, boundaries=bounds, allow_negative=allow_negative)
 
 
@@ -233,8 +295,9 @@ class _InverseSqrt(Schedule):
 
 
 @register
-def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | None = None, *,
-                 allow_negative: bool = False) -> Schedule:
+def inverse_sqrt(
+    init: float, timescale: int | float = 1, total_steps: int | None = None, *, allow_negative: bool = False
+) -> Schedule:
     r"""Constant, then :math:`\propto 1/\sqrt{t}` (Vaswani et al., 2017; T5):
 
     .. math:: v_t = init\,\sqrt{timescale / \max(t, timescale)}
@@ -244,5 +307,8 @@ def inverse_sqrt(init: float, timescale: int | float = 1, total_steps: int | Non
     >>> inverse_sqrt(1.0, timescale=100)(400)
     0.5
     """
-    return _InverseSqrt(init=check_real("init", init),
-                        timescale=duration("timescale", timescale, total_steps), allow_negative=allow_negative)
+    return _InverseSqrt(
+        init=check_real("init", init),
+        timescale=duration("timescale", timescale, total_steps),
+        allow_negative=allow_negative,
+    )

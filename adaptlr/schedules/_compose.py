@@ -46,8 +46,7 @@ class _Join(Schedule):
 
 
 @register
-def join(schedules: Sequence[Schedule], boundaries: Sequence[int | float],
-         total_steps: int | None = None) -> Schedule:
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int | float], total_steps: int | None = None) -> Schedule:
     r"""``schedules[i]`` runs from ``boundaries[i-1]`` on and sees the steps since that boundary (optax
     ``join_schedules``; torch ``SequentialLR(schedulers, milestones=boundaries)``):
 
@@ -63,8 +62,10 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int | float],
     scheds = [_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
     bounds = _increasing("boundaries", boundaries, total_steps)
     if len(scheds) != len(bounds) + 1 or not scheds:
-        raise ValueError(f"Invalid boundaries: {len(bounds)} boundaries for {len(scheds)} schedules "
-                         "(expected len(schedules) == len(boundaries) + 1)")
+        raise ValueError(
+            f"Invalid boundaries: {len(bounds)} boundaries for {len(scheds)} schedules "
+            "(expected len(schedules) == len(boundaries) + 1)"
+        )
     return _Join(schedules=scheds, boundaries=bounds)
 
 
@@ -85,8 +86,15 @@ class _Warmup(Schedule):
 
 
 @register
-def warmup(schedule: Schedule, steps: int | float, start: float = 0.0, mode: str = "linear",
-           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def warmup(
+    schedule: Schedule,
+    steps: int | float,
+    start: float = 0.0,
+    mode: str = "linear",
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Warm up from ``start`` to the schedule's first value over ``steps``, then run the schedule
     (shifted: it sees the steps since the end of the warmup, as in ``join``):
 
@@ -100,9 +108,13 @@ def warmup(schedule: Schedule, steps: int | float, start: float = 0.0, mode: str
     >>> s(5), s(10)
     (0.5, 1.0)
     """
-    return _Warmup(schedule=_schedule("schedule", schedule), steps=duration("steps", steps, total_steps),
-                   start=check_real("start", start), mode=check_choice("mode", mode, ("linear", "cosine")),
-                   allow_negative=allow_negative)
+    return _Warmup(
+        schedule=_schedule("schedule", schedule),
+        steps=duration("steps", steps, total_steps),
+        start=check_real("start", start),
+        mode=check_choice("mode", mode, ("linear", "cosine")),
+        allow_negative=allow_negative,
+    )
 
 
 class _Product(Schedule):
@@ -157,8 +169,9 @@ def scale(schedule: Schedule, factor: float, *, allow_negative: bool = False) ->
     >>> (3 * constant(0.5))(0)
     1.5
     """
-    return _Scale(schedule=_schedule("schedule", schedule), factor=check_real("factor", factor),
-                  allow_negative=allow_negative)
+    return _Scale(
+        schedule=_schedule("schedule", schedule), factor=check_real("factor", factor), allow_negative=allow_negative
+    )
 
 
 class _FromEpochs(Schedule):
@@ -190,5 +203,3 @@ def from_epochs(fn: Callable[[int], float] | str, steps_per_epoch: int) -> Sched
     if not callable(fn):
         raise ValueError(f"Invalid fn: {fn!r} (expected a callable epoch -> value)")
     return _FromEpochs(fn=fn, steps_per_epoch=check_int("steps_per_epoch", steps_per_epoch, 1))
-
-

@@ -26,8 +26,16 @@ class _Cosine(Schedule):
 
 
 @register
-def cosine(init: float, steps: int | float, final: float = 0.0, exponent: float = 1.0, begin: int = 0,
-           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def cosine(
+    init: float,
+    steps: int | float,
+    final: float = 0.0,
+    exponent: float = 1.0,
+    begin: int = 0,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Cosine decay from ``init`` to ``final`` over ``steps``, then ``final`` (Loshchilov & Hutter, 2017).
 
     .. math:: v_t = final + (init - final)
@@ -40,9 +48,14 @@ def cosine(init: float, steps: int | float, final: float = 0.0, exponent: float 
     >>> cosine(1.0, steps=100, final=0.1)(50)
     0.55
     """
-    return _Cosine(init=check_real("init", init), steps=duration("steps", steps, total_steps),
-                   final=check_real("final", final), exponent=check_positive("exponent", exponent),
-                   begin=check_int("begin", begin), allow_negative=allow_negative)
+    return _Cosine(
+        init=check_real("init", init),
+        steps=duration("steps", steps, total_steps),
+        final=check_real("final", final),
+        exponent=check_positive("exponent", exponent),
+        begin=check_int("begin", begin),
+        allow_negative=allow_negative,
+    )
 
 
 class _CosineRestarts(Schedule):
@@ -65,8 +78,16 @@ class _CosineRestarts(Schedule):
 
 
 @register
-def cosine_restarts(init: float, period: int | float, mult: int = 1, decay: float = 1.0, final: float = 0.0,
-                    total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def cosine_restarts(
+    init: float,
+    period: int | float,
+    mult: int = 1,
+    decay: float = 1.0,
+    final: float = 0.0,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""SGDR: cosine cycles with warm restarts (Loshchilov & Hutter, 2017;
     torch ``CosineAnnealingWarmRestarts``).
 
@@ -81,9 +102,14 @@ def cosine_restarts(init: float, period: int | float, mult: int = 1, decay: floa
     >>> s(0), s(10), s(30)
     (1.0, 0.5, 0.25)
     """
-    return _CosineRestarts(init=check_real("init", init), period=duration("period", period, total_steps),
-                           mult=check_int("mult", mult, 1), decay=check_positive("decay", decay),
-                           final=check_real("final", final), allow_negative=allow_negative)
+    return _CosineRestarts(
+        init=check_real("init", init),
+        period=duration("period", period, total_steps),
+        mult=check_int("mult", mult, 1),
+        decay=check_positive("decay", decay),
+        final=check_real("final", final),
+        allow_negative=allow_negative,
+    )
 
 
 class _OneCycle(Schedule):
@@ -95,8 +121,7 @@ class _OneCycle(Schedule):
         low = initial / self.final_div_factor
         p, n = self.pct_start, self.total_steps
         if self.three_phase:
-            return [(p * n - 1, initial, self.peak), (2 * p * n - 2, self.peak, initial),
-                    (n - 1, initial, low)]
+            return [(p * n - 1, initial, self.peak), (2 * p * n - 2, self.peak, initial), (n - 1, initial, low)]
         return [(p * n - 1, initial, self.peak), (n - 1, self.peak, low)]
 
     def _at(self, step: int) -> float:
@@ -118,8 +143,15 @@ class _OneCycle(Schedule):
 
 
 @register
-def one_cycle(peak: float, total_steps: int, pct_start: float = 0.3, anneal: str = "cos",
-              div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False) -> Schedule:
+def one_cycle(
+    peak: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    anneal: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> Schedule:
     r"""The 1cycle policy (Smith & Topin, 2018) with torch ``OneCycleLR``'s exact semantics.
 
     From :math:`peak / div\_factor` up to ``peak`` over the first ``pct_start`` of the run, then down to
@@ -138,11 +170,15 @@ def one_cycle(peak: float, total_steps: int, pct_start: float = 0.3, anneal: str
     n = check_int("total_steps", total_steps, 2)
     if pct * n - 1 <= 0 or (three_phase and 2 * pct * n - 2 >= n - 1):
         raise ValueError(f"Invalid pct_start: {pct_start!r} leaves an empty phase for total_steps={n}")
-    return _OneCycle(peak=check_positive("peak", peak), total_steps=n, pct_start=pct,
-                     anneal=check_choice("anneal", anneal, ("cos", "linear")),
-                     div_factor=check_positive("div_factor", div_factor),
-                     final_div_factor=check_positive("final_div_factor", final_div_factor),
-                     three_phase=bool(three_phase))
+    return _OneCycle(
+        peak=check_positive("peak", peak),
+        total_steps=n,
+        pct_start=pct,
+        anneal=check_choice("anneal", anneal, ("cos", "linear")),
+        div_factor=check_positive("div_factor", div_factor),
+        final_div_factor=check_positive("final_div_factor", final_div_factor),
+        three_phase=bool(three_phase),
+    )
 
 
 class _Cyclic(Schedule):
@@ -171,9 +207,17 @@ class _Cyclic(Schedule):
 
 
 @register
-def cyclic(base: float, peak: float, step_size_up: int | float = 2000,
-           step_size_down: int | float | None = None, mode: str = "triangular", gamma: float = 1.0,
-           total_steps: int | None = None, *, allow_negative: bool = False) -> Schedule:
+def cyclic(
+    base: float,
+    peak: float,
+    step_size_up: int | float = 2000,
+    step_size_down: int | float | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    total_steps: int | None = None,
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Cyclical learning rates (Smith, 2017) with torch ``CyclicLR``'s semantics (``base_lr``, ``max_lr``).
 
     A triangle from ``base`` up to ``peak`` in ``step_size_up`` steps and back in ``step_size_down``; its
@@ -185,10 +229,15 @@ def cyclic(base: float, peak: float, step_size_up: int | float = 2000,
     """
     up = duration("step_size_up", step_size_up, total_steps)
     down = up if step_size_down is None else duration("step_size_down", step_size_down, total_steps)
-    return _Cyclic(base=check_real("base", base), peak=check_real("peak", peak), step_size_up=up,
-                   step_size_down=down,
-                   mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
-                   gamma=check_positive("gamma", gamma), allow_negative=allow_negative)
+    return _Cyclic(
+        base=check_real("base", base),
+        peak=check_real("peak", peak),
+        step_size_up=up,
+        step_size_down=down,
+        mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
+        gamma=check_positive("gamma", gamma),
+        allow_negative=allow_negative,
+    )
 
 
 class _WSD(Schedule):
@@ -214,8 +263,17 @@ class _WSD(Schedule):
 
 
 @register
-def wsd(peak: float, steps: int, warmup: int | float = 0, decay: int | float = 0.2, init: float = 0.0,
-        final: float = 0.0, cooldown: str = "linear", *, allow_negative: bool = False) -> Schedule:
+def wsd(
+    peak: float,
+    steps: int,
+    warmup: int | float = 0,
+    decay: int | float = 0.2,
+    init: float = 0.0,
+    final: float = 0.0,
+    cooldown: str = "linear",
+    *,
+    allow_negative: bool = False,
+) -> Schedule:
     r"""Warmup-stable-decay (trapezoidal; Hägele et al., 2024 "Scaling Laws and Compute-Optimal Training
     Beyond Fixed Training Durations"): linear warmup from ``init`` to ``peak`` over ``warmup`` steps, ``peak``
     until ``steps - decay``, then a cooldown to ``final`` over the last ``decay`` steps:
@@ -233,9 +291,13 @@ def wsd(peak: float, steps: int, warmup: int | float = 0, decay: int | float = 0
     d = duration("decay", decay, n, minimum=0)
     if w + d > n:
         raise ValueError(f"Invalid decay: warmup ({w}) + decay ({d}) exceed steps ({n})")
-    return _WSD(peak=check_real("peak", peak), steps=n, warmup=w, decay=d, init=check_real("init", init),
-                final=check_real("final", final),
-                cooldown=check_choice("cooldown", cooldown, ("linear", "cosine", "1-sqrt")),
-                allow_negative=allow_negative)
-
-
+    return _WSD(
+        peak=check_real("peak", peak),
+        steps=n,
+        warmup=w,
+        decay=d,
+        init=check_real("init", init),
+        final=check_real("final", final),
+        cooldown=check_choice("cooldown", cooldown, ("linear", "cosine", "1-sqrt")),
+        allow_negative=allow_negative,
+    )

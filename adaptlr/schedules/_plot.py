@@ -13,8 +13,15 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["plot"]
 
 
-def plot(schedule: ScheduleLike | dict[str, ScheduleLike], steps: int, path: str | Path | None = None, *,
-         ax: Any = None, log: bool = False, title: str | None = None) -> Figure:
+def plot(
+    schedule: ScheduleLike | dict[str, ScheduleLike],
+    steps: int,
+    path: str | Path | None = None,
+    *,
+    ax: Any = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Figure:
     """Plot ``schedule(t)`` for ``t`` in ``[0, steps)``; a dict plots several, labelled by its keys.
 
     Saves to ``path`` when given and returns the matplotlib ``Figure`` (no pyplot, so no window opens).

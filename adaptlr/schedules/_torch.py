@@ -35,19 +35,33 @@ class ScheduleLR(LRScheduler):
     schedule's spec; see :meth:`load_state_dict`.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
-                 on_mismatch: str = "raise", last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: ScheduleLike,
+        *,
+        count: str = "applied",
+        on_mismatch: str = "raise",
+        last_epoch: int = -1,
+    ) -> None:
         if not callable(schedule):
             raise ValueError(f"Invalid schedule: {schedule!r} (expected a callable step -> value)")
         for i, group in enumerate(optimizer.param_groups):
-            if group.get("adaptlr_schedule") is not None or (callable(group["lr"])
-                                                           and not isinstance(group["lr"], torch.Tensor)):
-                raise ValueError(f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
-                                 "it itself, no torch scheduler is needed")
+            if group.get("adaptlr_schedule") is not None or (
+                callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor)
+            ):
+                raise ValueError(
+                    f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
+                    "it itself, no torch scheduler is needed"
+                )
         if _spec_of(schedule) is None:
-            warnings.warn(f"{schedule!r} has no spec (a lambda or plain function): a checkpoint of this scheduler "
-                          "cannot record it, so load_state_dict cannot detect that the function changed; use an "
-                          "adaptlr schedule to have that checked", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"{schedule!r} has no spec (a lambda or plain function): a checkpoint of this scheduler "
+                "cannot record it, so load_state_dict cannot detect that the function changed; use an "
+                "adaptlr schedule to have that checked",
+                UserWarning,
+                stacklevel=3,
+            )
         self.schedule = schedule
         self.count = check_choice("count", count, ("applied", "calls"))
         self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
@@ -61,8 +75,10 @@ class ScheduleLR(LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         value = self.schedule(self.last_epoch)
-        return [float(base) * value * self._group_scale(group)
-                for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)]
+        return [
+            float(base) * value * self._group_scale(group)
+            for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)
+        ]
 
     def step(self, epoch: int | None = None) -> None:
         """Advance by one step if an optimizer step was applied since the last call (``count="applied"``)."""
@@ -72,9 +88,14 @@ class ScheduleLR(LRScheduler):
         super().step(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_epoch": self.last_epoch, "_step_count": self._step_count,
-                "base_lrs": list(self.base_lrs), "_last_lr": list(self._last_lr),
-                "spec": _spec_of(self.schedule), "count": self.count}
+        return {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+            "_last_lr": list(self._last_lr),
+            "spec": _spec_of(self.schedule),
+            "count": self.count,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any], on_mismatch: str | None = None) -> None:
         """Load a state; if its spec differs from this scheduler's schedule, ``on_mismatch`` decides:
@@ -95,29 +116,39 @@ class ScheduleLR(LRScheduler):
             base_lrs = [float(x) for x in state_dict["base_lrs"]]
             last_lr = [float(x) for x in state_dict.get("_last_lr", base_lrs)]
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a ScheduleLR state: {e!r} (expected last_epoch, _step_count, base_lrs, "
-                             "_last_lr and spec)") from None
+            raise ValueError(
+                f"not a ScheduleLR state: {e!r} (expected last_epoch, _step_count, base_lrs, _last_lr and spec)"
+            ) from None
         if len(base_lrs) != n or len(last_lr) != n:
             raise ValueError(f"the state is for {len(base_lrs)} param group(s), this optimizer has {n}")
         saved, mine = state_dict.get("spec"), _spec_of(self.schedule)
         if saved is None or mine is None:
-            warnings.warn("a schedule without a spec (a lambda or plain function) cannot be compared with the "
-                          "checkpoint's: a changed function is not detected", UserWarning, stacklevel=2)
+            warnings.warn(
+                "a schedule without a spec (a lambda or plain function) cannot be compared with the "
+                "checkpoint's: a changed function is not detected",
+                UserWarning,
+                stacklevel=2,
+            )
         elif saved != mine:
             if mode == "raise":
                 raise ValueError(
                     "the checkpoint's schedule differs from this scheduler's:\n"
                     f"  saved:   {saved}\n  current: {mine}\n"
                     "pass on_mismatch='keep' (use the new schedule from the saved step) or "
-                    "on_mismatch='rescale' (also rescale it to continue from the saved lr)")
+                    "on_mismatch='rescale' (also rescale it to continue from the saved lr)"
+                )
             if mode == "rescale":
                 value = self.schedule(last_epoch)
                 if value == 0:
                     raise ValueError("cannot rescale: the new schedule is 0 at the saved step")
-                base_lrs = [lr / (value * self._group_scale(g)) for lr, g in
-                            zip(last_lr, self.optimizer.param_groups, strict=True)]
-        values = [b * float(self.schedule(last_epoch)) * self._group_scale(g)
-                  for b, g in zip(base_lrs, self.optimizer.param_groups, strict=True)]
+                base_lrs = [
+                    lr / (value * self._group_scale(g))
+                    for lr, g in zip(last_lr, self.optimizer.param_groups, strict=True)
+                ]
+        values = [
+            b * float(self.schedule(last_epoch)) * self._group_scale(g)
+            for b, g in zip(base_lrs, self.optimizer.param_groups, strict=True)
+        ]
         # nothing above changed the scheduler or the optimizer; from here on nothing can fail
         self.last_epoch, self._step_count, self.base_lrs = last_epoch, step_count, base_lrs
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
@@ -135,8 +166,9 @@ class ScheduleLR(LRScheduler):
         return float(group.get("adaptlr_lr_scale", 1.0))
 
 
-def as_torch_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied",
-                       on_mismatch: str = "raise") -> ScheduleLR:
+def as_torch_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: ScheduleLike, *, count: str = "applied", on_mismatch: str = "raise"
+) -> ScheduleLR:
     r"""Drive a ``torch.optim`` optimizer with a schedule used as a multiplier of each group's base lr
     (``LambdaLR`` semantics): :math:`lr_i(t) = base\_lr_i \cdot s(t)`, ``t`` = applied optimizer steps.
 
