@@ -228,10 +228,10 @@ REFUSED = [
 @pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(a)[:60] for a, _ in REFUSED])
 def test_values_refused_up_front_with_one_line(argv, message, tmp_path, capsys, monkeypatch):
     """issue 9: exit code 2, one line on stderr, no traceback, and nothing trained (no store written)."""
-    import adaptlr.lab.runner as runner
+    import adaptlr.lab.jobs as jobs
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained although a value was refused"))
+    monkeypatch.setattr(jobs, "train", lambda *a, **k: pytest.fail("trained although a value was refused"))
     store = str(tmp_path / "runs.db")
     extra = ["--store", store] if argv[0] in ("compare", "tune", "report") else []
     assert main([*argv, *extra]) == 2

@@ -4,16 +4,22 @@
 >>> lab.parse_method("adam(lr=3e-3) + cosine(warmup=0.05)").canonical
 'adam(lr=0.003) + cosine(warmup=0.05)'
 
-Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.methods` (the spec grammar),
-:mod:`~adaptlr.lab.runner` (parallel training), :mod:`~adaptlr.lab.store` (SQLite results),
-:mod:`~adaptlr.lab.report` (tables and figures), :mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`.
+Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.grammar` (the spec grammar),
+:mod:`~adaptlr.lab.catalog` (the names a spec may use), :mod:`~adaptlr.lab.build` (a method's optimizer),
+:mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
+:mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the processes
+that train), :mod:`~adaptlr.lab.store` (SQLite results), :mod:`~adaptlr.lab.report` (tables and figures),
+:mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`; :mod:`~adaptlr.lab.methods` and
+:mod:`~adaptlr.lab.runner` re-export the names of the first six.
 Heavy libraries (matplotlib, rich, optuna, scikit-learn, mnist1d) are imported only when used.
 """
 
-from .methods import Method, SpecError, available_methods, parse_method, register_optimizer
-from .runner import compare, train
+from .catalog import available_methods, register_optimizer
+from .comparison import compare
+from .grammar import Method, SpecError, parse_method
 from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
+from .training import train
 
 __all__ = [
     "TASKS",

@@ -107,7 +107,7 @@ def _shown(location: str) -> str:
 
 def _check_methods(specs: Sequence[str], tasks: Sequence[str], steps: int | None) -> None:
     """Every method on every task, validated (built once on a throwaway parameter) with the run's budget."""
-    from .methods import parse_method
+    from .grammar import parse_method
     from .tasks import get_task
 
     if not specs:
@@ -126,15 +126,15 @@ def _console() -> Any:
 
 
 def _threads(n: int) -> None:
-    from .runner import limit_threads
+    from .workers import limit_threads
 
     limit_threads(n)
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from .methods import split_methods
+    from .comparison import compare
+    from .grammar import split_methods
     from .report import report
-    from .runner import compare
 
     _threads(a.threads)
     methods = split_methods(a.methods)
@@ -190,7 +190,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_tune(a: argparse.Namespace) -> int:
-    from .methods import SpecError, parse_method
+    from .grammar import SpecError, parse_method
     from .search import parse_range, tune
     from .tasks import get_task
 
@@ -243,7 +243,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
 def _check_tune(method: Any, ranges: dict[str, Any], steps: int) -> None:
     """Every ``--range`` names a ``?`` of the method (with a did-you-mean), and the method is valid with
     each ``?`` at the middle of its range (so that a bad fixed value is refused before the first trial)."""
-    from .methods import _did_you_mean
+    from .catalog import _did_you_mean
     from .search import DEFAULT_RANGES
 
     terms = method.terms
@@ -272,7 +272,7 @@ def cmd_find_lr(a: argparse.Namespace) -> int:
         return 2
     import torch
 
-    from .methods import parse_method
+    from .grammar import parse_method
     from .tasks import get_task
 
     if not a.end > a.start:
@@ -330,7 +330,7 @@ def cmd_plot_schedule(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from .methods import available_methods
+    from .catalog import available_methods
     from .tasks import TASKS
 
     print("tasks:")
@@ -452,7 +452,7 @@ def _one_line(e: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; returns its exit code (2: a value refused before anything ran, with one line on
     stderr)."""
-    from .methods import SpecError
+    from .grammar import SpecError
 
     try:
         args = _parser().parse_args(argv)
@@ -462,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "imports", None):
             if os.getcwd() not in sys.path:  # as with `python -m`: modules in the working directory import
                 sys.path.insert(0, os.getcwd())
-            from .runner import import_modules
+            from .workers import import_modules
 
             import_modules(args.imports)
         return int(args.fn(args) or 0)

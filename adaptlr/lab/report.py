@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .methods import SpecError, parse_method
+from .grammar import SpecError, parse_method
 from .store import Store
 
 __all__ = ["MethodSummary", "profile", "report", "run_stats", "summarize"]
@@ -325,7 +325,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _is_lr_free(spec: str) -> bool:
-    from .methods import is_lr_free
+    from .catalog import is_lr_free
 
     try:
         return is_lr_free(parse_method(spec).optimizer.name)

@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from .methods import SpecError, parse_method
-from .runner import compare, import_modules
+from .comparison import compare
+from .grammar import SpecError, parse_method
 from .store import Slot, Store, budget_key, store_url
 from .tasks import get_task
+from .workers import import_modules
 
 __all__ = ["DEFAULT_RANGES", "grid_points", "objective_value", "parse_range", "tune"]
 

@@ -29,10 +29,12 @@ from typing import Any
 
 import torch
 
-from .methods import parse_method
-from .runner import Job, compare, limit_threads
+from .comparison import compare
+from .grammar import parse_method
+from .jobs import Job
 from .store import Store
 from .tasks import TASKS, Task, get_task
+from .workers import limit_threads
 
 __all__ = [
     "BASELINES",
