@@ -15,14 +15,11 @@ from . import controllers, schedules
 from .auto import Auto
 from .finder import LRFindResult, lr_find
 from .free import (
-    LAMB,
-    AdaBelief,
     DAdaptAdaGrad,
     DAdaptAdam,
     DAdaptSGD,
     DoG,
     LDoG,
-    Lion,
     PolynomialDecayAverager,
     Prodigy,
     ScheduleFreeAdamW,
@@ -32,14 +29,17 @@ from .free import (
 )
 from .optim import (
     ASGD,
+    LAMB,
     LBFGS,
     SGD,
+    AdaBelief,
     Adadelta,
     Adafactor,
     Adagrad,
     Adam,
     Adamax,
     AdamW,
+    Lion,
     Muon,
     NAdam,
     Optimizer,

@@ -371,7 +371,7 @@ def _cases() -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------- the check of the check
 def _unreduced(rank: int) -> dict:
     """FSDP2 runs with the all-reduce of the sums switched off: they must differ from one process."""
-    from adaptlr.free import _sharding
+    from adaptlr.optim import _sharding
 
     out = {}
     original = _sharding.Layout.allreduce

@@ -109,8 +109,11 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
             hoisted.insert(0, f"    c{i} = {_expr(node.op, [scalar_name(a) for a in node.args])}")
     outputs = program.outputs
     tensor_cols = program.tensor_columns
+    # (a written column whose new value is its old one -- a rule returning an input unchanged -- is not stored)
     stores = [
-        f"            a{col}[i] = {tensor_operand(outputs[k])}" for k, col in enumerate(writes) if col in tensor_cols
+        f"            a{col}[i] = {tensor_operand(outputs[k])}"
+        for k, col in enumerate(writes)
+        if col in tensor_cols and outputs[k] != Ref("col", col)
     ]
     sums = [f"            l{k} += np.float64({tensor_operand(outputs[len(writes) + k])})" for k in range(n_sums)]
     refs = [a for n in nodes if n.tensor for a in n.args] + list(outputs)

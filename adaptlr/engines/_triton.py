@@ -194,7 +194,8 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
             lit = [None if isinstance(a, Ref) else float(a) for a in node.args]
             body.append(f"x{i} = {_device_expr(node.op, [operand(a) for a in node.args], ct, lit)}")
     outputs = program.outputs
-    stores = [(col, outputs[k]) for k, col in enumerate(writes) if col in tensor_cols]
+    # (a written column whose new value is its old one -- a rule returning an input unchanged -- is not stored)
+    stores = [(col, outputs[k]) for k, col in enumerate(writes) if col in tensor_cols and outputs[k] != Ref("col", col)]
     terms = [outputs[len(writes) + k] for k in range(n_sums)]
     store_names = [(col, operand(o), is_tensor(o)) for col, o in stores]
     term_names = [operand(o) for o in terms]

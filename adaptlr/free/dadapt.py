@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..optim._base import ENGINE_DOC
+from ..optim._phase import Phase
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_dadapt import (
     dadapt_adagrad,
@@ -20,6 +21,7 @@ from ..rules.free_dadapt import (
     squared,
 )
 from ._base import FREE_DOC, FreeOptimizer
+from ._base import count_step as _count_step
 
 __all__ = ["DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"]
 
@@ -112,77 +114,73 @@ class DAdaptAdam(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
+    state_names = ("s", "exp_avg", "exp_avg_sq")
+    phases = (
+        Phase(dadapt_adam_stats, "p g m=exp_avg v=exp_avg_sq s", writes="m v s", sums="dot l1", flags="coupled_decay"),
+        Phase(dadapt_adam, "p m=exp_avg v=exp_avg_sq", writes="p", flags="decoupled_decay"),
+    )
+
     def _init_state(self, group, p, state):
         state["step"] = 0
-        for name in ("s", "exp_avg", "exp_avg_sq"):
+        for name in self.state_names:
             state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _dlr(self, group, d):
-        return d * float(self._lr(group)) * self._bias_correction(group)
+    def _dlr(self, group, lr, d):
+        return d * float(lr) * self._bias_correction(group)
 
-    def _reduce(self, groups):
-        d = groups[0]["d"]
-        numerator, s_l1 = 0.0, 0.0
-        for group in groups:
-            params, grads, states = self._active(group)
-            if float(self._lr(group)) <= 0 or not params:
-                continue
-            b1, b2 = group["betas"]
-            r = group["layer_scale"]
-            dlr = self._dlr(group, d)
-            coupled = group["weight_decay"] != 0 and not group["decouple"]
-            cols = [params, grads] + [[s[n] for s in states] for n in ("exp_avg", "exp_avg_sq", "s")]
-            dot, l1 = self._apply(
-                group,
-                dadapt_adam_stats,
-                cols,
-                writes=(2, 3, 4),
-                scalars=(
-                    group["weight_decay"],
-                    b1,
-                    r * dlr * (1 - b1),
-                    b2,
-                    1 - b2,
-                    math.sqrt(b2),
-                    r * dlr * (1 - math.sqrt(b2)),
-                    group["eps"],
-                ),
-                flags=(coupled,),
-                n_sums=2,
-            )
-            numerator += r * dlr * dot
-            s_l1 += r * l1
-        return [numerator, s_l1]
+    def _values(self, phase, ctx, key):
+        group = ctx.group
+        if phase is self.phases[1]:
+            return ctx.scratch
+        if float(ctx.lr) <= 0:
+            return None
+        b1, b2 = group["betas"]
+        r = group["layer_scale"]
+        dlr = ctx.scratch["dlr"] = self._dlr(group, ctx.lr, group["d"])
+        return dict(
+            weight_decay=group["weight_decay"],
+            beta1=b1,
+            m_coef=r * dlr * (1 - b1),
+            beta2=b2,
+            v_coef=1 - b2,
+            sqrt_beta2=math.sqrt(b2),
+            s_coef=r * dlr * (1 - math.sqrt(b2)),
+            eps=group["eps"],
+            coupled_decay=group["weight_decay"] != 0 and not group["decouple"],
+        )
 
-    def _update(self, groups, sums):
-        g0 = groups[0]
+    def _after(self, phase, ctxs):
+        if phase is self.phases[1]:
+            _count_step(ctxs)
+            return None
+        g0 = ctxs[0].group
+        dot = s_l1 = 0.0
+        for ctx in ctxs:
+            if "dlr" in ctx.scratch:
+                r = ctx.group["layer_scale"]
+                dot += r * ctx.scratch["dlr"] * ctx.sums["dot"]
+                s_l1 += r * ctx.sums["l1"]
         sqrt_beta2 = math.sqrt(g0["betas"][1])
         d_old = d = g0["d"]
         # the weighted numerator is an EMA of the (global) per-step sums: summing it over ranks commutes
-        numerator = sqrt_beta2 * g0["numerator_weighted"] + (1 - sqrt_beta2) * sums[0]
-        s_l1 = sums[1]
+        numerator = sqrt_beta2 * g0["numerator_weighted"] + (1 - sqrt_beta2) * dot
         if s_l1 == 0:
-            return  # (the base ticks the clock: a step without gradient information still counts)
-        if self._any_lr(groups):
+            return False  # (no gradient information: nothing moves; the base still ticks the clock)
+        if self._any_lr([c.group for c in ctxs]):
             d_hat = numerator / ((1 - sqrt_beta2) * s_l1)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
-        for group in groups:
+        for ctx in ctxs:
+            group = ctx.group
             group["d"] = d
             group["numerator_weighted"] = numerator
-            params, grads, states = self._active(group)
-            if params:
+            if ctx.params:
                 wd = group["weight_decay"]
-                self._apply(
-                    group,
-                    dadapt_adam,
-                    [params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]],
-                    writes=(0,),
-                    scalars=(wd * self._dlr(group, d_old), group["eps"]),
-                    flags=(wd != 0 and group["decouple"],),
+                ctx.scratch = dict(
+                    decay_coef=wd * self._dlr(group, ctx.lr, d_old),
+                    eps=group["eps"],
+                    decoupled_decay=wd != 0 and group["decouple"],
                 )
-                for s in states:
-                    s["step"] += 1
-            group["k"] += 1
+        return None
 
 
 class DAdaptSGD(FreeOptimizer):
@@ -249,76 +247,58 @@ class DAdaptSGD(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
+    phases = (
+        Phase(squared, "g", writes="", sums="g_sq", name="first gradient norm"),
+        Phase(dadapt_sgd_stats, "p g s", writes="s", sums="dot s_sq", flags="coupled_decay"),
+        Phase(dadapt_sgd, "p x0 s", writes="p"),
+    )
+
     def _init_state(self, group, p, state):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
-    def _step_all(self):
-        todo = [groups for groups in self._estimate_sets() if not groups[0].get("g0_norm")]
-        if todo:  # ||g_0|| on the first step with gradient information: one more reduction (and all-reduce)
-            local = []
-            for groups in todo:
-                total = 0.0
-                for group in groups:
-                    params, grads, _ = self._active(group)
-                    if float(self._lr(group)) > 0 and params:
-                        total += self._apply(group, squared, [grads], writes=(), n_sums=1)[0]
-                local.append(total)
-            for groups, g_sq in zip(todo, self._allreduce(local), strict=True):
+    def _values(self, phase, ctx, key):
+        group = ctx.group
+        if phase is self.phases[0]:  # ||g_0||, on the first step with gradient information
+            return {} if not group.get("g0_norm") and float(ctx.lr) > 0 else None
+        if phase is self.phases[2]:
+            return dict(momentum=group["momentum"], ck=1 - group["momentum"])
+        if not group.get("g0_norm") or float(ctx.lr) <= 0:
+            return None
+        dlr = ctx.scratch["dlr"] = group["d"] * float(ctx.lr) / group["g0_norm"]
+        return dict(weight_decay=group["weight_decay"], dlr=dlr, coupled_decay=group["weight_decay"] != 0)
+
+    def _after(self, phase, ctxs):
+        g0 = ctxs[0].group
+        if phase is self.phases[0]:
+            if not g0.get("g0_norm"):
+                g_sq = sum(c.sums["g_sq"] for c in ctxs)
                 if g_sq > 0:  # (else: measured again on the next step)
-                    for group in groups:
-                        group["g0_norm"] = math.sqrt(g_sq)
-        super()._step_all()
-
-    def _reduce(self, groups):
-        if not groups[0].get("g0_norm"):
-            return [0.0, 0.0]
-        d = groups[0]["d"]
-        numerator = 0.0
-        s_sq = 0.0
-        for group in groups:
-            params, grads, states = self._active(group)
-            if float(self._lr(group)) <= 0 or not params:
-                continue
-            dlr = d * float(self._lr(group)) / group["g0_norm"]
-            dot, sq = self._apply(
-                group,
-                dadapt_sgd_stats,
-                [params, grads, [s["s"] for s in states]],
-                writes=(2,),
-                scalars=(group["weight_decay"], dlr),
-                flags=(group["weight_decay"] != 0,),
-                n_sums=2,
-            )
-            numerator += dlr * dot
-            s_sq += sq
-        return [numerator, s_sq]
-
-    def _update(self, groups, sums):
-        g0 = groups[0]
+                    for ctx in ctxs:
+                        ctx.group["g0_norm"] = math.sqrt(g_sq)
+            return None
+        if phase is self.phases[2]:
+            for ctx in ctxs:
+                ctx.group["k"] += 1
+            return None
         if not g0.get("g0_norm"):  # no gradient yet (the package divides by zero here)
-            return  # (the base ticks the clock: a step without gradient information still counts)
+            return False
+        dot = s_sq = 0.0
+        for ctx in ctxs:
+            if "dlr" in ctx.scratch:
+                dot += ctx.scratch["dlr"] * ctx.sums["dot"]
+                s_sq += ctx.sums["s_sq"]
         d = g0["d"]
-        numerator = g0["numerator_weighted"] + sums[0]
-        s_sq = sums[1]
-        if self._any_lr(groups) and s_sq > 0:
+        numerator = g0["numerator_weighted"] + dot
+        if self._any_lr([c.group for c in ctxs]) and s_sq > 0:
             d_hat = 2 * numerator / math.sqrt(s_sq)
             d = max(d, min(d_hat, d * g0["growth_rate"]))
         if s_sq == 0:
-            return  # (the base ticks the clock: a step without gradient information still counts)
-        for group in groups:
-            group["numerator_weighted"] = numerator
-            group["d"] = d
-            params, grads, states = self._active(group)
-            if params:
-                self._apply(
-                    group,
-                    dadapt_sgd,
-                    [params, [s["x0"] for s in states], [s["s"] for s in states]],
-                    writes=(0,),
-                    scalars=(group["momentum"], 1 - group["momentum"]),
-                )
-            group["k"] += 1
+            return False
+        for ctx in ctxs:
+            ctx.group["numerator_weighted"] = numerator
+            ctx.group["d"] = d
+        return None
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]
@@ -403,60 +383,54 @@ class DAdaptAdaGrad(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
+    phases = (
+        Phase(
+            dadapt_adagrad_stats,
+            "p g alpha=alphak s=sk",
+            writes="alpha s",
+            sums="g_sq sksq_change skl1_change",
+            flags="coupled_decay",
+        ),
+        Phase(dadapt_adagrad, "p x0 alpha=alphak s=sk", writes="p", flags="use_momentum"),
+    )
+
     def _init_state(self, group, p, state):
         state["alphak"] = torch.full_like(p, 1e-6, memory_format=torch.preserve_format)
         state["sk"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
-    def _reduce(self, groups):
-        d = groups[0]["d"]
-        g_sq = sksq_change = skl1_change = 0.0
-        for group in groups:
-            params, grads, states = self._active(group)
-            if not params:
-                continue
-            dlr = d * float(self._lr(group))
-            a, b, c = self._apply(
-                group,
-                dadapt_adagrad_stats,
-                [params, grads, [s["alphak"] for s in states], [s["sk"] for s in states]],
-                writes=(2, 3),
-                scalars=(group["weight_decay"], dlr, group["eps"]),
-                flags=(group["weight_decay"] != 0,),
-                n_sums=3,
-            )
-            g_sq += dlr * dlr * a  # the package uses one dlr for all groups: equal unless the lrs differ
-            sksq_change += b
-            skl1_change += c
-        return [g_sq, sksq_change, skl1_change]
+    def _values(self, phase, ctx, key):
+        group = ctx.group
+        if phase is self.phases[1]:
+            momentum = group["momentum"]
+            return dict(momentum=momentum, ck=1 - momentum, eps=group["eps"], use_momentum=momentum != 0)
+        dlr = ctx.scratch["dlr"] = group["d"] * float(ctx.lr)
+        return dict(
+            weight_decay=group["weight_decay"], dlr=dlr, eps=group["eps"], coupled_decay=group["weight_decay"] != 0
+        )
 
-    def _update(self, groups, sums):
-        g0 = groups[0]
+    def _after(self, phase, ctxs):
+        if phase is self.phases[1]:
+            for ctx in ctxs:
+                ctx.group["k"] += 1
+            return None
+        g0 = ctxs[0].group
+        g_sq = sksq_change = skl1_change = 0.0
+        for ctx in ctxs:
+            if "dlr" in ctx.scratch:
+                dlr = ctx.scratch["dlr"]
+                g_sq += dlr * dlr * ctx.sums["g_sq"]  # the package uses one dlr for all groups: equal unless lrs differ
+                sksq_change += ctx.sums["sksq_change"]
+                skl1_change += ctx.sums["skl1_change"]
         d = g0["d"]
-        sksq = g0["sksq_weighted"] + sums[1]
-        skl1 = g0["skl1"] + sums[2]
+        sksq = g0["sksq_weighted"] + sksq_change
+        skl1 = g0["skl1"] + skl1_change
         if skl1 == 0:
-            return  # (the base ticks the clock: a step without gradient information still counts)
-        gsq = g0["gsq_weighted"] + sums[0]
-        if self._any_lr(groups):
+            return False
+        gsq = g0["gsq_weighted"] + g_sq
+        if self._any_lr([c.group for c in ctxs]):
             d_hat = (sksq - gsq) / skl1
             d = max(d, min(d_hat, d * g0["growth_rate"]))
-        for group in groups:
-            group.update(gsq_weighted=gsq, skl1=skl1, sksq_weighted=sksq, d=d)
-            params, grads, states = self._active(group)
-            if params:
-                momentum = group["momentum"]
-                self._apply(
-                    group,
-                    dadapt_adagrad,
-                    [
-                        params,
-                        [s["x0"] for s in states],
-                        [s["alphak"] for s in states],
-                        [s["sk"] for s in states],
-                    ],
-                    writes=(0,),
-                    scalars=(momentum, 1 - momentum, group["eps"]),
-                    flags=(momentum != 0,),
-                )
-            group["k"] += 1
+        for ctx in ctxs:
+            ctx.group.update(gsq_weighted=gsq, skl1=skl1, sksq_weighted=sksq, d=d)
+        return None

@@ -11,10 +11,11 @@ import torch
 
 from ..engines import get_engine
 from ..optim._base import ENGINE_DOC
+from ..optim._phase import Phase
+from ..optim._sharding import locals_of
 from ..optim._validation import check_real
-from ..rules.free_dog import dog, dog_first_stats, dog_stats, polynomial_average
+from ..rules.free_dog import dog, dog_stats, polynomial_average
 from ._base import FREE_DOC, FreeOptimizer
-from ._sharding import locals_of
 
 __all__ = ["DoG", "LDoG", "PolynomialDecayAverager"]
 
@@ -90,16 +91,21 @@ class DoG(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
+    phases = (
+        Phase(dog_stats, "p g x0", writes="x0", sums="dist_sq grad_sq", flags="coupled_decay first"),
+        Phase(dog, "p g", writes="p", flags="coupled_decay"),
+    )
+
     def _init_state(self, group, p, state):
         state["x0"] = torch.empty_like(p, memory_format=torch.preserve_format)  # filled by the first step
 
-    # the same three pieces serve DoG (sums over an estimate set) and LDoG (sums over one tensor)
-    def _sums(self, group, params, grads, states, first):
-        """(||x - x0||^2, ||g||^2) over the tensors; on the first step ``x0 <- x`` and the first is ||x0||^2."""
+    def _values(self, phase, ctx, key):
+        group = ctx.group
         wd = group["weight_decay"]
-        fn, writes = (dog_first_stats, (2,)) if first else (dog_stats, ())
-        cols = [params, grads, [s["x0"] for s in states]]
-        return self._apply(group, fn, cols, writes=writes, scalars=(wd,), flags=(wd > 0,), n_sums=2)
+        if phase is self.phases[0]:
+            return dict(weight_decay=wd, coupled_decay=wd > 0, first=group.get("rbar") is None)
+        eta = ctx.scratch["eta"]
+        return dict(weight_decay=wd, eta=eta[key] if phase.per_tensor else eta, coupled_decay=wd > 0)
 
     @staticmethod
     def _distance(group, dist_sq, grad_sq, rbar=None, G=None):
@@ -118,28 +124,20 @@ class DoG(FreeOptimizer):
             return group["init_eta"]
         return float(self._lr(group)) * rbar / math.sqrt(G)
 
-    def _reduce(self, groups):
-        first = groups[0].get("rbar") is None
-        dist_sq, grad_sq = 0.0, 0.0
-        for group in groups:
-            params, grads, states = self._active(group)
-            if params:
-                a, b = self._sums(group, params, grads, states, first)
-                dist_sq += a
-                grad_sq += b
-        return [dist_sq, grad_sq]
-
-    def _update(self, groups, sums):
-        g0 = groups[0]
+    def _after(self, phase, ctxs):
+        if phase is not self.phases[0]:
+            return None
+        g0 = ctxs[0].group
         first = g0.get("rbar") is None
-        rbar, G = self._distance(g0, *sums, g0.get("rbar"), g0.get("G"))
-        for group in groups:
-            eta = self._eta(group, rbar, G, first)
-            group.update(rbar=rbar, G=G, eta=eta)
-            params, grads, _ = self._active(group)
-            if params:
-                wd = group["weight_decay"]
-                self._apply(group, dog, [params, grads], writes=(0,), scalars=(wd, eta), flags=(wd > 0,))
+        dist_sq = grad_sq = 0.0
+        for ctx in ctxs:
+            dist_sq += ctx.sums["dist_sq"]
+            grad_sq += ctx.sums["grad_sq"]
+        rbar, G = self._distance(g0, dist_sq, grad_sq, g0.get("rbar"), g0.get("G"))
+        for ctx in ctxs:
+            eta = ctx.scratch["eta"] = self._eta(ctx.group, rbar, G, first)
+            ctx.group.update(rbar=rbar, G=G, eta=eta)
+        return None
 
     def effective_lr(self, group_index: int = 0) -> float:
         """The step size of the last step (0 before the first); for LDoG, the largest over the tensors."""
@@ -156,28 +154,26 @@ class LDoG(DoG):
     sums of every tensor are all-reduced at once over the mesh.
     """
 
-    def _reduce(self, groups):
-        return []
+    phases = (
+        Phase(dog_stats, "p g x0", writes="x0", sums="dist_sq grad_sq", flags="coupled_decay first", per_tensor=True),
+        Phase(dog, "p g", writes="p", flags="coupled_decay", per_tensor=True),
+    )
 
-    def _update(self, groups, sums):
-        for group in groups:
-            params, grads, states = self._active(group)
-            if not params:
+    def _after(self, phase, ctxs):
+        if phase is not self.phases[0]:
+            return None
+        for ctx in ctxs:
+            if not ctx.params:
                 continue
+            group = ctx.group
             first = group.get("rbar") is None
-            flat = []
-            for p, g, s in zip(params, grads, states, strict=True):
-                flat += self._sums(group, [p], [g], [s], first)
-            flat = self._allreduce(flat, per_tensor=True)  # whole-tensor sums of DTensor shards (FSDP2)
-            per = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(params))]
-            last = [(None, None)] * len(per) if first else zip(group["rbar"], group["G"], strict=True)
+            per = zip(ctx.sums["dist_sq"], ctx.sums["grad_sq"], strict=True)
+            last = [(None, None)] * len(ctx.params) if first else zip(group["rbar"], group["G"], strict=True)
             new = [self._distance(group, a, b, *prev) for (a, b), prev in zip(per, last, strict=True)]
             rbar, G = [r for r, _ in new], [x for _, x in new]
-            eta = [self._eta(group, r, x, first) for r, x in zip(rbar, G, strict=True)]
+            eta = ctx.scratch["eta"] = [self._eta(group, r, x, first) for r, x in zip(rbar, G, strict=True)]
             group.update(rbar=rbar, G=G, eta=eta)
-            wd = group["weight_decay"]
-            for p, g, e in zip(params, grads, eta, strict=True):
-                self._apply(group, dog, [[p], [g]], writes=(0,), scalars=(wd, e), flags=(wd > 0,))
+        return None
 
 
 class PolynomialDecayAverager:

@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
+from ..engines._select import is_dtensor
 from ..optim._base import ENGINE_DOC
+from ..optim._phase import Phase
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_prodigy import prodigy, prodigy_stats
-from ._base import FREE_DOC, FreeOptimizer
-from ._sharding import is_dtensor
+from ._base import FREE_DOC, FreeOptimizer, count_step
 
 __all__ = ["Prodigy"]
 
@@ -132,7 +133,14 @@ class Prodigy(FreeOptimizer):
             nonfinite=nonfinite,
         )
 
-    _unshaped_state = ("step", "s", "p0")  # s and p0 are flat (every slice_p-th element)
+    #: s and p0 are flat (every slice_p-th element), so they are not among the state shaped like the parameter
+    state_names = ("exp_avg", "exp_avg_sq")
+    phases = (
+        Phase(prodigy_stats, "p=p_slice g=g_slice p0 s", writes="s", sums="dot l1", flags="coupled_decay"),
+        Phase(
+            prodigy, "p g m=exp_avg v=exp_avg_sq", writes="p m v", flags="coupled_decay decoupled_decay use_momentum"
+        ),
+    )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -172,90 +180,89 @@ class Prodigy(FreeOptimizer):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _reduce(self, groups):
-        g0 = groups[0]
-        beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
-        d, d0 = g0["d"], g0["d0"]
-        numerator, denominator = 0.0, 0.0
-        for group in groups:
-            lr = float(self._lr(group))
-            params, grads, states = self._active(group)
-            if lr <= 0 or not params:
-                continue
-            dlr = d * lr * self._bias_correction(group)
-            s_weight = (d / d0) * (d if group["safeguard_warmup"] else dlr)
-            sp = group["slice_p"]
-            for st in states:
-                if st["p0"].dim() == 0 and st["s"].numel() > 1:  # prodigyopt's checkpoint of an all-zero p0
-                    st["p0"] = st["p0"].expand_as(st["s"]).clone()
-            if sp == 1:  # s and p0 are flat, as in the package (or shaped like p: DTensors, see _init_state)
-                p_col = [
-                    p.detach() if st["s"].shape == p.shape else p.detach().reshape(-1)
-                    for p, st in zip(params, states, strict=True)
-                ]
-                g_col = [g if st["s"].shape == g.shape else g.reshape(-1) for g, st in zip(grads, states, strict=True)]
-            else:  # every slice_p-th element, copied contiguous (the engines stream contiguous memory)
-                p_col = [p.detach().reshape(-1)[::sp].contiguous() for p in params]
-                g_col = [g.reshape(-1)[::sp].contiguous() for g in grads]
-            coupled = group["weight_decay"] != 0 and not group["decouple"]
-            dot, l1 = self._apply(
-                group,
-                prodigy_stats,
-                [p_col, g_col, [s["p0"] for s in states], [s["s"] for s in states]],
-                writes=(3,),
-                scalars=(group["weight_decay"], s_weight, beta3),
-                flags=(coupled,),
-                n_sums=2,
-            )
-            numerator += (d / d0) * dlr * dot
-            denominator += l1
-        return [numerator, denominator]
+    def _present_states(self, group):
+        return ("exp_avg" if group["betas"][0] > 0 else None, "exp_avg_sq")
 
-    def _update(self, groups, sums):
-        g0 = groups[0]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for st in self.state.values():
+            p0, s = st.get("p0"), st.get("s")
+            if isinstance(p0, torch.Tensor) and p0.dim() == 0 and s.numel() > 1:  # prodigyopt's all-zero p0
+                st["p0"] = p0.expand_as(s).clone()
+
+    def _extra_columns(self, phase, ctx):
+        """The parameters and gradients as s and p0 are laid out: flat (as in the package; shaped like p for
+        DTensors, see _init_state), or every slice_p-th element, copied contiguous (the engines stream memory)."""
+        sp = ctx.group["slice_p"]
+        if sp == 1:
+            pairs = [
+                (p, g) if st["s"].shape == p.shape else (p.reshape(-1), g.reshape(-1))
+                for p, g, st in zip(ctx.params, ctx.grads, ctx.states)
+            ]
+            return {"p_slice": [p.detach() for p, _ in pairs], "g_slice": [g for _, g in pairs]}
+        return {
+            "p_slice": [p.detach().reshape(-1)[::sp].contiguous() for p in ctx.params],
+            "g_slice": [g.reshape(-1)[::sp].contiguous() for g in ctx.grads],
+        }
+
+    def _values(self, phase, ctx, key):
+        if phase is self.phases[1]:
+            return ctx.scratch
+        group = ctx.group
+        lr = float(ctx.lr)
+        if lr <= 0:
+            return None
+        d, d0 = group["d"], group["d0"]
+        dlr = ctx.scratch["dlr"] = d * lr * self._bias_correction(group)
+        beta3 = group["beta3"] if group["beta3"] is not None else math.sqrt(group["betas"][1])
+        return dict(
+            weight_decay=group["weight_decay"],
+            s_weight=(d / d0) * (d if group["safeguard_warmup"] else dlr),
+            beta3=beta3,
+            coupled_decay=group["weight_decay"] != 0 and not group["decouple"],
+        )
+
+    def _after(self, phase, ctxs):
+        if phase is self.phases[1]:
+            count_step(ctxs)
+            return None
+        g0 = ctxs[0].group
         beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
         d_old = d = g0["d"]
         d_max, d0 = g0["d_max"], g0["d0"]
-        numerator = g0["d_numerator"] * beta3 + sums[0]
-        denominator = sums[1]
+        dot = denominator = 0.0
+        for ctx in ctxs:
+            if "dlr" in ctx.scratch:
+                dot += (d / d0) * ctx.scratch["dlr"] * ctx.sums["dot"]
+                denominator += ctx.sums["l1"]
+        numerator = g0["d_numerator"] * beta3 + dot
         if denominator == 0:  # no gradient information yet (every rank agrees: the sums are global)
-            return  # (the base ticks the clock: a step without gradient information still counts)
+            return False  # (the base still ticks the clock: a step without gradient information counts)
         d_hat = d
-        if self._any_lr(groups):
+        if self._any_lr([c.group for c in ctxs]):
             d_hat = g0["d_coef"] * numerator / denominator
             if d == d0:
                 d = max(d, d_hat)
             d_max = max(d_max, d_hat)
             d = min(d_max, d * g0["growth_rate"])
-        for group in groups:
+        for ctx in ctxs:
+            group = ctx.group
             group.update(d_numerator=numerator, d_denom=denominator, d=d, d_max=d_max, d_hat=d_hat)
-            params, grads, states = self._active(group)
-            if params:
+            if ctx.params:
                 b1, b2 = group["betas"]
-                lr = float(self._lr(group))
-                dlr = d_old * lr * self._bias_correction(group)
+                dlr = d_old * float(ctx.lr) * self._bias_correction(group)
                 wd = group["weight_decay"]
-                coupled = wd != 0 and not group["decouple"]
-                decoupled = wd != 0 and group["decouple"]
-                step_size = dlr if b1 > 0 else dlr * d
-                m_col = [s["exp_avg"] for s in states] if b1 > 0 else 0.0
-                self._apply(
-                    group,
-                    prodigy,
-                    [params, grads, m_col, [s["exp_avg_sq"] for s in states]],
-                    writes=(0, 2, 3),
-                    scalars=(
-                        wd,
-                        b1,
-                        d_old * (1 - b1),
-                        b2,
-                        d_old * d_old * (1 - b2),
-                        d * group["eps"],
-                        wd * dlr,
-                        step_size,
-                    ),
-                    flags=(coupled, decoupled, b1 > 0),
+                ctx.scratch = dict(
+                    weight_decay=wd,
+                    beta1=b1,
+                    m_coef=d_old * (1 - b1),
+                    beta2=b2,
+                    v_coef=d_old * d_old * (1 - b2),
+                    d_eps=d * group["eps"],
+                    decay_coef=wd * dlr,
+                    step_size=dlr if b1 > 0 else dlr * d,
+                    coupled_decay=wd != 0 and not group["decouple"],
+                    decoupled_decay=wd != 0 and group["decouple"],
+                    use_momentum=b1 > 0,
                 )
-                for s in states:
-                    s["step"] += 1
-            group["k"] += 1
+        return None

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from ..optim._base import ENGINE_DOC
+from ..optim._phase import Phase
+from ..optim._sharding import locals_of
 from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_schedulefree import schedule_free, schedule_free_swap
 from ._base import FreeOptimizer
-from ._sharding import locals_of
 
 __all__ = ["ScheduleFreeSGD", "ScheduleFreeAdamW", "ScheduleFreeRAdam", "recalibrate_batchnorm"]
 
@@ -39,8 +40,13 @@ _SF_DOC = r"""
 """
 
 
+#: x <-> y: the parameters move between the average x (eval) and the gradient point y (train)
+_SWAP = Phase(schedule_free_swap, "p z stash", writes="p stash")
+
+
 class _ScheduleFree(FreeOptimizer):
     adaptive = False
+    phases = (Phase(schedule_free, "y=param g z v=exp_avg_sq", writes="y z v", flags="update_v adaptive decay"),)
 
     def __init__(self, params, defaults, foreach, fused, nonfinite):
         defaults = {
@@ -52,6 +58,9 @@ class _ScheduleFree(FreeOptimizer):
             "scheduled_lr": 0.0,
         }
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
+
+    def _present_states(self, group):
+        return ("z", "exp_avg_sq" if self.adaptive else None)
 
     def _init_state(self, group, p, state):
         state["z"] = p.detach().clone(memory_format=torch.preserve_format)
@@ -84,23 +93,13 @@ class _ScheduleFree(FreeOptimizer):
                     torch._foreach_copy_(locals_of(restored), locals_of(ys))  # (DTensor has no foreach rules)
                 rest = [p for p in ps if "y" not in self.state[p] and not any(p is q for q in restored)]
                 if rest:  # no exact copy (e.g. a checkpoint of the package): recompute y = lerp(x, z, 1 - beta)
-                    self._apply(
-                        group,
-                        schedule_free_swap,
-                        [rest, [self.state[p]["z"] for p in rest], 0.0],
-                        writes=(0, 2),
-                        scalars=(1 - beta,),
-                    )
+                    columns = {"p": rest, "z": [self.state[p]["z"] for p in rest], "stash": 0.0}
+                    _SWAP.apply(columns, dict(w=1 - beta), prefer=self._engine(group))
             elif ps:
                 for p in ps:
                     self.state[p]["y"] = torch.empty_like(p, memory_format=torch.preserve_format)
-                self._apply(
-                    group,
-                    schedule_free_swap,
-                    [ps, [self.state[p]["z"] for p in ps], [self.state[p]["y"] for p in ps]],
-                    writes=(0, 2),
-                    scalars=(1 - 1 / beta,),
-                )
+                columns = {"p": ps, "z": [self.state[p]["z"] for p in ps], "stash": [self.state[p]["y"] for p in ps]}
+                _SWAP.apply(columns, dict(w=1 - 1 / beta), prefer=self._engine(group))
             group["train_mode"] = to_train
 
     def train(self) -> None:
@@ -123,48 +122,52 @@ class _ScheduleFree(FreeOptimizer):
                 self.train()
 
     # ---------------------------------------------------------------------------------------- the step
-    def _reduce(self, groups):
-        return []
+    def _begin(self, group):
+        if not group["train_mode"]:
+            raise RuntimeError(
+                "Optimizer was not in train mode when step is called; call opt.train() "
+                "before training and opt.eval() before evaluating"
+            )
+        return super()._begin(group)
 
-    def _update(self, groups, sums):
-        for group in groups:
-            if not group["train_mode"]:
-                raise RuntimeError(
-                    "Optimizer was not in train mode when step is called; call opt.train() "
-                    "before training and opt.eval() before evaluating"
-                )
-            k = group["k"]
-            beta = self._beta(group)
-            lr = float(self._lr(group)) * self._schedule(group, k)
-            group["scheduled_lr"] = lr
-            lr_max = group["lr_max"] = max(lr, group["lr_max"])
-            weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
-            weight_sum = group["weight_sum"] = group["weight_sum"] + weight
-            ckp1 = weight / weight_sum if weight_sum else 0.0
-            params, grads, states = self._active(group)
-            if params:
-                update_v, adaptive = self._direction_flags(group, k)
-                beta2 = group["betas"][1] if self.adaptive else 0.0
-                v = [s["exp_avg_sq"] for s in states] if self.adaptive else 0.0
-                wd = group["weight_decay"]
-                self._apply(
-                    group,
-                    schedule_free,
-                    [params, grads, [s["z"] for s in states], v],
-                    writes=(0, 2, 3),
-                    scalars=(
-                        lr,
-                        ckp1,
-                        lr * (beta * (1 - ckp1) - 1),
-                        beta2,
-                        1 - beta2,
-                        group.get("eps", 0.0),
-                        1 - beta2 ** (k + 1),
-                        wd,
-                    ),
-                    flags=(update_v, adaptive, wd != 0),
-                )
-            group["k"] = k + 1
+    def _values(self, phase, ctx, key):
+        return ctx.scratch or self._prepare(ctx)
+
+    def _after(self, phase, ctxs):
+        for ctx in ctxs:
+            if not ctx.scratch:  # a group without gradients still advances its averaging weights
+                self._prepare(ctx)
+            ctx.group["k"] += 1
+        return None
+
+    def _prepare(self, ctx):
+        """The group's averaging weight and the step's values (once per step, for every group)."""
+        group = ctx.group
+        k = group["k"]
+        beta = self._beta(group)
+        lr = float(self._lr(group)) * self._schedule(group, k)
+        group["scheduled_lr"] = lr
+        lr_max = group["lr_max"] = max(lr, group["lr_max"])
+        weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+        weight_sum = group["weight_sum"] = group["weight_sum"] + weight
+        ckp1 = weight / weight_sum if weight_sum else 0.0
+        update_v, adaptive = self._direction_flags(group, k)
+        beta2 = group["betas"][1] if self.adaptive else 0.0
+        wd = group["weight_decay"]
+        ctx.scratch = dict(
+            lr=lr,
+            ckp1=ckp1,
+            y_coef=lr * (beta * (1 - ckp1) - 1),
+            beta2=beta2,
+            v_coef=1 - beta2,
+            eps=group.get("eps", 0.0),
+            bc2=1 - beta2 ** (k + 1),
+            weight_decay=wd,
+            update_v=update_v,
+            adaptive=adaptive,
+            decay=wd != 0,
+        )
+        return ctx.scratch
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]

@@ -4,11 +4,13 @@ from ._adadelta import Adadelta
 from ._adafactor import Adafactor
 from ._adagrad import Adagrad
 from ._adam import Adam, Adamax, AdamW
+from ._adaptive import LAMB, AdaBelief, Lion
 from ._asgd import ASGD
 from ._base import Optimizer
 from ._lbfgs import LBFGS
 from ._muon import Muon
 from ._nadam import NAdam, RAdam
+from ._phase import Phase
 from ._rmsprop import RMSprop
 from ._rprop import Rprop
 from ._sgd import SGD
@@ -23,6 +25,7 @@ __all__ = [
     "Adamax",
     "NAdam",
     "Optimizer",
+    "Phase",
     "RAdam",
     "RMSprop",
     # the rest of torch.optim
@@ -32,4 +35,8 @@ __all__ = [
     "Muon",
     "Rprop",
     "SparseAdam",
+    # adaptive rules from their papers' packages
+    "AdaBelief",
+    "LAMB",
+    "Lion",
 ]

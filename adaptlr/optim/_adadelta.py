@@ -5,6 +5,7 @@ from typing import Any
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer
+from ._phase import Phase
 from ._validation import check_real
 
 
@@ -27,8 +28,11 @@ class Adadelta(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.adadelta)
-    state_names = ("square_avg", "acc_delta")
+    phases = (
+        Phase(
+            rules.adadelta, "p g square_avg acc_delta", writes="p square_avg acc_delta", flags="maximize coupled_decay"
+        ),
+    )
 
     def __init__(
         self,
@@ -59,6 +63,14 @@ class Adadelta(Optimizer):
         )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group = ctx.group
         wd = group["weight_decay"]
-        return (lr, group["rho"], group["eps"], wd), (group["maximize"], wd != 0)
+        return dict(
+            lr=ctx.lr,
+            rho=group["rho"],
+            eps=group["eps"],
+            weight_decay=wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+        )

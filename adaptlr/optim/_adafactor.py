@@ -7,9 +7,14 @@ from typing import Any
 import torch
 
 from .. import rules
+from ..engines._select import is_dtensor
 from ._base import Optimizer, scalar_dtype
-from ._phases import is_dtensor, run_phase
+from ._phase import Phase
 from ._validation import check_real
+
+#: the elementwise phases (the factored statistics between them are per-tensor torch code, see the class docstring)
+_PRECONDITION = Phase(rules.adafactor_precondition, "u g variance", writes="u variance", flags="maximize factored")
+_STEP = Phase(rules.decayed_step, "p u", writes="p", flags="use_decay")
 
 
 class Adafactor(Optimizer):
@@ -123,17 +128,15 @@ class Adafactor(Optimizer):
             buckets.setdefault((t, e1, factored), []).append(i)
         # phase 2 (elementwise): u_t = g_t / sqrt(max(V_t, eps1^2)) (and the unfactored v_t), one run per bucket
         for (t, e1, factored), idx in buckets.items():
-            variance = 0.0 if factored else [states[i]["variance"] for i in idx]
-            run_phase(
-                self,
-                group,
-                rules.adafactor_precondition,
-                [[updates[i] for i in idx], [params[i].grad for i in idx], variance],
-                (0, 2),
-                (t ** group["beta2_decay"], e1 * e1),
-                (maximize, factored),
-                names=("update", "grad", "variance"),
+            columns = {
+                "u": [updates[i] for i in idx],
+                "g": [params[i].grad for i in idx],
+                "variance": 0.0 if factored else [states[i]["variance"] for i in idx],
+            }
+            values = dict(
+                one_minus_beta2=t ** group["beta2_decay"], eps1_sq=e1 * e1, maximize=maximize, factored=factored
             )
+            _PRECONDITION.apply(columns, values, prefer=self._engine(group))
         # phase 3 (a sum per tensor): the step alpha_t / max(1, RMS(u_t) / d), folded into u_t
         scales = []
         for u, r, n, t in zip(updates, rms, _norms(updates), steps.tolist()):
@@ -141,15 +144,10 @@ class Adafactor(Optimizer):
             scales.append(alpha / max(1.0, n / ((u.numel() ** 0.5) * d)))
         _scale(updates, scales)
         # phase 4 (elementwise): p_t = p_{t-1} (1 - lr lambda) - u_t, one run for the group
-        run_phase(
-            self,
-            group,
-            rules.decayed_step,
-            [params, updates],
-            (0,),
-            (1.0, 1 - lr * wd),
-            (wd != 0,),
-            names=("param", "update"),
+        _STEP.apply(
+            {"p": params, "u": updates},
+            dict(step=1.0, decay=1 - lr * wd, use_decay=wd != 0),
+            prefer=self._engine(group),
         )
 
 

@@ -7,6 +7,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
+from ._phase import Phase
 from ._validation import check_real
 
 
@@ -29,8 +30,7 @@ class Adagrad(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.adagrad)
-    state_names = ("sum",)
+    phases = (Phase(rules.adagrad, "p g state_sum=sum", writes="p state_sum", flags="maximize coupled_decay"),)
 
     def __init__(
         self,
@@ -74,7 +74,13 @@ class Adagrad(Optimizer):
         )
         state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group = ctx.group
         wd = group["weight_decay"]
-        clr = lr / (1 + (step - 1) * group["lr_decay"])
-        return (clr, group["eps"], wd), (group["maximize"], wd != 0)
+        return dict(
+            clr=ctx.lr / (1 + (step - 1) * group["lr_decay"]),
+            eps=group["eps"],
+            weight_decay=wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+        )

@@ -6,6 +6,7 @@ from typing import Any
 from .. import rules
 from ..rules import _math
 from ._base import ENGINE_DOC, Optimizer
+from ._phase import Phase
 from ._validation import check_betas, check_bool, check_real
 
 
@@ -33,8 +34,14 @@ class Adam(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.adam)
-    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    phases = (
+        Phase(
+            rules.adam,
+            "p g exp_avg exp_avg_sq max_exp_avg_sq",
+            writes="p exp_avg exp_avg_sq max_exp_avg_sq",
+            flags="maximize coupled_decay decoupled_decay amsgrad",
+        ),
+    )
 
     def __init__(
         self,
@@ -74,12 +81,24 @@ class Adam(Optimizer):
     def _present_states(self, group):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None)
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group, lr = ctx.group, ctx.lr
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
-        scalars = (lr / (1 - beta1**step), beta1, beta2, group["eps"], _math.sqrt(1 - beta2**step), wd, 1 - lr * wd)
-        return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled, group["amsgrad"])
+        return dict(
+            step_size=lr / (1 - beta1**step),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            bc2_sqrt=_math.sqrt(1 - beta2**step),
+            weight_decay=wd,
+            decay_factor=1 - lr * wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0 and not decoupled,
+            decoupled_decay=wd != 0 and decoupled,
+            amsgrad=group["amsgrad"],
+        )
 
 
 class AdamW(Adam):
@@ -142,8 +161,7 @@ class Adamax(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.adamax)
-    state_names = ("exp_avg", "exp_inf")
+    phases = (Phase(rules.adamax, "p g exp_avg exp_inf", writes="p exp_avg exp_inf", flags="maximize coupled_decay"),)
 
     def __init__(
         self,
@@ -174,7 +192,16 @@ class Adamax(Optimizer):
         )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group = ctx.group
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
-        return (lr / (1 - beta1**step), beta1, beta2, group["eps"], wd), (group["maximize"], wd != 0)
+        return dict(
+            clr=ctx.lr / (1 - beta1**step),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+        )

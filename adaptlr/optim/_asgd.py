@@ -8,6 +8,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
+from ._phase import Phase
 from ._validation import check_real
 
 
@@ -42,8 +43,7 @@ class ASGD(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.asgd)
-    state_names = ("ax",)
+    phases = (Phase(rules.asgd, "p g ax", writes="p ax", flags="maximize coupled_decay averaging"),)
 
     def __init__(
         self,
@@ -101,7 +101,16 @@ class ASGD(Optimizer):
         mus.copy_(torch.tensor([v[1] for v in values], dtype=torch.float64))
         return keys
 
-    def _scalars(self, group, key, lr):
+    def _values(self, phase, ctx, key):
         eta, mu = key
+        group = ctx.group
         wd = group["weight_decay"]
-        return (eta, 1 - group["lambd"] * eta, mu, wd), (group["maximize"], wd != 0, mu != 1)
+        return dict(
+            eta=eta,
+            decay=1 - group["lambd"] * eta,
+            mu=mu,
+            weight_decay=wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+            averaging=mu != 1,
+        )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from ..engines._select import Plan, execute, fused_supported, prepare, run
+from ..engines._select import Plan, execute, fused_supported, local, prepare, run
+from ._phase import Phase
+from ._sharding import Layout, layout_of
 from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "STEPS"]
@@ -52,13 +54,74 @@ def _same(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-class Optimizer(torch.optim.Optimizer):
-    """A ``torch.optim.Optimizer`` whose math is one elementwise rule (see :mod:`adaptlr.rules`).
+def _rows(columns: Sequence[Any], idx: list[int]) -> list[Any]:
+    return [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
 
-    Subclasses set :attr:`rule` and :attr:`state_names`, and implement :meth:`_advance` (per-parameter scalar
-    state such as ``step``, returning a key per parameter: parameters with equal keys share per-step scalars)
-    and :meth:`_scalars` (the per-step scalars and flags for one key). Everything else — param groups, lazy
-    state, ``state_dict``, closures, hooks, engines, the non-finite policy, schedules as ``lr`` — lives here.
+
+def _listed(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+class GroupStep:
+    """One param group's part of a step, built once per step by the base class (what the hooks receive).
+
+    ``params``, ``grads``, ``states``: the group's parameters that have a gradient, their gradients and state
+    (in order); ``lr``: the group's lr for this step, checked; ``buckets``: bucket key -> rows (None: every row);
+    ``sums``: the last phase's sums by name; ``scratch``: a dict for what one phase's :meth:`~Optimizer._after`
+    computes for a later phase's values.
+    """
+
+    __slots__ = (
+        "group",
+        "params",
+        "grads",
+        "states",
+        "lr",
+        "complex",
+        "prefer",
+        "columns",
+        "parts",
+        "absent",
+        "buckets",
+        "sums",
+        "scratch",
+    )
+
+    def __init__(self, group: dict[str, Any]) -> None:
+        self.group = group
+        self.params: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        self.states: list[dict[str, Any]] = []
+        self.lr: Any = None
+        self.complex = False
+        self.prefer: str | None = None
+        self.columns: dict[str, Any] = {}
+        self.parts: list[tuple[str, list[int]]] = []
+        self.absent: frozenset[str] = frozenset()
+        self.buckets: dict[Any, list[int] | None] = {}
+        self.sums: dict[str, Any] = {}
+        self.scratch: dict[str, Any] = {}
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose step is a sequence of elementwise phases (see :mod:`adaptlr.rules`).
+
+    The step protocol. A subclass declares :attr:`phases` (each a :class:`~adaptlr.optim.Phase`: a rule with
+    named columns, writes, sums and flags) and implements
+
+    - :meth:`_values` -- the named scalars and flags of a phase for one bucket of parameters (or None to skip them);
+    - optionally :meth:`_advance` -- per-parameter scalar state such as ``step`` (default: ``step += 1``),
+      returning a bucket key per parameter: parameters with equal keys share per-step values;
+    - optionally :meth:`_after` -- what a phase's sums (all-reduced where the parameters are sharded) give: an
+      estimate ``d``, a trust ratio, the next phase's values (in ``ctx.scratch``); returning False ends the step;
+    - optionally :meth:`_estimate_sets` -- which groups pool their sums (default: each group alone).
+
+    The base does the rest, once per step: gathers each group's parameters with gradients and their (lazily
+    created) state, resolves and checks the lr, checks and partitions the columns (cached while the same tensors
+    come back), runs the phases in order on the engines fit for the tensors, all-reduces each phase's sums in one
+    call, and ticks the schedule clock. The state tensors to create (:attr:`state_names`) are the phases'
+    sources other than ``param`` and ``grad``, unless a class names them. Everything else — param groups,
+    ``state_dict``, closures, hooks, the non-finite policy, schedules as ``lr`` — lives here too.
 
     The learning rate: ``lr=`` may be a float, a 0-dim tensor, or a schedule (a callable ``step -> float``, see
     :mod:`adaptlr.schedules`). What the ecosystem reads stays torch's: ``group["lr"]`` is always the number the
@@ -75,10 +138,21 @@ class Optimizer(torch.optim.Optimizer):
 
     #: controllers may scale the lr of adaptlr optimizers through ``group[LR_SCALE]``
     supports_lr_scale = True
-    #: the elementwise rule: ``rule(p, g, *state, *scalars, *flags) -> (p, *state)``
-    rule: Callable
-    #: names of the per-parameter state tensors, in the rule's order (torch's names)
+    #: the step's elementwise phases, in order (see :class:`adaptlr.optim.Phase`)
+    phases: tuple[Phase, ...] = ()
+    #: the per-parameter state tensors shaped like their parameter (torch's names), created zero by default;
+    #: by default the phases' sources other than ``param`` and ``grad``
     state_names: tuple[str, ...] = ()
+    #: whether complex parameters are stepped (through ``view_as_real``), as torch.optim's rules do
+    supports_complex = True
+    #: the process group that plain tensors are split over (ZeRO): sums are all-reduced over it (None: none)
+    process_group: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "phases" in cls.__dict__ and "state_names" not in cls.__dict__:
+            sources = [src for phase in cls.phases for src in phase.sources if src not in ("param", "grad")]
+            cls.state_names = tuple(dict.fromkeys(sources))
 
     def __init__(
         self,
@@ -367,8 +441,23 @@ class Optimizer(torch.optim.Optimizer):
         cache[(id(group), name)] = (buffer, views)
         return buffer
 
-    def _scalars(self, group: dict[str, Any], key: Any, lr: Any) -> tuple[Sequence[Any], Sequence[bool]]:
+    def _values(self, phase: Phase, ctx: GroupStep, key: Any) -> Mapping[str, Any] | None:
+        """The named scalars and flags of ``phase`` for the parameters of ``ctx`` whose bucket key is ``key`` (for
+        a ``per_tensor`` phase: the index of one tensor in ``ctx.params``), or None to skip those parameters in
+        this phase. Bound to the rule's signature by name (:meth:`Phase.bind`)."""
         raise NotImplementedError
+
+    def _after(self, phase: Phase, ctxs: list[GroupStep]) -> bool | None:
+        """Called after ``phase`` ran over one estimate set (``ctxs``); each group's sums of the phase are in
+        ``ctx.sums`` by name -- sums over the whole parameters, all-reduced where they are sharded (a list with one
+        entry per tensor for a ``per_tensor`` phase). Compute the set's quantities from them (an estimate ``d``),
+        and put what a later phase needs into ``ctx.scratch``. Return False to end the set's step here (its later
+        phases do not run). The default does nothing."""
+        return None
+
+    def _estimate_sets(self, ctxs: list[GroupStep]) -> list[list[GroupStep]]:
+        """The sets of groups whose sums are pooled (default: each group alone)."""
+        return [[c] for c in ctxs]
 
     # -------------------------------------------------------------------------------------- the step
     def _engine(self, group: dict[str, Any]) -> str | None:
@@ -381,14 +470,227 @@ class Optimizer(torch.optim.Optimizer):
         return None  # the one-pass engine where the tensors allow it (Numba on CPU, triton on CUDA), else foreach
 
     def _has_nonfinite(self) -> bool:
-        """Whether a gradient holds inf or nan (subclasses that shard parameters agree on it across ranks)."""
-        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        return any(not bool(torch.isfinite(_real(g)).all()) for g in grads)
+        """Whether a gradient holds inf or nan, on this rank or (when the parameters are sharded) on any rank: every
+        rank then skips together."""
+        grads = [local(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        found = any(not bool(torch.isfinite(_real(g)).all()) for g in grads)
+        layout = self._layout()
+        if not layout.sharded:
+            return found
+        return layout.allreduce([float(found)])[0] > 0
+
+    def _layout(self) -> Layout:
+        """How the parameters lie across ranks (:mod:`adaptlr.optim._sharding`), found once per step."""
+        layout = self.__dict__.get("_step_layout")
+        if layout is None:
+            layout = layout_of((p for g in self.param_groups for p in g["params"]), self.process_group)
+            self.__dict__["_step_layout"] = layout
+        return layout
 
     def _step_all(self) -> None:
-        """Apply one step to every param group (after the closure and the non-finite check)."""
-        for group in self.param_groups:
-            self._step_group(group)
+        """One step of every param group: gather and check every group (nothing changes if a check fails), advance
+        the per-parameter scalars, then run the phases in order over each estimate set; after a phase with sums,
+        one all-reduce of every set's sums (where the parameters are sharded) before :meth:`_after` sees them."""
+        if not self.phases:  # a step that is not a sequence of elementwise phases (Adafactor, Muon, SparseAdam)
+            for group in self.param_groups:
+                self._step_group(group)
+            return
+        try:
+            ctxs = [self._begin(group) for group in self.param_groups]
+            for ctx in ctxs:
+                if ctx.params:
+                    keys = self._advance(ctx.group, ctx.params, ctx.states)
+                    if keys.count(keys[0]) == len(keys):
+                        ctx.buckets = {keys[0]: None}  # (None: every row)
+                    else:
+                        for i, key in enumerate(keys):
+                            ctx.buckets.setdefault(key, []).append(i)
+            sets = [s for s in self._estimate_sets(ctxs) if s]
+            for phase in self.phases:
+                for ctx in (c for s in sets for c in s):
+                    ctx.sums = self._run_phase(phase, ctx)
+                if phase.sums:
+                    self._allreduce_sums(phase, [c for s in sets for c in s])
+                sets = [s for s in sets if self._after(phase, s) is not False]
+        finally:
+            self.__dict__["_step_layout"] = None
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """The step of one group, for an optimizer without :attr:`phases`: its statistics are not elementwise, so it
+        writes them in torch and runs its elementwise parts by name (:meth:`Phase.apply`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no phases and no _step_group")
+
+    def _begin(self, group: dict[str, Any]) -> GroupStep:
+        """Gather a group's parameters with gradients and their state (created on the first step), resolve its lr,
+        and check and partition its columns (once per set of tensors, see :class:`adaptlr.engines._select.Plan`)
+        -- before anything changes, so a refused step leaves everything as it was."""
+        ctx = GroupStep(group)
+        params, grads, states = ctx.params, ctx.grads, ctx.states
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if len(state) == 0:
+                self._init_state(group, p, state)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+        if not params:
+            return ctx
+        if not self.supports_complex and any(p.is_complex() for p in params):
+            raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+        ctx.lr = self._lr(group)
+        ctx.complex = any(p.is_complex() for p in params)
+        ctx.prefer = self._engine(group)
+        # a state that _advance creates on the first step (SGD's momentum buffer) is created right: only the
+        # existing ones are checked
+        present = self._present_states(group)
+        ctx.absent = frozenset(self.state_names) - frozenset(present)
+        names = [n for n in present if n is not None and all(n in s for s in states)]
+        plan = None
+        if not torch.compiler.is_compiling():  # (under torch.compile the graph's guards do this job)
+            plans = self.__dict__.setdefault("_plans", {})
+            plan = plans.get(id(group))
+            if plan is None:
+                plan = plans[id(group)] = Plan()
+        checked, ctx.parts = prepare(
+            [params, grads, *[[s[n] for s in states] for n in names]],
+            ctx.prefer,
+            ("param", "grad", *names),
+            plan=plan,
+            volatile=(1,),
+        )
+        ctx.columns = dict(zip(("param", "grad", *names), checked))
+        return ctx
+
+    def _columns(self, phase: Phase, ctx: GroupStep) -> list[Any]:
+        """The columns of ``phase`` for the parameters of ``ctx``, by source: ``param``, ``grad``, a state tensor
+        (0.0 for an optional state the group does not keep), or what :meth:`_extra_columns` gives."""
+        extra = None
+        absent = ctx.absent
+        real = _real if ctx.complex else _same
+        columns = []
+        for source in phase.sources:
+            if source == "param":
+                columns.append([real(p) for p in ctx.params])
+            elif source == "grad":
+                columns.append([real(g) for g in ctx.grads])
+            elif source in absent:
+                columns.append(0.0)
+            elif all(source in s for s in ctx.states):
+                columns.append([real(s[source]) for s in ctx.states])
+            else:
+                extra = self._extra_columns(phase, ctx) if extra is None else extra
+                columns.append(extra[source])
+        return columns
+
+    def _extra_columns(self, phase: Phase, ctx: GroupStep) -> Mapping[str, Any]:
+        """Columns that are neither the parameters, their gradients nor their state tensors (Prodigy's views of
+        every ``slice_p``-th element), by source name; checked when the phase runs."""
+        raise KeyError(f"{type(self).__name__}: phase {phase.name} reads {phase.sources}, which are not all state")
+
+    def _run_phase(self, phase: Phase, ctx: GroupStep) -> dict[str, Any]:
+        """Run ``phase`` over one group; returns the group's local sums by name."""
+        if phase.per_tensor:
+            sums: dict[str, Any] = {name: [] for name in phase.sums}
+            if ctx.params:
+                columns = self._columns(phase, ctx)
+                for i in range(len(ctx.params)):
+                    values = self._values(phase, ctx, i)
+                    out = (0.0,) * len(phase.sums)
+                    if values is not None:
+                        out = self._run(phase, ctx, _rows(columns, [i]), values, checked=False, rows=[i])
+                    for name, v in zip(phase.sums, out):
+                        sums[name].append(v)
+            return sums
+        out: Sequence[float] = (0.0,) * len(phase.sums)
+        have = ctx.columns
+        if not ctx.params:
+            pass
+        elif len(ctx.buckets) == 1 and not ctx.complex and all(s in have or s in ctx.absent for s in phase.sources):
+            # the steady state: the rule's columns are the checked, partitioned ones (0.0: an absent state)
+            (key,) = ctx.buckets
+            values = self._values(phase, ctx, key)
+            if values is not None:
+                columns = [have[src] if src in have else 0.0 for src in phase.sources]
+                if phase.sums and self._layout().dims:
+                    out = self._run(phase, ctx, columns, values, checked=True, rows=None)
+                else:
+                    scalars, flags = phase.bind(values)
+                    out = execute(phase.rule, columns, ctx.parts, phase.write_index, scalars, flags, len(phase.sums))
+        else:
+            columns = self._columns(phase, ctx)
+            total = [0.0] * len(phase.sums)
+            for key, idx in ctx.buckets.items():
+                values = self._values(phase, ctx, key)
+                if values is None:
+                    continue
+                part = columns if idx is None else _rows(columns, idx)
+                for k, v in enumerate(self._run(phase, ctx, part, values, checked=False, rows=idx)):
+                    total[k] += v
+            out = total
+        return dict(zip(phase.sums, out))
+
+    def _allreduce_sums(self, phase: Phase, ctxs: list[GroupStep]) -> None:
+        """Every group's local sums of ``phase`` -> sums over the whole parameters: one all-reduce (where sharded)."""
+        layout = self._layout()
+        if not layout.sharded:
+            return
+        flat = [v for c in ctxs for name in phase.sums for v in _listed(c.sums[name])]
+        flat = layout.allreduce(flat, per_tensor=phase.per_tensor)
+        at = 0
+        for c in ctxs:
+            for name in phase.sums:
+                if phase.per_tensor:
+                    n = len(c.sums[name])
+                    c.sums[name], at = flat[at : at + n], at + n
+                else:
+                    c.sums[name], at = flat[at], at + 1
+
+    def _run(
+        self,
+        phase: Phase,
+        ctx: GroupStep,
+        columns: list[Any],
+        values: Mapping[str, Any],
+        *,
+        checked: bool,
+        rows: list[int] | None,
+    ) -> tuple[float, ...]:
+        """Run ``phase`` over the rows ``rows`` of a group (None: all; checked here unless ``checked``). Where a
+        parameter is replicated over a reduced mesh dimension (a plain tensor beside DTensors), this rank's copy is
+        updated but its sums not counted (:meth:`adaptlr.optim._sharding.Layout.counts`)."""
+        scalars, flags = phase.bind(values)
+        n_sums = len(phase.sums)
+        layout = self._layout() if n_sums else None
+        if layout is not None and layout.dims:
+            counted = [layout.counts(ctx.params[i]) for i in (range(len(ctx.params)) if rows is None else rows)]
+            if not all(counted):
+                run(
+                    phase.rule,
+                    _rows(columns, [i for i, c in enumerate(counted) if not c]),
+                    phase.write_index,
+                    scalars,
+                    flags,
+                    n_sums,
+                    prefer=ctx.prefer,
+                    names=phase.arguments,
+                    checked=checked,
+                )
+                columns = _rows(columns, [i for i, c in enumerate(counted) if c])
+        return run(
+            phase.rule,
+            columns,
+            phase.write_index,
+            scalars,
+            flags,
+            n_sums,
+            prefer=ctx.prefer,
+            names=phase.arguments,
+            checked=checked,
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -397,6 +699,7 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.__dict__["_step_layout"] = None  # (found again each step: see _layout)
         if self.nonfinite is not None and self._has_nonfinite():
             if self.nonfinite == "raise":
                 raise FloatingPointError(f"{type(self).__name__}: a gradient holds inf or nan (nonfinite='raise')")
@@ -421,66 +724,3 @@ class Optimizer(torch.optim.Optimizer):
         ``torch.distributed.checkpoint`` does to create the state with one zero step."""
         scheduled = [g for g in self.param_groups if g.get(SCHEDULE) is not None and not _is_schedule(g["lr"])]
         return bool(scheduled) and all(g["lr"] == 0 and g.get(_WRITTEN) != 0 for g in scheduled)
-
-    def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
-        """The parameters of ``group`` that have a gradient, their gradients and their (lazily created) state."""
-        params, grads, states = [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            state = self.state[p]
-            if len(state) == 0:
-                self._init_state(group, p, state)
-            params.append(p)
-            grads.append(p.grad)
-            states.append(state)
-        return params, grads, states
-
-    def _step_group(self, group: dict[str, Any]) -> None:
-        params, grads, states = self._gather(group)
-        if not params:
-            return
-        lr = self._lr(group)
-        names = self._present_states(group)
-        complex_ = any(p.is_complex() for p in params)
-        real = _real if complex_ else _same
-        prefer = self._engine(group)
-        # checked (and partitioned, once per set of tensors: see engines._select.Plan) before any state changes, so
-        # a refused step leaves everything as it was; a state that _advance creates on the first step (SGD's
-        # momentum buffer) is created right, so only existing ones are checked
-        present = [n for n in names if n is not None and all(n in s for s in states)]
-        plan = None
-        if not torch.compiler.is_compiling():  # (under torch.compile the graph's guards do this job)
-            plans = self.__dict__.setdefault("_plans", {})
-            plan = plans.get(id(group))
-            if plan is None:
-                plan = plans[id(group)] = Plan()
-        checked, parts = prepare(
-            [params, grads, *[[s[n] for s in states] for n in present]],
-            prefer,
-            ("param", "grad", *present),
-            plan=plan,
-            volatile=(1,),
-        )
-        keys = self._advance(group, params, states)
-        buckets: dict[Any, list[int]] = {}
-        for i, key in enumerate(keys):
-            buckets.setdefault(key, []).append(i)
-        writes = (0, *range(2, 2 + len(names)))
-        if len(buckets) == 1 and not complex_ and len(present) == sum(n is not None for n in names):
-            # the steady state: the checked columns are the rule's columns (constants where a state is absent)
-            it = iter(checked[2:])
-            columns = checked[:2] + [next(it) if n is not None else 0.0 for n in names]
-            scalars, flags = self._scalars(group, keys[0], lr)
-            execute(self.rule, columns, parts, writes, scalars, flags)
-            return
-        columns: list[Any] = [[real(p) for p in params], [real(g) for g in grads]]
-        columns += [[real(s[n]) for s in states] if n is not None else 0.0 for n in names]
-        for key, idx in buckets.items():
-            scalars, flags = self._scalars(group, key, lr)
-            part = (
-                columns if len(buckets) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
-            )
-            run(self.rule, part, writes, scalars, flags, prefer=prefer, checked=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
+from ..engines._select import is_dtensor
 from ._base import Optimizer
-from ._phases import is_dtensor
 from ._validation import check_real
 
 Objective = Callable[[list[torch.Tensor], Any, torch.Tensor], tuple[float, torch.Tensor]]

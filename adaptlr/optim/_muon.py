@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 from .. import rules
+from ..engines._select import is_dtensor
 from ._base import Optimizer
-from ._phases import full, is_dtensor, run_phase
+from ._phase import Phase
 from ._validation import check_bool, check_real
 
 # Keller Jordan's constants (torch.optim._muon)
@@ -25,6 +26,13 @@ def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float
     if adjust_lr_fn is None or adjust_lr_fn == "original":
         return lr * math.sqrt(max(1, a / b))
     return lr * (0.2 * math.sqrt(max(a, b)))
+
+
+#: the elementwise phases around the Newton-Schulz iteration (a matrix function of each whole update)
+_MOMENTUM = Phase(
+    rules.muon_momentum, "update g buf", writes="update buf", flags="nesterov small_dampening small_momentum"
+)
+_STEP = Phase(rules.decayed_step, "p u", writes="p", flags="use_decay")
 
 
 class Muon(Optimizer):
@@ -60,7 +68,6 @@ class Muon(Optimizer):
     >>> opt = Muon([p for p in model.parameters() if p.ndim == 2], lr=0.02)  # doctest: +SKIP
     """
 
-    rule = staticmethod(rules.muon_momentum)
     state_names = ("momentum_buffer",)
 
     def __init__(
@@ -139,34 +146,28 @@ class Muon(Optimizer):
         mu, nesterov = group["momentum"], group["nesterov"]
         # phase 1 (elementwise): the momentum buffer and the (nesterov) update
         updates = [torch.empty_like(g) for g in grads] if nesterov else bufs
-        run_phase(
-            self,
-            group,
-            rules.muon_momentum,
-            [updates, grads, bufs],
-            (0, 2),
-            (mu, 1 - mu),
-            (nesterov, 1 - mu < 0.5, mu < 0.5),
-            names=("update", "grad", "momentum_buffer"),
+        prefer = self._engine(group)
+        values = dict(
+            momentum=mu,
+            one_minus_momentum=1 - mu,
+            nesterov=nesterov,
+            small_dampening=1 - mu < 0.5,
+            small_momentum=mu < 0.5,
         )
+        _MOMENTUM.apply({"update": updates, "g": grads, "buf": bufs}, values, prefer=prefer)
         # phase 2 (a matrix function of each whole update), then phase 3 (elementwise)
         wd = group["weight_decay"]
         dtype = _NS_DTYPES[group["ns_dtype"]]
         for p, update in zip(params, updates):
-            ortho = rules.newton_schulz(full(update), group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
+            whole = (
+                update.full_tensor() if is_dtensor(update) else update
+            )  # (a collective: the matrix function needs it whole)
+            ortho = rules.newton_schulz(whole, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
             if is_dtensor(p):
                 ortho = _shard_like(ortho, p)
             ortho = ortho.to(p.dtype)
-            run_phase(
-                self,
-                group,
-                rules.decayed_step,
-                [[p], [ortho]],
-                (0,),
-                (adjusted_lr(lr, group["adjust_lr_fn"], p.shape), 1 - lr * wd),
-                (True,),
-                names=("param", "orthogonalised update"),
-            )
+            values = dict(step=adjusted_lr(lr, group["adjust_lr_fn"], p.shape), decay=1 - lr * wd, use_decay=True)
+            _STEP.apply({"p": [p], "u": [ortho]}, values, prefer=prefer)
 
 
 def _shard_like(full_tensor: torch.Tensor, like: Any) -> Any:

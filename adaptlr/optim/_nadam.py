@@ -8,6 +8,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
+from ._phase import Phase
 from ._validation import check_betas, check_bool, check_real
 
 
@@ -31,8 +32,14 @@ class NAdam(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.nadam)
-    state_names = ("exp_avg", "exp_avg_sq")
+    phases = (
+        Phase(
+            rules.nadam,
+            "p g exp_avg exp_avg_sq",
+            writes="p exp_avg exp_avg_sq",
+            flags="maximize coupled_decay decoupled_decay",
+        ),
+    )
 
     def __init__(
         self,
@@ -89,7 +96,8 @@ class NAdam(Optimizer):
             products.mul_(torch.tensor([self._mu(group, t) for t in steps], dtype=products.dtype))
         return list(zip(steps, products.tolist()))
 
-    def _scalars(self, group, key, lr):
+    def _values(self, phase, ctx, key):
+        group, lr = ctx.group, ctx.lr
         step, mu_product = key
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
@@ -97,8 +105,19 @@ class NAdam(Optimizer):
         mu, mu_next = self._mu(group, step), self._mu(group, step + 1)
         grad_coef = -lr * (1.0 - mu) / (1.0 - mu_product)
         avg_coef = -lr * mu_next / (1.0 - mu_product * mu_next)
-        scalars = (grad_coef, avg_coef, beta1, beta2, group["eps"], 1 - beta2**step, wd, 1 - lr * wd)
-        return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled)
+        return dict(
+            grad_coef=grad_coef,
+            avg_coef=avg_coef,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            bc2=1 - beta2**step,
+            weight_decay=wd,
+            decay_factor=1 - lr * wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0 and not decoupled,
+            decoupled_decay=wd != 0 and decoupled,
+        )
 
 
 class RAdam(Optimizer):
@@ -122,8 +141,14 @@ class RAdam(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.radam)
-    state_names = ("exp_avg", "exp_avg_sq")
+    phases = (
+        Phase(
+            rules.radam,
+            "p g exp_avg exp_avg_sq",
+            writes="p exp_avg exp_avg_sq",
+            flags="maximize coupled_decay decoupled_decay rectify",
+        ),
+    )
 
     def __init__(
         self,
@@ -157,7 +182,8 @@ class RAdam(Optimizer):
         )
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group, lr = ctx.group, ctx.lr
         beta1, beta2 = group["betas"]
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
@@ -168,5 +194,16 @@ class RAdam(Optimizer):
         rect = (
             math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) if rectify else 0.0
         )
-        scalars = (lr / (1 - beta1**step), rect * math.sqrt(bc2), beta1, beta2, group["eps"], wd, 1 - lr * wd)
-        return scalars, (group["maximize"], wd != 0 and not decoupled, wd != 0 and decoupled, rectify)
+        return dict(
+            step_size=lr / (1 - beta1**step),
+            rect_scale=rect * math.sqrt(bc2),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=wd,
+            decay_factor=1 - lr * wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0 and not decoupled,
+            decoupled_decay=wd != 0 and decoupled,
+            rectify=rectify,
+        )

@@ -5,6 +5,7 @@ from typing import Any
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer
+from ._phase import Phase
 from ._validation import check_bool, check_real
 
 
@@ -30,8 +31,14 @@ class RMSprop(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.rmsprop)
-    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    phases = (
+        Phase(
+            rules.rmsprop,
+            "p g square_avg grad_avg buf=momentum_buffer",
+            writes="p square_avg grad_avg buf",
+            flags="maximize coupled_decay centered use_momentum",
+        ),
+    )
 
     def __init__(
         self,
@@ -75,7 +82,17 @@ class RMSprop(Optimizer):
             "momentum_buffer" if group["momentum"] > 0 else None,
         )
 
-    def _scalars(self, group, step, lr):
+    def _values(self, phase, ctx, step):
+        group = ctx.group
         wd = group["weight_decay"]
-        scalars = (lr, group["alpha"], group["eps"], group["momentum"], wd)
-        return scalars, (group["maximize"], wd != 0, group["centered"], group["momentum"] > 0)
+        return dict(
+            lr=ctx.lr,
+            alpha=group["alpha"],
+            eps=group["eps"],
+            momentum=group["momentum"],
+            weight_decay=wd,
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+            centered=group["centered"],
+            use_momentum=group["momentum"] > 0,
+        )

@@ -8,6 +8,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
+from ._phase import Phase
 from ._validation import check_real
 
 
@@ -45,8 +46,7 @@ class Rprop(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.rprop)
-    state_names = ("prev", "step_size")
+    phases = (Phase(rules.rprop, "p g prev step_size", writes="p prev step_size", flags="maximize"),)
 
     def __init__(
         self,
@@ -96,7 +96,10 @@ class Rprop(Optimizer):
         super()._advance(group, params, states)
         return [None] * len(params)  # the rule's scalars do not depend on the step
 
-    def _scalars(self, group, key, lr):
+    def _values(self, phase, ctx, key):
+        group = ctx.group
         etaminus, etaplus = group["etas"]
         low, high = group["step_sizes"]
-        return (etaminus, etaplus, low, high), (group["maximize"],)
+        return dict(
+            etaminus=etaminus, etaplus=etaplus, step_size_min=low, step_size_max=high, maximize=group["maximize"]
+        )

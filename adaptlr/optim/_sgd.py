@@ -7,6 +7,7 @@ import torch
 
 from .. import rules
 from ._base import ENGINE_DOC, Optimizer
+from ._phase import Phase
 from ._validation import check_bool, check_real
 
 
@@ -35,8 +36,14 @@ class SGD(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.sgd)
-    state_names = ("momentum_buffer",)
+    phases = (
+        Phase(
+            rules.sgd,
+            "p g buf=momentum_buffer",
+            writes="p buf",
+            flags="maximize coupled_decay use_momentum nesterov first",
+        ),
+    )
 
     def __init__(
         self,
@@ -86,8 +93,17 @@ class SGD(Optimizer):
                 s["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return first
 
-    def _scalars(self, group, first, lr):
+    def _values(self, phase, ctx, first):
+        group = ctx.group
         wd = group["weight_decay"]
-        scalars = (lr, wd, group["momentum"], group["dampening"])
-        flags = (group["maximize"], wd != 0, group["momentum"] != 0, group["nesterov"], first)
-        return scalars, flags
+        return dict(
+            lr=ctx.lr,
+            weight_decay=wd,
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            maximize=group["maximize"],
+            coupled_decay=wd != 0,
+            use_momentum=group["momentum"] != 0,
+            nesterov=group["nesterov"],
+            first=first,
+        )

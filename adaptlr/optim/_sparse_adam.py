@@ -7,9 +7,13 @@ from typing import Any
 import torch
 
 from .. import rules
+from ..engines._select import is_dtensor
 from ._base import ENGINE_DOC, Optimizer
-from ._phases import is_dtensor, run_phase
+from ._phase import Phase
 from ._validation import check_betas, check_real
+
+#: the rule, run on the rows the sparse gradient touches (gathered, stepped, scattered back)
+_PHASE = Phase(rules.sparse_adam, "p g exp_avg exp_avg_sq", writes="p exp_avg exp_avg_sq", flags="maximize")
 
 
 class SparseAdam(Optimizer):
@@ -40,7 +44,6 @@ class SparseAdam(Optimizer):
     """
     )
 
-    rule = staticmethod(rules.sparse_adam)
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(
@@ -100,20 +103,18 @@ class SparseAdam(Optimizer):
             index = tuple(grad._indices())
             step = state["step"]
             neg_step_size = -(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
-            columns = [[p[index]], [values], [state["exp_avg"][index]], [state["exp_avg_sq"][index]]]
-            run_phase(
-                self,
-                group,
-                self.rule,
-                columns,
-                (0, 2, 3),
-                (neg_step_size, beta1, beta2, group["eps"]),
-                (group["maximize"],),
-                names=("param", "grad", "exp_avg", "exp_avg_sq"),
+            rows = {
+                "p": [p[index]],
+                "g": [values],
+                "exp_avg": [state["exp_avg"][index]],
+                "exp_avg_sq": [state["exp_avg_sq"][index]],
+            }
+            _PHASE.apply(
+                rows,
+                dict(
+                    neg_step_size=neg_step_size, beta1=beta1, beta2=beta2, eps=group["eps"], maximize=group["maximize"]
+                ),
+                prefer=self._engine(group),
             )
-            for target, gathered in (
-                (p, columns[0][0]),
-                (state["exp_avg"], columns[2][0]),
-                (state["exp_avg_sq"], columns[3][0]),
-            ):
-                target.index_put_(index, gathered)
+            for target, name in ((p, "p"), (state["exp_avg"], "exp_avg"), (state["exp_avg_sq"], "exp_avg_sq")):
+                target.index_put_(index, rows[name][0])

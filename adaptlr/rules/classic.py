@@ -1,8 +1,9 @@
 """The classic update rules, each ONE pure elementwise function in scalar style.
 
 Conventions (see ``docs/CONTRACTS.md``): arguments are one element of each column (``p``, ``g``, then the
-state tensors in the order of the optimizer's ``state_names``), then the per-step scalars, then the flags
-(Python bools fixed per call). A rule returns a tuple: the new ``p`` and the new state values, in order.
+state tensors), then the per-step scalars, then the flags (Python bools fixed per call); an optimizer binds them
+by name (:class:`adaptlr.optim.Phase`). A rule returns a tuple: the new values of the columns it writes, in the
+order its phase declares, then any terms to be summed.
 An absent optional state (``max_exp_avg_sq`` without amsgrad) arrives as ``0.0`` and must be returned as is.
 The per-step scalars (bias corrections, step sizes) are computed once per step in the optimizer classes.
 """

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from ._elementwise import elementwise
 
-__all__ = ["dog_first_stats", "dog_stats", "dog", "polynomial_average"]
+__all__ = ["dog_stats", "dog", "polynomial_average"]
 
 
 @elementwise
-def dog_first_stats(p, g, x0, weight_decay, coupled_decay):
-    """First step: remember ``x0 = p``; terms ``p^2`` (for ``||x0||``) and ``g^2``."""
+def dog_stats(p, g, x0, weight_decay, coupled_decay, first):
+    """Terms ``(p - x0)^2`` (the distance travelled) and ``g^2``; on the ``first`` step, ``x0 <- p`` and the first
+    term is ``p^2`` (for ``||x0||``). (``x0`` returned unchanged is not stored.)"""
     if coupled_decay:
         g = g + weight_decay * p
-    return p, p * p, g * g
-
-
-@elementwise
-def dog_stats(p, g, x0, weight_decay, coupled_decay):
-    """Terms ``(p - x0)^2`` (the distance travelled) and ``g^2``."""
-    if coupled_decay:
-        g = g + weight_decay * p
+    if first:
+        return p, p * p, g * g
     diff = p - x0
-    return diff * diff, g * g
+    return x0, diff * diff, g * g
 
 
 @elementwise

@@ -1,4 +1,4 @@
-"""Elementwise math of Lion, AdaBelief and LAMB (the rest of the adaptive family, beside adaptlr.free)."""
+"""Elementwise math of Lion, AdaBelief and LAMB: adaptive rules from their papers' packages, beyond torch.optim."""
 
 from __future__ import annotations
 

@@ -21,26 +21,15 @@ of the group makes the same calls in the same order, one all-reduce (per sharded
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..engines._select import is_dtensor, local
+
 __all__ = ["Layout", "is_dtensor", "layout_of", "local", "locals_of"]
-
-
-def is_dtensor(t: Any) -> bool:
-    """Whether ``t`` is a ``torch.distributed.tensor.DTensor`` (without importing it: a DTensor can only exist
-    once its module is imported)."""
-    module = sys.modules.get("torch.distributed.tensor")
-    return module is not None and isinstance(t, module.DTensor)
-
-
-def local(t: Any) -> Any:
-    """The local shard of a DTensor (a plain tensor sharing its memory); anything else as it is."""
-    return t.to_local() if is_dtensor(t) else t
 
 
 def locals_of(tensors: Iterable[Any]) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Lion, AdaBelief and LAMB: the rest of the adaptive family, on adaptlr's engines."""
+"""Lion, AdaBelief and LAMB: adaptive rules beyond torch.optim (their packages' math), on adaptlr's engines."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ from typing import Any
 
 import torch
 
-from ..optim._base import ENGINE_DOC
-from ..optim._validation import check_betas, check_bool, check_real
-from ..rules.free_adaptive import adabelief, lamb, lamb_stats, lion
-from ._base import FreeOptimizer
+from ..rules.adaptive import adabelief, lamb, lamb_stats, lion
+from ._base import ENGINE_DOC, Optimizer
+from ._phase import Phase
+from ._validation import check_betas, check_bool, check_real
 
 __all__ = ["Lion", "AdaBelief", "LAMB"]
 
 
-class _Elementwise(FreeOptimizer):
-    """One elementwise pass per step, no global sums: subclasses implement :meth:`_update_group`."""
+class _Adaptive(Optimizer):
+    """What the three share: real parameters only (as their packages), no per-parameter ``step`` (AdaBelief and
+    LAMB count steps per group, ``group["step"]``, as their package does)."""
 
+    supports_complex = False
     #: whether groups keep a count of their updates, ``group["step"]`` (bias corrections)
     counts_steps = False
 
@@ -27,19 +29,14 @@ class _Elementwise(FreeOptimizer):
             defaults = {**defaults, "step": 0}
         super().__init__(params, defaults, foreach=foreach, fused=fused, nonfinite=nonfinite)
 
-    def _reduce(self, groups):
-        return []
+    def _advance(self, group, params, states):
+        return [None] * len(params)
 
-    def _update(self, groups, sums):
-        for group in groups:
-            params, grads, states = self._active(group)
-            if self.counts_steps:
-                group["step"] += 1
-            if params:
-                self._update_group(group, float(self._lr(group)), params, grads, states)
-
-    def _update_group(self, group, lr, params, grads, states):
-        raise NotImplementedError
+    def _after(self, phase, ctxs):
+        if self.counts_steps and phase is self.phases[-1]:
+            for ctx in ctxs:  # (every group, with or without gradients, as the package)
+                ctx.group["step"] += 1
+        return None
 
     def effective_lr(self, group_index: int = 0) -> float:
         return float(self._lr(self.param_groups[group_index]))
@@ -62,7 +59,7 @@ def _decay(group, lr):
     return keep, wd, wd > 0 and not decoupled
 
 
-class Lion(_Elementwise):
+class Lion(_Adaptive):
     __doc__ = (
         r"""Lion, "EvoLved Sign Momentum" (Chen et al., 2023); matches ``lion_pytorch.Lion`` (the paper's
     Algorithm 2, the two agree).
@@ -93,21 +90,18 @@ class Lion(_Elementwise):
         check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite)
 
+    phases = (Phase(lion, "p g m=exp_avg", writes="p m"),)
+
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update_group(self, group, lr, params, grads, states):
+    def _values(self, phase, ctx, key):
+        group, lr = ctx.group, float(ctx.lr)
         b1, b2 = group["betas"]
-        self._apply(
-            group,
-            lion,
-            [params, grads, [s["exp_avg"] for s in states]],
-            writes=(0, 2),
-            scalars=(1 - lr * group["weight_decay"], lr, b1, 1 - b1, b2, 1 - b2),
-        )
+        return dict(decay_keep=1 - lr * group["weight_decay"], lr=lr, beta1=b1, c1=1 - b1, beta2=b2, c2=1 - b2)
 
 
-class AdaBelief(_Elementwise):
+class AdaBelief(_Adaptive):
     __doc__ = (
         r"""AdaBelief (Zhuang et al., 2020); matches ``pytorch_optimizer.AdaBelief`` at its defaults
     (which follow the paper's Algorithm 2: ``eps`` added inside ``s`` and to the denominator, both moments
@@ -154,25 +148,32 @@ class AdaBelief(_Elementwise):
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
+    phases = (Phase(adabelief, "p g m=exp_avg s=exp_avg_var", writes="p m s", flags="coupled_decay"),)
+
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update_group(self, group, lr, params, grads, states):
+    def _values(self, phase, ctx, key):
+        group, lr = ctx.group, float(ctx.lr)
         b1, b2 = group["betas"]
-        k = group["step"]
+        k = group["step"] + 1  # (this step's count: the group's is advanced after it)
         keep, wd, coupled = _decay(group, lr)
-        self._apply(
-            group,
-            adabelief,
-            [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_var"] for s in states]],
-            writes=(0, 2, 3),
-            scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, group["eps"], math.sqrt(1 - b2**k), lr / (1 - b1**k)),
-            flags=(coupled,),
+        return dict(
+            decay_keep=keep,
+            weight_decay=wd,
+            beta1=b1,
+            c1=1 - b1,
+            beta2=b2,
+            c2=1 - b2,
+            eps=group["eps"],
+            bc2_sqrt=math.sqrt(1 - b2**k),
+            step_size=lr / (1 - b1**k),
+            coupled_decay=coupled,
         )
 
 
-class LAMB(_Elementwise):
+class LAMB(_Adaptive):
     __doc__ = (
         r"""LAMB (You et al., 2020): Adam's direction scaled per tensor by the trust ratio
     :math:`\min(\|p\|, 10) / (\|u\| + \epsilon)`; matches ``pytorch_optimizer.Lamb`` at its defaults.
@@ -191,8 +192,9 @@ class LAMB(_Elementwise):
     eps (default 1e-6), adam (default False: True drops the trust ratio).
     """
         + ENGINE_DOC
-        + """    The per-tensor norms need one engine call per tensor; under FSDP2 (DTensor parameters) they are
-    norms of the whole tensors (the local sums of all tensors all-reduced at once over the mesh). State: ``exp_avg``,
+        + """    The per-tensor norms need one engine call per tensor (a ``per_tensor`` phase); under FSDP2 (DTensor
+    parameters) they are norms of the whole tensors (the local sums of all tensors all-reduced at once over the
+    mesh). State: ``exp_avg``,
     ``exp_avg_sq``, ``trust_ratio`` (a float). ``effective_lr(i)`` is ``lr / (1 - beta1^t)`` times the mean
     trust ratio of the group's last step.
     """
@@ -229,40 +231,52 @@ class LAMB(_Elementwise):
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
+    phases = (
+        Phase(
+            lamb_stats,
+            "p g m=exp_avg v=exp_avg_sq",
+            writes="m v",
+            sums="p_sq u_sq",
+            flags="coupled_decay",
+            per_tensor=True,
+        ),
+        Phase(lamb, "p m=exp_avg v=exp_avg_sq", writes="p", flags="coupled_decay", per_tensor=True),
+    )
+
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["trust_ratio"] = 1.0  # (every state key exists from the first step: checkpoints restore it)
 
-    def _update_group(self, group, lr, params, grads, states):
-        b1, b2 = group["betas"]
-        k, eps = group["step"], group["eps"]
+    def _values(self, phase, ctx, i):
+        group, lr = ctx.group, float(ctx.lr)
         keep, wd, coupled = _decay(group, lr)
-        step_size = lr / (1 - b1**k)
-        norms = []  # (||p||^2, ||u||^2) of each tensor: local sums first, whole tensors after one all-reduce
-        for p, g, s in zip(params, grads, states, strict=True):
-            norms += self._apply(
-                group,
-                lamb_stats,
-                [[p], [g], [s["exp_avg"]], [s["exp_avg_sq"]]],
-                writes=(2, 3),
-                scalars=(keep, wd, b1, 1 - b1, b2, 1 - b2, eps),
-                flags=(coupled,),
-                n_sums=2,
+        if phase is self.phases[0]:
+            b1, b2 = group["betas"]
+            return dict(
+                decay_keep=keep,
+                weight_decay=wd,
+                beta1=b1,
+                c1=1 - b1,
+                beta2=b2,
+                c2=1 - b2,
+                eps=group["eps"],
+                coupled_decay=coupled,
             )
-        norms = self._allreduce(norms, per_tensor=True)
-        for i, (p, s) in enumerate(zip(params, states, strict=True)):
-            w_norm, u_norm = min(math.sqrt(norms[2 * i]), self.clamp), math.sqrt(norms[2 * i + 1])
-            trust = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
-            s["trust_ratio"] = trust
-            self._apply(
-                group,
-                lamb,
-                [[p], [s["exp_avg"]], [s["exp_avg_sq"]]],
-                writes=(0,),
-                scalars=(keep, wd, eps, step_size * (1.0 if group["adam"] else trust)),
-                flags=(coupled,),
-            )
+        trust = 1.0 if group["adam"] else ctx.states[i]["trust_ratio"]
+        step_size = lr / (1 - group["betas"][0] ** (group["step"] + 1))
+        return dict(
+            decay_keep=keep, weight_decay=wd, eps=group["eps"], step_size=step_size * trust, coupled_decay=coupled
+        )
+
+    def _after(self, phase, ctxs):
+        if phase is self.phases[0]:  # the trust ratio of each whole tensor, from its norms ||p||^2 and ||u||^2
+            for ctx in ctxs:
+                eps = ctx.group["eps"]
+                for s, p_sq, u_sq in zip(ctx.states, ctx.sums["p_sq"], ctx.sums["u_sq"], strict=True):
+                    w_norm, u_norm = min(math.sqrt(p_sq), self.clamp), math.sqrt(u_sq)
+                    s["trust_ratio"] = w_norm / (u_norm + eps) if w_norm != 0 and u_norm != 0 else 1.0
+        return super()._after(phase, ctxs)
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]
