@@ -9,10 +9,8 @@ from typing import Any
 
 import torch
 
-from ..engines import get_engine
 from ..optim._base import ENGINE_DOC
 from ..optim._phase import Phase
-from ..optim._sharding import locals_of
 from ..optim._validation import check_real
 from ..rules.free_dog import dog, dog_stats, polynomial_average
 from ._base import FREE_DOC, FreeOptimizer
@@ -176,6 +174,10 @@ class LDoG(DoG):
         return None
 
 
+#: avg <- (1 - w) avg + w p, over every floating-point entry of the model's state_dict
+_AVERAGE = Phase(polynomial_average, "avg p", writes="avg")
+
+
 class PolynomialDecayAverager:
     r"""Polynomial-decay averaging of a model's weights (Shamir & Zhang, 2013), as the DoG paper uses:
 
@@ -206,7 +208,7 @@ class PolynomialDecayAverager:
             else:
                 dst[k].copy_(v)
         if avg:  # (on the local shards of DTensors: FSDP2's state_dict holds DTensors)
-            get_engine("foreach").apply(polynomial_average, [locals_of(avg), locals_of(cur)], (0,), (1 - w, w))
+            _AVERAGE.apply({"avg": avg, "p": cur}, dict(keep=1 - w, w=w), prefer="foreach")
         self.t += 1
 
     def reset(self) -> None:
