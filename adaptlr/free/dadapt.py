@@ -257,10 +257,13 @@ class DAdaptSGD(FreeOptimizer):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
+    def _skips(self, phase, ctxs):
+        return phase is self.phases[0] and bool(ctxs[0].group.get("g0_norm"))  # (||g_0|| is measured once)
+
     def _values(self, phase, ctx, key):
         group = ctx.group
         if phase is self.phases[0]:  # ||g_0||, on the first step with gradient information
-            return {} if not group.get("g0_norm") and float(ctx.lr) > 0 else None
+            return {} if float(ctx.lr) > 0 else None
         if phase is self.phases[2]:
             return dict(momentum=group["momentum"], ck=1 - group["momentum"])
         if not group.get("g0_norm") or float(ctx.lr) <= 0:
@@ -271,11 +274,10 @@ class DAdaptSGD(FreeOptimizer):
     def _after(self, phase, ctxs):
         g0 = ctxs[0].group
         if phase is self.phases[0]:
-            if not g0.get("g0_norm"):
-                g_sq = sum(c.sums["g_sq"] for c in ctxs)
-                if g_sq > 0:  # (else: measured again on the next step)
-                    for ctx in ctxs:
-                        ctx.group["g0_norm"] = math.sqrt(g_sq)
+            g_sq = sum(c.sums["g_sq"] for c in ctxs)
+            if g_sq > 0:  # (else: measured again on the next step)
+                for ctx in ctxs:
+                    ctx.group["g0_norm"] = math.sqrt(g_sq)
             return None
         if phase is self.phases[2]:
             for ctx in ctxs:

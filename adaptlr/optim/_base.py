@@ -455,6 +455,12 @@ class Optimizer(torch.optim.Optimizer):
         phases do not run). The default does nothing."""
         return None
 
+    def _skips(self, phase: Phase, ctxs: list[GroupStep]) -> bool:
+        """Whether a whole estimate set skips ``phase`` this step (neither run, nor all-reduced, nor ``_after``):
+        a decision from group state that every rank shares (D-Adapt SGD's first-gradient norm, once known).
+        The default skips nothing."""
+        return False
+
     def _estimate_sets(self, ctxs: list[GroupStep]) -> list[list[GroupStep]]:
         """The sets of groups whose sums are pooled (default: each group alone)."""
         return [[c] for c in ctxs]
@@ -507,11 +513,12 @@ class Optimizer(torch.optim.Optimizer):
                             ctx.buckets.setdefault(key, []).append(i)
             sets = [s for s in self._estimate_sets(ctxs) if s]
             for phase in self.phases:
-                for ctx in (c for s in sets for c in s):
+                active = [s for s in sets if not self._skips(phase, s)]
+                for ctx in (c for s in active for c in s):
                     ctx.sums = self._run_phase(phase, ctx)
-                if phase.sums:
-                    self._allreduce_sums(phase, [c for s in sets for c in s])
-                sets = [s for s in sets if self._after(phase, s) is not False]
+                if phase.sums and active:
+                    self._allreduce_sums(phase, [c for s in active for c in s])
+                sets = [s for s in sets if s not in active or self._after(phase, s) is not False]
         finally:
             self.__dict__["_step_layout"] = None
 
