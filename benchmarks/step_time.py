@@ -3,7 +3,8 @@
 Two workloads (float32, CPU, random gradients):
   (a) ~34M parameters in transformer-like shapes: 8 blocks of d=512 (4 attention matrices, a 4d MLP, biases,
       norms) plus a 16384 x 512 embedding;
-  (b) 400 tensors of 2,048 elements and (c) 2,000 tensors of 16 elements (per-tensor overhead).
+  (b) 400 tensors of 2,048 elements and (c) 2,000 tensors of 16 elements (per-tensor overhead);
+  Muon, SparseAdam and LBFGS on workloads of their own (2-D matrices, a sparse embedding gradient, a closure).
 For each optimizer and engine: median and min over repeats, in two rounds (the second is reported; the first
 warms caches and JIT), with ``torch.set_num_threads`` fixed; ratios to torch's foreach and, where torch has
 one, its fused implementation. Then the first step's time (Numba compile) in a fresh process with an empty
@@ -54,7 +55,7 @@ OPTIMIZERS = {  # name -> (kwargs, torch has a fused CPU kernel)
     "RAdam": (dict(), False),
     "Rprop": (dict(), False),
     "ASGD": (dict(), False),
-    "Adafactor": (dict(), False),  # (Muon: 2-D params only; SparseAdam: sparse grads; LBFGS: closure-driven)
+    "Adafactor": (dict(), False),  # (Muon, SparseAdam, LBFGS: workloads of their own, see rest_of_torch_optim)
 }
 ENGINES = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 
@@ -89,6 +90,63 @@ def time_steps(opt, repeats: int) -> tuple[float, float]:
         opt.step()
         times.append(time.perf_counter() - t)
     return statistics.median(times), min(times)
+
+
+def rest_of_torch_optim(repeats: int) -> None:
+    """Muon, SparseAdam and LBFGS need workloads of their own: the matrices of two of workload (a)'s blocks (Muon takes
+    2-D parameters only), the 16384 x 512 embedding with a sparse gradient on 4,096 rows, and a least-squares
+    problem on 1M parameters (LBFGS steps with a closure: 20 iterations and their evaluations per step)."""
+    print("\n(the rest of torch.optim, on workloads of their own; default engines; ratio to torch.optim)")
+    print(f"{'optimizer':10s} {'workload':34s} {'ms':>16s} {'torch ms':>16s} {'ratio':>7s}")
+    g = torch.Generator().manual_seed(0)
+    mats = [s for s in transformer_shapes(blocks=2)[1:] if len(s) == 2]
+    params = make_params(mats)
+    emb = torch.randn(16384, 512, generator=g).requires_grad_()
+    rows = torch.randperm(16384, generator=g)[:4096]
+    emb.grad = torch.sparse_coo_tensor(
+        rows[None], torch.randn(4096, 512, generator=g), (16384, 512), check_invariants=True
+    ).coalesce()
+    a, b = torch.randn(1 << 20, generator=g), torch.randn(1 << 20, generator=g)
+
+    def lbfgs(cls):
+        x = torch.zeros(1 << 20, requires_grad=True)
+        opt = cls([x], lr=1, max_iter=20, history_size=10, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = ((a * x - b) ** 2).sum() + 0.1 * (x**4).sum()
+            loss.backward()
+            return loss
+
+        return opt, closure
+
+    cases = [
+        (
+            "Muon",
+            f"{len(mats)} matrices ({sum(p.numel() for p in params) / 1e6:.1f}M)",
+            lambda cls: (cls(params), None),
+        ),
+        ("SparseAdam", "16384 x 512, 4,096 rows", lambda cls: (cls([emb]), None)),
+        ("LBFGS", "1M least squares, 20 iterations", lbfgs),
+    ]
+    for name, workload, make in cases:
+        times = {}
+        for _round in range(2):
+            for side, cls in (("torch", getattr(torch.optim, name)), ("ours", getattr(adaptlr, name))):
+                opt, closure = make(cls)
+                step = functools.partial(opt.step, closure) if closure is not None else opt.step
+                step()
+                ts = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    step()
+                    ts.append(time.perf_counter() - t)
+                times[side] = (statistics.median(ts), min(ts))
+        (om, ol), (tm, tl) = times["ours"], times["torch"]
+        print(
+            f"{name:10s} {workload:34s} {om * 1e3:8.1f} ({ol * 1e3:.1f}) {tm * 1e3:8.1f} ({tl * 1e3:.1f}) {om / tm:7.2f}",
+            flush=True,
+        )
 
 
 def first_step_seconds(cache_dir: str) -> float:
@@ -323,6 +381,7 @@ def main() -> None:
         help="with --device cpu: the triton engine in Triton's interpreter (a dry run; see --tiny)",
     )
     ap.add_argument("--tiny", action="store_true", help="tiny workloads (for the interpreter dry run)")
+    ap.add_argument("--no-rest", action="store_true", help="skip Muon, SparseAdam and LBFGS (their own workloads)")
     args = ap.parse_args()
     if args.device == "cuda" or args.engine == "triton":
         sys.exit(triton_main(args))
@@ -363,6 +422,8 @@ def main() -> None:
                     f" {fused_txt} {med / tf[0]:9.2f} {ratio_fused}",
                     flush=True,
                 )
+    if not args.no_rest:
+        rest_of_torch_optim(args.repeats)
     with tempfile.TemporaryDirectory() as cache:
         cold = first_step_seconds(cache)
         warm = first_step_seconds(cache)
