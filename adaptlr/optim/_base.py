@@ -672,32 +672,17 @@ class Optimizer(torch.optim.Optimizer):
         scalars, flags = phase.bind(values)
         n_sums = len(phase.sums)
         layout = self._layout() if n_sums else None
+
+        def call(cols: list[Any]) -> tuple[float, ...]:
+            return run(phase.rule, cols, phase.write_index, scalars, flags, n_sums, prefer=ctx.prefer,
+                       names=phase.arguments, checked=checked)  # fmt: skip
+
         if layout is not None and layout.dims:
             counted = [layout.counts(ctx.params[i]) for i in (range(len(ctx.params)) if rows is None else rows)]
             if not all(counted):
-                run(
-                    phase.rule,
-                    _rows(columns, [i for i, c in enumerate(counted) if not c]),
-                    phase.write_index,
-                    scalars,
-                    flags,
-                    n_sums,
-                    prefer=ctx.prefer,
-                    names=phase.arguments,
-                    checked=checked,
-                )
+                call(_rows(columns, [i for i, c in enumerate(counted) if not c]))  # (updated; sums not counted)
                 columns = _rows(columns, [i for i, c in enumerate(counted) if c])
-        return run(
-            phase.rule,
-            columns,
-            phase.write_index,
-            scalars,
-            flags,
-            n_sums,
-            prefer=ctx.prefer,
-            names=phase.arguments,
-            checked=checked,
-        )
+        return call(columns)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
