@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._validation import check_choice, check_count, check_real, duration
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -81,13 +83,12 @@ class LRFindResult:
         then cosine to ``final``)."""
         from . import schedules as S
 
+        check_choice("kind", kind, ("one_cycle", "warmup_cosine"))
         peak = self.suggestions[method].lr if method else self.lr
         if kind == "one_cycle":
             return S.one_cycle(peak, total_steps, **kwargs)
-        if kind == "warmup_cosine":
-            w = S._base.duration("warmup", warmup, total_steps, minimum=1)
-            return S.warmup(S.cosine(peak, max(total_steps - w, 1), final=final), w)
-        raise ValueError(f"Invalid kind: {kind!r} (expected 'one_cycle' or 'warmup_cosine')")
+        w = duration("warmup", warmup, total_steps, minimum=1)
+        return S.warmup(S.cosine(peak, max(total_steps - w, 1), final=final), w)
 
     def plot(self, path: str | Path | None = None, *, ax: Any = None, skip_start: int = 0, skip_end: int = 0) -> Figure:
         """Loss against lr (log scale) with the suggestions marked; saved to ``path`` when given."""
@@ -167,9 +168,10 @@ def lr_find(
     their lr ratio to it. Each batch is ``(inputs, targets)``; its loss is ``loss_fn(model(inputs), targets)``
     (divided by ``accumulation``, summed over that many batches per step). The recorded loss is smoothed,
     :math:`\bar L_i = smooth\,L_i + (1 - smooth)\,\bar L_{i-1}`, and the test stops once
-    :math:`\bar L_i > diverge \cdot \min_{j \le i} \bar L_j`. This is ``torch-lr-finder``'s
-    ``range_test(start_lr=start, end_lr=end, num_iter=steps, step_mode=mode, smooth_f=smooth,
-    diverge_th=diverge, accumulation_steps=accumulation)`` and gives the same curve.
+    :math:`\bar L_i > diverge \cdot \min_{j \le i} \bar L_j` (or at a non-finite loss; ``diverge=math.inf``:
+    only there). This is ``torch-lr-finder``'s ``range_test(start_lr=start, end_lr=end, num_iter=steps,
+    step_mode=mode, smooth_f=smooth, diverge_th=diverge, accumulation_steps=accumulation)`` and gives the same
+    curve.
 
     Suggestions (on the curve without its first ``skip_start`` and last ``skip_end`` points, as
     ``torch-lr-finder``'s plot): ``"steepest"``, where the smoothed loss falls fastest against
@@ -193,20 +195,13 @@ def lr_find(
     >>> sorted(result.suggestions) == ["minimum", "steepest", "valley"]
     True
     """
-    if not (isinstance(start, (int, float)) and math.isfinite(start) and start > 0):
-        raise ValueError(f"Invalid start: {start!r} (expected a finite number > 0)")
-    if not (isinstance(end, (int, float)) and math.isfinite(end) and end > start):
-        raise ValueError(f"Invalid end: {end!r} (expected a finite number > start = {start})")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"Invalid steps: {steps!r} (expected an integer >= 2)")
-    if mode not in ("exp", "linear"):
-        raise ValueError(f"Invalid mode: {mode!r} (expected 'exp' or 'linear')")
-    if not 0 <= smooth < 1:
-        raise ValueError(f"Invalid smooth: {smooth!r} (expected in [0, 1))")
-    if not diverge > 1:
-        raise ValueError(f"Invalid diverge: {diverge!r} (expected > 1)")
-    if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
-        raise ValueError(f"Invalid accumulation: {accumulation!r} (expected an integer >= 1)")
+    check_real("start", start, 0.0, low_open=True)
+    check_real("end", end, start, low_open=True)  # (above start)
+    check_count("steps", steps, 2)
+    check_choice("mode", mode, ("exp", "linear"))
+    check_real("smooth", smooth, 0.0, 1.0, high_open=True)
+    check_real("diverge", diverge, 1.0, low_open=True, allow_inf=True)  # (inf: no limit)
+    check_count("accumulation", accumulation, 1)
 
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt_state = copy.deepcopy(optimizer.state_dict())

@@ -1,5 +1,7 @@
 """ReduceOnPlateau against torch.optim.lr_scheduler.ReduceLROnPlateau, and composed with schedules."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -59,16 +61,17 @@ def test_matches_torch_reduce_lr_on_plateau(cfg, seed):
 
 def test_validation():
     opt = two_group_sgd()
-    for kwargs, name in [
-        (dict(factor=1.0), "factor"),
-        (dict(mode="mean"), "mode"),
-        (dict(patience=-1), "patience"),
-        (dict(threshold_mode="x"), "threshold_mode"),
-        (dict(min_lr=[0.1]), "min_lr"),
-        (dict(cooldown=1.5), "cooldown"),
-        (dict(eps=-1), "eps"),
+    for kwargs, name, error in [
+        (dict(factor=1.0), "factor", ValueError),
+        (dict(mode="mean"), "mode", ValueError),
+        (dict(patience=-1), "patience", ValueError),
+        (dict(threshold_mode="x"), "threshold_mode", ValueError),
+        (dict(min_lr=[0.1]), "min_lr", ValueError),
+        (dict(cooldown=1.5), "cooldown", TypeError),  # (a count: a float is the wrong type)
+        (dict(eps=-1), "eps", ValueError),
+        (dict(eps=math.inf), "eps", ValueError),
     ]:
-        with pytest.raises(ValueError, match=f"Invalid {name}"):
+        with pytest.raises(error, match=f"Invalid {name}"):
             ReduceOnPlateau(opt, **kwargs)
 
 

@@ -100,8 +100,8 @@ def test_a_rule_returning_an_input_unchanged_costs_no_store():
 
 
 # ------------------------------------------------------------------------------ docs/CONTRACTS.md's worked example
+from adaptlr._validation import check_betas, check_real  # noqa: E402
 from adaptlr.optim import Optimizer  # noqa: E402
-from adaptlr.optim._validation import check_betas, check_real  # noqa: E402
 from adaptlr.rules.adaptive import lion  # noqa: E402
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._validation import check_bool, check_count, check_nonfinite, check_real
+
 __all__ = ["DEFAULT_LRS", "Auto", "AutoResult", "Racer", "fit"]
 
 #: the half-decade grid the racers start from (the grid the benchmark's tuned baseline searches)
@@ -149,39 +151,26 @@ class Auto:
         nonfinite: str | None = None,
         optimizer: type[torch.optim.Optimizer] | None = None,
     ) -> None:
-        lrs = tuple(float(x) for x in lrs)
-        if not lrs or any(not (math.isfinite(x) and x > 0) for x in lrs):
-            raise ValueError(f"Invalid lrs: {lrs} (expected positive finite learning rates)")
-        if not budget > 1.0:
-            raise ValueError(f"Invalid budget: {budget} (expected > 1: one run plus the races)")
-        if not 1 <= int(keep) <= len(lrs):
-            raise ValueError(f"Invalid keep: {keep} (expected 1 <= keep <= {len(lrs)})")
-        for name, v in (
-            ("rung1", rung1),
-            ("rung2", rung2),
-            ("branch", branch),
-            ("warmup", warmup),
-            ("cooldown", cooldown),
-        ):
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"Invalid {name}: {v} (expected a fraction of the run, 0 <= {name} < 1)")
+        lrs = tuple(check_real(f"lrs[{i}]", x, 0.0, low_open=True) for i, x in enumerate(lrs))
+        if not lrs:
+            raise ValueError("Invalid lrs: () (expected at least one learning rate)")
+        self.lrs = tuple(sorted(lrs))
+        self.budget = check_real("budget", budget, 1.0, low_open=True)  # (one run plus the races)
+        self.keep = check_count("keep", keep, 1, len(lrs))
+        # fractions of the run, in [0, 1):
+        self.rung1 = check_real("rung1", rung1, 0.0, 1.0, high_open=True)
+        self.rung2 = check_real("rung2", rung2, 0.0, 1.0, high_open=True)
+        self.branch = check_real("branch", branch, 0.0, 1.0, high_open=True)
+        self.warmup = check_real("warmup", warmup, 0.0, 1.0, high_open=True)
+        self.cooldown = check_real("cooldown", cooldown, 0.0, 1.0, high_open=True)
         if not rung1 < rung2:
             raise ValueError(f"Invalid rungs: rung1={rung1} must be below rung2={rung2}")
-        if not 0.0 <= tie < 1.0:
-            raise ValueError(f"Invalid tie: {tie} (expected 0 <= tie < 1)")
-        if nonfinite not in (None, "raise", "skip"):
-            raise ValueError(f"Invalid nonfinite: {nonfinite!r} (expected None, 'raise' or 'skip')")
-        self.lrs = tuple(sorted(lrs))
-        self.budget = float(budget)
-        self.keep = int(keep)
-        self.rung1, self.rung2, self.branch = float(rung1), float(rung2), float(branch)
-        self.warmup, self.cooldown = float(warmup), float(cooldown)
-        self.tie = float(tie)
-        self.keep_best = bool(keep_best)
+        self.tie = check_real("tie", tie, 0.0, 1.0, high_open=True)
+        self.keep_best = check_bool("keep_best", keep_best)
         self.weight_decay = float(weight_decay)
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
-        self.nonfinite = nonfinite
+        self.nonfinite = check_nonfinite(nonfinite)
         self.optimizer = optimizer
 
     # ---- the plan ------------------------------------------------------------------------------------
@@ -189,9 +178,7 @@ class Auto:
         """The rung steps ``s1``, ``s2``, the branch length ``c``, warmup and cooldown for a run of ``steps``,
         with the rung fractions scaled (up or down) so that the planned cost is ``budget`` runs when every
         candidate survives to its rung."""
-        steps = int(steps)
-        if steps < 1:
-            raise ValueError(f"Invalid steps: {steps} (expected >= 1)")
+        steps = check_count("steps", steps, 1)
         n, k = len(self.lrs), self.keep
         evals = (n + k + (1 if self.keep_best else 0)) * float(val_cost)
         unit = (n - 1) * self.rung1 + (k - 1) * (self.rung2 - self.rung1) + k * self.branch

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from .._validation import check_real
+
 __all__ = ["Controller"]
-
-
-def check_number(
-    name: str,
-    value: Any,
-    low: float = -math.inf,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """A real number in the range, else a ``ValueError`` naming the argument, the value and the range."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number in {lo}{low}, {high}{hi})")
-    return float(value)
-
-
-def check_count(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Invalid {name}: {value!r} (expected an integer >= {minimum})")
-    return int(value)
 
 
 def to_float(value: Any) -> float:
@@ -123,7 +97,7 @@ class Controller:
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """The attributes to assign, read and checked from ``state_dict`` (a subclass adds its own); raises
         ``KeyError``, ``TypeError`` or ``ValueError`` and changes nothing."""
-        factors = [_positive(f"factors[{i}]", f) for i, f in enumerate(state_dict["factors"])]
+        factors = [check_real(f"factors[{i}]", f, 0.0, low_open=True) for i, f in enumerate(state_dict["factors"])]
         n = len(self.optimizer.param_groups)
         if len(factors) != n:
             raise ValueError(f"it holds {len(factors)} param group factor(s), this optimizer has {n} param group(s)")
@@ -131,29 +105,3 @@ class Controller:
 
     def _after_load(self) -> None:
         """Called once a state is assigned (nothing may fail here)."""
-
-
-def _positive(name: str, value: Any) -> float:
-    """A finite number > 0 (a factor), else ``ValueError`` naming it."""
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} is {value!r} (expected a finite number > 0)")
-    return v
-
-
-def _number(name: str, value: Any, *, allow_none: bool = False, allow_inf: bool = False) -> float | None:
-    """A real number (not a bool; nan refused; inf only if allowed), or ``None`` when allowed."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} is {value!r} (expected a number)")
-    v = float(value)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} is {value!r} (expected a finite number)")
-    return v
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} is {value!r} (expected an integer >= 0)")
-    return int(value)

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, _count, _number, check_count, check_number, to_float
+from .._validation import check_count, check_real
+from ._base import Controller, to_float
 
 __all__ = ["DivergenceGuard", "TrainingDiverged"]
 
@@ -44,7 +45,8 @@ class DivergenceGuard(Controller):
     Args:
         model: the ``torch.nn.Module`` being trained. optimizer: its optimizer.
         factor: lr cut per rollback, in (0, 1) (default 0.5). snapshot_every: steps between snapshots
-        (default 100). ratio: explosion ratio (default 10). window: losses in the running median (default 50).
+        (default 100). ratio: explosion ratio, in (1, inf] (default 10; ``math.inf``: only a non-finite loss
+        diverges). window: losses in the running median (default 50).
         min_history: good losses needed before the ratio test applies (default 5).
         max_rollbacks: rollbacks in a row (without a new snapshot) before :class:`TrainingDiverged`
         (default 10).
@@ -70,9 +72,9 @@ class DivergenceGuard(Controller):
     ) -> None:
         super().__init__(optimizer)
         self.model = model
-        self.cut = check_number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.cut = check_real("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
         self.snapshot_every = check_count("snapshot_every", snapshot_every, 1)
-        self.ratio = check_number("ratio", ratio, 1.0, low_open=True)
+        self.ratio = check_real("ratio", ratio, 1.0, low_open=True, allow_inf=True)  # (inf: non-finite losses only)
         self.window = check_count("window", window, 1)
         self.min_history = check_count("min_history", min_history, 1)
         self.max_rollbacks = check_count("max_rollbacks", max_rollbacks, 1)
@@ -146,12 +148,12 @@ class DivergenceGuard(Controller):
         super().load_state_dict(state_dict)
 
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-        history = [_number(f"history[{i}]", v) for i, v in enumerate(state_dict["history"])]
+        history = [check_real(f"history[{i}]", v) for i, v in enumerate(state_dict["history"])]
         return {
             **super()._read_state(state_dict),
             "history": deque(history, maxlen=self.window),
-            "steps": _count("steps", state_dict["steps"]),
-            "rollbacks": _count("rollbacks", state_dict["rollbacks"]),
+            "steps": check_count("steps", state_dict["steps"]),
+            "rollbacks": check_count("rollbacks", state_dict["rollbacks"]),
         }
 
     def _after_load(self) -> None:

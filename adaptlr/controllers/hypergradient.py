@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, _number, check_number
+from .._validation import check_real
+from ._base import Controller
 
 __all__ = ["Hypergradient"]
 
@@ -72,11 +73,11 @@ class Hypergradient(Controller):
         max_change: float = 2.0,
     ) -> None:
         super().__init__(optimizer)
-        self.beta = check_number("beta", beta, 0.0, math.inf, high_open=True)
-        self.max_change = check_number("max_change", max_change, 1.0, math.inf, low_open=True)
+        self.beta = check_real("beta", beta, 0.0)
+        self.max_change = check_real("max_change", max_change, 1.0, low_open=True, allow_inf=True)  # (inf: no guard)
         self.clipped = 0  #: steps on which the max_change guard limited the lr's change
-        self.min_lr = check_number("min_lr", min_lr, 0.0)
-        self.max_lr = check_number("max_lr", max_lr, self.min_lr)
+        self.min_lr = check_real("min_lr", min_lr, 0.0)
+        self.max_lr = check_real("max_lr", max_lr, self.min_lr, allow_inf=True)  # (inf: no limit)
         for i, group in enumerate(optimizer.param_groups):
             if group.get("adaptlr_schedule") is not None or (
                 callable(group["lr"]) and not isinstance(group["lr"], torch.Tensor)
@@ -168,8 +169,8 @@ class Hypergradient(Controller):
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         out = super()._read_state(state_dict)
         groups = self.optimizer.param_groups
-        lr_used = [_number(f"lr_used[{i}]", v, allow_none=True) for i, v in enumerate(state_dict["lr_used"])]
-        initial = [_number(f"initial_lrs[{i}]", v) for i, v in enumerate(state_dict["initial_lrs"])]
+        lr_used = [None if v is None else check_real(f"lr_used[{i}]", v) for i, v in enumerate(state_dict["lr_used"])]
+        initial = [check_real(f"initial_lrs[{i}]", v) for i, v in enumerate(state_dict["initial_lrs"])]
         deltas = list(state_dict["deltas"])
         if not len(lr_used) == len(initial) == len(deltas) == len(groups):
             raise ValueError(f"it is for {len(deltas)} param group(s), this optimizer has {len(groups)}")

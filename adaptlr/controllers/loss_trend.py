@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, _count, _number, check_number, to_float
+from .._validation import check_count, check_real
+from ._base import Controller, to_float
 
 __all__ = ["LossTrend"]
 
@@ -31,7 +32,8 @@ class LossTrend(Controller):
         optimizer: any ``torch.optim`` optimizer. up: growth per falling observation (default 1.05).
         down: cut per rising observation (default 0.5, Battiti's value). smoothing: :math:`\beta`
         (default 0.9; 0 is the classic full-batch rule). tolerance: relative dead band (default 0).
-        min_factor, max_factor: bounds of the factor (default 1e-3 and 10).
+        min_factor, max_factor: bounds of the factor, in (0, 1] and [1, inf] (default 1e-3 and 10;
+        ``max_factor=math.inf``: no upper bound).
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -53,12 +55,12 @@ class LossTrend(Controller):
         max_factor: float = 10.0,
     ) -> None:
         super().__init__(optimizer)
-        self.up = check_number("up", up, 1.0)
-        self.down = check_number("down", down, 0.0, 1.0, low_open=True)
-        self.smoothing = check_number("smoothing", smoothing, 0.0, 1.0, high_open=True)
-        self.tolerance = check_number("tolerance", tolerance, 0.0)
-        self.min_factor = check_number("min_factor", min_factor, 0.0, 1.0, low_open=True)
-        self.max_factor = check_number("max_factor", max_factor, 1.0)
+        self.up = check_real("up", up, 1.0)
+        self.down = check_real("down", down, 0.0, 1.0, low_open=True)
+        self.smoothing = check_real("smoothing", smoothing, 0.0, 1.0, high_open=True)
+        self.tolerance = check_real("tolerance", tolerance, 0.0)
+        self.min_factor = check_real("min_factor", min_factor, 0.0, 1.0, low_open=True)
+        self.max_factor = check_real("max_factor", max_factor, 1.0, allow_inf=True)  # (inf: no upper bound)
         self.avg, self.count, self.previous = 0.0, 0, None
 
     def observe(self, value: float | torch.Tensor) -> float:
@@ -88,7 +90,7 @@ class LossTrend(Controller):
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         return {
             **super()._read_state(state_dict),
-            "avg": _number("avg", state_dict["avg"]),
-            "count": _count("count", state_dict["count"]),
-            "previous": _number("previous", state_dict["previous"], allow_none=True),
+            "avg": check_real("avg", state_dict["avg"]),
+            "count": check_count("count", state_dict["count"]),
+            "previous": None if state_dict["previous"] is None else check_real("previous", state_dict["previous"]),
         }

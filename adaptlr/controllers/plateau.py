@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ._base import Controller, _count, _number, check_count, check_number, to_float
+from .._validation import check_choice, check_count, check_real
+from ._base import Controller, to_float
 
 __all__ = ["ReduceOnPlateau"]
 
@@ -52,21 +53,18 @@ class ReduceOnPlateau(Controller):
         eps: float = 1e-8,
     ) -> None:
         super().__init__(optimizer)
-        if mode not in ("min", "max"):
-            raise ValueError(f"Invalid mode: {mode!r} (expected 'min' or 'max')")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"Invalid threshold_mode: {threshold_mode!r} (expected 'rel' or 'abs')")
-        self.mode, self.threshold_mode = mode, threshold_mode
-        self.reduction = check_number("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.mode = check_choice("mode", mode, ("min", "max"))
+        self.threshold_mode = check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
+        self.reduction = check_real("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
         self.patience = check_count("patience", patience)
-        self.threshold = check_number("threshold", threshold, 0.0)
+        self.threshold = check_real("threshold", threshold, 0.0)
         self.cooldown = check_count("cooldown", cooldown)
-        self.eps = check_number("eps", eps, 0.0)
+        self.eps = check_real("eps", eps, 0.0)
         n = len(optimizer.param_groups)
         mins = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
         if len(mins) != n:
             raise ValueError(f"Invalid min_lr: {len(mins)} values for {n} param groups")
-        self.min_lrs = [check_number(f"min_lr[{i}]", m, 0.0) for i, m in enumerate(mins)]
+        self.min_lrs = [check_real(f"min_lr[{i}]", m, 0.0) for i, m in enumerate(mins)]
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -118,8 +116,8 @@ class ReduceOnPlateau(Controller):
     def _read_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         return {
             **super()._read_state(state_dict),
-            "best": _number("best", state_dict["best"], allow_inf=True),
-            "num_bad_epochs": _count("num_bad_epochs", state_dict["num_bad_epochs"]),
-            "cooldown_counter": _count("cooldown_counter", state_dict["cooldown_counter"]),
-            "last_epoch": _count("last_epoch", state_dict["last_epoch"]),
+            "best": check_real("best", state_dict["best"], allow_inf=True),  # (inf before the first metric)
+            "num_bad_epochs": check_count("num_bad_epochs", state_dict["num_bad_epochs"]),
+            "cooldown_counter": check_count("cooldown_counter", state_dict["cooldown_counter"]),
+            "last_epoch": check_count("last_epoch", state_dict["last_epoch"]),
         }

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from .._validation import check_bool
 from ..optim._base import GroupStep, Optimizer
 
 __all__ = ["FreeOptimizer", "FREE_DOC", "count_step", "resolve_process_group"]
@@ -69,9 +70,7 @@ class FreeOptimizer(Optimizer):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
-        if not isinstance(per_group_d, bool):
-            raise TypeError(f"Invalid per_group_d: expected a bool, got {per_group_d!r}")
-        self.per_group_d = per_group_d
+        self.per_group_d = check_bool("per_group_d", per_group_d)
         if process_group is not None and sharded is not None:
             raise ValueError("pass process_group or sharded, not both")
         self.process_group = resolve_process_group(process_group if sharded is None else sharded)

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from .._validation import check_betas, check_bool, check_count, check_real
 from ..optim._base import ENGINE_DOC
 from ..optim._phase import Phase
-from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_dadapt import (
     dadapt_adagrad,
     dadapt_adagrad_stats,
@@ -357,11 +357,7 @@ class DAdaptAdaGrad(FreeOptimizer):
         _check_common(lr, d0, growth_rate, weight_decay)
         check_real("momentum", momentum, 0.0, 1.0, high_open=True)
         check_real("eps", eps, 0.0)
-        if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
-            raise ValueError(
-                f"Invalid log_every: {log_every!r}; expected an int >= 0 (accepted and unused, as the "
-                "package's logging is not reproduced)"
-            )
+        check_count("log_every", log_every)  # (accepted and unused: the package's logging is not reproduced)
         defaults = dict(
             lr=lr,
             momentum=momentum,

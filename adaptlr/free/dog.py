@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from .._validation import check_real
 from ..optim._base import ENGINE_DOC
 from ..optim._phase import Phase
-from ..optim._validation import check_real
 from ..rules.free_dog import dog, dog_stats, polynomial_average
 from ._base import FREE_DOC, FreeOptimizer
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from .._validation import check_betas, check_bool, check_count, check_real
 from ..engines._select import is_dtensor
 from ..optim._base import ENGINE_DOC
 from ..optim._phase import Phase
-from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_prodigy import prodigy, prodigy_stats
 from ._base import FREE_DOC, FreeOptimizer, count_step
 
@@ -100,8 +100,7 @@ class Prodigy(FreeOptimizer):
             ("safeguard_warmup", safeguard_warmup),
         ):
             check_bool(name, flag)
-        if not isinstance(slice_p, int) or isinstance(slice_p, bool) or slice_p < 1:
-            raise ValueError(f"Invalid slice_p: {slice_p!r}; expected an int >= 1")
+        check_count("slice_p", slice_p, 1)
         defaults = dict(
             lr=lr,
             betas=betas,

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from .._validation import check_betas, check_bool, check_count, check_real
 from ..optim._base import ENGINE_DOC
 from ..optim._phase import Phase
 from ..optim._sharding import locals_of
-from ..optim._validation import check_betas, check_bool, check_real
 from ..rules.free_schedulefree import schedule_free, schedule_free_swap
 from ._base import FreeOptimizer
 
@@ -180,8 +180,7 @@ _SGD = object()  # (ScheduleFreeSGD has no betas and no eps)
 def _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas=_SGD, eps=None):
     """The shared arguments; ``betas`` and ``eps`` of the adaptive variants (AdamW, RAdam)."""
     check_real("weight_decay", weight_decay, 0.0)
-    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
-        raise ValueError(f"Invalid warmup_steps: {warmup_steps!r}; expected an int >= 0")
+    check_count("warmup_steps", warmup_steps)
     check_real("r", r, 0.0)
     check_real("weight_lr_power", weight_lr_power, 0.0)
     if betas is not _SGD:  # (betas=None is refused by check_betas, naming it)

@@ -10,28 +10,20 @@ Python call per step to build (1.3-1.8 s per million steps for warmup + cosine o
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any
 
 import numpy as np
 
+from .._validation import check_count
 from ..schedules import ScheduleLike
 
-__all__ = ["check_steps", "schedule_table"]
-
-
-def check_steps(steps: Any) -> int:
-    """The length of a run: an int >= 1, else ``ValueError`` naming ``steps``."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"Invalid steps: {steps!r} (expected an integer >= 1: the number of steps the table covers)")
-    return int(steps)
+__all__ = ["schedule_table"]
 
 
 def schedule_table(schedule: ScheduleLike, steps: int) -> np.ndarray:
     """``[schedule(0), ..., schedule(steps)]`` as float64; ``ValueError`` if a value is not a finite number."""
     if not callable(schedule):
         raise ValueError(f"Invalid schedule: {schedule!r} (expected a callable step -> value)")
-    steps = check_steps(steps)
+    steps = check_count("steps", steps, 1)  # (the number of steps the table covers)
     values = np.empty(steps + 1, dtype=np.float64)
     for t in range(steps + 1):
         v = float(schedule(t))

@@ -22,8 +22,9 @@ from typing import Any
 import keras
 from keras import ops
 
+from .._validation import check_count
 from ..schedules import Schedule, ScheduleLike, from_spec
-from ._table import check_steps, schedule_table
+from ._table import schedule_table
 
 __all__ = ["KerasSchedule", "as_keras"]
 
@@ -47,7 +48,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, schedule: ScheduleLike | dict[str, Any] | str, steps: int, name: str | None = None) -> None:
         super().__init__()
         self.schedule: ScheduleLike = schedule if callable(schedule) else from_spec(schedule)
-        self.steps = check_steps(steps)
+        self.steps = check_count("steps", steps, 1)
         self.name = name
         self.values = schedule_table(self.schedule, self.steps)
         self._table = ops.convert_to_tensor(self.values, dtype="float32")

@@ -45,6 +45,7 @@ except ImportError:
 
     PACKAGE = "pytorch_lightning"
 
+from .._validation import check_count, check_real
 from ..controllers import Controller
 from ..free import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 
@@ -216,9 +217,7 @@ class ScheduleFree(pl.Callback):
     """
 
     def __init__(self, bn_batches: int = 0) -> None:
-        if isinstance(bn_batches, bool) or not isinstance(bn_batches, int) or bn_batches < 0:
-            raise ValueError(f"Invalid bn_batches: {bn_batches!r} (expected an integer >= 0)")
-        self.bn_batches = bn_batches
+        self.bn_batches = check_count("bn_batches", bn_batches)
 
     @staticmethod
     def _eval(trainer: pl.Trainer) -> None:
@@ -474,8 +473,8 @@ class AutoLR(pl.Callback):
             auto = Auto()
         if not isinstance(auto, Auto):
             raise TypeError(f"Invalid auto: {auto!r} (expected an adaptlr.Auto)")
-        if val_cost is not None and not (math.isfinite(val_cost) and val_cost >= 0):
-            raise ValueError(f"Invalid val_cost: {val_cost} (expected a finite number >= 0)")
+        if val_cost is not None:
+            check_real("val_cost", val_cost, 0.0)
         self.auto, self.monitor, self.val_loss, self.val_cost = auto, monitor, val_loss, val_cost
         self.result: Any = None
         self.lr: float | None = None

@@ -126,9 +126,13 @@ def build_method(
     method: Method, params: Iterable[Any], total_steps: int, higher_is_better: bool = False
 ) -> MethodBuild:
     """:meth:`Method.build`: the optimizer (with its schedule) and the controllers of ``method``."""
+    from adaptlr._validation import check_count
+
     check_names(method)
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise SpecError(f"Invalid total_steps: {total_steps!r} (expected an integer >= 1)")
+    try:
+        check_count("total_steps", total_steps, 1)
+    except (TypeError, ValueError) as e:
+        raise SpecError(str(e)) from None
     cls = _resolve_class(method.optimizer.name)
     kwargs = method.optimizer_kwargs()
     base_lr = kwargs.get("lr")

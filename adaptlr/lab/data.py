@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import check_choice, check_real
+
 __all__ = [
     "SPLITS",
     "VAL_FRACTION",
@@ -55,8 +57,7 @@ def carve_validation(n: int, fraction: float = VAL_FRACTION, seed: int = VAL_SEE
     when ``n >= 2`` and ``fraction > 0``) picked by a permutation seeded with ``seed``; both index sets sorted,
     so the remaining training rows keep their order. Deterministic: the same ``(n, fraction, seed)`` always
     gives the same split."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"Invalid validation fraction: {fraction} (expected 0 <= fraction < 1)")
+    check_real("validation fraction", fraction, 0.0, 1.0, high_open=True)
     k = int(round(fraction * n))
     if fraction > 0 and n >= 2:
         k = min(max(k, 1), n - 1)
@@ -113,11 +114,7 @@ class ArrayData:
 
 
 def _pick(split: str, val: Any, test: Any) -> Any:
-    if split == "val":
-        return val
-    if split == "test":
-        return test
-    raise ValueError(f"Invalid split: {split!r} (expected one of {SPLITS})")
+    return val if check_choice("split", split, SPLITS) == "val" else test
 
 
 @dataclass
@@ -136,8 +133,7 @@ class TextData:
 
     def __post_init__(self) -> None:
         if self.val is None:
-            if not 0.0 <= self.val_fraction < 1.0:
-                raise ValueError(f"Invalid validation fraction: {self.val_fraction} (expected 0 <= f < 1)")
+            check_real("validation fraction", self.val_fraction, 0.0, 1.0, high_open=True)
             cut = len(self.train) - int(len(self.train) * self.val_fraction)
             self.train, self.val = self.train[:cut], self.train[cut:]
 

@@ -204,15 +204,19 @@ def _duration(name: str, value: Any, total: int, minimum: int = 0) -> int:
 
     try:
         return duration(name, value, total, minimum=minimum)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise SpecError(str(e)) from None
 
 
 def _real(name: str, value: Any) -> float:
-    """A number argument of a schedule term (a bool or a string is refused, not read as 1 or parsed)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"Invalid {name}: {value!r} (expected a number)")
-    return float(value)
+    """A finite number argument of a schedule term (:func:`adaptlr._validation.check_real`; a bool or a string is
+    refused, not read as 1 or parsed), as a :class:`SpecError`; the schedule checks its range."""
+    from adaptlr._validation import check_real
+
+    try:
+        return check_real(name, value)
+    except (TypeError, ValueError) as e:
+        raise SpecError(str(e)) from None
 
 
 def schedule_spec(term: Term, lr: float, total: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_choice, check_count
 from .comparison import compare
 from .grammar import SpecError, parse_method
 from .store import Slot, Store, budget_key, store_url
@@ -180,8 +181,8 @@ def tune(
     m = parse_method(method)
     if not m.tuned:
         raise SpecError(f"{method!r} has no '?' to tune (write e.g. \"adam(lr=?)\")")
-    if int(trials) < 1:
-        raise ValueError(f"Invalid trials: {trials} (expected at least 1)")
+    check_count("trials", trials, 1)
+    check_choice("sampler", sampler, ("grid", "optuna"))
     names = _names(m)
     rng = _ranges(names, ranges or {})
     budget_steps = int(steps or t.steps)
@@ -209,7 +210,7 @@ def tune(
         specs = [m.fill(p).canonical for p in grid_points(rng, trials)]
         scores = score(specs)
         results = {s: scores.get(s, math.nan) for s in specs}
-    elif sampler == "optuna":
+    else:  # optuna
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -274,7 +275,5 @@ def tune(
                 spec = tr.user_attrs.get("spec")
                 if spec is not None and tr.state.is_finished():
                     results[spec] = float(tr.value) if tr.value is not None else math.nan
-    else:
-        raise ValueError(f"Invalid sampler: {sampler!r} (expected 'grid' or 'optuna')")
     sign = -1.0 if t.higher_is_better else 1.0
     return sorted(results.items(), key=lambda kv: (math.isnan(kv[1]), sign * kv[1] if not math.isnan(kv[1]) else 0))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import check_choice
 from . import data as D
 
 __all__ = ["TASKS", "Task", "get_task", "register_task"]
@@ -57,8 +58,7 @@ class Task:
     def evaluate(self, model: nn.Module, data: Any, split: str = "test") -> tuple[float, float]:
         """(metric, mean loss) over the whole held-out ``split`` (``"val"`` or ``"test"``), in eval mode (the
         model's train/eval mode is restored afterwards)."""
-        if split not in D.SPLITS:
-            raise ValueError(f"Invalid split: {split!r} (expected one of {D.SPLITS})")
+        check_choice("split", split, D.SPLITS)
         if hasattr(data, "eval_batches"):
             batches = data.eval_batches(split)
         elif split == "test" and hasattr(data, "test_batches"):
@@ -91,8 +91,7 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     """Add ``task`` to the registry (``replace=True`` to overwrite a name)."""
     if task.name in TASKS and not replace:
         raise ValueError(f"task {task.name!r} is already registered (pass replace=True)")
-    if task.metric not in ("accuracy", "mse", "loss"):
-        raise ValueError(f"Invalid metric: {task.metric!r} (expected 'accuracy', 'mse' or 'loss')")
+    check_choice("metric", task.metric, ("accuracy", "mse", "loss"))
     TASKS[task.name] = task
     return task
 

@@ -4,9 +4,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import rules
+from .._validation import check_real
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
-from ._validation import check_real
 
 
 class Adadelta(Optimizer):

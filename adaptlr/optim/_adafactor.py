@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from .. import rules
+from .._validation import check_real
 from ..engines._select import is_dtensor
 from ._base import Optimizer, scalar_dtype
 from ._phase import Phase
-from ._validation import check_real
 
 #: the elementwise phases (the factored statistics between them are per-tensor torch code, see the class docstring)
 _PRECONDITION = Phase(rules.adafactor_precondition, "u g variance", writes="u variance", flags="maximize factored")

@@ -4,10 +4,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import rules
+from .._validation import check_betas, check_bool, check_real
 from ..rules import _math
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
-from ._validation import check_betas, check_bool, check_real
 
 
 class Adam(Optimizer):

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
+from .._validation import check_betas, check_bool, check_real
 from ..rules.adaptive import adabelief, lamb, lamb_stats, lion
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
-from ._validation import check_betas, check_bool, check_real
 
 __all__ = ["Lion", "AdaBelief", "LAMB"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from .._validation import check_bool, check_lr, check_nonfinite
 from ..engines._select import Plan, execute, fused_supported, local, prepare, run
 from ._phase import Phase
 from ._sharding import Layout, layout_of
-from ._validation import check_bool, check_lr, check_nonfinite, check_optional_bool
 
 __all__ = ["Optimizer", "ENGINE_DOC", "LR_SCALE", "SCHEDULE", "SCHEDULE_SPEC", "STEPS"]
 
@@ -164,8 +164,8 @@ class Optimizer(torch.optim.Optimizer):
         nonfinite: str | None = None,
     ) -> None:
         check_lr(defaults["lr"])
-        foreach = check_optional_bool("foreach", foreach)
-        fused = check_optional_bool("fused", fused)
+        foreach = check_bool("foreach", foreach, allow_none=True)
+        fused = check_bool("fused", fused, allow_none=True)
         if fused and foreach:
             raise ValueError("`fused` and `foreach` cannot be `True` together.")
         for flag in ("maximize", "capturable", "differentiable"):

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from .._validation import check_choice, check_count, check_real
 from ..engines._select import is_dtensor
 from ._base import Optimizer
-from ._validation import check_real
 
 Objective = Callable[[list[torch.Tensor], Any, torch.Tensor], tuple[float, torch.Tensor]]
 
@@ -308,19 +308,13 @@ class LBFGS(Optimizer):
         *,
         nonfinite: str | None = None,
     ) -> None:
-        for name, value, low in (
-            ("max_iter", max_iter, 1),
-            ("history_size", history_size, 1),
-            ("max_eval", max_eval, 1),
-        ):
-            if name == "max_eval" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid {name}: {value!r} (expected an int >= {low})")
+        check_count("max_iter", max_iter, 1)
+        check_count("history_size", history_size, 1)
+        if max_eval is not None:
+            check_count("max_eval", max_eval, 1)
         check_real("tolerance_grad", tolerance_grad, 0.0, math.inf, high_open=True)
         check_real("tolerance_change", tolerance_change, 0.0, math.inf, high_open=True)
-        if line_search_fn not in (None, "strong_wolfe"):
-            raise ValueError(f"Invalid line_search_fn: {line_search_fn!r} (expected None or 'strong_wolfe')")
+        check_choice("line_search_fn", line_search_fn, (None, "strong_wolfe"))
         if max_eval is None:
             max_eval = max_iter * 5 // 4
         defaults = dict(

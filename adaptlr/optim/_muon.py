@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from .. import rules
+from .._validation import check_bool, check_choice, check_count, check_real
 from ..engines._select import is_dtensor
 from ._base import Optimizer
 from ._phase import Phase
-from ._validation import check_bool, check_real
 
 # Keller Jordan's constants (torch.optim._muon)
 EPS = 1e-7
@@ -95,8 +95,7 @@ class Muon(Optimizer):
         for name, c in zip("abc", ns_coefficients):
             check_real(f"ns_coefficients ({name})", c, -math.inf, math.inf, low_open=True, high_open=True)
         check_real("eps", eps, 0.0, math.inf, high_open=True)
-        if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 0 <= ns_steps < 100:
-            raise ValueError(f"Invalid ns_steps: {ns_steps!r} (expected an int in [0, 100))")
+        check_count("ns_steps", ns_steps, 0, 99)
         if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
             raise ValueError(
                 f"Adjust learning rate function {adjust_lr_fn} is not supported (expected None, "
@@ -104,8 +103,7 @@ class Muon(Optimizer):
             )
         if isinstance(ns_dtype, torch.dtype):
             ns_dtype = str(ns_dtype).removeprefix("torch.")
-        if ns_dtype not in _NS_DTYPES:
-            raise ValueError(f"Invalid ns_dtype: {ns_dtype!r} (expected one of {sorted(_NS_DTYPES)})")
+        check_choice("ns_dtype", ns_dtype, sorted(_NS_DTYPES))
         defaults = dict(
             lr=lr,
             weight_decay=weight_decay,

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from .. import rules
+from .._validation import check_betas, check_bool, check_real
 from ._base import ENGINE_DOC, Optimizer, scalar_dtype
 from ._phase import Phase
-from ._validation import check_betas, check_bool, check_real
 
 
 class NAdam(Optimizer):

@@ -6,9 +6,9 @@ from typing import Any
 import torch
 
 from .. import rules
+from .._validation import check_bool, check_real
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
-from ._validation import check_bool, check_real
 
 
 class SGD(Optimizer):

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from .. import rules
+from .._validation import check_betas, check_real
 from ..engines._select import is_dtensor
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
-from ._validation import check_betas, check_real
 
 #: the rule, run on the rows the sparse gradient touches (gathered, stepped, scattered back)
 _PHASE = Phase(rules.sparse_adam, "p g exp_avg exp_avg_sq", writes="p exp_avg exp_avg_sq", flags="maximize")

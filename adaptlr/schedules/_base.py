@@ -7,16 +7,15 @@ import difflib
 import json
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, overload
 
-from .._validation import check_count, duration
+from .._validation import check_real
 
 __all__ = [
     "Schedule",
     "ScheduleLike",
     "callable_ref",
-    "duration",
     "from_spec",
     "register",
     "register_callable",
@@ -145,7 +144,7 @@ class Schedule:
         if isinstance(other, numbers.Real):
             from ._compose import scale
 
-            return scale(self, 1.0 / check_positive("divisor", other))
+            return scale(self, 1.0 / check_real("divisor", other, 0.0, low_open=True))
         return NotImplemented
 
 
@@ -352,40 +351,6 @@ def _literal(node: ast.AST, text: str) -> Any:
         return ast.literal_eval(node)
     except ValueError:
         raise ValueError(f"only literals and schedule calls are allowed in a spec: {text!r}") from None
-
-
-# ---------------------------------------------------------------- validation shared by the factories
-
-
-def check_real(name: str, value: Any) -> float:
-    """A finite real number, else ``ValueError`` naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a finite number)")
-    return float(value)
-
-
-def check_positive(name: str, value: Any) -> float:
-    v = check_real(name, value)
-    if v <= 0:
-        raise ValueError(f"Invalid {name}: {value!r} (expected > 0)")
-    return v
-
-
-def check_nonneg(name: str, value: Any) -> float:
-    v = check_real(name, value)
-    if v < 0:
-        raise ValueError(f"Invalid {name}: {value!r} (expected >= 0)")
-    return v
-
-
-def check_int(name: str, value: Any, minimum: int = 0) -> int:
-    return check_count(name, value, minimum)
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"Invalid {name}: {value!r} (expected one of {list(choices)})")
-    return value
 
 
 def hull(*values: float) -> tuple[float, float]:

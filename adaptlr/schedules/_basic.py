@@ -6,7 +6,8 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from ._base import Schedule, check_int, check_nonneg, check_positive, check_real, duration, hull, register
+from .._validation import check_count, check_real, duration
+from ._base import Schedule, hull, register
 
 __all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant", "polynomial", "step"]
 
@@ -66,8 +67,8 @@ def polynomial(
         init=check_real("init", init),
         final=check_real("final", final),
         steps=duration("steps", steps, total_steps),
-        power=check_positive("power", power),
-        begin=check_int("begin", begin),
+        power=check_real("power", power, 0.0, low_open=True),
+        begin=check_count("begin", begin),
         allow_negative=allow_negative,
     )
 
@@ -102,7 +103,7 @@ def linear(
         init=check_real("init", init),
         final=check_real("final", final),
         steps=duration("steps", steps, total_steps),
-        begin=check_int("begin", begin),
+        begin=check_count("begin", begin),
         allow_negative=allow_negative,
     )
 
@@ -160,12 +161,12 @@ def exponential(
     >>> exponential(1.0, rate=0.5, steps=2, staircase=True)(3)
     0.5
     """
-    rate = check_positive("rate", rate)
+    rate = check_real("rate", rate, 0.0, low_open=True)
     return _Exponential(
         init=check_real("init", init),
         rate=rate,
         steps=duration("steps", steps, total_steps),
-        begin=check_int("begin", begin),
+        begin=check_count("begin", begin),
         staircase=bool(staircase),
         final=None if final is None else check_real("final", final),
         allow_negative=allow_negative,
@@ -202,7 +203,7 @@ def step(
     return _Step(
         init=check_real("init", init),
         step_size=duration("step_size", step_size, total_steps),
-        gamma=check_nonneg("gamma", gamma),
+        gamma=check_real("gamma", gamma, 0.0),
         allow_negative=allow_negative,
     )
 
@@ -244,7 +245,7 @@ def multistep(
     return _Multistep(
         init=check_real("init", init),
         milestones=_increasing("milestones", milestones, total_steps),
-        gamma=check_nonneg("gamma", gamma),
+        gamma=check_real("gamma", gamma, 0.0),
         allow_negative=allow_negative,
     )
 

@@ -7,7 +7,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._base import Schedule, check_choice, check_int, check_real, duration, hull, register, resolve_callable
+from .._validation import check_choice, check_count, check_real, duration
+from ._base import Schedule, hull, register, resolve_callable
 
 __all__ = ["from_epochs", "join", "product", "scale", "warmup"]
 
@@ -202,4 +203,4 @@ def from_epochs(fn: Callable[[int], float] | str, steps_per_epoch: int) -> Sched
         fn = resolve_callable(fn)
     if not callable(fn):
         raise ValueError(f"Invalid fn: {fn!r} (expected a callable epoch -> value)")
-    return _FromEpochs(fn=fn, steps_per_epoch=check_int("steps_per_epoch", steps_per_epoch, 1))
+    return _FromEpochs(fn=fn, steps_per_epoch=check_count("steps_per_epoch", steps_per_epoch, 1))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ._base import Schedule, check_choice, check_int, check_positive, check_real, duration, hull, register
+from .._validation import check_choice, check_count, check_real, duration
+from ._base import Schedule, hull, register
 
 __all__ = ["cosine", "cosine_restarts", "cyclic", "one_cycle", "wsd"]
 
@@ -52,8 +53,8 @@ def cosine(
         init=check_real("init", init),
         steps=duration("steps", steps, total_steps),
         final=check_real("final", final),
-        exponent=check_positive("exponent", exponent),
-        begin=check_int("begin", begin),
+        exponent=check_real("exponent", exponent, 0.0, low_open=True),
+        begin=check_count("begin", begin),
         allow_negative=allow_negative,
     )
 
@@ -105,8 +106,8 @@ def cosine_restarts(
     return _CosineRestarts(
         init=check_real("init", init),
         period=duration("period", period, total_steps),
-        mult=check_int("mult", mult, 1),
-        decay=check_positive("decay", decay),
+        mult=check_count("mult", mult, 1),
+        decay=check_real("decay", decay, 0.0, low_open=True),
         final=check_real("final", final),
         allow_negative=allow_negative,
     )
@@ -164,19 +165,17 @@ def one_cycle(
     >>> one_cycle(1.0, total_steps=100)(29)
     1.0
     """
-    pct = check_real("pct_start", pct_start)
-    if not 0 < pct < 1:
-        raise ValueError(f"Invalid pct_start: {pct_start!r} (expected in (0, 1))")
-    n = check_int("total_steps", total_steps, 2)
+    pct = check_real("pct_start", pct_start, 0.0, 1.0, low_open=True, high_open=True)
+    n = check_count("total_steps", total_steps, 2)
     if pct * n - 1 <= 0 or (three_phase and 2 * pct * n - 2 >= n - 1):
         raise ValueError(f"Invalid pct_start: {pct_start!r} leaves an empty phase for total_steps={n}")
     return _OneCycle(
-        peak=check_positive("peak", peak),
+        peak=check_real("peak", peak, 0.0, low_open=True),
         total_steps=n,
         pct_start=pct,
         anneal=check_choice("anneal", anneal, ("cos", "linear")),
-        div_factor=check_positive("div_factor", div_factor),
-        final_div_factor=check_positive("final_div_factor", final_div_factor),
+        div_factor=check_real("div_factor", div_factor, 0.0, low_open=True),
+        final_div_factor=check_real("final_div_factor", final_div_factor, 0.0, low_open=True),
         three_phase=bool(three_phase),
     )
 
@@ -235,7 +234,7 @@ def cyclic(
         step_size_up=up,
         step_size_down=down,
         mode=check_choice("mode", mode, ("triangular", "triangular2", "exp_range")),
-        gamma=check_positive("gamma", gamma),
+        gamma=check_real("gamma", gamma, 0.0, low_open=True),
         allow_negative=allow_negative,
     )
 
@@ -286,7 +285,7 @@ def wsd(
     >>> wsd(1.0, steps=100, warmup=10, decay=0.2)(85)
     0.75
     """
-    n = check_int("steps", steps, 1)
+    n = check_count("steps", steps, 1)
     w = duration("warmup", warmup, n, minimum=0)
     d = duration("decay", decay, n, minimum=0)
     if w + d > n:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._base import ScheduleLike, check_int
+from .._validation import check_count
+from ._base import ScheduleLike
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -31,7 +32,7 @@ def plot(
     """
     from matplotlib.figure import Figure
 
-    n = check_int("steps", steps, 1)
+    n = check_count("steps", steps, 1)
     if isinstance(schedule, dict):
         curves = schedule
     else:

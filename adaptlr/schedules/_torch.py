@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from ._base import Schedule, ScheduleLike, check_choice
+from .._validation import check_choice
+from ._base import Schedule, ScheduleLike
 
 __all__ = ["ScheduleLR", "as_torch_scheduler"]
 
