@@ -1,11 +1,11 @@
-"""Every optimizer in ``adaptlr.__all__`` x {FSDP2, DDP, ZeRO}, with 2 real gloo processes on CPU, and
-Distributed Checkpoint resumes under FSDP2.
+"""Every optimizer of tests/_optim_table.py (every one in ``adaptlr.__all__``) x {FSDP2, DDP, ZeRO}, with 2 real
+gloo processes on CPU, and Distributed Checkpoint resumes under FSDP2.
 
 One spawn runs the whole matrix in one process group (``_worker``) and writes each case's outcome to a JSON
 file; the tests below read it. A case:
 
 - ``fsdp64`` / ``fsdp32``: ``fully_shard`` on each ``nn.Linear``, then on the model (uneven shards, one of them
-  empty), the default engine (float32: the methods with sums, :data:`FLOAT32`); the parameters and the optimizer's scalar group state (``d``, ``k``, LDoG's
+  empty), the default engine; the parameters and the optimizer's scalar group state (``d``, ``k``, LDoG's
   lists, ...) equal those of one process holding the whole model and the whole batch: float64 to 1e-10 (relative
   to the largest entry), float32 in norm to 1e-5;
 - ``mixed64``: the methods with sums (:data:`MIXED`) with the last layer left out of ``fully_shard``: a plain,
@@ -19,14 +19,13 @@ file; the tests below read it. A case:
   and optimizer, ``set_optimizer_state_dict``, 3 more steps: bit-identical to 6 steps without the interruption
   (also with a schedule as ``lr`` and a controller).
 
-``test_sums_are_reduced`` checks that the matrix can tell: with the all-reduce of the sums switched off,
-Prodigy, D-Adapt Adam, DoG, LAMB and LDoG under FSDP2 differ from one process by far more than 1e-10.
+``test_sums_are_reduced`` checks that the matrix can tell: with the all-reduce of the sums switched off, the
+methods with sums (:data:`MIXED`) under FSDP2 differ from one process by far more than 1e-10.
 """
 
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
 import math
 import os
@@ -39,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from _optim_table import ROWS, trainable
 
 import adaptlr
 from adaptlr import controllers, schedules
@@ -47,67 +47,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not dist.is_available(), reas
 
 STEPS = 5
 SPLIT = 2  # the resumed runs stop after this many steps
-#: non-default hyperparameters that exercise more of each rule (a larger lr where the default barely moves)
-KW = {
-    "SGD": dict(lr=0.05, momentum=0.9, weight_decay=1e-3),
-    "Adam": dict(lr=1e-2, weight_decay=1e-3),
-    "AdamW": dict(lr=1e-2),
-    "Adagrad": dict(lr=0.05),
-    "RMSprop": dict(lr=1e-2, momentum=0.5),
-    "LAMB": dict(lr=1e-2, weight_decay=0.01),
-    "AdaBelief": dict(lr=1e-2),
-    "Lion": dict(lr=1e-3, weight_decay=0.01),
-    "Prodigy": dict(weight_decay=0.01, d0=1e-3),
-    "DAdaptAdam": dict(use_bias_correction=True, d0=1e-3),
-    "DAdaptSGD": dict(momentum=0.9, d0=1e-3),
-    "DAdaptAdaGrad": dict(momentum=0.5, d0=1e-2),
-    "DoG": dict(weight_decay=1e-3, reps_rel=1e-2),
-    "LDoG": dict(reps_rel=1e-2),
-    "ScheduleFreeAdamW": dict(lr=1e-2, warmup_steps=2),
-    "ScheduleFreeRAdam": dict(lr=1e-2),
-    "LBFGS": dict(lr=0.5, max_iter=3),
-    "ASGD": dict(lr=0.05),
-    "Rprop": dict(lr=1e-2),
-    "Adafactor": dict(lr=1e-2),
-    "Muon": dict(lr=1e-2),
-}
-#: classes that train only some parameters of the model (the rest keep their gradients, untouched)
-MATRICES_ONLY = {"Muon"}  # torch.optim.Muon takes 2-d parameters only
-#: classes the matrix cannot run, and why
-SKIP = {
-    "SparseAdam": "SparseAdam takes only sparse gradients (nn.Embedding(sparse=True)), which FSDP2 and DDP "
-    "do not produce"
-}
-SKIP_MODE = {
-    ("zero64", "LBFGS"): "under ZeroRedundancyOptimizer each rank's L-BFGS calls the closure (a DDP "
-    "forward and backward, with collectives) as often as its own partition needs, so "
-    "the ranks' collectives do not pair up (torch.optim.LBFGS alike)"
-}
-#: known bugs outside the sharding code, each with its owner's file: strict xfails, so a fix turns them into failures
-#: that ask for the entry to be removed
-KNOWN = {
-    ("dcp", "LBFGS"): "DCP's _init_optim_state creates the state of a fresh optimizer with step(closure=None); "
-    "adaptlr/optim/_lbfgs.py requires a closure (torch.optim.LBFGS alike)",
-}
+#: every row of tests/_optim_table.py; each runs with its ``example`` (non-default hyperparameters that exercise more
+#: of the rule, a larger lr where the default barely moves) and, for a row that takes matrices only (Muon), trains
+#: the model's matrices (the rest keep their gradients, untouched)
+NAMES = list(ROWS)
 #: the methods with global or per-tensor sums, also run with the last layer left out of fully_shard (a plain
 #: tensor, replicated, its gradient averaged by hand): its sums must count once, not once per rank
-MIXED = ("Prodigy", "DAdaptAdam", "DAdaptSGD", "DoG", "LDoG", "LAMB")
+MIXED = [row.name for row in ROWS.values() if row.sums]
 MODES = ("fsdp64", "fsdp32", "mixed64", "ddp64", "zero64", "dcp")
-#: float32 under FSDP2 (the time budget): the methods with global or per-tensor sums, and two classic rules
-FLOAT32 = {
-    "SGD",
-    "Adam",
-    "LAMB",
-    "Prodigy",
-    "DAdaptAdam",
-    "DAdaptSGD",
-    "DAdaptAdaGrad",
-    "DoG",
-    "LDoG",
-    "ScheduleFreeAdamW",
-    "Adafactor",
-    "Muon",
-}
 #: extra resume cases: (name, class, kwargs) with a schedule as lr, and a controller driven by the loss
 EXTRA = {
     "Adam+warmup-cosine+plateau": ("Adam", dict(lr=schedules.warmup(schedules.cosine(1e-2, 20), 2))),
@@ -115,17 +62,29 @@ EXTRA = {
 }
 
 
-def _names() -> list[str]:
-    return [
-        n
-        for n in adaptlr.__all__
-        if inspect.isclass(getattr(adaptlr, n))
-        and issubclass(getattr(adaptlr, n), torch.optim.Optimizer)
-        and n != "Optimizer"
-    ]
+def _skip(mode: str, name: str) -> str | None:
+    """Why the matrix cannot run ``name`` under ``mode`` (None: it runs)."""
+    row = ROWS[name]
+    if row.sparse_grads:
+        return f"{name} takes only sparse gradients (nn.Embedding(sparse=True)), which FSDP2 and DDP do not produce"
+    if mode == "zero64" and row.needs_closure:
+        return (
+            "under ZeroRedundancyOptimizer each rank's L-BFGS calls the closure (a DDP forward and backward, with "
+            "collectives) as often as its own partition needs, so the ranks' collectives do not pair up "
+            "(torch.optim.LBFGS alike)"
+        )
+    return None
 
 
-NAMES = _names()
+def _known_failure(mode: str, name: str) -> str | None:
+    """A known bug outside the sharding code, as a strict xfail (a fix turns it into a failure that asks for the
+    entry to be removed)."""
+    if mode == "dcp" and name in ROWS and ROWS[name].needs_closure:
+        return (
+            "DCP's _init_optim_state creates the state of a fresh optimizer with step(closure=None); "
+            "adaptlr/optim/_lbfgs.py requires a closure (torch.optim.LBFGS alike)"
+        )
+    return ROWS[name].known.get(mode) if name in ROWS else None
 
 
 # ------------------------------------------------------------------------------------------------ one case
@@ -164,14 +123,11 @@ def _average_plain_grads(model: torch.nn.Module) -> None:
 
 
 def _make(name: str, params, sharded: bool = False, **extra):
-    cls = getattr(adaptlr, name)
-    params = list(params)
-    if name in MATRICES_ONLY:
-        params = [p for p in params if p.ndim == 2]
-    kw = {**KW.get(name, {}), **extra}
-    if sharded and "sharded" in inspect.signature(cls.__init__).parameters:
+    row = ROWS[name]
+    kw = {**row.example, **extra}
+    if sharded and row.process_group:
         kw["sharded"] = True
-    return cls, params, kw
+    return row.cls, trainable(row, params), kw
 
 
 def _optimizer(name: str, params, **extra):
@@ -360,10 +316,7 @@ def _cases() -> list[tuple[str, str]]:
         (mode, name)
         for mode in MODES
         for name in NAMES
-        if name not in SKIP
-        and (mode, name) not in SKIP_MODE
-        and (mode != "fsdp32" or name in FLOAT32)
-        and (mode != "mixed64" or name in MIXED)
+        if _skip(mode, name) is None and (mode != "mixed64" or name in MIXED)
     ]
     return cases + [("dcp", name) for name in EXTRA]
 
@@ -377,7 +330,7 @@ def _unreduced(rank: int) -> dict:
     original = _sharding.Layout.allreduce
     _sharding.Layout.allreduce = lambda self, values, per_tensor=False: values
     try:
-        for name in ("Prodigy", "DAdaptAdam", "DoG", "LAMB", "LDoG"):
+        for name in MIXED:
             batches = _batches(torch.float64)
             want, want_scalars = _reference(name, torch.float64, batches)
             model = _fsdp(_model(torch.float64))
@@ -465,8 +418,9 @@ def results(tmp_path_factory):
 
 
 def _known(request, mode, name):
-    if (mode, name) in KNOWN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[mode, name]))
+    reason = _known_failure(mode, name)
+    if reason is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def _outcome(results, key):
@@ -480,11 +434,9 @@ def _outcome(results, key):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ("fsdp64", "fsdp32", "ddp64", "zero64"))
 def test_sharded_run_equals_one_process(request, results, mode, name):
-    if name in SKIP or (mode, name) in SKIP_MODE:
-        pytest.skip(SKIP.get(name) or SKIP_MODE[mode, name])
+    if _skip(mode, name):
+        pytest.skip(_skip(mode, name))
     _known(request, mode, name)
-    if mode == "fsdp32" and name not in FLOAT32:
-        pytest.skip("float32 under FSDP2 runs the methods with sums and two classic rules (time budget)")
     tol = 1e-5 if mode == "fsdp32" else 1e-10
     for rank, r in enumerate(_outcome(results, f"{mode}:{name}")):
         assert r["moved"] > 1e-4, f"{name} barely moves: the comparison would be vacuous"
@@ -497,8 +449,8 @@ def test_sharded_run_equals_one_process(request, results, mode, name):
 @pytest.mark.parametrize("name", NAMES + list(EXTRA))
 @pytest.mark.parametrize("kind", ("sharded", "full"))
 def test_resume_equals_no_resume(request, results, kind, name):
-    if name in SKIP:
-        pytest.skip(SKIP[name])
+    if name in ROWS and _skip("dcp", name):
+        pytest.skip(_skip("dcp", name))
     _known(request, "dcp", name)
     for rank, r in enumerate(_outcome(results, f"dcp:{name}")):
         assert r[kind], f"rank {rank}: {name} resumed from a {kind} checkpoint differs by {r[f'{kind}_differ']:.3g}"

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _reference_cases import DRAWS
+from _optim_table import ROWS, rows, trainable
 from test_engines import columns, everything, swap
-from test_free_common import HPARAMS
 
 import adaptlr
 from adaptlr.engines import _select, get_engine
@@ -252,50 +251,29 @@ def test_a_transposed_parameter_goes_to_foreach_and_the_step_is_still_right(on_t
     torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
 
 
-FREE = {
-    "prodigy": "Prodigy",
-    "dadapt_sgd": "DAdaptSGD",
-    "dadapt_adam": "DAdaptAdam",
-    "dadapt_adagrad": "DAdaptAdaGrad",
-    "dog": "DoG",
-    "ldog": "LDoG",
-    "sf_sgd": "ScheduleFreeSGD",
-    "sf_adamw": "ScheduleFreeAdamW",
-    "sf_radam": "ScheduleFreeRAdam",
-    "lion": "Lion",
-    "adabelief": "AdaBelief",
-    "lamb": "LAMB",
-}
-CASES = (
-    [(name, draw) for name, draw in DRAWS.items()]
-    + [(FREE[k], HPARAMS[k]) for k in FREE]
-    + [
-        ("Adafactor", lambda rng: dict(lr=1e-2)),
-        ("Muon", lambda rng: dict(lr=2e-2)),
-        ("SparseAdam", lambda rng: dict(lr=1e-2)),
-    ]
-)
+#: every row of tests/_optim_table.py whose rules run on an engine (all but L-BFGS's)
+CASES = rows(lambda r: r.triton)
 SHAPES = [(7, 5), (5,), (3, 4, 2), (1,), (33,)]
 
 
 def _run(name, kwargs, steps, dtype=torch.float64, shapes=SHAPES):
+    row = ROWS[name]
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes]
-    if name == "Muon":
-        params = [p for p in params if p.dim() == 2]
+    params = trainable(row, params)  # (Muon: the matrices)
     centers = [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) for p in params]
-    opt = getattr(adaptlr, name)(params, **kwargs)
+    opt = row.cls(params, **kwargs)
     for t in range(steps):
         for p, c in zip(params, centers):
             grad = (p.detach() - c) * (1.0 + 0.1 * t)
-            p.grad = grad.to_sparse() if name == "SparseAdam" else grad
+            p.grad = grad.to_sparse() if row.sparse_grads else grad
         opt.step()
     return params, opt
 
 
-@pytest.mark.parametrize("name, draw", CASES, ids=[c[0] for c in CASES])
-def test_every_optimizer_on_triton_matches_the_foreach_engine(name, draw, on_triton):
-    kwargs = draw(np.random.default_rng(7))
+@pytest.mark.parametrize("row", CASES)
+def test_every_optimizer_on_triton_matches_the_foreach_engine(row, on_triton):
+    name, kwargs = row.name, row.draw(np.random.default_rng(7))
     params, opt = _run(name, kwargs, steps=4)
     assert on_triton, f"{name} never reached the triton engine"
     on_triton.clear()
@@ -473,8 +451,8 @@ def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
         adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton" else _get(name)
     )
     with _select.override("triton"):
-        for name, draw in CASES:
-            _run(name, draw(np.random.default_rng(7)), steps=1, dtype=torch.float32)
+        for (row,) in (p.values for p in CASES):
+            _run(row.name, row.draw(np.random.default_rng(7)), steps=1, dtype=torch.float32)
     kernels = {}
     for key, module in engine._modules.items():
         kernels.setdefault((key[0].__name__, key[5]), module)  # (rule, n_sums)

@@ -22,21 +22,17 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from adaptlr import free  # noqa: E402
+from _optim_table import ROWS  # noqa: E402
+
+import adaptlr  # noqa: E402
 
 sklearn = pytest.importorskip("sklearn") if __name__ != "__main__" else __import__("sklearn")
 
 STEPS = 500
 ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 INITIAL = (1e-8, 1e-6, 1e-4, 1e-2)
-METHODS = {  # name: (class, keyword of the initial estimate)
-    "Prodigy": (free.Prodigy, "d0"),
-    "DAdaptAdam": (free.DAdaptAdam, "d0"),
-    "DAdaptSGD": (free.DAdaptSGD, "d0"),
-    "DAdaptAdaGrad": (free.DAdaptAdaGrad, "d0"),
-    "DoG": (free.DoG, "reps_rel"),
-    "LDoG": (free.LDoG, "reps_rel"),
-}
+#: name: (class, keyword of the initial estimate): every method of tests/_optim_table.py that estimates its step size
+METHODS = {row.name: (row.cls, row.lr_free) for row in ROWS.values() if row.lr_free is not None}
 
 
 @functools.cache
@@ -67,7 +63,7 @@ def final_loss(make_opt, steps=STEPS, average=False):
     model.w = torch.nn.Parameter(torch.zeros(n - 1, dtype=torch.float64))
     model.b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
     opt = make_opt([model.w, model.b])
-    averager = free.PolynomialDecayAverager(model) if average else None
+    averager = adaptlr.PolynomialDecayAverager(model) if average else None
     for _ in range(steps):
         grad = _loss_and_grad(torch.cat([model.w.detach(), model.b.detach()]))[1]
         model.w.grad, model.b.grad = grad[:-1].clone(), grad[-1:].clone()
@@ -95,7 +91,7 @@ def measure():
             spread=max(by_initial.values()) / min(by_initial.values()),
             worst=max(by_initial.values()),
         )
-    sf = final_loss(lambda p: free.ScheduleFreeAdamW(p))
+    sf = final_loss(lambda p: adaptlr.ScheduleFreeAdamW(p))
     return dict(adam=adam, best_adam=best_adam, bad_adam=bad_adam, rows=rows, sf_adamw=sf)
 
 
@@ -103,8 +99,8 @@ def extras():
     """For the printed table only: a tuned-SGD grid (the DoG and D-Adapt SGD papers' baseline), DoG with the
     paper's iterate averaging, Schedule-Free at its eval point."""
     sgd = {lr: final_loss(lambda p, lr=lr: torch.optim.SGD(p, lr=lr)) for lr in (0.01, 0.03, 0.1, 0.3, 1, 3, 10)}
-    dog_avg = final_loss(lambda p: free.DoG(p, foreach=False), average=True)
-    ldog_avg = final_loss(lambda p: free.LDoG(p, foreach=False), average=True)
+    dog_avg = final_loss(lambda p: adaptlr.DoG(p, foreach=False), average=True)
+    ldog_avg = final_loss(lambda p: adaptlr.LDoG(p, foreach=False), average=True)
     return dict(sgd=sgd, dog_avg=dog_avg, ldog_avg=ldog_avg)
 
 

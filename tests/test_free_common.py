@@ -1,8 +1,7 @@
-"""Shared problems, drivers and random hyperparameters for the learning-rate-free tests (no tests here)."""
+"""Shared problems and drivers for the learning-rate-free tests (no tests here; their random hyperparameters are
+the rows' draws, tests/_optim_table.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -63,89 +62,3 @@ def assert_close(actual, expected, rtol):
     scale = max(float(np.abs(e).max()) for e in expected)
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale)
-
-
-def _dual_averaging(momenta):
-    """D-Adaptation SGD and AdaGrad: the same hyperparameters, each with its momentum choices."""
-    return lambda rng: dict(
-        lr=float(rng.uniform(0.5, 1.0)),
-        momentum=float(rng.choice(momenta)),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        d0=float(10 ** rng.uniform(-7, -3)),
-        growth_rate=[math.inf, 1.05][rng.integers(2)],
-    )
-
-
-HPARAMS = {  # random hyperparameters of each method (rng -> keyword arguments), shared by the tests
-    "prodigy": lambda rng: dict(
-        lr=float(rng.uniform(0.5, 1.0)),
-        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-        beta3=[None, 0.98][rng.integers(2)],
-        weight_decay=float(rng.uniform(0, 0.01)),
-        decouple=bool(rng.integers(2)),
-        use_bias_correction=bool(rng.integers(2)),
-        safeguard_warmup=bool(rng.integers(2)),
-        d0=float(10 ** rng.uniform(-7, -3)),
-        d_coef=float(rng.uniform(0.5, 2)),
-        growth_rate=[math.inf, 1.05][rng.integers(2)],
-        slice_p=int(rng.choice([1, 3])),
-    ),
-    "dadapt_sgd": _dual_averaging([0.0, 0.9]),
-    "dadapt_adam": lambda rng: dict(
-        lr=float(rng.uniform(0.5, 1.0)),
-        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        decouple=bool(rng.integers(2)),
-        use_bias_correction=bool(rng.integers(2)),
-        d0=float(10 ** rng.uniform(-7, -3)),
-        growth_rate=[math.inf, 1.05][rng.integers(2)],
-    ),
-    "dadapt_adagrad": _dual_averaging([0.0, 0.5]),
-    "dog": lambda rng: dict(
-        reps_rel=float(10 ** rng.uniform(-7, -3)),
-        lr=float(rng.uniform(0.5, 1.0)),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        init_eta=[None, 1e-4][rng.integers(2)],
-    ),
-    "ldog": lambda rng: dict(reps_rel=float(10 ** rng.uniform(-7, -3)), weight_decay=float(rng.uniform(0, 0.01))),
-    "sf_sgd": lambda rng: dict(
-        lr=float(rng.uniform(0.1, 1.0)),
-        momentum=float(rng.uniform(0.5, 0.95)),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        warmup_steps=int(rng.integers(0, 20)),
-        r=float(rng.choice([0.0, 1.0])),
-        weight_lr_power=float(rng.choice([0.0, 2.0])),
-    ),
-    "sf_adamw": lambda rng: dict(
-        lr=float(10 ** rng.uniform(-3, -1)),
-        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        warmup_steps=int(rng.integers(0, 20)),
-        r=float(rng.choice([0.0, 1.0])),
-        weight_lr_power=float(rng.choice([0.0, 2.0])),
-    ),
-    "sf_radam": lambda rng: dict(
-        lr=float(10 ** rng.uniform(-3, -1)),
-        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.01)),
-        r=float(rng.choice([0.0, 1.0])),
-        silent_sgd_phase=bool(rng.integers(2)),
-    ),
-    "lion": lambda rng: dict(
-        lr=float(10 ** rng.uniform(-4, -2)),
-        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.1)),
-    ),
-    "adabelief": lambda rng: dict(
-        lr=float(10 ** rng.uniform(-3, -1)),
-        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.1)),
-        weight_decouple=bool(rng.integers(2)),
-    ),
-    "lamb": lambda rng: dict(
-        lr=float(10 ** rng.uniform(-3, -2)),
-        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
-        weight_decay=float(rng.uniform(0, 0.1)),
-        weight_decouple=bool(rng.integers(2)),
-    ),
-}

@@ -20,18 +20,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _optim_table import ROWS  # noqa: E402
 from test_free_common import make_problem, run_torch  # noqa: E402
 
-from adaptlr import free  # noqa: E402
+import adaptlr  # noqa: E402
 
 STEPS = 30
-SHARDED = {  # the methods with global sums, and non-default settings that exercise them
-    "Prodigy": dict(weight_decay=0.01, decouple=False, safeguard_warmup=True),
-    "DAdaptAdam": dict(use_bias_correction=True),
-    "DAdaptSGD": dict(momentum=0.9),
-    "DAdaptAdaGrad": dict(momentum=0.5, d0=1e-2),
-    "DoG": dict(weight_decay=1e-3),
-}
+#: the methods with global sums over a group's tensors (process_group / sharded), and non-default settings that
+#: exercise them (each row's example, tests/_optim_table.py)
+SHARDED = {row.name: row.example for row in ROWS.values() if row.sums == "global" and row.process_group}
 
 
 def _rendezvous():
@@ -101,7 +98,7 @@ def _manual_split(rank, name, kw, process_group):
     init, loss_fn = make_problem(1)
     params = [p.clone().requires_grad_(True) for p in init]
     mine = [p for i, p in enumerate(params) if i % 2 == rank]
-    opt = getattr(free, name)(mine, foreach=True, process_group=process_group, **kw)
+    opt = getattr(adaptlr, name)(mine, foreach=True, process_group=process_group, **kw)
     for _ in range(STEPS):
         for p in params:
             p.grad = None
@@ -118,7 +115,7 @@ def _zero(rank, name, kw):
 
     init, loss_fn = make_problem(1)
     params = [p.clone().requires_grad_(True) for p in init]
-    opt = ZeroRedundancyOptimizer(params, optimizer_class=getattr(free, name), foreach=True, sharded=True, **kw)
+    opt = ZeroRedundancyOptimizer(params, optimizer_class=getattr(adaptlr, name), foreach=True, sharded=True, **kw)
     assert 0 < len(opt.optim.param_groups[0]["params"]) < len(params)  # really sharded
     for _ in range(STEPS):
         opt.zero_grad()
@@ -130,7 +127,7 @@ def _zero(rank, name, kw):
 def _sharded_worker(rank):
     for name, kw in SHARDED.items():
         init, loss_fn = make_problem(1)
-        expected, _ = run_torch(lambda p: getattr(free, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
+        expected, _ = run_torch(lambda p: getattr(adaptlr, name)(p, foreach=True, **kw), init, loss_fn, STEPS)
         got = _manual_split(rank, name, kw, process_group=True)
         assert _close(got, expected), f"{name}: manual split differs from one process"
         unreduced = _manual_split(rank, name, kw, process_group=None)

@@ -7,37 +7,46 @@ Every engine checks every column against the first before a kernel touches memor
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from _optim_table import counterpart_class, make, rows, shaped
 
 import adaptlr
 from adaptlr.engines import get_engine
 from adaptlr.engines._select import partition, run
 from adaptlr.rules import classic
 
-CLASSIC = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
-FREE = [
-    "Prodigy",
-    "DAdaptAdam",
-    "DAdaptSGD",
-    "DAdaptAdaGrad",
-    "DoG",
-    "LDoG",
-    "ScheduleFreeAdamW",
-    "Lion",
-    "AdaBelief",
-    "LAMB",
-]
 ENGINES = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
-KWARGS = {"SGD": {"lr": 0.1, "momentum": 0.9}, "RMSprop": {"momentum": 0.5}}
+#: every row of tests/_optim_table.py whose rules run on the engines (all but L-BFGS)
+ON_ENGINES = rows(lambda r: r.engines)
 
 
-def _make(name, params, **engine):
-    return getattr(adaptlr, name)(params, **KWARGS.get(name, {}), **engine)
+#: (row, engine): the default engine and each of the row's
+def with_engines(known=None):
+    """(row, engine): the default engine and each of the row's, with the row's known failure of the probe ``known``."""
+    return [
+        pytest.param(row, engine, id=f"{row.name}-{engine}", marks=marks)
+        for (row,), marks in ((p.values, p.marks) for p in rows(lambda r: r.engines, known))
+        for engine in dict.fromkeys(("default", *row.engines))
+    ]
+
+
+WITH_ENGINES = with_engines()
+
+
+def _make(row, params, **engine):
+    return make(row, params, **row.example, **engine)
+
+
+def _param(row, *shape, dtype=torch.float32):
+    return torch.nn.Parameter(torch.randn(*shaped(row, shape), dtype=dtype))
+
+
+def _grad(row, like):
+    """A random gradient for ``like`` (sparse for a row that takes sparse gradients only)."""
+    g = torch.randn_like(like)
+    return g.to_sparse() if row.sparse_grads else g
 
 
 def _snapshot(opt, params):
@@ -58,26 +67,24 @@ def _assert_unchanged(opt, params, snap):
                 assert now["state"][k][key] == v, key
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
-@pytest.mark.parametrize("name", CLASSIC + FREE)
-def test_a_replaced_parameter_is_refused_not_read_out_of_bounds(name, engine):
+@pytest.mark.parametrize(("row", "engine"), with_engines("safety-replaced"))
+def test_a_replaced_parameter_is_refused_not_read_out_of_bounds(row, engine):
     """issue 9's reproduction: p.data replaced by a larger tensor after the first step (torch raises)."""
-    p = torch.nn.Parameter(torch.randn(5))
-    opt = _make(name, [p], **ENGINES[engine])
-    p.grad = torch.randn(5)
+    p = _param(row, 5)
+    opt = _make(row, [p], **ENGINES[engine])
+    p.grad = _grad(row, p)
     opt.step()
-    p.data = torch.zeros(200_000)
-    p.grad = torch.ones(200_000)
+    p.data = torch.zeros(shaped(row, (200_000,)))
+    p.grad = _grad(row, p.data)
     with pytest.raises(RuntimeError, match="does not match|has shape"):
         opt.step()
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
-@pytest.mark.parametrize("name", CLASSIC + FREE)
-def test_state_of_another_shape_with_the_same_numel_is_refused_and_nothing_changes(name, engine):
-    a, b = torch.nn.Parameter(torch.randn(2, 3)), torch.nn.Parameter(torch.randn(3, 2))
-    opt = _make(name, [a, b], **ENGINES[engine])
-    a.grad, b.grad = torch.randn(2, 3), torch.randn(3, 2)
+@pytest.mark.parametrize(("row", "engine"), with_engines("safety-state-shape"))
+def test_state_of_another_shape_with_the_same_numel_is_refused_and_nothing_changes(row, engine):
+    a, b = _param(row, 2, 3), _param(row, 3, 2)
+    opt = _make(row, [a, b], **ENGINES[engine])
+    a.grad, b.grad = _grad(row, a), _grad(row, b)
     opt.step()
     # a checkpoint for a model whose parameters come in another order
     sd = opt.state_dict()
@@ -89,15 +96,15 @@ def test_state_of_another_shape_with_the_same_numel_is_refused_and_nothing_chang
     _assert_unchanged(opt, [a, b], snap)
 
 
-@pytest.mark.parametrize("name", CLASSIC)
-def test_a_state_for_a_larger_model_is_refused(name):
-    small, big = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4000))
-    src = _make(name, [big])
-    big.grad = torch.randn(4000)
+@pytest.mark.parametrize("row", rows(lambda r: r.engines, "safety-larger-state"))
+def test_a_state_for_a_larger_model_is_refused(row):
+    small, big = _param(row, 4), _param(row, 4000)
+    src = _make(row, [big])
+    big.grad = _grad(row, big)
     src.step()
-    opt = _make(name, [small])
+    opt = _make(row, [small])
     opt.load_state_dict(src.state_dict())
-    small.grad = torch.randn(4)
+    small.grad = _grad(row, small)
     with pytest.raises(RuntimeError):
         opt.step()
 
@@ -168,23 +175,22 @@ def test_the_fused_engine_itself_refuses_tensors_it_cannot_address():
         )
 
 
-@pytest.mark.parametrize("name", CLASSIC + FREE)
-def test_duplicated_parameters_are_refused(name):
-    p = torch.nn.Parameter(torch.randn(3))
+@pytest.mark.parametrize("row", rows())
+def test_duplicated_parameters_are_refused(row):
+    p = _param(row, 3)
     with pytest.raises(ValueError, match="twice"):
-        _make(name, [p, p])
-    q = torch.nn.Parameter(torch.randn(3))
-    with pytest.raises(ValueError):  # torch's own error across groups
-        _make(name, [{"params": [q]}, {"params": [q]}])
+        _make(row, [p, p])
+    q = _param(row, 3)
+    with pytest.raises(ValueError):  # torch's own error across groups (L-BFGS: it takes one group)
+        _make(row, [{"params": [q]}, {"params": [q]}])
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
-@pytest.mark.parametrize("name", CLASSIC + FREE)
-def test_a_gradient_of_another_dtype_is_refused_by_every_engine_as_torch(name, engine):
-    p = torch.nn.Parameter(torch.randn(3))
+@pytest.mark.parametrize(("row", "engine"), with_engines("safety-grad-dtype"))
+def test_a_gradient_of_another_dtype_is_refused_by_every_engine_as_torch(row, engine):
+    p = _param(row, 3)
     p.grad_dtype = None  # torch 2.13 otherwise refuses the assignment itself
-    p.grad = torch.ones(3, dtype=torch.float64)
-    opt = _make(name, [p], **ENGINES[engine])
+    p.grad = _grad(row, p.detach().double())
+    opt = _make(row, [p], **ENGINES[engine])
     before = p.detach().clone()
     with pytest.raises(RuntimeError):
         opt.step()
@@ -223,36 +229,7 @@ def test_tensor_subclasses_run_on_the_loop_engine_and_match_plain_tensors():
 
 
 # ------------------------------------------------------------------------------------ values refused up front
-def _float_kwargs(cls):
-    import inspect
-
-    out = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "params", "lr") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        if isinstance(p.default, float) or (
-            isinstance(p.default, int)
-            and not isinstance(p.default, bool)
-            and name not in ("slice_p", "history_size", "max_iter")
-        ):
-            out[name] = p.default
-    return out
-
-
-@pytest.mark.parametrize("name", CLASSIC + FREE)
-def test_non_finite_hyperparameters_are_refused_naming_the_parameter(name):
-    cls = getattr(adaptlr, name)
-    for arg, default in _float_kwargs(cls).items():
-        for bad in (math.nan, math.inf, -math.inf):
-            if bad == math.inf and default == math.inf:
-                continue  # infinity is the documented "no limit" (growth_rate)
-            with pytest.raises((ValueError, TypeError), match=arg.split("_")[0]):
-                cls([torch.nn.Parameter(torch.randn(2))], **{arg: bad})
-    for bad in (math.nan, math.inf, -1.0):
-        with pytest.raises(ValueError, match="lr"):
-            cls([torch.nn.Parameter(torch.randn(2))], lr=bad)
-
-
+# (every real-valued hyperparameter of every row, nan and infinities included: tests/test_optim_validation.py)
 def test_schedule_free_betas_none_is_refused():
     with pytest.raises((TypeError, ValueError), match="betas"):
         adaptlr.ScheduleFreeAdamW([torch.nn.Parameter(torch.randn(2))], betas=None)
@@ -277,22 +254,28 @@ def test_the_applied_lr_is_checked_at_the_step():
 
 
 # --------------------------------------------------------------- mutated state dicts: an error or exact math
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(
-        ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "Prodigy", "DAdaptAdam", "ScheduleFreeAdamW", "Lion"]
-    ),
-    mutation=st.sampled_from(["reorder", "resize", "restride", "dtype", "drop", "none"]),
-    engine=st.sampled_from(list(ENGINES)),
-)
-def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine):
+MUTATIONS = ["reorder", "resize", "restride", "dtype", "drop", "none"]
+
+
+@pytest.mark.parametrize("row", rows(lambda r: r.engines, "safety-mutated"))
+def test_mutated_state_dicts_give_an_error_or_exact_math(row):
+    """Every mutation on every engine (a loaded, mutated checkpoint: an error, or exactly the unmutated math)."""
+    for mutation in MUTATIONS:
+        for engine in ENGINES:
+            try:
+                _mutated_state_dict(row, mutation, engine)
+            except AssertionError as e:
+                raise AssertionError(f"{mutation} [{engine}]: {e}") from None
+
+
+def _mutated_state_dict(row, mutation, engine):
     torch.manual_seed(0)
     shapes = [(4, 3), (3, 4), (5,)]
-    params = [torch.nn.Parameter(torch.randn(*s, dtype=torch.float64)) for s in shapes]
-    opt = _make(name, params, **ENGINES[engine])
+    params = [_param(row, *s, dtype=torch.float64) for s in shapes]
+    opt = _make(row, params, **ENGINES[engine])
     for _ in range(2):
         for p in params:
-            p.grad = torch.randn_like(p)
+            p.grad = _grad(row, p)
         opt.step()
     sd = copy.deepcopy(opt.state_dict())
     if mutation == "reorder":
@@ -315,7 +298,7 @@ def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine)
     # the oracle: the same optimizer loaded with the unmutated state, on the same engine (for "dtype": with the
     # state rounded through float32, which is what torch's load does to it -- cast to the parameter's dtype)
     ref_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    ref = _make(name, ref_params, **ENGINES[engine])
+    ref = _make(row, ref_params, **ENGINES[engine])
     oracle = copy.deepcopy(opt.state_dict())
     if mutation == "dtype":
         for key, v in list(oracle["state"][0].items()):
@@ -323,12 +306,12 @@ def test_mutated_state_dicts_give_an_error_or_exact_math(name, mutation, engine)
                 oracle["state"][0][key] = v.float().double()
     ref.load_state_dict(oracle)
     new_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    new = _make(name, new_params, **ENGINES[engine])
+    new = _make(row, new_params, **ENGINES[engine])
     try:
         new.load_state_dict(sd)
     except (ValueError, RuntimeError, KeyError):
         return
-    grads = [torch.randn_like(p) for p in params]
+    grads = [_grad(row, p) for p in params]
     for p, g in zip(new_params, grads):
         p.grad = g.clone()
     for p, g in zip(ref_params, grads):
@@ -366,14 +349,15 @@ def test_a_state_tensor_replaced_between_steps_is_checked_again(engine):
         opt.step()
 
 
-@pytest.mark.parametrize("name", ["Adam", "SGD", "RMSprop"])
-def test_gradients_with_other_strides_than_the_cached_plan_run_correctly(name):
+@pytest.mark.parametrize(
+    "row", rows(lambda r: r.engines and not r.sparse_grads and r.counterpart is not None and r.counterpart.is_torch)
+)
+def test_gradients_with_other_strides_than_the_cached_plan_run_correctly(row):
     """Step 1 with contiguous gradients caches a fused plan; step 2's transposed gradients must not be read raw."""
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(4, 6, dtype=torch.float64))
     ref_w = torch.nn.Parameter(w.detach().clone())
-    kwargs = KWARGS.get(name, {})
-    opt, ref = getattr(adaptlr, name)([w], **kwargs), getattr(torch.optim, name)([ref_w], **kwargs)
+    opt, ref = _make(row, [w]), counterpart_class(row)([ref_w], **row.example)
     grads = [
         torch.randn(4, 6, dtype=torch.float64),
         torch.randn(6, 4, dtype=torch.float64).t(),
