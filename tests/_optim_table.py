@@ -10,15 +10,21 @@ that every ``torch.optim.Optimizer`` in ``adaptlr.__all__`` has a row and every 
 
 Adding an optimizer (``adaptlr.Foo``, matching ``torch.optim.Foo``, with a NumPy reference ``reference.Foo``)::
 
-    def draw_foo(rng):                                       # in tests/_reference_cases.py
-        return dict(lr=_lr(rng, 1e-4, 1e-1), betas=(_beta(rng, 0.0, 0.99), 0.999), maximize=bool(rng.random() < 0.3))
+    def draw_foo(rng):  # tests/_reference_cases.py: random hyperparameters
+        return dict(lr=_lr(rng, 1e-4, 1e-1), betas=(_beta(rng, 0.0, 0.99), _beta(rng, 0.9, 0.9999)),
+                    weight_decay=_wd(rng), maximize=bool(rng.random() < 0.3))
 
-    Row("Foo", draw_foo, counterpart=torch_optim("Foo"), reference="Foo",
-        ranges={"lr": "[0, inf)", "betas[0]": "[0, 1)", "betas[1]": "[0, 1)"}, converge=dict(lr=0.05)),
+    Row("Foo", draw_foo, torch_optim("Foo"), "Foo",  # tests/_optim_table.py, in ROWS
+        example=dict(lr=1e-2),  # a setting for the distributed matrix and the safety probes
+        ranges={"lr": "[0, inf)", "betas[0]": "[0, 1)", "betas[1]": "[0, 1)", "weight_decay": "[0, inf)"},
+        complex_ok=True, converge=dict(lr=0.05)),
 
-Then parity with torch (every engine, float64 and float32), the NumPy reference, the contract (checkpoints,
-groups, frozen parameters, the non-finite policy), validation, engine agreement, convergence, the safety
-probes, Triton's interpreter and the distributed matrix all run it.
+Then parity with torch (every engine, float64 and float32), the NumPy reference, the contract (checkpoints to
+and from torch, groups, frozen parameters, the non-finite policy), validation, engine agreement, complex
+parameters, convergence, the safety probes, Triton's interpreter and the distributed matrix all run it. A method
+checked against its paper's package instead: ``Counterpart("foo_pkg:Foo", seed_offset=3)``, and what it does
+(``lr_free="d0"``, ``sums="global"``, ``process_group=True``, ``effective_lr="lr"``, ...). A sweep that fails
+for a known reason: ``known={"<sweep key>": "why"}`` (a strict xfail).
 """
 
 from __future__ import annotations
@@ -144,7 +150,11 @@ class Row:
       float32 parity with torch may instead be judged against the float64 run (torch's own float32 roundings
       exceed 1e-5 there), or None. ``engine_rtol``: engines agree to this in float64.
       ``converge``: arguments for the tiny least-squares problem (lowers the loss 10x in 300 steps).
-      ``known``: sweep key -> reason: known failures, run as strict xfails (a fix turns them into failures).
+      ``known``: sweep key -> reason: known failures, run as strict xfails (a fix turns them into failures that
+      ask for the entry to be removed). Keys: ``interchange-to`` / ``interchange-from``, ``converge-f32`` /
+      ``converge-bf16`` (test_optim_contract.py), ``reference-validation <argument>`` (test_reference.py),
+      ``safety-replaced``, ``safety-state-shape``, ``safety-larger-state``, ``safety-grad-dtype``,
+      ``safety-mutated`` (test_safety_engines.py), a mode of test_distributed_matrix.py (``fsdp64``, ``dcp``, ...).
     """
 
     name: str
