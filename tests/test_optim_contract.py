@@ -223,6 +223,8 @@ def test_state_dict_interchange_with_the_counterpart(row, direction):
     train(resumed, opt2, x, y, 30, row)
     for a, b in zip(expected.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    if row.counterpart.own_state_layout:
+        return
     s1, s2 = opt.state_dict(), opt2.state_dict()
     assert set(s1["state"]) == set(s2["state"])
     for k in s1["state"]:

@@ -95,7 +95,26 @@ class DoG(FreeOptimizer):
     )
 
     def _init_state(self, group, p, state):
-        state["x0"] = torch.empty_like(p, memory_format=torch.preserve_format)  # filled by the first step
+        # the first step sets x0 = p again; a state created later (a checkpoint without this parameter's state)
+        # measures its distance from where this parameter is now -- never from uninitialised memory
+        state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Also loads a checkpoint of the ``dog`` package, which keeps x0 in ``group["init_buffer"]`` (one tensor per
+        parameter, in order) and a flag under ``state["_first_step"]``: x0 moves into each parameter's state."""
+        super().load_state_dict(state_dict)
+        self.state.pop("_first_step", None)
+        for group in self.param_groups:
+            buffer = group.pop("init_buffer", None)
+            if buffer is None:
+                continue
+            if len(buffer) != len(group["params"]):
+                raise ValueError(f"init_buffer holds {len(buffer)} tensors for {len(group['params'])} parameters")
+            for p, x0 in zip(group["params"], buffer):
+                if x0.shape != p.shape:
+                    raise ValueError(f"init_buffer: a tensor of shape {tuple(x0.shape)} for a parameter of shape "
+                                     f"{tuple(p.shape)} (a checkpoint of another model?)")  # fmt: skip
+                self.state[p]["x0"] = x0.to(dtype=p.dtype, device=p.device).clone()
 
     def _values(self, phase, ctx, key):
         group = ctx.group

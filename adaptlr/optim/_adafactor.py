@@ -85,6 +85,35 @@ class Adafactor(Optimizer):
         if any(p.is_complex() for p in self.param_groups[-1]["params"]):
             raise RuntimeError("Adafactor does not support complex parameters")
 
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """An existing state fits its parameter: ``row_var`` / ``col_var`` shaped like the gradient with a 1 in the
+        last / second-to-last dimension (matrices), ``variance`` like the gradient (vectors), with its dtype and
+        device -- checked before anything changes (a checkpoint of another model is refused)."""
+        for i, p in enumerate(group["params"]):
+            state = self.state.get(p)
+            if p.grad is None or not state:
+                continue
+            g = p.grad.to_local() if is_dtensor(p.grad) else p.grad
+            if p.grad.dim() > 1:
+                row, col = list(p.grad.shape), list(p.grad.shape)
+                row[-1], col[-2] = 1, 1
+                expected = {"row_var": row, "col_var": col}
+            else:
+                expected = {"variance": list(p.grad.shape)}
+            for name, shape in expected.items():
+                v = state.get(name)
+                local_v = v.to_local() if is_dtensor(v) else v
+                if (not isinstance(v, torch.Tensor) or list(v.shape) != shape or local_v.dtype != g.dtype
+                        or local_v.device != g.device):  # fmt: skip
+                    got = "no tensor" if not isinstance(v, torch.Tensor) else (
+                        f"shape {tuple(v.shape)}, dtype {local_v.dtype}, device {local_v.device}"
+                    )  # fmt: skip
+                    raise RuntimeError(
+                        f"Adafactor: state {name!r} of parameter {i} has {got}, but its gradient needs shape "
+                        f"{tuple(shape)}, dtype {g.dtype}, device {g.device} (was the state loaded for another model, "
+                        "or a parameter's .data replaced?)"
+                    )
+
     def _step_group(self, group: dict[str, Any]) -> None:
         params, states = [], []
         for p in group["params"]:

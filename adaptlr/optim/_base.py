@@ -498,6 +498,8 @@ class Optimizer(torch.optim.Optimizer):
         the per-parameter scalars, then run the phases in order over each estimate set; after a phase with sums,
         one all-reduce of every set's sums (where the parameters are sharded) before :meth:`_after` sees them."""
         if not self.phases:  # a step that is not a sequence of elementwise phases (Adafactor, Muon, SparseAdam)
+            for group in self.param_groups:  # (every group checked before any changes)
+                self._check_group(group)
             for group in self.param_groups:
                 self._step_group(group)
             return
@@ -521,6 +523,10 @@ class Optimizer(torch.optim.Optimizer):
                 sets = [s for s in sets if s not in active or self._after(phase, s) is not False]
         finally:
             self.__dict__["_step_layout"] = None
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """For an optimizer without :attr:`phases`: raise (torch's kind of ``RuntimeError``) if a group's gradients
+        or existing state do not fit its parameters; called for every group before any group steps."""
 
     def _step_group(self, group: dict[str, Any]) -> None:
         """The step of one group, for an optimizer without :attr:`phases`: its statistics are not elementwise, so it

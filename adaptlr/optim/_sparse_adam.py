@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from .._validation import check_betas, check_real
-from ..engines._select import is_dtensor
+from ..engines._select import check_columns, is_dtensor
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
 
@@ -77,9 +77,10 @@ class SparseAdam(Optimizer):
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         return any(not bool(torch.isfinite(g.coalesce().values() if g.is_sparse else g).all()) for g in grads)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr = float(self._lr(group))
-        beta1, beta2 = group["betas"]
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Sparse gradients only; an existing state shaped, typed and placed like its parameter (a checkpoint of
+        another model is refused before anything changes: the rows are gathered by index from it)."""
+        with_state = []
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -90,6 +91,23 @@ class SparseAdam(Optimizer):
                     "SparseAdam does not support DTensor (sharded) parameters: a sparse "
                     "gradient's indices address the whole tensor, not a shard"
                 )
+            if self.state.get(p):
+                with_state.append(p)
+        if with_state:
+            columns = [with_state] + [[self.state[p].get(n) for p in with_state] for n in ("exp_avg", "exp_avg_sq")]
+            for name, col in zip(("exp_avg", "exp_avg_sq"), columns[1:]):
+                if not all(isinstance(t, torch.Tensor) for t in col):
+                    raise RuntimeError(
+                        f"SparseAdam: a parameter's state has no tensor {name!r} (a foreign checkpoint?)"
+                    )
+            check_columns(columns, ("param", "exp_avg", "exp_avg_sq"))
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr = float(self._lr(group))
+        beta1, beta2 = group["betas"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = 0

@@ -50,8 +50,9 @@ class Rprop(ReferenceOptimizer):
         maximize: bool = False,
     ) -> None:
         check_range("lr", lr)
-        check_range("etas[0]", etas[0], 0.0, 1.0, open_high=True)
-        check_range("etas[1]", etas[1], 1.0)
+        for i, (ok, allowed) in enumerate(((0.0 < etas[0] < 1.0, "(0, 1)"), (1.0 < etas[1], "(1, inf)"))):
+            if not ok:  # (as torch.optim.Rprop: 0 < etaminus < 1 < etaplus; `not` also refuses nan)
+                raise ValueError(f"Invalid etas[{i}]: {etas[i]!r} (allowed: {allowed})")
         check_range("step_sizes[0]", step_sizes[0])
         check_range("step_sizes[1]", step_sizes[1], step_sizes[0])
         super().__init__(params)

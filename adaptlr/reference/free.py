@@ -15,6 +15,14 @@ quirks are noted where they matter), with no speed tricks, so that a reader can 
 
 Notation: ``x`` the parameters, ``g`` the gradient, ``x0`` the initial point, ``d`` the distance estimate
 ``D ~ ||x0 - x*||``.
+
+>>> import numpy as np
+>>> x = np.array([1.0, -2.0])
+>>> opt = Prodigy([x])  # leave lr = 1: d is the step size's scale, estimated
+>>> for _ in range(3):
+...     opt.step([2 * x])  # the gradient of ||x||^2
+>>> bool(opt.d > opt.d0)  # the estimate grows from d0 while the gradients keep pointing the same way
+True
 """
 
 from __future__ import annotations
