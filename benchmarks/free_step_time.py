@@ -1,4 +1,5 @@
-"""Step time of adaptlr.free's optimizers against the reference packages, and against their memory-traffic floor.
+"""Step time of adaptlr's LR-free and adaptive optimizers against their reference packages, and against their
+memory-traffic floor.
 
 A 33.6M-parameter float32 model's tensors (a 10-layer d=512 transformer's shapes: 2 x 4 attention matrices, two
 MLP matrices, biases and norms per layer, a 4096 x 512 embedding), random gradients, CPU.
@@ -26,7 +27,7 @@ import time
 
 import torch
 
-from adaptlr import free
+import adaptlr
 
 # bytes per parameter (float32) moved by our implementation: (reads + writes) x 4, per phase
 OUR_BYTES = {
@@ -37,6 +38,9 @@ OUR_BYTES = {
     "ScheduleFreeAdamW": (4 + 3) * 4,  # y g z v -> y z v
     "Lion": (3 + 2) * 4,  # p g m -> p m
     "AdaBelief": (4 + 3) * 4,  # p g m s -> p m s
+    "LAMB": (4 + 2 + 3 + 1) * 4,  # stats: p g m v -> m v ; update: p m v -> p (per tensor)
+    "DAdaptAdaGrad": (4 + 2 + 4 + 1) * 4,  # stats: p g alpha s -> alpha s ; update: p x0 alpha s -> p
+    "LDoG": (3 + 0 + 2 + 1) * 4,  # stats: p g x0 ; update: p g -> p (per tensor)
 }
 
 
@@ -56,6 +60,9 @@ def reference(name):
         "ScheduleFreeAdamW": schedulefree.AdamWScheduleFree,
         "Lion": lion_pytorch.Lion,
         "AdaBelief": pytorch_optimizer.AdaBelief,
+        "LAMB": pytorch_optimizer.Lamb,
+        "DAdaptAdaGrad": dadaptation.DAdaptAdaGrad,
+        "LDoG": dog.LDoG,
     }[name]
 
 
@@ -140,7 +147,7 @@ def main():
     )
     print(f"{'optimizer':18s} {'adaptlr ms':>10s} {'package ms':>10s} {'ratio':>6s} {'floor ms':>9s} {'x floor':>7s}")
     for name in args.only.split(","):
-        ours, theirs = time_pair(getattr(free, name)(params), reference(name)(params), args.steps)
+        ours, theirs = time_pair(getattr(adaptlr, name)(params), reference(name)(params), args.steps)
         floor = OUR_BYTES[name] * n / bw
         print(
             f"{name:18s} {ours * 1e3:10.1f} {theirs * 1e3:10.1f} {ours / theirs:6.2f} {floor * 1e3:9.1f} "

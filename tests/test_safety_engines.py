@@ -349,6 +349,41 @@ def test_a_state_tensor_replaced_between_steps_is_checked_again(engine):
         opt.step()
 
 
+@pytest.mark.parametrize("engine", ["default", "fused", "foreach"])
+@pytest.mark.parametrize("size", [10, 4000])
+def test_a_state_tensors_data_swapped_in_place_between_steps_is_refused(engine, size):
+    """``state.data = other`` keeps the tensor object (the plan's identity check passes) but moves its memory: the
+    plan compares every stable tensor's data pointer, so the step is checked again -- and refused, before anything
+    changes -- instead of running the kernel over the new, smaller (or larger) memory (it corrupted the heap)."""
+    p = torch.nn.Parameter(torch.randn(1000))
+    opt = adaptlr.Adam([p], **ENGINES[engine])
+    for _ in range(2):
+        p.grad = torch.randn(1000)
+        opt.step()
+    opt.state[p]["exp_avg"].data = torch.zeros(size)
+    before = (p.detach().clone(), opt.state[p]["exp_avg_sq"].clone(), float(opt.state[p]["step"]))
+    p.grad = torch.randn(1000)
+    with pytest.raises(RuntimeError, match="exp_avg"):
+        opt.step()
+    after = (p.detach(), opt.state[p]["exp_avg_sq"], float(opt.state[p]["step"]))
+    torch.testing.assert_close(before[:2], after[:2], rtol=0, atol=0)
+    assert before[2] == after[2]
+
+
+@pytest.mark.parametrize("engine", ["default", "fused", "foreach"])
+def test_a_state_tensors_data_swapped_for_memory_of_the_same_shape_is_used(engine):
+    p = torch.nn.Parameter(torch.randn(1000))
+    opt = adaptlr.Adam([p], **ENGINES[engine])
+    for _ in range(2):
+        p.grad = torch.randn(1000)
+        opt.step()
+    fresh = torch.zeros(1000)
+    opt.state[p]["exp_avg"].data = fresh  # (new values: the step must read and write this memory, not the old)
+    p.grad = g = torch.randn(1000)
+    opt.step()
+    torch.testing.assert_close(fresh, 0.1 * g, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "row", rows(lambda r: r.engines and not r.sparse_grads and r.counterpart is not None and r.counterpart.is_torch)
 )

@@ -221,8 +221,10 @@ class NumbaEngine(RawPointerEngine):
         scalars: Sequence[Any] = (),
         flags: Sequence[bool] = (),
         n_sums: int = 0,
+        pointers: Sequence[list[int] | None] | None = None,
     ) -> tuple[float, ...]:
-        """:meth:`apply` for columns that :func:`adaptlr.engines._select.partition` has routed here (checked)."""
+        """:meth:`apply` for columns that :func:`adaptlr.engines._select.partition` has routed here (checked);
+        ``pointers``: per column, the data pointers a plan has just compared (None: read here)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:
             return (0.0,) * n_sums
@@ -230,7 +232,15 @@ class NumbaEngine(RawPointerEngine):
         dtype = _DTYPES[ref.dtype]
         kinds = tuple(None if isinstance(c, list) else float(c) for c in columns)
         kernel = self.kernel(fn, kinds, tuple(writes), len(scalars), tuple(bool(f) for f in flags), n_sums, dtype)
-        ptrs = np.array([[t.data_ptr() for t in ts] for ts in zip(*lists)], dtype=np.int64)
+        if pointers is None:
+            ptrs = np.array([[t.data_ptr() for t in ts] for ts in zip(*lists)], dtype=np.int64)
+        else:
+            by_column = [
+                known if known is not None else [t.data_ptr() for t in c]
+                for c, known in zip(columns, pointers)
+                if isinstance(c, list)
+            ]
+            ptrs = np.ascontiguousarray(np.array(by_column, dtype=np.int64).T)
         chunks = self._chunk_table(tuple(t.numel() for t in lists[0]))
         scal = np.array([float(s) for s in scalars] or [0.0], dtype=np.float64)
         out = kernel(ptrs, chunks, scal)

@@ -232,13 +232,15 @@ class Plan:
     """The checked partition of one call site's columns, kept between steps (``run(..., plan=Plan())``).
 
     A step whose *stable* columns (all but ``volatile`` ones: the gradients, new tensors every step) hold the same
-    tensor objects, and whose first column's tensors still have the same data pointers and shapes, reuses the
-    checks and the partition: only the volatile columns are checked again (shape, dtype, device, strides against the
-    first column's). Anything else -- a state tensor replaced by ``load_state_dict``, a parameter's ``.data``
-    swapped, another set of parameters with gradients -- is checked from scratch.
+    tensor objects at the same data pointers, and whose first column's tensors still have the same shapes, reuses
+    the checks and the partition: only the volatile columns are checked again (shape, dtype, device, strides against
+    the first column's). Anything else -- a state tensor replaced by ``load_state_dict``, a parameter's or a state
+    tensor's ``.data`` swapped, another set of parameters with gradients -- is checked from scratch. The stable
+    columns' data pointers, read for that comparison, are kept (:attr:`pointers`) for the one-pass engines, which
+    would otherwise read them again.
     """
 
-    __slots__ = ("key", "refs", "parts", "signature", "route")
+    __slots__ = ("key", "refs", "parts", "signature", "route", "pointers")
 
     def __init__(self) -> None:
         self.key: Any = None
@@ -246,16 +248,17 @@ class Plan:
         self.parts: list[tuple[str, list[int]]] = []
         self.signature: list[tuple[Any, ...]] = []
         self.route: Any = None  # (prefer, active overrides): the routing the parts were made for
+        self.pointers: list[list[int]] = []  # the stable columns' data pointers, column by column
 
     @staticmethod
     def _stable(columns: Sequence[Any], volatile: Sequence[int]) -> list[list[torch.Tensor]]:
         return [c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile]
 
     @staticmethod
-    def _key(first: list[torch.Tensor]) -> Any:
-        if not set(map(type, first)) <= _PLAIN_SET:
+    def _key(stable: list[list[torch.Tensor]]) -> Any:
+        if not set(map(type, stable[0])) <= _PLAIN_SET:
             return None  # (DTensors and other subclasses: no raw pointers to key on; checked every step)
-        return tuple(t.data_ptr() for t in first), tuple(t.shape for t in first)
+        return [[t.data_ptr() for t in col] for col in stable], tuple(t.shape for t in stable[0])
 
     def lookup(
         self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None
@@ -268,7 +271,7 @@ class Plan:
             len(a) != len(b) or not all(map(operator.is_, a, b)) for a, b in zip(stable, self.refs)
         ):
             return None
-        if self._key(stable[0]) != self.key:  # a parameter's .data swapped
+        if self._key(stable) != self.key:  # a parameter's or a state tensor's .data swapped
             return None
         signature = self.signature
         for k in volatile:
@@ -292,7 +295,8 @@ class Plan:
         self, columns: Sequence[Any], volatile: Sequence[int], prefer: str | None, parts: list[tuple[str, list[int]]]
     ) -> None:
         self.refs = [list(c) for c in self._stable(columns, volatile)]
-        self.key = self._key(self.refs[0])
+        self.key = self._key(self.refs)
+        self.pointers = self.key[0] if self.key is not None else []
         self.route = (prefer, tuple(_override))
         self.parts = parts
         first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
@@ -331,17 +335,26 @@ def execute(
     scalars: Sequence[Any] = (),
     flags: Sequence[bool] = (),
     n_sums: int = 0,
+    pointers: Sequence[list[int] | None] | None = None,
 ) -> tuple[float, ...]:
-    """Run ``fn`` on prepared columns (the second half of :func:`run`); returns the ``n_sums`` sums."""
+    """Run ``fn`` on prepared columns (the second half of :func:`run`); returns the ``n_sums`` sums.
+
+    ``pointers``: for each column, its tensors' data pointers when a :class:`Plan` has just read and compared them
+    (:attr:`Plan.pointers`), else None (the one-pass engines read them)."""
     from . import get_engine
 
     totals = [0.0] * n_sums
     for name, idx in parts:
-        cols = columns if len(parts) == 1 else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
+        whole = len(parts) == 1
+        cols = columns if whole else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
         engine = get_engine(name)
-        # (partition did the fused and triton engines' layout checks)
-        apply = engine.apply_checked if name in ("fused", "triton") else engine.apply
-        out = apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
+        if name == "fused":  # (partition did the fused and triton engines' layout checks)
+            ptrs = pointers if whole or pointers is None else [p and [p[i] for i in idx] for p in pointers]
+            out = engine.apply_checked(fn, cols, writes, tuple(scalars), tuple(flags), n_sums, pointers=ptrs)
+        elif name == "triton":
+            out = engine.apply_checked(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
+        else:
+            out = engine.apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
         for k in range(n_sums):
             totals[k] += out[k]
     return tuple(totals)

@@ -85,6 +85,7 @@ class GroupStep:
         "buckets",
         "sums",
         "scratch",
+        "pointers",
     )
 
     def __init__(self, group: dict[str, Any]) -> None:
@@ -101,6 +102,7 @@ class GroupStep:
         self.buckets: dict[Any, list[int] | None] = {}
         self.sums: dict[str, Any] = {}
         self.scratch: dict[str, Any] = {}
+        self.pointers: dict[str, list[int]] = {}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -576,6 +578,8 @@ class Optimizer(torch.optim.Optimizer):
             volatile=(1,),
         )
         ctx.columns = dict(zip(("param", "grad", *names), checked))
+        if plan is not None and plan.key is not None:  # (the stable columns' pointers, just compared by the plan)
+            ctx.pointers = dict(zip(("param", *names), plan.pointers))
         return ctx
 
     def _columns(self, phase: Phase, ctx: GroupStep) -> list[Any]:
@@ -632,7 +636,9 @@ class Optimizer(torch.optim.Optimizer):
                     out = self._run(phase, ctx, columns, values, checked=True, rows=None)
                 else:
                     scalars, flags = phase.bind(values)
-                    out = execute(phase.rule, columns, ctx.parts, phase.write_index, scalars, flags, len(phase.sums))
+                    pointers = [ctx.pointers.get(src) for src in phase.sources] if ctx.pointers else None
+                    out = execute(phase.rule, columns, ctx.parts, phase.write_index, scalars, flags, len(phase.sums),
+                                  pointers)  # fmt: skip
         else:
             columns = self._columns(phase, ctx)
             total = [0.0] * len(phase.sums)
