@@ -140,3 +140,12 @@ def test_the_worked_example_is_lion(engine):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     for x, y in zip(a, b):
         torch.testing.assert_close(opt_a.state[x]["exp_avg"], opt_b.state[y]["exp_avg"], rtol=0, atol=0)
+
+
+def test_the_adaptive_rules_moved_out_of_free_still_resolve_with_a_warning():
+    for name in ("Lion", "AdaBelief", "LAMB"):
+        with pytest.warns(DeprecationWarning, match=f"adaptlr.optim.{name}"):
+            assert getattr(adaptlr.free, name) is getattr(adaptlr, name) is getattr(adaptlr.optim, name)
+        assert name not in adaptlr.free.__all__
+    with pytest.raises(AttributeError):
+        adaptlr.free.NoSuchOptimizer  # noqa: B018
