@@ -100,6 +100,8 @@ class DAdaptAdam(FreeOptimizer):
             layer_scale=1.0,
             numerator_weighted=0.0,
             growth_rate=growth_rate,
+            log_every=0,  # (the package's keys, never used here: its checkpoints and ours interchange)
+            fsdp_in_use=False,
             use_bias_correction=use_bias_correction,
             decouple=decouple,
         )
@@ -234,6 +236,8 @@ class DAdaptSGD(FreeOptimizer):
             numerator_weighted=0.0,
             d=d0,
             growth_rate=growth_rate,
+            log_every=0,  # (the package's keys, never used here: its checkpoints and ours interchange)
+            fsdp_in_use=False,
             g0_norm=0.0,  # ||g_0||, measured on the first step with a gradient (0: not yet)
         )
         super().__init__(
@@ -369,6 +373,7 @@ class DAdaptAdaGrad(FreeOptimizer):
             d=d0,
             k=0,
             growth_rate=growth_rate,
+            log_every=log_every,  # (the package's key: its checkpoints and ours interchange)
         )
         super().__init__(
             params,

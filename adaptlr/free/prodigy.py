@@ -116,6 +116,7 @@ class Prodigy(FreeOptimizer):
             d_coef=d_coef,
             k=0,
             growth_rate=growth_rate,
+            fsdp_in_use=False,  # (the package's key, never used here: its checkpoints and ours interchange)
             use_bias_correction=use_bias_correction,
             decouple=decouple,
             safeguard_warmup=safeguard_warmup,

@@ -145,6 +145,8 @@ class AdaBelief(_Adaptive):
             weight_decouple=weight_decouple,
             fixed_decay=fixed_decay,
             eps=eps,
+            rectify=False,  # (the package's keys, at the values this class implements: checkpoints interchange)
+            ams_bound=False,
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
@@ -228,6 +230,8 @@ class LAMB(_Adaptive):
             fixed_decay=fixed_decay,
             eps=eps,
             adam=adam,
+            rectify=False,  # (the package's keys, at the values this class implements: checkpoints interchange)
+            grad_averaging=True,
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
