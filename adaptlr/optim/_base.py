@@ -1,4 +1,5 @@
-"""The base class of adaptlr's optimizers: torch's contract, one elementwise rule, an engine to run it."""
+"""The base class of adaptlr's optimizers: torch's contract, and the step protocol (named elementwise phases run by
+the engines fit for the tensors)."""
 
 from __future__ import annotations
 
@@ -408,7 +409,8 @@ class Optimizer(torch.optim.Optimizer):
                 state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _present_states(self, group: dict[str, Any]) -> tuple[str | None, ...]:
-        """The state names in rule order, with None for an optional state this group does not keep."""
+        """The state tensors this group keeps: :attr:`state_names`, with None for an optional one it does not keep
+        (Adam's ``max_exp_avg_sq`` without amsgrad: its phase then reads the constant 0.0)."""
         return self.state_names
 
     def _advance(self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict]) -> list[Any]:
