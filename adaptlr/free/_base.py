@@ -79,7 +79,6 @@ class FreeOptimizer(Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["per_group_d"] = self.per_group_d  # (process groups do not pickle: a copy has none)
-        state.pop("process_group", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
