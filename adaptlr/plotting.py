@@ -106,16 +106,31 @@ def lab_lr(
     task: str = "",
     dashed: Iterable[str] = (),
 ) -> Path:
-    """Effective learning rate against step (median over seeds), log scale; ``dashed`` as in lab_curves."""
+    """Effective learning rate against step, log scale: one line per seed (in the method's colour), so a
+    method that chooses its lr per seed (Auto, the learning-rate-free ones) shows each seed's choice, never a
+    median that no seed used; ``dashed`` as in lab_curves."""
     dashed = set(dashed)
     fig, ax = _figure(1, (7.5, 4.5), len(curves))
     for m, c in curves.items():
-        if np.isfinite(c["eff_lr"]).any():
-            _band(ax, c["step"], c["eff_lr"], m, ls="--" if m in dashed else "-")
+        color = None
+        seeds = c.get("seed", range(len(c["eff_lr"])))
+        for seed, seed_lr in zip(seeds, np.atleast_2d(c["eff_lr"]), strict=False):
+            if not np.isfinite(seed_lr).any():
+                continue
+            (line,) = ax.plot(
+                c["step"],
+                seed_lr,
+                color=color,
+                lw=1.2,
+                ls="--" if m in dashed else "-",
+                label=m if color is None else None,
+            )
+            line.set_gid(f"{m} seed {seed}")
+            color = line.get_color()
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("effective learning rate")
-    ax.set_title(f"{task}: effective lr (schedule x controller x d)")
+    ax.set_title(f"{task}: effective lr (schedule x controller x d), one line per seed")
     ax.grid(alpha=0.3)
     _legend(ax, len(curves))
     return save(fig, path)

@@ -3,6 +3,7 @@
 import math
 import sqlite3
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,25 +60,26 @@ def _independent(path, task):
     """Recompute the table from SQL rows with the statistics module (no code shared with adaptlr.lab.report)."""
     con = sqlite3.connect(path)
     runs = con.execute(
-        "SELECT id, method, diverged, config FROM runs WHERE task=? AND status='done'", (task,)
+        "SELECT id, method, diverged, config, wall FROM runs WHERE task=? AND status='done'", (task,)
     ).fetchall()
     import json
 
     out = {}
-    for rid, method, diverged, cfg in runs:
+    for rid, method, diverged, cfg, run_wall in runs:
         hib = json.loads(cfg)["higher_is_better"]
         target = json.loads(cfg)["target"]
         pts = con.execute("SELECT step, metric, wall FROM points WHERE run_id=? ORDER BY step", (rid,)).fetchall()
         evals = [(s, m, w) for s, m, w in pts if m is not None]
         reached = [(s, w) for s, m, w in evals if (m >= target if hib else m <= target)]
-        d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "div": 0})
+        d = out.setdefault(method, {"final": [], "best": [], "stt": [], "ttt": [], "sps": [], "wall": [], "div": 0})
         worst = -math.inf if hib else math.inf  # a diverged run's final metric: the worst there is
         d["final"].append(worst if diverged else evals[-1][1])
         d["best"].append(max(m for _, m, _ in evals) if hib else min(m for _, m, _ in evals))
         reached = [] if diverged else reached  # and it never reaches the target
         d["stt"].append(reached[0][0] if reached else math.inf)
         d["ttt"].append(reached[0][1] if reached else math.inf)
-        d["sps"].append((pts[-1][0] - pts[0][0]) / (pts[-1][2] - pts[0][2]))
+        d["sps"].append(pts[-1][0] / run_wall)  # the steps delivered over the run's whole wall time
+        d["wall"].append(run_wall)
         d["div"] += diverged
     con.close()
     return out
@@ -124,6 +126,7 @@ def test_table_numbers_recomputed_from_raw_rows(tmp_path, task):
         assert r.time_to_target == pytest.approx(_median_with_inf(d["ttt"]))
         assert r.reached == sum(math.isfinite(x) for x in d["stt"])
         assert r.steps_per_s == pytest.approx(statistics.median(d["sps"]))
+        assert r.wall == pytest.approx(statistics.median(d["wall"]))
         assert r.diverged == d["div"]
         assert r.final[0] != -1.0  # computed from the points, not from the runs' cached summary
     # sorted best first
@@ -287,3 +290,98 @@ def test_report_prints_tables_and_writes_figures(tmp_path):
     md = (tmp_path / "table.md").read_text()
     assert "| `adam(lr=0.001)` | 3 |" in md
     assert not list(out.glob(".tmp-*"))  # atomic writes leave no temporary files
+
+
+#: made-up runs of 300 steps: adamw's wall time per seed, and Auto's (its race takes the first half, before any
+#: point of the committed lineage is logged), and the lr Auto chose per seed
+ADAMW_WALL = (9.0, 10.0, 11.0)
+AUTO_WALL = (14.0, 15.0, 16.0)
+AUTO_LRS = (0.01, 0.03, 0.2, 0.3)  # 4 seeds: their median (0.115) is a value no seed used
+
+
+def _store_with_auto(path):
+    """An ``auto`` run and an ``adamw`` run per seed, their points as the lab logs them: adamw's clock runs from
+    its first step, Auto's points are written after its race, so their times span only the second half."""
+    cfg = {"metric": "accuracy", "higher_is_better": True, "target": 0.9, "steps": 300}
+    with Store(path) as st:
+        for seed in range(4):
+            for method, wall, lr in [
+                ("adamw(lr=0.001)", ADAMW_WALL[seed % 3], 1e-3),
+                ("auto", AUTO_WALL[seed % 3], AUTO_LRS[seed]),
+            ]:
+                rid = st.start_run("t", method, seed, "steps=300,batch=8", cfg)
+                race = 0.0 if method != "auto" else wall / 2
+                pts = [
+                    {
+                        "step": step,
+                        "train_loss": 1.0 / step,
+                        "lr": lr,
+                        "eff_lr": lr,
+                        "metric": 0.95 if step % 100 == 0 else None,
+                        "test_loss": 0.2 if step % 100 == 0 else None,
+                        "wall": race + (wall - race) * step / 300,
+                    }
+                    for step in range(10, 301, 10)
+                ]
+                st.finish_run(rid, pts, {"steps_done": 300, "wall": wall, "final_metric": 0.95, "diverged": False})
+
+
+def test_wall_time_and_steps_per_s_count_everything_a_method_spent(tmp_path):
+    """issue 18: steps/s from the points' time span left out Auto's race (Auto showed faster than Adam while
+    its wall time was 1.5x Adam's); the table reports the run's whole wall time, and steps/s from it."""
+    from rich.console import Console
+
+    from adaptlr.lab.report import markdown
+
+    path = str(tmp_path / "runs.db")
+    _store_with_auto(path)
+    rows = {r.method: r for r in summarize(path, "t")["t"]}
+    auto, adamw = rows["auto"], rows["adamw(lr=0.001)"]
+    walls = lambda ws: [ws[s % 3] for s in range(4)]  # noqa: E731
+    assert auto.wall == pytest.approx(statistics.median(walls(AUTO_WALL)))
+    assert adamw.wall == pytest.approx(statistics.median(walls(ADAMW_WALL)))
+    assert auto.steps_per_s == pytest.approx(statistics.median(300 / w for w in walls(AUTO_WALL)))
+    assert adamw.steps_per_s == pytest.approx(statistics.median(300 / w for w in walls(ADAMW_WALL)))
+    assert auto.steps_per_s < adamw.steps_per_s  # the slower method on the clock is the slower one here
+    console = Console(record=True, width=200)
+    report(path, out=None, console=console)
+    text = console.export_text()
+    assert "wall s" in text and f"{auto.wall:.3g}" in text
+    md = markdown(list(rows.values()))
+    assert "| wall s | steps/s |" in md and f"| {auto.wall:.3g} | {auto.steps_per_s:.0f} |" in md
+
+
+def test_lr_figure_shows_each_seeds_own_lr(tmp_path, monkeypatch):
+    """issue 18: the lr figure drew the median over seeds of the lrs Auto chose, a value no seed used; each
+    seed's choice is drawn (its line's values are that seed's logged lrs)."""
+    from adaptlr import plotting
+
+    path = str(tmp_path / "runs.db")
+    _store_with_auto(path)
+    figures = {}
+    real_save = plotting.save
+
+    def keep(fig, target, **kw):
+        figures[Path(target).name] = fig
+        return real_save(fig, target, **kw)
+
+    monkeypatch.setattr(plotting, "save", keep)
+    report(path, out=tmp_path / "figs", console=_quiet_console())
+    ax = figures["t_lr.png"].axes[0]
+    lines = {ln.get_gid(): ln for ln in ax.get_lines() if ln.get_gid()}
+    for seed, lr in enumerate(AUTO_LRS):
+        y = np.asarray(lines[f"auto seed {seed}"].get_ydata(), dtype=float)
+        np.testing.assert_array_equal(y, np.full(30, lr))
+    plotted = {float(v) for ln in ax.get_lines() for v in np.asarray(ln.get_ydata(), dtype=float)}
+    assert statistics.median(AUTO_LRS) not in plotted  # no line at a value no seed used
+    colors = {lines[f"auto seed {s}"].get_color() for s in range(4)}
+    assert len(colors) == 1  # one method, one colour
+    assert [ln.get_label() for ln in ax.get_legend().get_lines()].count("auto") == 1
+
+
+def _quiet_console():
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=200)

@@ -6,8 +6,11 @@ All numbers come from the raw logged points (not from the runs' cached summaries
 - **steps to target** / **time to target**: the step (and wall time) of the first evaluated point whose metric
   reaches the target (``>=`` for accuracy, ``<=`` for losses); a run that never reaches it counts as infinite,
   so the median over seeds is finite only when at least half of the seeds reach the target;
-- **steps/s**: steps per second of wall time between the first and the last point (so one-off start-up
-  costs such as compiling a kernel are left out);
+- **wall s**: the run's whole wall time, as its summary records it: everything the method spent, so Auto's race,
+  its annealed branches and its held-out evaluations count (a fixed method's clock starts after its first
+  step, so a one-off kernel compilation does not); **steps/s**: the steps the run delivered (its budget, unless
+  it diverged) divided by that wall time, so a method that trains several candidates before committing to
+  one is as slow here as it is on the clock;
 - spreads are the median and the interquartile range (25th-75th percentile, linear interpolation) over seeds.
 
 **A diverged run is never ranked above a finished one.** A run diverged when the runner marked it so, or
@@ -48,12 +51,13 @@ class MethodSummary:
     steps_to_target: float  # median over seeds (inf: not reached by at least half)
     time_to_target: float
     reached: int
-    steps_per_s: float
+    steps_per_s: float  # median over seeds of steps delivered / total wall
     diverged: int
     metric: str
     higher_is_better: bool
     target: float | None
     reference: dict[str, float] | None = None  # published results for the task (e.g. the MNIST-1D paper's)
+    wall: float = math.nan  # median over seeds of the run's total wall time in seconds
 
 
 def _quantile(a: Sequence[float], q: float) -> float:
@@ -101,10 +105,17 @@ def ended_diverged(points: Sequence[dict[str, Any]], flagged: bool = False) -> b
 
 
 def run_stats(
-    points: Sequence[dict[str, Any]], higher_is_better: bool, target: float | None, diverged: bool = False
+    points: Sequence[dict[str, Any]],
+    higher_is_better: bool,
+    target: float | None,
+    diverged: bool = False,
+    wall: float | None = None,
 ) -> dict[str, Any]:
-    """final / best metric, steps and time to ``target``, steps/s of one run, from its points.
+    """final / best metric, steps and time to ``target``, wall time and steps/s of one run, from its points.
 
+    ``wall``: the run's total wall time (its summary's); steps/s is the last point's step over it. Without
+    it (a run written without a summary), the points' own span: steps between the first and the last point
+    over the time between them, which leaves out whatever a method spent before its first logged point.
     A run that diverged (``diverged``, or see :func:`ended_diverged`) gets the worst final metric (``-inf``
     when higher is better, else ``+inf``) and never reaches the target."""
     evals = [p for p in points if p["metric"] is not None and math.isfinite(p["metric"])]
@@ -117,7 +128,9 @@ def run_stats(
     if target is not None and not diverged:
         hit = next((p for p in evals if (p["metric"] >= target if higher_is_better else p["metric"] <= target)), None)
     sps = math.nan
-    if len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]:  # from the first point on: no start-up cost
+    if wall is not None and points and wall > 0:
+        sps = points[-1]["step"] / wall
+    elif len(points) >= 2 and points[-1]["wall"] > points[0]["wall"]:
         sps = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall"] - points[0]["wall"])
     return {
         "final": final,
@@ -125,6 +138,7 @@ def run_stats(
         "steps_to_target": hit["step"] if hit else math.inf,
         "time_to_target": hit["wall"] if hit else math.inf,
         "steps_per_s": sps,
+        "wall": math.nan if wall is None else float(wall),
         "diverged": diverged,
     }
 
@@ -144,7 +158,7 @@ def summarize(
             cfg = runs[0]["config"]
             hib = bool(cfg.get("higher_is_better", True))
             tgt = target if target is not None else cfg.get("target")
-            stats = [run_stats(st.points(r["id"]), hib, tgt, bool(r["diverged"])) for r in runs]
+            stats = [run_stats(st.points(r["id"]), hib, tgt, bool(r["diverged"]), r["wall"]) for r in runs]
             out[t].append(
                 MethodSummary(
                     t,
@@ -162,6 +176,7 @@ def summarize(
                     hib,
                     tgt,
                     cfg.get("reference") or None,
+                    _q([s["wall"] for s in stats])[0],
                 )
             )
         for rows in out.values():
@@ -186,6 +201,10 @@ def _fmt_q(q: tuple[float, float, float], metric: str) -> str:
     if metric == "accuracy":
         return f"{one(q[0])}% [{one(q[1])}, {one(q[2])}]"
     return f"{one(q[0])} [{one(q[1])}, {one(q[2])}]"
+
+
+def _fmt_wall(seconds: float) -> str:
+    return f"{seconds:.3g}" if math.isfinite(seconds) else "—"
 
 
 def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
@@ -213,6 +232,7 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
     t.add_column(f"best {r0.metric} {arrow}", justify="right")
     t.add_column(f"steps to {tgt}", justify="right")
     t.add_column(f"time to {tgt}", justify="right")
+    t.add_column("wall s", justify="right")
     t.add_column("steps/s", justify="right")
     t.add_column("diverged", justify="right")
     for r in rows:
@@ -225,6 +245,7 @@ def table(rows: Sequence[MethodSummary], title: str | None = None) -> Any:
             if math.isfinite(r.steps_to_target)
             else f"— ({r.reached}/{r.runs})",
             f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—",
+            _fmt_wall(r.wall),
             f"{r.steps_per_s:.0f}" if math.isfinite(r.steps_per_s) else "—",
             str(r.diverged) if r.diverged else "0",
         )
@@ -235,25 +256,28 @@ def markdown(rows: Sequence[MethodSummary]) -> str:
     """The same table as GitHub markdown (for a README)."""
     r0 = rows[0]
     head = (
-        f"| method | n | final {r0.metric} | best {r0.metric} | steps to target | time to target | steps/s "
-        "| diverged |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| method | n | final {r0.metric} | best {r0.metric} | steps to target | time to target | wall s "
+        "| steps/s | diverged |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| `{r.method}` | {r.runs} | {_fmt_q(r.final, r.metric)} | {_fmt_q(r.best, r.metric)} | "
         + (f"{r.steps_to_target:.0f} ({r.reached}/{r.runs})" if math.isfinite(r.steps_to_target) else "—")
         + " | "
         + (f"{r.time_to_target:.2f}s" if math.isfinite(r.time_to_target) else "—")
-        + f" | {r.steps_per_s:.0f} | {r.diverged} |"
+        + f" | {_fmt_wall(r.wall)} | {r.steps_per_s:.0f} | {r.diverged} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"
 
 
 def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Per method: steps and per-seed arrays of train loss, test metric and effective lr on common steps."""
+    """Per method: the seeds (one row each), steps and per-seed arrays of train loss, test metric and effective
+    lr on common steps."""
     by_method: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    seeds: dict[str, list[int]] = defaultdict(list)
     for r in store.runs(task, budget=budget):
         by_method[r["method"]].append(store.points(r["id"]))
+        seeds[r["method"]].append(int(r["seed"]))
     out = {}
     for m, runs in by_method.items():
         steps = sorted(set.intersection(*(set(p["step"] for p in pts) for pts in runs)))
@@ -266,6 +290,7 @@ def curves(store: Store, task: str, budget: str | None = None) -> dict[str, dict
 
         evals = sorted(set.intersection(*(set(p["step"] for p in pts if p["metric"] is not None) for pts in runs)))
         out[m] = {
+            "seed": np.array(seeds[m]),
             "step": np.array(steps),
             "train_loss": col("train_loss"),
             "lr": col("lr"),
