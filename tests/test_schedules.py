@@ -63,11 +63,19 @@ def test_equality_is_by_spec():
 
 
 def test_lambda_without_spec_is_clear():
-    s = S.from_epochs(lambda e: 1.0 / (e + 1), steps_per_epoch=3)
+    fn = lambda e: 1.0 / (e + 1)  # noqa: E731
+    s = S.from_epochs(fn, steps_per_epoch=3)
     assert s(7) == 1.0 / 3
     with pytest.raises(ValueError, match="lambdas"):
         _ = s.spec
-    assert s == s and s != S.from_epochs(lambda e: 1.0, 3)
+    with pytest.raises(S.NoSpecError, match="has no spec"):  # (an AttributeError too: getattr(s, "spec", None))
+        _ = S.warmup(s, 2).spec
+    assert getattr(s, "spec", None) is None and not hasattr(S.join([s, 0.1], [3]), "spec")
+    assert (
+        repr(s) == "from_epochs(fn=<function test_lambda_without_spec_is_clear.<locals>.<lambda>>, steps_per_epoch=3)"
+    )
+    assert s == s == S.from_epochs(fn, 3) and s != S.from_epochs(lambda e: 1.0, 3) and s != S.from_epochs(fn, 4)
+    assert hash(s) == hash(S.from_epochs(fn, 3))
 
 
 def test_fractions_of_total_steps():
@@ -148,11 +156,30 @@ def test_spec_round_trip_property(init, n, pct, e, w, t):
     ):
         again = S.from_spec(s.spec)
         assert again == s and again(t) == s(t)
+    # the same composites of an unregistered function: no spec, but equal when rebuilt from the same function
+    fn = _decay(init, 1.0 / (1.0 + e))
+    for build in (
+        lambda f: S.warmup(S.from_epochs(f, n), w),
+        lambda f: S.join([S.wsd(init, n, warmup=pct), f], [n]),
+        lambda f: S.product([S.one_cycle(init, n, pct_start=pct), f]),
+    ):
+        s = build(fn)
+        assert getattr(s, "spec", None) is None and s == build(fn) and s != build(_decay(init, 0.5))
+        assert build(fn)(t) == s(t) and math.isfinite(s(t))
 
 
 pos = st.floats(1e-6, 10.0)
 dur = st.integers(1, 300)
 steps = st.integers(0, 2000)
+
+
+def _decay(init, rate, final=0.0):
+    """An unregistered closure (the kind of user function that needs no registration): init -> final."""
+
+    def decay(t):
+        return final + (init - final) * rate**t
+
+    return decay
 
 
 @settings(max_examples=60, deadline=None)
@@ -164,6 +191,8 @@ def test_decays_are_monotone_and_bounded(init, ratio, n, e, t):
         S.linear(init, final, n),
         S.polynomial(init, final, n, power=e),
         S.wsd(init, n + 10, warmup=0, decay=n, final=final, cooldown="1-sqrt"),
+        S.from_epochs(_decay(init, 1.0 - 1.0 / (1.0 + e), final), n),  # unregistered user functions
+        S.from_epochs(lambda epoch: max(final, init - (init - final) * epoch / 3), n),
     ):
         a, b = s(t), s(t + 1)
         assert math.isfinite(a) and final - 1e-12 <= b <= a + 1e-12 <= init + 2e-12
@@ -178,6 +207,8 @@ def test_step_decays_are_monotone(init, gamma, size, rate, t):
         S.exponential(init, rate),
         S.exponential(init, rate, steps=size, staircase=True),
         S.inverse_sqrt(init, size),
+        S.from_epochs(lambda epoch: init * gamma**epoch, size),  # an unregistered lambda
+        S.scale(_decay(1.0, rate), init),
     ):
         assert 0.0 <= s(t + 1) <= s(t) <= init
 
@@ -198,24 +229,26 @@ def test_cyclic_family_finite_and_in_range(peak, n, pct, three, t, mode, up, mul
         S.one_cycle(peak, n, pct_start=pct, three_phase=three),
         S.cyclic(peak / 10, peak, up, mode=mode),
         S.cosine_restarts(peak, up, mult=mult, final=peak / 100),
+        S.cyclic(peak / 10, peak, up, mode=mode) * (lambda step: 1.0 / (1.0 + step / up)),  # unregistered
     ):
         v = s(t)
         assert math.isfinite(v) and 0.0 < v <= peak * (1 + 1e-12)
 
 
 @settings(max_examples=80, deadline=None)
-@given(a=st.floats(0, 5), b=pos, c=st.floats(0, 1), n=dur, m=dur, t=steps)
-def test_join_is_continuous_where_its_pieces_meet(a, b, c, n, m, t):
-    s = S.join([S.linear(a, b, n), S.cosine(b, m, final=b * c)], boundaries=[n])
+@given(a=st.floats(0, 5), b=pos, c=st.floats(0, 1), n=dur, m=dur, t=steps, user=st.booleans())
+def test_join_is_continuous_where_its_pieces_meet(a, b, c, n, m, t, user):
+    ramp = (lambda step: a + (b - a) * min(step, n) / n) if user else S.linear(a, b, n)  # unregistered or not
+    s = S.join([ramp, S.cosine(b, m, final=b * c)], boundaries=[n])
     assert s(n) == pytest.approx(b, rel=1e-14)  # the second piece starts where the first one ends
     assert abs(s(n) - s(n - 1)) <= abs(b - a) / n * (1 + 1e-9) + 1e-12
     assert math.isfinite(s(t))
 
 
 @settings(max_examples=80, deadline=None)
-@given(start=st.floats(0, 1), peak=pos, w=dur, n=dur, mode=st.sampled_from(["linear", "cosine"]))
-def test_warmup_reaches_the_wrapped_value_at_its_end(start, peak, w, n, mode):
-    inner = S.cosine(peak, n)
+@given(start=st.floats(0, 1), peak=pos, w=dur, n=dur, mode=st.sampled_from(["linear", "cosine"]), user=st.booleans())
+def test_warmup_reaches_the_wrapped_value_at_its_end(start, peak, w, n, mode, user):
+    inner = _decay(peak, 0.5 ** (1 / n)) if user else S.cosine(peak, n)  # an unregistered closure, or not
     s = S.warmup(inner, w, start=start, mode=mode)
     assert s(0) == start and s(w) == inner(0) == pytest.approx(peak, rel=1e-14)
     lo, hi = sorted((start, peak))
@@ -397,19 +430,22 @@ def test_schedule_lr_failed_load_changes_nothing():
     assert (mismatch.state_dict(), mismatch.optimizer.param_groups[0]["lr"]) == mismatch_before
 
 
-def test_schedule_lr_with_a_lambda_warns_that_a_change_cannot_be_detected():
-    opt = _sgd(2)
-    with pytest.warns(UserWarning, match="has no spec.*cannot detect"):
-        sched = S.as_torch_scheduler(opt, lambda t: 0.5**t)
-    opt.step()
-    sched.step()
-    state = sched.state_dict()
-    assert state["spec"] is None
-    with pytest.warns(UserWarning, match="cannot detect that the function changed"):
-        again = S.as_torch_scheduler(_sgd(2), lambda t: 0.1)
-    with pytest.warns(UserWarning, match="changed function is not detected"):
+def test_schedule_lr_with_a_lambda_needs_no_ceremony():
+    """A user function drives a torch optimizer as LambdaLR's does: no warning, no spec, an exact resume."""
+    import warnings
+
+    fn = lambda t: 0.5**t  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt = _sgd(2)
+        sched = S.as_torch_scheduler(opt, fn)
+        opt.step()
+        sched.step()
+        state = torch.load(_save(sched.state_dict()), weights_only=True)
+        assert state["spec"] is None
+        again = S.as_torch_scheduler(_sgd(2), fn)
         again.load_state_dict(state)
-    assert again.last_epoch == sched.last_epoch
+    assert again.last_epoch == sched.last_epoch == 1 and again.get_last_lr() == sched.get_last_lr()
 
 
 @pytest.mark.parametrize("make", [torch.optim.SGD, SGD], ids=["torch", "adaptlr"])

@@ -5,6 +5,9 @@ its arguments; durations are steps (int) or fractions of ``total_steps`` (float 
 with the lab (``adaptlr._validation.duration``). A schedule whose values would go negative or grow without
 bound is refused when it is built (``allow_negative=True`` keeps a negative one on purpose). A spec is data:
 it names factories and functions registered with :func:`register_callable`, and nothing in it is imported.
+Registration is needed only for that, where a schedule is written as a string (a lab spec, the CLI): in
+Python a user function (``from_epochs(lambda e: ...)``, or any ``step -> value`` given to a composite) works
+everywhere without it.
 
 >>> from adaptlr import schedules as S
 >>> s = S.warmup(S.cosine(3e-3, steps=9_000), steps=1_000)
@@ -14,7 +17,15 @@ True
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Schedule, ScheduleLike, from_spec, register_callable, registered_callables, schedule_classes
+from ._base import (
+    NoSpecError,
+    Schedule,
+    ScheduleLike,
+    from_spec,
+    register_callable,
+    registered_callables,
+    schedule_classes,
+)
 from ._basic import (
     constant,
     exponential,
@@ -38,7 +49,8 @@ def allow_torch_load() -> None:
     ``state_dict`` whose ``lr`` is a schedule): registers the schedule classes, which hold only numbers, lists
     and nested schedules, with ``torch.serialization.add_safe_globals``. A ``from_epochs`` schedule of a user
     function still needs that function to be allowed by the caller (adaptlr's own optimizers keep only a
-    schedule's spec in ``state_dict()``, where a user function appears as its registered name)."""
+    schedule's spec in ``state_dict()``: a registered function appears as its name, an unregistered one not
+    at all, and the new optimizer's own schedule continues from the saved step)."""
     import torch
 
     torch.serialization.add_safe_globals(schedule_classes())
@@ -53,6 +65,7 @@ def __getattr__(name: str) -> Any:  # torch is imported only when a torch schedu
 
 
 __all__ = [
+    "NoSpecError",
     "Schedule",
     "ScheduleLR",
     "ScheduleLike",

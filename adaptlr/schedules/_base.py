@@ -7,20 +7,24 @@ import difflib
 import json
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, overload
 
-from .._validation import check_real
+from .._validation import check_real, duration
 
 __all__ = [
+    "NoSpecError",
     "Schedule",
     "ScheduleLike",
+    "as_schedule",
     "callable_ref",
+    "describe_callable",
     "from_spec",
     "register",
     "register_callable",
     "registered_callables",
     "schedule_classes",
+    "steps_list",
 ]
 
 #: Anything `step -> value`; every adaptlr schedule is one, and so is any user function.
@@ -50,6 +54,11 @@ class Schedule:
     whose own arguments can make it negative); that flag is part of its spec, and a composite (``join``,
     ``product``, ``warmup``, ...) of a schedule that allows negative values allows them too. A user function
     (``from_epochs(fn)``) cannot be checked before it runs: the optimizers check the lr used at each step.
+
+    **User functions need no registration** in Python: a schedule built from a lambda or a closure steps,
+    composes, plots and checkpoints like any other (its ``repr`` shows the function). Only its :attr:`spec`
+    cannot be written (:class:`NoSpecError`), which matters only where a schedule must be a string (a lab
+    spec, the CLI): there a function is named by :func:`register_callable`.
     """
 
     name: ClassVar[str] = "schedule"
@@ -112,39 +121,36 @@ class Schedule:
         return {"name": self.name, **{k: _to_spec(v) for k, v in self.params.items()}}
 
     def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        try:
-            return isinstance(other, Schedule) and self.spec == other.spec
-        except ValueError:  # holds a function without a spec (a lambda): only identity
-            return False
+        """Equal when built by the same factory from equal arguments (what equal specs say); a function in
+        them is compared by identity, so two schedules of one unregistered function are equal too."""
+        return self is other or (isinstance(other, Schedule) and _key(self) == _key(other))
 
     def __hash__(self) -> int:
-        try:
-            return hash(json.dumps(self.spec, sort_keys=True))
-        except ValueError:
-            return id(self)
+        return hash(_key(self))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_repr_value(v)}" for k, v in self.params.items())
         return f"{self.name}({args})"
 
+    # The operators build the registered ``product`` and ``scale`` factories by name (as ``from_spec`` does), so
+    # this module imports none of the modules that define schedules: they all import it.
     def __mul__(self, other: Any) -> Schedule:
-        from ._compose import product, scale
-
-        if isinstance(other, Schedule):
-            return product([self, other])
-        if isinstance(other, numbers.Real):
-            return scale(self, float(other))
+        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+            return _FACTORIES["scale"](self, float(other))
+        if callable(other):  # another schedule, or a user function step -> value
+            return _FACTORIES["product"]([self, other])
         return NotImplemented
 
-    __rmul__ = __mul__
+    def __rmul__(self, other: Any) -> Schedule:
+        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+            return _FACTORIES["scale"](self, float(other))
+        if callable(other):
+            return _FACTORIES["product"]([other, self])
+        return NotImplemented
 
     def __truediv__(self, other: Any) -> Schedule:
         if isinstance(other, numbers.Real):
-            from ._compose import scale
-
-            return scale(self, 1.0 / check_real("divisor", other, 0.0, low_open=True))
+            return _FACTORIES["scale"](self, 1.0 / check_real("divisor", other, 0.0, low_open=True))
         return NotImplemented
 
 
@@ -174,8 +180,60 @@ def _repr_value(value: Any) -> str:
     if isinstance(value, Schedule):
         return repr(value)
     if callable(value):
-        return repr(callable_ref(value))
+        return describe_callable(value)
     return repr(value)
+
+
+def _key(value: Any) -> Any:
+    """What equality compares: the factory and its arguments, nested; functions by identity."""
+    if isinstance(value, Schedule):
+        return (value.name, tuple((k, _key(v)) for k, v in value.params.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_key(v) for v in value)
+    if callable(value):
+        return ("function", id(value))
+    return value
+
+
+def describe_callable(fn: Callable[..., Any]) -> str:
+    """How a function appears in a ``repr``: its registered name as a string literal (so that the ``repr``
+    parses back with :func:`from_spec`), else ``<function qualname>``. Never raises.
+
+    >>> describe_callable(lambda e: 0.1)
+    '<function <lambda>>'
+    """
+    for name, f in _CALLABLES.items():
+        if f is fn:
+            return repr(name)
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(qualname, str):
+        return f"<function {qualname}>"
+    return f"<{type(fn).__qualname__} object>"
+
+
+def as_schedule(name: str, value: Any) -> Schedule:
+    """``value`` as a :class:`Schedule`, for the composites: a schedule as it is; a spec, a call-style string
+    or a number through :func:`from_spec`; any other callable ``step -> value`` (a user function, registered
+    or not) as ``from_epochs(fn, steps_per_epoch=1)``, which is that function of the step."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, (numbers.Real, dict, str)) and not isinstance(value, bool):
+        return from_spec(value)
+    if callable(value):
+        return _FACTORIES["from_epochs"](value, steps_per_epoch=1)
+    raise ValueError(
+        f"Invalid {name}: {value!r} (expected an adaptlr schedule, a function step -> value, a spec or a number)"
+    )
+
+
+def steps_list(name: str, values: Any, total_steps: int | None) -> list[int]:
+    """A strictly increasing list of steps (milestones, boundaries); each may be a fraction of ``total_steps``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"Invalid {name}: {values!r} (expected a list of steps)")
+    out = [duration(f"{name}[{i}]", v, total_steps, minimum=0) for i, v in enumerate(values)]
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError(f"Invalid {name}: {list(values)!r} (expected strictly increasing steps)")
+    return out
 
 
 # ---------------------------------------------------------------- user callables: a registry, never an import
@@ -239,15 +297,27 @@ def registered_callables() -> dict[str, Callable[..., Any]]:
     return dict(_CALLABLES)
 
 
+class NoSpecError(ValueError, AttributeError):
+    """A schedule built from a function that was not registered has no spec.
+
+    A ``ValueError`` (asking for the spec is asking for a value that cannot be written) that is also an
+    ``AttributeError``, so that such a schedule looks like a plain function to code that keeps a spec only
+    where there is one: ``getattr(s, "spec", None)`` is ``None`` and ``hasattr(s, "spec")`` is False. That is
+    how an optimizer's ``state_dict()`` keeps ``lr=lambda step: ...`` (no spec: the new optimizer's own
+    schedule continues from the saved clock), and so it keeps these schedules too.
+    """
+
+
 def callable_ref(fn: Callable[..., Any]) -> str:
     """The name under which ``fn`` was registered with :func:`register_callable` (its spec)."""
     for name, f in _CALLABLES.items():
         if f is fn:
             return name
-    raise ValueError(
-        f"{fn!r} has no spec: a function is described in a spec by the name it was registered "
-        "under (adaptlr.schedules.register_callable(name, fn)); lambdas and closures can be "
-        "registered too, or use an adaptlr schedule"
+    raise NoSpecError(
+        f"{describe_callable(fn)} has no spec: a function is described in a spec by the name it was "
+        "registered under (adaptlr.schedules.register_callable(name, fn)); lambdas and closures can be "
+        "registered too. A spec is needed only where a schedule is written as a string (a lab spec, the CLI): "
+        "in Python the function works everywhere, and a checkpoint resumes when it is given again"
     )
 
 

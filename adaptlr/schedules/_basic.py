@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from .._validation import check_count, check_real, duration
-from ._base import Schedule, hull, register
+from ._base import Schedule, hull, register, steps_list
 
 __all__ = ["constant", "exponential", "inverse_sqrt", "linear", "multistep", "piecewise_constant", "polynomial", "step"]
 
@@ -218,15 +218,6 @@ class _Multistep(Schedule):
         return hull(*(self.init * self.gamma**k for k in range(len(self.milestones) + 1)))
 
 
-def _increasing(name: str, values: Sequence[int | float], total_steps: int | None) -> list[int]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f"Invalid {name}: {values!r} (expected a list of steps)")
-    out = [duration(f"{name}[{i}]", v, total_steps, minimum=0) for i, v in enumerate(values)]
-    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
-        raise ValueError(f"Invalid {name}: {list(values)!r} (expected strictly increasing steps)")
-    return out
-
-
 @register
 def multistep(
     init: float,
@@ -244,7 +235,7 @@ def multistep(
     """
     return _Multistep(
         init=check_real("init", init),
-        milestones=_increasing("milestones", milestones, total_steps),
+        milestones=steps_list("milestones", milestones, total_steps),
         gamma=check_real("gamma", gamma, 0.0),
         allow_negative=allow_negative,
     )
@@ -276,7 +267,7 @@ def piecewise_constant(
     0.5
     """
     vals = [check_real(f"values[{i}]", v) for i, v in enumerate(values)]
-    bounds = _increasing("boundaries", boundaries, total_steps)
+    bounds = steps_list("boundaries", boundaries, total_steps)
     if len(vals) != len(bounds) + 1:
         raise ValueError(
             f"Invalid values: {len(vals)} values for {len(bounds)} boundaries "

@@ -8,19 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._validation import check_choice, check_count, check_real, duration
-from ._base import Schedule, hull, register, resolve_callable
+from ._base import Schedule, as_schedule, hull, register, resolve_callable, steps_list
 
 __all__ = ["from_epochs", "join", "product", "scale", "warmup"]
-
-
-def _schedule(name: str, value: object) -> Schedule:
-    from ._base import from_spec
-
-    if isinstance(value, Schedule):
-        return value
-    if isinstance(value, (int, float, dict, str)) and not isinstance(value, bool):
-        return from_spec(value)
-    raise ValueError(f"Invalid {name}: {value!r} (expected an adaptlr schedule, a spec or a number)")
 
 
 def _times(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
@@ -58,10 +48,8 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int | float], total
     >>> s(5), s(10)
     (0.5, 1.0)
     """
-    from ._basic import _increasing
-
-    scheds = [_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
-    bounds = _increasing("boundaries", boundaries, total_steps)
+    scheds = [as_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    bounds = steps_list("boundaries", boundaries, total_steps)
     if len(scheds) != len(bounds) + 1 or not scheds:
         raise ValueError(
             f"Invalid boundaries: {len(bounds)} boundaries for {len(scheds)} schedules "
@@ -102,7 +90,7 @@ def warmup(
     .. math:: v_t = start + (s(0) - start)\,w(t / steps) \ \ (t < steps),\qquad v_t = s(t - steps)
 
     with :math:`w(f) = f` (``"linear"``, Goyal et al., 2017) or :math:`(1 - \cos \pi f) / 2` (``"cosine"``).
-    optax ``warmup_cosine_decay_schedule(0, p, w, n)`` is ``warmup(cosine(p, n - w), w)``.
+    optax ``warmup_cosine_decayas_schedule(0, p, w, n)`` is ``warmup(cosine(p, n - w), w)``.
 
     >>> from adaptlr.schedules import cosine
     >>> s = warmup(cosine(1.0, steps=100), steps=10)
@@ -110,7 +98,7 @@ def warmup(
     (0.5, 1.0)
     """
     return _Warmup(
-        schedule=_schedule("schedule", schedule),
+        schedule=as_schedule("schedule", schedule),
         steps=duration("steps", steps, total_steps),
         start=check_real("start", start),
         mode=check_choice("mode", mode, ("linear", "cosine")),
@@ -145,7 +133,7 @@ def product(schedules: Sequence[Schedule]) -> Schedule:
     >>> (linear(0.0, 1.0, steps=10) * constant(0.5))(4)
     0.2
     """
-    scheds = [_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    scheds = [as_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
     if not scheds:
         raise ValueError("Invalid schedules: [] (expected at least one schedule)")
     return _Product(schedules=scheds)
@@ -171,7 +159,7 @@ def scale(schedule: Schedule, factor: float, *, allow_negative: bool = False) ->
     1.5
     """
     return _Scale(
-        schedule=_schedule("schedule", schedule), factor=check_real("factor", factor), allow_negative=allow_negative
+        schedule=as_schedule("schedule", schedule), factor=check_real("factor", factor), allow_negative=allow_negative
     )
 
 
@@ -190,14 +178,19 @@ def from_epochs(fn: Callable[[int], float] | str, steps_per_epoch: int) -> Sched
     r"""A function of the epoch (the Keras habit) as a schedule of the step:
     :math:`v_t = fn(\lfloor t / steps\_per\_epoch \rfloor)`.
 
-    ``fn`` may be an adaptlr schedule (then it has a spec), a function registered with
-    :func:`~adaptlr.schedules.register_callable` (its spec is the registered name), or that name; nothing
-    else is ever looked up. An unregistered function or a lambda works but has no spec (and a lambda does not
-    pickle).
+    ``fn`` may be any function of the epoch: a lambda, a closure, a function of yours, an adaptlr schedule.
+    Registration is never needed to use it: the schedule steps, composes, plots and runs in any optimizer, and
+    an optimizer's checkpoint resumes exactly when the new optimizer is given the same function (as for
+    ``lr=lambda step: ...``). Only a *spec* names a function, and only by the name it was registered under
+    with :func:`~adaptlr.schedules.register_callable` (``fn`` may be that name): that is what a lab spec or a
+    CLI argument, which are strings, need. An unregistered function has no spec (:class:`NoSpecError`), and
+    a lambda does not pickle.
 
     >>> from adaptlr.schedules import step
     >>> from_epochs(step(1.0, step_size=2, gamma=0.5), steps_per_epoch=100)(250)
     0.5
+    >>> from_epochs(lambda epoch: 0.1 * 0.5**epoch, steps_per_epoch=100)
+    from_epochs(fn=<function <lambda>>, steps_per_epoch=100)
     """
     if isinstance(fn, str):
         fn = resolve_callable(fn)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._validation import check_count
-from ._base import ScheduleLike
+from ._base import Schedule, ScheduleLike, describe_callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -23,7 +23,8 @@ def plot(
     log: bool = False,
     title: str | None = None,
 ) -> Figure:
-    """Plot ``schedule(t)`` for ``t`` in ``[0, steps)``; a dict plots several, labelled by its keys.
+    """Plot ``schedule(t)`` for ``t`` in ``[0, steps)``; a dict plots several, labelled by its keys. Any
+    function ``step -> value`` plots (a user function needs no registration).
 
     Saves to ``path`` when given and returns the matplotlib ``Figure`` (no pyplot, so no window opens).
 
@@ -36,7 +37,8 @@ def plot(
     if isinstance(schedule, dict):
         curves = schedule
     else:
-        curves = {repr(schedule) if len(repr(schedule)) < 60 else "": schedule}
+        label = repr(schedule) if isinstance(schedule, Schedule) else describe_callable(schedule)
+        curves = {label if len(label) < 60 else "": schedule}
     if ax is None:
         fig = Figure(figsize=(7, 3.5), layout="constrained")
         ax = fig.subplots()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -17,12 +16,8 @@ _MISMATCH = ("raise", "keep", "rescale")
 
 
 def _spec_of(schedule: ScheduleLike) -> dict[str, Any] | None:
-    if isinstance(schedule, Schedule):
-        try:
-            return schedule.spec
-        except ValueError:
-            return None
-    return None
+    """The schedule's spec; ``None`` for a user function, or a schedule of one that was not registered."""
+    return getattr(schedule, "spec", None) if isinstance(schedule, Schedule) else None
 
 
 class ScheduleLR(LRScheduler):
@@ -33,7 +28,8 @@ class ScheduleLR(LRScheduler):
     (``group["adaptlr_lr_scale"]``), for torch's optimizers and adaptlr's alike. A step that
     ``torch.amp.GradScaler`` skipped (the optimizer's ``step`` was never called) or that an adaptlr optimizer
     skipped (``optimizer.last_step_skipped``) does not advance the schedule. ``state_dict()`` stores the
-    schedule's spec; see :meth:`load_state_dict`.
+    schedule's spec (``None`` for a user function: any function ``step -> value`` works, registered or not,
+    as in ``LambdaLR``); see :meth:`load_state_dict`.
     """
 
     def __init__(
@@ -55,14 +51,6 @@ class ScheduleLR(LRScheduler):
                     f"param group {i} already has a schedule as lr: an adaptlr optimizer runs "
                     "it itself, no torch scheduler is needed"
                 )
-        if _spec_of(schedule) is None:
-            warnings.warn(
-                f"{schedule!r} has no spec (a lambda or plain function): a checkpoint of this scheduler "
-                "cannot record it, so load_state_dict cannot detect that the function changed; use an "
-                "adaptlr schedule to have that checked",
-                UserWarning,
-                stacklevel=3,
-            )
         self.schedule = schedule
         self.count = check_choice("count", count, ("applied", "calls"))
         self.on_mismatch = check_choice("on_mismatch", on_mismatch, _MISMATCH)
@@ -108,7 +96,8 @@ class ScheduleLR(LRScheduler):
 
         Everything is checked before anything is changed: a state that does not fit (missing keys, another
         number of param groups, a schedule mismatch) raises and leaves the scheduler and the optimizer as
-        they were. A schedule without a spec (a lambda) cannot be compared: it loads with a warning.
+        they were. A schedule without a spec (a user function that was not registered) cannot be compared: it
+        loads as torch's ``LambdaLR`` does, and continues exactly when it is the same function.
         """
         mode = check_choice("on_mismatch", on_mismatch or self.on_mismatch, _MISMATCH)
         n = len(self.optimizer.param_groups)
@@ -123,14 +112,7 @@ class ScheduleLR(LRScheduler):
         if len(base_lrs) != n or len(last_lr) != n:
             raise ValueError(f"the state is for {len(base_lrs)} param group(s), this optimizer has {n}")
         saved, mine = state_dict.get("spec"), _spec_of(self.schedule)
-        if saved is None or mine is None:
-            warnings.warn(
-                "a schedule without a spec (a lambda or plain function) cannot be compared with the "
-                "checkpoint's: a changed function is not detected",
-                UserWarning,
-                stacklevel=2,
-            )
-        elif saved != mine:
+        if saved is not None and mine is not None and saved != mine:
             if mode == "raise":
                 raise ValueError(
                     "the checkpoint's schedule differs from this scheduler's:\n"
