@@ -28,7 +28,8 @@ __all__ = ["LRFindResult", "Suggestion", "lr_find", "suggest"]
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A suggested learning rate: the method that found it, its index on the curve, a confidence in (0, 1]."""
+    """A suggested learning rate: the method that found it, the index of the curve point it was read from (for
+    ``"minimum"``: the lowest loss, ten times its lr), a confidence in (0, 1]."""
 
     method: str
     lr: float
@@ -90,8 +91,19 @@ class LRFindResult:
         w = duration("warmup", warmup, total_steps, minimum=1)
         return S.warmup(S.cosine(peak, max(total_steps - w, 1), final=final), w)
 
+    def _loss_at(self, lr: float, xs: list[float], ys: list[float]) -> float:
+        """The plotted curve's loss at ``lr``: linear in log lr between its two neighbouring points, as a line
+        on the log axis is drawn (the "minimum" rule's lr, a tenth of the lowest loss's, is between points).
+        Outside the plotted part (``skip_start`` / ``skip_end``), the whole recorded curve's."""
+        if not xs or not xs[0] <= lr <= xs[-1]:
+            xs, ys = self.lrs, self.losses
+        x, y = np.log(np.asarray(xs, dtype=np.float64)), np.asarray(ys, dtype=np.float64)
+        ok = np.isfinite(y)
+        return float(np.interp(math.log(lr), x[ok], y[ok]))
+
     def plot(self, path: str | Path | None = None, *, ax: Any = None, skip_start: int = 0, skip_end: int = 0) -> Figure:
-        """Loss against lr (log scale) with the suggestions marked; saved to ``path`` when given."""
+        """Loss against lr (log scale) with each suggestion marked on the curve at its lr; saved to ``path``
+        when given."""
         from matplotlib.figure import Figure
 
         if ax is None:
@@ -100,15 +112,20 @@ class LRFindResult:
         else:
             fig = ax.figure
         stop = len(self.lrs) - skip_end
-        ax.plot(self.lrs[skip_start:stop], self.losses[skip_start:stop], label="smoothed loss")
+        xs, ys = self.lrs[skip_start:stop], self.losses[skip_start:stop]
+        if not xs:  # skipped everything: the whole curve
+            xs, ys = self.lrs, self.losses
+        (curve,) = ax.plot(xs, ys, label="smoothed loss")
+        curve.set_gid("curve")
         for s, marker in zip(self.suggestions.values(), "ovs", strict=False):
-            ax.plot(
+            (point,) = ax.plot(
                 [s.lr],
-                [self.losses[min(s.index, len(self.losses) - 1)]],
+                [self._loss_at(s.lr, xs, ys)],
                 marker,
                 markersize=8,
                 label=f"{s.method}: {s.lr:.2e} (confidence {s.confidence:.2f})",
             )
+            point.set_gid(f"suggestion {s.method}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")

@@ -240,3 +240,50 @@ def test_works_with_an_adaptlr_optimizer_with_a_schedule():
     assert len(result.lrs) >= 10
     assert opt.param_groups[0]["adaptlr_schedule"] is s and opt.param_groups[0]["adaptlr_lr_scale"] == 0.5
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * s(0))
+
+
+def _on_curve(x, xs, ys):
+    """The loss a line drawn through (xs, ys) on a log-x axis passes through at x (straight between points)."""
+    import bisect
+
+    j = bisect.bisect_left(xs, x)
+    if xs[j] == x:
+        return ys[j]
+    t = (math.log10(x) - math.log10(xs[j - 1])) / (math.log10(xs[j]) - math.log10(xs[j - 1]))
+    return ys[j - 1] + t * (ys[j] - ys[j - 1])
+
+
+@pytest.mark.parametrize("skip", [(0, 0), (10, 5)])
+def test_plot_marks_each_suggestion_on_the_drawn_curve(tmp_path, skip):
+    """issue 18: the "minimum" marker sat at the lowest loss's height but at a tenth of its lr, off the curve;
+    every marker is read back from the figure and must lie on the plotted line at its suggestion's lr."""
+    from adaptlr.finder import LRFindResult
+
+    lrs = [10 ** (-6 + 7 * i / 99) for i in range(100)]
+    logs = [math.log10(v) for v in lrs]
+    losses = [1.0 - 0.8 / (1 + math.exp(-3 * (t + 3))) + (0.2 * math.exp(3 * (t + 1)) if t > -1.5 else 0) for t in logs]
+    result = LRFindResult(lrs=lrs, losses=losses, raw_losses=losses, diverged=False, suggestions=suggest(lrs, losses))
+    fig = result.plot(tmp_path / "f.png", skip_start=skip[0], skip_end=skip[1])
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
+    xs, ys = (list(map(float, v)) for v in lines["curve"].get_data())
+    assert xs == lrs[skip[0] : len(lrs) - skip[1]]
+    assert set(lines) == {"curve", "suggestion steepest", "suggestion valley", "suggestion minimum"}
+    for name, s in result.suggestions.items():
+        (x,), (y,) = lines[f"suggestion {name}"].get_data()
+        assert x == s.lr
+        assert y == pytest.approx(_on_curve(x, xs, ys), rel=1e-12, abs=1e-12)
+    (_,), (y_min,) = lines["suggestion minimum"].get_data()
+    assert y_min > min(losses) + 0.05  # a tenth of the best lr is well up the curve, not at its bottom
+
+
+def test_plot_of_a_real_range_test_marks_the_curve(tmp_path):
+    model, loader = problem(4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-5, end=10.0, steps=60)
+    assert "minimum" in result.suggestions
+    fig = result.plot()
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
+    xs, ys = (list(map(float, v)) for v in lines["curve"].get_data())
+    for name, s in result.suggestions.items():
+        (x,), (y,) = lines[f"suggestion {name}"].get_data()
+        assert x == s.lr and y == pytest.approx(_on_curve(x, xs, ys), rel=1e-12)
