@@ -17,7 +17,11 @@ pytest.importorskip("accelerate", reason="the integrations extra (accelerate) is
 
 import adaptlr  # noqa: E402
 from adaptlr import schedules  # noqa: E402
-from adaptlr.integrations.transformers import ControllerCallback, OptimizerSchedule, optimizers  # noqa: E402
+from adaptlr.integrations.transformers import (  # noqa: E402
+    ControllerCallback,
+    EffectiveLRCallback,
+    optimizers,
+)
 
 SCHEDULE = schedules.warmup(schedules.cosine(0.05, steps=14), steps=2)
 PLATEAU = {"mode": "min", "factor": 0.5, "patience": 0, "threshold": 0.3}  # a 30% drop counts: cuts come early
@@ -167,7 +171,7 @@ def test_controller_cuts_land_under_the_trainers_own_schedule(tmp_path, cls):
     applied = _Applied()
     trainer = _trainer(
         tmp_path,
-        [ControllerCallback("ReduceOnPlateau", **PLATEAU), applied],
+        [ControllerCallback("ReduceOnPlateau", **PLATEAU), EffectiveLRCallback(), applied],
         optimizer_cls_and_kwargs=(cls, {"lr": 0.05}),
         args={"warmup_steps": 2, "save_strategy": "no"},
     )
@@ -180,29 +184,81 @@ def test_controller_cuts_land_under_the_trainers_own_schedule(tmp_path, cls):
     assert _logged(trainer) == pytest.approx(want, rel=1e-12)
 
 
-def test_lr_free_methods_keep_lr_1_and_a_constant_schedule(tmp_path):
-    trainer = _trainer(
-        tmp_path / "a",
-        [],
-        optimizer_cls_and_kwargs=(adaptlr.Prodigy, {}),
-        args={"lr_scheduler_type": "constant", "save_strategy": "no", "eval_strategy": "no"},
-    )
-    trainer.train()
-    assert _logged(trainer) == [1.0] * 16
-    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
-    assert type(opt) is adaptlr.Prodigy and opt.param_groups[0]["d"] > 1e-6
+class _Replay(transformers.TrainerCallback):
+    """The optimizer's parameters at the start and every gradient it stepped on (float64, in its order)."""
 
-    model = _model()
-    trainer = _trainer(
-        tmp_path / "b",
-        [],
-        model=model,
-        optimizers=optimizers(adaptlr.Prodigy(model.parameters())),
-        args={"save_strategy": "no", "eval_strategy": "no"},
-    )
+    def __init__(self):
+        self.x0, self.grads = None, []
+
+    def _params(self, optimizer):
+        opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+        return [p for g in opt.param_groups for p in g["params"]]
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.x0 = [p.detach().numpy().copy() for p in self._params(optimizer)]
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.grads.append([p.grad.detach().numpy().copy() for p in self._params(optimizer)])
+
+
+def _free_trainer(out, cls, kwargs, path, callbacks):
+    """An LR-free method under its own lr (``optimizers(opt)``) or under the Trainer's linear decay (the
+    multiplier 1 -> 1/16, with EffectiveLRCallback)."""
+    args = {"save_strategy": "no", "eval_strategy": "no"}
+    if path == "optimizers":
+        model = _model()
+        return _trainer(
+            out, callbacks, model=model, optimizers=optimizers(cls(model.parameters(), **kwargs)), args=args
+        )
+    return _trainer(out, [EffectiveLRCallback(), *callbacks], optimizer_cls_and_kwargs=(cls, kwargs), args=args)
+
+
+def _multiplier(path, t):
+    return 1.0 if path == "optimizers" else (16 - t) / 16  # the Trainer's "linear": lr * (16 - t) / 16
+
+
+@pytest.mark.parametrize("path", ["optimizers", "trainer_schedule"])
+@pytest.mark.parametrize(
+    ("cls", "kwargs"), [(adaptlr.DoG, {}), (adaptlr.DAdaptSGD, {"momentum": 0.0})], ids=["DoG", "DAdaptSGD"]
+)
+def test_lr_free_sgd_methods_log_the_lr_each_step_applied(tmp_path, cls, kwargs, path):
+    # (issue 18) the Trainer logged learning_rate 1.0 while the step applied d * lr; these two step x -= lr_t g
+    applied = _Applied()
+    trainer = _free_trainer(tmp_path, cls, kwargs, path, [applied])
     trainer.train()
-    assert _logged(trainer) == [1.0] * 16
-    assert isinstance(trainer.lr_scheduler, OptimizerSchedule)
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    assert type(opt) is cls
+    assert max(applied.applied) < 1e-2  # the step size is the method's estimate, far from the multiplier
+    assert _logged(trainer) == pytest.approx(applied.applied, rel=1e-9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(_multiplier(path, 16))  # the multiplier itself is untouched
+
+
+@pytest.mark.parametrize("path", ["optimizers", "trainer_schedule"])
+def test_prodigy_logs_d_times_lr_of_each_step_against_the_reference(tmp_path, path):
+    from adaptlr.reference import free as ref
+
+    replay = _Replay()
+    trainer = _free_trainer(tmp_path, adaptlr.Prodigy, {}, path, [replay])
+    trainer.train()
+    oracle = ref.Prodigy(replay.x0)
+    want = []
+    for t, grads in enumerate(replay.grads):
+        oracle.lr = _multiplier(path, t)
+        want.append(oracle.d * oracle.lr)  # lambda_k = d_k * lr: the d at the start of the step (no bias correction)
+        oracle.step(grads)
+    ds = [w / _multiplier(path, t) for t, w in enumerate(want)]
+    assert max(ds) > 2 * min(ds)  # d grew: the logged values are not the multiplier times a constant
+    assert _logged(trainer) == pytest.approx(want, rel=1e-9)
+
+
+def test_effective_lr_callback_warns_where_the_trainer_reads_group_lr(tmp_path):
+    with pytest.warns(UserWarning, match="EffectiveLRCallback supports the Trainer's LambdaLR"):
+        _trainer(
+            tmp_path,
+            [EffectiveLRCallback()],
+            optimizer_cls_and_kwargs=(adaptlr.Prodigy, {}),
+            args={"lr_scheduler_type": "reduce_lr_on_plateau", "save_strategy": "no", "max_steps": 4},
+        ).train()
 
 
 def test_controller_callback_validates_its_arguments():

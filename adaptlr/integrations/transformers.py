@@ -21,6 +21,20 @@ with the Trainer's own ``LambdaLR`` schedulers (every ``lr_scheduler_type`` but 
 makes them multiply in too (a controller on a torch optimizer otherwise never lands: the ``LambdaLR`` rewrites
 ``group["lr"]`` every step). Its state is saved in the checkpoint's ``trainer_state.json`` and restored on
 ``train(resume_from_checkpoint=...)``.
+
+The lr the Trainer logs is the lr applied. The Trainer logs ``learning_rate`` from its scheduler's
+``get_last_lr()``, read right after each ``optimizer.step()``. For a learning-rate-free method (the classes of
+:mod:`adaptlr.free`: Prodigy, D-Adaptation, DoG, Schedule-Free) ``group["lr"]`` is a multiplier (1 by default),
+not the step size, which is ``optimizer.effective_lr(i)`` (``d * lr`` for Prodigy). So, for those methods,
+``learning_rate`` *is* the effective lr of the step just taken, not the multiplier: :class:`OptimizerSchedule`
+reports it by itself, and :class:`EffectiveLRCallback` makes the Trainer's own schedulers report it::
+
+    Trainer(..., optimizer_cls_and_kwargs=(adaptlr.Prodigy, {}), callbacks=[EffectiveLRCallback()])
+
+(One key, not a second ``learning_rate_effective`` beside a constant 1: every logger the Trainer reports to
+plots ``learning_rate``, and the multiplier is the number the user passed. Lightning's monitor, which logs one
+series per param group, keeps both: ``lr-X`` and ``lr-X-effective``.) The methods whose ``lr`` is a step size
+(SGD, Adam, LAMB, Lion, ...) log ``group["lr"]``, as torch's optimizers do.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from transformers.trainer_callback import ExportableState
 
 from .. import controllers as _controllers
 
-__all__ = ["ControllerCallback", "OptimizerSchedule", "optimizers"]
+__all__ = ["ControllerCallback", "EffectiveLRCallback", "OptimizerSchedule", "optimizers"]
 
 
 def _inner(optimizer: Any) -> torch.optim.Optimizer:
@@ -45,29 +59,87 @@ def _inner(optimizer: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
+def _scheduler(lr_scheduler: Any) -> Any:
+    """The scheduler under accelerate's ``AcceleratedScheduler`` (which keeps it as ``.scheduler``)."""
+    sched = lr_scheduler
+    while not isinstance(sched, (torch.optim.lr_scheduler.LRScheduler, OptimizerSchedule)) and hasattr(
+        sched, "scheduler"
+    ):
+        sched = sched.scheduler
+    return sched
+
+
+def _lr_free(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` is one of adaptlr's learning-rate-free methods (its ``lr`` is a multiplier)."""
+    from .. import free
+
+    classes = tuple(c for c in (getattr(free, n) for n in free.__all__) if isinstance(c, type))
+    return isinstance(optimizer, classes) and callable(getattr(optimizer, "effective_lr", None))
+
+
+class _AppliedLR:
+    """The lr each param group's last ``optimizer.step()`` applied, recorded by step hooks on the optimizer.
+
+    ``group["lr"]`` for most optimizers; ``effective_lr(i)`` for the learning-rate-free ones. Their
+    ``effective_lr`` is the step size of the *next* step (Prodigy's and D-Adaptation's ``d * lr``, Schedule-Free's
+    warmup-scaled lr), read before the step, except where it is only known after it: DoG's is the step size of
+    the *last* step (its ``eta`` needs the step's gradient), and D-Adapt SGD's needs ``||g_0||``, known once its
+    first step ran (before it, ``effective_lr`` is 0). Before the first step: the next step's lr.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        from ..free import DAdaptSGD, DoG
+
+        self.optimizer = optimizer
+        self.effective = _lr_free(optimizer)
+        self._after_step = isinstance(optimizer, DoG)  # (LDoG too)
+        self._until_known = isinstance(optimizer, DAdaptSGD)
+        self.last = self._read()
+        self._hooks = [optimizer.register_step_pre_hook(self._before)]
+        if self.effective:
+            self._hooks.append(optimizer.register_step_post_hook(self._after))
+
+    def _read(self) -> list[float]:
+        if self.effective:
+            return [float(self.optimizer.effective_lr(i)) for i in range(len(self.optimizer.param_groups))]
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.last = self._read()
+
+    def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        after = self._read()
+        if self._after_step:
+            self.last = after
+        elif self._until_known:
+            self.last = [a if b == 0.0 else b for b, a in zip(self.last, after, strict=True)]
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+
 class OptimizerSchedule:
     """The Trainer's lr-scheduler slot for an optimizer that schedules its own lr: ``step()`` changes nothing.
 
-    ``get_last_lr()`` is what the Trainer logs as ``learning_rate`` right after ``optimizer.step()``: the lr of
-    each param group that step used (recorded by a step pre-hook; before the first step, the next step's lr).
-    ``state_dict()`` is plain data (the number of steps).
+    ``get_last_lr()`` is what the Trainer logs as ``learning_rate`` right after ``optimizer.step()``: the lr
+    each param group's step applied (recorded by step hooks; before the first step, the next step's lr). That is
+    ``group["lr"]``, or for a learning-rate-free method (:mod:`adaptlr.free`) its ``effective_lr(i)``, the step
+    size that its ``lr`` multiplies. ``state_dict()`` is plain data (the number of steps).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = _inner(optimizer)
         self.last_epoch = 0
-        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
-        self._hook = self.optimizer.register_step_pre_hook(self._before_step)
-
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+        self._applied = _AppliedLR(self.optimizer)
 
     def step(self, *args: Any, **kwargs: Any) -> None:
         """Count the step; the optimizer already moved its lr."""
         self.last_epoch += 1
 
     def get_last_lr(self) -> list[float]:
-        return list(self._last_lr)
+        return list(self._applied.last)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_epoch": self.last_epoch}
@@ -171,12 +243,7 @@ class ControllerCallback(TrainerCallback, ExportableState):
         return self.controller
 
     def _hook_scheduler(self, lr_scheduler: Any) -> None:
-        sched = lr_scheduler
-        while not isinstance(sched, (torch.optim.lr_scheduler.LRScheduler, OptimizerSchedule)) and hasattr(
-            sched, "scheduler"
-        ):  # accelerate's AcceleratedScheduler
-            sched = sched.scheduler
-        self._scheduler = sched
+        sched = self._scheduler = _scheduler(lr_scheduler)
         if sched is None or isinstance(sched, (OptimizerSchedule, torch.optim.lr_scheduler.ReduceLROnPlateau)):
             return
         if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
@@ -234,3 +301,55 @@ class ControllerCallback(TrainerCallback, ExportableState):
         if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
             # a cut applies from the next step, before the scheduler steps again: it reports that step's lr
             sched._last_lr = [float(g["lr"]) for g in sched.optimizer.param_groups]
+
+
+class EffectiveLRCallback(TrainerCallback):
+    """Make the Trainer log the lr applied as ``learning_rate`` for a learning-rate-free method under the
+    Trainer's own scheduler (``optimizer_cls_and_kwargs=(adaptlr.Prodigy, {})``, or ``optimizers=(opt, None)``).
+
+    The Trainer's schedulers (``LambdaLR``: every ``lr_scheduler_type`` but ``"reduce_lr_on_plateau"``) set
+    ``group["lr"]``, which for those methods is a multiplier of the step size they estimate; after each
+    optimizer step this callback puts the step's ``effective_lr(i)`` (``d * lr``: the multiplier included) where
+    the Trainer reads ``learning_rate``, the scheduler's ``get_last_lr()``. The scheduler's own lr is unchanged
+    (its next ``step()`` computes it from its lambdas, as before). With :class:`OptimizerSchedule`, and with any
+    optimizer whose ``lr`` is its step size (SGD, Adam, LAMB, ...), it does nothing: they log the lr applied
+    already. With ``"reduce_lr_on_plateau"`` the Trainer logs ``group["lr"]`` directly, which no callback may
+    change without changing the step, and another scheduler may read what it would change: for those it warns
+    and does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._applied: _AppliedLR | None = None
+        self._target: Any = None
+
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any
+    ) -> None:
+        if self._applied is not None:
+            self._applied.remove()
+        self._applied, self._target = None, None
+        opt = _inner(optimizer) if optimizer is not None else None
+        sched = _scheduler(lr_scheduler)
+        if opt is None or not _lr_free(opt) or isinstance(sched, OptimizerSchedule):
+            return
+        if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+            import warnings
+
+            warnings.warn(
+                f"EffectiveLRCallback supports the Trainer's LambdaLR schedules, not {type(sched).__name__}: the "
+                f"Trainer logs {type(opt).__name__}'s lr multiplier as learning_rate, not its step size "
+                "optimizer.effective_lr(i); use a LambdaLR schedule (lr_scheduler_type other than "
+                "'reduce_lr_on_plateau') or adaptlr.integrations.transformers.optimizers(opt)",
+                stacklevel=2,
+            )
+            return
+        self._applied, self._target = _AppliedLR(opt), sched
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._applied is not None:
+            self._target._last_lr = list(self._applied.last)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._applied is not None:
+            self._applied.remove()
+        self._applied, self._target = None, None
