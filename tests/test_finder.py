@@ -253,6 +253,11 @@ def _on_curve(x, xs, ys):
     return ys[j - 1] + t * (ys[j] - ys[j - 1])
 
 
+def _lines_by_label(fig):
+    """The curve ("smoothed loss") and each suggestion's marker (its label starts with the rule's name)."""
+    return {ln.get_label().split(":")[0]: ln for ln in fig.axes[0].get_lines()}
+
+
 @pytest.mark.parametrize("skip", [(0, 0), (10, 5)])
 def test_plot_marks_each_suggestion_on_the_drawn_curve(tmp_path, skip):
     """issue 18: the "minimum" marker sat at the lowest loss's height but at a tenth of its lr, off the curve;
@@ -264,15 +269,15 @@ def test_plot_marks_each_suggestion_on_the_drawn_curve(tmp_path, skip):
     losses = [1.0 - 0.8 / (1 + math.exp(-3 * (t + 3))) + (0.2 * math.exp(3 * (t + 1)) if t > -1.5 else 0) for t in logs]
     result = LRFindResult(lrs=lrs, losses=losses, raw_losses=losses, diverged=False, suggestions=suggest(lrs, losses))
     fig = result.plot(tmp_path / "f.png", skip_start=skip[0], skip_end=skip[1])
-    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
-    xs, ys = (list(map(float, v)) for v in lines["curve"].get_data())
+    lines = _lines_by_label(fig)
+    xs, ys = (list(map(float, v)) for v in lines["smoothed loss"].get_data())
     assert xs == lrs[skip[0] : len(lrs) - skip[1]]
-    assert set(lines) == {"curve", "suggestion steepest", "suggestion valley", "suggestion minimum"}
+    assert set(lines) == {"smoothed loss", "steepest", "valley", "minimum"}
     for name, s in result.suggestions.items():
-        (x,), (y,) = lines[f"suggestion {name}"].get_data()
+        (x,), (y,) = lines[name].get_data()
         assert x == s.lr
         assert y == pytest.approx(_on_curve(x, xs, ys), rel=1e-12, abs=1e-12)
-    (_,), (y_min,) = lines["suggestion minimum"].get_data()
+    (_,), (y_min,) = lines["minimum"].get_data()
     assert y_min > min(losses) + 0.05  # a tenth of the best lr is well up the curve, not at its bottom
 
 
@@ -282,8 +287,8 @@ def test_plot_of_a_real_range_test_marks_the_curve(tmp_path):
     result = lr_find(model, torch.nn.functional.mse_loss, loader, opt, start=1e-5, end=10.0, steps=60)
     assert "minimum" in result.suggestions
     fig = result.plot()
-    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
-    xs, ys = (list(map(float, v)) for v in lines["curve"].get_data())
+    lines = _lines_by_label(fig)
+    xs, ys = (list(map(float, v)) for v in lines["smoothed loss"].get_data())
     for name, s in result.suggestions.items():
-        (x,), (y,) = lines[f"suggestion {name}"].get_data()
+        (x,), (y,) = lines[name].get_data()
         assert x == s.lr and y == pytest.approx(_on_curve(x, xs, ys), rel=1e-12)
