@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import io
+import math
 import os
 
 import pytest
@@ -65,10 +67,81 @@ def test_every_name_builds_its_class_and_timm_cannot_split_it():
     assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 0.05]  # timm's no-decay group
     wrapped = timm.optim.create_optimizer_v2(model, "lookahead_adaptlr.adamw", lr=1e-3)
     assert isinstance(wrapped, timm.optim.Lookahead) and type(wrapped._base_optimizer) is adaptlr.AdamW
-    # an underscore would be read as a prefix: timm would build torch's AdamW for "adaptlr_adamw"
-    assert type(timm.optim.create_optimizer_v2(model, "adaptlr_adamw", lr=1e-3)) is torch.optim.AdamW
+    # timm's own names are unchanged by register_timm's guard
+    assert type(timm.optim.create_optimizer_v2(model, "adamw", lr=1e-3)) is torch.optim.AdamW
+    assert type(timm.optim.create_optimizer_v2(model, "lookahead_adamw", lr=1e-3)._base_optimizer) is torch.optim.AdamW
     free = timm.optim.create_optimizer_v2(model, "adaptlr.prodigy")
     assert type(free) is adaptlr.Prodigy and free.param_groups[0]["lr"] == 1.0  # timm passes no lr: its default
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("adaptlr_adamw", "would drop 'adaptlr' and build AdamW from torch.optim"),  # (issue 18) built torch's AdamW
+        ("lookahead_adaptlr_adamw", "would drop 'adaptlr' and build AdamW from torch.optim"),
+        ("AdaptLR_SGD", "would drop 'adaptlr' and build SGD from torch.optim"),
+        ("warm_adaptlr.adamw", "would drop 'warm' and build AdamW from adaptlr"),  # timm drops any prefix
+        ("adaptlr_nosuch", "would drop 'adaptlr' and look up 'nosuch', which is not registered"),
+        ("adaptlr.nosuch", "'adaptlr.nosuch' is not registered"),
+    ],
+)
+def test_names_timm_would_not_build_as_named_are_refused_with_the_rule(name, says):
+    with pytest.raises(ValueError, match="named 'adaptlr.' \\+ the class name in lower case") as info:
+        timm.optim.create_optimizer_v2(_vit(), name, lr=1e-3)
+    assert says in str(info.value)
+    assert "timm splits a name at '_' and builds only the last piece" in str(info.value)
+
+
+def test_register_timm_guards_the_registry_once():
+    create = timm.optim._optim_factory.default_registry.create_optimizer
+    assert register_timm() == NAMES
+    assert timm.optim._optim_factory.default_registry.create_optimizer is create  # not wrapped twice
+
+
+def _cosine(t, peak=1e-3, steps=100):
+    return peak * 0.5 * (1 + math.cos(math.pi * t / steps))  # (from the formula, not from adaptlr.schedules)
+
+
+def test_an_adaptlr_schedule_gets_timm_layer_decay_like_timm_adamw_under_its_scheduler():
+    # (issue 18) every group got the same lr: timm's lr_scale was ignored under an adaptlr schedule
+    ref_model = _vit().double()
+    model = copy.deepcopy(ref_model)
+    ref_opt = timm.optim.create_optimizer_v2(ref_model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.75)
+    ref_sched = timm.scheduler.CosineLRScheduler(ref_opt, t_initial=100, lr_min=0.0, t_in_epochs=False)
+    ref_sched.step_update(0)
+    lr = schedules.cosine(1e-3, steps=100)
+    opt = timm.optim.create_optimizer_v2(model, "adaptlr.adamw", lr=lr, weight_decay=0.05, layer_decay=0.75)
+    scales = [g["lr_scale"] for g in opt.param_groups]
+    assert sorted(set(scales)) == pytest.approx([0.75**3, 0.75**2, 0.75, 1.0])  # depth 2 + embeddings + head
+    for step, batch in enumerate(_batches(8, dtype=torch.float64)):
+        want = [_cosine(step) * s for s in scales]
+        assert [g["lr"] for g in ref_opt.param_groups] == pytest.approx(want, rel=1e-12)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx(want, rel=1e-12)  # group by group
+        assert [opt.current_lr(i) for i in range(len(scales))] == [g["lr"] for g in opt.param_groups]
+        _train_step(ref_model, ref_opt, batch)
+        _train_step(model, opt, batch)
+        ref_sched.step_update(step + 1)
+        for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):  # step by step
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-13)
+
+    # a checkpoint resumes the scaled schedules (plain data, weights_only) into a freshly built optimizer
+    sd = opt.state_dict()
+    model2 = copy.deepcopy(model)
+    opt2 = timm.optim.create_optimizer_v2(model2, "adaptlr.adamw", lr=lr, weight_decay=0.05, layer_decay=0.75)
+    buffer = io.BytesIO()
+    torch.save(sd, buffer)
+    buffer.seek(0)
+    opt2.load_state_dict(torch.load(buffer, weights_only=True))
+    assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert [g["lr"] for g in opt2.param_groups] == pytest.approx([_cosine(8) * s for s in scales], rel=1e-12)
+
+    # a float lr keeps timm's meaning: lr_scale acts through a timm scheduler only, for timm's optimizers and ours
+    floats = timm.optim.create_optimizer_v2(_vit(), "adaptlr.adamw", lr=1e-3, layer_decay=0.75)
+    assert [g["lr"] for g in floats.param_groups] == [1e-3] * len(scales)
+
+    # timm's Lookahead shares the param groups: the same lrs
+    wrapped = timm.optim.create_optimizer_v2(_vit(), "lookahead_adaptlr.adamw", lr=lr, layer_decay=0.75)
+    assert [g["lr"] for g in wrapped.param_groups] == pytest.approx([_cosine(0) * s for s in scales], rel=1e-12)
 
 
 def _with_timm_scheduler(name, model, **kwargs):
