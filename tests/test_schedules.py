@@ -71,9 +71,7 @@ def test_lambda_without_spec_is_clear():
     with pytest.raises(S.NoSpecError, match="has no spec"):  # (an AttributeError too: getattr(s, "spec", None))
         _ = S.warmup(s, 2).spec
     assert getattr(s, "spec", None) is None and not hasattr(S.join([s, 0.1], [3]), "spec")
-    assert (
-        repr(s) == "from_epochs(fn=<function test_lambda_without_spec_is_clear.<locals>.<lambda>>, steps_per_epoch=3)"
-    )
+    assert repr(s) == "from_epochs(fn=<function <lambda>>, steps_per_epoch=3)"
     assert s == s == S.from_epochs(fn, 3) and s != S.from_epochs(lambda e: 1.0, 3) and s != S.from_epochs(fn, 4)
     assert hash(s) == hash(S.from_epochs(fn, 3))
 

@@ -197,7 +197,7 @@ def _key(value: Any) -> Any:
 
 def describe_callable(fn: Callable[..., Any]) -> str:
     """How a function appears in a ``repr``: its registered name as a string literal (so that the ``repr``
-    parses back with :func:`from_spec`), else ``<function qualname>``. Never raises.
+    parses back with :func:`from_spec`), else ``<function name>``. Never raises.
 
     >>> describe_callable(lambda e: 0.1)
     '<function <lambda>>'
@@ -205,10 +205,10 @@ def describe_callable(fn: Callable[..., Any]) -> str:
     for name, f in _CALLABLES.items():
         if f is fn:
             return repr(name)
-    qualname = getattr(fn, "__qualname__", None)
-    if isinstance(qualname, str):
-        return f"<function {qualname}>"
-    return f"<{type(fn).__qualname__} object>"
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return f"<function {name}>"
+    return f"<{type(fn).__name__} object>"
 
 
 def as_schedule(name: str, value: Any) -> Schedule:
