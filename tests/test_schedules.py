@@ -463,3 +463,41 @@ def test_schedule_lr_keeps_a_controllers_cut(make):
         plateau.observe(1.0)  # flat: a cut after the second observation
     assert plateau.factor == 0.125
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (1.0 - 0.05 * 4) * 0.125)
+
+
+def _package_imports(package):
+    """{module: the sibling modules it imports}, lazy (function-level) imports included, read from the source."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(S.__file__).parent.parent / package
+    graph = {}
+    for path in root.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                deps.update(n.split(".")[0] for n in names)
+        graph[path.stem] = deps & {p.stem for p in root.glob("*.py")}
+    return graph
+
+
+def test_schedules_modules_import_in_one_direction():
+    """issue 21: no import cycle among the modules of adaptlr.schedules (lazy imports count): _base imports none of
+    its siblings, the factories import _base, __init__ imports them all."""
+    graph = _package_imports("schedules")
+    assert graph["_base"] == set()
+    seen, done = [], set()
+
+    def visit(m):
+        assert m not in seen, f"import cycle: {' -> '.join([*seen[seen.index(m) :], m])}"
+        if m in done:
+            return
+        seen.append(m)
+        for d in sorted(graph[m]):
+            visit(d)
+        seen.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
