@@ -1,5 +1,6 @@
-"""adaptlr.Auto: the loop-level API's contract (commits or restores the model, counts its cost, deterministic),
-its choices on small problems, and the lab method ``auto``."""
+"""adaptlr.Auto: the loop-level contract (commits or restores the model, counts its cost, deterministic with a
+given validation cost) and the algorithm's answers to the failure modes of issue 19: validation that fits the
+budget, a grid that follows the evidence, divergence on the loss's own scale, failures said out loud."""
 
 import math
 
@@ -9,22 +10,24 @@ from torch import nn
 from torch.nn import functional as F
 
 import adaptlr
-from adaptlr.auto import DEFAULT_LRS, Auto, fit
+from adaptlr.auto import DEFAULT_LRS, Auto, Racer, fit, make_plan, rank_finalists, validation_rows
+
+pytestmark = pytest.mark.filterwarnings("ignore:Auto.*:UserWarning")
 
 
-def _problem(seed=0, n=640, dim=8, noise=0.1):
+def _problem(seed=0, n=640, dim=8, noise=0.1, scale=1.0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g)
-    w = torch.randn(dim, 1, generator=g)
+    w = torch.randn(dim, 1, generator=g) * scale
     y = x @ w + noise * torch.randn(n, 1, generator=g)
     train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
     val = [(x[512:], y[512:])]
     return train, val
 
 
-def _model(seed=0):
+def _model(seed=0, dim=8):
     torch.manual_seed(seed)
-    return nn.Linear(8, 1)
+    return nn.Linear(dim, 1)
 
 
 def _val_loss(model, val):
@@ -32,55 +35,56 @@ def _val_loss(model, val):
         return float(F.mse_loss(model(val[0][0]), val[0][1]))
 
 
-def test_cost_within_budget_and_as_planned():
-    train, val = _problem()
-    auto = Auto()
-    result = auto.fit(_model(), F.mse_loss, train, val, steps=200)
-    assert result.cost <= 1.5 + 1e-9
-    vcost = 128 / (3 * 32)  # 128 validation rows, batches of 32: a forward pass is a third of a step
-    assert result.cost == pytest.approx(auto.planned_cost(200, vcost))
+def _race_steps(result):
+    """Training steps the race and the run should have spent, from the racers' own records."""
     p = result.plan
-    assert 1 <= p["rung1"] < p["rung2"] < 200 and p["branch"] >= 1
-    # every step counted: 7 racers to rung 1, 3 survivors to rung 2 and their branches, the winner to the end
-    steps = 7 * p["rung1"] + 3 * (p["rung2"] - p["rung1"]) + 3 * p["branch"] + (200 - p["rung2"])
-    assert result.cost_steps == pytest.approx(steps + (7 + 3 + 1) * vcost)
-    assert result.lr in DEFAULT_LRS and result.effective_lr() == result.lr
-    # the plan fills the budget whatever the evaluation cost
-    for steps, vc in [(100, 0.0), (1000, 5.0), (5000, 50.0)]:
-        assert auto.planned_cost(steps, vc) <= 1.5 + 1e-9
-        assert auto.planned_cost(steps, vc) > 1.4
+    finalists = [r for r in result.racers if len(r.scores) == 2]
+    rung1 = sum(min(r.steps, p["rung1"]) for r in result.racers)
+    return rung1 + len(finalists) * (p["rung2"] - p["rung1"] + p["branch"]) + (p["steps"] - p["rung2"])
 
 
-def test_deterministic_and_committed():
+# ---- the contract ---------------------------------------------------------------------------------------------
+def test_cost_counts_every_step_and_validation_row():
+    train, val = _problem()
+    result = Auto().fit(_model(), F.mse_loss, train, val, steps=200, val_cost=1.0)
+    p = result.plan
+    assert 1 <= p["rung1"] < p["rung2"] <= 100 and p["branch"] >= 1
+    assert result.train_steps == _race_steps(result)
+    # 1 validation batch of 128 rows costs 1 step: cost = steps + validation passes (every one reads it all)
+    passes = 2 + sum(len(r.scores) for r in result.racers) + 2  # probe, start, every score, the commit's two
+    assert result.cost * 200 == pytest.approx(result.train_steps + passes * 1.0)
+    assert result.cost <= 1.5 + 1e-9
+    assert result.lr in result.lrs and result.effective_lr() == result.lr
+    assert math.isfinite(result.seconds) and result.seconds > 0 and result.wall > 0
+
+
+def test_deterministic_with_a_given_validation_cost_and_committed():
     train, val = _problem()
     a, b = _model(), _model()
-    ra = Auto().fit(a, F.mse_loss, train, val, steps=150)
-    rb = Auto().fit(b, F.mse_loss, train, val, steps=150)
-    assert ra.lr == rb.lr and ra.committed == rb.committed
+    ra = Auto().fit(a, F.mse_loss, train, val, steps=150, val_cost=1.0)
+    rb = Auto().fit(b, F.mse_loss, train, val, steps=150, val_cost=1.0)
+    assert ra.lr == rb.lr and ra.committed == rb.committed and ra.plan == rb.plan
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert [r.scores for r in ra.racers] == [r.scores for r in rb.racers]
-    # the committed model is the one whose validation score was reported
-    assert _val_loss(a, val) == pytest.approx(ra.val_score, rel=1e-6)
-    # its optimizer holds the winner's state and is an adaptlr.AdamW (Auto's step is AdamW's)
+    assert _val_loss(a, val) == pytest.approx(ra.val_score, rel=1e-6)  # the committed model's own score
     assert isinstance(ra.optimizer, adaptlr.AdamW)
-    state = ra.optimizer.state[next(iter(a.parameters()))]
-    assert int(state["step"]) == 150
+    if ra.committed == "final":
+        assert int(ra.optimizer.state[next(iter(a.parameters()))]["step"]) == 150
 
 
 def test_fit_function_equals_the_class_and_accepts_options():
     train, val = _problem()
     a, b = _model(), _model()
-    ra = fit(a, F.mse_loss, train, val, 120, keep=2, tie=0.0)
-    rb = Auto(keep=2, tie=0.0).fit(b, F.mse_loss, train, val, 120)
+    ra = fit(a, F.mse_loss, train, val, 120, keep=2, tie=0.0, val_cost=1.0)
+    rb = Auto(keep=2, tie=0.0).fit(b, F.mse_loss, train, val, 120, val_cost=1.0)
     assert ra.lr == rb.lr and all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    assert sum(r.state is None for r in ra.racers) == 7  # no racer's copy is kept after fit
 
 
 def test_beats_a_bad_fixed_learning_rate():
     train, val = _problem(noise=0.05)
     auto_model, fixed = _model(), _model()
     Auto().fit(auto_model, F.mse_loss, train, val, steps=200)
-    opt = torch.optim.AdamW(fixed.parameters(), lr=1e-4)  # the same 200 steps at a bad lr
+    opt = torch.optim.AdamW(fixed.parameters(), lr=1e-4)
     for i in range(200):
         x, y = train[i % len(train)]
         opt.zero_grad()
@@ -127,10 +131,11 @@ def test_param_groups_and_lr_scale():
     model = _model()
     bias0 = model.bias.detach().clone()
     groups = [{"params": [model.weight]}, {"params": [model.bias], "lr_scale": 0.0, "weight_decay": 0.0}]
-    result = Auto().fit(model, F.mse_loss, train, val, steps=100, params=groups)
+    result = Auto(lrs=(1e-3, 1e-2), extend=0).fit(model, F.mse_loss, train, val, steps=100, params=groups)
     assert torch.equal(model.bias.detach(), bias0)  # lr x 0: never moved
     assert result.optimizer.param_groups[1]["weight_decay"] == 0.0
     assert result.optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert result.optimizer.param_groups[1]["lr"] == 0.0  # the schedule times the group's scale
 
 
 def test_val_as_a_function_and_a_dataloader_as_train():
@@ -147,8 +152,8 @@ def test_val_as_a_function_and_a_dataloader_as_train():
 
     result = Auto().fit(_model(), F.mse_loss, loader, score, steps=100, val_cost=2.0)
     assert calls and not any(calls)  # scored in eval mode
-    assert len(calls) == 7 + 3 + 1
-    assert result.cost <= 1.5 + 1e-9 and math.isfinite(result.val_score)
+    assert len(calls) == 2 + sum(len(r.scores) for r in result.racers) + 2
+    assert math.isfinite(result.val_score)
 
 
 def test_on_step_replays_then_follows_the_winner():
@@ -161,7 +166,8 @@ def test_on_step_replays_then_follows_the_winner():
     assert not any(live for s, live, _ in seen if s <= result.plan["rung2"])
     assert all(live for s, live, _ in seen if s > result.plan["rung2"])
     assert max(lr for _, _, lr in seen) == pytest.approx(result.lr)
-    assert seen[-1][2] < 0.1 * result.lr  # the cooldown ends near 0
+    assert seen[-1][2] < 0.1 * result.lr  # the run anneals to near 0
+    assert [lr for _, _, lr in seen] == pytest.approx([result.schedule(s - 1) for s, _, _ in seen])
 
 
 def test_nonfinite_policy_and_validation():
@@ -177,66 +183,153 @@ def test_nonfinite_policy_and_validation():
         ({"warmup": 1.5}, "Invalid warmup"),
         ({"tie": -0.1}, "Invalid tie"),
         ({"nonfinite": "ignore"}, "Invalid nonfinite"),
+        ({"tail": "step"}, "Invalid tail"),
+        ({"offload": "gpu"}, "Invalid offload"),
+        ({"limits": (1.0, 0.1)}, "Invalid limits"),
+        ({"val_share": 1.0}, "Invalid val_share"),
     ]:
         with pytest.raises(ValueError, match=match):
             Auto(**kwargs)
 
 
 def test_near_tie_goes_to_the_lower_learning_rate():
-    from adaptlr.auto import Racer
-
-    auto = Auto(tie=0.02)
     a, b, c = Racer(1e-3, scores=[(1, 1.01)]), Racer(3e-3, scores=[(1, 1.0)]), Racer(1e-2, scores=[(1, 0.5)])
-    assert auto._choose([a, b]) is a  # within 2%: the lower lr
-    assert auto._choose([a, b, c]) is c  # a clear winner stays the winner
-    assert Auto(tie=0.0)._choose([a, b]) is b
+    assert rank_finalists([a, b], 0.02)[0] is a  # within 2%: the lower lr
+    assert rank_finalists([a, b, c], 0.02)[0] is c  # a clear winner stays the winner
+    assert rank_finalists([a, b], 0.0)[0] is b
 
 
-# ---- in the lab -------------------------------------------------------------------------------------------
+# ---- validation fits the budget --------------------------------------------------------------------------------
+def test_plan_keeps_the_race_whatever_validation_costs():
+    """The race's training steps never shrink because of validation: it reads fewer rows instead."""
+    for steps in (100, 600, 5000):
+        plan = make_plan(steps, 7, 3)
+        assert plan.race_steps() >= 0.9 * (1 - plan.val_share) * 0.5 * steps - 7
+        cheap = validation_rows(plan, 2400, 1e-4, {"rung1": 7, "rung2": 3, "commit": 2})
+        dear = validation_rows(plan, 2400, 0.05, {"rung1": 7, "rung2": 3, "commit": 2})
+        assert cheap == {"rung1": 2400, "rung2": 2400, "commit": 2400}
+        assert 1 <= dear["rung1"] <= dear["rung2"] == dear["commit"] < 2400
+        spent = 7 * dear["rung1"] * 0.05 + 5 * dear["rung2"] * 0.05
+        assert spent <= plan.val_allowance * 1.0001 or dear["rung1"] == 1
+
+
+def test_a_large_validation_set_does_not_collapse_the_race():
+    """Issue 19, fault 1: 5,000 validation rows against a 300-step budget left races of 1-2 steps."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5_600, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(5_600, 1, generator=g)
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
+    val = [(x[i : i + 50], y[i : i + 50]) for i in range(600, 5_600, 50)]  # 100 batches, 5,000 rows
+    result = Auto().fit(_model(), F.mse_loss, train, val, steps=300, val_cost=300 / 3)  # a pass: 1/3 of the run
+    small = Auto().plan(300)
+    assert result.plan["rung1"] == small.rung1 >= 3  # as long as without validation
+    assert result.plan["rung2"] >= small.rung2 // 2
+    assert result.cost <= 1.5 + 1e-6
+
+
+# ---- the grid follows the evidence ----------------------------------------------------------------------------
+def test_grid_extends_past_a_winning_top_edge_and_warns_at_the_limit():
+    """Issue 19, fault 2: a linear model that needs lr > 0.1 got 0.1 and no word."""
+    train, val = _problem(scale=30.0, noise=1.0)
+    with pytest.warns(UserWarning, match="largest tried"):
+        result = Auto(limits=(1e-4, 1.0)).fit(_model(), F.mse_loss, train, val, steps=200)
+    assert max(result.lrs) == pytest.approx(1.0) and result.lr > 0.1
+    assert any("largest tried" in w for w in result.warnings)
+
+
+def test_grid_extends_below_its_bottom_edge():
+    """A fine-tune on inputs of scale 1e3 from near the optimum: every lr of the grid is too large."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 8, generator=g) * 1e3
+    w = torch.randn(1, 8, generator=g) * 1e-3
+    y = x @ w.T + 0.01 * torch.randn(640, 1, generator=g)
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
+    val = [(x[512:], y[512:])]
+    model = nn.Linear(8, 1)
+    with torch.no_grad():
+        model.weight.copy_(w + 3e-5 * torch.randn(1, 8, generator=g))
+        model.bias.zero_()
+    result = Auto().fit(model, F.mse_loss, train, val, steps=200)
+    assert min(result.lrs) < 1e-4 and result.lr < 1e-4
+
+
+def test_decoupled_weight_decay_is_held_above_the_grid():
+    from adaptlr.auto._grid import make_optimizer
+
+    p = [nn.Parameter(torch.zeros(2))]
+    assert make_optimizer(adaptlr.AdamW, [{"params": p}], 1.0, {}, 0.1).param_groups[0]["weight_decay"] == 0.001
+    assert make_optimizer(adaptlr.AdamW, [{"params": p}], 0.01, {}, 0.1).param_groups[0]["weight_decay"] == 0.01
+    sgd = make_optimizer(adaptlr.SGD, [{"params": p}], 1.0, {"weight_decay": 0.1}, 0.1)
+    assert sgd.param_groups[0]["weight_decay"] == 0.1  # coupled: lr x wd does not grow the same way
+
+
+# ---- failures said out loud -----------------------------------------------------------------------------------
+def test_a_nearly_noiseless_first_batch_does_not_make_everything_diverge():
+    """Issue 19, fault 4: a model at its optimum on noisy data, its first minibatch nearly noiseless."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1_200, 4, generator=g)
+    w = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    noise = torch.randn(1_200, 1, generator=g)
+    noise[:32] *= 1e-4
+    y = x @ w + noise
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 1_024, 32)]
+    val = [(x[1_024:], y[1_024:])]
+    model = nn.Linear(4, 1)
+    with torch.no_grad():
+        model.weight.copy_(w.T)
+        model.bias.zero_()
+    result = Auto().fit(model, F.mse_loss, train, val, steps=100)
+    assert not any(r.diverged for r in result.racers)
+    assert result.val_score <= 1.2  # the noise floor is 1
+
+
+def test_never_commits_worse_than_the_start_and_says_so():
+    """Issue 19, fault 4: a model fitted again (one outlier batch: a spike) ended worse than it came in."""
+    train, val = _problem(noise=0.05)
+    model = _model()
+    Auto().fit(model, F.mse_loss, train, val, steps=200)
+    start = _val_loss(model, val)
+    x, y = train[3]
+    train[3] = (x, y * 30.0)  # one spike in the loss, every epoch
+    result = Auto().fit(model, F.mse_loss, train, val, steps=60)
+    assert not any(r.diverged for r in result.racers)  # a spike is not a divergence
+    assert result.val_score <= start * (1 + 1e-6)
+    assert _val_loss(model, val) == pytest.approx(result.val_score, rel=1e-5)
+    if result.committed == "start":
+        assert any("as it came in" in w for w in result.warnings)
+
+
+def test_a_winner_that_diverges_after_the_race_rolls_back_and_steps_down():
+    train, val = _problem()
+    calls = {"n": 0}
+
+    def step(m, batch):
+        calls["n"] += 1
+        loss = F.mse_loss(m(batch[0]), batch[1])
+        return loss * math.nan if calls["n"] == state["blow"] else loss
+
+    state = {"blow": -1}
+    probe = Auto(lrs=(1e-2,), keep=1, extend=0).fit(_model(), train, val, steps=200, step_fn=step, val_cost=1.0)
+    state["blow"] = calls["n"] + probe.train_steps - 20  # 20 steps before the end of the next identical fit
+    with pytest.warns(UserWarning, match="rolled back"):
+        result = Auto(lrs=(1e-2,), keep=1, extend=0).fit(_model(), train, val, steps=200, step_fn=step, val_cost=1.0)
+    assert result.lr == pytest.approx(1e-2 / math.sqrt(10))
+    assert any("rolled back" in w for w in result.warnings)
+    assert result.committed in ("final", "branch", "start")
+
+
+# ---- in the lab -----------------------------------------------------------------------------------------------
 def test_lab_method_auto_trains_and_logs_validation():
-    from adaptlr.lab.runner import train
+    from adaptlr.lab.training import train
 
     result = train("linreg", "auto", seed=0, steps=100)
     assert result["steps_done"] == 100 and not result["diverged"]
-    assert result["cost"] <= 1.5 and result["auto_lr"] in DEFAULT_LRS
+    assert result["auto_lr"] in result["auto_lrs"] and result["auto_wall"] > 0
     last = result["points"][-1]
     assert last["step"] == 100 and last["metric"] == result["final_metric"]
     assert last["val_metric"] == result["final_val_metric"] and last["val_loss"] is not None
     assert result["final_metric"] < 0.05  # linreg's MSE floor is 0.01
 
 
-def test_auto_through_adaptlr_compare(tmp_path, capsys):
-    from adaptlr.lab.cli import main
-    from adaptlr.lab.store import Store
-
-    store = str(tmp_path / "runs.db")
-    args = [
-        "compare",
-        "--task",
-        "linreg",
-        "--methods",
-        "auto(keep=2),adam(lr=0.01)",
-        "--seeds",
-        "1",
-        "--steps",
-        "60",
-        "--store",
-        store,
-        "--no-progress",
-        "--no-report",
-    ]
-    assert main(args) == 0
-    with Store(store) as st:
-        runs = {r["method"]: r for r in st.runs("linreg")}
-        assert set(runs) == {"auto(keep=2)", "adam(lr=0.01)"}
-        auto = runs["auto(keep=2)"]
-        assert auto["final_val_metric"] is not None and auto["final_metric"] is not None
-        assert st.points(auto["id"])[-1]["val_metric"] == pytest.approx(auto["final_val_metric"])
-
-
-def test_warns_when_validation_alone_exceeds_the_budget():
-    train, val = _problem()
-    with pytest.warns(UserWarning, match="no room"):
-        result = Auto().fit(_model(), F.mse_loss, train, val, steps=20, val_cost=5.0)
-    assert result.cost > 1.5  # honest accounting: counted, not hidden
-    assert Auto(branch=0.0).planned_cost(200, 1.5) <= 1.5  # one-step minimums are trimmed to fit
+def test_default_grid_is_the_benchmark_grid():
+    assert Auto().lrs == DEFAULT_LRS == (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

@@ -1,5 +1,8 @@
-"""Training without tuning: :class:`Auto` races a learning-rate grid on held-out data with successive halving
-on warmup-stable-decay schedules, and commits the winner; :func:`fit` runs it with the default algorithm.
+"""Training without tuning: :class:`Auto` races a learning-rate grid on held-out data with successive halving,
+continues the winner and commits the best validated model. Its pieces are public so that the Lightning and
+Hugging Face callbacks, the lab and the benchmark build on them: the plan (:class:`Plan`, :func:`make_plan`), the
+user's step (:class:`TrainStep`), the race (:class:`Race`, :func:`build_race`), the commit (:class:`Commit`), and
+where racer states live (:class:`StateStore`).
 
 >>> import torch
 >>> from torch.nn import functional as F
@@ -8,13 +11,61 @@ on warmup-stable-decay schedules, and commits the winner; :func:`fit` runs it wi
 >>> x = torch.randn(512, 4, generator=g); y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
 >>> train = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 384, 32)]
 >>> val = [(x[384:], y[384:])]
->>> torch.manual_seed(0); model = torch.nn.Linear(4, 1)  # doctest: +ELLIPSIS
-<torch._C.Generator object at ...>
->>> result = Auto().fit(model, F.mse_loss, train, val, steps=200)
->>> result.cost <= 1.5, result.lr in Auto().lrs
+>>> _ = torch.manual_seed(0); model = torch.nn.Linear(4, 1)
+>>> result = Auto().fit(model, F.mse_loss, train, val, steps=200, val_cost=1.0)
+>>> result.cost <= 1.5, result.lr in result.lrs
 (True, True)
 """
 
-from ._fit import DEFAULT_LRS, Auto, AutoResult, Racer, fit
+from ._auto import Auto
+from ._commit import Commit
+from ._fit import build_race, fit as _fit_race, result_of
+from ._grid import DEFAULT_LRS, GRIDS, check_optimizer, default_lrs
+from ._plan import Meter, Plan, make_plan, replan_rung2, validation_rows
+from ._race import Race, Racer, rank_finalists
+from ._result import AutoResult
+from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
+from ._step import Batches, TrainStep, move, rows
+from ._store import StateStore
+from ._validate import Validator
 
-__all__ = ["DEFAULT_LRS", "Auto", "AutoResult", "Racer", "fit"]
+__all__ = [
+    "DEFAULT_LRS",
+    "GRIDS",
+    "TAILS",
+    "Auto",
+    "AutoResult",
+    "Batches",
+    "Commit",
+    "Meter",
+    "Plan",
+    "Race",
+    "Racer",
+    "StateStore",
+    "TrainStep",
+    "Validator",
+    "branch_schedule",
+    "build_race",
+    "check_optimizer",
+    "default_lrs",
+    "fit",
+    "make_plan",
+    "move",
+    "race_schedule",
+    "rank_finalists",
+    "replan_rung2",
+    "result_of",
+    "rows",
+    "run_schedule",
+    "validation_rows",
+]
+
+
+def fit(model, *args, **options):  # type: ignore[no-untyped-def]
+    """:meth:`Auto.fit` with ``Auto(**auto_options)``: ``options`` are :class:`Auto`'s arguments plus ``fit``'s
+    keyword arguments."""
+    import inspect
+
+    fit_keys = set(inspect.signature(Auto.fit).parameters) - {"self", "model", "args"}
+    fit_kwargs = {k: options.pop(k) for k in list(options) if k in fit_keys}
+    return Auto(**options).fit(model, *args, **fit_kwargs)

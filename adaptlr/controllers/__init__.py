@@ -10,9 +10,9 @@ decay and reduce-on-plateau work together::
 """
 
 from ._base import Controller
-from .divergence import DivergenceGuard, TrainingDiverged
+from .divergence import DivergenceGuard, LossScale, TrainingDiverged
 from .hypergradient import Hypergradient
 from .loss_trend import LossTrend
 from .plateau import ReduceOnPlateau
 
-__all__ = ["Controller", "DivergenceGuard", "Hypergradient", "LossTrend", "ReduceOnPlateau", "TrainingDiverged"]
+__all__ = ["Controller", "DivergenceGuard", "Hypergradient", "LossScale", "LossTrend", "ReduceOnPlateau", "TrainingDiverged"]

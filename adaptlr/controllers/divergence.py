@@ -14,7 +14,52 @@ import torch
 from .._validation import check_count, check_real
 from ._base import Controller, to_float
 
-__all__ = ["DivergenceGuard", "TrainingDiverged"]
+__all__ = ["DivergenceGuard", "LossScale", "TrainingDiverged"]
+
+
+class LossScale:
+    r"""The divergence rule of adaptlr's races and lab runs, judged on the loss's own scale.
+
+    The *level* of the loss is the median of its last ``window`` values (one spike does not move it). A
+    training run diverges when its loss is not finite, or when its level rises above ``ratio`` times the
+    lowest level it has reached *and* above its first level (where the run started):
+
+    .. math:: \mathrm{lvl}_t > \max\big(\mathrm{lvl}_{\min} + (ratio - 1)\,|\mathrm{lvl}_{\min}|,\ \mathrm{lvl}_{first}\big)
+
+    (for positive losses: :math:`\mathrm{lvl}_t > ratio \cdot \mathrm{lvl}_{\min}`). ``lvl_first`` is the level
+    once ``window`` losses were seen, so a nearly noiseless first minibatch does not set the scale; a model that
+    starts at its optimum on noisy data stays at its noise level and never diverges.
+
+    >>> rule = LossScale()
+    >>> [rule.observe(x) for x in (0.002, 0.5, 0.4, 0.6, 1.27, 0.5)]
+    [False, False, False, False, False, False]
+    >>> rule.observe(float("nan"))
+    True
+    """
+
+    def __init__(self, ratio: float = 10.0, window: int = 5) -> None:
+        self.ratio = check_real("ratio", ratio, 1.0, low_open=True, allow_inf=True)
+        self.window = check_count("window", window, 1)
+        self.recent: deque[float] = deque(maxlen=self.window)
+        self.lowest = math.inf
+        self.first = math.nan
+        self.seen = 0
+
+    def observe(self, loss: float) -> bool:
+        """Record a loss; True when the run has diverged."""
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return True
+        self.recent.append(loss)
+        self.seen += 1
+        if self.seen < self.window:  # (the scale is not known before a full window)
+            return False
+        level = statistics.median(self.recent)
+        if self.seen == self.window:
+            self.first = level
+        self.lowest = min(self.lowest, level)
+        bound = self.lowest + (self.ratio - 1.0) * abs(self.lowest)
+        return level > bound and level > self.first
 
 
 class TrainingDiverged(RuntimeError):

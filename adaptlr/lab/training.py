@@ -62,20 +62,19 @@ def _evaluate_splits(task: Task, model: torch.nn.Module, data: Any) -> dict[str,
     return out
 
 
-def _val_objective(task: Task, data: Any) -> Callable[[torch.nn.Module], float]:
-    """The validation score ``adaptlr.Auto`` minimises: the task's metric on the validation split, oriented so
-    that lower is better (the error rate ``1 - accuracy`` for classification, the loss otherwise)."""
+def _val_score(task: Task) -> Callable[[torch.nn.Module, Any], float]:
+    """The validation score ``adaptlr.Auto`` minimises, per batch: the task's metric oriented so that lower is
+    better (the error rate ``1 - accuracy`` for classification, the loss otherwise); Auto reads a common subset of
+    the validation batches sized to its budget, and all of them for its last decisions when it can afford it."""
 
-    def score(model: torch.nn.Module) -> float:
-        m, _ = task.evaluate(model, data, "val")
-        return 1.0 - m if task.higher_is_better else m
+    def score(model: torch.nn.Module, batch: Any) -> float:
+        x, y = batch
+        out = model(x)
+        if task.metric == "accuracy":
+            return 1.0 - float((out.reshape(-1, out.shape[-1]).argmax(-1) == y.reshape(-1)).float().mean())
+        return float(task.loss(out, y))
 
     return score
-
-
-def _val_rows(data: Any) -> int:
-    """Rows (or text windows) one validation pass reads."""
-    return sum(int(x.shape[0]) for x, _ in data.eval_batches("val"))
 
 
 def _point(step: int, window: list[float], lr: float | None, eff: float | None) -> dict[str, Any]:
@@ -148,9 +147,9 @@ def _train_auto(
         model,
         task.loss,
         batches,
-        _val_objective(task, data),
+        list(data.eval_batches("val", size=batch_size)),
         steps,
-        val_cost=_val_rows(data) / (3.0 * batch_size),
+        score_fn=_val_score(task),
         on_step=on_step,
     )
     # the committed model (the run's end, or an annealed branch that validated better) is what is reported
@@ -175,6 +174,9 @@ def _train_auto(
         "cost": result.cost,
         "auto_lr": result.lr,
         "auto_committed": result.committed,
+        "auto_lrs": result.lrs,
+        "auto_wall": result.wall,
+        "auto_warnings": result.warnings,
     }
 
 

@@ -1,0 +1,134 @@
+"""The commit: the winner trains on to the end of the run on its schedule's tail, rolls back and steps down a
+half-decade when it diverges (within the budget), and the best *validated* model is what the model holds at the
+end: the end of the run, the winner's annealed branch, or, when neither beats it, the model as it came in.
+Every such turn is said in :attr:`Commit.warnings`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ._grid import HALF_DECADE
+from ._race import Race, Racer, _set_schedule
+from ._schedules import run_schedule
+
+__all__ = ["Commit"]
+
+OnStep = Callable[[int, float, float, bool], None]
+
+
+@dataclass
+class Commit:
+    """Continue ``winner`` (a finalist of ``race``) from its branch point to ``race.plan.steps`` on the
+    ``tail``, then :meth:`finish`. ``snapshot_every``: the share of the run between rollback points."""
+
+    race: Race
+    winner: Racer
+    tail: str
+    keep_best: bool = True
+    cooldown: float = 0.2
+    snapshot_every: float = 0.1
+    max_rollbacks: int = 3
+    lr: float = math.nan
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: Any = None
+    warnings: list[str] = field(default_factory=list)
+    committed: str = ""
+    val_score: float = math.inf
+
+    def __post_init__(self) -> None:
+        self.lr = self.winner.lr
+
+    def schedule(self, lr: float | None = None) -> Any:
+        """The run's schedule for peak ``lr`` (the winner's): the race's warmup, then the tail from the branch
+        point (an ``adaptlr.schedules`` object, driven by the optimizer's clock)."""
+        plan = self.race.plan
+        return run_schedule(self.lr if lr is None else lr, plan, plan.rung2, self.tail, self.cooldown)
+
+    def start(self) -> torch.optim.Optimizer:
+        """Load the winner's branch-point state into the model and a fresh inner optimizer on the run's schedule."""
+        self.optimizer, self.scaler = self.race._resume(self.winner, self.winner.key, self.schedule())
+        return self.optimizer
+
+    def run(self, on_step: OnStep | None = None) -> bool:
+        """Train the winner to the end of the run (:meth:`start` first); False when it had to stop early."""
+        race, plan, w = self.race, self.race.plan, self.winner
+        every = max(1, int(self.snapshot_every * plan.steps))
+        mark = self._mark()
+        rollbacks = 0
+        while w.steps < plan.steps:
+            if w.steps - mark["steps"] >= every:
+                mark = self._mark()
+            lr = _lr(self.optimizer)  # (the lr this step uses; group["lr"] then moves on to the next one)
+            race.train(w, self.optimizer, self.scaler, race._steps(1))
+            if w.diverged:
+                if not self._rollback(mark, rollbacks):
+                    return False
+                rollbacks += 1
+            elif on_step is not None:
+                on_step(w.steps, w.losses[-1], lr, True)
+        return True
+
+    def _mark(self) -> dict[str, Any]:
+        self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
+        return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
+
+    def _rollback(self, mark: dict[str, Any], rollbacks: int) -> bool:
+        """Back to the last rollback point with a half-decade lower lr; False when the budget or the rollback
+        limit says stop (the run then ends early, said in the warnings)."""
+        race, w = self.race, self.winner
+        lost = w.steps - mark["steps"]
+        spare = race.plan.budget * race.plan.steps - race.meter.cost_steps(race.validator.row_cost(_device(race.model)))
+        if rollbacks >= self.max_rollbacks or spare < (race.plan.steps - mark["steps"]):
+            self.warnings.append(f"the run at lr {self.lr:g} {w.note}; stopped there (no budget left to go on)")
+            return False
+        race.store.load("run", race.model, self.optimizer, self.scaler)
+        new = self.lr / HALF_DECADE
+        self.warnings.append(f"the run at lr {self.lr:g} {w.note}: rolled back {lost} steps, went on at lr {new:.3g}")
+        self.lr = new
+        _set_schedule(self.optimizer, self.schedule())
+        w.steps, w.losses, w.rule = mark["steps"], w.losses[: mark["losses"]], copy.deepcopy(mark["rule"])
+        w.diverged = False
+        return True
+
+    def finish(self, model: torch.nn.Module | None = None, ended: bool = True) -> str:
+        """Commit the best validated model: the end of the run (``ended``: it reached its last step), the
+        winner's annealed branch, or the start. Returns ``"final"``, ``"branch"`` or ``"start"``."""
+        race = self.race
+        model = race.model if model is None else model
+        final = race.validator.score(model, "commit") if ended else math.inf
+        if not self.keep_best:
+            self.committed, self.val_score = "final", final
+            return self.committed
+        race.store.save("final", model)
+        race.store.load("start", model)
+        start = race.validator.score(model, "commit")
+        options = {"final": final, "branch": self.winner.score, "start": start}
+        self.committed = min(options, key=lambda k: (options[k], k != "final"))
+        self.val_score = options[self.committed]
+        source = {"final": "final", "branch": self.winner.key + "-branch", "start": "start"}[self.committed]
+        race.store.load(source, model)
+        if self.committed == "start":
+            self.warnings.append(
+                f"no trained model validated better than the model as it came in ({start:.4g}; end of run "
+                f"{final:.4g}, annealed branch {self.winner.score:.4g}): the model is left as it came in"
+            )
+        elif self.committed == "branch" and not ended:
+            self.warnings.append(
+                f"the run ended early: committed the winner's annealed branch of step {self.winner.scores[-1][0]}"
+            )
+        return self.committed
+
+
+def _lr(opt: torch.optim.Optimizer) -> float:
+    return float(opt.param_groups[0]["lr"]) / float(opt.param_groups[0].get("adaptlr_auto_lr_scale", 1.0))
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

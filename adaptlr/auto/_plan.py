@@ -1,0 +1,202 @@
+"""The plan of a race: how many steps each rung trains, how much of the validation data each decision reads, and
+what everything costs, counted in training steps and in measured seconds. This module is the one home of those
+rules; the race, the commit, the Lightning and Hugging Face callbacks and the lab read them from here.
+
+The budget is ``budget`` runs of ``steps`` training steps (1.5 by default). Beyond the one run, a share
+``val_share`` of the extra budget is reserved for validation and the rest, never less, goes to the race's training
+steps: validation never shrinks the race. Validation fits its share by reading a *common subset* of the
+validation batches, the same batches for every candidate of a round, growing as candidates are eliminated
+(:func:`validation_rows`); what a validation row costs is measured (seconds per row over seconds per training
+step), not estimated.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from .._validation import check_count, check_real
+
+__all__ = ["VAL_WEIGHTS", "Meter", "Plan", "make_plan", "replan_rung2", "validation_rows"]
+
+#: the share of the validation allowance each round of decisions gets: rung 1 (every candidate), rung 2 (the
+#: finalists' annealed branches: the decision of the learning rate) and the commit (end of run vs branch vs start)
+VAL_WEIGHTS: dict[str, float] = {"rung1": 0.3, "rung2": 0.5, "commit": 0.2}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of a race for a run of ``steps`` steps.
+
+    ``rung1``: steps every candidate trains from the start; ``rung2``: the step the finalists reach (the branch
+    point, where the winner's run continues); ``branch``: the length of each finalist's annealed branch;
+    ``warmup``: the schedules' linear warmup; ``budget``: runs of ``steps`` steps the whole of ``fit`` may spend;
+    ``val_share``: the share of the budget beyond one run reserved for validation.
+    """
+
+    steps: int
+    rung1: int
+    rung2: int
+    branch: int
+    warmup: int
+    budget: float
+    val_share: float
+    candidates: int
+    keep: int
+
+    @property
+    def val_allowance(self) -> float:
+        """Validation the plan affords, in training steps."""
+        return self.val_share * (self.budget - 1.0) * self.steps
+
+    def race_steps(self, candidates: int | None = None) -> int:
+        """Training steps of the race beyond the winner's own ``rung2``: every candidate's rung 1, the other
+        finalists' rung 2, every finalist's branch."""
+        n = self.candidates if candidates is None else candidates
+        k = min(self.keep, n)
+        return (n - 1) * self.rung1 + (k - 1) * (self.rung2 - self.rung1) + k * self.branch
+
+    def __getitem__(self, name: str) -> float:  # (plan["rung2"], as when a plan was a dict)
+        return self.as_dict()[name]
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "steps": self.steps,
+            "rung1": self.rung1,
+            "rung2": self.rung2,
+            "branch": self.branch,
+            "warmup": self.warmup,
+            "budget": self.budget,
+            "val_share": self.val_share,
+            "candidates": self.candidates,
+            "keep": self.keep,
+        }
+
+
+def make_plan(
+    steps: int,
+    candidates: int,
+    keep: int,
+    *,
+    budget: float = 1.5,
+    rung1: float = 0.035,
+    rung2: float = 0.10,
+    branch: float = 0.025,
+    warmup: float = 0.05,
+    val_share: float = 0.25,
+    spare: float = 0.0,
+) -> Plan:
+    r"""Scale the rung fractions so that the race's training steps take :math:`(1 - v)(B - 1) T` steps:
+
+    .. math:: (n - 1) s_1 + (k - 1)(s_2 - s_1) + k c = (1 - v)(B - 1)\,T - \text{spare}
+
+    (``n`` candidates, ``k`` kept, budget ``B`` runs of ``T`` steps, ``v = val_share``), with :math:`s_1 \ge 1`,
+    :math:`s_2 > s_1`, :math:`c \ge 1` and :math:`s_2 \le T / 2`. ``spare`` steps are held back (for candidates
+    the grid may add beyond its edges). Validation does not enter: it fits its own share (:func:`validation_rows`).
+    """
+    steps = check_count("steps", steps, 1)
+    n = check_count("candidates", candidates, 1)
+    k = min(check_count("keep", keep, 1), n)
+    budget = check_real("budget", budget, 1.0, low_open=True)
+    val_share = check_real("val_share", val_share, 0.0, 1.0, high_open=True)
+    unit = (n - 1) * rung1 + (k - 1) * (rung2 - rung1) + k * branch
+    room = max(0.0, (1.0 - val_share) * (budget - 1.0) * steps - spare)
+    scale = room / (unit * steps) if unit > 0 else 1.0
+    s2_cap = max(2, steps // 2)
+    s1 = min(max(1, int(rung1 * scale * steps)), s2_cap - 1)
+    s2 = min(max(s1 + 1, int(rung2 * scale * steps)), s2_cap)
+    c = max(1, int(branch * scale * steps))
+    return Plan(
+        steps=steps,
+        rung1=s1,
+        rung2=s2,
+        branch=c,
+        warmup=int(math.ceil(warmup * steps)),
+        budget=budget,
+        val_share=val_share,
+        candidates=n,
+        keep=k,
+    )
+
+
+def replan_rung2(plan: Plan, spent: float, val_rest: float, nominal: tuple[float, float, float]) -> Plan:
+    r"""Rung 2 and the branch made as long as what is left of the budget allows, once rung 1 is over.
+
+    ``spent``: what the race has cost so far, in training steps (validation included, measured); ``val_rest``:
+    the validation still to come, in training steps; ``nominal``: the fractions ``(rung1, rung2, branch)``,
+    whose ratio :math:`\rho = c / (s_2 - s_1)` is kept. With :math:`x = s_2 - s_1`, the rest costs
+    :math:`k x + k \rho x + (T - s_1 - x) + \text{val\_rest}`, which must fit :math:`B T - \text{spent}`; ``x`` is
+    at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of its share goes to the race.
+    """
+    r1, r2, br = nominal
+    rho = br / max(r2 - r1, 1e-12)
+    k, t = plan.keep, plan.steps
+    room = plan.budget * t - spent - (t - plan.rung1) - val_rest
+    x = room / max(k - 1 + k * rho, 1e-12)
+    x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
+    c = max(1, int(round(rho * x)))
+    return Plan(**{**plan.as_dict(), "rung2": plan.rung1 + x, "branch": c})  # type: ignore[arg-type]
+
+
+def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: dict[str, int]) -> dict[str, int]:
+    """Validation rows each evaluation of each round reads, within the plan's allowance.
+
+    ``row_cost``: a validation row's measured cost in training steps; ``evaluations``: how many evaluations each
+    round makes (``{"rung1": n, "rung2": k, "commit": 2}``). Rung 1 gets ``VAL_WEIGHTS["rung1"]`` of the allowance,
+    split evenly over its evaluations; rung 2 and the commit read one subset (the commit compares the end of the
+    run with a rung-2 branch: on the same rows), sized by the rest of the allowance over their evaluations. Each
+    is at least 1 row (rung 2: at least rung 1's) and at most ``total_rows``.
+    """
+    allowance = plan.val_allowance
+    rc = max(row_cost, 1e-12)
+    first = allowance * VAL_WEIGHTS["rung1"] / (max(1, evaluations.get("rung1", 1)) * rc)
+    last_count = max(1, evaluations.get("rung2", 1) + evaluations.get("commit", 0))
+    last = allowance * (VAL_WEIGHTS["rung2"] + VAL_WEIGHTS["commit"]) / (last_count * rc)
+    m1 = int(min(total_rows, max(1, first)))
+    m2 = int(min(total_rows, max(m1, last)))
+    return {"rung1": m1, "rung2": m2, "commit": m2}
+
+
+@dataclass
+class Meter:
+    """What a race spent: training steps, validation rows, and the seconds of each (measured with
+    ``time.perf_counter``). ``step_seconds`` is the median seconds of a training step seen so far."""
+
+    train_steps: int = 0
+    val_rows: int = 0
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    _step_times: list[float] = field(default_factory=list)
+
+    def trained(self, seconds: float, steps: int = 1) -> None:
+        self.train_steps += steps
+        self.train_seconds += seconds
+        if len(self._step_times) < 256:
+            self._step_times.append(seconds / max(steps, 1))
+
+    def validated(self, seconds: float, rows: int) -> None:
+        self.val_rows += rows
+        self.val_seconds += seconds
+
+    @property
+    def step_seconds(self) -> float:
+        return statistics.median(self._step_times) if self._step_times else math.nan
+
+    @property
+    def row_cost(self) -> float:
+        """A validation row's cost in training steps (measured; nan before both were seen)."""
+        if not self.val_rows or not self._step_times:
+            return math.nan
+        return (self.val_seconds / self.val_rows) / max(self.step_seconds, 1e-12)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def cost_steps(self, row_cost: float | None = None) -> float:
+        """Training steps plus validation counted in training steps (``row_cost`` per row, measured by default)."""
+        rc = self.row_cost if row_cost is None else row_cost
+        return self.train_steps + (0.0 if math.isnan(rc) else rc * self.val_rows)

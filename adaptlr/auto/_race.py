@@ -1,0 +1,248 @@
+"""The race: candidates, rungs, annealed branches, scores, and a grid that extends past an edge that wins.
+
+1. **Rung 1**: every candidate trains ``plan.rung1`` steps from the same start on the same batches (common random
+   numbers), is scored, and only the ``keep`` best keep their state. When the best (or a near-tie of the best) is
+   the largest or the smallest learning rate tried, the grid extends a half-decade past that edge, within the
+   limits and the budget, and races again.
+2. **Rung 2**: the finalists continue to ``plan.rung2`` on common batches (the budget left decides how far:
+   :func:`replan_rung2`); each branches a copy that anneals to 0 over ``plan.branch`` common fresh batches and is
+   scored (all of the validation data when the budget allows).
+3. **Choice**: the lowest branch score, except that a lower learning rate within ``tie`` of it wins.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..controllers import LossScale
+from . import _dist
+from ._grid import extension
+from ._plan import Meter, Plan, replan_rung2
+from ._schedules import branch_schedule, race_schedule
+from ._step import Batches, TrainStep, timed
+from ._store import StateStore
+from ._validate import Validator
+
+__all__ = ["Race", "Racer", "rank_finalists"]
+
+
+@dataclass
+class Racer:
+    """One candidate learning rate: its scores ``(step, score)``, the train losses of its lineage, and why it
+    is out (``diverged``; ``note``)."""
+
+    lr: float
+    steps: int = 0
+    scores: list[tuple[int, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    diverged: bool = False
+    note: str = ""
+    rule: LossScale = field(default_factory=LossScale, repr=False)
+
+    @property
+    def score(self) -> float:
+        return self.scores[-1][1] if self.scores else math.inf
+
+    @property
+    def key(self) -> str:
+        return f"lr{self.lr:.6g}"
+
+
+@dataclass
+class Race:
+    """Everything a race needs; :meth:`run` races and returns the finalists, best first.
+
+    ``make_optimizer(lr)`` builds the inner optimizer for one candidate; ``scaler()`` a fresh ``GradScaler``
+    (or None); ``limits`` bound the grid's extension; ``tie`` is the near-tie tolerance."""
+
+    model: nn.Module
+    step: TrainStep
+    make_optimizer: Callable[[float], torch.optim.Optimizer]
+    scaler: Callable[[], Any]
+    plan: Plan
+    lrs: tuple[float, ...]
+    batches: Batches
+    validator: Validator
+    store: StateStore
+    meter: Meter
+    nominal: tuple[float, float, float]
+    limits: tuple[float, float]
+    extend: int = 3
+    tie: float = 0.02
+    group: Any = None
+    racers: list[Racer] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    start_score: float = math.inf
+
+    # ---- training one lineage ------------------------------------------------------------------------------
+    def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
+        """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
+        its loss diverges on its own scale (any rank's divergence stops every rank)."""
+        rule = racer.rule
+        device = _device(self.model)
+        for step_batches in batches:
+            pending = list(step_batches)
+
+            def take(n: int) -> list[Any]:
+                while len(pending) < n:  # a step the scaler skipped takes fresh batches
+                    pending.extend(self.batches.take(self.step.accumulate))
+                out = pending[:n]
+                del pending[:n]
+                return out
+
+            loss, seconds = timed(lambda: self.step(self.model, opt, take, scaler))
+            self.meter.trained(seconds)
+            racer.steps += 1
+            racer.losses.append(loss)
+            if _dist.any_true(rule.observe(loss), device, self.group):
+                racer.diverged, racer.note = True, f"diverged at step {racer.steps} (loss {loss:.4g})"
+                return
+
+    def _steps(self, n: int) -> list[list[Any]]:
+        return [self.batches.take(self.step.accumulate) for _ in range(n)]
+
+    def _resume(self, racer: Racer, key: str, schedule: Any) -> tuple[torch.optim.Optimizer, Any]:
+        opt, scaler = self.make_optimizer(racer.lr), self.scaler()
+        self.store.load(key, self.model, opt, scaler)
+        _set_schedule(opt, schedule)
+        return opt, scaler
+
+    # ---- rung 1 ------------------------------------------------------------------------------------------------
+    def rung1(self) -> list[Racer]:
+        """Every candidate from the start (the grid extending past a winning edge); the ``keep`` best survive."""
+        self.store.save("start", self.model)
+        self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
+        batches = self._steps(self.plan.rung1)
+        pending = list(self.lrs)
+        added = {True: 0, False: 0}
+        while pending:
+            for lr in pending:
+                self._rung1_one(Racer(lr), batches)
+            pending = []
+            for upward in (True, False):
+                nxt = self._next_edge(upward, added[upward])
+                if nxt is not None:
+                    added[upward] += 1
+                    pending.append(nxt)
+        alive = sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
+        if not alive:
+            raise FloatingPointError(
+                f"Auto: every candidate learning rate diverged within {self.plan.rung1} steps "
+                f"(tried {sorted(r.lr for r in self.racers)}); {self.racers[0].note}"
+            )
+        return alive[: self.plan.keep]
+
+    def _rung1_one(self, racer: Racer, batches: list[list[Any]]) -> None:
+        self.racers.append(racer)
+        opt, scaler = self.make_optimizer(racer.lr), self.scaler()
+        self.store.load("start", self.model)
+        _set_schedule(opt, race_schedule(racer.lr, self.plan))
+        self.train(racer, opt, scaler, batches)
+        first = not self.validator.counts
+        if first:  # the first candidate's steps timed a step: size the validation subsets
+            n, k = self.plan.candidates, self.plan.keep
+            self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k, "commit": 2})
+        if not racer.diverged:
+            racer.scores.append((racer.steps, self.validator.score(self.model, "rung1")))
+            self.store.save(racer.key, self.model, opt, scaler)
+        if first:  # the start's score on the same rows: the scale of what racing improves
+            self.store.load("start", self.model)
+            self.start_score = self.validator.score(self.model, "rung1")
+        if racer.diverged:
+            return
+        ranked = sorted((r for r in self.racers if not r.diverged and r.key in self.store), key=lambda r: r.score)
+        for r in ranked[self.plan.keep :]:  # (memory: only the states still in the running are kept)
+            self.store.drop(r.key)
+
+    def _next_edge(self, upward: bool, added: int) -> float | None:
+        """A half-decade past the edge when the edge is the best or within ``tie`` of it, within the limits,
+        ``extend`` steps and the budget (an extra candidate costs its rung-1 steps and one evaluation)."""
+        alive = [r for r in self.racers if not r.diverged]
+        if not alive or added >= self.extend:
+            return None
+        best = min(r.score for r in alive)
+        edge = max(self.racers, key=lambda r: r.lr) if upward else min(self.racers, key=lambda r: r.lr)
+        gained = self.start_score - best  # a near-tie is a share of what the race improved on the start
+        band = self.tie * (gained if math.isfinite(gained) and gained > 0 else abs(best))
+        if edge.diverged or edge.score > best + band:
+            return None
+        lr = extension([r.lr for r in self.racers], upward, self.limits)
+        spare = self.plan.budget * self.plan.steps - self.meter.cost_steps(self.validator.row_cost(_device(self.model)))
+        if lr is None or spare < (self.plan.steps - self.plan.rung1) + self.plan.race_steps(1) + 2 * self.plan.rung1:
+            self.warnings.append(
+                f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "
+                f"tried and the grid could not extend past it ({'limit' if lr is None else 'budget'} reached)"
+            )
+            return None
+        return lr
+
+    # ---- rung 2 and the choice --------------------------------------------------------------------------------
+    def rung2(self, alive: list[Racer]) -> list[Racer]:
+        """The survivors continue to the branch point; each annealed branch is scored. Finalists, best first."""
+        device = _device(self.model)
+        rc = self.validator.row_cost(device)
+        val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
+        self.plan = replan_rung2(self.plan, self.meter.cost_steps(rc), val_rest, self.nominal)
+        batches = self._steps(self.plan.rung2 - self.plan.rung1)
+        branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
+        for r in alive:
+            opt, scaler = self._resume(r, r.key, race_schedule(r.lr, self.plan))
+            self.train(r, opt, scaler, batches)
+            if r.diverged:
+                self.store.drop(r.key)
+                continue
+            self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
+            _set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
+            probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
+            self.train(probe, opt, scaler, branch)
+            score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
+            r.scores.append((r.steps, score))
+            self.store.save(r.key + "-branch", self.model)
+        finalists = [r for r in alive if not r.diverged]
+        if not finalists:
+            raise FloatingPointError(
+                f"Auto: every finalist diverged before step {self.plan.rung2} "
+                f"({'; '.join(f'{r.lr:g}: {r.note}' for r in alive)})"
+            )
+        return self.order(finalists)
+
+    def order(self, finalists: list[Racer]) -> list[Racer]:
+        return rank_finalists(finalists, self.tie)
+
+    def _rows(self, round_: str) -> int:
+        from ._step import rows
+
+        n = self.validator.counts.get(round_, 1)
+        return self.validator.total_rows if self.validator.fn else sum(rows(b) or 1 for b in self.validator.batches[:n])
+
+    def run(self) -> list[Racer]:
+        return self.rung2(self.rung1())
+
+
+def rank_finalists(finalists: list[Racer], tie: float) -> list[Racer]:
+    """Finalists best first: the lowest score, except that the lowest learning rate within ``tie`` (relative)
+    of it goes first (the best lr of a short horizon over-estimates that of the full run)."""
+    best = min(finalists, key=lambda r: r.score)
+    near = [r for r in finalists if r.lr < best.lr and r.score <= best.score + tie * abs(best.score)]
+    first = min(near, key=lambda r: r.lr) if near else best
+    return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
+
+
+def _set_schedule(opt: torch.optim.Optimizer, schedule: Any) -> None:
+    """Give every group ``schedule`` times its ``lr_scale``."""
+    from adaptlr import schedules as S
+
+    for i, g in enumerate(opt.param_groups):
+        scale = float(g.get("adaptlr_auto_lr_scale", 1.0))
+        opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)  # type: ignore[attr-defined]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -1,0 +1,118 @@
+"""Scoring racers on held-out data, within the plan's share of the budget.
+
+The rule (see ``docs/auto.md``): every evaluation of a round reads the *same* subset of the validation batches
+(a fixed shuffle's first batches: common random numbers for the comparison), sized so that the round fits its
+share of the validation allowance at the *measured* cost of a row; the subsets grow from rung 1 to rung 2 to the
+commit, and the decisions that matter most (the finalists, the commit) read all of it whenever the budget allows.
+A validation *function* cannot be subset: it is timed and called as it is, and Auto warns when it costs more than
+its share.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _dist
+from ._plan import Meter, Plan, validation_rows
+from ._step import TrainStep, rows, timed
+
+__all__ = ["Validator"]
+
+ValFn = Callable[[nn.Module], float]
+
+
+class Validator:
+    """Score a model on the validation data: ``val`` is a sequence of batches (scored by the training step's
+    loss, the mean over rows) or a function ``model -> float`` (lower is better). ``val_cost``: a full pass's cost
+    in training steps, to plan without timing (reproducible plans); by default the cost is measured."""
+
+    def __init__(
+        self,
+        val: ValFn | Sequence[Any],
+        step: TrainStep,
+        meter: Meter,
+        *,
+        val_cost: float | None = None,
+        group: Any = None,
+    ) -> None:
+        self.step, self.meter, self.group = step, meter, group
+        self.fn: ValFn | None = val if callable(val) else None
+        self.batches: list[Any] = [] if self.fn is not None else list(val)  # type: ignore[arg-type]
+        if self.fn is None and not self.batches:
+            raise ValueError("Auto: the validation data is empty")
+        order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(0)).tolist()
+        self.batches = [self.batches[i] for i in order]
+        self.total_rows = sum(rows(b) or 1 for b in self.batches) if self.fn is None else 1
+        self.val_cost = val_cost
+        self.counts: dict[str, int] = {}  # round -> batches each evaluation of it reads
+        self.warned = False
+
+    def row_cost(self, device: torch.device) -> float:
+        """A row's cost in training steps: ``val_cost / total_rows`` when given, else measured (the same value on
+        every rank: rank 0's)."""
+        if self.val_cost is not None:
+            return float(self.val_cost) / self.total_rows
+        return _dist.broadcast_float(self.meter.row_cost, device, self.group)
+
+    def size(self, plan: Plan, device: torch.device, evaluations: dict[str, int]) -> None:
+        """Size each round's subset to the plan (call once a training step and a validation pass were timed)."""
+        wanted = validation_rows(plan, self.total_rows, self.row_cost(device), evaluations)
+        if self.fn is not None:
+            self.counts = dict.fromkeys(wanted, 1)
+            calls = sum(evaluations.values())
+            if calls * self.row_cost(device) > plan.val_allowance * 1.0001 and not self.warned:
+                self.warned = True
+                warnings.warn(
+                    f"Auto: the validation function costs {self.row_cost(device):.3g} training steps a call; its "
+                    f"{calls} calls exceed validation's share of the budget ({plan.val_allowance:.3g} steps), so the "
+                    "run will cost more than budget (the race keeps its steps). Pass validation batches instead "
+                    "(Auto then reads a subset of them sized to the budget) or a cheaper function.",
+                    stacklevel=3,
+                )
+            return
+        cum, counts = 0, {}
+        prefix = [0]
+        for b in self.batches:
+            cum += rows(b) or 1
+            prefix.append(cum)
+        for name, m in wanted.items():
+            n = next((i for i in range(1, len(prefix)) if prefix[i] >= m), len(self.batches))
+            counts[name] = _dist.min_int(max(1, n), device, self.group)
+        self.counts = counts
+
+    def probe(self, model: nn.Module) -> float:
+        """Score on the first batch alone (times a validation row before the plan is sized)."""
+        return self._score(model, 1)
+
+    def score(self, model: nn.Module, round_: str) -> float:
+        """Score the model for a decision of ``round_`` ("rung1", "rung2" or "commit"); lower is better, a
+        non-finite score is ``inf``."""
+        return self._score(model, self.counts.get(round_, len(self.batches) or 1))
+
+    def _score(self, model: nn.Module, count: int) -> float:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        if self.fn is not None:
+            fn = self.fn
+
+            def call() -> tuple[float, int]:
+                with torch.no_grad():
+                    was = model.training
+                    model.eval()
+                    try:
+                        value = float(fn(model))
+                    finally:
+                        model.train(was)
+                total, n = _dist.sum2(value, 1.0, device, self.group)
+                return total / n, 1
+
+            (value, n), seconds = timed(call)
+        else:
+            (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.group))
+        self.meter.validated(seconds, n)
+        return value if math.isfinite(value) else math.inf
