@@ -251,6 +251,15 @@ def test_prodigy_logs_d_times_lr_of_each_step_against_the_reference(tmp_path, pa
     assert _logged(trainer) == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.parametrize("path", ["optimizers", "trainer_schedule"])
+def test_schedule_free_logs_its_warmup_scaled_lr(tmp_path, path):
+    # Schedule-Free's step size is lr * min(1, (k + 1) / warmup_steps) (Defazio et al. 2024; schedulefree's warmup)
+    trainer = _free_trainer(tmp_path, adaptlr.ScheduleFreeAdamW, {"lr": 0.01, "warmup_steps": 4}, path, [])
+    trainer.train()
+    want = [0.01 * _multiplier(path, k) * min(1.0, (k + 1) / 4) for k in range(16)]
+    assert _logged(trainer) == pytest.approx(want, rel=1e-12)
+
+
 def test_effective_lr_callback_warns_where_the_trainer_reads_group_lr(tmp_path):
     with pytest.warns(UserWarning, match="EffectiveLRCallback supports the Trainer's LambdaLR"):
         _trainer(
