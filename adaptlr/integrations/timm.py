@@ -131,7 +131,7 @@ def _check_name(registry: Any, opt: Any) -> bool:
         would = f"build {getattr(built, '__qualname__', built)} from {getattr(built, '__module__', '?')}"
     except ValueError:
         would = f"look up {last!r}, which is not registered"
-    dropped = [piece for piece in prefix if piece != "lookahead"] if prefix[:1] == ["lookahead"] else prefix
+    dropped = prefix[1:] if prefix[:1] == ["lookahead"] else prefix  # (timm keeps a leading "lookahead")
     raise ValueError(
         f"Invalid timm optimizer name: {opt!r}. {_RULE}: {opt!r} would drop {'_'.join(dropped)!r} and {would}. "
         f"Write {'lookahead_' if prefix[:1] == ['lookahead'] else ''}{_PREFIX}<name>, e.g. 'adaptlr.adamw'."
