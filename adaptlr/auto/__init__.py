@@ -19,7 +19,7 @@ where racer states live (:class:`StateStore`).
 
 from ._auto import Auto
 from ._commit import Commit
-from ._fit import build_race, fit as _fit_race, result_of
+from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, check_optimizer, default_lrs
 from ._plan import Meter, Plan, make_plan, replan_rung2, validation_rows
 from ._race import Race, Racer, rank_finalists

@@ -146,6 +146,14 @@ class Auto:
             val_share=self.val_share,
         )
 
+    def planned_cost(self, steps: int, val_cost: float = 0.0) -> float:
+        """What the plan spends when no candidate diverges and the grid does not extend, in runs of ``steps``
+        steps: the run, the race's steps, and the validation passes (``val_cost`` training steps each, one per
+        score, the start's and the commit's), read on subsets that fit the plan's validation share."""
+        plan = self.plan(steps)
+        evals = plan.candidates + 2 + min(self.keep, plan.candidates) + 2
+        return (steps + plan.race_steps() + min(evals * float(val_cost), plan.val_allowance)) / steps
+
     def _limits(self) -> tuple[float, float]:
         if self.limits is not None:
             return self.limits
@@ -202,7 +210,9 @@ class Auto:
         elif len(args) == 2:
             train, val = args
         elif args:
-            raise TypeError("Auto.fit(model, train, val, steps=..., step_fn=...) or fit(model, loss_fn, train, val, steps)")
+            raise TypeError(
+                "Auto.fit(model, train, val, steps=..., step_fn=...) or fit(model, loss_fn, train, val, steps)"
+            )
         if train is None or val is None or steps is None:
             raise TypeError("Auto.fit needs train, val and steps")
         step = TrainStep(

@@ -35,14 +35,18 @@ def sum2(a: float, b: float, device: torch.device, group: Any = None) -> tuple[f
 
 def any_true(flag: bool, device: torch.device, group: Any = None) -> bool:
     """True on every rank when it is true on any rank."""
-    return bool(_reduce([1.0 if flag else 0.0], device, group, torch.distributed.ReduceOp.MAX if active(group) else None)[0])
+    return bool(
+        _reduce([1.0 if flag else 0.0], device, group, torch.distributed.ReduceOp.MAX if active(group) else None)[0]
+    )
 
 
 def broadcast_float(value: float, device: torch.device, group: Any = None) -> float:
     """Rank 0's ``value`` on every rank."""
     if not active(group):
         return value
-    out = _reduce([value if torch.distributed.get_rank(group) == 0 else 0.0], device, group, torch.distributed.ReduceOp.SUM)
+    out = _reduce(
+        [value if torch.distributed.get_rank(group) == 0 else 0.0], device, group, torch.distributed.ReduceOp.SUM
+    )
     return out[0]
 
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from .._validation import check_count
-from ._result import AutoResult
 from ._commit import Commit
 from ._grid import default_lrs, make_optimizer
 from ._plan import Meter
 from ._race import Race
+from ._result import AutoResult
 from ._step import Batches, TrainStep
 from ._store import StateStore
 from ._validate import Validator
@@ -114,8 +114,9 @@ def fit(
     process_group: Any = None,
 ) -> AutoResult:
     """Race, then commit; see :meth:`Auto.fit`."""
-    race = build_race(auto, model, train, val, steps, step, val_cost=val_cost, params=params,
-                      process_group=process_group)
+    race = build_race(
+        auto, model, train, val, steps, step, val_cost=val_cost, params=params, process_group=process_group
+    )
     was_training = model.training
     model.train()
     try:

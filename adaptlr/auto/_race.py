@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from . import _dist
 from ._grid import extension
 from ._plan import Meter, Plan, replan_rung2
 from ._schedules import branch_schedule, race_schedule
-from ._step import Batches, TrainStep, timed
+from ._step import Batches, TrainStep
 from ._store import StateStore
 from ._validate import Validator
 
@@ -88,22 +89,27 @@ class Race:
         rule = racer.rule
         device = _device(self.model)
         for step_batches in batches:
-            pending = list(step_batches)
-
-            def take(n: int) -> list[Any]:
-                while len(pending) < n:  # a step the scaler skipped takes fresh batches
-                    pending.extend(self.batches.take(self.step.accumulate))
-                out = pending[:n]
-                del pending[:n]
-                return out
-
-            loss, seconds = timed(lambda: self.step(self.model, opt, take, scaler))
+            start = time.perf_counter()
+            loss = self.step(self.model, opt, self._taker(list(step_batches)), scaler)
+            seconds = time.perf_counter() - start
             self.meter.trained(seconds)
             racer.steps += 1
             racer.losses.append(loss)
             if _dist.any_true(rule.observe(loss), device, self.group):
                 racer.diverged, racer.note = True, f"diverged at step {racer.steps} (loss {loss:.4g})"
                 return
+
+    def _taker(self, pending: list[Any]) -> Callable[[int], list[Any]]:
+        """Hand out a step's batches; a step the scaler skipped takes fresh ones."""
+
+        def take(n: int) -> list[Any]:
+            while len(pending) < n:
+                pending.extend(self.batches.take(self.step.accumulate))
+            out = pending[:n]
+            del pending[:n]
+            return out
+
+        return take
 
     def _steps(self, n: int) -> list[list[Any]]:
         return [self.batches.take(self.step.accumulate) for _ in range(n)]

@@ -117,7 +117,9 @@ class TrainStep:
             step_fn = _classic(loss_fn)  # type: ignore[arg-type]
         self.step_fn = step_fn
         self.accumulate = check_count("accumulate", accumulate, 1)
-        self.max_grad_norm = None if max_grad_norm is None else check_real("max_grad_norm", max_grad_norm, 0.0, low_open=True)
+        self.max_grad_norm = (
+            None if max_grad_norm is None else check_real("max_grad_norm", max_grad_norm, 0.0, low_open=True)
+        )
         if amp is not None and amp is not False and amp is not True and not isinstance(amp, torch.dtype):
             raise TypeError(f"Invalid amp: {amp!r} (expected None, True or a torch.dtype)")
         self.amp = amp

@@ -24,7 +24,8 @@ class LossScale:
     training run diverges when its loss is not finite, or when its level rises above ``ratio`` times the
     lowest level it has reached *and* above its first level (where the run started):
 
-    .. math:: \mathrm{lvl}_t > \max\big(\mathrm{lvl}_{\min} + (ratio - 1)\,|\mathrm{lvl}_{\min}|,\ \mathrm{lvl}_{first}\big)
+    .. math:: \mathrm{lvl}_t > \max\big(\mathrm{lvl}_{\min} + (r - 1)\,|\mathrm{lvl}_{\min}|,\
+              \ \mathrm{lvl}_{first}\big),\quad r = ratio
 
     (for positive losses: :math:`\mathrm{lvl}_t > ratio \cdot \mathrm{lvl}_{\min}`). ``lvl_first`` is the level
     once ``window`` losses were seen, so a nearly noiseless first minibatch does not set the scale; a model that

@@ -179,7 +179,7 @@ class AutoLR(pl.Callback):
         from .. import schedules as S
 
         for i, g in enumerate(opt.param_groups):
-            scale = float(g.get("adaptlr_auto_lr_scale", 1.0))
+            scale = float(g.pop("adaptlr_auto_lr_scale", 1.0))  # (the race's key: not left in the trainer's groups)
             opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
