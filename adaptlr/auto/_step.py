@@ -214,6 +214,8 @@ class _evaluating:
 def _classic(loss_fn: LossFn) -> StepFn:
     def step(model: nn.Module, batch: Any) -> torch.Tensor:
         try:
+            if isinstance(batch, Mapping):
+                raise TypeError
             inputs, targets = batch
         except (TypeError, ValueError):
             raise TypeError(
