@@ -84,7 +84,7 @@ class Commit:
         limit says stop (the run then ends early, said in the warnings)."""
         race, w = self.race, self.winner
         lost = w.steps - mark["steps"]
-        spare = race.plan.budget * race.plan.steps - race.meter.cost_steps(race.validator.row_cost(_device(race.model)))
+        spare = race.plan.budget * race.plan.steps - race.spent()
         if rollbacks >= self.max_rollbacks or spare < (race.plan.steps - mark["steps"]):
             self.warnings.append(f"the run at lr {self.lr:g} {w.note}; stopped there (no budget left to go on)")
             return False
@@ -128,7 +128,3 @@ class Commit:
 
 def _lr(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"]) / float(opt.param_groups[0].get("adaptlr_auto_lr_scale", 1.0))
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))

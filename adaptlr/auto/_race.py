@@ -99,6 +99,12 @@ class Race:
                 racer.diverged, racer.note = True, f"diverged at step {racer.steps} (loss {loss:.4g})"
                 return
 
+    def spent(self) -> float:
+        """What the race has cost so far, in training steps (validation at its row cost); rank 0's value on
+        every rank, so that every rank plans the same steps."""
+        device = _device(self.model)
+        return _dist.broadcast_float(self.meter.cost_steps(self.validator.row_cost(device)), device, self.group)
+
     def _taker(self, pending: list[Any]) -> Callable[[int], list[Any]]:
         """Hand out a step's batches; a step the scaler skipped takes fresh ones."""
 
@@ -180,7 +186,7 @@ class Race:
         if edge.diverged or edge.score > best + band:
             return None
         lr = extension([r.lr for r in self.racers], upward, self.limits)
-        spare = self.plan.budget * self.plan.steps - self.meter.cost_steps(self.validator.row_cost(_device(self.model)))
+        spare = self.plan.budget * self.plan.steps - self.spent()
         if lr is None or spare < (self.plan.steps - self.plan.rung1) + self.plan.race_steps(1) + 2 * self.plan.rung1:
             self.warnings.append(
                 f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "
@@ -195,7 +201,7 @@ class Race:
         device = _device(self.model)
         rc = self.validator.row_cost(device)
         val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
-        self.plan = replan_rung2(self.plan, self.meter.cost_steps(rc), val_rest, self.nominal)
+        self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal)
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
         branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
         for r in alive:
