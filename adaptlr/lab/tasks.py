@@ -372,3 +372,5 @@ for _task in [
     ),
 ]:
     register_task(_task)
+
+from . import tasks_stress as _tasks_stress  # noqa: E402, F401  (registers the stress and holdout tasks)

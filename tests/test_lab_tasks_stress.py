@@ -1,0 +1,128 @@
+"""The tuning-free benchmark's stress and holdout tasks: each builds, trains, has train / validation / test
+splits, is deterministic by seed, and has the property it was built for."""
+
+import math
+
+import pytest
+import torch
+
+from adaptlr.lab import data as D
+from adaptlr.lab import tasks_stress as S
+from adaptlr.lab.tasks import TASKS, get_task
+from adaptlr.lab.training import train
+
+NEW = list(S.STRESS + S.HOLDOUT)
+SLOW = {"charlm-bigval", "finetune"}  # 3,072 held-out windows per evaluation; pretraining in the data factory
+
+
+def _rows(data, split):
+    return sum(int(x.shape[0]) for x, _ in data.eval_batches(split))
+
+
+def test_sets_are_registered_and_disjoint():
+    assert set(NEW) <= set(TASKS)
+    assert len(set(S.STRESS) | set(S.HOLDOUT)) == 8 and not set(S.STRESS) & set(S.HOLDOUT)
+    for name, lrs in S.GRIDS.items():
+        assert name in S.STRESS and len(lrs) == 7
+        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    assert min(S.GRIDS["linreg-bigLR"]) < 0.1 < max(S.GRIDS["linreg-bigLR"])
+    assert max(S.GRIDS["tinylr"]) <= 1e-4
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in NEW])
+def test_task_trains_has_three_splits_and_is_deterministic(name):
+    task = get_task(name)
+    data = task.data()
+    x, y = next(data.batches(task.batch_size, torch.Generator().manual_seed(0)))
+    assert x.shape[0] == task.batch_size and y.shape[0] == task.batch_size
+    assert _rows(data, "val") > 0 and _rows(data, "test") > 0
+    lrs = S.GRIDS.get(name, (1e-3,))
+    spec = f"adamw(lr={lrs[len(lrs) // 2]}) + cosine(warmup=0.05)"  # the middle of the task's grid
+    runs = [train(task, spec, seed, steps=4, eval_every=4, log_every=1) for seed in (0, 0, 1)]
+    for r in runs:
+        assert not r["diverged"] and r["points"][-1]["step"] == 4
+        assert math.isfinite(r["final_metric"]) and math.isfinite(r["final_val_metric"])
+    losses = [[p["train_loss"] for p in r["points"]] for r in runs]
+    assert losses[0] == losses[1]  # the same seed: the same run
+    assert losses[0] != losses[2]  # another seed: another run (init or batches)
+
+
+def test_splits_are_disjoint_where_rows_are_drawn():
+    for name in ("linreg-bigLR", "tinylr", "near-optimum", "holdout-lstm-sines", "holdout-conv1d-waves"):
+        d = get_task(name).data()
+        rows = {tuple(r.flatten().tolist()) for r in torch.cat([d.x_train, d.x_val, d.x_test])}
+        assert len(rows) == len(d.x_train) + len(d.x_val) + len(d.x_test), name
+
+
+def test_charlm_bigval_validation_is_large_against_its_budget():
+    task = get_task("charlm-bigval")
+    data = task.data()
+    assert _rows(data, "val") == S.BIGVAL_WINDOWS >= 2400
+    assert _rows(data, "test") == 512
+    # one validation pass at a third of a training step per row: more than 8% of the budget
+    assert S.BIGVAL_WINDOWS / (3 * task.batch_size) > 0.08 * task.steps
+    text = D.load_shakespeare()
+    x, y = next(data.eval_batches("val"))
+    assert torch.equal(x[:, 1:], y[:, :-1]) and torch.equal(x[0], text.val[: text.block])
+
+
+def test_feature_scales_of_the_extreme_lr_tasks():
+    big = get_task("linreg-bigLR").data()
+    tiny = get_task("tinylr").data()
+    assert big.x_train.std().item() == pytest.approx(0.1, rel=0.05)
+    assert tiny.x_train.std().item() == pytest.approx(S.TINY_SCALE, rel=0.05)
+    # the least-squares weights that fit the small features are large, those of the huge ones tiny
+    w_big, _ = S.least_squares(big.x_train, big.y_train)
+    assert w_big.abs().mean().item() > 3.0
+    torch.manual_seed(0)
+    first = get_task("tinylr").model()[0]
+    pre = first(tiny.x_train)
+    assert 0.05 < pre.std().item() < 2.0  # the init puts pre-activations at the targets' scale
+
+
+def test_least_squares_matches_numpy():
+    np = pytest.importorskip("numpy")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 3, generator=g), torch.randn(50, 1, generator=g)
+    w, b = S.least_squares(x, y)
+    a = np.c_[x.double().numpy(), np.ones(50)]
+    ref = np.linalg.lstsq(a, y.double().numpy(), rcond=None)[0]
+    assert np.allclose(w.numpy().ravel(), ref[:3, 0], atol=1e-6) and abs(b.item() - ref[3, 0]) < 1e-6
+
+
+def test_near_optimum_starts_at_the_least_squares_fit():
+    task = get_task("near-optimum")
+    d = task.data()
+    w, b = S.least_squares(d.x_train, d.y_train)
+    torch.manual_seed(0)
+    model = task.model()
+    assert (model.weight - w).abs().max().item() < 0.1 and (model.bias - b).abs().item() < 0.1
+    start, _ = task.evaluate(model, d, "val")
+    residual = (d.y_val - d.x_val @ w.T - b).pow(2).mean().item()
+    assert start == pytest.approx(residual, rel=0.02)
+    assert residual > 3.0  # label noise std 2: the floor is ~4, and the fit is already there
+
+
+def test_finetune_starts_from_deterministic_pretrained_weights():
+    before = torch.get_rng_state()
+    S.pretrained_digits_mlp.cache_clear()
+    a = S.pretrained_digits_mlp()
+    assert torch.equal(torch.get_rng_state(), before)  # pretraining leaves the global RNG alone
+    S.pretrained_digits_mlp.cache_clear()
+    b = S.pretrained_digits_mlp()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    task = get_task("finetune")
+    d = task.data()
+    torch.manual_seed(0)
+    pretrained = task.model()
+    acc, _ = get_task("digits-mlp").evaluate(pretrained, d, "val")
+    torch.manual_seed(0)
+    fresh = S.mlp([64, 128, 10])
+    acc_fresh, _ = get_task("digits-mlp").evaluate(fresh, d, "val")
+    assert acc > 0.8 > 0.3 > acc_fresh  # the pretrained weights already solve most of the shifted task
+
+
+def test_diabetes_outliers_only_in_training_and_validation():
+    d = get_task("holdout-diabetes-outliers").data()
+    assert d.y_test.abs().max().item() < 4.0  # standardised clean targets
+    assert d.y_train.abs().max().item() > 5.0 and len(d.x_test) == 88
