@@ -122,8 +122,8 @@ class Muon(Optimizer):
         for p in self.param_groups[-1]["params"]:
             if p.ndim != 2:
                 raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}")
-            if p.is_complex():
-                raise ValueError("Muon does not support complex parameters")
+            if p.is_complex():  # (torch.optim.Muon's error, raised before anything runs rather than at the step)
+                raise RuntimeError("Muon does not support complex parameters")
 
     def _step_group(self, group: dict[str, Any]) -> None:
         params, grads, bufs = [], [], []

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import rules
-from .._validation import check_betas, check_real
+from .._validation import check_betas, check_lr, check_real
 from ..engines._select import check_columns, is_dtensor
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
@@ -58,6 +58,7 @@ class SparseAdam(Optimizer):
         fused: bool | None = None,
         nonfinite: str | None = None,
     ) -> None:
+        check_lr(lr)  # (first: None or a many-element tensor is refused naming lr, before float() sees it)
         if not callable(lr):
             check_real("lr", float(lr), 0.0, math.inf, low_open=True, high_open=True)
         check_real("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
