@@ -42,7 +42,7 @@ SWEEP = [f"adam(lr={lr})" for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)] + [
 
 def methods() -> list[str]:
     """The demo's method specs: the classics plus the LR-free methods available now."""
-    from adaptlr.lab.methods import available_methods
+    from adaptlr.lab import available_methods
 
     free = set(available_methods()["lr_free"])
     return CLASSIC + [m for m in LR_FREE if m in free]

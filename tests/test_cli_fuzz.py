@@ -121,7 +121,7 @@ def test_random_method_specs_validate_or_raise_a_spec_error(method):
     works, or it raises `SpecError` (never another exception)."""
     import torch
 
-    from adaptlr.lab.methods import SpecError, parse_method
+    from adaptlr.lab import SpecError, parse_method
 
     try:
         m = parse_method(method).validate(total_steps=4)

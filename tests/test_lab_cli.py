@@ -329,7 +329,7 @@ def test_find_lr_never_suggests_from_a_diverged_range(tmp_path, capsys):
 
 
 def test_a_store_url_is_printed_without_its_password(capsys):
-    from adaptlr.lab.cli import _shown
+    from adaptlr.lab.cli.common import shown as _shown
 
     assert _shown("postgresql://user:s3cret@db.example:5432/runs") == "postgresql://user:***@db.example:5432/runs"
     assert _shown("runs.db") == "runs.db"

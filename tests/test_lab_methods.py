@@ -8,15 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adaptlr
-from adaptlr.lab.methods import (
-    TUNE,
-    SpecError,
-    available_methods,
-    method_to_dict,
-    parse_method,
-    register_optimizer,
-    split_methods,
-)
+from adaptlr.lab import available_methods, register_optimizer
+from adaptlr.lab.grammar import TUNE, SpecError, method_to_dict, parse_method, split_methods
 
 
 @pytest.mark.parametrize(
@@ -246,7 +239,7 @@ def test_schedule_terms_are_schedule_specs():
     """One schedule language (issue 11): every lab schedule term is built by adaptlr.schedules.from_spec, and
     schedule(spec=...) takes any schedules spec as a multiplier of the lr, with fractions of the run."""
     from adaptlr import schedules as S
-    from adaptlr.lab.methods import schedule_spec
+    from adaptlr.lab.schedule_terms import schedule_spec
 
     p = [torch.nn.Parameter(torch.zeros(2))]
     b = parse_method("adam(lr=0.1) + cosine(warmup=0.1, final=0.01)").build(p, 100)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from test_lab_concurrency import compare_cmd, rows, same_points
 
-from adaptlr.lab.runner import compare
+from adaptlr.lab import compare
 from adaptlr.lab.store import Store, store_url
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,9 @@ STEPS = 200
 VICTIM = """
 import os, signal
 from adaptlr.lab import store
+from adaptlr.lab.store import claims
 
-store._worker_id = lambda: "victim-host/0/1"  # as if on another machine: its claim can only expire
+claims.worker_id = lambda: "victim-host/0/1"  # as if on another machine: its claim can only expire
 _add, _chunks = store.Store.add_points, []
 
 

@@ -11,10 +11,11 @@ import textwrap
 import pytest
 import torch
 
+from adaptlr.lab import compare, train
 from adaptlr.lab import data as D
-from adaptlr.lab.runner import Interrupted, compare, train
 from adaptlr.lab.store import Store
 from adaptlr.lab.tasks import Task, register_task
+from adaptlr.lab.training import Interrupted
 
 KW = dict(steps=40, batch_size=32, eval_every=5)
 
@@ -63,7 +64,7 @@ def test_resume_after_kill_has_no_duplicate_or_lost_rows(tmp_path):
     store = str(tmp_path / "runs.db")
     child = textwrap.dedent(f"""
         import os, signal
-        from adaptlr.lab.runner import Job, run_job
+        from adaptlr.lab.jobs import Job, run_job
         jobs = [Job("digits-logreg", "sgd(lr=0.5)", s, 40, 32, 5) for s in (0, 1)]
         run_job(jobs[0], {store!r})
         def progress(step, total, loss):

@@ -144,9 +144,10 @@ def test_heartbeats_keep_a_claim_alive(location):
 
 def test_a_claim_of_a_dead_local_process_is_taken_over_at_once(tmp_path):
     path = str(tmp_path / "runs.db")
-    child = (  # store.py alone (no torch to import): claim a run, then exit without releasing it
-        "import importlib.util, sys; "
-        f"spec = importlib.util.spec_from_file_location('adaptlr_store', {STORE_PY!r}); "
+    child = (  # the store package alone (no torch to import): claim a run, then exit without releasing it
+        "import importlib.util, os, sys; "
+        f"spec = importlib.util.spec_from_file_location('adaptlr_store', {STORE_PY!r}, "
+        f"submodule_search_locations=[os.path.dirname({STORE_PY!r})]); "
         "m = importlib.util.module_from_spec(spec); sys.modules['adaptlr_store'] = m; spec.loader.exec_module(m); "
         f"print(m.Store({path!r}).claim('t', 'm', 0, 'b', {{}}).id)"
     )

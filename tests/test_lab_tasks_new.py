@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adaptlr.lab import data as D
-from adaptlr.lab.runner import train
+from adaptlr.lab import train
 from adaptlr.lab.tasks import get_task
 
 NEW = ["adding-gru", "digits-autoencoder", "illcond-regression", "digits-resnet"]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adaptlr import schedules as S
+from adaptlr.lab import SpecError, parse_method
 from adaptlr.lab.cli import main
-from adaptlr.lab.methods import SpecError, parse_method
 from adaptlr.schedules._base import _FACTORIES
 
 MARKER_MODULE = """

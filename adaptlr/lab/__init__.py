@@ -4,13 +4,13 @@
 >>> lab.parse_method("adam(lr=3e-3) + cosine(warmup=0.05)").canonical
 'adam(lr=0.003) + cosine(warmup=0.05)'
 
-Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.grammar` (the spec grammar),
-:mod:`~adaptlr.lab.catalog` (the names a spec may use), :mod:`~adaptlr.lab.build` (a method's optimizer),
-:mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
-:mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the processes
-that train), :mod:`~adaptlr.lab.store` (SQLite results), :mod:`~adaptlr.lab.report` (tables and figures),
-:mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`; :mod:`~adaptlr.lab.methods` and
-:mod:`~adaptlr.lab.runner` re-export the names of the first six.
+Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data); method specs: :mod:`~adaptlr.lab.terms` (a spec's
+pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec
+may use), :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer);
+runs: :mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the
+store), :mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the
+processes that train), :mod:`~adaptlr.lab.store` (SQLite or PostgreSQL results); :mod:`~adaptlr.lab.report`
+(tables and figures), :mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`.
 Heavy libraries (matplotlib, rich, optuna, scikit-learn, mnist1d) are imported only when used.
 """
 

@@ -1,11 +1,12 @@
 """How a parsed :class:`~adaptlr.lab.grammar.Method` becomes a running optimizer.
 
-:func:`check_names` says whether every term is offered now and every optimizer argument exists,
+:func:`check_names` says whether every optimizer argument exists,
 :func:`validate_method` builds the method once on a throwaway parameter so that values the classes refuse are
 refused before any training, and :func:`build_method` constructs the optimizer (with its schedule) and the
 controllers of a run: a :class:`MethodBuild`, which the training loop drives (the lr of each step, the lr set by
-hand on torch.optim fallbacks, the effective lr it logs). :meth:`Method.validate` and :meth:`Method.build` are
-these functions.
+hand on torch.optim classes, the effective lr it logs). :meth:`Method.validate` and :meth:`Method.build` are
+these functions. What they need of a parsed method is :class:`ParsedMethod` (the grammar's :class:`Method` is
+one), so building knows nothing of parsing.
 """
 
 from __future__ import annotations
@@ -13,15 +14,29 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .catalog import _CONTROLLERS, _OPTIMIZERS, _controller_class, _did_you_mean, _resolve_class, _schedule_available
-from .grammar import SpecError, _schedule
+from . import catalog
+from .schedule_terms import build_schedule
+from .terms import SpecError, Term
 
-if TYPE_CHECKING:
-    from .grammar import Method
+__all__ = ["MethodBuild", "ParsedMethod", "build_method", "check_names", "validate_method"]
 
-__all__ = ["MethodBuild", "build_method", "check_names", "validate_method"]
+
+class ParsedMethod(Protocol):
+    """What building needs of a parsed method (:class:`adaptlr.lab.grammar.Method`)."""
+
+    @property
+    def optimizer(self) -> Term: ...
+    @property
+    def schedule(self) -> Term | None: ...
+    @property
+    def controllers(self) -> tuple[Term, ...]: ...
+    @property
+    def canonical(self) -> str: ...
+    @property
+    def tuned(self) -> list[tuple[int, str]]: ...
+    def optimizer_kwargs(self) -> dict[str, Any]: ...
 
 
 def _group_scale(group: Mapping[str, Any]) -> float:
@@ -74,56 +89,43 @@ class MethodBuild:
             return None
 
 
-def validate_method(method: Method, total_steps: int | None = None) -> Method:
+def validate_method(method: ParsedMethod, total_steps: int | None = None) -> None:
     """:meth:`Method.validate`: check ``method`` by building it once on a throwaway parameter."""
     check_names(method)
     import torch
 
-    cls = _resolve_class(method.optimizer.name)
+    cls = catalog.optimizer_class(method.optimizer.name)
     if isinstance(cls, type) and not issubclass(cls, torch.optim.Optimizer):
         # a method with a training loop of its own (``auto``): built from its arguments alone
         try:
             cls(**method.optimizer_kwargs())
         except (TypeError, ValueError) as e:
             raise SpecError(f"{method.canonical}: {e}") from None
-        return method
-    method.build([torch.nn.Parameter(torch.zeros(2, 2))], 1000 if total_steps is None else total_steps)
-    return method
+        return
+    build_method(method, [torch.nn.Parameter(torch.zeros(2, 2))], 1000 if total_steps is None else total_steps)
 
 
-def check_names(method: Method) -> None:
-    """Raise :class:`SpecError` unless every term of ``method`` is offered now and every optimizer argument
-    exists (and no ``?`` is left)."""
+def check_names(method: ParsedMethod) -> None:
+    """Raise :class:`SpecError` unless every optimizer argument of ``method`` exists (and no ``?`` is left);
+    its names were looked up when it was parsed."""
     if method.tuned:
         raise SpecError(f"'{method.canonical}' has '?' placeholders; fill them (adaptlr tune does)")
-    cls = _resolve_class(method.optimizer.name)
+    cls = catalog.optimizer_class(method.optimizer.name)
     if cls is None:
-        entry = _OPTIMIZERS.get(method.optimizer.name)
-        raise SpecError(
-            f"method {method.optimizer.name!r} is not available in this adaptlr "
-            f"(adaptlr.{entry.cls if entry else method.optimizer.name} does not exist yet)"
-        )
+        raise SpecError(f"unknown optimizer {method.optimizer.name!r}")
     params = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         allowed = [p for p in params if p != "params"]
         for k in method.optimizer.kwargs:
             if k not in allowed:
                 raise SpecError(
-                    f"{method.optimizer.name}: unknown argument {k!r}{_did_you_mean(k, allowed)} "
+                    f"{method.optimizer.name}: unknown argument {k!r}{catalog.did_you_mean(k, allowed)} "
                     f"(arguments: {', '.join(allowed)})"
                 )
-    if method.schedule is not None and not _schedule_available(method.schedule.name):
-        raise SpecError(f"schedule {method.schedule.name!r} is not available (adaptlr.schedules lacks it)")
-    for c in method.controllers:
-        if _controller_class(c.name) is None:
-            raise SpecError(
-                f"controller {c.name!r} is not available "
-                f"(adaptlr.controllers.{_CONTROLLERS[c.name][0]} does not exist yet)"
-            )
 
 
 def build_method(
-    method: Method, params: Iterable[Any], total_steps: int, higher_is_better: bool = False
+    method: ParsedMethod, params: Iterable[Any], total_steps: int, higher_is_better: bool = False
 ) -> MethodBuild:
     """:meth:`Method.build`: the optimizer (with its schedule) and the controllers of ``method``."""
     from adaptlr._validation import check_count
@@ -133,7 +135,7 @@ def build_method(
         check_count("total_steps", total_steps, 1)
     except (TypeError, ValueError) as e:
         raise SpecError(str(e)) from None
-    cls = _resolve_class(method.optimizer.name)
+    cls = catalog.optimizer_class(method.optimizer.name)
     kwargs = method.optimizer_kwargs()
     base_lr = kwargs.get("lr")
     if base_lr is None:
@@ -145,7 +147,7 @@ def build_method(
         if base_lr is None:
             raise SpecError(f"{method.optimizer.name} has no lr for the schedule {method.schedule} to scale")
         try:
-            schedule = _schedule(method.schedule, base_lr, total_steps)
+            schedule = build_schedule(method.schedule, base_lr, total_steps)
         except (TypeError, ValueError) as e:
             raise SpecError(f"{method.schedule}: {e}") from None
     native = cls.__module__.startswith("adaptlr")
@@ -157,8 +159,8 @@ def build_method(
         raise SpecError(f"{method.canonical}: {e}") from None
     controllers = []
     for c in method.controllers:
-        ccls = _controller_class(c.name)
-        ckw = {**_CONTROLLERS[c.name][1], **c.kwargs}
+        ccls = catalog.controller_class(c.name)
+        ckw = {**catalog.controller_defaults(c.name), **c.kwargs}
         ckw.setdefault("mode", "max" if higher_is_better else "min")
         try:
             controllers.append(ccls(optimizer, **ckw))

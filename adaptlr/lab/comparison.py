@@ -24,11 +24,11 @@ from typing import Any
 
 from .grammar import Method, parse_method
 from .jobs import Job, run_job
-from .progress import _Bars
+from .progress import Bars
 from .store import LeaseLost, Store
 from .tasks import get_task
 from .training import Interrupted
-from .workers import _die_with_parent, import_modules, limit_threads
+from .workers import die_with_parent, import_modules, limit_threads
 
 __all__ = ["CompareResult", "compare", "plan"]
 
@@ -121,7 +121,7 @@ def compare(
         for j in all_jobs:
             (result.skipped if st.status(j.task, j.method, j.seed, j.budget) == "done" else todo).append(j)
         if todo:
-            with _Bars(todo, progress) as bars:
+            with Bars(todo, progress) as bars:
                 if jobs <= 1:
                     _compare_inline(todo, st, bars, result)
                 else:
@@ -132,7 +132,7 @@ def compare(
     return result
 
 
-def _settle(st: Store, job: Job, outcome: str, err: str | None, result: CompareResult, bars: _Bars) -> bool:
+def _settle(st: Store, job: Job, outcome: str, err: str | None, result: CompareResult, bars: Bars) -> bool:
     """Book a job's outcome; True when it must be tried again later (another worker holds it)."""
     if outcome == "trained":
         result.done.append(job)
@@ -149,7 +149,7 @@ def _settle(st: Store, job: Job, outcome: str, err: str | None, result: CompareR
     return False
 
 
-def _compare_inline(todo: list[Job], st: Store, bars: _Bars, result: CompareResult) -> None:
+def _compare_inline(todo: list[Job], st: Store, bars: Bars, result: CompareResult) -> None:
     waiting = list(enumerate(todo))
     while waiting:
         again = []
@@ -188,7 +188,7 @@ def _init_worker(q: Any, stop: Any, imports: Sequence[str] = (), parent: int | N
 
     global _Q, _STOP
     if parent is not None:
-        _die_with_parent(parent)
+        die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells workers through `stop`
     limit_threads(1)
     import_modules(imports)
@@ -219,7 +219,7 @@ def _worker(index: int, job: Job, store: str) -> tuple[int, str, str | None]:
 
 
 def _compare_parallel(
-    todo: list[Job], st: Store, jobs: int, bars: _Bars, result: CompareResult, imports: tuple[str, ...] = ()
+    todo: list[Job], st: Store, jobs: int, bars: Bars, result: CompareResult, imports: tuple[str, ...] = ()
 ) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, wait

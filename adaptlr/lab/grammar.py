@@ -14,7 +14,8 @@ fraction of the run's step budget, anything else (``2.5``, a negative number) is
 steps ramps linearly from ``lr / w`` to ``lr`` (a first step at lr 0 would be wasted, and it stalls
 learning-rate-free methods that count only applied steps). A spec is data: its names are looked up only in the
 tables of :mod:`adaptlr.lab.catalog`, nothing in it is imported or evaluated; :mod:`adaptlr.lab.build` turns a
-parsed :class:`Method` into an optimizer, its schedule and its controllers.
+parsed :class:`Method` into an optimizer, its schedule and its controllers. A spec's pieces (:class:`Term`,
+:data:`TUNE`, :class:`SpecError`) are :mod:`adaptlr.lab.terms`'s.
 
 **One method, one canonical form.** :attr:`Method.canonical` (the store's key) lower-cases names, sorts
 arguments, writes the optimizer's lab default lr when the spec leaves it out, and leaves out every other
@@ -27,7 +28,7 @@ argument of the class; ``momentum`` and ``nesterov`` are SGD with ``momentum=0.9
 schedulefree_radam``; schedules (the optimizer's lr is the peak) ``constant``, ``warmup(steps)``,
 ``cosine(warmup, final)`` and ``linear(warmup, final)`` (``final`` a fraction of the peak), ``step(every,
 gamma)``, ``one_cycle(pct_start, div_factor, final_div_factor, anneal)``, ``wsd(warmup, decay, cooldown)``,
-each a shorthand for an :mod:`adaptlr.schedules` spec (:func:`schedule_spec`), and ``schedule(spec="...")``:
+each a shorthand for an :mod:`adaptlr.schedules` spec (:mod:`adaptlr.lab.schedule_terms`), and ``schedule(spec="...")``:
 any schedules spec, multiplying the lr, its durations fractions of the run where below 1
 (``schedule(spec="warmup(cosine(1.0, steps=0.9), steps=0.1)")``); controllers ``plateau(patience, factor,
 ...)`` (``adaptlr.controllers.ReduceOnPlateau``, fed the validation metric at every evaluation).
@@ -46,21 +47,12 @@ import ast
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .catalog import (
-    _CONTROLLERS,
-    _OPTIMIZERS,
-    _SCHEDULES,
-    _USER_OPTIMIZERS,
-    _all_names,
-    _controller_class,
-    _did_you_mean,
-    _resolve_class,
-)
-
-if TYPE_CHECKING:
-    from .build import MethodBuild
+from . import catalog
+from .build import MethodBuild, build_method, validate_method
+from .schedule_terms import schedule_spec
+from .terms import TUNE, SpecError, Term, format_value
 
 __all__ = [
     "TUNE",
@@ -72,50 +64,6 @@ __all__ = [
     "schedule_spec",
     "split_methods",
 ]
-
-
-class SpecError(ValueError):
-    """A method spec that cannot be parsed or built; the message says what and where."""
-
-
-class _Tune:
-    """The ``?`` placeholder: a value that ``adaptlr tune`` fills in."""
-
-    def __repr__(self) -> str:
-        return "?"
-
-    def __reduce__(self) -> str:
-        return "TUNE"
-
-
-TUNE = _Tune()
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_fmt(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    return repr(value)
-
-
-@dataclass(frozen=True)
-class Term:
-    """One ``name(key=value, ...)`` of a spec; ``args`` sorted by key."""
-
-    name: str
-    args: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.args)
-
-    def __str__(self) -> str:
-        return self.name + ("(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")" if self.args else "")
-
-    def with_args(self, **changes: Any) -> Term:
-        args = {**self.kwargs, **changes}
-        return Term(self.name, tuple(sorted(args.items())))
 
 
 @dataclass(frozen=True)
@@ -165,12 +113,8 @@ class Method:
         return " + ".join(str(t) for t in (opt, *self.terms[1:]))
 
     def optimizer_kwargs(self) -> dict[str, Any]:
-        name = self.optimizer.name
-        if name in _USER_OPTIMIZERS:
-            defaults = dict(_USER_OPTIMIZERS[name][1])
-        else:
-            defaults = dict(_OPTIMIZERS[name].defaults)
-        kwargs = {**defaults, **self.optimizer.kwargs}
+        """The optimizer's keyword arguments: the lab's defaults, then the spec's (lists as tuples)."""
+        kwargs = {**catalog.optimizer_defaults(self.optimizer.name), **self.optimizer.kwargs}
         return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
     def validate(self, total_steps: int | None = None) -> Method:
@@ -181,112 +125,13 @@ class Method:
         throwaway parameter (a run of ``total_steps``, or of 1,000 steps when not given), so that values the
         classes refuse (``sgd(lr=-1)``, ``plateau(factor=2)``, a schedule that would go negative) are refused
         here, not in the middle of a comparison. Returns ``self``."""
-        from .build import validate_method
-
-        return validate_method(self, total_steps)
-
-    def _check_names(self) -> None:
-        from .build import check_names
-
-        check_names(self)
+        validate_method(self, total_steps)
+        return self
 
     def build(self, params: Iterable[Any], total_steps: int, higher_is_better: bool = False) -> MethodBuild:
         """Construct the optimizer (with its schedule) and controllers for a run of ``total_steps``; a value
         that a class refuses is a :class:`SpecError` naming the term."""
-        from .build import build_method
-
         return build_method(self, params, total_steps, higher_is_better)
-
-
-def _duration(name: str, value: Any, total: int, minimum: int = 0) -> int:
-    """The library's one duration rule (:func:`adaptlr._validation.duration`), as a :class:`SpecError`."""
-    from adaptlr._validation import duration
-
-    try:
-        return duration(name, value, total, minimum=minimum)
-    except (TypeError, ValueError) as e:
-        raise SpecError(str(e)) from None
-
-
-def _real(name: str, value: Any) -> float:
-    """A finite number argument of a schedule term (:func:`adaptlr._validation.check_real`; a bool or a string is
-    refused, not read as 1 or parsed), as a :class:`SpecError`; the schedule checks its range."""
-    from adaptlr._validation import check_real
-
-    try:
-        return check_real(name, value)
-    except (TypeError, ValueError) as e:
-        raise SpecError(str(e)) from None
-
-
-def schedule_spec(term: Term, lr: float, total: int) -> dict[str, Any]:
-    """The ``adaptlr.schedules`` spec of a schedule term for a run of ``total`` steps with peak ``lr`` (the
-    optimizer's lr): the lab's schedule terms are shorthands for schedule specs, built by
-    :func:`adaptlr.schedules.from_spec` (one schedule language). ``schedule(spec=...)`` takes any schedule spec
-    as a multiplier of the lr, its durations possibly fractions of the run:
-    ``adam(lr=3e-3) + schedule(spec="warmup(cosine(1.0, steps=0.9), steps=0.1)")``."""
-    a = {**_SCHEDULES[term.name], **term.kwargs}
-    name = term.name
-    if name == "schedule":
-        from adaptlr.schedules._base import _parse_call
-
-        text = a["spec"]
-        if not isinstance(text, str) or not text.strip():
-            raise SpecError(f"Invalid spec: {text!r} (expected an adaptlr.schedules spec string)")
-        try:
-            inner = _parse_call(text.strip())
-        except (ValueError, RecursionError) as e:
-            raise SpecError(f"schedule(spec={text!r}): {e}") from None
-        return {"name": "scale", "schedule": inner, "factor": lr}
-    if name == "constant":
-        return {"name": "constant", "value": lr}
-    if name == "warmup":
-        w = _duration("steps", a["steps"], total, minimum=1)
-        return {"name": "warmup", "schedule": {"name": "constant", "value": lr}, "steps": w, "start": lr / w}
-    if name in ("cosine", "linear"):
-        w = _duration("warmup", a["warmup"], total)
-        rest = max(1, total - w)
-        final = lr * _real("final", a["final"])
-        body = (
-            {"name": "cosine", "init": lr, "steps": rest, "final": final}
-            if name == "cosine"
-            else {"name": "linear", "init": lr, "final": final, "steps": rest}
-        )
-        return {"name": "warmup", "schedule": body, "steps": w, "start": lr / w} if w > 0 else body
-    if name == "step":
-        return {
-            "name": "step",
-            "init": lr,
-            "step_size": _duration("every", a["every"], total, minimum=1),
-            "gamma": _real("gamma", a["gamma"]),
-        }
-    if name == "one_cycle":
-        return {
-            "name": "one_cycle",
-            "peak": lr,
-            "total_steps": total,
-            "pct_start": _real("pct_start", a["pct_start"]),
-            "anneal": a["anneal"],
-            "div_factor": _real("div_factor", a["div_factor"]),
-            "final_div_factor": _real("final_div_factor", a["final_div_factor"]),
-        }
-    if name == "wsd":
-        return {
-            "name": "wsd",
-            "peak": lr,
-            "steps": total,
-            "warmup": _duration("warmup", a["warmup"], total),
-            "decay": _duration("decay", a["decay"], total),
-            "cooldown": a["cooldown"],
-        }
-    raise SpecError(f"unknown schedule {name!r}")  # pragma: no cover - checked at parse time
-
-
-def _schedule(term: Term, lr: float, total: int) -> Any:
-    """The schedule of a term (see :func:`schedule_spec`), built by ``adaptlr.schedules.from_spec``."""
-    from adaptlr import schedules as S
-
-    return S.from_spec(schedule_spec(term, lr, total), total_steps=total)
 
 
 def _literal(node: ast.AST, spec: str) -> Any:
@@ -308,7 +153,7 @@ def _term(node: ast.AST, spec: str) -> Term:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         name = node.func.id.lower()
         if node.args:
-            if (name in _OPTIMIZERS or name in _USER_OPTIMIZERS) and len(node.args) == 1:
+            if catalog.is_optimizer(name) and len(node.args) == 1:
                 args = {"lr": _literal(node.args[0], spec)}
             else:
                 raise SpecError(f"in {spec!r}: {name}() takes keyword arguments only (name=value)")
@@ -335,27 +180,27 @@ def _flatten(node: ast.AST, spec: str) -> list[ast.AST]:
 def _assemble(terms: list[Term], spec: str) -> Method:
     opt, sched, ctrls = None, None, []
     for t in terms:
-        if t.name in _OPTIMIZERS or t.name in _USER_OPTIMIZERS:
+        if catalog.is_optimizer(t.name):
             if opt is not None:
                 raise SpecError(f"in {spec!r}: two optimizers ({opt.name}, {t.name}); a method has one")
             if t is not terms[0]:
                 raise SpecError(f"in {spec!r}: the optimizer term comes first")
             opt = t
-        elif t.name in _SCHEDULES:
+        elif catalog.is_schedule(t.name):
             if sched is not None:
                 raise SpecError(f"in {spec!r}: two schedules ({sched.name}, {t.name}); a method has one")
-            _check_args(t, _SCHEDULES[t.name], spec)
+            _check_args(t, catalog.schedule_defaults(t.name), spec)
             sched = t
-        elif t.name in _CONTROLLERS:
+        elif catalog.is_controller(t.name):
             ctrls.append(t)
         else:
-            raise SpecError(f"in {spec!r}: unknown name {t.name!r}{_did_you_mean(t.name, _all_names())}")
+            raise SpecError(f"in {spec!r}: unknown name {t.name!r}{catalog.did_you_mean(t.name, catalog.all_names())}")
     if opt is None:
-        raise SpecError(f"in {spec!r}: no optimizer term (one of: {', '.join(_OPTIMIZERS)})")
+        raise SpecError(f"in {spec!r}: no optimizer term (one of: {', '.join(catalog.builtin_optimizers())})")
     return Method(
         _normal_optimizer(opt),
-        None if sched is None else _without_defaults(sched, _SCHEDULES[sched.name]),
-        tuple(_without_defaults(c, _CONTROLLERS[c.name][1]) for c in ctrls),
+        None if sched is None else _without_defaults(sched, catalog.schedule_defaults(sched.name)),
+        tuple(_without_defaults(c, catalog.controller_defaults(c.name)) for c in ctrls),
     )
 
 
@@ -396,8 +241,8 @@ def _class_defaults(cls: type | None) -> dict[str, Any]:
 
 def _normal_optimizer(term: Term) -> Term:
     """The lab's defaults written in (``sgd`` -> ``sgd(lr=0.1)``), class defaults left out."""
-    lab = dict(_USER_OPTIMIZERS[term.name][1] if term.name in _USER_OPTIMIZERS else _OPTIMIZERS[term.name].defaults)
-    cls = _class_defaults(_resolve_class(term.name))
+    lab = catalog.optimizer_defaults(term.name)
+    cls = _class_defaults(catalog.optimizer_class(term.name))
     out = {}
     for k, v in {**lab, **term.kwargs}.items():
         default = lab.get(k, cls.get(k, _MISSING))
@@ -417,7 +262,7 @@ def _check_args(term: Term, allowed: Mapping[str, Any], spec: str) -> None:
     for k in term.kwargs:
         if k not in allowed:
             raise SpecError(
-                f"in {spec!r}: {term.name}() has no argument {k!r}{_did_you_mean(k, allowed)} "
+                f"in {spec!r}: {term.name}() has no argument {k!r}{catalog.did_you_mean(k, allowed)} "
                 f"(arguments: {', '.join(allowed) or 'none'})"
             )
 
@@ -443,10 +288,10 @@ def parse_method(spec: str | Mapping[str, Any] | Method) -> Method:
     terms = [_term(n, spec) for n in _flatten(tree, spec)]
     method = _assemble(terms, spec)
     for c in method.controllers:
-        cls = _controller_class(c.name)
-        allowed = dict(_CONTROLLERS[c.name][1])
-        if cls is not None:
-            allowed.update({k: None for k in inspect.signature(cls).parameters if k != "optimizer"})
+        allowed = catalog.controller_defaults(c.name)
+        allowed.update(
+            {k: None for k in inspect.signature(catalog.controller_class(c.name)).parameters if k != "optimizer"}
+        )
         _check_args(c, allowed, spec)
     return method
 
@@ -457,7 +302,7 @@ def _from_dict(d: Mapping[str, Any]) -> Method:
             return x
         x = dict(x)
         name = x.pop("name")
-        return name + "(" + ", ".join(f"{k}={_fmt(v) if v is not TUNE else '?'}" for k, v in x.items()) + ")"
+        return name + "(" + ", ".join(f"{k}={format_value(v) if v is not TUNE else '?'}" for k, v in x.items()) + ")"
 
     parts = [term(d["optimizer"])]
     if d.get("schedule"):

@@ -20,7 +20,7 @@ from .grammar import Method, method_to_dict, parse_method
 from .store import LeaseLost, Store, budget_key
 from .tasks import Task, get_task
 from .training import Interrupted, train
-from .workers import _exit_if_orphaned
+from .workers import exit_if_orphaned
 
 __all__ = ["Job", "run_job"]
 
@@ -90,7 +90,7 @@ def _run_claimed(
 ) -> dict[str, Any] | None:
     task = get_task(job.task)
     method = parse_method(job.method)
-    _exit_if_orphaned()
+    exit_if_orphaned()
     claim = st.claim(job.task, job.method, job.seed, job.budget, _config(job, task, method))
     if claim is None:
         return None
@@ -98,11 +98,11 @@ def _run_claimed(
         with st.keep_alive(claim) as lost:
 
             def halt() -> bool:
-                _exit_if_orphaned()
+                exit_if_orphaned()
                 return lost.is_set() or (stop is not None and stop())
 
             def write(points: list[dict[str, Any]]) -> None:
-                _exit_if_orphaned()
+                exit_if_orphaned()
                 st.add_points(claim, points)
 
             try:
@@ -122,7 +122,7 @@ def _run_claimed(
                 if lost.is_set():
                     raise LeaseLost(f"the claim on {job.task} / {job.label} was taken over") from None
                 raise
-        _exit_if_orphaned()
+        exit_if_orphaned()
         st.finish_run(claim, result["last_chunk"], result)
     except LeaseLost:
         raise  # nothing of ours is left to remove

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .jobs import Job
 
 
-class _Bars:
+class Bars:
     """rich progress: one bar overall and one per job in training (or nothing when ``enabled`` is false)."""
 
     def __init__(self, jobs: Sequence[Job], enabled: bool) -> None:
@@ -36,7 +36,7 @@ class _Bars:
             )
             self.overall = self.progress.add_task("all runs", total=len(jobs), loss="")
 
-    def __enter__(self) -> _Bars:
+    def __enter__(self) -> Bars:
         if self.progress is not None:
             self.progress.start()
         return self

@@ -208,10 +208,7 @@ def train(
     ``DIVERGE_FACTOR`` times the first.
     """
     task = get_task(task) if isinstance(task, str) else task
-    method = parse_method(method)
-    steps = int(steps or task.steps)
-    task = get_task(task) if isinstance(task, str) else task
-    method = parse_method(method)
+    method = parse_method(method)  # a parsed Method (what a job passes) is taken as it is
     steps = int(steps or task.steps)
     batch_size = int(batch_size or task.batch_size)
     eval_every = int(eval_every or task.eval_every or max(1, steps // 10))

@@ -2,8 +2,8 @@
 
 :func:`limit_threads` and :func:`import_modules` set up any process that trains (the CLI's, and every worker of
 a parallel :func:`~adaptlr.lab.comparison.compare`). A worker process dies with the process that started it:
-Linux kills it when its parent dies (``prctl(PR_SET_PDEATHSIG)``, :func:`_die_with_parent`), and elsewhere it
-checks its parent before every step and write (:func:`_exit_if_orphaned`), so it never writes after its parent
+Linux kills it when its parent dies (``prctl(PR_SET_PDEATHSIG)``, :func:`die_with_parent`), and elsewhere it
+checks its parent before every step and write (:func:`exit_if_orphaned`), so it never writes after its parent
 is gone. The pool of worker processes itself is in :mod:`adaptlr.lab.comparison`.
 """
 
@@ -15,21 +15,21 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["PR_SET_PDEATHSIG", "import_modules", "limit_threads"]
+__all__ = ["PR_SET_PDEATHSIG", "die_with_parent", "exit_if_orphaned", "import_modules", "limit_threads"]
 
 _PARENT: int | None = None  # set in worker processes: the pid of the process that started them
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _exit_if_orphaned() -> None:
+def exit_if_orphaned() -> None:
     """In a worker whose parent has died: exit at once, writing nothing (its claim expires)."""
     if _PARENT is not None and os.getppid() != _PARENT:
         os._exit(70)
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere the
-    parent-pid check before every step and write (:func:`_exit_if_orphaned`) does the job."""
+    parent-pid check before every step and write (:func:`exit_if_orphaned`) does the job."""
     global _PARENT
     _PARENT = parent
     if sys.platform.startswith("linux"):
@@ -41,7 +41,7 @@ def _die_with_parent(parent: int) -> None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
             pass
-    _exit_if_orphaned()  # the parent may have died before prctl took effect
+    exit_if_orphaned()  # the parent may have died before prctl took effect
 
 
 def limit_threads(n: int = 1) -> None:
