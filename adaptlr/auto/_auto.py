@@ -178,6 +178,7 @@ class Auto:
         accumulate: int = 1,
         max_grad_norm: float | None = None,
         process_group: Any = None,
+        checkpoint_dir: str | None = None,
     ) -> AutoResult:
         """Train ``model`` for a budget of ``steps`` steps and commit the chosen model into it.
 
@@ -199,7 +200,10 @@ class Auto:
         (default: the world). ``on_step(step, loss, lr, live)``: called for every step of the committed lineage
         (``live=False`` for the race steps, replayed once the winner is known). ``race_only``: stop at the
         branch point with the winner loaded (its ``result.commit.finish()`` decides keep-best later: the
-        Lightning and Hugging Face callbacks train the rest themselves).
+        Lightning and Hugging Face callbacks train the rest themselves). ``checkpoint_dir``: record the race
+        and the run there (racer states on disk), so that a ``fit`` killed at any moment and started again with
+        the same arguments resumes; bit-identical with ``val_cost`` given and data in a fixed order
+        (:mod:`adaptlr.auto._journal` says exactly when).
 
         The model ends with the committed parameters and buffers, in the train/eval mode it came in with.
         """
@@ -230,4 +234,5 @@ class Auto:
             on_step=on_step,
             race_only=race_only,
             process_group=process_group,
+            checkpoint_dir=checkpoint_dir,
         )

@@ -41,6 +41,7 @@ class Commit:
     warnings: list[str] = field(default_factory=list)
     committed: str = ""
     val_score: float = math.inf
+    rollbacks: int = 0
 
     def __post_init__(self) -> None:
         self.lr = self.winner.lr
@@ -56,27 +57,35 @@ class Commit:
         self.optimizer, self.scaler = self.race._resume(self.winner, self.winner.key, self.schedule())
         return self.optimizer
 
+    def resume(self, extra: dict[str, Any]) -> torch.optim.Optimizer:
+        """Take up the run at its last rollback point (a fit interrupted during the run)."""
+        self.lr, self.rollbacks = float(extra["lr"]), int(extra["rollbacks"])
+        self.warnings = list(extra["warnings"])
+        self.optimizer, self.scaler = self.race._resume(self.winner, "run", self.schedule())
+        return self.optimizer
+
     def run(self, on_step: OnStep | None = None) -> bool:
         """Train the winner to the end of the run (:meth:`start` first); False when it had to stop early."""
         race, plan, w = self.race, self.race.plan, self.winner
         every = max(1, int(self.snapshot_every * plan.steps))
         mark = self._mark()
-        rollbacks = 0
         while w.steps < plan.steps:
             if w.steps - mark["steps"] >= every:
                 mark = self._mark()
             lr = _lr(self.optimizer)  # (the lr this step uses; group["lr"] then moves on to the next one)
             race.train(w, self.optimizer, self.scaler, race._steps(1))
             if w.diverged:
-                if not self._rollback(mark, rollbacks):
+                if not self._rollback(mark, self.rollbacks):
                     return False
-                rollbacks += 1
+                self.rollbacks += 1
             elif on_step is not None:
                 on_step(w.steps, w.losses[-1], lr, True)
         return True
 
     def _mark(self) -> dict[str, Any]:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
+        extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
+        self.race._record("run", self.race.batches.taken, extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 
     def _rollback(self, mark: dict[str, Any], rollbacks: int) -> bool:

@@ -13,6 +13,7 @@ from torch import nn
 from .._validation import check_count
 from ._commit import Commit
 from ._grid import default_lrs, make_optimizer
+from ._journal import Journal
 from ._plan import Meter
 from ._race import Race
 from ._result import AutoResult
@@ -45,6 +46,7 @@ def build_race(
     val_cost: float | None = None,
     params: Iterable[Any] | None = None,
     process_group: Any = None,
+    checkpoint_dir: str | None = None,
 ) -> Race:
     """The :class:`Race` of ``auto`` on ``model`` (what ``fit``, the Lightning and the Hugging Face callbacks
     run): its inner optimizer factory, plan, validator, state store and meter."""
@@ -53,6 +55,8 @@ def build_race(
     decay_lr = max(default_lrs(cls))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     meter = Meter()
+    journal = Journal(checkpoint_dir) if checkpoint_dir is not None else None
+    store = StateStore("disk", journal.states) if journal else StateStore(auto.offload, auto.offload_dir)
     return Race(
         model=model,
         step=step,
@@ -62,13 +66,14 @@ def build_race(
         lrs=auto.lrs,
         batches=Batches(train),
         validator=Validator(val, step, meter, val_cost=val_cost, group=process_group),
-        store=StateStore(auto.offload, auto.offload_dir),
+        store=store,
         meter=meter,
         nominal=(auto.rung1, auto.rung2, auto.branch),
         limits=auto._limits(),
         extend=auto.extend,
         tie=auto.tie,
         group=process_group,
+        journal=journal,
     )
 
 
@@ -112,11 +117,24 @@ def fit(
     on_step: OnStep | None = None,
     race_only: bool = False,
     process_group: Any = None,
+    checkpoint_dir: str | None = None,
 ) -> AutoResult:
     """Race, then commit; see :meth:`Auto.fit`."""
     race = build_race(
-        auto, model, train, val, steps, step, val_cost=val_cost, params=params, process_group=process_group
+        auto,
+        model,
+        train,
+        val,
+        steps,
+        step,
+        val_cost=val_cost,
+        params=params,
+        process_group=process_group,
+        checkpoint_dir=checkpoint_dir,
     )
+    recorded = race.journal.load() if race.journal is not None else None
+    if recorded is not None:
+        race.restore(recorded)
     was_training = model.training
     model.train()
     try:
@@ -126,7 +144,10 @@ def fit(
             race.store.load("start", model)
             raise
         commit = Commit(race, finalists[0], auto.tail, auto.keep_best, auto.cooldown)
-        commit.start()
+        if race.phase == "run":
+            commit.resume(recorded["extra"])  # type: ignore[index]
+        else:
+            commit.start()
         if on_step is not None:
             schedule = commit.schedule()
             for i, loss in enumerate(commit.winner.losses):
@@ -135,7 +156,10 @@ def fit(
             return result_of(race, commit, "race")
         ended = commit.run(on_step)
         committed = commit.finish(model, ended=ended)
-        return result_of(race, commit, committed)
+        result = result_of(race, commit, committed)
+        if race.journal is not None:
+            race.journal.clear()  # (done: nothing to resume)
+        return result
     finally:
         model.train(was_training)
         if not race_only:

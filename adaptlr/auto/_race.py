@@ -81,6 +81,10 @@ class Race:
     racers: list[Racer] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     start_score: float = math.inf
+    journal: Any = None  # a Journal: progress written to disk (resumable fit)
+    alive_lrs: list[float] = field(default_factory=list)  # the rung-1 survivors
+    phase: str = "rung1"  # where a resumed race stands
+    offset: int = 0  # batches taken when the current phase's batches were drawn
 
     # ---- training one lineage ------------------------------------------------------------------------------
     def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
@@ -129,11 +133,13 @@ class Race:
     # ---- rung 1 ------------------------------------------------------------------------------------------------
     def rung1(self) -> list[Racer]:
         """Every candidate from the start (the grid extending past a winning edge); the ``keep`` best survive."""
-        self.store.save("start", self.model)
-        self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
+        if not self.racers:  # (a resumed race has its start and its sizes already)
+            self.store.save("start", self.model)
+            self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
         batches = self._steps(self.plan.rung1)
-        pending = list(self.lrs)
-        added = {True: 0, False: 0}
+        raced = {r.lr for r in self.racers}
+        pending = [lr for lr in self.lrs if lr not in raced]
+        added = {True: sum(r.lr > max(self.lrs) for r in self.racers), False: sum(r.lr < min(self.lrs) for r in self.racers)}
         while pending:
             for lr in pending:
                 self._rung1_one(Racer(lr), batches)
@@ -149,6 +155,7 @@ class Race:
                 f"Auto: every candidate learning rate diverged within {self.plan.rung1} steps "
                 f"(tried {sorted(r.lr for r in self.racers)}); {self.racers[0].note}"
             )
+        self.alive_lrs = [r.lr for r in alive[: self.plan.keep]]
         return alive[: self.plan.keep]
 
     def _rung1_one(self, racer: Racer, batches: list[list[Any]]) -> None:
@@ -168,10 +175,16 @@ class Race:
             self.store.load("start", self.model)
             self.start_score = self.validator.score(self.model, "rung1")
         if racer.diverged:
+            self._record("rung1", 0)
             return
         ranked = sorted((r for r in self.racers if not r.diverged and r.key in self.store), key=lambda r: r.score)
         for r in ranked[self.plan.keep :]:  # (memory: only the states still in the running are kept)
             self.store.drop(r.key)
+        self._record("rung1", 0)
+
+    def _record(self, phase: str, offset: int, extra: dict[str, Any] | None = None) -> None:
+        if self.journal is not None:
+            self.journal.write(self, phase, offset, extra)
 
     def _next_edge(self, upward: bool, added: int) -> float | None:
         """A half-decade past the edge when the edge is the best or within ``tie`` of it, within the limits,
@@ -199,16 +212,21 @@ class Race:
     def rung2(self, alive: list[Racer]) -> list[Racer]:
         """The survivors continue to the branch point; each annealed branch is scored. Finalists, best first."""
         device = _device(self.model)
-        rc = self.validator.row_cost(device)
-        val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
-        self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal)
+        if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
+            rc = self.validator.row_cost(device)
+            val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
+            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal)
+            self.offset = self.batches.taken
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
         branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
         for r in alive:
+            if len(r.scores) == 2 or r.diverged:  # (done before an interruption)
+                continue
             opt, scaler = self._resume(r, r.key, race_schedule(r.lr, self.plan))
             self.train(r, opt, scaler, batches)
             if r.diverged:
                 self.store.drop(r.key)
+                self._record("rung2", self.offset)
                 continue
             self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
             _set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
@@ -217,6 +235,7 @@ class Race:
             score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
             r.scores.append((r.steps, score))
             self.store.save(r.key + "-branch", self.model)
+            self._record("rung2", self.offset)
         finalists = [r for r in alive if not r.diverged]
         if not finalists:
             raise FloatingPointError(
@@ -235,7 +254,29 @@ class Race:
         return self.validator.total_rows if self.validator.fn else sum(rows(b) or 1 for b in self.validator.batches[:n])
 
     def run(self) -> list[Racer]:
-        return self.rung2(self.rung1())
+        """Race (or go on with a resumed race) and return the finalists, best first."""
+        if self.phase == "rung1":
+            return self.rung2(self.rung1())
+        self.batches.skip(self.offset)
+        alive = [r for lr in self.alive_lrs for r in self.racers if r.lr == lr]
+        if self.phase == "rung2":
+            return self.rung2(alive)
+        return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up a race recorded by a :class:`Journal` (see :mod:`adaptlr.auto._journal`)."""
+        from ._journal import restore_meter, restore_racer
+        from ._plan import Plan
+
+        self.racers = [restore_racer(Racer(float(r["lr"])), r) for r in state["racers"]]
+        self.alive_lrs = [float(x) for x in state["alive"]]
+        self.plan = Plan(**state["plan"])
+        self.validator.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.start_score = math.inf if state["start_score"] is None else float(state["start_score"])
+        self.warnings = list(state["warnings"])
+        restore_meter(self.meter, state["meter"])
+        self.phase, self.offset = str(state["phase"]), int(state["offset"])
+        torch.set_rng_state(state["rng"])
 
 
 def rank_finalists(finalists: list[Racer], tie: float) -> list[Racer]:

@@ -74,6 +74,10 @@ class Batches:
             if empty:
                 raise ValueError(f"Auto: the training data is empty (epoch {epoch})")
 
+    def skip(self, n: int) -> None:
+        """Fast-forward past ``n`` batches (a resumed fit)."""
+        self.take(n)
+
     def take(self, n: int) -> list[Any]:
         out = []
         for _ in range(n):

@@ -49,9 +49,10 @@ class StateStore:
         if self.where == "disk":
             if directory is None:
                 self._dir, self._own_dir = Path(tempfile.mkdtemp(prefix="adaptlr-auto-")), True
-            else:
+            else:  # (files already there are snapshots of an interrupted fit, taken up again)
                 self._dir = Path(directory)
                 self._dir.mkdir(parents=True, exist_ok=True)
+                self._items = {p.stem: p for p in self._dir.glob("*.pt")}
 
     def _target(self, model: nn.Module) -> torch.device | str:
         if self.where == "device":
@@ -65,8 +66,7 @@ class StateStore:
             "opt": opt.state_dict() if opt is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
         }
-        if self.where == "disk":
-            assert self._dir is not None  # (set in __init__ for disk)
+        if self._dir is not None:  # (disk)
             path = self._dir / f"{key}.pt"
             tmp = path.with_suffix(".tmp")
             torch.save(_to(state, "cpu"), tmp)
