@@ -117,7 +117,9 @@ class Schedule:
 
     @property
     def spec(self) -> dict[str, Any]:
-        """JSON-able description: ``{"name": factory, **arguments}``; nested schedules are nested specs."""
+        """JSON-able description: ``{"name": factory, **arguments}``; nested schedules are nested specs, a function
+        its registered name. :class:`NoSpecError` when the schedule holds an unregistered function (then
+        ``getattr(schedule, "spec", None)`` is ``None``)."""
         return {"name": self.name, **{k: _to_spec(v) for k, v in self.params.items()}}
 
     def __eq__(self, other: object) -> bool:
