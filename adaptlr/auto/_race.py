@@ -139,7 +139,8 @@ class Race:
         batches = self._steps(self.plan.rung1)
         raced = {r.lr for r in self.racers}
         pending = [lr for lr in self.lrs if lr not in raced]
-        added = {True: sum(r.lr > max(self.lrs) for r in self.racers), False: sum(r.lr < min(self.lrs) for r in self.racers)}
+        above, below = max(self.lrs), min(self.lrs)
+        added = {True: sum(r.lr > above for r in self.racers), False: sum(r.lr < below for r in self.racers)}
         while pending:
             for lr in pending:
                 self._rung1_one(Racer(lr), batches)
