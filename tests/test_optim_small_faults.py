@@ -77,3 +77,30 @@ def test_lbfgs_trains_half_precision_parameters(line_search, dtype):
     state = opt.state[x]
     assert state["d"].dtype == state["prev_flat_grad"].dtype == torch.float32
     assert all(torch.isfinite(torch.as_tensor(r)) and torch.as_tensor(r).dtype == torch.float32 for r in state["ro"])
+
+
+def test_lbfgs_continues_from_a_float16_checkpoint_of_torch():
+    """torch's float16 state (before it overflows) loads; the run continues in float32 to the minimiser."""
+    a, b, solution = _quadratic(torch.float16)
+    x = torch.zeros(8, dtype=torch.float16, requires_grad=True)
+
+    def closure_of(opt, x):
+        def closure():
+            opt.zero_grad()
+            loss = 0.5 * x @ a @ x - b @ x
+            loss.backward()
+            return loss
+
+        return closure
+
+    theirs = torch.optim.LBFGS([x], max_iter=2)
+    theirs.step(closure_of(theirs, x))
+    assert theirs.state[x]["prev_flat_grad"].dtype == torch.float16
+    y = x.detach().clone().requires_grad_()
+    ours = adaptlr.LBFGS([y], max_iter=2)
+    ours.load_state_dict(theirs.state_dict())
+    for _ in range(5):
+        ours.step(closure_of(ours, y))
+    assert bool(torch.isfinite(y).all()) and ours.state[y]["d"].dtype == torch.float32
+    eps = torch.finfo(torch.float16).eps
+    assert float((y.detach().double() - solution).abs().max()) <= 40 * eps * float(solution.abs().max())

@@ -71,7 +71,8 @@ class LBFGS(Optimizer):
 
     For float16 and bfloat16 parameters the flat vectors and scalars are float32 (torch's, kept in float16,
     overflow: :math:`1 / y^\top s` is inf once :math:`y^\top s < 1.5 \cdot 10^{-5}`, and the parameters turn nan);
-    the parameters keep their dtype.
+    the parameters keep their dtype. A float16 checkpoint of torch's LBFGS loads and continues in float32; the
+    other way, torch's LBFGS cannot mix these float32 vectors with its float16 gradients.
 
     One param group only, and all parameters on one device (as torch). The state is global and kept under the
     first parameter, with torch's names (``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
@@ -204,6 +205,9 @@ class LBFGS(Optimizer):
         d, t = state.get("d"), state.get("t")
         old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
         h_diag, prev_flat_grad, prev_loss = state.get("H_diag"), state.get("prev_flat_grad"), state.get("prev_loss")
+        if prev_flat_grad is not None and prev_flat_grad.dtype != flat_grad.dtype:  # a float16 checkpoint (torch's)
+            d, prev_flat_grad = d.to(flat_grad.dtype), prev_flat_grad.to(flat_grad.dtype)
+            old_dirs, old_stps = [v.to(flat_grad.dtype) for v in old_dirs], [v.to(flat_grad.dtype) for v in old_stps]
         n_iter = 0
         while n_iter < max_iter:
             n_iter += 1
