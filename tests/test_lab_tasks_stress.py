@@ -126,3 +126,92 @@ def test_diabetes_outliers_only_in_training_and_validation():
     d = get_task("holdout-diabetes-outliers").data()
     assert d.y_test.abs().max().item() < 4.0  # standardised clean targets
     assert d.y_train.abs().max().item() > 5.0 and len(d.x_test) == 88
+
+
+# ---- the benchmark's task sets, method selection and compute report ----------------------------------------
+
+
+def test_task_sets_resolve_in_order_once():
+    from adaptlr.lab import tuning_free as TF
+
+    sets = TF.task_sets()
+    assert sets["stress"] == list(S.STRESS) and sets["holdout"] == list(S.HOLDOUT)
+    assert "linreg" in sets["old"] and not set(sets["old"]) & set(NEW) and len(sets["old"]) == 12
+    assert TF.resolve_tasks("linreg,stress,linreg") == ["linreg", *S.STRESS]
+    assert TF.resolve_tasks("all") == list(TASKS)
+    with pytest.raises(KeyError, match="did you mean 'tinylr'"):
+        TF.resolve_tasks("tinyl")
+    with pytest.raises(ValueError, match="names no task"):
+        TF.resolve_tasks(",")
+    assert TF.grid_lrs("tinylr") == S.GRIDS["tinylr"] and TF.grid_lrs("linreg") == TF.GRID_LRS
+    assert TF.Bench().tasks == sets["old"] + sets["stress"]  # the holdout set only when asked for
+
+
+def test_parse_methods_labels_and_validation():
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.grammar import SpecError
+
+    got = TF.parse_methods(["auto(budget=1.5)", "plain=adamw(lr=0.01)"])
+    assert got == {"auto(budget=1.5)": "auto(budget=1.5)", "plain": "adamw(lr=0.01)"}
+    with pytest.raises(ValueError, match="twice or reserved"):
+        TF.parse_methods(["a=sgd(lr=0.1)", "a=sgd(lr=0.2)"])
+    with pytest.raises(SpecError):
+        TF.parse_methods(["nosuchoptimizer(lr=1)"])
+
+
+def test_compute_table_marks_paired_walls_and_planned_costs():
+    from adaptlr.lab import tuning_free as TF
+
+    def m(cost, wall, how="counted", paired=False):
+        return {"tests": [1.0], "median": 1.0, "cost": cost, "cost_how": how, "wall": wall, "wall_paired": paired}
+
+    summary = {
+        "t": {
+            "metric": "mse",
+            "higher_is_better": False,
+            "steps": 10,
+            "methods": {TF.GRID: m(7.0, 6.5), "Auto": m(1.3, 1.42, "measured", True), "B": m(1.5, None, "planned")},
+        }
+    }
+    rows = [line for line in TF.compute_table(summary).splitlines() if line.startswith("| t |")]
+    assert rows == ["| t | 7.00 / 6.50 | 1.30 / 1.42* | ~1.50 / - |"]
+    text = TF.table(summary)
+    auto = next(line for line in text.splitlines() if line.startswith("| Auto |"))
+    assert auto.split("|")[6:9] == [" 1.30 ", " 1.42 ", " 1.42 "]  # compute, wall median, wall max
+
+
+@pytest.mark.slow
+def test_methods_only_reuses_the_grid_and_times_a_plain_run_beside_each(tmp_path, monkeypatch):
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.store import Store
+
+    monkeypatch.setattr(TF, "GRID_LRS", (1e-3, 1e-1))
+    grid_only = TF.Bench(str(tmp_path / "b.db"), ["linreg"], (0, 1), steps=30)
+    TF.run(grid_only, progress=False, grid_only=True)
+    with Store(grid_only.store) as st:
+        grid_ids = {r["id"] for r in st.runs("linreg")}
+    assert len(grid_ids) == 4 and not grid_only.timing_file.exists()
+    bench = TF.Bench(grid_only.store, ["linreg"], (0, 1), steps=30, methods_only={"SGD": "sgd(lr=0.05)"})
+    TF.run(bench, progress=False)
+    with Store(bench.store) as st:
+        runs = {(r["method"], r["seed"]): r for r in st.runs("linreg")}
+    assert grid_ids <= {r["id"] for r in runs.values()} and len(runs) == 6  # the grid's runs reused
+    timing = bench.timings()
+    s = TF.summarize(bench)["linreg"]["methods"]
+    assert list(s) == [TF.GRID, "SGD"]  # no baselines, no range test
+    ratios = []
+    for seed in (0, 1):
+        rec = timing[f"linreg/{seed}/sgd(lr=0.05)"]
+        assert rec["wall"] == pytest.approx(runs[("sgd(lr=0.05)", seed)]["wall"])
+        assert rec["plain_lr"] == s[TF.GRID]["lrs"][seed] and rec["plain_wall"] > 0
+        ratios.append(rec["wall"] / rec["plain_wall"])
+    assert s["SGD"]["wall"] == pytest.approx(sum(ratios) / 2) and s["SGD"]["wall_paired"]
+    assert s["SGD"]["cost"] == 1.0 and s["SGD"]["cost_how"] == "counted"
+    chosen = [runs[(TF.grid_spec(lr), seed)] for seed, lr in enumerate(s[TF.GRID]["lrs"])]
+    grid_walls = [
+        sum(runs[(TF.grid_spec(x), seed)]["wall"] for x in TF.GRID_LRS) / c["wall"] for seed, c in enumerate(chosen)
+    ]
+    assert s[TF.GRID]["wall"] == pytest.approx(sum(grid_walls) / 2) and s[TF.GRID]["cost"] == 2.0
+    TF.run(bench, progress=False)  # nothing left to train: the timings stay as they were
+    assert bench.timings() == timing
+    assert "| linreg (mse) | 0.001 .. 0.1 |" in TF.grid_table(TF.summarize(bench))

@@ -2,19 +2,28 @@
 
 For each task, each seed and one step budget for all methods:
 
-- **grid** (the tuned reference): AdamW + 5% warmup + cosine at lr in {1e-4, 3e-4, ..., 1e-1}, the lr chosen
-  per seed on the *validation* metric at the end of the run (its compute: 7 runs);
-- **AdamW 1e-3** untuned (the grid's 1e-3 run itself);
+- **grid** (the tuned reference): AdamW + 5% warmup + cosine at 7 lrs in half-decade steps (1e-4 .. 1e-1, or
+  the task's own grid in :data:`adaptlr.lab.tasks_stress.GRIDS` when its best lr lies outside that), the lr
+  chosen per seed on the *validation* metric at the end of the run (its compute: 7 runs);
+- **AdamW 1e-3** untuned;
 - every learning-rate-free method at its defaults: Prodigy + cosine, D-Adapt Adam + cosine, DoG, Schedule-Free
   AdamW;
 - the **range test** (``adaptlr.lr_find``, 100 steps, the "steepest" suggestion) + AdamW warmup-cosine;
 - **Auto** (``adaptlr.Auto``, the lab method ``auto``).
 
+Tasks (``--tasks``): the original twelve (``old``), the ``stress`` tasks with one property each that breaks a
+tuner (a validation set large against the budget, a best lr above 0.1 and one below 1e-4, a fine-tune, a model
+at its optimum on noisy data) and a ``holdout`` set (:mod:`adaptlr.lab.tasks_stress`).
+
 Quality is the task's metric on the **test** split at the end of the budget (accuracy for classification, loss
-or MSE otherwise). The table gives medians over seeds, the ratio to the grid (loss) or the difference in
+or MSE otherwise). The tables give medians over seeds, the ratio to the grid (loss) or the difference in
 accuracy points, how many tasks land within 2% (loss) or 1 accuracy point of the grid, the mean rank per task
-among all methods, and each method's compute in runs of the budget. Runs live in the lab's store, so the
-benchmark resumes where it stopped. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
+among all methods, and what each method costs in the two units a user pays: steps (runs of the budget, Auto's
+validation counted at its measured cost) and wall time over **one plain run** (the grid's run at its chosen
+lr; a method run trained by :func:`run` is timed against a plain run of its own right after it, on the same
+load). Runs live in the lab's store, so the benchmark resumes where it stopped, and ``--methods`` runs only the
+given methods (Auto variants, say) against a store whose grid is trained already.
+``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ import torch
 
 from .comparison import compare
 from .grammar import parse_method
-from .jobs import Job
+from .jobs import Job, run_job
 from .store import Store
 from .tasks import TASKS, Task, get_task
+from .tasks_stress import GRIDS, HOLDOUT, STRESS
+from .training import train
 from .workers import limit_threads
 
 __all__ = [
@@ -41,12 +52,18 @@ __all__ = [
     "GRID_LRS",
     "REDUCED_STEPS",
     "Bench",
+    "compute_table",
+    "grid_lrs",
     "grid_spec",
+    "grid_table",
+    "parse_methods",
     "performance_profile",
     "range_test_lr",
+    "resolve_tasks",
     "run",
     "summarize",
     "table",
+    "task_sets",
 ]
 
 GRID_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -67,6 +84,12 @@ GRID = "grid (tuned, 7 runs)"
 #: step budgets reduced from the task's default so the benchmark fits a 2-core machine (everything else: the
 #: task's own budget)
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
+
+
+def grid_lrs(task: str) -> tuple[float, ...]:
+    """The grid of ``task``: its own (:data:`adaptlr.lab.tasks_stress.GRIDS`, for tasks whose best lr lies
+    outside the default grid) or :data:`GRID_LRS`."""
+    return GRIDS.get(task, GRID_LRS)
 
 
 def grid_spec(lr: float) -> str:
@@ -98,42 +121,150 @@ def range_test_lr(task: Task, seed: int, steps: int = RANGE_TEST_STEPS) -> float
     return float(f"{lr:.3g}")
 
 
+def task_sets() -> dict[str, list[str]]:
+    """The task sets ``--tasks`` understands besides task names: ``old`` (the original twelve), ``stress`` (one
+    property each that breaks a tuner) and ``holdout`` (no default may be tuned on them)."""
+    new = set(STRESS) | set(HOLDOUT)
+    return {"old": [t for t in TASKS if t not in new], "stress": list(STRESS), "holdout": list(HOLDOUT)}
+
+
+def resolve_tasks(text: str) -> list[str]:
+    """Task names from a comma-separated list of task names and set names (``old``, ``stress``, ``holdout``,
+    ``all``), in order, each once; an unknown name raises ``KeyError`` with a did-you-mean."""
+    sets = {**task_sets(), "all": list(TASKS)}
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        for name in sets.get(part) or [get_task(part).name]:
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise ValueError(f"--tasks {text!r} names no task (give task names or one of {', '.join(sets)})")
+    return out
+
+
+def parse_methods(items: Sequence[str]) -> dict[str, str]:
+    """``label=spec`` or a bare ``spec`` (its label: the spec itself) per item, each spec validated now; an
+    ``=`` inside the spec's parentheses (``auto(budget=1.5)``) is the spec's own."""
+    out: dict[str, str] = {}
+    for item in items:
+        head, eq, tail = item.partition("=")
+        label, spec = (head.strip(), tail.strip()) if eq and "(" not in head else (item.strip(), item.strip())
+        parse_method(spec).validate()
+        if label in out or label in (GRID, RANGE_TEST):
+            raise ValueError(f"method label {label!r} given twice or reserved")
+        out[label] = spec
+    return out
+
+
 @dataclass
 class Bench:
-    """Where the benchmark's runs live and which ones it covers."""
+    """Where the benchmark's runs live and which ones it covers. ``methods``: when given, the only methods
+    besides the grid (label -> spec; no baselines, no range test): e.g. Auto variants against a store whose grid
+    is already trained."""
 
     store: str = "tuning_free.db"
-    tasks: Sequence[str] = field(default_factory=lambda: list(TASKS))
+    tasks: Sequence[str] = field(default_factory=lambda: task_sets()["old"] + task_sets()["stress"])
     seeds: Sequence[int] = (0, 1, 2)
     steps: int | None = None  # one budget for every task (default: the task's, or REDUCED_STEPS)
     extra: Mapping[str, str] = field(default_factory=dict)  # more methods: label -> spec (e.g. ablations)
+    methods_only: Mapping[str, str] | None = None
 
     @property
     def range_file(self) -> Path:
         return Path(str(self.store) + ".rangetest.json")
 
+    @property
+    def timing_file(self) -> Path:
+        """Per run of a method trained by :func:`run`: its summary's extras (Auto's measured cost) and the wall
+        time of one plain run (the grid's chosen lr) timed right after it, on the same machine and load."""
+        return Path(str(self.store) + ".timing.json")
+
     def range_lrs(self) -> dict[str, float]:
         return json.loads(self.range_file.read_text()) if self.range_file.exists() else {}
 
+    def timings(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.timing_file.read_text()) if self.timing_file.exists() else {}
+
     def methods(self) -> dict[str, str]:
-        return {**BASELINES, **self.extra}
+        return dict(self.methods_only) if self.methods_only is not None else {**BASELINES, **self.extra}
+
+    @property
+    def range_test(self) -> bool:
+        return self.methods_only is None
 
 
-def run(bench: Bench, jobs: int = 1, progress: bool = True) -> None:
-    """Train every run of the benchmark that the store does not hold yet (resumable)."""
+def _job(task: Task, spec: str, seed: int, steps: int) -> Job:
+    return Job(task.name, parse_method(spec).canonical, seed, steps, task.batch_size)
+
+
+def _merge_json(path: Path, key: str, value: Any) -> None:
+    """Add ``key`` to the JSON object in ``path`` (re-read first: other processes may share the file)."""
+    found = json.loads(path.read_text()) if path.exists() else {}
+    found[key] = value
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(found, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def _chosen_lr(st: Store, task: Task, seed: int, steps: int) -> float | None:
+    """The grid's lr for ``seed``: the best final validation metric among its runs that did not diverge (None
+    until every grid run is in the store, or when all diverged)."""
+    sign = 1.0 if task.higher_is_better else -1.0
+    runs = [(lr, _stored(st, task, grid_spec(lr), seed, steps)) for lr in grid_lrs(task.name)]
+    if any(r is None for _, r in runs):
+        return None
+    scored = [(lr, r) for lr, r in runs if r["final_val_metric"] is not None and not r["diverged"]]
+    return max(scored, key=lambda t: sign * t[1]["final_val_metric"])[0] if scored else None
+
+
+def _stored(st: Store, task: Task, spec: str, seed: int, steps: int) -> dict[str, Any] | None:
+    job = _job(task, spec, seed, steps)
+    rows = [r for r in st.runs(task.name, method=job.method, budget=job.budget) if r["seed"] == seed]
+    return rows[0] if rows else None
+
+
+def _time_methods(bench: Bench, task: Task, steps: int, progress: bool) -> None:
+    """Train the bench's methods on ``task`` one run at a time, each followed by one plain run (the grid's
+    chosen lr, not stored) whose wall time is the pair's reference; both go to :attr:`Bench.timing_file`."""
+    for spec in bench.methods().values():
+        for seed in bench.seeds:
+            job = _job(task, spec, seed, steps)
+            summary = run_job(job, bench.store)
+            if summary is None:  # in the store already (or another worker's): its stored wall is used
+                continue
+            with Store(bench.store) as st:
+                lr = _chosen_lr(st, task, seed, steps)
+            rec = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            if lr is not None:
+                plain = train(task, grid_spec(lr), seed, steps=steps)
+                rec.update(plain_wall=plain["wall"], plain_lr=lr)
+            _merge_json(bench.timing_file, f"{task.name}/{seed}/{job.method}", rec)
+            if progress:
+                print(f"{task.name} s{seed} {job.method}: wall {rec['wall']:.2f}s, plain {rec.get('plain_wall')}")
+
+
+def run(bench: Bench, jobs: int = 1, progress: bool = True, grid_only: bool = False) -> None:
+    """Train every run of the benchmark that the store does not hold yet (resumable): the grid (in ``jobs``
+    processes), then the methods (one at a time, each timed against one plain run right after it), then the
+    range test's runs. ``grid_only``: the grid alone (to pre-compute a store for later method runs)."""
     limit_threads(1)
-    found = bench.range_lrs()
     for name in bench.tasks:
         task = get_task(name)
         steps = budget_steps(task, bench.steps)
-        specs = [grid_spec(lr) for lr in GRID_LRS] + list(bench.methods().values())
-        compare(name, specs, list(bench.seeds), store=bench.store, jobs=jobs, steps=steps, progress=progress)
+        grid = [grid_spec(lr) for lr in grid_lrs(name)]
+        compare(name, grid, list(bench.seeds), store=bench.store, jobs=jobs, steps=steps, progress=progress)
+        if grid_only:
+            continue
+        _time_methods(bench, task, steps, progress)
+        if not bench.range_test:
+            continue
+        found = bench.range_lrs()
         for seed in bench.seeds:
-            key = f"{name}/{seed}"
-            if key not in found:
-                lr = range_test_lr(task, seed)
-                found = {**bench.range_lrs(), key: lr}  # merged: other processes may share the file
-                bench.range_file.write_text(json.dumps(found, indent=1, sort_keys=True))
+            if f"{name}/{seed}" not in found:
+                _merge_json(bench.range_file, f"{name}/{seed}", range_test_lr(task, seed))
+        found = bench.range_lrs()
         for seed in bench.seeds:  # each seed trains at its own range test's suggestion
             spec = grid_spec(found[f"{name}/{seed}"])
             compare(name, [spec], [seed], store=bench.store, jobs=1, steps=steps, progress=progress)
@@ -145,68 +276,102 @@ def _val_cost(task: Task) -> float:
     return rows / (3.0 * task.batch_size)
 
 
-def summarize(bench: Bench) -> dict[str, Any]:
-    """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median,
-    and the compute in runs (counted) and in wall time relative to the untuned AdamW run."""
-    from adaptlr.auto import Auto
+def _median(xs: Sequence[float]) -> float | None:
+    return statistics.median(xs) if xs else None
 
+
+def _method_cost(
+    spec: str | None, runs: Sequence[Mapping[str, Any]], extras: Sequence[Mapping[str, Any]], task: Task, steps: int
+) -> tuple[float, str]:
+    """(compute in runs of the budget, how it was counted): Auto's own measured cost when its run was timed by
+    :func:`run`, its planned cost otherwise; the steps trained for the other methods (+ the range test's)."""
+    if spec is None:
+        return 1.0 + RANGE_TEST_STEPS / steps, "counted"
+    measured = [float(e["cost"]) for e in extras if isinstance(e.get("cost"), (int, float))]
+    if measured:
+        return statistics.median(measured), "measured"
+    method = parse_method(spec)
+    if method.optimizer.name == "auto":
+        from adaptlr.auto import Auto
+
+        return Auto(**method.optimizer_kwargs()).planned_cost(steps, _val_cost(task)), "planned"
+    done = [r["steps_done"] / steps for r in runs if r.get("steps_done") is not None]
+    return (statistics.median(done) if done else 1.0), "counted"
+
+
+def summarize(bench: Bench) -> dict[str, Any]:
+    """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median, the
+    compute in runs of the budget (``cost``: steps, Auto's measured validation included) and the wall time in
+    plain runs (``wall``, median over seeds: the run's wall over that of the grid's run at the chosen lr, or
+    over the plain run timed right after it when :func:`run` trained it; ``wall_paired`` says which)."""
     found = bench.range_lrs()
+    timings = bench.timings()
     out: dict[str, Any] = {}
     with Store(bench.store) as st:
         for name in bench.tasks:
             task = get_task(name)
             steps = budget_steps(task, bench.steps)
-            sign = 1.0 if task.higher_is_better else -1.0
-
-            def get(spec: str, seed: int, name: str = name, steps: int = steps, task: Task = task) -> Any:
-                canon = parse_method(spec).canonical
-                budget = Job(name, canon, seed, steps, task.batch_size).budget
-                rows = [r for r in st.runs(name, method=canon, budget=budget) if r["seed"] == seed]
-                return rows[0] if rows else None
-
+            lrs = grid_lrs(name)
             per: dict[str, dict[str, Any]] = {}
-            grid_tests, grid_lrs = [], []
+            chosen: dict[int, tuple[float, dict[str, Any]]] = {}
+            grid_tests, grid_costs, grid_walls = [], [], []
             for seed in bench.seeds:
-                runs = [(lr, get(grid_spec(lr), seed)) for lr in GRID_LRS]
-                runs = [(lr, r) for lr, r in runs if r is not None]
-                if len(runs) < len(GRID_LRS):
+                lr = _chosen_lr(st, task, seed, steps)
+                if lr is None:
                     continue
-                scored = [(lr, r) for lr, r in runs if r["final_val_metric"] is not None and not r["diverged"]]
-                lr, r = max(scored, key=lambda t: sign * t[1]["final_val_metric"])
-                grid_tests.append(r["final_metric"])
-                grid_lrs.append(lr)
-            per[GRID] = {"tests": grid_tests, "lrs": grid_lrs, "cost": float(len(GRID_LRS)), "wall": len(GRID_LRS)}
-            labels = {**bench.methods(), RANGE_TEST: None}
+                runs = [_stored(st, task, grid_spec(x), seed, steps) for x in lrs]
+                best = _stored(st, task, grid_spec(lr), seed, steps)
+                chosen[seed] = (lr, best)
+                grid_tests.append(best["final_metric"])
+                grid_costs.append(sum(r["steps_done"] for r in runs) / steps)
+                if best["wall"]:
+                    grid_walls.append(sum(r["wall"] for r in runs) / best["wall"])
+            per[GRID] = {
+                "tests": grid_tests,
+                "lrs": [chosen[s][0] for s in bench.seeds if s in chosen],
+                "grid": list(lrs),
+                "cost": _median(grid_costs) or float(len(lrs)),
+                "cost_how": "counted",
+                "wall": _median(grid_walls),
+                "wall_paired": False,
+            }
+            labels: dict[str, str | None] = dict(bench.methods())
+            if bench.range_test:
+                labels[RANGE_TEST] = None
             for label, spec in labels.items():
-                tests, walls = [], []
+                tests, walls, paired, runs, extras = [], [], [], [], []
                 for seed in bench.seeds:
-                    s = (
-                        spec
-                        if spec is not None
-                        else (grid_spec(found[f"{name}/{seed}"]) if f"{name}/{seed}" in found else None)
-                    )
-                    r = get(s, seed) if s is not None else None
-                    base = get(grid_spec(1e-3), seed)
+                    key = f"{name}/{seed}"
+                    s = spec if spec is not None else (grid_spec(found[key]) if key in found else None)
+                    r = _stored(st, task, s, seed, steps) if s is not None else None
                     if r is None:
                         continue
+                    runs.append(r)
                     tests.append(r["final_metric"] if r["final_metric"] is not None and not r["diverged"] else None)
-                    if base is not None and base["wall"]:
-                        walls.append(r["wall"] / base["wall"])
-                cost = 1.0
-                if spec is not None and parse_method(spec).optimizer.name == "auto":
-                    kw = parse_method(spec).optimizer_kwargs()
-                    cost = Auto(**kw).planned_cost(steps, _val_cost(task))
-                elif spec is None:
-                    cost = 1.0 + RANGE_TEST_STEPS / steps
-                per[label] = {"tests": tests, "cost": cost, "wall": statistics.median(walls) if walls else None}
+                    extra = timings.get(f"{key}/{parse_method(s).canonical}", {})
+                    extras.append(extra)
+                    if extra.get("plain_wall") and extra.get("wall") is not None:
+                        walls.append(extra["wall"] / extra["plain_wall"])
+                        paired.append(True)
+                    elif seed in chosen and chosen[seed][1]["wall"]:
+                        walls.append(r["wall"] / chosen[seed][1]["wall"])
+                        paired.append(False)
+                cost, how = _method_cost(spec, runs, extras, task, steps)
+                per[label] = {
+                    "tests": tests,
+                    "cost": cost,
+                    "cost_how": how,
+                    "wall": _median(walls),
+                    "wall_paired": bool(paired) and all(paired),
+                }
+                lr_done = [e["auto_lr"] for e in extras if isinstance(e.get("auto_lr"), (int, float))]
+                if lr_done:
+                    per[label]["lrs"] = lr_done
             for d in per.values():
                 vals = [v for v in d["tests"] if v is not None]
-                ok = len(vals) == len(d["tests"]) and len(vals) > 0
                 worst = -math.inf if task.higher_is_better else math.inf
-                d["median"] = (
-                    statistics.median([v if v is not None else worst for v in d["tests"]]) if (d["tests"]) else None
-                )
-                d["complete"] = ok and len(d["tests"]) == len(bench.seeds)
+                d["median"] = _median([v if v is not None else worst for v in d["tests"]])
+                d["complete"] = len(vals) == len(d["tests"]) == len(bench.seeds)
             out[name] = {
                 "metric": task.metric,
                 "higher_is_better": task.higher_is_better,
@@ -263,8 +428,8 @@ def table(summary: Mapping[str, Any]) -> str:
     lines += [
         "",
         "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
-        "ratio | mean rank | compute (runs, max over tasks) | wall / one run |",
-        "|---|---|---|---|---|---|---|",
+        "ratio | mean rank | compute (runs, max over tasks) | wall / one run | wall / one run, max over tasks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in labels:
         rs = [r for r in ratios[m] if math.isfinite(r) and r > 0]
@@ -272,12 +437,48 @@ def table(summary: Mapping[str, Any]) -> str:
         worst = max(ratios[m]) if ratios[m] else math.nan
         costs = [summary[t]["methods"][m]["cost"] for t in tasks]
         walls = [summary[t]["methods"][m]["wall"] for t in tasks if summary[t]["methods"][m]["wall"] is not None]
-        w = f"{statistics.median(walls):.2f}" if walls and m != GRID else ("7" if m == GRID else "-")
+        w = f"{statistics.median(walls):.2f} | {max(walls):.2f}" if walls else "- | -"
         lines.append(
             f"| {m} | {'-' if m == GRID else f'{within[m]}/{len(tasks)}'} | "
             f"{'-' if m == GRID else f'{geo:.2f}'} | {'-' if m == GRID else f'{worst:.2f}'} | "
             f"{statistics.mean(ranks[m]):.2f} | {max(costs):.2f} | {w} |"
         )
+    return "\n".join(lines + ["", compute_table(summary)])
+
+
+def compute_table(summary: Mapping[str, Any]) -> str:
+    """Per task and method, what a user pays, in runs of the task's budget: ``steps / wall`` (training steps,
+    with Auto's validation at its measured cost when its run was timed; wall time over one plain run, the
+    grid's run at its chosen lr). ``*``: the wall of a run timed beside a plain run of its own (the same load);
+    ``~``: Auto's planned, not measured, step cost."""
+    tasks = list(summary)
+    labels = list(next(iter(summary.values()))["methods"]) if summary else []
+    lines = [
+        "| task (compute: steps / wall, in plain runs) | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for t in tasks:
+        cells = []
+        for m in labels:
+            d = summary[t]["methods"][m]
+            wall = "-" if d.get("wall") is None else f"{d['wall']:.2f}" + ("*" if d.get("wall_paired") else "")
+            cells.append(f"{'~' if d.get('cost_how') == 'planned' else ''}{d['cost']:.2f} / {wall}")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def grid_table(summary: Mapping[str, Any]) -> str:
+    """The grid per task: its lrs, the lr chosen on validation per seed, and that run's test metric."""
+    lines = ["| task (metric) | grid | chosen lr per seed | test metric per seed | median |", "|---|---|---|---|---|"]
+    for t, s in summary.items():
+        g = s["methods"][GRID]
+        fmt = (lambda v: f"{100 * v:.1f}") if s["higher_is_better"] else (lambda v: f"{v:.4g}")
+        grid = g.get("grid") or []
+        span = f"{grid[0]:g} .. {grid[-1]:g}" if grid else "-"
+        lrs = ", ".join(f"{x:g}" + (" (edge)" if x in (grid[0], grid[-1]) else "") for x in g.get("lrs", []))
+        tests = ", ".join(fmt(v) if v is not None else "-" for v in g["tests"])
+        med = fmt(g["median"]) if g.get("median") is not None else "-"
+        lines.append(f"| {t} ({s['metric']}) | {span} | {lrs or '-'} | {tests or '-'} | {med} |")
     return "\n".join(lines)
 
 
@@ -328,18 +529,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", default="tuning_free.db")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names (default: all)")
+    ap.add_argument(
+        "--tasks",
+        default="old,stress",
+        help="comma-separated task names and sets: old (the original 12), stress, holdout, all (default: old,stress)",
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="one budget for all tasks (default: per task)")
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the grid's runs")
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="[LABEL=]SPEC",
+        help="run and report only these methods besides the grid (e.g. auto 'auto(budget=1.5)'); the grid's runs "
+        "already in the store are reused, each method run is timed against one plain run right after it",
+    )
+    ap.add_argument("--grid-only", action="store_true", help="train only the grid and print its table")
     ap.add_argument("--figure", default="tuning_free_profile.png")
-    ap.add_argument("--report-only", action="store_true", help="only print the table from the store")
+    ap.add_argument("--report-only", action="store_true", help="only print the tables from the store")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    bench = Bench(a.store, [t for t in a.tasks.split(",") if t], tuple(range(a.seeds)), a.steps)
+    methods = parse_methods(a.methods) if a.methods else None
+    bench = Bench(a.store, resolve_tasks(a.tasks), tuple(range(a.seeds)), a.steps, methods_only=methods)
     if not a.report_only:
-        run(bench, jobs=a.jobs, progress=not a.no_progress)
+        run(bench, jobs=a.jobs, progress=not a.no_progress, grid_only=a.grid_only)
     s = summarize(bench)
+    print(grid_table(s))
+    if a.grid_only:
+        return 0
+    print()
     print(table(s))
     if a.figure:
         print(f"\nperformance profile: {performance_profile(s, a.figure)}")
