@@ -4,7 +4,9 @@
   Schedule-Free callback, an LR-finder callback, ``AutoLR`` (:class:`adaptlr.Auto`'s race before training), the
   effective lr of LR-free methods in ``LearningRateMonitor``;
 - :mod:`adaptlr.integrations.transformers`: a ``TrainerCallback`` feeding controllers ``eval_loss`` (saved in
-  the Trainer's checkpoints), and the scheduler slot filled so that the optimizer's own schedule runs alone;
+  the Trainer's checkpoints), the scheduler slot filled so that the optimizer's own schedule runs alone, and
+  ``AutoLRCallback`` (:class:`adaptlr.Auto`'s race on the Trainer's own loss and evaluation data before training,
+  resumable from the Trainer's checkpoints);
 - :mod:`adaptlr.integrations.timm`: :func:`~adaptlr.integrations.timm.register_timm` (``"adaptlr.adamw"`` and
   friends in ``timm.optim.create_optimizer_v2``);
 - :mod:`adaptlr.integrations.keras`: :func:`~adaptlr.integrations.keras.as_keras`, a schedule as a Keras 3

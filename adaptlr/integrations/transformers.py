@@ -35,6 +35,14 @@ reports it by itself, and :class:`EffectiveLRCallback` makes the Trainer's own s
 plots ``learning_rate``, and the multiplier is the number the user passed. Lightning's monitor, which logs one
 series per param group, keeps both: ``lr-X`` and ``lr-X-effective``.) The methods whose ``lr`` is a step size
 (SGD, Adam, LAMB, Lion, ...) log ``group["lr"]``, as torch's optimizers do.
+
+:class:`AutoLRCallback` (in :mod:`adaptlr.integrations.transformers_auto`) runs :class:`adaptlr.Auto`'s race on
+the Trainer's own loss and ``eval_dataset`` when training begins, then lets the Trainer train the winner for the
+rest of ``max_steps`` on Auto's schedule (through an :class:`OptimizerSchedule` in the scheduler slot)::
+
+    trainer = Trainer(model, args, train_dataset=..., eval_dataset=..., optimizers=(adaptlr.AdamW(params), None))
+    AutoLRCallback(adaptlr.Auto()).attach(trainer)
+    trainer.train()
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ from transformers.trainer_callback import ExportableState
 
 from .. import controllers as _controllers
 
-__all__ = ["ControllerCallback", "EffectiveLRCallback", "OptimizerSchedule", "optimizers"]
+# AutoLRCallback: from its own module, on first use (see __getattr__ below)
+__all__ = ["AutoLRCallback", "ControllerCallback", "EffectiveLRCallback", "OptimizerSchedule", "optimizers"]  # noqa: F822
 
 
 def _inner(optimizer: Any) -> torch.optim.Optimizer:
@@ -353,3 +362,11 @@ class EffectiveLRCallback(TrainerCallback):
         if self._applied is not None:
             self._applied.remove()
         self._applied, self._target = None, None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AutoLRCallback":  # (its own module, which imports this one: loaded on first use)
+        from .transformers_auto import AutoLRCallback
+
+        return AutoLRCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
