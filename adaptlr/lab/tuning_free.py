@@ -299,11 +299,79 @@ def _method_cost(
     return (statistics.median(done) if done else 1.0), "counted"
 
 
+def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tuple[dict[str, Any], dict[int, Any]]:
+    """The grid's entry of a task's summary, and per seed its chosen run (the "one plain run")."""
+    lrs = grid_lrs(task.name)
+    chosen: dict[int, tuple[float, dict[str, Any]]] = {}
+    tests, costs, walls = [], [], []
+    for seed in seeds:
+        lr = _chosen_lr(st, task, seed, steps)
+        if lr is None:
+            continue
+        runs = [_stored(st, task, grid_spec(x), seed, steps) for x in lrs]
+        best = runs[lrs.index(lr)]
+        chosen[seed] = (lr, best)
+        tests.append(best["final_metric"])
+        costs.append(sum(r["steps_done"] for r in runs) / steps)
+        if best["wall"]:
+            walls.append(sum(r["wall"] for r in runs) / best["wall"])
+    entry = {
+        "tests": tests,
+        "lrs": [chosen[s][0] for s in seeds if s in chosen],
+        "grid": list(lrs),
+        "cost": _median(costs) or float(len(lrs)),
+        "cost_how": "counted",
+        "wall": _median(walls),
+        "wall_paired": False,
+    }
+    return entry, chosen
+
+
+def _method_summary(
+    st: Store,
+    task: Task,
+    specs: Mapping[int, str | None],
+    label_spec: str | None,
+    steps: int,
+    timings: Mapping[str, Any],
+    chosen: Mapping[int, Any],
+) -> dict[str, Any]:
+    """One method's entry of a task's summary; ``specs``: its spec per seed (the range test's differ)."""
+    tests, walls, paired, runs, extras = [], [], [], [], []
+    for seed, spec in specs.items():
+        r = _stored(st, task, spec, seed, steps) if spec is not None else None
+        if r is None:
+            continue
+        runs.append(r)
+        tests.append(r["final_metric"] if r["final_metric"] is not None and not r["diverged"] else None)
+        extra = timings.get(f"{task.name}/{seed}/{parse_method(spec).canonical}", {})
+        extras.append(extra)
+        if extra.get("plain_wall") and extra.get("wall") is not None:
+            walls.append(extra["wall"] / extra["plain_wall"])
+            paired.append(True)
+        elif seed in chosen and chosen[seed][1]["wall"]:
+            walls.append(r["wall"] / chosen[seed][1]["wall"])
+            paired.append(False)
+    cost, how = _method_cost(label_spec, runs, extras, task, steps)
+    entry: dict[str, Any] = {
+        "tests": tests,
+        "cost": cost,
+        "cost_how": how,
+        "wall": _median(walls),
+        "wall_paired": bool(paired) and all(paired),
+    }
+    lrs = [e["auto_lr"] for e in extras if isinstance(e.get("auto_lr"), (int, float))]
+    if lrs:
+        entry["lrs"] = lrs
+    return entry
+
+
 def summarize(bench: Bench) -> dict[str, Any]:
     """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median, the
-    compute in runs of the budget (``cost``: steps, Auto's measured validation included) and the wall time in
-    plain runs (``wall``, median over seeds: the run's wall over that of the grid's run at the chosen lr, or
-    over the plain run timed right after it when :func:`run` trained it; ``wall_paired`` says which)."""
+    compute in runs of the budget (``cost``: steps, Auto's measured validation included; ``cost_how``:
+    ``"measured"``, ``"planned"`` or ``"counted"``) and the wall time in plain runs (``wall``, median over seeds:
+    the run's wall over that of the grid's run at the chosen lr, or over the plain run timed right after it when
+    :func:`run` trained it; ``wall_paired`` says which)."""
     found = bench.range_lrs()
     timings = bench.timings()
     out: dict[str, Any] = {}
@@ -311,62 +379,14 @@ def summarize(bench: Bench) -> dict[str, Any]:
         for name in bench.tasks:
             task = get_task(name)
             steps = budget_steps(task, bench.steps)
-            lrs = grid_lrs(name)
-            per: dict[str, dict[str, Any]] = {}
-            chosen: dict[int, tuple[float, dict[str, Any]]] = {}
-            grid_tests, grid_costs, grid_walls = [], [], []
-            for seed in bench.seeds:
-                lr = _chosen_lr(st, task, seed, steps)
-                if lr is None:
-                    continue
-                runs = [_stored(st, task, grid_spec(x), seed, steps) for x in lrs]
-                best = _stored(st, task, grid_spec(lr), seed, steps)
-                chosen[seed] = (lr, best)
-                grid_tests.append(best["final_metric"])
-                grid_costs.append(sum(r["steps_done"] for r in runs) / steps)
-                if best["wall"]:
-                    grid_walls.append(sum(r["wall"] for r in runs) / best["wall"])
-            per[GRID] = {
-                "tests": grid_tests,
-                "lrs": [chosen[s][0] for s in bench.seeds if s in chosen],
-                "grid": list(lrs),
-                "cost": _median(grid_costs) or float(len(lrs)),
-                "cost_how": "counted",
-                "wall": _median(grid_walls),
-                "wall_paired": False,
-            }
-            labels: dict[str, str | None] = dict(bench.methods())
+            grid, chosen = _grid_summary(st, task, bench.seeds, steps)
+            per: dict[str, dict[str, Any]] = {GRID: grid}
+            for label, spec in bench.methods().items():
+                specs = dict.fromkeys(bench.seeds, spec)
+                per[label] = _method_summary(st, task, specs, spec, steps, timings, chosen)
             if bench.range_test:
-                labels[RANGE_TEST] = None
-            for label, spec in labels.items():
-                tests, walls, paired, runs, extras = [], [], [], [], []
-                for seed in bench.seeds:
-                    key = f"{name}/{seed}"
-                    s = spec if spec is not None else (grid_spec(found[key]) if key in found else None)
-                    r = _stored(st, task, s, seed, steps) if s is not None else None
-                    if r is None:
-                        continue
-                    runs.append(r)
-                    tests.append(r["final_metric"] if r["final_metric"] is not None and not r["diverged"] else None)
-                    extra = timings.get(f"{key}/{parse_method(s).canonical}", {})
-                    extras.append(extra)
-                    if extra.get("plain_wall") and extra.get("wall") is not None:
-                        walls.append(extra["wall"] / extra["plain_wall"])
-                        paired.append(True)
-                    elif seed in chosen and chosen[seed][1]["wall"]:
-                        walls.append(r["wall"] / chosen[seed][1]["wall"])
-                        paired.append(False)
-                cost, how = _method_cost(spec, runs, extras, task, steps)
-                per[label] = {
-                    "tests": tests,
-                    "cost": cost,
-                    "cost_how": how,
-                    "wall": _median(walls),
-                    "wall_paired": bool(paired) and all(paired),
-                }
-                lr_done = [e["auto_lr"] for e in extras if isinstance(e.get("auto_lr"), (int, float))]
-                if lr_done:
-                    per[label]["lrs"] = lr_done
+                specs = {s: grid_spec(found[f"{name}/{s}"]) if f"{name}/{s}" in found else None for s in bench.seeds}
+                per[RANGE_TEST] = _method_summary(st, task, specs, None, steps, timings, chosen)
             for d in per.values():
                 vals = [v for v in d["tests"] if v is not None]
                 worst = -math.inf if task.higher_is_better else math.inf
