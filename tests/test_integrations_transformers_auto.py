@@ -19,7 +19,7 @@ pytest.importorskip("accelerate", reason="the integrations extra (accelerate) is
 from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
 
 import adaptlr  # noqa: E402
-from adaptlr.integrations.transformers import AutoLRCallback  # noqa: E402
+from adaptlr.integrations.transformers import AutoLRCallback, OptimizerSchedule, optimizers  # noqa: E402
 
 STEPS = 30
 
@@ -155,7 +155,6 @@ def _params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*AutoLRCallback.*no trained model validated better")
 def test_race_on_the_trainers_loss_then_the_trainer_trains_the_rest_on_the_committed_schedule(tmp_path):
     trainer, cb, watch, opt = _run(tmp_path)
@@ -177,7 +176,6 @@ def test_race_on_the_trainers_loss_then_the_trainer_trains_the_rest_on_the_commi
     assert 1.0 < cb.cost < 1.6
 
 
-@pytest.mark.slow
 def test_accumulation_clipping_and_bf16_are_raced_as_the_trainer_applies_them(tmp_path):
     norms = []
 
@@ -209,7 +207,6 @@ def test_accumulation_clipping_and_bf16_are_raced_as_the_trainer_applies_them(tm
     assert trainer.state.global_step + cb.plan["rung2"] == STEPS
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*(Checkpoint included callbacks|rng state).*")
 @pytest.mark.parametrize("restore", [False, True], ids=["state-read", "callback-rebuilt"])
 def test_resume_continues_the_schedule_without_racing_again(tmp_path, restore):
@@ -237,6 +234,38 @@ def test_resume_continues_the_schedule_without_racing_again(tmp_path, restore):
     assert torch.equal(watch2.final, watch1.final)  # and so does the run, bit for bit
     if not restore:  # (restored by the Trainer, the callback is a new instance: the user's one saw nothing)
         assert cb2.lr == cb1.lr and cb2.plan == cb1.plan and cb2.committed == "final"
+        with pytest.raises(ValueError, match=f"resumed with max_steps {STEPS + 10}, but the race planned"):
+            _run(tmp_path, resume=str(checkpoint), save_strategy="steps", save_steps=save, max_steps=STEPS + 10)
+
+
+@pytest.mark.parametrize("slot", ["trainer-built", "optimizer-schedule"])
+def test_the_trainers_param_groups_are_raced_and_its_scheduler_slot_left_to_the_schedule(tmp_path, slot):
+    steps, model = 20, _model()
+    if slot == "trainer-built":  # the Trainer builds AdamW with its decay / no-decay groups (args.weight_decay)
+        given = {"optimizer_cls_and_kwargs": (adaptlr.AdamW, {})}
+    else:
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        opt = adaptlr.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}])
+        given = {"optimizers": optimizers(opt)}
+    trainer = _Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=steps, weight_decay=0.1),
+        train_dataset=_Tokens(48, 0),
+        eval_dataset=_Tokens(16, 1),
+        **given,
+    )
+    slot_before = trainer.lr_scheduler
+    cb = AutoLRCallback(adaptlr.Auto(lrs=(1e-3, 1e-2, 1e-1), keep=2, extend=0), val_cost=1.0).attach(trainer)
+    trainer.train()
+    opt = trainer.optimizer.optimizer  # (under accelerate's wrapper)
+    # the race's optimizers had the Trainer's groups: the winner's state loaded into them, decay kept per group
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    assert isinstance(trainer.lr_scheduler, OptimizerSchedule)
+    assert (trainer.lr_scheduler is slot_before) == (slot == "optimizer-schedule")
+    s2 = cb.plan["rung2"]
+    assert _logged(trainer) == pytest.approx([cb.result.schedule(s2 + k) for k in range(steps - s2)], rel=1e-12)
+    assert [g["adaptlr_steps"] for g in opt.param_groups] == [steps, steps]
 
 
 @pytest.mark.parametrize(

@@ -221,14 +221,19 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         **kwargs: Any,
     ) -> None:
         if state.global_step > 0:  # resumed: the race ran before; the optimizer state is restored
-            saved = self.saved if self.saved is not None else self._saved_state(state)
+            saved = self._saved_state(state) or self.saved  # (the checkpoint's; or as the Trainer restored it)
             if saved is None:
                 raise RuntimeError(
                     f"AutoLRCallback: resuming at step {state.global_step} from a checkpoint without "
                     "AutoLRCallback's state (the race's choice) in its trainer_state.json"
                 )
+            if state.max_steps != saved["plan"]["steps"]:
+                raise ValueError(
+                    f"AutoLRCallback: resumed with max_steps {state.max_steps}, but the race planned a run of "
+                    f"{saved['plan']['steps']} steps (resume with the max_steps of the run that raced)"
+                )
             opt, trainer = self._optimizer(args, optimizer, saved["optimizer"]), self._trainer(model)
-            self.saved = saved
+            self.saved = dict(saved)
         else:
             opt, trainer = self._optimizer(args, optimizer), self._trainer(model)
             self._race(trainer, args, state, model, opt, train_dataloader)
