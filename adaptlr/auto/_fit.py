@@ -101,6 +101,7 @@ def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
         schedule=commit.schedule(),
         warnings=said,
         commit=commit if committed == "race" else None,
+        warm_seconds=meter.warm,
     )
 
 

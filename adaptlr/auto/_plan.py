@@ -169,9 +169,12 @@ class Meter:
     train_seconds: float = 0.0
     val_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    warm: float = 0.0
     _step_times: list[float] = field(default_factory=list)
 
     def trained(self, seconds: float, steps: int = 1) -> None:
+        if not self.train_steps:
+            self.warm = seconds  # the first step carries one-off costs (a kernel compiled or loaded)
         self.train_steps += steps
         self.train_seconds += seconds
         if len(self._step_times) < 256:

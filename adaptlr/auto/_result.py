@@ -27,7 +27,8 @@ class AutoResult:
     Cost: ``cost`` in runs of ``steps`` steps (training steps, plus validation at its measured cost per row, or
     the ``val_cost`` given); ``train_steps`` (gradient evaluations, counting accumulation as one step);
     ``seconds`` (wall time of ``fit``) and ``wall`` (those seconds in runs: over ``steps`` times the median
-    seconds of a training step); ``warnings``: every turn a user should know of (also raised as
+    seconds of a training step; ``warm_seconds``: the first step's, whose one-off costs a plain run pays too);
+    ``warnings``: every turn a user should know of (also raised as
     ``UserWarning``). ``commit``: with ``race_only``, the :class:`Commit` to :meth:`~Commit.finish` later."""
 
     lr: float
@@ -45,6 +46,7 @@ class AutoResult:
     schedule: Any
     warnings: list[str] = field(default_factory=list)
     commit: Commit | None = None
+    warm_seconds: float = 0.0
 
     @property
     def cost_steps(self) -> float:

@@ -8,7 +8,8 @@
 :func:`train` sets a run up (:func:`_setup`) and runs :func:`_loop`: one step at a time (:func:`_step`), a
 point logged every ``log_every`` steps (:func:`_point`), the validation and test splits evaluated every
 ``eval_every`` steps (:func:`_evaluate`; the controllers observe the validation metric), the run ended when it
-diverges (:func:`_diverged`); :class:`_Record` keeps the points and the best metrics and writes the result row.
+diverges (:class:`adaptlr.controllers.LossScale`, the rule Auto's races use); :class:`_Record` keeps the points
+and the best metrics and writes the result row.
 The lab's method ``auto`` has a loop of its own (:func:`_train_auto`, around :meth:`adaptlr.auto.Auto.fit`).
 """
 
@@ -21,13 +22,13 @@ from typing import Any
 
 import torch
 
+from adaptlr.controllers import LossScale
+
 from .build import MethodBuild
 from .grammar import Method, parse_method
 from .tasks import Task, get_task
 
-__all__ = ["DIVERGE_FACTOR", "Interrupted", "train"]
-
-DIVERGE_FACTOR = 100.0  # a train loss this many times the first one (or a non-finite one) ends the run
+__all__ = ["Interrupted", "train"]
 
 
 class Interrupted(Exception):
@@ -163,7 +164,7 @@ def _train_auto(
     diverged = any(r.lr == result.lr and r.diverged for r in result.racers)
     return {
         "steps_done": max((p["step"] for p in points), default=0),
-        "wall": time.perf_counter() - start,
+        "wall": time.perf_counter() - start - result.warm_seconds,  # (as train's: after the first step's one-offs)
         "final_metric": final["metric"],
         "best_metric": state["best"],
         "final_val_metric": final["val_metric"],
@@ -204,8 +205,9 @@ def train(
     ``on_chunk`` receives the points since the previous call after each evaluation except the last (those
     come back in the result). Wall times count from the end of the first step, so that one-off costs (a fused
     kernel compiled or loaded from cache, lazily allocated state) do not depend on which runs shared a worker
-    process. Training stops early, marked ``diverged``, on a non-finite train loss or one
-    ``DIVERGE_FACTOR`` times the first.
+    process. Training stops early, marked ``diverged``, when its train loss diverges on its own scale
+    (:class:`adaptlr.controllers.LossScale`: non-finite, or its running level ten times the lowest it reached
+    and above where it started; the same rule as Auto's races).
     """
     task = get_task(task) if isinstance(task, str) else task
     method = parse_method(method)  # a parsed Method (what a job passes) is taken as it is
@@ -263,11 +265,6 @@ def _step(run: _Run, step: int) -> tuple[float, float | None, float | None]:
     loss.backward()
     opt.step()
     return float(loss.detach()), lr, eff
-
-
-def _diverged(value: float, first_loss: float) -> bool:
-    """A non-finite train loss, or one ``DIVERGE_FACTOR`` times the first, ends the run."""
-    return not math.isfinite(value) or abs(value) > DIVERGE_FACTOR * max(first_loss, 1e-12)
 
 
 def _evaluate(run: _Run) -> dict[str, float | None]:
@@ -335,7 +332,7 @@ def _loop(
 ) -> dict[str, Any]:
     """Train ``run`` for ``steps`` steps (fewer when it diverges) and return :func:`train`'s summary."""
     record = _Record(run.task.higher_is_better)
-    first_loss: float | None = None
+    rule = LossScale()
     window: list[float] = []
     diverged = False
     start = time.perf_counter()
@@ -348,10 +345,8 @@ def _loop(
         step += 1
         if step == 1:  # the clock starts after the first step, which carries one-off costs (kernel compilation)
             start = time.perf_counter()
-        if first_loss is None:
-            first_loss = abs(value) if math.isfinite(value) else 1.0
         window.append(value)
-        diverged = _diverged(value, first_loss)
+        diverged = rule.observe(value)
         do_eval = step % eval_every == 0 or step == steps or diverged
         if step % log_every == 0 or do_eval:
             point = _point(step, window, lr, eff)
