@@ -51,7 +51,7 @@ def test_cost_counts_every_step_and_validation_row():
     assert 1 <= p["rung1"] < p["rung2"] <= 100 and p["branch"] >= 1
     assert result.train_steps == _race_steps(result)
     # 1 validation batch of 128 rows costs 1 step: cost = steps + validation passes (every one reads it all)
-    passes = 2 + sum(len(r.scores) for r in result.racers) + 2  # probe, start, every score, the commit's two
+    passes = 3 + sum(len(r.scores) for r in result.racers) + 2  # probe (2), start, every score, the commit's two
     assert result.cost * 200 == pytest.approx(result.train_steps + passes * 1.0)
     assert result.cost <= 1.5 + 1e-9
     assert result.lr in result.lrs and result.effective_lr() == result.lr
@@ -152,7 +152,7 @@ def test_val_as_a_function_and_a_dataloader_as_train():
 
     result = Auto().fit(_model(), F.mse_loss, loader, score, steps=100, val_cost=2.0)
     assert calls and not any(calls)  # scored in eval mode
-    assert len(calls) == 2 + sum(len(r.scores) for r in result.racers) + 2
+    assert len(calls) == 3 + sum(len(r.scores) for r in result.racers) + 2
     assert math.isfinite(result.val_score)
 
 

@@ -162,7 +162,8 @@ def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: d
 @dataclass
 class Meter:
     """What a race spent: training steps, validation rows, and the seconds of each (measured with
-    ``time.perf_counter``). ``step_seconds`` is the median seconds of a training step seen so far."""
+    ``time.perf_counter``). ``step_seconds`` is the median seconds of a training step seen so far, ``row_cost``
+    the median seconds of a validation row over it."""
 
     train_steps: int = 0
     val_rows: int = 0
@@ -171,6 +172,7 @@ class Meter:
     started: float = field(default_factory=time.perf_counter)
     warm: float = 0.0
     _step_times: list[float] = field(default_factory=list)
+    _val_rates: list[float] = field(default_factory=list)
 
     def trained(self, seconds: float, steps: int = 1) -> None:
         if not self.train_steps:
@@ -180,9 +182,13 @@ class Meter:
         if len(self._step_times) < 256:
             self._step_times.append(seconds / max(steps, 1))
 
-    def validated(self, seconds: float, rows: int) -> None:
+    def validated(self, seconds: float, rows: int, sample: bool = True) -> None:
+        """Count a validation pass; ``sample=False`` keeps its seconds out of the row-cost estimate (a first
+        pass, which carries one-off costs)."""
         self.val_rows += rows
         self.val_seconds += seconds
+        if sample and rows and len(self._val_rates) < 256:
+            self._val_rates.append(seconds / rows)
 
     @property
     def step_seconds(self) -> float:
@@ -191,9 +197,9 @@ class Meter:
     @property
     def row_cost(self) -> float:
         """A validation row's cost in training steps (measured; nan before both were seen)."""
-        if not self.val_rows or not self._step_times:
+        if not self._val_rates or not self._step_times:
             return math.nan
-        return (self.val_seconds / self.val_rows) / max(self.step_seconds, 1e-12)
+        return statistics.median(self._val_rates) / max(self.step_seconds, 1e-12)
 
     @property
     def seconds(self) -> float:

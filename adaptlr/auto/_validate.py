@@ -87,7 +87,9 @@ class Validator:
         self.counts = counts
 
     def probe(self, model: nn.Module) -> float:
-        """Score on the first batch alone (times a validation row before the plan is sized)."""
+        """Score on the first batch alone, twice: the second pass times a validation row before the plan is
+        sized (the first carries one-off costs; both are counted)."""
+        self._score(model, 1, sample=False)
         return self._score(model, 1)
 
     def score(self, model: nn.Module, round_: str) -> float:
@@ -95,7 +97,7 @@ class Validator:
         non-finite score is ``inf``."""
         return self._score(model, self.counts.get(round_, len(self.batches) or 1))
 
-    def _score(self, model: nn.Module, count: int) -> float:
+    def _score(self, model: nn.Module, count: int, sample: bool = True) -> float:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         if self.fn is not None:
             fn = self.fn
@@ -114,5 +116,5 @@ class Validator:
             (value, n), seconds = timed(call)
         else:
             (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.group))
-        self.meter.validated(seconds, n)
+        self.meter.validated(seconds, n, sample)
         return value if math.isfinite(value) else math.inf
