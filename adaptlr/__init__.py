@@ -11,79 +11,15 @@ Importing adaptlr imports torch and nothing heavy besides (Numba loads on the fi
 rich, optuna and scikit-learn only in the functions that use them).
 """
 
-from . import controllers, schedules
+from . import controllers, free, optim, schedules
 from .auto import Auto
 from .finder import LRFindResult, lr_find
-from .free import (
-    DAdaptAdaGrad,
-    DAdaptAdam,
-    DAdaptSGD,
-    DoG,
-    LDoG,
-    PolynomialDecayAverager,
-    Prodigy,
-    ScheduleFreeAdamW,
-    ScheduleFreeRAdam,
-    ScheduleFreeSGD,
-    recalibrate_batchnorm,
-)
-from .optim import (
-    ASGD,
-    LAMB,
-    LBFGS,
-    SGD,
-    AdaBelief,
-    Adadelta,
-    Adafactor,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    Lion,
-    Muon,
-    NAdam,
-    Optimizer,
-    RAdam,
-    RMSprop,
-    Rprop,
-    SparseAdam,
-)
+from .free import *  # noqa: F403  (the learning-rate-free methods: adaptlr.free.__all__)
+from .optim import *  # noqa: F403  (the optimizers: adaptlr.optim.__all__)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    # classic update rules
-    "SGD",
-    "Adadelta",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "RMSprop",
-    "Optimizer",
-    "ASGD",
-    "Adafactor",
-    "LBFGS",
-    "Muon",
-    "Rprop",
-    "SparseAdam",
-    # adaptive family and learning-rate-free methods
-    "LAMB",
-    "AdaBelief",
-    "Lion",
-    "DAdaptAdaGrad",
-    "DAdaptAdam",
-    "DAdaptSGD",
-    "DoG",
-    "LDoG",
-    "PolynomialDecayAverager",
-    "Prodigy",
-    "ScheduleFreeAdamW",
-    "ScheduleFreeRAdam",
-    "ScheduleFreeSGD",
-    "recalibrate_batchnorm",
     # learning rate as a schedule, a controller, or found by a range test
     "controllers",
     "schedules",
@@ -92,3 +28,6 @@ __all__ = [
     "Auto",
     "__version__",
 ]
+# every optimizer (adaptlr.optim) and learning-rate-free method (adaptlr.free): derived, never listed twice
+__all__ += optim.__all__
+__all__ += free.__all__

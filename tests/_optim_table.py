@@ -10,7 +10,7 @@ that every ``torch.optim.Optimizer`` in ``adaptlr.__all__`` has a row and every 
 
 Adding an optimizer (``adaptlr.Foo``, matching ``torch.optim.Foo``, with a NumPy reference ``reference.Foo``)::
 
-    def draw_foo(rng):  # tests/_reference_cases.py: random hyperparameters
+    def draw_foo(rng):  # random hyperparameters, beside the rows (below)
         return dict(lr=_lr(rng, 1e-4, 1e-1), betas=(_beta(rng, 0.0, 0.99), _beta(rng, 0.9, 0.9999)),
                     weight_decay=_wd(rng), maximize=bool(rng.random() < 0.3))
 
@@ -41,35 +41,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from _reference_cases import (
-    draw_adabelief,
-    draw_adadelta,
-    draw_adafactor,
-    draw_adagrad,
-    draw_adam,
-    draw_adamax,
-    draw_adamw,
-    draw_asgd,
-    draw_dadapt_adagrad,
-    draw_dadapt_adam,
-    draw_dadapt_sgd,
-    draw_dog,
-    draw_lamb,
-    draw_lbfgs,
-    draw_ldog,
-    draw_lion,
-    draw_muon,
-    draw_nadam,
-    draw_prodigy,
-    draw_radam,
-    draw_rmsprop,
-    draw_rprop,
-    draw_sf_adamw,
-    draw_sf_radam,
-    draw_sf_sgd,
-    draw_sgd,
-    draw_sparse_adam,
-)
 
 import adaptlr
 
@@ -125,9 +96,11 @@ class Row:
     """One optimizer and what the sweeps need to know about it (the defaults fit a classic elementwise rule).
 
     Identity and oracles:
-      ``name``: ``getattr(adaptlr, name)``. ``draw(rng) -> kwargs``: random hyperparameters (tests/_reference_cases.py).
+      ``name``: ``getattr(adaptlr, name)``. ``draw(rng) -> kwargs``: random hyperparameters (``draw_*`` below).
       ``counterpart``: :class:`Counterpart` or None. ``reference``: the NumPy float64 reference,
-      ``adaptlr.reference.<reference>`` (``"free.X"``: ``adaptlr.reference.free.X``), or None.
+      ``adaptlr.reference.<reference>`` (``"free.X"``: ``adaptlr.reference.free.X``), or None. A reference takes
+      torch.optim's form (it updates the arrays it is given) or, as its package, keeps its own copy of the
+      parameters (``x``: reference.free, Lion, AdaBelief, LAMB; :func:`package_style_reference`).
       ``exact``: arguments that make adaptlr's float64 run exact (compared with the float64 reference; a
       counterpart without them cannot be compared with the reference in float64: Muon's Newton-Schulz in bfloat16).
       ``example``: one fixed setting that exercises more of the rule than the defaults (the distributed matrix,
@@ -202,6 +175,287 @@ class Row:
         return self.name
 
 
+# ----------------------------------------------------------- random hyperparameters (each row names its draw)
+def _lr(rng, low, high):
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _beta(rng, low, high):
+    """1 - log-uniform in [1 - high, 1 - low]: covers 0.9, 0.99, 0.999 evenly."""
+    return 1.0 - _lr(rng, 1.0 - high, 1.0 - low)
+
+
+def _wd(rng):
+    return 0.0 if rng.random() < 0.3 else _lr(rng, 1e-4, 1e-1)
+
+
+def _eps(rng):
+    return _lr(rng, 1e-10, 1e-3)
+
+
+def draw_sgd(rng):
+    momentum = 0.0 if rng.random() < 0.25 else _beta(rng, 0.5, 0.99)
+    nesterov = momentum > 0 and rng.random() < 0.5
+    dampening = 0.0 if nesterov or rng.random() < 0.5 else float(rng.uniform(0, 0.9))
+    return dict(
+        lr=_lr(rng, 1e-4, 1e-1),
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=_wd(rng),
+        nesterov=nesterov,
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_adagrad(rng):
+    return dict(
+        lr=_lr(rng, 1e-3, 1.0),
+        lr_decay=0.0 if rng.random() < 0.4 else _lr(rng, 1e-4, 1e-1),
+        weight_decay=_wd(rng),
+        initial_accumulator_value=0.0 if rng.random() < 0.5 else _lr(rng, 1e-3, 1.0),
+        eps=_eps(rng),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_rmsprop(rng):
+    return dict(
+        lr=_lr(rng, 1e-4, 3e-2),
+        alpha=_beta(rng, 0.8, 0.999),
+        eps=_eps(rng),
+        weight_decay=_wd(rng),
+        momentum=0.0 if rng.random() < 0.4 else _beta(rng, 0.5, 0.95),
+        centered=bool(rng.random() < 0.5),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_adadelta(rng):
+    return dict(
+        lr=_lr(rng, 1e-2, 3.0),
+        rho=_beta(rng, 0.5, 0.99),
+        eps=_lr(rng, 1e-8, 1e-3),
+        weight_decay=_wd(rng),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def _adam_like(rng, lr_high=1e-1):
+    return dict(
+        lr=_lr(rng, 1e-4, lr_high),
+        betas=(_beta(rng, 0.0, 0.99), _beta(rng, 0.9, 0.9999)),
+        eps=_eps(rng),
+        weight_decay=_wd(rng),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_adam(rng):
+    return dict(_adam_like(rng), amsgrad=bool(rng.random() < 0.5), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+def draw_adamw(rng):
+    kwargs = dict(_adam_like(rng), amsgrad=bool(rng.random() < 0.5))
+    if rng.random() < 0.3:
+        del kwargs["weight_decay"]  # exercise AdamW's default weight_decay=1e-2
+    return kwargs
+
+
+def draw_adamax(rng):
+    return _adam_like(rng)
+
+
+def draw_nadam(rng):
+    return dict(_adam_like(rng), momentum_decay=_lr(rng, 1e-4, 1e-1), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+def draw_radam(rng):
+    return dict(_adam_like(rng), decoupled_weight_decay=bool(rng.random() < 0.5))
+
+
+def draw_rprop(rng):
+    low = 0.0 if rng.random() < 0.3 else _lr(rng, 1e-6, 1e-3)
+    return dict(
+        lr=_lr(rng, 1e-3, 1e-1),
+        etas=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(1.05, 1.5))),
+        step_sizes=(low, _lr(rng, 0.05, 50.0)),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_asgd(rng):
+    return dict(
+        lr=_lr(rng, 1e-3, 1e-1),
+        lambd=_lr(rng, 1e-5, 1e-1),
+        alpha=float(rng.uniform(0.5, 1.0)),
+        t0=float(rng.integers(0, 60)) if rng.random() < 0.7 else 1e6,
+        weight_decay=_wd(rng),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_adafactor(rng):
+    return dict(
+        lr=_lr(rng, 1e-3, 1e-1),
+        beta2_decay=float(rng.uniform(-1.0, -0.5)),
+        eps=(None if rng.random() < 0.5 else _lr(rng, 1e-30, 1e-6), _lr(rng, 1e-4, 1e-2)),
+        d=float(rng.uniform(1.0, 2.0)),
+        weight_decay=0.0 if rng.random() < 0.4 else _lr(rng, 1e-4, 0.1),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_muon(rng):
+    return dict(
+        lr=_lr(rng, 1e-3, 3e-2),
+        weight_decay=0.0 if rng.random() < 0.3 else _lr(rng, 1e-3, 0.1),
+        momentum=float(rng.choice([0.0, rng.uniform(0.2, 0.5), rng.uniform(0.5, 0.99)])),
+        nesterov=bool(rng.random() < 0.6),
+        ns_steps=int(rng.integers(1, 7)),
+        adjust_lr_fn=[None, "original", "match_rms_adamw"][int(rng.integers(3))],
+    )
+
+
+def draw_sparse_adam(rng):
+    return dict(
+        lr=_lr(rng, 1e-3, 1e-1),
+        betas=(1 - _lr(rng, 0.01, 1.0), 1 - _lr(rng, 1e-4, 0.2)),
+        eps=_lr(rng, 1e-10, 1e-3),
+        maximize=bool(rng.random() < 0.3),
+    )
+
+
+def draw_lbfgs(rng):
+    """With the strong-Wolfe line search at lr near 1, or fixed steps at a small lr (as torch's tests)."""
+    wolfe = bool(rng.random() < 0.5)
+    return dict(
+        lr=float(rng.uniform(0.5, 1.0)) if wolfe else _lr(rng, 0.01, 0.1),
+        max_iter=int(rng.integers(2, 8)),
+        history_size=int(rng.integers(2, 8)),
+        line_search_fn="strong_wolfe" if wolfe else None,
+    )
+
+
+# ------------------------------------------------------------------- the learning-rate-free methods and the rest
+def _dual_averaging(momenta):
+    """D-Adaptation SGD and AdaGrad: the same hyperparameters, each with its momentum choices."""
+
+    def draw(rng):
+        return dict(
+            lr=float(rng.uniform(0.5, 1.0)),
+            momentum=float(rng.choice(momenta)),
+            weight_decay=float(rng.uniform(0, 0.01)),
+            d0=float(10 ** rng.uniform(-7, -3)),
+            growth_rate=[math.inf, 1.05][rng.integers(2)],
+        )
+
+    return draw
+
+
+def draw_prodigy(rng):
+    return dict(
+        lr=float(rng.uniform(0.5, 1.0)),
+        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+        beta3=[None, 0.98][rng.integers(2)],
+        weight_decay=float(rng.uniform(0, 0.01)),
+        decouple=bool(rng.integers(2)),
+        use_bias_correction=bool(rng.integers(2)),
+        safeguard_warmup=bool(rng.integers(2)),
+        d0=float(10 ** rng.uniform(-7, -3)),
+        d_coef=float(rng.uniform(0.5, 2)),
+        growth_rate=[math.inf, 1.05][rng.integers(2)],
+        slice_p=int(rng.choice([1, 3])),
+    )
+
+
+draw_dadapt_sgd = _dual_averaging([0.0, 0.9])
+draw_dadapt_adagrad = _dual_averaging([0.0, 0.5])
+
+
+def draw_dadapt_adam(rng):
+    return dict(
+        lr=float(rng.uniform(0.5, 1.0)),
+        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.01)),
+        decouple=bool(rng.integers(2)),
+        use_bias_correction=bool(rng.integers(2)),
+        d0=float(10 ** rng.uniform(-7, -3)),
+        growth_rate=[math.inf, 1.05][rng.integers(2)],
+    )
+
+
+def draw_dog(rng):
+    return dict(
+        reps_rel=float(10 ** rng.uniform(-7, -3)),
+        lr=float(rng.uniform(0.5, 1.0)),
+        weight_decay=float(rng.uniform(0, 0.01)),
+        init_eta=[None, 1e-4][rng.integers(2)],
+    )
+
+
+def draw_ldog(rng):
+    return dict(reps_rel=float(10 ** rng.uniform(-7, -3)), weight_decay=float(rng.uniform(0, 0.01)))
+
+
+def draw_sf_sgd(rng):
+    return dict(
+        lr=float(rng.uniform(0.1, 1.0)),
+        momentum=float(rng.uniform(0.5, 0.95)),
+        weight_decay=float(rng.uniform(0, 0.01)),
+        warmup_steps=int(rng.integers(0, 20)),
+        r=float(rng.choice([0.0, 1.0])),
+        weight_lr_power=float(rng.choice([0.0, 2.0])),
+    )
+
+
+def draw_sf_adamw(rng):
+    return dict(
+        lr=float(10 ** rng.uniform(-3, -1)),
+        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.01)),
+        warmup_steps=int(rng.integers(0, 20)),
+        r=float(rng.choice([0.0, 1.0])),
+        weight_lr_power=float(rng.choice([0.0, 2.0])),
+    )
+
+
+def draw_sf_radam(rng):
+    return dict(
+        lr=float(10 ** rng.uniform(-3, -1)),
+        betas=(float(rng.uniform(0.5, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.01)),
+        r=float(rng.choice([0.0, 1.0])),
+        silent_sgd_phase=bool(rng.integers(2)),
+    )
+
+
+def draw_lion(rng):
+    return dict(
+        lr=float(10 ** rng.uniform(-4, -2)),
+        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.1)),
+    )
+
+
+def draw_adabelief(rng):
+    return dict(
+        lr=float(10 ** rng.uniform(-3, -1)),
+        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.1)),
+        weight_decouple=bool(rng.integers(2)),
+    )
+
+
+def draw_lamb(rng):
+    return dict(
+        lr=float(10 ** rng.uniform(-3, -2)),
+        betas=(float(rng.uniform(0.8, 0.95)), 0.99),
+        weight_decay=float(rng.uniform(0, 0.1)),
+        weight_decouple=bool(rng.integers(2)),
+    )
+
+
+# -------------------------------------------------------------------------------------------------- the rows
 _ADAM = {"lr": "[0, inf)", "betas[0]": "[0, 1)", "betas[1]": "[0, 1)", "eps": "[0, inf)", "weight_decay": "[0, inf)"}
 _RMSPROP_F32 = (
     "torch's float32 roundings over 100 steps exceed 1e-5 on some draws (the momentum buffer sums g / sqrt(v) with "
@@ -577,7 +831,7 @@ ROWS: dict[str, Row] = {
             "Lion",
             draw_lion,
             Counterpart("lion_pytorch:Lion", seed_offset=4),
-            "free.Lion",
+            "Lion",
             example=dict(lr=1e-3, weight_decay=0.01),
             ranges={"lr": "[0, inf)", "betas[0]": "[0, 1)", "betas[1]": "[0, 1)", "weight_decay": "[0, inf)"},
             effective_lr="lr",
@@ -587,7 +841,7 @@ ROWS: dict[str, Row] = {
             "AdaBelief",
             draw_adabelief,
             Counterpart("pytorch_optimizer:AdaBelief", seed_offset=9),
-            "free.AdaBelief",
+            "AdaBelief",
             example=dict(lr=1e-2),
             ranges=_ADAM,
             effective_lr="lr",
@@ -597,7 +851,7 @@ ROWS: dict[str, Row] = {
             "LAMB",
             draw_lamb,
             Counterpart("pytorch_optimizer:Lamb", seed_offset=4, own_state_layout=True),
-            "free.LAMB",
+            "LAMB",
             example=dict(lr=1e-2, weight_decay=0.01),
             ranges=_ADAM,
             effective_lr="lr",
@@ -662,6 +916,17 @@ def counterpart_factory(row: Row, **kwargs: Any) -> Callable[[Any], Any]:
 def reference_class(row: Row) -> Any:
     module, _, name = row.reference.rpartition(".")
     return getattr(importlib.import_module("adaptlr.reference" + (f".{module}" if module else "")), name)
+
+
+#: the modules whose references keep their own copy of the parameters, ``x``, as their packages do
+_PACKAGE_STYLE = ("adaptlr.reference.free", "adaptlr.reference._adaptive")
+
+
+def package_style_reference(row: Row) -> bool:
+    """Whether the row's reference keeps its own copy of the parameters (``x``, ``step(grads)``: the
+    learning-rate-free methods', Lion's, AdaBelief's, LAMB's) rather than updating the arrays it is given in place
+    with torch.optim's state."""
+    return row.reference is not None and reference_class(row).__module__.startswith(_PACKAGE_STYLE)
 
 
 # -------------------------------------------------------------------------------------------------- harnesses

@@ -22,7 +22,7 @@ from _optim_table import ROWS, rows, trainable
 from test_engines import columns, everything, swap
 
 import adaptlr
-from adaptlr.engines import _select, get_engine
+from adaptlr.engines import _registry, _select, get_engine
 from adaptlr.engines._trace import trace
 from adaptlr.engines._triton import TritonEngine, _load, kernel_source
 from adaptlr.rules import _math, classic, elementwise
@@ -226,7 +226,7 @@ def test_the_override_routes_dense_rows_to_triton_and_the_rest_elsewhere():
     transposed = [torch.ones(4, 3).t(), torch.ones(3, 4)]  # the row's strides differ
     half = [torch.ones(5, dtype=torch.float16)] * 2
     cols = [[dense[0], transposed[0], half[0]], [dense[1], transposed[1], half[1]]]
-    assert _select.partition(None, cols) == [("fused", [0]), ("foreach", [1, 2])]
+    assert _select.partition(None, cols) == [("numba", [0]), ("foreach", [1, 2])]
     with _select.override("triton"):
         assert _select.partition(None, cols) == [("triton", [0]), ("foreach", [1]), ("triton", [2])]
         assert _select.partition("foreach", cols) == [("foreach", [0, 1, 2])]
@@ -447,9 +447,7 @@ def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
     """One step of every optimizer (through the override, in the interpreter) records the kernels the library
     generates; each rule's kernel (one per rule and number of sums) is then compiled for sm_90."""
     engine = TritonEngine()
-    monkeypatch.setattr(
-        adaptlr.engines, "get_engine", lambda name, _get=get_engine: engine if name == "triton" else _get(name)
-    )
+    monkeypatch.setitem(_registry._instances, "triton", engine)  # (the engine the selection runs triton rows on)
     with _select.override("triton"):
         for (row,) in (p.values for p in CASES):
             _run(row.name, row.draw(np.random.default_rng(7)), steps=1, dtype=torch.float32)

@@ -1,10 +1,11 @@
-"""adaptlr.reference.free (float64 NumPy, from the formulas) against the papers' packages, and adaptlr's
-optimizers against it, 200 steps (every row of tests/_optim_table.py with a reference there)."""
+"""The references that keep their own parameters as their packages do (float64 NumPy, from the formulas:
+adaptlr.reference.free, and Lion, AdaBelief, LAMB) against the papers' packages, and adaptlr's optimizers against
+them, 200 steps (every row of tests/_optim_table.py with such a reference)."""
 
 import numpy as np
 import pytest
 import torch
-from _optim_table import counterpart_factory, make, reference_class, rows
+from _optim_table import counterpart_factory, make, package_style_reference, reference_class, rows
 from test_free_common import assert_close, make_problem, run_reference, run_torch
 
 from adaptlr.reference import free as ref
@@ -13,7 +14,7 @@ STEPS = 200
 
 
 def _free_reference(row):
-    return row.reference is not None and row.reference.startswith("free.")
+    return package_style_reference(row)
 
 
 def hparams(row, seed):

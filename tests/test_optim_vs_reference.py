@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from _optim_table import ENGINES, reference_class, rows
+from _optim_table import ENGINES, package_style_reference, reference_class, rows
 from _reference_cases import N_STEPS, Problem
 
 N_DRAWS = 3
@@ -24,7 +24,7 @@ RTOL, ATOL = 1e-10, 1e-13
 
 
 def _classic_reference(row):
-    return row.reference is not None and "." not in row.reference and not row.needs_closure
+    return row.reference is not None and not package_style_reference(row) and not row.needs_closure
 
 
 CASES = [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -151,3 +154,54 @@ def test_the_adaptive_rules_moved_out_of_free_still_resolve_with_a_warning():
         assert name not in adaptlr.free.__all__
     with pytest.raises(AttributeError):
         adaptlr.free.NoSuchOptimizer  # noqa: B018
+
+
+# ------------------------------------------------------------------------------ phases by name, one counter
+ROOT = Path(adaptlr.__file__).resolve().parent
+
+
+def _optimizers():
+    classes = [getattr(adaptlr, n) for n in adaptlr.__all__]
+    return [c for c in classes if isinstance(c, type) and issubclass(c, adaptlr.Optimizer) and c.phases]
+
+
+def test_phases_are_dispatched_by_name_never_by_position():
+    """No code picks a phase's logic by its position (``phase is self.phases[1]``): a reader would have to count;
+    the phases of a step with several have distinct names, the last one ``update``."""
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted(ROOT.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "phases"
+    ]
+    assert not found, f"phases indexed by position: {found}"
+    for cls in _optimizers():
+        names = [p.name for p in cls.phases]
+        assert len(set(names)) == len(names), (cls.__name__, names)
+        if len(names) > 1:
+            assert names[-1] == "update", (cls.__name__, names)
+
+
+def test_the_free_methods_advance_their_counters_in_one_place():
+    """``group["k"]`` and ``state["step"]`` of the learning-rate-free methods advance only in
+    ``FreeOptimizer._count_step``; what one phase leaves for the next is typed (``FreeStep``), not a dict."""
+    found = []
+    for path in sorted((ROOT / "free").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name != "_count_step"):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+                    key = node.target.slice
+                    if isinstance(key, ast.Constant) and key.value in ("k", "step"):
+                        found.append(f"{path.name}:{node.lineno} ({fn.name})")
+    assert not found, f"counters advanced outside _count_step: {found}"
+    from adaptlr.free._base import FreeStep
+
+    ctx = FreeStep({})
+    assert (ctx.dlr, ctx.eta, ctx.update) == (None, None, None) and not hasattr(ctx, "scratch")
+
+
+@pytest.mark.parametrize("package", ["engines", "optim", "free", "rules", "reference"])
+def test_no_file_of_the_core_is_over_450_lines(package):
+    long = {p.name: n for p in (ROOT / package).rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split where the concepts split: {long}"

@@ -19,7 +19,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
-from _optim_table import ROWS, counterpart_class, kwargs_with, reference_class, rows
+from _optim_table import ROWS, counterpart_class, kwargs_with, package_style_reference, reference_class, rows
 from _reference_cases import N_STEPS, Problem
 
 from adaptlr import reference
@@ -30,7 +30,12 @@ RTOL, ATOL = 1e-10, 1e-13
 
 def _with_torch(row):
     """A row with a torch counterpart and a reference in adaptlr.reference (the classic rules)."""
-    return row.counterpart is not None and row.counterpart.is_torch and row.reference and "." not in row.reference
+    return (
+        row.counterpart is not None
+        and row.counterpart.is_torch
+        and row.reference is not None
+        and not package_style_reference(row)
+    )
 
 
 def _runs(row):
@@ -246,3 +251,16 @@ def test_validation_agrees_with_torch(data):
     """
     row, key = data.draw(st.sampled_from([p.values for p in VALIDATED if not p.marks]), label="case")
     _agree(row, key, data.draw(st.one_of(st.floats(-2.0, 2.0), st.sampled_from(EDGES))))
+
+
+def test_every_reference_is_registered_and_lion_adabelief_lamb_sit_beside_the_torch_ones():
+    """The registry is every private module's ``__all__`` (a new reference is one module); Lion, AdaBelief and
+    LAMB moved out of reference.free (they estimate no step size), which still resolves them with a warning."""
+    from adaptlr.reference import free
+
+    for row in ROWS.values():
+        if row.reference is not None and "." not in row.reference:
+            assert reference.REGISTRY[row.reference] is reference_class(row) is getattr(reference, row.reference)
+    assert {"Lion", "AdaBelief", "LAMB"} <= set(reference.__all__)
+    with pytest.warns(DeprecationWarning, match="moved to adaptlr.reference.LAMB"):
+        assert free.LAMB is reference.LAMB

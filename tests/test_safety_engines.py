@@ -13,8 +13,7 @@ import torch
 from _optim_table import counterpart_class, make, rows, shaped
 
 import adaptlr
-from adaptlr.engines import get_engine
-from adaptlr.engines._select import partition, run
+from adaptlr.engines import get_engine, partition, run
 from adaptlr.rules import classic
 
 ENGINES = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
@@ -152,7 +151,7 @@ def test_channels_last_checkpoints_resume_exactly(saved, resumed, engine):
 def test_equally_strided_channels_last_tensors_run_fused():
     x = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last)
     cols = [[x], [torch.randn_like(x)], [torch.zeros_like(x)]]
-    assert partition(None, cols) == [("fused", [0])]
+    assert partition(None, cols) == [("numba", [0])]
     mixed = [[x], [torch.randn(4, 3, 5, 5)]]
     assert partition(None, mixed) == [("foreach", [0])]
     view = torch.randn(10, 10)[:, ::2]

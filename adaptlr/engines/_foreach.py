@@ -381,6 +381,19 @@ class ForeachEngine:
             plan = self._plans[key] = make_plan(program, writes, n_sums)
         return plan
 
+    def apply_checked(
+        self,
+        fn: Callable,
+        columns: Sequence[Any],
+        writes: Sequence[int],
+        scalars: Sequence[Any] = (),
+        flags: Sequence[bool] = (),
+        n_sums: int = 0,
+        pointers: Sequence[list[int] | None] | None = None,
+    ) -> tuple[float, ...]:
+        """:meth:`apply` (this engine indexes tensors logically: it needs no layout check, nor ``pointers``)."""
+        return self.apply(fn, columns, writes, scalars, flags, n_sums)
+
     def apply(
         self,
         fn: Callable,

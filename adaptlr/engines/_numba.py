@@ -1,4 +1,5 @@
-"""The ``fused`` engine on CPU: one Numba ``prange`` kernel per rule, one pass over memory.
+"""The ``numba`` engine: the one-pass CPU engine (what ``fused=True`` runs on CPU), one Numba ``prange`` kernel per
+rule, one pass over memory.
 
 The kernel is generated from the rule's trace (:mod:`._trace`; no second copy of the math): the per-step
 scalar part of the program (``1 - beta2``, bias corrections, ...) is computed once per call in float64, as
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._layout import FUSED_DTYPES, PLAIN, dense
 from ._raw import RawPointerEngine, load_generated
 from ._trace import Program, Ref, trace
 
@@ -164,8 +166,6 @@ def _load(source: str) -> Callable:
 def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
     """Raise ``RuntimeError`` unless the kernel may address every tensor through its raw pointer: plain CPU tensors
     of one compiled dtype, and in each row (one per parameter) the same shape and strides, dense in memory."""
-    from ._select import partition
-
     n = len(lists[0])
     if any(len(c) != n for c in lists):
         raise RuntimeError("fused engine: the columns hold different numbers of tensors")
@@ -173,19 +173,26 @@ def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
         t0 = row[0]
         if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device != t0.device for t in row):
             raise RuntimeError(f"fused engine: the tensors of row {i} differ in shape, dtype or device")
-    if any(name != "fused" for name, _ in partition("fused", list(lists))):
-        raise RuntimeError(
-            "fused engine: a tensor is not a dense, equally strided CPU float32/float64 tensor "
-            "(route it through adaptlr.engines._select.run)"
-        )
+        stride = t0.stride()
+        if not (
+            all(type(t) in PLAIN for t in row)
+            and t0.device.type == "cpu"
+            and t0.dtype in FUSED_DTYPES
+            and all(t.stride() == stride for t in row[1:])
+            and dense(t0)
+        ):
+            raise RuntimeError(
+                "fused engine: a tensor is not a dense, equally strided CPU float32/float64 tensor "
+                "(route it through adaptlr.engines.run)"
+            )
     if len({t.dtype for t in lists[0]}) > 1:
         raise RuntimeError("fused engine: one call runs one dtype")
 
 
 class NumbaEngine(RawPointerEngine):
-    """One-pass CPU kernels for float32 / float64 contiguous tensors."""
+    """One-pass CPU kernels for float32 / float64 dense tensors."""
 
-    name = "fused"
+    name = "numba"
 
     def __init__(self) -> None:
         self._kernels: dict[Any, Callable] = {}
@@ -223,7 +230,7 @@ class NumbaEngine(RawPointerEngine):
         n_sums: int = 0,
         pointers: Sequence[list[int] | None] | None = None,
     ) -> tuple[float, ...]:
-        """:meth:`apply` for columns that :func:`adaptlr.engines._select.partition` has routed here (checked);
+        """:meth:`apply` for columns that :func:`adaptlr.engines.partition` has routed here (checked);
         ``pointers``: per column, the data pointers a plan has just compared (None: read here)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:

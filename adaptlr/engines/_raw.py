@@ -17,7 +17,7 @@ import torch
 
 class RawPointerEngine:
     """An engine whose kernels address memory by pointer. :meth:`apply` (the public entry point) checks every tensor
-    with :meth:`check` before :meth:`apply_checked` runs; :func:`adaptlr.engines._select.run` calls
+    with :meth:`check` before :meth:`apply_checked` runs; :func:`adaptlr.engines.run` calls
     :meth:`apply_checked` directly for rows its partition has already checked."""
 
     @staticmethod
@@ -48,6 +48,7 @@ class RawPointerEngine:
         scalars: Sequence[Any] = (),
         flags: Sequence[bool] = (),
         n_sums: int = 0,
+        pointers: Sequence[list[int] | None] | None = None,
     ) -> tuple[float, ...]:
         raise NotImplementedError
 

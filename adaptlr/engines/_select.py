@@ -10,13 +10,16 @@ strides). :func:`run` is what an optimizer calls for one elementwise phase:
 2. **check**: every tensor column must match the first tensor column row by row -- same shape, dtype and device --
    or :func:`run` raises the ``RuntimeError`` torch.optim's own kernels raise for such tensors (they fail inside
    ``lerp_`` / ``addcdiv_``), naming the column, the row and both values. Nothing runs when a check fails.
-3. **partition**: rows go to the fused (one-pass) engine only when every one of their tensors is a plain CPU
+3. **partition**: rows go to the one-pass CPU engine (``numba``) only when every one of their tensors is a plain CPU
    tensor of a dtype it compiles, dense and non-overlapping, with *the same strides* as the others (then element
    ``k`` of every column lives at the same offset, and the kernel's flat loop over raw memory is exact, for
    ``channels_last`` tensors too). Any other row goes to ``foreach``, which indexes logically.
    CUDA rows go the same way to the ``triton`` engine (float32, float16, bfloat16, float64) when ``triton``
-   imports, else to ``foreach``; ``fused=True`` on CUDA means triton. :func:`override` sends CPU rows to triton
+   imports, else to ``foreach``. The user's flag ``fused=True`` (``prefer="fused"``) asks for the one-pass engine
+   of the tensors' device: ``numba`` on CPU, ``triton`` on CUDA. :func:`override` sends CPU rows to triton
    too (for tests, in Triton's interpreter).
+4. **execute**: each part runs on its engine through the one call shape every engine answers
+   (:meth:`~adaptlr.engines.Engine.apply_checked`).
 
 The checks cost a few attribute reads per tensor; a :class:`Plan` keeps them (and the partition) while the same
 tensors come back, so a steady step re-checks only the gradients (``benchmarks/step_time.py``, cases b and c).
@@ -25,13 +28,15 @@ tensors come back, so a steady step re-checks only the gradients (``benchmarks/s
 from __future__ import annotations
 
 import operator
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import torch
+
+from ._layout import FUSED_DTYPES, PLAIN, PLAIN_SET, TRITON_DTYPES, dense, describe, is_dtensor, local
+from ._registry import get_engine
 
 __all__ = [
     "Plan",
@@ -41,21 +46,16 @@ __all__ = [
     "execute",
     "fused_dtype",
     "fused_supported",
+    "is_dtensor",
     "local",
+    "numba_available",
     "override",
     "partition",
     "prepare",
     "run",
+    "triton_available",
 ]
 
-#: real dtypes the fused CPU engine compiles kernels for
-FUSED_DTYPES = (torch.float32, torch.float64)
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-_PLAIN_SET = frozenset(_PLAIN)
-
-
-#: real dtypes the triton engine compiles kernels for (CUDA; CPU only in Triton's interpreter)
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _override: list[str] = []  # the engine that :func:`override` routes CPU rows to (innermost last)
 
 
@@ -77,7 +77,7 @@ def triton_available() -> bool:
 
 @contextmanager
 def override(engine: str) -> Iterator[None]:
-    """Inside the block, rows that :func:`partition` would give the fused engine (or foreach, for a dtype only
+    """Inside the block, rows that :func:`partition` would give the numba engine (or foreach, for a dtype only
     ``engine`` compiles) go to ``engine`` -- internal, for tests: ``override("triton")`` runs CPU tensors on the
     triton engine, which needs Triton's interpreter (``TRITON_INTERPRET=1``). ``foreach=``/``loop`` choices stand.
     """
@@ -102,62 +102,15 @@ def fused_supported(t: torch.Tensor) -> bool:
 
 @lru_cache(maxsize=1)
 def numba_available() -> bool:
-    """Whether the fused CPU engine can run here (Numba imports)."""
+    """Whether the one-pass CPU engine (``numba``) can run here (Numba imports)."""
     from ._numba import available
 
     return available()
 
 
 def fused_dtype(dtype: torch.dtype) -> bool:
-    """Whether the fused CPU engine runs tensors of ``dtype`` (complex ones go through ``view_as_real``)."""
+    """Whether the one-pass CPU engine runs tensors of ``dtype`` (complex ones go through ``view_as_real``)."""
     return dtype in FUSED_DTYPES or dtype in (torch.complex64, torch.complex128)
-
-
-def _dtensor_type() -> type | None:
-    """``DTensor``, once some code has imported it (importing it costs ~2 s: ``import adaptlr`` must not)."""
-    global _DTENSOR
-    if _DTENSOR is None and "torch.distributed.tensor" in sys.modules:
-        try:
-            from torch.distributed.tensor import DTensor
-        except Exception:  # pragma: no cover - a torch build without distributed
-            return None
-        _DTENSOR = DTensor
-    return _DTENSOR
-
-
-_DTENSOR: Any = None
-
-
-def is_dtensor(t: Any) -> bool:
-    """Whether ``t`` is a DTensor (no DTensor can exist before ``torch.distributed.tensor`` is imported)."""
-    if type(t) in _PLAIN_SET:
-        return False
-    cls = _dtensor_type()
-    return cls is not None and isinstance(t, cls)
-
-
-def local(t: torch.Tensor) -> torch.Tensor:
-    """The tensor an elementwise engine updates for ``t``: a DTensor's local shard (sharing its memory), else ``t``."""
-    if is_dtensor(t):
-        return t.to_local()
-    return t
-
-
-def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill ``numel`` consecutive slots of memory, each exactly once (any dim order)."""
-    if t.is_contiguous():
-        return True
-    dims = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1)
-    expected = 1
-    for stride, size in dims:
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-def _describe(t: torch.Tensor) -> str:
-    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
 
 
 def check_columns(columns: Sequence[Any], names: Sequence[str] | None = None) -> None:
@@ -177,8 +130,8 @@ def check_columns(columns: Sequence[Any], names: Sequence[str] | None = None) ->
         for i, (a, b) in enumerate(zip(first, col)):
             if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
                 raise RuntimeError(
-                    f"{_name(names, k)} of tensor {i} does not match {_name(names, k0)}: {_describe(b)} against "
-                    f"{_describe(a)} (torch.optim raises for such tensors too; was the state loaded for another "
+                    f"{_name(names, k)} of tensor {i} does not match {_name(names, k0)}: {describe(b)} against "
+                    f"{describe(a)} (torch.optim raises for such tensors too; was the state loaded for another "
                     f"model, or was a parameter's .data replaced?)"
                 )
 
@@ -188,10 +141,12 @@ def _name(names: Sequence[str] | None, k: int) -> str:
 
 
 def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, list[int]]]:
-    """Split the rows of (checked, unwrapped) ``columns`` by engine, and by dtype for the typed fused kernels.
+    """Split the rows of (checked, unwrapped) ``columns`` by engine (``numba``, ``triton``, ``foreach``,
+    ``loop``), and by dtype for the typed one-pass kernels.
 
-    ``prefer``: ``"loop"`` or ``"foreach"`` run every row there (except tensor subclasses, which always run on
-    ``loop``); ``"fused"`` or None run every row the fused engine can address there, the rest on ``foreach``.
+    ``prefer`` (the user's choice): ``"loop"`` or ``"foreach"`` run every row there (except tensor subclasses,
+    which always run on ``loop``); ``"fused"`` or None run every row a one-pass engine can address there
+    (``numba`` on CPU, ``triton`` on CUDA), the rest on ``foreach``.
     """
     lists = [c for c in columns if isinstance(c, list)]
     n = len(lists[0]) if lists else 0
@@ -201,7 +156,7 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
     triton: bool | None = None  # (asked once per call, at the first row that could go there)
     for i in range(n):
         row = [c[i] for c in lists]
-        if any(type(t) not in _PLAIN for t in row):
+        if any(type(t) not in PLAIN for t in row):
             key: Any = ("loop", None)
         elif prefer in ("loop", "foreach"):
             key = (prefer, None)
@@ -211,9 +166,7 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
             if t0.device.type == "cuda" or _override:  # the triton engine (CUDA, or the interpreter when asked)
                 if triton is None:
                     triton = bool(_override) or triton_available()
-                fits = (
-                    triton and t0.dtype in TRITON_DTYPES and all(t.stride() == stride for t in row[1:]) and _dense(t0)
-                )
+                fits = triton and t0.dtype in TRITON_DTYPES and all(t.stride() == stride for t in row[1:]) and dense(t0)
                 key = ("triton", t0.dtype) if fits else ("foreach", None)
             else:
                 fits = (
@@ -221,9 +174,9 @@ def partition(prefer: str | None, columns: Sequence[Any]) -> list[tuple[str, lis
                     and t0.dtype in FUSED_DTYPES
                     and numba_available()
                     and all(t.stride() == stride for t in row[1:])
-                    and _dense(t0)
+                    and dense(t0)
                 )
-                key = ("fused", t0.dtype) if fits else ("foreach", None)
+                key = ("numba", t0.dtype) if fits else ("foreach", None)
         parts.setdefault(key, []).append(i)
     return [(name, idx) for (name, _), idx in parts.items()]
 
@@ -256,7 +209,7 @@ class Plan:
 
     @staticmethod
     def _key(stable: list[list[torch.Tensor]]) -> Any:
-        if not set(map(type, stable[0])) <= _PLAIN_SET:
+        if not set(map(type, stable[0])) <= PLAIN_SET:
             return None  # (DTensors and other subclasses: no raw pointers to key on; checked every step)
         return [[t.data_ptr() for t in col] for col in stable], tuple(t.shape for t in stable[0])
 
@@ -282,7 +235,7 @@ class Plan:
                 return None
             for t, (shape, dtype, device, stride) in zip(col, signature):
                 if (
-                    type(t) not in _PLAIN
+                    type(t) not in PLAIN
                     or t.shape != shape
                     or t.dtype != dtype
                     or t.device != device
@@ -300,7 +253,7 @@ class Plan:
         self.route = (prefer, tuple(_override))
         self.parts = parts
         first = next(c for k, c in enumerate(columns) if isinstance(c, list) and k not in volatile)
-        raw = {i for name, idx in parts if name in ("fused", "triton") for i in idx}  # rows run through pointers
+        raw = {i for name, idx in parts if name in ("numba", "triton") for i in idx}  # rows run through pointers
         self.signature = [(t.shape, t.dtype, t.device, t.stride() if i in raw else None) for i, t in enumerate(first)]
 
 
@@ -339,22 +292,15 @@ def execute(
 ) -> tuple[float, ...]:
     """Run ``fn`` on prepared columns (the second half of :func:`run`); returns the ``n_sums`` sums.
 
-    ``pointers``: for each column, its tensors' data pointers when a :class:`Plan` has just read and compared them
-    (:attr:`Plan.pointers`), else None (the one-pass engines read them)."""
-    from . import get_engine
-
+    ``parts``: :func:`partition`'s (or :func:`prepare`'s) engine name -> rows. ``pointers``: for each column, its
+    tensors' data pointers when a :class:`Plan` has just read and compared them (:attr:`Plan.pointers`), else None
+    (the one-pass engines read them)."""
     totals = [0.0] * n_sums
-    for name, idx in parts:
-        whole = len(parts) == 1
+    whole = len(parts) == 1
+    for name, idx in parts:  # (partition did the one-pass engines' layout checks)
         cols = columns if whole else [[c[i] for i in idx] if isinstance(c, list) else c for c in columns]
-        engine = get_engine(name)
-        if name == "fused":  # (partition did the fused and triton engines' layout checks)
-            ptrs = pointers if whole or pointers is None else [p and [p[i] for i in idx] for p in pointers]
-            out = engine.apply_checked(fn, cols, writes, tuple(scalars), tuple(flags), n_sums, pointers=ptrs)
-        elif name == "triton":
-            out = engine.apply_checked(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
-        else:
-            out = engine.apply(fn, cols, writes, tuple(scalars), tuple(flags), n_sums)
+        ptrs = pointers if whole or pointers is None else [p and [p[i] for i in idx] for p in pointers]
+        out = get_engine(name).apply_checked(fn, cols, writes, tuple(scalars), tuple(flags), n_sums, pointers=ptrs)
         for k in range(n_sums):
             totals[k] += out[k]
     return tuple(totals)
@@ -377,7 +323,7 @@ def run(
     """Run the elementwise rule ``fn`` over ``columns`` (see ``docs/CONTRACTS.md``) on the engines fit for them.
 
     Returns the ``n_sums`` sums over every element of every tensor (over the *local* shards of DTensors).
-    ``checked=True``: the caller has run :func:`check_columns` on these columns (the fused engine's own checks
+    ``checked=True``: the caller has run :func:`check_columns` on these columns (the one-pass engines' own checks
     run regardless, in :func:`partition`). ``plan`` (with ``volatile``, the columns that hold new tensors every
     step) keeps the checks and the partition between calls, see :class:`Plan`.
     """

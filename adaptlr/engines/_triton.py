@@ -1,7 +1,8 @@
 """The ``triton`` engine: one generated Triton kernel per rule, one launch per call, one pass over memory.
 
-The kernel is generated from the rule's trace (:mod:`._trace`), as the fused CPU engine's is (:mod:`._numba`);
-no rule is written twice. For one call ``apply(fn, columns, writes, scalars, flags, n_sums)``:
+The kernel is generated from the rule's trace (:mod:`._trace`; the source: :mod:`._triton_source`), as the
+one-pass CPU engine's is (:mod:`._numba`); no rule is written twice. For one call
+``apply(fn, columns, writes, scalars, flags, n_sums)``:
 
 - **scalar part, on the host, in float64**: the trace's scalar nodes (``1 - beta2``, bias corrections, step
   sizes) are evaluated once per call in Python floats, as torch.optim computes them, by a small generated
@@ -36,7 +37,7 @@ scalars are host floats, baked into a captured graph, and the sums of a reductio
 call made while a CUDA stream is capturing raises ``RuntimeError``, as does ``capturable=True`` in the optimizers.
 
 Kernels are cached twice: the generated source is written under a name hashing it (next to the fused engine's
-kernels, see :func:`adaptlr.engines._raw._cache_dir`), and Triton caches the compiled binary on disk (its own
+kernels, ``$ADAPTLR_CACHE_DIR``), and Triton caches the compiled binary on disk (its own
 cache, ``~/.triton/cache``). The first launch of each kernel (which compiles it) is timed:
 :attr:`TritonEngine.compile_seconds`, also logged on the ``adaptlr.engines.triton`` logger at INFO;
 :attr:`TritonEngine.bytes_moved` counts the bytes the kernels read and write (the benchmark's bandwidth).
@@ -46,7 +47,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import operator
 import time
 from collections.abc import Callable, Sequence
@@ -55,15 +55,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._layout import PLAIN, dense
 from ._raw import RawPointerEngine, load_generated
-from ._select import _dense
-from ._trace import Program, Ref, trace
+from ._trace import trace
+from ._triton_source import ALIGN, kernel_source
 
 __all__ = ["BLOCK", "CHUNK", "DTYPES", "TritonEngine", "available", "interpreting", "kernel_source"]
 
 BLOCK = 1024  # elements per block of a program's loop (num_warps=4: 8 elements per thread)
 CHUNK = 1 << 16  # elements per program (torch's multi-tensor-apply chunk)
-ALIGN = 16  # bytes; pointers aligned to this get vectorized loads and stores
 #: contract a * b + c into fused multiply-adds, as nvcc does by default for torch's own CUDA kernels (and said
 #: explicitly: Triton 3.9 warns that its default will change)
 FP_FUSION = True
@@ -77,7 +77,6 @@ _TL = {
 }
 #: the dtypes this engine runs (complex ones through ``torch.view_as_real``, as the optimizers pass them)
 DTYPES = tuple(_TL)
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 log = logging.getLogger("adaptlr.engines.triton")
 
@@ -98,195 +97,6 @@ def interpreting() -> bool:
     return bool(triton.knobs.runtime.interpret)
 
 
-# ------------------------------------------------------------------------------------------ code generation
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-_SCALAR_FN = {"sqrt", "abs", "sign", "exp", "log", "maximum", "minimum", "where"}
-
-
-def _literal(v: Any) -> str:
-    """Source text of a number (``float('inf')`` and ``float('nan')`` included)."""
-    v = float(v)
-    return repr(v) if math.isfinite(v) else f"float({str(v)!r})"
-
-
-def _host_expr(op: str, a: list[str]) -> str:
-    """Python (host, float64) expression of a scalar node; the same functions the foreach engine evaluates."""
-    if op in _BINARY:
-        return f"({a[0]} {_BINARY[op]} {a[1]})"
-    if op == "pow":
-        return f"({a[0]} ** {a[1]})"
-    if op == "neg":
-        return f"(-{a[0]})"
-    if op in _SCALAR_FN:
-        return f"_OPS[{op!r}]({', '.join(a)})"
-    raise NotImplementedError(op)
-
-
-def _pow_expr(x: str, y: str, y_value: float | None, ct: str) -> str:
-    """Triton expression of ``x ** y`` (the interpreter has no libdevice ``pow``): small integer literal exponents
-    as products, 0.5 as a square root, anything else through exp2/log2 with the signs of real ``pow``."""
-    sqrt = "tl.sqrt_rn" if ct == "float32" else "tl.sqrt"
-    if y_value is not None:
-        if y_value == 0.5:
-            return f"{sqrt}({x})"
-        if y_value == int(y_value) and 0 <= y_value <= 4:
-            return "(" + " * ".join([x] * int(y_value)) + ")" if y_value else f"({x} * 0 + 1)"
-    mag = f"tl.exp2({y} * tl.log2(tl.abs({x})))"
-    odd = f"(tl.floor({y} * 0.5) * 2 != {y})"
-    integral = f"(tl.floor({y}) == {y})"
-    negative = f"tl.where({integral}, tl.where({odd}, -{mag}, {mag}), {x} * 0 + float('nan'))"
-    zero = f"tl.where({y} > 0, {x} * 0, tl.where({y} == 0, {x} * 0 + 1, {x} * 0 + float('inf')))"
-    return f"tl.where({x} < 0, {negative}, tl.where({x} == 0, {zero}, {mag}))"
-
-
-def _device_expr(op: str, a: list[str], ct: str, literal: list[float | None]) -> str:
-    f32 = ct == "float32"
-    if op == "div":
-        return f"tl.div_rn({a[0]}, {a[1]})" if f32 else f"({a[0]} / {a[1]})"
-    if op in _BINARY:
-        return f"({a[0]} {_BINARY[op]} {a[1]})"
-    if op == "pow":
-        return _pow_expr(a[0], a[1], literal[1], ct)
-    if op == "neg":
-        return f"(-{a[0]})"
-    if op == "sqrt":
-        return f"tl.sqrt_rn({a[0]})" if f32 else f"tl.sqrt({a[0]})"
-    if op in ("abs", "exp", "log"):
-        return f"tl.{op}({a[0]})"
-    if op == "sign":  # -1, 0 or 1; a zero keeps its sign and NaN stays NaN, as torch.sign
-        return f"tl.where({a[0]} > 0, 1.0, tl.where({a[0]} < 0, -1.0, {a[0]}))"
-    if op in ("maximum", "minimum"):  # NaN-propagating, as torch.maximum / torch.minimum
-        return f"tl.{op}({a[0]}, {a[1]}, propagate_nan=tl.PropagateNan.ALL)"
-    if op == "where":
-        return f"tl.where({a[0]} > 0, {a[1]}, {a[2]})"
-    raise NotImplementedError(op)
-
-
-def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str, aligned: bool) -> str:
-    """Triton source for ``program`` over tensors of Triton dtype ``dtype``.
-
-    The module defines ``host(s)`` (the scalar part: per-step scalars ``s`` -> the tuple of kernel arguments)
-    and ``kernel(ptrs, chunks, [partial,] h0, h1, ..., BLOCK)`` (the tensor part over every chunk).
-    """
-    nodes = program.nodes
-    ct = "float64" if dtype == "float64" else "float32"
-    tensor_cols = program.tensor_columns
-    slot = {c: j for j, c in enumerate(tensor_cols)}
-    hoisted: dict[Ref, int] = {}  # scalar refs the tensor part reads -> kernel argument index
-    literals: dict[float, int] = {}
-
-    def is_tensor(a: Any) -> bool:
-        return isinstance(a, Ref) and (a.kind == "col" or (a.kind == "node" and nodes[a.index].tensor))
-
-    def operand(a: Any) -> str:
-        """Name of ``a`` in the kernel: a loaded column, a tensor node, or a typed 0-d scalar."""
-        if isinstance(a, Ref) and a.kind == "col":
-            return f"v{a.index}"
-        if is_tensor(a):
-            return f"x{a.index}"
-        if isinstance(a, Ref):
-            return f"s{hoisted.setdefault(a, len(hoisted))}"
-        return f"k{literals.setdefault(float(a), len(literals))}"
-
-    body: list[str] = []
-    for i, node in enumerate(nodes):
-        if node.tensor:
-            lit = [None if isinstance(a, Ref) else float(a) for a in node.args]
-            body.append(f"x{i} = {_device_expr(node.op, [operand(a) for a in node.args], ct, lit)}")
-    outputs = program.outputs
-    # (a written column whose new value is its old one -- a rule returning an input unchanged -- is not stored)
-    stores = [(col, outputs[k]) for k, col in enumerate(writes) if col in tensor_cols and outputs[k] != Ref("col", col)]
-    terms = [outputs[len(writes) + k] for k in range(n_sums)]
-    store_names = [(col, operand(o), is_tensor(o)) for col, o in stores]
-    term_names = [operand(o) for o in terms]
-    refs = [a for n in nodes if n.tensor for a in n.args] + [o for _, o in stores] + terms
-    used = sorted({a.index for a in refs if isinstance(a, Ref) and a.kind == "col"})
-    arrays = sorted(set(used) | {c for c, _ in stores})
-
-    def block(offs: str, masked: bool) -> list[str]:
-        mask = ", mask=m, other=0.0" if masked else ""
-        lines = [f"offs = {offs} + tl.arange(0, BLOCK)"]
-        if masked:
-            lines.append("m = offs < n")
-        lines += [f"v{c} = tl.load(a{c} + offs{mask}).to(tl.{ct})" for c in used]
-        lines += body
-        smask = ", mask=m" if masked else ""
-        for col, name, tensor in store_names:
-            value = name if tensor else f"(zero + {name})"  # a scalar written to a column: broadcast
-            lines.append(f"tl.store(a{col} + offs, {value}.to(tl.{dtype}){smask})")
-        for k, name in enumerate(term_names):
-            term = f"{name}.to(tl.float64)"
-            lines.append(f"acc{k} += tl.where(m, {term}, 0.0)" if masked else f"acc{k} += {term}")
-        return lines
-
-    n_slots = max(len(tensor_cols), 1)
-    args = ["ptrs", "chunks"] + (["partial"] if n_sums else [])
-    args += [f"h{j}: tl.{ct}" for j in range(len(hoisted))] + ["BLOCK: tl.constexpr"]
-    kernel = [
-        "@triton.jit",
-        "def _add(a, b):",
-        "    return a + b",
-        "",
-        "",
-        "# tl.sum's own combine function where it exists: the interpreter recognises it and sums with NumPy",
-        "_SUM = getattr(tl.standard, '_sum_combine', None) or _add",
-        "",
-        "",
-        "@triton.jit",
-        f"def kernel({', '.join(args)}):",
-        "    c = tl.program_id(0).to(tl.int64)",
-        "    t = tl.load(chunks + c * 3)",
-        "    lo = tl.load(chunks + c * 3 + 1)",
-        "    n = (tl.load(chunks + c * 3 + 2) - lo).to(tl.int32)",
-    ]
-    for col in arrays:
-        kernel.append(
-            f"    a{col} = tl.load(ptrs + t * {n_slots} + {slot[col]}).to("
-            f"tl.pointer_type(tl.{dtype}), bitcast=True) + lo"
-        )
-        if aligned:
-            kernel.append(f"    a{col} = tl.multiple_of(a{col}, {ALIGN})")
-    kernel += [f"    s{j} = tl.full([], h{j}, tl.{ct})" for j in range(len(hoisted))]
-    kernel += [f"    k{j} = tl.full([], {_literal(value)}, tl.{ct})" for value, j in literals.items()]
-    # (tl.full and tl.reduce, not tl.zeros and tl.sum: those are @triton.jit functions, fixed as compiled or
-    # interpreted when triton is imported, and the interpreter may be switched on after that)
-    kernel.append(f"    zero = tl.full([BLOCK], 0.0, tl.{ct})")
-    kernel += [f"    acc{k} = tl.full([BLOCK], 0.0, tl.float64)" for k in range(n_sums)]
-    kernel += ["    full = n - n % BLOCK", "    for j in range(0, full, BLOCK):"]
-    kernel += ["        " + ln for ln in block("j", masked=False)]
-    kernel.append("    if full < n:")
-    kernel += ["        " + ln for ln in block("full", masked=True)]
-    kernel += [f"    tl.store(partial + c * {n_sums} + {k}, tl.reduce(acc{k}, 0, _SUM))" for k in range(n_sums)]
-
-    # the host part: every scalar node in program order (float64 Python), then the kernel's arguments
-    host = ["def host(s):"]
-    for i, node in enumerate(nodes):
-        if not node.tensor:
-            names = [
-                f"s[{a.index}]"
-                if isinstance(a, Ref) and a.kind == "scalar"
-                else f"c{a.index}"
-                if isinstance(a, Ref)
-                else _literal(a)
-                for a in node.args
-            ]
-            host.append(f"    c{i} = {_host_expr(node.op, names)}")
-    values = [f"float(s[{r.index}])" if r.kind == "scalar" else f"float(c{r.index})" for r in hoisted]
-    host.append(f"    return ({', '.join(values)}{',' if len(values) == 1 else ''})")
-    header = [
-        "import triton",
-        "import triton.language as tl",
-        "from adaptlr.engines._trace import SCALAR_OPS as _OPS",
-        f"DTYPE = {dtype!r}",
-        f"N_SUMS = {n_sums}",
-        "# the columns the kernel reads and writes (the memory traffic of a call: (reads + writes) x bytes)",
-        f"READS = {tuple(used)!r}",
-        f"WRITES = {tuple(c for c, _ in stores)!r}",
-        "",
-    ]
-    return "\n".join(header + host + ["", ""] + kernel) + "\n"
-
-
 def _load(source: str) -> Any:
     """Import the generated module (Triton reads a kernel's source from its file, so it is written to disk)."""
     import triton
@@ -298,7 +108,7 @@ def _load(source: str) -> Any:
 def _fail(what: str) -> RuntimeError:
     return RuntimeError(
         f"triton engine: {what}; nothing was run (route tensors through "
-        f"adaptlr.engines._select, which sends such tensors to the foreach engine)"
+        f"adaptlr.engines.run, which sends such tensors to the foreach engine)"
     )
 
 
@@ -332,7 +142,7 @@ def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.d
         shape, stride = t0.shape, t0.stride()
         for k, col in enumerate(lists):
             t = col[i]
-            if type(t) not in _PLAIN:
+            if type(t) not in PLAIN:
                 raise _fail(f"tensor {i} of column {k} is a {type(t).__name__}, not a plain tensor")
             if t.dtype != dtype or t.device != device:
                 raise _fail(f"tensor {i} of column {k} is {t.dtype} on {t.device}, the call runs {dtype} on {device}")
@@ -341,7 +151,7 @@ def check(lists: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.dtype, torch.d
                     f"tensor {i} of column {k} has shape {tuple(t.shape)} and strides {t.stride()}, its row's "
                     f"first tensor {tuple(shape)} and {stride}"
                 )
-        if not _dense(t0):
+        if not dense(t0):
             raise _fail(f"the tensors of row {i} are not dense in memory (strides {stride}, shape {tuple(shape)})")
     return dtype, device
 
@@ -435,8 +245,10 @@ class TritonEngine(RawPointerEngine):
         scalars: Sequence[Any] = (),
         flags: Sequence[bool] = (),
         n_sums: int = 0,
+        pointers: Sequence[list[int] | None] | None = None,
     ) -> tuple[float, ...]:
-        """:meth:`apply` for columns already checked (by :func:`check`, or by the engine selection)."""
+        """:meth:`apply` for columns already checked (by :func:`check`, or by the engine selection); ``pointers``
+        are not used (the pointer table is read in one pass here, the per-tensor cost of a call)."""
         lists = [c for c in columns if isinstance(c, list)]
         if not lists or not lists[0]:
             return (0.0,) * n_sums

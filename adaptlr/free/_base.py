@@ -1,10 +1,13 @@
 """The base of the learning-rate-free optimizers: the step protocol of :class:`adaptlr.optim.Optimizer`, with sums
 pooled over *estimate sets* of param groups.
 
-A step of these methods is a sequence of elementwise phases (:class:`adaptlr.optim.Phase`): a **statistics phase**
-whose named sums (all-reduced by the base over ``process_group`` (ZeRO) or over the DTensor mesh (FSDP2, found from
-the parameters) when the parameters are sharded) give the method's global quantities -- the distance estimate
-``d``, DoG's step size -- in :meth:`~adaptlr.optim.Optimizer._after`, then an **update phase**.
+A step of these methods is a sequence of elementwise phases (:class:`adaptlr.optim.Phase`), dispatched by name: a
+**statistics phase** (``name="stats"``) whose named sums (all-reduced by the base over ``process_group`` (ZeRO)
+or over the DTensor mesh (FSDP2, found from the parameters) when the parameters are sharded) give the method's
+global quantities -- the distance estimate ``d``, DoG's step size -- in :meth:`~adaptlr.optim.Optimizer._after`,
+then an **update phase** (``name="update"``).
+What the statistics phase leaves for the update travels in typed attributes of :class:`FreeStep`; every counter
+advances in one place, :meth:`FreeOptimizer._count_step`.
 
 The sums cover one *estimate set* of param groups: all groups (``per_group_d=False``, as in the reference
 packages) or each group on its own (``per_group_d=True``). Every rank of a process group calls exactly one
@@ -18,9 +21,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._validation import check_bool
-from ..optim._base import GroupStep, Optimizer
+from ..optim import GroupStep, Optimizer
 
-__all__ = ["FreeOptimizer", "FREE_DOC", "count_step", "resolve_process_group"]
+__all__ = ["FREE_DOC", "FreeOptimizer", "FreeStep", "resolve_process_group"]
 
 FREE_DOC = """
     per_group_d (bool): one estimate per param group instead of one for all groups (default False, as the
@@ -47,6 +50,23 @@ def resolve_process_group(process_group: Any) -> Any:
     return process_group
 
 
+class FreeStep(GroupStep):
+    """One group's part of a step of a learning-rate-free method: a :class:`~adaptlr.optim.GroupStep` with the
+    per-step values that one phase computes for a later one (None until set)."""
+
+    __slots__ = ("dlr", "eta", "update")
+
+    def __init__(self, group: dict[str, Any]) -> None:
+        super().__init__(group)
+        #: this step's ``d * lr`` (times the bias correction, over ``||g_0||`` for D-Adapt SGD) at the estimate it
+        #: began with, set when the group takes part in the statistics phase (None: it does not, e.g. ``lr == 0``)
+        self.dlr: float | None = None
+        #: DoG's step size for this step (LDoG: one per tensor), from the statistics phase's distances
+        self.eta: float | list[float] | None = None
+        #: the update phase's values, computed once per step (by ``_after`` from the pooled sums, or up front)
+        self.update: dict[str, Any] | None = None
+
+
 class FreeOptimizer(Optimizer):
     """An :class:`adaptlr.optim.Optimizer` that estimates its own step size (see the module docstring).
 
@@ -57,6 +77,9 @@ class FreeOptimizer(Optimizer):
     """
 
     supports_complex = False
+    step_type = FreeStep
+    #: whether each parameter's state keeps a step count, ``state["step"]`` (Prodigy's and D-Adapt Adam's packages)
+    parameter_steps = False
 
     def __init__(
         self,
@@ -106,16 +129,17 @@ class FreeOptimizer(Optimizer):
         k = group["k"]
         return math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1))
 
+    def _count_step(self, ctxs: list[FreeStep]) -> None:
+        """After an update phase (the one place a counter advances): every group's ``k`` by one, and
+        ``state["step"]`` of each parameter the group stepped where the method keeps one (:attr:`parameter_steps`)."""
+        for ctx in ctxs:
+            if self.parameter_steps:
+                for s in ctx.states:
+                    s["step"] += 1
+            ctx.group["k"] += 1
+
     def effective_lr(self, group_index: int = 0) -> float:
         """The step size this method uses: by default ``d * lr`` (D-Adaptation, Prodigy); the methods without
         an estimate ``d`` (DoG, Schedule-Free, ...) say theirs."""
         group = self.param_groups[group_index]
         return group["d"] * float(self._lr(group))
-
-
-def count_step(ctxs: list[GroupStep]) -> None:
-    """After an update phase: each stepped parameter's ``state["step"]`` and every group's ``k`` advance by one."""
-    for ctx in ctxs:
-        for s in ctx.states:
-            s["step"] += 1
-        ctx.group["k"] += 1

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from .._validation import check_betas, check_bool, check_count, check_real
-from ..optim._base import ENGINE_DOC
-from ..optim._phase import Phase
+from ..optim import ENGINE_DOC, Phase
 from ..rules.free_dadapt import (
     dadapt_adagrad,
     dadapt_adagrad_stats,
@@ -21,7 +20,6 @@ from ..rules.free_dadapt import (
     squared,
 )
 from ._base import FREE_DOC, FreeOptimizer
-from ._base import count_step as _count_step
 
 __all__ = ["DAdaptSGD", "DAdaptAdam", "DAdaptAdaGrad"]
 
@@ -117,9 +115,17 @@ class DAdaptAdam(FreeOptimizer):
         )
 
     state_names = ("s", "exp_avg", "exp_avg_sq")
+    parameter_steps = True
     phases = (
-        Phase(dadapt_adam_stats, "p g m=exp_avg v=exp_avg_sq s", writes="m v s", sums="dot l1", flags="coupled_decay"),
-        Phase(dadapt_adam, "p m=exp_avg v=exp_avg_sq", writes="p", flags="decoupled_decay"),
+        Phase(
+            dadapt_adam_stats,
+            "p g m=exp_avg v=exp_avg_sq s",
+            writes="m v s",
+            sums="dot l1",
+            flags="coupled_decay",
+            name="stats",
+        ),
+        Phase(dadapt_adam, "p m=exp_avg v=exp_avg_sq", writes="p", flags="decoupled_decay", name="update"),
     )
 
     def _init_state(self, group, p, state):
@@ -132,13 +138,13 @@ class DAdaptAdam(FreeOptimizer):
 
     def _values(self, phase, ctx, key):
         group = ctx.group
-        if phase is self.phases[1]:
-            return ctx.scratch
+        if phase.name == "update":
+            return ctx.update
         if float(ctx.lr) <= 0:
             return None
         b1, b2 = group["betas"]
         r = group["layer_scale"]
-        dlr = ctx.scratch["dlr"] = self._dlr(group, ctx.lr, group["d"])
+        dlr = ctx.dlr = self._dlr(group, ctx.lr, group["d"])
         return dict(
             weight_decay=group["weight_decay"],
             beta1=b1,
@@ -152,15 +158,15 @@ class DAdaptAdam(FreeOptimizer):
         )
 
     def _after(self, phase, ctxs):
-        if phase is self.phases[1]:
-            _count_step(ctxs)
+        if phase.name == "update":
+            self._count_step(ctxs)
             return None
         g0 = ctxs[0].group
         dot = s_l1 = 0.0
         for ctx in ctxs:
-            if "dlr" in ctx.scratch:
+            if ctx.dlr is not None:
                 r = ctx.group["layer_scale"]
-                dot += r * ctx.scratch["dlr"] * ctx.sums["dot"]
+                dot += r * ctx.dlr * ctx.sums["dot"]
                 s_l1 += r * ctx.sums["l1"]
         sqrt_beta2 = math.sqrt(g0["betas"][1])
         d_old = d = g0["d"]
@@ -177,7 +183,7 @@ class DAdaptAdam(FreeOptimizer):
             group["numerator_weighted"] = numerator
             if ctx.params:
                 wd = group["weight_decay"]
-                ctx.scratch = dict(
+                ctx.update = dict(
                     decay_coef=wd * self._dlr(group, ctx.lr, d_old),
                     eps=group["eps"],
                     decoupled_decay=wd != 0 and group["decouple"],
@@ -252,9 +258,9 @@ class DAdaptSGD(FreeOptimizer):
         )
 
     phases = (
-        Phase(squared, "g", writes="", sums="g_sq", name="first gradient norm"),
-        Phase(dadapt_sgd_stats, "p g s", writes="s", sums="dot s_sq", flags="coupled_decay"),
-        Phase(dadapt_sgd, "p x0 s", writes="p"),
+        Phase(squared, "g", writes="", sums="g_sq", name="g0_norm"),  # (||g_0||, once)
+        Phase(dadapt_sgd_stats, "p g s", writes="s", sums="dot s_sq", flags="coupled_decay", name="stats"),
+        Phase(dadapt_sgd, "p x0 s", writes="p", name="update"),
     )
 
     def _init_state(self, group, p, state):
@@ -262,37 +268,36 @@ class DAdaptSGD(FreeOptimizer):
         state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
 
     def _skips(self, phase, ctxs):
-        return phase is self.phases[0] and bool(ctxs[0].group.get("g0_norm"))  # (||g_0|| is measured once)
+        return phase.name == "g0_norm" and bool(ctxs[0].group.get("g0_norm"))  # (||g_0|| is measured once)
 
     def _values(self, phase, ctx, key):
         group = ctx.group
-        if phase is self.phases[0]:  # ||g_0||, on the first step with gradient information
+        if phase.name == "g0_norm":  # ||g_0||, on the first step with gradient information
             return {} if float(ctx.lr) > 0 else None
-        if phase is self.phases[2]:
+        if phase.name == "update":
             return dict(momentum=group["momentum"], ck=1 - group["momentum"])
         if not group.get("g0_norm") or float(ctx.lr) <= 0:
             return None
-        dlr = ctx.scratch["dlr"] = group["d"] * float(ctx.lr) / group["g0_norm"]
+        dlr = ctx.dlr = group["d"] * float(ctx.lr) / group["g0_norm"]
         return dict(weight_decay=group["weight_decay"], dlr=dlr, coupled_decay=group["weight_decay"] != 0)
 
     def _after(self, phase, ctxs):
         g0 = ctxs[0].group
-        if phase is self.phases[0]:
+        if phase.name == "g0_norm":
             g_sq = sum(c.sums["g_sq"] for c in ctxs)
             if g_sq > 0:  # (else: measured again on the next step)
                 for ctx in ctxs:
                     ctx.group["g0_norm"] = math.sqrt(g_sq)
             return None
-        if phase is self.phases[2]:
-            for ctx in ctxs:
-                ctx.group["k"] += 1
+        if phase.name == "update":
+            self._count_step(ctxs)
             return None
         if not g0.get("g0_norm"):  # no gradient yet (the package divides by zero here)
             return False
         dot = s_sq = 0.0
         for ctx in ctxs:
-            if "dlr" in ctx.scratch:
-                dot += ctx.scratch["dlr"] * ctx.sums["dot"]
+            if ctx.dlr is not None:
+                dot += ctx.dlr * ctx.sums["dot"]
                 s_sq += ctx.sums["s_sq"]
         d = g0["d"]
         numerator = g0["numerator_weighted"] + dot
@@ -393,8 +398,9 @@ class DAdaptAdaGrad(FreeOptimizer):
             writes="alpha s",
             sums="g_sq sksq_change skl1_change",
             flags="coupled_decay",
+            name="stats",
         ),
-        Phase(dadapt_adagrad, "p x0 alpha=alphak s=sk", writes="p", flags="use_momentum"),
+        Phase(dadapt_adagrad, "p x0 alpha=alphak s=sk", writes="p", flags="use_momentum", name="update"),
     )
 
     def _init_state(self, group, p, state):
@@ -404,24 +410,23 @@ class DAdaptAdaGrad(FreeOptimizer):
 
     def _values(self, phase, ctx, key):
         group = ctx.group
-        if phase is self.phases[1]:
+        if phase.name == "update":
             momentum = group["momentum"]
             return dict(momentum=momentum, ck=1 - momentum, eps=group["eps"], use_momentum=momentum != 0)
-        dlr = ctx.scratch["dlr"] = group["d"] * float(ctx.lr)
+        dlr = ctx.dlr = group["d"] * float(ctx.lr)
         return dict(
             weight_decay=group["weight_decay"], dlr=dlr, eps=group["eps"], coupled_decay=group["weight_decay"] != 0
         )
 
     def _after(self, phase, ctxs):
-        if phase is self.phases[1]:
-            for ctx in ctxs:
-                ctx.group["k"] += 1
+        if phase.name == "update":
+            self._count_step(ctxs)
             return None
         g0 = ctxs[0].group
         g_sq = sksq_change = skl1_change = 0.0
         for ctx in ctxs:
-            if "dlr" in ctx.scratch:
-                dlr = ctx.scratch["dlr"]
+            if ctx.dlr is not None:
+                dlr = ctx.dlr
                 g_sq += dlr * dlr * ctx.sums["g_sq"]  # the package uses one dlr for all groups: equal unless lrs differ
                 sksq_change += ctx.sums["sksq_change"]
                 skl1_change += ctx.sums["skl1_change"]

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import check_real
-from ..optim._base import ENGINE_DOC
-from ..optim._phase import Phase
+from ..optim import ENGINE_DOC, Phase
 from ..rules.free_dog import dog, dog_stats, polynomial_average
 from ._base import FREE_DOC, FreeOptimizer
 
@@ -90,8 +89,8 @@ class DoG(FreeOptimizer):
         )
 
     phases = (
-        Phase(dog_stats, "p g x0", writes="x0", sums="dist_sq grad_sq", flags="coupled_decay first"),
-        Phase(dog, "p g", writes="p", flags="coupled_decay"),
+        Phase(dog_stats, "p g x0", writes="x0", sums="dist_sq grad_sq", flags="coupled_decay first", name="stats"),
+        Phase(dog, "p g", writes="p", flags="coupled_decay", name="update"),
     )
 
     def _init_state(self, group, p, state):
@@ -119,9 +118,9 @@ class DoG(FreeOptimizer):
     def _values(self, phase, ctx, key):
         group = ctx.group
         wd = group["weight_decay"]
-        if phase is self.phases[0]:
+        if phase.name == "stats":
             return dict(weight_decay=wd, coupled_decay=wd > 0, first=group.get("rbar") is None)
-        eta = ctx.scratch["eta"]
+        eta = ctx.eta
         return dict(weight_decay=wd, eta=eta[key] if phase.per_tensor else eta, coupled_decay=wd > 0)
 
     @staticmethod
@@ -142,7 +141,7 @@ class DoG(FreeOptimizer):
         return float(self._lr(group)) * rbar / math.sqrt(G)
 
     def _after(self, phase, ctxs):
-        if phase is not self.phases[0]:
+        if phase.name != "stats":
             return None
         g0 = ctxs[0].group
         first = g0.get("rbar") is None
@@ -152,7 +151,7 @@ class DoG(FreeOptimizer):
             grad_sq += ctx.sums["grad_sq"]
         rbar, G = self._distance(g0, dist_sq, grad_sq, g0.get("rbar"), g0.get("G"))
         for ctx in ctxs:
-            eta = ctx.scratch["eta"] = self._eta(ctx.group, rbar, G, first)
+            eta = ctx.eta = self._eta(ctx.group, rbar, G, first)
             ctx.group.update(rbar=rbar, G=G, eta=eta)
         return None
 
@@ -172,12 +171,20 @@ class LDoG(DoG):
     """
 
     phases = (
-        Phase(dog_stats, "p g x0", writes="x0", sums="dist_sq grad_sq", flags="coupled_decay first", per_tensor=True),
-        Phase(dog, "p g", writes="p", flags="coupled_decay", per_tensor=True),
+        Phase(
+            dog_stats,
+            "p g x0",
+            writes="x0",
+            sums="dist_sq grad_sq",
+            flags="coupled_decay first",
+            per_tensor=True,
+            name="stats",
+        ),
+        Phase(dog, "p g", writes="p", flags="coupled_decay", per_tensor=True, name="update"),
     )
 
     def _after(self, phase, ctxs):
-        if phase is not self.phases[0]:
+        if phase.name != "stats":
             return None
         for ctx in ctxs:
             if not ctx.params:
@@ -188,7 +195,7 @@ class LDoG(DoG):
             last = [(None, None)] * len(ctx.params) if first else zip(group["rbar"], group["G"], strict=True)
             new = [self._distance(group, a, b, *prev) for (a, b), prev in zip(per, last, strict=True)]
             rbar, G = [r for r, _ in new], [x for _, x in new]
-            eta = ctx.scratch["eta"] = [self._eta(group, r, x, first) for r, x in zip(rbar, G, strict=True)]
+            eta = ctx.eta = [self._eta(group, r, x, first) for r, x in zip(rbar, G, strict=True)]
             group.update(rbar=rbar, G=G, eta=eta)
         return None
 

@@ -10,11 +10,10 @@ from typing import Any
 import torch
 
 from .._validation import check_betas, check_bool, check_count, check_real
-from ..engines._select import is_dtensor
-from ..optim._base import ENGINE_DOC
-from ..optim._phase import Phase
+from ..engines import is_dtensor
+from ..optim import ENGINE_DOC, Phase
 from ..rules.free_prodigy import prodigy, prodigy_stats
-from ._base import FREE_DOC, FreeOptimizer, count_step
+from ._base import FREE_DOC, FreeOptimizer
 
 __all__ = ["Prodigy"]
 
@@ -135,10 +134,17 @@ class Prodigy(FreeOptimizer):
 
     #: s and p0 are flat (every slice_p-th element), so they are not among the state shaped like the parameter
     state_names = ("exp_avg", "exp_avg_sq")
+    parameter_steps = True
     phases = (
-        Phase(prodigy_stats, "p=p_slice g=g_slice p0 s", writes="s", sums="dot l1", flags="coupled_decay"),
         Phase(
-            prodigy, "p g m=exp_avg v=exp_avg_sq", writes="p m v", flags="coupled_decay decoupled_decay use_momentum"
+            prodigy_stats, "p=p_slice g=g_slice p0 s", writes="s", sums="dot l1", flags="coupled_decay", name="stats"
+        ),
+        Phase(
+            prodigy,
+            "p g m=exp_avg v=exp_avg_sq",
+            writes="p m v",
+            flags="coupled_decay decoupled_decay use_momentum",
+            name="update",
         ),
     )
 
@@ -206,14 +212,14 @@ class Prodigy(FreeOptimizer):
         }
 
     def _values(self, phase, ctx, key):
-        if phase is self.phases[1]:
-            return ctx.scratch
+        if phase.name == "update":
+            return ctx.update
         group = ctx.group
         lr = float(ctx.lr)
         if lr <= 0:
             return None
         d, d0 = group["d"], group["d0"]
-        dlr = ctx.scratch["dlr"] = d * lr * self._bias_correction(group)
+        dlr = ctx.dlr = d * lr * self._bias_correction(group)
         beta3 = group["beta3"] if group["beta3"] is not None else math.sqrt(group["betas"][1])
         return dict(
             weight_decay=group["weight_decay"],
@@ -223,8 +229,8 @@ class Prodigy(FreeOptimizer):
         )
 
     def _after(self, phase, ctxs):
-        if phase is self.phases[1]:
-            count_step(ctxs)
+        if phase.name == "update":
+            self._count_step(ctxs)
             return None
         g0 = ctxs[0].group
         beta3 = g0["beta3"] if g0["beta3"] is not None else math.sqrt(g0["betas"][1])
@@ -232,8 +238,8 @@ class Prodigy(FreeOptimizer):
         d_max, d0 = g0["d_max"], g0["d0"]
         dot = denominator = 0.0
         for ctx in ctxs:
-            if "dlr" in ctx.scratch:
-                dot += (d / d0) * ctx.scratch["dlr"] * ctx.sums["dot"]
+            if ctx.dlr is not None:
+                dot += (d / d0) * ctx.dlr * ctx.sums["dot"]
                 denominator += ctx.sums["l1"]
         numerator = g0["d_numerator"] * beta3 + dot
         if denominator == 0:  # no gradient information yet (every rank agrees: the sums are global)
@@ -252,7 +258,7 @@ class Prodigy(FreeOptimizer):
                 b1, b2 = group["betas"]
                 dlr = d_old * float(ctx.lr) * self._bias_correction(group)
                 wd = group["weight_decay"]
-                ctx.scratch = dict(
+                ctx.update = dict(
                     weight_decay=wd,
                     beta1=b1,
                     m_coef=d_old * (1 - b1),

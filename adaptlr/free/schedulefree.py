@@ -10,9 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import check_betas, check_bool, check_count, check_real
-from ..optim._base import ENGINE_DOC
-from ..optim._phase import Phase
-from ..optim._sharding import locals_of
+from ..optim import ENGINE_DOC, Phase, locals_of
 from ..rules.free_schedulefree import schedule_free, schedule_free_swap
 from ._base import FreeOptimizer
 
@@ -46,7 +44,11 @@ _SWAP = Phase(schedule_free_swap, "p z stash", writes="p stash")
 
 class _ScheduleFree(FreeOptimizer):
     adaptive = False
-    phases = (Phase(schedule_free, "y=param g z v=exp_avg_sq", writes="y z v", flags="update_v adaptive decay"),)
+    phases = (
+        Phase(
+            schedule_free, "y=param g z v=exp_avg_sq", writes="y z v", flags="update_v adaptive decay", name="update"
+        ),
+    )
 
     def __init__(self, params, defaults, foreach, fused, nonfinite):
         defaults = {
@@ -131,13 +133,13 @@ class _ScheduleFree(FreeOptimizer):
         return super()._begin(group)
 
     def _values(self, phase, ctx, key):
-        return ctx.scratch or self._prepare(ctx)
+        return ctx.update or self._prepare(ctx)
 
     def _after(self, phase, ctxs):
         for ctx in ctxs:
-            if not ctx.scratch:  # a group without gradients still advances its averaging weights
+            if ctx.update is None:  # a group without gradients still advances its averaging weights
                 self._prepare(ctx)
-            ctx.group["k"] += 1
+        self._count_step(ctxs)
         return None
 
     def _prepare(self, ctx):
@@ -154,7 +156,7 @@ class _ScheduleFree(FreeOptimizer):
         update_v, adaptive = self._direction_flags(group, k)
         beta2 = group["betas"][1] if self.adaptive else 0.0
         wd = group["weight_decay"]
-        ctx.scratch = dict(
+        ctx.update = dict(
             lr=lr,
             ckp1=ckp1,
             y_coef=lr * (beta * (1 - ckp1) - 1),
@@ -167,7 +169,7 @@ class _ScheduleFree(FreeOptimizer):
             adaptive=adaptive,
             decay=wd != 0,
         )
-        return ctx.scratch
+        return ctx.update
 
     def effective_lr(self, group_index: int = 0) -> float:
         group = self.param_groups[group_index]

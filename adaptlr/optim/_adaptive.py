@@ -33,7 +33,7 @@ class _Adaptive(Optimizer):
         return [None] * len(params)
 
     def _after(self, phase, ctxs):
-        if self.counts_steps and phase is self.phases[-1]:
+        if self.counts_steps and phase.name == "update":
             for ctx in ctxs:  # (every group, with or without gradients, as the package)
                 ctx.group["step"] += 1
         return None
@@ -90,7 +90,7 @@ class Lion(_Adaptive):
         check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), foreach, fused, nonfinite)
 
-    phases = (Phase(lion, "p g m=exp_avg", writes="p m"),)
+    phases = (Phase(lion, "p g m=exp_avg", writes="p m", name="update"),)
 
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -150,7 +150,7 @@ class AdaBelief(_Adaptive):
         )
         super().__init__(params, defaults, foreach, fused, nonfinite)
 
-    phases = (Phase(adabelief, "p g m=exp_avg s=exp_avg_var", writes="p m s", flags="coupled_decay"),)
+    phases = (Phase(adabelief, "p g m=exp_avg s=exp_avg_var", writes="p m s", flags="coupled_decay", name="update"),)
 
     def _init_state(self, group, p, state):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -243,8 +243,9 @@ class LAMB(_Adaptive):
             sums="p_sq u_sq",
             flags="coupled_decay",
             per_tensor=True,
+            name="stats",
         ),
-        Phase(lamb, "p m=exp_avg v=exp_avg_sq", writes="p", flags="coupled_decay", per_tensor=True),
+        Phase(lamb, "p m=exp_avg v=exp_avg_sq", writes="p", flags="coupled_decay", per_tensor=True, name="update"),
     )
 
     def _init_state(self, group, p, state):
@@ -255,7 +256,7 @@ class LAMB(_Adaptive):
     def _values(self, phase, ctx, i):
         group, lr = ctx.group, float(ctx.lr)
         keep, wd, coupled = _decay(group, lr)
-        if phase is self.phases[0]:
+        if phase.name == "stats":
             b1, b2 = group["betas"]
             return dict(
                 decay_keep=keep,
@@ -274,7 +275,7 @@ class LAMB(_Adaptive):
         )
 
     def _after(self, phase, ctxs):
-        if phase is self.phases[0]:  # the trust ratio of each whole tensor, from its norms ||p||^2 and ||u||^2
+        if phase.name == "stats":  # the trust ratio of each whole tensor, from its norms ||p||^2 and ||u||^2
             for ctx in ctxs:
                 eps = ctx.group["eps"]
                 for s, p_sq, u_sq in zip(ctx.states, ctx.sums["p_sq"], ctx.sums["u_sq"], strict=True):

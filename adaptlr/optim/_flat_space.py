@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..engines._select import is_dtensor
+from ..engines import is_dtensor
 
 __all__ = ["FlatSpace", "ShardedSpace", "flat_space"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_count, check_real
-from ..engines._select import is_dtensor
+from ..engines import is_dtensor
 from ._base import Optimizer
 from ._flat_space import FlatSpace, flat_space
 from ._line_search import strong_wolfe

@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from .._validation import check_bool, check_choice, check_count, check_real
-from ..engines._select import is_dtensor
+from ..engines import is_dtensor
 from ._base import Optimizer
 from ._phase import Phase
 

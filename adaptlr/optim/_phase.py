@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..engines._select import run
+from ..engines import run
 
 __all__ = ["Phase"]
 

@@ -7,7 +7,7 @@ Three layouts occur:
 - **plain tensors split across ranks** (``ZeroRedundancyOptimizer``, a manual split): each tensor lives whole on
   one rank, so the sums over tensors are all-reduced over the ``process_group`` the user names;
 - **DTensor parameters** (FSDP2's ``fully_shard``, tensor parallelism): each rank holds a shard of every tensor.
-  The elementwise phases run on the local shards (``to_local()``, see :mod:`adaptlr.engines._select`), and a
+  The elementwise phases run on the local shards (``to_local()``, see :mod:`adaptlr.engines`), and a
   sum over whole tensors is the sum of the local sums over the mesh dimensions the tensors are sharded on --
   all-reduced over those dimensions' process groups, found from the parameters themselves (no argument
   needed). A tensor replicated on one of those dimensions (a parameter left out of ``fully_shard``, or a
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..engines._select import is_dtensor, local
+from ..engines import is_dtensor, local
 
 __all__ = ["Layout", "is_dtensor", "layout_of", "local", "locals_of"]
 

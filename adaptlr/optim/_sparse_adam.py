@@ -8,7 +8,7 @@ import torch
 
 from .. import rules
 from .._validation import check_betas, check_lr, check_real
-from ..engines._select import check_columns, is_dtensor
+from ..engines import check_columns, is_dtensor
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
 

@@ -25,6 +25,16 @@ import numpy as np
 __all__ = ["ReferenceOptimizer"]
 
 
+def copied_arrays(params: Iterable[Any]) -> list[np.ndarray]:
+    """Float64 copies of ``params`` (the references that keep their own parameters, ``x``, start from these)."""
+    return [np.array(p, dtype=np.float64, copy=True) for p in params]
+
+
+def dot(a: Any, b: Any) -> float:
+    """The sum of the elementwise product of ``a`` and ``b``, as a Python float."""
+    return float(np.sum(np.asarray(a) * np.asarray(b)))
+
+
 def check_range(name: str, value: float, low: float = 0.0, high: float | None = None, *, open_high=False):
     """Raise ``ValueError`` naming the hyperparameter, its value and the allowed range."""
     too_high = high is not None and (value >= high if open_high else value > high)

@@ -1,37 +1,17 @@
-"""Update rules: the math of each optimizer, written once as a pure elementwise function."""
+"""Update rules: the math of each optimizer, written once as a pure elementwise function.
 
-from . import _math
+The rules of ``torch.optim``'s optimizers live in :mod:`.classic` and :mod:`.extra`, those of the adaptive rules
+from their papers' packages in :mod:`.adaptive`, the learning-rate-free methods' in ``free_*``. This package
+exports every rule of the first three (each module's ``__all__``: a new rule is one function and one name there).
+"""
+
+from . import _math, adaptive, classic, extra
 from ._elementwise import elementwise
-from .classic import adadelta, adagrad, adam, adamax, gradient, nadam, radam, rmsprop, sgd
-from .extra import (
-    adafactor_precondition,
-    adafactor_second_moment,
-    asgd,
-    decayed_step,
-    muon_momentum,
-    newton_schulz,
-    rprop,
-    sparse_adam,
-)
+from .adaptive import *  # noqa: F403
+from .classic import *  # noqa: F403
+from .extra import *  # noqa: F403
 
-__all__ = [
-    "_math",
-    "adadelta",
-    "adagrad",
-    "adam",
-    "adamax",
-    "elementwise",
-    "gradient",
-    "nadam",
-    "radam",
-    "rmsprop",
-    "sgd",
-    "adafactor_precondition",
-    "adafactor_second_moment",
-    "asgd",
-    "decayed_step",
-    "muon_momentum",
-    "newton_schulz",
-    "rprop",
-    "sparse_adam",
-]
+__all__ = ["_math", "elementwise"]
+__all__ += classic.__all__
+__all__ += extra.__all__
+__all__ += adaptive.__all__

@@ -13,7 +13,7 @@ def elementwise(fn: F) -> F:
 
     Such a function uses only ``+ - * / **``, unary minus and :mod:`adaptlr.rules._math`, and branches only
     on its flags (Python bools). It is returned unchanged: the loop engine calls it on tensors, and the
-    foreach and fused engines trace it (:mod:`adaptlr.engines._trace`) into the program they run.
+    foreach and fused engines trace it (``adaptlr/engines/_trace.py``) into the program they run.
     """
     fn.__adaptlr_elementwise__ = True
     return fn

@@ -3,7 +3,8 @@
 A rule is a pure elementwise function in scalar style. Besides ``+ - * / **`` and unary ``-``, it may only call
 the functions below. Each dispatches on the kind of value it gets, so the *same* rule runs
 
-- on Python floats (and inside Numba kernels, where :mod:`adaptlr.engines._numba` registers overloads),
+- on Python floats (and inside Numba kernels, where the numba engine, ``adaptlr/engines/_numba.py``, registers
+  overloads),
 - on single ``torch.Tensor`` values (the ``loop`` engine),
 - on symbolic values traced by the ``foreach`` engine (objects with an ``__adaptlr_math__`` method).
 """
