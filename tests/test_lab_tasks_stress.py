@@ -215,3 +215,23 @@ def test_methods_only_reuses_the_grid_and_times_a_plain_run_beside_each(tmp_path
     TF.run(bench, progress=False)  # nothing left to train: the timings stay as they were
     assert bench.timings() == timing
     assert "| linreg (mse) | 0.001 .. 0.1 |" in TF.grid_table(TF.summarize(bench))
+
+
+def test_a_method_that_crashes_counts_as_failed_not_missing(tmp_path, monkeypatch):
+    from adaptlr.lab import tuning_free as TF
+
+    monkeypatch.setattr(TF, "GRID_LRS", (1e-3, 1e-1))
+    real = TF.run_job
+
+    def run_job(job, store):
+        if job.method.startswith("sgd"):
+            raise RuntimeError("boom")
+        return real(job, store)
+
+    monkeypatch.setattr(TF, "run_job", run_job)
+    bench = TF.Bench(str(tmp_path / "c.db"), ["linreg"], (0,), steps=20, methods_only={"SGD": "sgd(lr=0.05)"})
+    with pytest.warns(UserWarning, match="linreg/0/sgd.*RuntimeError: boom"):
+        TF.run(bench, progress=False)
+    assert bench.timings() == {"linreg/0/sgd(lr=0.05)": {"error": "RuntimeError: boom"}}
+    s = TF.summarize(bench)["linreg"]["methods"]["SGD"]
+    assert s["tests"] == [None] and s["median"] == math.inf and not s["complete"]

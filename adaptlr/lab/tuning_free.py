@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,13 @@ def _time_methods(bench: Bench, task: Task, steps: int, progress: bool) -> None:
     for spec in bench.methods().values():
         for seed in bench.seeds:
             job = _job(task, spec, seed, steps)
-            summary = run_job(job, bench.store)
+            key = f"{task.name}/{seed}/{job.method}"
+            try:
+                summary = run_job(job, bench.store)
+            except Exception as e:  # a method that crashes is a result: its run counts as failed
+                _merge_json(bench.timing_file, key, {"error": f"{type(e).__name__}: {e}"})
+                warnings.warn(f"tuning-free bench: {key} failed: {type(e).__name__}: {e}", stacklevel=2)
+                continue
             if summary is None:  # in the store already (or another worker's): its stored wall is used
                 continue
             with Store(bench.store) as st:
@@ -240,7 +247,7 @@ def _time_methods(bench: Bench, task: Task, steps: int, progress: bool) -> None:
             if lr is not None:
                 plain = train(task, grid_spec(lr), seed, steps=steps)
                 rec.update(plain_wall=plain["wall"], plain_lr=lr)
-            _merge_json(bench.timing_file, f"{task.name}/{seed}/{job.method}", rec)
+            _merge_json(bench.timing_file, key, rec)
             if progress:
                 print(f"{task.name} s{seed} {job.method}: wall {rec['wall']:.2f}s, plain {rec.get('plain_wall')}")
 
@@ -341,6 +348,8 @@ def _method_summary(
     for seed, spec in specs.items():
         r = _stored(st, task, spec, seed, steps) if spec is not None else None
         if r is None:
+            if spec is not None and "error" in timings.get(f"{task.name}/{seed}/{parse_method(spec).canonical}", {}):
+                tests.append(None)  # it crashed: failed, not missing
             continue
         runs.append(r)
         tests.append(r["final_metric"] if r["final_metric"] is not None and not r["diverged"] else None)
