@@ -233,13 +233,14 @@ class AutoLRCallback(TrainerCallback, ExportableState):
                     f"{saved['plan']['steps']} steps (resume with the max_steps of the run that raced)"
                 )
             opt, trainer = self._optimizer(args, optimizer, saved["optimizer"]), self._trainer(model)
+            self._take_scheduler(trainer, lr_scheduler, opt)
             self.saved = dict(saved)
         else:
             opt, trainer = self._optimizer(args, optimizer), self._trainer(model)
+            self._take_scheduler(trainer, lr_scheduler, opt)  # (before the race: a refusal costs nothing)
             self._race(trainer, args, state, model, opt, train_dataloader)
         plan = Plan(**self.saved["plan"])
         self._set_schedule(opt, self.saved["lr"], plan, self.saved["scales"])
-        self._take_scheduler(trainer, lr_scheduler, opt)
         state.max_steps = plan.steps - plan.rung2
 
     def _race(
