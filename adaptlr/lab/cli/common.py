@@ -79,11 +79,10 @@ nonneg = int_at_least(0)
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
-    """What a store that cannot be opened or used raises (the store's own error type when it has one)."""
-    from .. import store
+    """What a store that cannot be opened or used raises."""
+    from ..store import StoreError
 
-    own = getattr(store, "StoreError", None)
-    return (sqlite3.DatabaseError, OSError, *((own,) if isinstance(own, type) else ()))
+    return (sqlite3.DatabaseError, OSError, StoreError)
 
 
 def open_store(path: str, create: bool = True) -> None:

@@ -56,14 +56,8 @@ def cmd_find_lr(a: argparse.Namespace) -> int:
 
 
 def cmd_plot_schedule(a: argparse.Namespace) -> int:
-    try:
-        from adaptlr import schedules
-    except ImportError:
-        print("adaptlr plot-schedule: adaptlr.schedules is not available", file=sys.stderr)
-        return 2
-    if not (hasattr(schedules, "from_spec") and hasattr(schedules, "plot")):
-        print("adaptlr plot-schedule: adaptlr.schedules has no from_spec / plot yet", file=sys.stderr)
-        return 2
+    from adaptlr import schedules
+
     try:
         s = schedules.from_spec(a.spec)
     except (ValueError, TypeError) as e:
