@@ -20,9 +20,9 @@ where racer states live (:class:`StateStore`).
 from ._auto import Auto
 from ._commit import Commit
 from ._fit import build_race, result_of
-from ._grid import DEFAULT_LRS, GRIDS, check_optimizer, default_lrs
+from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._plan import Meter, Plan, make_plan, replan_rung2, validation_rows
-from ._race import Race, Racer, rank_finalists
+from ._race import Race, Racer, rank_finalists, set_schedule
 from ._result import AutoResult
 from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows
@@ -32,6 +32,7 @@ from ._validate import Validator
 __all__ = [
     "DEFAULT_LRS",
     "GRIDS",
+    "LR_SCALE",
     "TAILS",
     "Auto",
     "AutoResult",
@@ -57,6 +58,7 @@ __all__ = [
     "result_of",
     "rows",
     "run_schedule",
+    "set_schedule",
     "validation_rows",
 ]
 

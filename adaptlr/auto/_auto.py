@@ -182,41 +182,20 @@ class Auto:
     ) -> AutoResult:
         """Train ``model`` for a budget of ``steps`` steps and commit the chosen model into it.
 
-        Two forms: ``fit(model, train, val, steps=..., step_fn=...)`` with ``step_fn(model, batch) -> loss`` (any
-        batch type: ``lambda m, b: m(**b).loss``), or ``fit(model, loss_fn, train, val, steps)`` with
-        ``(inputs, targets)`` batches and ``loss_fn(model(inputs), targets)``. Tensors (and dicts, lists,
-        tuples of them) are moved to the model's device.
-
-        ``train``: an iterator is consumed, an iterable (a ``DataLoader``) is iterated again when it runs out.
-        ``val``: batches, scored by the same step's loss (mean over rows; Auto reads a common subset sized to the
-        budget, all of it for the last decisions when affordable), or a function ``model -> float`` (lower is
-        better; eval mode, no grad); ``score_fn(model, batch) -> float`` scores validation batches instead of the
-        loss (an error rate, say). ``val_cost``: one full validation pass's cost in training steps, to plan
-        without timing (reproducible plans); by default validation is timed. ``params``: parameters or param
-        groups for the inner optimizer (a group's ``weight_decay`` is kept; its optional ``lr_scale``
-        multiplies the raced lr). ``amp``, ``accumulate``, ``max_grad_norm``: mixed precision, batches per step
-        and gradient clipping, applied identically in the race, the branches and the run
-        (:class:`TrainStep`). ``process_group``: under torch.distributed, the group whose ranks decide together
-        (default: the world). ``on_step(step, loss, lr, live)``: called for every step of the committed lineage
-        (``live=False`` for the race steps, replayed once the winner is known). ``race_only``: stop at the
-        branch point with the winner loaded (its ``result.commit.finish()`` decides keep-best later: the
-        Lightning and Hugging Face callbacks train the rest themselves). ``checkpoint_dir``: record the race
-        and the run there (racer states on disk), so that a ``fit`` killed at any moment and started again with
-        the same arguments resumes; bit-identical with ``val_cost`` given and data in a fixed order
-        (:mod:`adaptlr.auto._journal` says exactly when).
-
-        The model ends with the committed parameters and buffers, in the train/eval mode it came in with.
+        ``fit(model, train, val, steps=..., step_fn=...)`` with ``step_fn(model, batch) -> loss`` (any batch:
+        ``lambda m, b: m(**b).loss``), or ``fit(model, loss_fn, train, val, steps)`` on ``(inputs, targets)``.
+        ``train``: batches (an iterable is iterated again when it runs out); ``val``: batches scored by the
+        step's loss (or ``score_fn(model, batch)``), of which Auto reads a common subset sized to the budget, or
+        a function ``model -> float``. ``val_cost``: a full validation pass in training steps (plans that do not
+        depend on timing). ``params``: param groups (``weight_decay`` kept, ``lr_scale`` multiplies the lr).
+        ``amp``, ``accumulate``, ``max_grad_norm``: :class:`TrainStep`, the same in race and run.
+        ``process_group``: the ranks that decide together. ``on_step(step, loss, lr, live)``: the committed
+        lineage's steps (its race steps replayed with ``live=False``). ``race_only``: stop at the branch point
+        (``result.commit.finish()`` later; what the framework callbacks do). ``checkpoint_dir``: resumable
+        (see :mod:`adaptlr.auto._journal`). The model ends with the committed state, in its train/eval mode.
         """
-        if len(args) == 4:
-            loss_fn, train, val, steps = args
-        elif len(args) == 3:
-            loss_fn, train, val = args
-        elif len(args) == 2:
-            train, val = args
-        elif args:
-            raise TypeError(
-                "Auto.fit(model, train, val, steps=..., step_fn=...) or fit(model, loss_fn, train, val, steps)"
-            )
+        if args:
+            loss_fn, train, val, steps = _positional(args, loss_fn, train, val, steps)
         if train is None or val is None or steps is None:
             raise TypeError("Auto.fit needs train, val and steps")
         step = TrainStep(
@@ -236,3 +215,14 @@ class Auto:
             process_group=process_group,
             checkpoint_dir=checkpoint_dir,
         )
+
+
+def _positional(args: tuple[Any, ...], loss_fn: Any, train: Any, val: Any, steps: Any) -> tuple[Any, Any, Any, Any]:
+    """``(loss_fn, train, val[, steps])`` or ``(train, val)`` given by position to :meth:`Auto.fit`."""
+    if len(args) == 4:
+        return args
+    if len(args) == 3:
+        return (*args, steps)
+    if len(args) == 2:
+        return (loss_fn, *args, steps)
+    raise TypeError("Auto.fit(model, train, val, steps=..., step_fn=...) or fit(model, loss_fn, train, val, steps)")

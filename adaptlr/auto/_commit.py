@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ._grid import HALF_DECADE
-from ._race import Race, Racer, _set_schedule
+from ._grid import HALF_DECADE, LR_SCALE
+from ._race import Race, Racer, set_schedule
 from ._schedules import run_schedule
 
 __all__ = ["Commit"]
@@ -101,7 +101,7 @@ class Commit:
         new = self.lr / HALF_DECADE
         self.warnings.append(f"the run at lr {self.lr:g} {w.note}: rolled back {lost} steps, went on at lr {new:.3g}")
         self.lr = new
-        _set_schedule(self.optimizer, self.schedule())
+        set_schedule(self.optimizer, self.schedule())
         w.steps, w.losses, w.rule = mark["steps"], w.losses[: mark["losses"]], copy.deepcopy(mark["rule"])
         w.diverged = False
         return True
@@ -136,4 +136,4 @@ class Commit:
 
 
 def _lr(opt: torch.optim.Optimizer) -> float:
-    return float(opt.param_groups[0]["lr"]) / float(opt.param_groups[0].get("adaptlr_auto_lr_scale", 1.0))
+    return float(opt.param_groups[0]["lr"]) / float(opt.param_groups[0].get(LR_SCALE, 1.0))

@@ -13,7 +13,7 @@ from torch import nn
 from .._validation import check_count
 from ._commit import Commit
 from ._grid import default_lrs, make_optimizer
-from ._journal import Journal
+from ._journal import Journal, restore_race
 from ._plan import Meter
 from ._race import Race
 from ._result import AutoResult
@@ -135,7 +135,7 @@ def fit(
     )
     recorded = race.journal.load() if race.journal is not None else None
     if recorded is not None:
-        race.restore(recorded)
+        restore_race(race, recorded)
     was_training = model.training
     model.train()
     try:

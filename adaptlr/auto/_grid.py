@@ -28,9 +28,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_LRS", "GRIDS", "default_lrs", "extension", "make_optimizer", "check_optimizer"]
+__all__ = ["DEFAULT_LRS", "GRIDS", "LR_SCALE", "default_lrs", "extension", "make_optimizer", "check_optimizer"]
 
 HALF_DECADE = math.sqrt(10.0)
+#: the key of a raced optimizer's param group holding its ``lr_scale`` (the raced lr times it is the group's lr)
+LR_SCALE = "adaptlr_auto_lr_scale"
 
 
 def _grid(low: float) -> tuple[float, ...]:
@@ -118,7 +120,7 @@ def make_optimizer(
     built = []
     for g in groups:
         g = dict(g)
-        g["adaptlr_auto_lr_scale"] = float(g.pop("lr_scale", 1.0))
+        g[LR_SCALE] = float(g.pop("lr_scale", 1.0))
         if shrink != 1.0:
             g["weight_decay"] = float(g.get("weight_decay", base)) * shrink
         built.append(g)

@@ -21,7 +21,7 @@ import torch
 
 from ._plan import Meter
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "restore_race"]
 
 
 def _racer_state(r: Any) -> dict[str, Any]:
@@ -101,3 +101,19 @@ class Journal:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def restore_race(race: Any, state: dict[str, Any]) -> None:
+    """Take up in ``race`` the race that :meth:`Journal.write` recorded."""
+    from ._plan import Plan
+    from ._race import Racer
+
+    race.racers = [restore_racer(Racer(float(r["lr"])), r) for r in state["racers"]]
+    race.alive_lrs = [float(x) for x in state["alive"]]
+    race.plan = Plan(**state["plan"])
+    race.validator.counts = {k: int(v) for k, v in state["counts"].items()}
+    race.start_score = math.inf if state["start_score"] is None else float(state["start_score"])
+    race.warnings = list(state["warnings"])
+    restore_meter(race.meter, state["meter"])
+    race.phase, race.offset = str(state["phase"]), int(state["offset"])
+    torch.set_rng_state(state["rng"])

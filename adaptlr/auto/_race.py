@@ -24,14 +24,14 @@ from torch import nn
 
 from ..controllers import LossScale
 from . import _dist
-from ._grid import extension
+from ._grid import LR_SCALE, extension
 from ._plan import Meter, Plan, replan_rung2
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep
 from ._store import StateStore
 from ._validate import Validator
 
-__all__ = ["Race", "Racer", "rank_finalists"]
+__all__ = ["Race", "Racer", "rank_finalists", "set_schedule"]
 
 
 @dataclass
@@ -127,7 +127,7 @@ class Race:
     def _resume(self, racer: Racer, key: str, schedule: Any) -> tuple[torch.optim.Optimizer, Any]:
         opt, scaler = self.make_optimizer(racer.lr), self.scaler()
         self.store.load(key, self.model, opt, scaler)
-        _set_schedule(opt, schedule)
+        set_schedule(opt, schedule)
         return opt, scaler
 
     # ---- rung 1 ------------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Race:
         self.racers.append(racer)
         opt, scaler = self.make_optimizer(racer.lr), self.scaler()
         self.store.load("start", self.model)
-        _set_schedule(opt, race_schedule(racer.lr, self.plan))
+        set_schedule(opt, race_schedule(racer.lr, self.plan))
         self.train(racer, opt, scaler, batches)
         first = not self.validator.counts
         if first:  # the first candidate's steps timed a step: size the validation subsets
@@ -230,13 +230,14 @@ class Race:
                 self._record("rung2", self.offset)
                 continue
             self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
-            _set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
+            set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
             probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
             self.train(probe, opt, scaler, branch)
             score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
             r.scores.append((r.steps, score))
             self.store.save(r.key + "-branch", self.model)
             self._record("rung2", self.offset)
+            opt = scaler = None  # (memory: one racer's optimizer state alive at a time)
         finalists = [r for r in alive if not r.diverged]
         if not finalists:
             raise FloatingPointError(
@@ -264,21 +265,6 @@ class Race:
             return self.rung2(alive)
         return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Take up a race recorded by a :class:`Journal` (see :mod:`adaptlr.auto._journal`)."""
-        from ._journal import restore_meter, restore_racer
-        from ._plan import Plan
-
-        self.racers = [restore_racer(Racer(float(r["lr"])), r) for r in state["racers"]]
-        self.alive_lrs = [float(x) for x in state["alive"]]
-        self.plan = Plan(**state["plan"])
-        self.validator.counts = {k: int(v) for k, v in state["counts"].items()}
-        self.start_score = math.inf if state["start_score"] is None else float(state["start_score"])
-        self.warnings = list(state["warnings"])
-        restore_meter(self.meter, state["meter"])
-        self.phase, self.offset = str(state["phase"]), int(state["offset"])
-        torch.set_rng_state(state["rng"])
-
 
 def rank_finalists(finalists: list[Racer], tie: float) -> list[Racer]:
     """Finalists best first: the lowest score, except that the lowest learning rate within ``tie`` (relative)
@@ -289,13 +275,21 @@ def rank_finalists(finalists: list[Racer], tie: float) -> list[Racer]:
     return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
 
 
-def _set_schedule(opt: torch.optim.Optimizer, schedule: Any) -> None:
-    """Give every group ``schedule`` times its ``lr_scale``."""
+def set_schedule(
+    opt: torch.optim.Optimizer, schedule: Any, scales: list[float] | None = None, pop: bool = False
+) -> list[float]:
+    """Give every group of a raced optimizer ``schedule`` times its ``lr_scale`` (``set_lr``; the scales are the
+    race's, in its groups' :data:`LR_SCALE` key, unless given); ``pop`` removes that key from the groups (a
+    framework's optimizer, whose checkpoint should not carry it). Returns the scales."""
     from adaptlr import schedules as S
 
+    out = []
     for i, g in enumerate(opt.param_groups):
-        scale = float(g.get("adaptlr_auto_lr_scale", 1.0))
+        own = g.pop(LR_SCALE, 1.0) if pop else g.get(LR_SCALE, 1.0)
+        scale = float(own if scales is None else scales[i])
+        out.append(scale)
         opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)  # type: ignore[attr-defined]
+    return out
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -69,7 +69,7 @@ class StateStore:
         if self._dir is not None:  # (disk)
             path = self._dir / f"{key}.pt"
             tmp = path.with_suffix(".tmp")
-            torch.save(_to(state, "cpu"), tmp)
+            torch.save(state, tmp)  # (straight from the live tensors: no second copy in memory)
             tmp.replace(path)
             self._items[key] = path
         else:

@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover
     import pytorch_lightning as pl
 
 from .._validation import check_real
-from ..auto import Auto, rows
+from ..auto import Auto, Plan, rows, run_schedule, set_schedule
 
 __all__ = ["AutoLR"]
 
@@ -81,6 +81,8 @@ class AutoLR(pl.Callback):
         self.val_score = math.inf
         self.cost_steps = 0.0
         self._logged: dict[str, Any] = {}
+        self._scales: list[float] = []
+        self._tail = (auto.tail, auto.cooldown)
 
     @property
     def cost(self) -> float:
@@ -175,22 +177,14 @@ class AutoLR(pl.Callback):
         return value
 
     # ---- the race and the commit -------------------------------------------------------------------------
-    def _set_schedule(self, opt: torch.optim.Optimizer, schedule: Any) -> None:
-        from .. import schedules as S
-
-        for i, g in enumerate(opt.param_groups):
-            scale = float(g.pop("adaptlr_auto_lr_scale", 1.0))  # (the race's key: not left in the trainer's groups)
-            opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         opt = self._optimizer(trainer, pl_module)
         if trainer.ckpt_path is not None:  # resumed: the race ran before; the optimizer state is restored
             if self.lr is None or self.plan is None:
                 raise RuntimeError("AutoLR: resuming from a checkpoint without AutoLR's state (the race's choice)")
-            from ..auto import Plan, run_schedule
-
             plan = Plan(**self.plan)
-            self._set_schedule(opt, run_schedule(self.lr, plan, plan.rung2, self.auto.tail))
+            schedule = run_schedule(self.lr, plan, plan.rung2, self._tail[0], self._tail[1])
+            set_schedule(opt, schedule, self._scales or None)
             return
         steps = int(trainer.max_steps)
         if steps < 1:
@@ -221,7 +215,8 @@ class AutoLR(pl.Callback):
         self.cost_steps = result.cost_steps
         opt.load_state_dict(result.optimizer.state_dict())
         result.optimizer = opt  # the winner's optimizer from here on (the race's copy is let go)
-        self._set_schedule(opt, result.schedule)
+        self._scales = set_schedule(opt, result.schedule, pop=True)
+        self._tail = (self.auto.tail, self.auto.cooldown)
         s2 = result.plan.rung2
         loop = trainer.fit_loop.epoch_loop
         progress = loop.automatic_optimization.optim_progress.optimizer.step.total
@@ -256,11 +251,20 @@ class AutoLR(pl.Callback):
         self.result.commit = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "plan": dict(self.plan) if self.plan else None, "cost_steps": self.cost_steps}
+        return {
+            "lr": self.lr,
+            "plan": dict(self.plan) if self.plan else None,
+            "cost_steps": self.cost_steps,
+            "tail": list(self._tail),
+            "scales": list(self._scales),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.lr, self.plan = state_dict["lr"], state_dict["plan"]
         self.cost_steps = float(state_dict["cost_steps"])
+        if "tail" in state_dict:  # (checkpoints of adaptlr 0.2's AutoLR hold lr, plan and cost only)
+            self._tail = (str(state_dict["tail"][0]), float(state_dict["tail"][1]))
+            self._scales = [float(x) for x in state_dict["scales"]]
 
 
 def _epochs(loader: Any) -> Any:

@@ -24,12 +24,11 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from .._validation import check_real
-from ..auto import Auto, Plan, run_schedule
+from ..auto import LR_SCALE, Auto, Plan, run_schedule
 from .transformers import OptimizerSchedule, _inner, _scheduler
 
 __all__ = ["AutoLRCallback"]
 
-_RACE_SCALE = "adaptlr_auto_lr_scale"  # the key Auto's race puts in its optimizer's groups (a group's lr_scale)
 
 # model -> the Trainer a callback was attached to, for the callback the Trainer rebuilds from a checkpoint
 # (``restore_callback_states_from_checkpoint=True`` replaces it by ``AutoLRCallback(**args)``)
@@ -205,7 +204,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
 
         schedule = run_schedule(lr, plan, plan.rung2, self.saved["tail"], self.saved["cooldown"])
         for i, (g, scale) in enumerate(zip(opt.param_groups, scales, strict=True)):
-            g.pop(_RACE_SCALE, None)  # (the race's key: not left in the trainer's groups)
+            g.pop(LR_SCALE, None)  # (the race's key: not left in the trainer's groups)
             g.pop("initial_lr", None)  # (set by the LambdaLR this callback replaced)
             opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)  # type: ignore[attr-defined]
 
@@ -263,7 +262,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             race_only=True,
             **self._step(trainer, args),
         )
-        scales = [float(g.get(_RACE_SCALE, 1.0)) for g in result.optimizer.param_groups]
+        scales = [float(g.get(LR_SCALE, 1.0)) for g in result.optimizer.param_groups]
         opt.load_state_dict(result.optimizer.state_dict())
         result.optimizer = opt  # the winner's optimizer from here on (the race's copy is let go)
         commit = result.commit
