@@ -342,7 +342,7 @@ OUT_OF_RANGE = [
     ("controllers", lambda: LossTrend(_sgd(), up=math.inf)),
     ("controllers", lambda: LossTrend(_sgd(), tolerance=math.inf)),
     ("finder", lambda: adaptlr.lr_find(torch.nn.Linear(2, 1), None, [], _sgd(), smooth=math.nan)),
-    ("auto", lambda: adaptlr.Auto(keep=3, lrs=(1e-3, 1e-2))),
+    ("auto", lambda: adaptlr.Auto(limits=(1e-3, 1e-4))),
     ("auto", lambda: adaptlr.Auto(budget=math.inf)),
 ]
 
@@ -469,7 +469,7 @@ def test_no_layer_checks_a_number_by_hand():
         ("controllers", ["controllers.divergence", "controllers.hypergradient"]),
         ("integrations", ["integrations._table"]),
         ("lab", ["lab.data", "lab.search", "lab.tasks"]),
-        ("finder, auto", ["finder", "auto._fit"]),
+        ("finder, auto", ["finder", "auto._auto", "auto._plan", "auto._step"]),
     ],
 )
 def test_every_layer_uses_the_one_module(layer, modules):
