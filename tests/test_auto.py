@@ -199,6 +199,18 @@ def test_near_tie_goes_to_the_lower_learning_rate():
     assert rank_finalists([a, b], 0.0)[0] is b
 
 
+def test_a_race_that_saw_no_progress_goes_up_one_that_hurt_goes_down():
+    """Issue 19: a fine-tune from a good start, where a short horizon sees the smallest lr "win" by not moving."""
+    from adaptlr.auto import regime
+
+    a, b, c = Racer(1e-4, scores=[(1, 1.000)]), Racer(1e-3, scores=[(1, 1.005)]), Racer(1e-2, scores=[(1, 1.3)])
+    assert regime(1.0, 1.001, 0.02) == "stalled" and regime(0.9, 1.0, 0.02) == "improved"
+    assert regime(1.1, 1.0, 0.02) == "hurt" and regime(5.0, math.inf, 0.02) == "improved"
+    assert rank_finalists([a, b, c], 0.02, start=1.001)[0] is b  # stalled: the largest within tie
+    assert rank_finalists([a, b, c], 0.02, start=1.2)[0] is a  # improved: the smallest within tie
+    assert rank_finalists([a, b, c], 0.02, start=0.5)[0] is a  # hurt: the smallest within tie
+
+
 # ---- validation fits the budget --------------------------------------------------------------------------------
 def test_plan_keeps_the_race_whatever_validation_costs():
     """The race's training steps never shrink because of validation: it reads fewer rows instead."""

@@ -116,8 +116,10 @@ class Commit:
             self.committed, self.val_score = "final", final
             return self.committed
         race.store.save("final", model)
-        race.store.load("start", model)
-        start = race.validator.score(model, "commit")
+        start = race.start_score2  # (scored on these rows when rung 2 began)
+        if not math.isfinite(start):  # (a race resumed from an older journal)
+            race.store.load("start", model)
+            start = race.validator.score(model, "commit")
         options = {"final": final, "branch": self.winner.score, "start": start}
         self.committed = min(options, key=lambda k: (options[k], k != "final"))
         self.val_score = options[self.committed]

@@ -31,7 +31,7 @@ from ._step import Batches, TrainStep
 from ._store import StateStore
 from ._validate import Validator
 
-__all__ = ["Race", "Racer", "rank_finalists", "set_schedule"]
+__all__ = ["Race", "Racer", "rank_finalists", "regime", "set_schedule"]
 
 
 @dataclass
@@ -80,7 +80,8 @@ class Race:
     group: Any = None
     racers: list[Racer] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    start_score: float = math.inf
+    start_score: float = math.inf  # the start's score on rung 1's rows
+    start_score2: float = math.inf  # ... and on rung 2's (the commit's) rows
     journal: Any = None  # a Journal: progress written to disk (resumable fit)
     alive_lrs: list[float] = field(default_factory=list)  # the rung-1 survivors
     phase: str = "rung1"  # where a resumed race stands
@@ -150,7 +151,7 @@ class Race:
                 if nxt is not None:
                     added[upward] += 1
                     pending.append(nxt)
-        alive = sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
+        alive = self._survivors()
         if not alive:
             raise FloatingPointError(
                 f"Auto: every candidate learning rate diverged within {self.plan.rung1} steps "
@@ -158,6 +159,18 @@ class Race:
             )
         self.alive_lrs = [r.lr for r in alive[: self.plan.keep]]
         return alive[: self.plan.keep]
+
+    def _survivors(self) -> list[Racer]:
+        """Rung 1's racers best first: by score; but when the best stalled at the start's score (the race's
+        horizon saw no progress, as in a fine-tune from a good start), the largest learning rates within ``tie``
+        of the best first: a longer run moves further, so near-ties go up."""
+        alive = sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
+        if not alive or regime(alive[0].score, self.start_score, self.tie) != "stalled":
+            return alive
+        near = sorted(
+            (r for r in alive if r.score <= alive[0].score + self.tie * abs(alive[0].score)), key=lambda r: -r.lr
+        )
+        return near + [r for r in alive if r not in near]
 
     def _rung1_one(self, racer: Racer, batches: list[list[Any]]) -> None:
         self.racers.append(racer)
@@ -178,9 +191,11 @@ class Race:
         if racer.diverged:
             self._record("rung1", 0)
             return
-        ranked = sorted((r for r in self.racers if not r.diverged and r.key in self.store), key=lambda r: r.score)
-        for r in ranked[self.plan.keep :]:  # (memory: only the states still in the running are kept)
-            self.store.drop(r.key)
+        by_score = sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
+        keep = {r.key for r in by_score[: self.plan.keep]} | {r.key for r in self._survivors()[: self.plan.keep]}
+        for r in by_score:  # (memory: only the states still in the running are kept)
+            if r.key not in keep and r.key in self.store:
+                self.store.drop(r.key)
         self._record("rung1", 0)
 
     def _record(self, phase: str, offset: int, extra: dict[str, Any] | None = None) -> None:
@@ -195,8 +210,13 @@ class Race:
             return None
         best = min(r.score for r in alive)
         edge = max(self.racers, key=lambda r: r.lr) if upward else min(self.racers, key=lambda r: r.lr)
-        gained = self.start_score - best  # a near-tie is a share of what the race improved on the start
-        band = self.tie * (gained if math.isfinite(gained) and gained > 0 else abs(best))
+        where = regime(best, self.start_score, self.tie)
+        if where == "improved":  # a near-tie is a share of what the race improved
+            band = self.tie * (self.start_score - best) if math.isfinite(self.start_score) else self.tie * abs(best)
+        elif upward == (where == "stalled"):  # stalled: only larger lrs show more; hurt: only smaller hurt less
+            band = self.tie * abs(best)
+        else:
+            return None
         if edge.diverged or edge.score > best + band:
             return None
         lr = extension([r.lr for r in self.racers], upward, self.limits)
@@ -218,6 +238,8 @@ class Race:
             val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal)
             self.offset = self.batches.taken
+            self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)
+            self.start_score2 = self.validator.score(self.model, "rung2")
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
         branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
         for r in alive:
@@ -247,7 +269,20 @@ class Race:
         return self.order(finalists)
 
     def order(self, finalists: list[Racer]) -> list[Racer]:
-        return rank_finalists(finalists, self.tie)
+        ranked = rank_finalists(finalists, self.tie, self.start_score2)
+        where = regime(min(r.score for r in ranked), self.start_score2, self.tie)
+        if where != "improved":
+            self.warnings.append(
+                f"no finalist's annealed branch improved on the start ({self.start_score2:.4g}) by step "
+                f"{self.plan.rung2} ({where}): "
+                + (
+                    "the largest learning rate within tie of the best was taken, as a longer run moves further "
+                    if where == "stalled"
+                    else "every candidate made the model worse; the lowest near the best was taken "
+                )
+                + f"({ranked[0].lr:g})"
+            )
+        return ranked
 
     def _rows(self, round_: str) -> int:
         from ._step import rows
@@ -266,12 +301,26 @@ class Race:
         return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
 
 
-def rank_finalists(finalists: list[Racer], tie: float) -> list[Racer]:
-    """Finalists best first: the lowest score, except that the lowest learning rate within ``tie`` (relative)
-    of it goes first (the best lr of a short horizon over-estimates that of the full run)."""
+def regime(best: float, start: float, tie: float) -> str:
+    """Where a race's best score stands against the start's: ``"improved"`` (below it by more than ``tie``,
+    relative; also when the start is unknown), ``"stalled"`` (within ``tie`` of it: the race's horizon saw no
+    progress) or ``"hurt"`` (above it by more: every candidate made the model worse)."""
+    if not math.isfinite(start) or best < start - tie * abs(start):
+        return "improved"
+    return "stalled" if best <= start + tie * abs(start) else "hurt"
+
+
+def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
+    """Finalists best first: the lowest score, except that among the scores within ``tie`` (relative) of it the
+    lowest learning rate goes first (the best lr of a short horizon over-estimates that of the full run), or,
+    when the best stalled at the ``start``'s score (:func:`regime`), the largest (the horizon saw no progress:
+    a longer run moves further)."""
     best = min(finalists, key=lambda r: r.score)
-    near = [r for r in finalists if r.lr < best.lr and r.score <= best.score + tie * abs(best.score)]
-    first = min(near, key=lambda r: r.lr) if near else best
+    near = [r for r in finalists if r.score <= best.score + tie * abs(best.score)]
+    if regime(best.score, start, tie) == "stalled":
+        first = max(near, key=lambda r: r.lr)
+    else:
+        first = min(near, key=lambda r: r.lr)
     return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
 
 
