@@ -121,19 +121,23 @@ def make_plan(
     )
 
 
-def replan_rung2(plan: Plan, spent: float, val_rest: float, nominal: tuple[float, float, float]) -> Plan:
+def replan_rung2(
+    plan: Plan, spent: float, val_rest: float, nominal: tuple[float, float, float], finalists: int, extra: int = 0
+) -> Plan:
     r"""Rung 2 and the branch made as long as what is left of the budget allows, once rung 1 is over.
 
     ``spent``: what the race has cost so far, in training steps (validation included, measured); ``val_rest``:
     the validation still to come, in training steps; ``nominal``: the fractions ``(rung1, rung2, branch)``,
-    whose ratio :math:`\rho = c / (s_2 - s_1)` is kept. With :math:`x = s_2 - s_1`, the rest costs
-    :math:`k x + k \rho x + (T - s_1 - x) + \text{val\_rest}`, which must fit :math:`B T - \text{spent}`; ``x`` is
-    at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of its share goes to the race.
+    whose ratio :math:`\rho = c / (s_2 - s_1)` is kept; ``finalists``: the racers going on (:math:`k`);
+    ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`).
+    With :math:`x = s_2 - s_1`, the rest costs :math:`(k + e)(x + \rho x) + e s_1 + (T - s_1 - x) +
+    \text{val\_rest}`, which must fit :math:`B T - \text{spent}`; ``x`` is at least 1 step and
+    :math:`s_2 \le T / 2`. What validation did not use of its share goes to the race.
     """
     r1, r2, br = nominal
     rho = br / max(r2 - r1, 1e-12)
-    k, t = plan.keep, plan.steps
-    room = plan.budget * t - spent - (t - plan.rung1) - val_rest
+    k, t = finalists + extra, plan.steps
+    room = plan.budget * t - spent - (t - plan.rung1) - val_rest - extra * plan.rung1
     x = room / max(k - 1 + k * rho, 1e-12)
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
     c = max(1, int(round(rho * x)))

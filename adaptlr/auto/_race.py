@@ -86,6 +86,7 @@ class Race:
     alive_lrs: list[float] = field(default_factory=list)  # the rung-1 survivors
     phase: str = "rung1"  # where a resumed race stands
     offset: int = 0  # batches taken when the current phase's batches were drawn
+    _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
 
     # ---- training one lineage ------------------------------------------------------------------------------
     def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
@@ -137,7 +138,7 @@ class Race:
         if not self.racers:  # (a resumed race has its start and its sizes already)
             self.store.save("start", self.model)
             self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
-        batches = self._steps(self.plan.rung1)
+        batches = self._rung1_batches = self._steps(self.plan.rung1)
         raced = {r.lr for r in self.racers}
         pending = [lr for lr in self.lrs if lr not in raced]
         above, below = max(self.lrs), min(self.lrs)
@@ -231,42 +232,75 @@ class Race:
 
     # ---- rung 2 and the choice --------------------------------------------------------------------------------
     def rung2(self, alive: list[Racer]) -> list[Racer]:
-        """The survivors continue to the branch point; each annealed branch is scored. Finalists, best first."""
+        """The survivors continue to the branch point; each annealed branch is scored; when the best is at an
+        edge of what was tried, one more candidate past it races from the start (budget held for it). Finalists,
+        best first."""
         device = _device(self.model)
+        edge = self._edge_candidate(alive)
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
             rc = self.validator.row_cost(device)
-            val_rest = rc * (len(alive) * self._rows("rung2") + 2 * self._rows("commit"))
-            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal)
+            val_rest = rc * ((len(alive) + 2 + (edge is not None)) * self._rows("rung2"))
+            extra = int(edge is not None)
+            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra)
             self.offset = self.batches.taken
             self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)
             self.start_score2 = self.validator.score(self.model, "rung2")
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
         branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
         for r in alive:
-            if len(r.scores) == 2 or r.diverged:  # (done before an interruption)
-                continue
-            opt, scaler = self._resume(r, r.key, race_schedule(r.lr, self.plan))
-            self.train(r, opt, scaler, batches)
-            if r.diverged:
-                self.store.drop(r.key)
-                self._record("rung2", self.offset)
-                continue
-            self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
-            set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
-            probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
-            self.train(probe, opt, scaler, branch)
-            score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
-            r.scores.append((r.steps, score))
-            self.store.save(r.key + "-branch", self.model)
-            self._record("rung2", self.offset)
-            opt = scaler = None  # (memory: one racer's optimizer state alive at a time)
+            if len(r.scores) < 2 and not r.diverged:  # (not done before an interruption)
+                self._finalist(r, r.key, batches, branch)
         finalists = [r for r in alive if not r.diverged]
         if not finalists:
             raise FloatingPointError(
                 f"Auto: every finalist diverged before step {self.plan.rung2} "
                 f"({'; '.join(f'{r.lr:g}: {r.note}' for r in alive)})"
             )
+        ranked = rank_finalists(finalists, self.tie, self.start_score2)
+        if edge is not None and ranked[0].lr == edge[0]:
+            late = next((r for r in self.racers if r.lr == edge[1]), None) or Racer(edge[1])
+            if late not in self.racers:
+                self.racers.append(late)
+                self.alive_lrs.append(late.lr)
+                self._finalist(late, "start", self._rung1_batches + batches, branch)
+            if not late.diverged and late not in finalists:
+                finalists.append(late)
         return self.order(finalists)
+
+    def _finalist(self, r: Racer, key: str, batches: list[list[Any]], branch: list[list[Any]]) -> None:
+        """Train ``r`` from the state ``key`` over ``batches`` to the branch point, then score its annealed
+        branch."""
+        opt, scaler = self._resume(r, key, race_schedule(r.lr, self.plan))
+        self.train(r, opt, scaler, batches)
+        if r.diverged:
+            self.store.drop(r.key)
+            self._record("rung2", self.offset)
+            return
+        self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
+        set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
+        probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
+        self.train(probe, opt, scaler, branch)
+        score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
+        if len(r.scores) == 0:  # (a late candidate: its score at rung 1's step is not known)
+            r.scores.append((self.plan.rung1, math.nan))
+        r.scores.append((r.steps, score))
+        self.store.save(r.key + "-branch", self.model)
+        self._record("rung2", self.offset)
+
+    def _edge_candidate(self, alive: list[Racer]) -> tuple[float, float] | None:
+        """``(edge, past)`` when a survivor is the largest or smallest lr tried and a half-decade past it is
+        within the limits and the extension count: the candidate rung 2 may still add."""
+        tried = [r.lr for r in self.racers]
+        added = sum(r.lr > max(self.lrs) or r.lr < min(self.lrs) for r in self.racers)
+        late = any(r.scores and math.isnan(r.scores[0][1]) for r in alive)  # (one was added: a resumed race)
+        if added >= 2 * self.extend or late:
+            return None
+        for upward in (False, True):
+            edge = max(tried) if upward else min(tried)
+            past = extension(tried, upward, self.limits)
+            if past is not None and any(r.lr == edge for r in alive):
+                return edge, past
+        return None
 
     def order(self, finalists: list[Racer]) -> list[Racer]:
         ranked = rank_finalists(finalists, self.tie, self.start_score2)
@@ -294,7 +328,8 @@ class Race:
         """Race (or go on with a resumed race) and return the finalists, best first."""
         if self.phase == "rung1":
             return self.rung2(self.rung1())
-        self.batches.skip(self.offset)
+        self._rung1_batches = self._steps(self.plan.rung1)  # (a late candidate of rung 2 trains on them too)
+        self.batches.skip(self.offset - self.batches.taken)
         alive = [r for lr in self.alive_lrs for r in self.racers if r.lr == lr]
         if self.phase == "rung2":
             return self.rung2(alive)
