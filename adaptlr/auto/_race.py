@@ -182,7 +182,9 @@ class Race:
         first = not self.validator.counts
         if first:  # the first candidate's steps timed a step: size the validation subsets
             n, k = self.plan.candidates, self.plan.keep
-            self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k, "commit": 2})
+            # every evaluation counted: rung 1's candidates and the start; the finalists, the start, a late
+            # candidate (held in reserve), and the end of the run on the commit's (rung 2's) rows
+            self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
         if not racer.diverged:
             racer.scores.append((racer.steps, self.validator.score(self.model, "rung1")))
             self.store.save(racer.key, self.model, opt, scaler)

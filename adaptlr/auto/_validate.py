@@ -82,7 +82,7 @@ class Validator:
             cum += rows(b) or 1
             prefix.append(cum)
         for name, m in wanted.items():
-            n = next((i for i in range(1, len(prefix)) if prefix[i] >= m), len(self.batches))
+            n = sum(1 for i in range(1, len(prefix)) if prefix[i] <= m)  # (whole batches, not over the rows)
             counts[name] = _dist.min_int(max(1, n), device, self.group)
         self.counts = counts
 
