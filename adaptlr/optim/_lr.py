@@ -4,6 +4,7 @@ checks a step makes before it uses an lr (a mixin of :class:`adaptlr.optim.Optim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,8 +41,11 @@ class LearningRate:
         scale = group.get(LR_SCALE, 1.0)
         return lr * scale if scale != 1.0 else lr
 
-    def _check_lr_value(self, lr: float, source: str) -> float:
+    def _check_lr_value(self, lr: float, source: str | Callable[[], str]) -> float:
+        """``lr``, or the error naming where it came from (``source``: a text, or a function writing it: the
+        text of a schedule's repr is only made when it is needed, not at every step)."""
         if not math.isfinite(lr) or (lr < 0 and not self.allow_negative_lr):
+            source = source() if callable(source) else source
             raise ValueError(
                 f"{type(self).__name__}: the learning rate is {lr!r} ({source}); a learning rate must be finite"
                 + (
@@ -101,7 +105,7 @@ class LearningRate:
                 )
             return self._check_lr_value(
                 lr,
-                f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
+                lambda: f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
                 f"controllers' factor {group.get(LR_SCALE, 1.0)!r}",
             )
         if isinstance(lr, torch.Tensor):
