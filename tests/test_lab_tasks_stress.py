@@ -162,15 +162,20 @@ def test_parse_methods_labels_and_validation():
 def test_compute_table_marks_paired_walls_and_planned_costs():
     from adaptlr.lab import tuning_free as TF
 
-    def m(cost, wall, how="counted", paired=False):
-        return {"tests": [1.0], "median": 1.0, "cost": cost, "cost_how": how, "wall": wall, "wall_paired": paired}
+    def m(cost, wall, how="counted", paired=False, steps=None):
+        d = {"tests": [1.0], "median": 1.0, "cost": cost, "cost_how": how, "wall": wall, "wall_paired": paired}
+        return d if steps is None else {**d, "steps": steps}
 
     summary = {
         "t": {
             "metric": "mse",
             "higher_is_better": False,
             "steps": 10,
-            "methods": {TF.GRID: m(7.0, 6.5), "Auto": m(1.3, 1.42, "measured", True), "B": m(1.5, None, "planned")},
+            "methods": {
+                TF.GRID: m(7.0, 6.5),
+                "Auto": m(1.5, 1.42, "measured", True, steps=1.3),
+                "B": m(1.5, None, "planned"),
+            },
         }
     }
     rows = [line for line in TF.compute_table(summary).splitlines() if line.startswith("| t |")]
@@ -235,3 +240,17 @@ def test_a_method_that_crashes_counts_as_failed_not_missing(tmp_path, monkeypatc
     assert bench.timings() == {"linreg/0/sgd(lr=0.05)": {"error": "RuntimeError: boom"}}
     s = TF.summarize(bench)["linreg"]["methods"]["SGD"]
     assert s["tests"] == [None] and s["median"] == math.inf and not s["complete"]
+
+
+def test_auto_cost_is_planned_and_its_steps_measured():
+    from adaptlr.auto import Auto
+    from adaptlr.lab import tuning_free as TF
+
+    task = get_task("linreg")
+    planned = Auto().planned_cost(40, TF._val_cost(task))
+    extras = [{"cost": 1.42}, {"cost": 1.51}, {"cost": 1.38}]
+    assert TF._method_cost("auto", [], extras, task, 40) == (planned, 1.42, "measured")
+    assert TF._method_cost("auto", [], [{}], task, 40) == (planned, planned, "planned")
+    runs = [{"steps_done": 40}, {"steps_done": 10}, {"steps_done": 40}]  # one diverged at step 10
+    assert TF._method_cost("sgd(lr=0.1)", runs, [{}] * 3, task, 40) == (1.0, 1.0, "counted")
+    assert TF._method_cost(None, [], [], task, 40) == (3.5, 3.5, "counted")  # the range test: 100 steps + 1 run

@@ -289,21 +289,26 @@ def _median(xs: Sequence[float]) -> float | None:
 
 def _method_cost(
     spec: str | None, runs: Sequence[Mapping[str, Any]], extras: Sequence[Mapping[str, Any]], task: Task, steps: int
-) -> tuple[float, str]:
-    """(compute in runs of the budget, how it was counted): Auto's own measured cost when its run was timed by
-    :func:`run`, its planned cost otherwise; the steps trained for the other methods (+ the range test's)."""
+) -> tuple[float, float, str]:
+    """(cost, steps, how), in runs of the budget. ``cost``: what the method plans or is counted to spend (Auto:
+    :meth:`~adaptlr.auto.Auto.planned_cost`; the range test: its steps and one run; the others: the steps
+    trained). ``steps``: what it spent, measured (Auto's own cost, validation at its timed cost per row, when
+    :func:`run` trained it), else ``cost``. ``how``: ``"measured"``, ``"planned"`` or ``"counted"``."""
     if spec is None:
-        return 1.0 + RANGE_TEST_STEPS / steps, "counted"
-    measured = [float(e["cost"]) for e in extras if isinstance(e.get("cost"), (int, float))]
-    if measured:
-        return statistics.median(measured), "measured"
+        return 1.0 + RANGE_TEST_STEPS / steps, 1.0 + RANGE_TEST_STEPS / steps, "counted"
     method = parse_method(spec)
-    if method.optimizer.name == "auto":
+    is_auto = method.optimizer.name == "auto"
+    if is_auto:
         from adaptlr.auto import Auto
 
-        return Auto(**method.optimizer_kwargs()).planned_cost(steps, _val_cost(task)), "planned"
-    done = [r["steps_done"] / steps for r in runs if r.get("steps_done") is not None]
-    return (statistics.median(done) if done else 1.0), "counted"
+        cost = Auto(**method.optimizer_kwargs()).planned_cost(steps, _val_cost(task))
+    else:
+        done = [r["steps_done"] / steps for r in runs if r.get("steps_done") is not None]
+        cost = statistics.median(done) if done else 1.0
+    measured = [float(e["cost"]) for e in extras if isinstance(e.get("cost"), (int, float))]
+    if measured:
+        return cost, statistics.median(measured), "measured"
+    return cost, cost, "planned" if is_auto else "counted"
 
 
 def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tuple[dict[str, Any], dict[int, Any]]:
@@ -327,6 +332,7 @@ def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tu
         "lrs": [chosen[s][0] for s in seeds if s in chosen],
         "grid": list(lrs),
         "cost": _median(costs) or float(len(lrs)),
+        "steps": _median(costs) or float(len(lrs)),
         "cost_how": "counted",
         "wall": _median(walls),
         "wall_paired": False,
@@ -361,10 +367,11 @@ def _method_summary(
         elif seed in chosen and chosen[seed][1]["wall"]:
             walls.append(r["wall"] / chosen[seed][1]["wall"])
             paired.append(False)
-    cost, how = _method_cost(label_spec, runs, extras, task, steps)
+    cost, spent, how = _method_cost(label_spec, runs, extras, task, steps)
     entry: dict[str, Any] = {
         "tests": tests,
         "cost": cost,
+        "steps": spent,
         "cost_how": how,
         "wall": _median(walls),
         "wall_paired": bool(paired) and all(paired),
@@ -377,8 +384,9 @@ def _method_summary(
 
 def summarize(bench: Bench) -> dict[str, Any]:
     """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median, the
-    compute in runs of the budget (``cost``: steps, Auto's measured validation included; ``cost_how``:
-    ``"measured"``, ``"planned"`` or ``"counted"``) and the wall time in plain runs (``wall``, median over seeds:
+    compute in runs of the budget (``cost``: planned or counted; ``steps``: measured where it could be, Auto's
+    validation at its timed cost included; ``cost_how``: ``"measured"``, ``"planned"`` or ``"counted"``, see
+    :func:`_method_cost`) and the wall time in plain runs (``wall``, median over seeds:
     the run's wall over that of the grid's run at the chosen lr, or over the plain run timed right after it when
     :func:`run` trained it; ``wall_paired`` says which)."""
     found = bench.range_lrs()
@@ -457,14 +465,14 @@ def table(summary: Mapping[str, Any]) -> str:
     lines += [
         "",
         "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
-        "ratio | mean rank | compute (runs, max over tasks) | wall / one run | wall / one run, max over tasks |",
+        "ratio | mean rank | steps (runs, max over tasks) | wall / one run | wall / one run, max over tasks |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in labels:
         rs = [r for r in ratios[m] if math.isfinite(r) and r > 0]
         geo = math.exp(sum(math.log(r) for r in rs) / len(rs)) if rs else math.nan
         worst = max(ratios[m]) if ratios[m] else math.nan
-        costs = [summary[t]["methods"][m]["cost"] for t in tasks]
+        costs = [summary[t]["methods"][m].get("steps", summary[t]["methods"][m]["cost"]) for t in tasks]
         walls = [summary[t]["methods"][m]["wall"] for t in tasks if summary[t]["methods"][m]["wall"] is not None]
         w = f"{statistics.median(walls):.2f} | {max(walls):.2f}" if walls else "- | -"
         lines.append(
@@ -491,7 +499,7 @@ def compute_table(summary: Mapping[str, Any]) -> str:
         for m in labels:
             d = summary[t]["methods"][m]
             wall = "-" if d.get("wall") is None else f"{d['wall']:.2f}" + ("*" if d.get("wall_paired") else "")
-            cells.append(f"{'~' if d.get('cost_how') == 'planned' else ''}{d['cost']:.2f} / {wall}")
+            cells.append(f"{'~' if d.get('cost_how') == 'planned' else ''}{d.get('steps', d['cost']):.2f} / {wall}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
