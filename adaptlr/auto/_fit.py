@@ -97,7 +97,7 @@ def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
         cost=meter.cost_steps(rc) / plan.steps,
         train_steps=meter.train_steps,
         seconds=meter.seconds,
-        wall=meter.seconds / (plan.steps * step_s) if step_s == step_s and step_s > 0 else math.nan,
+        wall=meter.wall_steps / plan.steps if step_s == step_s and step_s > 0 else math.nan,
         schedule=commit.schedule(),
         warnings=said,
         commit=commit if committed == "race" else None,

@@ -166,8 +166,8 @@ def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: d
 @dataclass
 class Meter:
     """What a race spent: training steps, validation rows, and the seconds of each (measured with
-    ``time.perf_counter``). ``step_seconds`` is the median seconds of a training step seen so far, ``row_cost``
-    the median seconds of a validation row over it."""
+    ``time.perf_counter``). ``step_seconds`` is the mean seconds of a training step seen so far (after the first),
+    ``row_cost`` the median seconds of a validation row over it."""
 
     train_steps: int = 0
     val_rows: int = 0
@@ -183,7 +183,7 @@ class Meter:
             self.warm = seconds  # the first step carries one-off costs (a kernel compiled or loaded)
         self.train_steps += steps
         self.train_seconds += seconds
-        if len(self._step_times) < 256:
+        if len(self._step_times) < 1024:
             self._step_times.append(seconds / max(steps, 1))
 
     def validated(self, seconds: float, rows: int, sample: bool = True) -> None:
@@ -196,7 +196,11 @@ class Meter:
 
     @property
     def step_seconds(self) -> float:
-        return statistics.median(self._step_times) if self._step_times else math.nan
+        """The seconds of a training step: the mean of those seen after the first (whose one-off costs, such as
+        a kernel compiled, a plain run pays too)."""
+        if not self._step_times:
+            return math.nan
+        return statistics.fmean(self._step_times[1:] or self._step_times)
 
     @property
     def row_cost(self) -> float:
@@ -208,6 +212,12 @@ class Meter:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.started
+
+    @property
+    def wall_steps(self) -> float:
+        """The wall time so far in training steps (after the first step's one-off costs, which a plain run
+        pays too): what the budget is counted in when validation is timed."""
+        return (self.seconds - self.warm) / self.step_seconds + 1
 
     def cost_steps(self, row_cost: float | None = None) -> float:
         """Training steps plus validation counted in training steps (``row_cost`` per row, measured by default)."""

@@ -106,10 +106,16 @@ class Race:
                 return
 
     def spent(self) -> float:
-        """What the race has cost so far, in training steps (validation at its row cost); rank 0's value on
-        every rank, so that every rank plans the same steps."""
+        """What the race has cost so far, in training steps: its measured wall time over the median seconds of a
+        step (validation, snapshots and every other overhead counted as a user pays them), or, with ``val_cost``
+        given (plans that do not depend on timing), training steps plus validation at that cost. Rank 0's value
+        on every rank, so that every rank plans the same steps."""
         device = _device(self.model)
-        return _dist.broadcast_float(self.meter.cost_steps(self.validator.row_cost(device)), device, self.group)
+        if self.validator.val_cost is None and self.meter.step_seconds > 0:
+            value = self.meter.wall_steps
+        else:
+            value = self.meter.cost_steps(self.validator.row_cost(device))
+        return _dist.broadcast_float(value, device, self.group)
 
     def _taker(self, pending: list[Any]) -> Callable[[int], list[Any]]:
         """Hand out a step's batches; a step the scaler skipped takes fresh ones."""
