@@ -22,7 +22,8 @@ from ._commit import Commit
 from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._plan import Meter, Plan, make_plan, replan_rung2, validation_rows
-from ._race import Race, Racer, rank_finalists, regime, set_schedule
+from ._race import Race
+from ._racer import Racer, rank_finalists, regime, set_schedule
 from ._result import AutoResult
 from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows

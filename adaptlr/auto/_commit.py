@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ._grid import HALF_DECADE, LR_SCALE
-from ._race import Race, Racer, set_schedule
+from ._race import Race
+from ._racer import Racer, set_schedule
 from ._schedules import run_schedule
 
 __all__ = ["Commit"]

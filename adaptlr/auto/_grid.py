@@ -59,13 +59,13 @@ _DECOUPLED = {"AdamW", "LAMB", "AdaBelief", "Muon", "Adafactor", "Lion"}
 
 def check_optimizer(cls: Any) -> type[torch.optim.Optimizer]:
     """``cls`` if Auto can race its learning rate, else a ``TypeError`` that says why not."""
-    import adaptlr.free
-    from adaptlr.optim import Optimizer
+    from .. import free
+    from ..optim import Optimizer
 
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise TypeError(f"Invalid optimizer: {cls!r} (expected an adaptlr optimizer class, such as adaptlr.AdamW)")
-    free = tuple(getattr(adaptlr.free, n) for n in adaptlr.free.__all__ if isinstance(getattr(adaptlr.free, n), type))
-    if issubclass(cls, free):
+    lr_free = tuple(getattr(free, n) for n in free.__all__ if isinstance(getattr(free, n), type))
+    if issubclass(cls, lr_free):
         raise TypeError(
             f"Auto cannot race {cls.__name__}: it is learning-rate-free (it estimates its own step size, so a grid "
             f"of learning rates would only scale that estimate); train it directly, or race an optimizer that "

@@ -107,7 +107,7 @@ class Journal:
 def restore_race(race: Any, state: dict[str, Any]) -> None:
     """Take up in ``race`` the race that :meth:`Journal.write` recorded."""
     from ._plan import Plan
-    from ._race import Racer
+    from ._racer import Racer
 
     race.racers = [restore_racer(Racer(float(r["lr"])), r) for r in state["racers"]]
     race.alive_lrs = [float(x) for x in state["alive"]]

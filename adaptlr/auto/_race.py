@@ -1,13 +1,8 @@
-"""The race: candidates, rungs, annealed branches, scores, and a grid that extends past an edge that wins.
-
-1. **Rung 1**: every candidate trains ``plan.rung1`` steps from the same start on the same batches (common random
-   numbers), is scored, and only the ``keep`` best keep their state. When the best (or a near-tie of the best) is
-   the largest or the smallest learning rate tried, the grid extends a half-decade past that edge, within the
-   limits and the budget, and races again.
-2. **Rung 2**: the finalists continue to ``plan.rung2`` on common batches (the budget left decides how far:
-   :func:`replan_rung2`); each branches a copy that anneals to 0 over ``plan.branch`` common fresh batches and is
-   scored (all of the validation data when the budget allows).
-3. **Choice**: the lowest branch score, except that a lower learning rate within ``tie`` of it wins.
+"""The race. **Rung 1**: every candidate trains ``plan.rung1`` steps from the same start on the same batches and
+is scored; the grid extends a half-decade past an edge that wins (within limits and budget); the ``keep`` best
+(:meth:`Race._survivors`) keep their state. **Rung 2**: they continue to the branch point (as far as the budget
+left allows: :func:`replan_rung2`), each annealed branch is scored, a late candidate past a winning edge may join;
+:func:`rank_finalists` orders them (the near-tie rule, by :func:`regime`).
 """
 
 from __future__ import annotations
@@ -22,38 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..controllers import LossScale
 from . import _dist
-from ._grid import LR_SCALE, extension
+from ._grid import extension
 from ._plan import Meter, Plan, replan_rung2
+from ._racer import Racer, rank_finalists, regime, set_schedule
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep
 from ._store import StateStore
 from ._validate import Validator
 
-__all__ = ["Race", "Racer", "rank_finalists", "regime", "set_schedule"]
-
-
-@dataclass
-class Racer:
-    """One candidate learning rate: its scores ``(step, score)``, the train losses of its lineage, and why it
-    is out (``diverged``; ``note``)."""
-
-    lr: float
-    steps: int = 0
-    scores: list[tuple[int, float]] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    diverged: bool = False
-    note: str = ""
-    rule: LossScale = field(default_factory=LossScale, repr=False)
-
-    @property
-    def score(self) -> float:
-        return self.scores[-1][1] if self.scores else math.inf
-
-    @property
-    def key(self) -> str:
-        return f"lr{self.lr:.6g}"
+__all__ = ["Race"]
 
 
 @dataclass
@@ -96,7 +69,7 @@ class Race:
         device = _device(self.model)
         for step_batches in batches:
             start = time.perf_counter()
-            loss = self.step(self.model, opt, self._taker(list(step_batches)), scaler)
+            loss = self.step(self.model, opt, self.batches.taker(list(step_batches), self.step.accumulate), scaler)
             seconds = time.perf_counter() - start
             self.meter.trained(seconds)
             racer.steps += 1
@@ -116,18 +89,6 @@ class Race:
         else:
             value = self.meter.cost_steps(self.validator.row_cost(device))
         return _dist.broadcast_float(value, device, self.group)
-
-    def _taker(self, pending: list[Any]) -> Callable[[int], list[Any]]:
-        """Hand out a step's batches; a step the scaler skipped takes fresh ones."""
-
-        def take(n: int) -> list[Any]:
-            while len(pending) < n:
-                pending.extend(self.batches.take(self.step.accumulate))
-            out = pending[:n]
-            del pending[:n]
-            return out
-
-        return take
 
     def _steps(self, n: int) -> list[list[Any]]:
         return [self.batches.take(self.step.accumulate) for _ in range(n)]
@@ -247,7 +208,7 @@ class Race:
         edge = self._edge_candidate(alive)
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
             rc = self.validator.row_cost(device)
-            val_rest = rc * ((len(alive) + 2 + (edge is not None)) * self._rows("rung2"))
+            val_rest = rc * ((len(alive) + 2 + (edge is not None)) * self.validator.rows_read("rung2"))
             extra = int(edge is not None)
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra)
             self.offset = self.batches.taken
@@ -326,12 +287,6 @@ class Race:
             )
         return ranked
 
-    def _rows(self, round_: str) -> int:
-        from ._step import rows
-
-        n = self.validator.counts.get(round_, 1)
-        return self.validator.total_rows if self.validator.fn else sum(rows(b) or 1 for b in self.validator.batches[:n])
-
     def run(self) -> list[Racer]:
         """Race (or go on with a resumed race) and return the finalists, best first."""
         if self.phase == "rung1":
@@ -342,46 +297,6 @@ class Race:
         if self.phase == "rung2":
             return self.rung2(alive)
         return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
-
-
-def regime(best: float, start: float, tie: float) -> str:
-    """Where a race's best score stands against the start's: ``"improved"`` (below it by more than ``tie``,
-    relative; also when the start is unknown), ``"stalled"`` (within ``tie`` of it: the race's horizon saw no
-    progress) or ``"hurt"`` (above it by more: every candidate made the model worse)."""
-    if not math.isfinite(start) or best < start - tie * abs(start):
-        return "improved"
-    return "stalled" if best <= start + tie * abs(start) else "hurt"
-
-
-def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
-    """Finalists best first: the lowest score, except that among the scores within ``tie`` (relative) of it the
-    lowest learning rate goes first (the best lr of a short horizon over-estimates that of the full run), or,
-    when the best stalled at the ``start``'s score (:func:`regime`), the largest (the horizon saw no progress:
-    a longer run moves further)."""
-    best = min(finalists, key=lambda r: r.score)
-    near = [r for r in finalists if r.score <= best.score + tie * abs(best.score)]
-    if regime(best.score, start, tie) == "stalled":
-        first = max(near, key=lambda r: r.lr)
-    else:
-        first = min(near, key=lambda r: r.lr)
-    return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
-
-
-def set_schedule(
-    opt: torch.optim.Optimizer, schedule: Any, scales: list[float] | None = None, pop: bool = False
-) -> list[float]:
-    """Give every group of a raced optimizer ``schedule`` times its ``lr_scale`` (``set_lr``; the scales are the
-    race's, in its groups' :data:`LR_SCALE` key, unless given); ``pop`` removes that key from the groups (a
-    framework's optimizer, whose checkpoint should not carry it). Returns the scales."""
-    from adaptlr import schedules as S
-
-    out = []
-    for i, g in enumerate(opt.param_groups):
-        own = g.pop(LR_SCALE, 1.0) if pop else g.get(LR_SCALE, 1.0)
-        scale = float(own if scales is None else scales[i])
-        out.append(scale)
-        opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)  # type: ignore[attr-defined]
-    return out
 
 
 def _device(model: nn.Module) -> torch.device:

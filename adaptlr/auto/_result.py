@@ -9,7 +9,7 @@ import torch
 
 from ._commit import Commit
 from ._plan import Plan
-from ._race import Racer
+from ._racer import Racer
 
 __all__ = ["AutoResult"]
 

@@ -13,8 +13,7 @@ optimizer's own clock drives them, so a checkpoint of the optimizer carries them
 
 from __future__ import annotations
 
-from adaptlr import schedules as S
-
+from .. import schedules as S
 from ._plan import Plan
 
 __all__ = ["TAILS", "branch_schedule", "race_schedule", "run_schedule"]

@@ -74,6 +74,18 @@ class Batches:
             if empty:
                 raise ValueError(f"Auto: the training data is empty (epoch {epoch})")
 
+    def taker(self, pending: list[Any], accumulate: int) -> Callable[[int], list[Any]]:
+        """Hand out one step's batches (``pending``); a step the scaler skipped takes ``accumulate`` fresh ones."""
+
+        def take(n: int) -> list[Any]:
+            while len(pending) < n:
+                pending.extend(self.take(accumulate))
+            out = pending[:n]
+            del pending[:n]
+            return out
+
+        return take
+
     def skip(self, n: int) -> None:
         """Fast-forward past ``n`` batches (a resumed fit)."""
         self.take(n)

@@ -86,6 +86,12 @@ class Validator:
             counts[name] = _dist.min_int(max(1, n), device, self.group)
         self.counts = counts
 
+    def rows_read(self, round_: str) -> int:
+        """Validation rows one evaluation of ``round_`` reads (a function counts as its rows all)."""
+        if self.fn is not None:
+            return self.total_rows
+        return sum(rows(b) or 1 for b in self.batches[: self.counts.get(round_, 1)])
+
     def probe(self, model: nn.Module) -> float:
         """Score on the first batch alone, twice: the second pass times a validation row before the plan is
         sized (the first carries one-off costs; both are counted)."""

@@ -1,0 +1,78 @@
+"""A candidate of a race (:class:`Racer`) and the rules that order candidates: :func:`regime` (where the best
+stands against the start), :func:`rank_finalists` (the near-tie rule), and :func:`set_schedule` (a candidate's
+schedule on its inner optimizer, times each group's ``lr_scale``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..controllers import LossScale
+from ._grid import LR_SCALE
+
+__all__ = ["Racer", "rank_finalists", "regime", "set_schedule"]
+
+
+@dataclass
+class Racer:
+    """One candidate learning rate: its scores ``(step, score)``, the train losses of its lineage, and why it
+    is out (``diverged``; ``note``)."""
+
+    lr: float
+    steps: int = 0
+    scores: list[tuple[int, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    diverged: bool = False
+    note: str = ""
+    rule: LossScale = field(default_factory=LossScale, repr=False)
+
+    @property
+    def score(self) -> float:
+        return self.scores[-1][1] if self.scores else math.inf
+
+    @property
+    def key(self) -> str:
+        return f"lr{self.lr:.6g}"
+
+
+def regime(best: float, start: float, tie: float) -> str:
+    """Where a race's best score stands against the start's: ``"improved"`` (below it by more than ``tie``,
+    relative; also when the start is unknown), ``"stalled"`` (within ``tie`` of it: the race's horizon saw no
+    progress) or ``"hurt"`` (above it by more: every candidate made the model worse)."""
+    if not math.isfinite(start) or best < start - tie * abs(start):
+        return "improved"
+    return "stalled" if best <= start + tie * abs(start) else "hurt"
+
+
+def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
+    """Finalists best first: the lowest score, except that among the scores within ``tie`` (relative) of it the
+    lowest learning rate goes first (the best lr of a short horizon over-estimates that of the full run), or,
+    when the best stalled at the ``start``'s score (:func:`regime`), the largest (the horizon saw no progress:
+    a longer run moves further)."""
+    best = min(finalists, key=lambda r: r.score)
+    near = [r for r in finalists if r.score <= best.score + tie * abs(best.score)]
+    if regime(best.score, start, tie) == "stalled":
+        first = max(near, key=lambda r: r.lr)
+    else:
+        first = min(near, key=lambda r: r.lr)
+    return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
+
+
+def set_schedule(
+    opt: torch.optim.Optimizer, schedule: Any, scales: list[float] | None = None, pop: bool = False
+) -> list[float]:
+    """Give every group of a raced optimizer ``schedule`` times its ``lr_scale`` (``set_lr``; the scales are the
+    race's, in its groups' :data:`LR_SCALE` key, unless given); ``pop`` removes that key from the groups (a
+    framework's optimizer, whose checkpoint should not carry it). Returns the scales."""
+    from .. import schedules as S
+
+    out = []
+    for i, g in enumerate(opt.param_groups):
+        own = g.pop(LR_SCALE, 1.0) if pop else g.get(LR_SCALE, 1.0)
+        scale = float(own if scales is None else scales[i])
+        out.append(scale)
+        opt.set_lr(schedule if scale == 1.0 else S.scale(schedule, scale), group_index=i)  # type: ignore[attr-defined]
+    return out
