@@ -1,8 +1,6 @@
-"""The race. **Rung 1**: every candidate trains ``plan.rung1`` steps from the same start on the same batches and
-is scored; the grid extends a half-decade past an edge that wins (within limits and budget); the ``keep`` best
-(:meth:`Race._survivors`) keep their state. **Rung 2**: they continue to the branch point (as far as the budget
-left allows: :func:`replan_rung2`), each annealed branch is scored, a late candidate past a winning edge may join;
-:func:`rank_finalists` orders them (the near-tie rule, by :func:`regime`).
+"""The race: rung 1 (every candidate from the start; the grid extends past a winning edge), rung 2 (the
+survivors to the branch point, each annealed branch scored; a late candidate past a winning edge may join), and
+the order of the finalists (:func:`rank_finalists`, by :func:`regime`). Budget: :mod:`._plan`.
 """
 
 from __future__ import annotations
