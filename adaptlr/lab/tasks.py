@@ -372,5 +372,3 @@ for _task in [
     ),
 ]:
     register_task(_task)
-
-from . import tasks_stress as _tasks_stress  # noqa: E402, F401  (registers the stress and holdout tasks)

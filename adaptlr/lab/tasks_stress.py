@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -74,14 +73,14 @@ GRIDS: dict[str, tuple[float, ...]] = {
 # ---- charlm-bigval ---------------------------------------------------------------------------------------
 
 
-@dataclass
 class WindowedText:
     """A :class:`~adaptlr.lab.data.TextData` whose held-out splits are read as ``val_windows`` and
     ``test_windows`` evenly spaced windows (the training batches are the text's own)."""
 
-    text: D.TextData
-    val_windows: int
-    test_windows: int
+    def __init__(self, text: D.TextData, val_windows: int, test_windows: int) -> None:
+        self.text = text
+        self.val_windows = val_windows
+        self.test_windows = test_windows
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.text.batches(batch_size, generator)

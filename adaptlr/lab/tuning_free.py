@@ -11,18 +11,12 @@ For each task, each seed and one step budget for all methods:
 - the **range test** (``adaptlr.lr_find``, 100 steps, the "steepest" suggestion) + AdamW warmup-cosine;
 - **Auto** (``adaptlr.Auto``, the lab method ``auto``).
 
-Tasks (``--tasks``): the original twelve (``old``), the ``stress`` tasks with one property each that breaks a
-tuner (a validation set large against the budget, a best lr above 0.1 and one below 1e-4, a fine-tune, a model
-at its optimum on noisy data) and a ``holdout`` set (:mod:`adaptlr.lab.tasks_stress`).
-
-Quality is the task's metric on the **test** split at the end of the budget (accuracy for classification, loss
-or MSE otherwise). The tables give medians over seeds, the ratio to the grid (loss) or the difference in
-accuracy points, how many tasks land within 2% (loss) or 1 accuracy point of the grid, the mean rank per task
-among all methods, and what each method costs in the two units a user pays: steps (runs of the budget, Auto's
-validation counted at its measured cost) and wall time over **one plain run** (the grid's run at its chosen
-lr; a method run trained by :func:`run` is timed against a plain run of its own right after it, on the same
-load). Runs live in the lab's store, so the benchmark resumes where it stopped, and ``--methods`` runs only the
-given methods (Auto variants, say) against a store whose grid is trained already.
+Tasks (``--tasks``): the original twelve (``old``), the ``stress`` tasks and a ``holdout`` set
+(:mod:`adaptlr.lab.tasks_stress`). Quality is the test metric at the end of the budget; compute is counted in
+steps and in wall time over **one plain run** (the grid's run at its chosen lr; a method run trained by
+:func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
+:mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
+``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
 ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
@@ -46,6 +40,7 @@ from .store import Store
 from .tasks import TASKS, Task, get_task
 from .tasks_stress import GRIDS, HOLDOUT, STRESS
 from .training import train
+from .tuning_free_tables import GRID, compute_table, grid_table, performance_profile, table
 from .workers import limit_threads
 
 __all__ = [
@@ -80,7 +75,6 @@ BASELINES: dict[str, str] = {
     "Auto": "auto",
 }
 RANGE_TEST = "range test + cosine"
-GRID = "grid (tuned, 7 runs)"
 
 #: step budgets reduced from the task's default so the benchmark fits a 2-core machine (everything else: the
 #: task's own budget)
@@ -418,169 +412,18 @@ def summarize(bench: Bench) -> dict[str, Any]:
     return out
 
 
-def _within(q: float | None, grid: float | None, higher: bool) -> bool:
-    if q is None or grid is None or not math.isfinite(q):
-        return False
-    return q >= grid - 0.01 - 1e-9 if higher else q <= grid * 1.02 + 1e-12
-
-
-def _badness(q: float | None, higher: bool) -> float:
-    """Lower is better: the error rate for accuracy, the loss itself otherwise."""
-    if q is None or not math.isfinite(q):
-        return math.inf
-    return 1.0 - q if higher else q
-
-
-def table(summary: Mapping[str, Any]) -> str:
-    """The benchmark's Markdown tables: per-task medians, then a summary per method."""
-    tasks = list(summary)
-    labels = list(next(iter(summary.values()))["methods"]) if summary else []
-    lines = ["| task (metric, steps) | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    ranks: dict[str, list[float]] = {m: [] for m in labels}
-    within: dict[str, int] = {m: 0 for m in labels}
-    ratios: dict[str, list[float]] = {m: [] for m in labels}
-    for t in tasks:
-        s = summary[t]
-        hib = s["higher_is_better"]
-        grid = s["methods"][GRID]["median"]
-        cells = []
-        bad = {m: _badness(s["methods"][m]["median"], hib) for m in labels}
-        order = sorted(bad.values())
-        for m in labels:
-            q = s["methods"][m]["median"]
-            ranks[m].append(1 + sum(1 for b in order if b < bad[m]) + 0.5 * (sum(1 for b in order if b == bad[m]) - 1))
-            if q is None or not math.isfinite(q):
-                cells.append("diverged" if q is not None else "-")
-                continue
-            if m != GRID:
-                within[m] += _within(q, grid, hib)
-            if hib:
-                cells.append(f"{100 * q:.1f}" + ("" if m == GRID or grid is None else f" ({100 * (q - grid):+.1f})"))
-            else:
-                r = q / grid if grid else math.nan
-                if m != GRID:
-                    ratios[m].append(r)
-                cells.append(f"{q:.4g}" + ("" if m == GRID else f" ({r:.2f}x)"))
-        lines.append(f"| {t} ({s['metric']}, {s['steps']}) | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "| method | tasks within 2% / 1 pt of the grid | geo-mean loss / grid (loss tasks) | worst loss "
-        "ratio | mean rank | steps (runs, max over tasks) | wall / one run | wall / one run, max over tasks |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in labels:
-        rs = [r for r in ratios[m] if math.isfinite(r) and r > 0]
-        geo = math.exp(sum(math.log(r) for r in rs) / len(rs)) if rs else math.nan
-        worst = max(ratios[m]) if ratios[m] else math.nan
-        costs = [summary[t]["methods"][m].get("steps", summary[t]["methods"][m]["cost"]) for t in tasks]
-        walls = [summary[t]["methods"][m]["wall"] for t in tasks if summary[t]["methods"][m]["wall"] is not None]
-        w = f"{statistics.median(walls):.2f} | {max(walls):.2f}" if walls else "- | -"
-        lines.append(
-            f"| {m} | {'-' if m == GRID else f'{within[m]}/{len(tasks)}'} | "
-            f"{'-' if m == GRID else f'{geo:.2f}'} | {'-' if m == GRID else f'{worst:.2f}'} | "
-            f"{statistics.mean(ranks[m]):.2f} | {max(costs):.2f} | {w} |"
-        )
-    return "\n".join(lines + ["", compute_table(summary)])
-
-
-def compute_table(summary: Mapping[str, Any]) -> str:
-    """Per task and method, what a user pays, in runs of the task's budget: ``steps / wall`` (training steps,
-    with Auto's validation at its measured cost when its run was timed; wall time over one plain run, the
-    grid's run at its chosen lr). ``*``: the wall of a run timed beside a plain run of its own (the same load);
-    ``~``: Auto's planned, not measured, step cost."""
-    tasks = list(summary)
-    labels = list(next(iter(summary.values()))["methods"]) if summary else []
-    lines = [
-        "| task (compute: steps / wall, in plain runs) | " + " | ".join(labels) + " |",
-        "|---" * (len(labels) + 1) + "|",
-    ]
-    for t in tasks:
-        cells = []
-        for m in labels:
-            d = summary[t]["methods"][m]
-            wall = "-" if d.get("wall") is None else f"{d['wall']:.2f}" + ("*" if d.get("wall_paired") else "")
-            cells.append(f"{'~' if d.get('cost_how') == 'planned' else ''}{d.get('steps', d['cost']):.2f} / {wall}")
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def grid_table(summary: Mapping[str, Any]) -> str:
-    """The grid per task: its lrs, the lr chosen on validation per seed, and that run's test metric."""
-    lines = ["| task (metric) | grid | chosen lr per seed | test metric per seed | median |", "|---|---|---|---|---|"]
-    for t, s in summary.items():
-        g = s["methods"][GRID]
-        fmt = (lambda v: f"{100 * v:.1f}") if s["higher_is_better"] else (lambda v: f"{v:.4g}")
-        grid = g.get("grid") or []
-        span = f"{grid[0]:g} .. {grid[-1]:g}" if grid else "-"
-        lrs = ", ".join(f"{x:g}" + (" (edge)" if x in (grid[0], grid[-1]) else "") for x in g.get("lrs", []))
-        tests = ", ".join(fmt(v) if v is not None else "-" for v in g["tests"])
-        med = fmt(g["median"]) if g.get("median") is not None else "-"
-        lines.append(f"| {t} ({s['metric']}) | {span} | {lrs or '-'} | {tests or '-'} | {med} |")
-    return "\n".join(lines)
-
-
-def performance_profile(summary: Mapping[str, Any], path: str | Path) -> Path:
-    r"""Write a performance profile (Dolan & Moré, 2002): for each method the fraction of tasks on which its
-    badness (test error rate, or test loss) is within a factor :math:`\tau` of the best method's on that task,
-    against :math:`\tau`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(summary)
-    labels = list(summary[tasks[0]]["methods"])
-    ratio: dict[str, list[float]] = {m: [] for m in labels}
-    for t in tasks:
-        hib = summary[t]["higher_is_better"]
-        bad = {m: _badness(summary[t]["methods"][m]["median"], hib) for m in labels}
-        best = min(bad.values())
-        for m in labels:
-            if bad[m] == best:
-                ratio[m].append(1.0)
-            else:
-                ratio[m].append(bad[m] / best if best > 0 and math.isfinite(bad[m]) else math.inf)
-    taus = [10 ** (i / 100) for i in range(0, 201)]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in labels:
-        ys = [sum(r <= tau for r in ratio[m]) / len(tasks) for tau in taus]
-        ax.step(
-            taus, ys, where="post", label=m, linestyle="--" if m == GRID else "-", linewidth=2.5 if m == "Auto" else 1.5
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("tau: within this factor of the best method's test error / loss")
-    ax.set_ylabel("fraction of tasks")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Tuning-free benchmark: performance profile (medians over seeds)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", default="tuning_free.db")
-    ap.add_argument(
-        "--tasks",
-        default="old,stress",
-        help="comma-separated task names and sets: old (the original 12), stress, holdout, all (default: old,stress)",
-    )
+    sets = "comma-separated task names and sets: old (the original 12), stress, holdout, all (default: old,stress)"
+    ap.add_argument("--tasks", default="old,stress", help=sets)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="one budget for all tasks (default: per task)")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the grid's runs")
-    ap.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="[LABEL=]SPEC",
-        help="run and report only these methods besides the grid (e.g. auto 'auto(budget=1.5)'); the grid's runs "
-        "already in the store are reused, each method run is timed against one plain run right after it",
-    )
+    only = "only these methods besides the grid (e.g. auto 'auto(budget=1.5)'), the grid's runs in the store reused"
+    ap.add_argument("--methods", nargs="+", metavar="[LABEL=]SPEC", help=only)
     ap.add_argument("--grid-only", action="store_true", help="train only the grid and print its table")
     ap.add_argument("--figure", default="tuning_free_profile.png")
     ap.add_argument("--report-only", action="store_true", help="only print the tables from the store")
@@ -591,11 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.report_only:
         run(bench, jobs=a.jobs, progress=not a.no_progress, grid_only=a.grid_only)
     s = summarize(bench)
-    print(grid_table(s))
-    if a.grid_only:
-        return 0
-    print()
-    print(table(s))
-    if a.figure:
+    print(grid_table(s) if a.grid_only else grid_table(s) + "\n\n" + table(s))
+    if a.figure and not a.grid_only:
         print(f"\nperformance profile: {performance_profile(s, a.figure)}")
     return 0
