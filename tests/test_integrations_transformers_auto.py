@@ -1,4 +1,4 @@
-"""adaptlr.integrations.transformers.AutoLRCallback: Auto's race inside the real Hugging Face Trainer (a tiny GPT-2
+"""adaptlr.integrations.transformers_auto.AutoLRCallback: Auto's race inside the real Hugging Face Trainer (a tiny GPT-2
 built from its config, dict batches; nothing downloads)."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ pytest.importorskip("accelerate", reason="the integrations extra (accelerate) is
 from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
 
 import adaptlr  # noqa: E402
-from adaptlr.integrations.transformers import AutoLRCallback, OptimizerSchedule, optimizers  # noqa: E402
+from adaptlr.integrations.transformers import OptimizerSchedule, optimizers  # noqa: E402
+from adaptlr.integrations.transformers_auto import AutoLRCallback  # noqa: E402
 
 STEPS = 30
 

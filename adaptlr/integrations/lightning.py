@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,7 +44,7 @@ except ImportError:
 
     PACKAGE = "pytorch_lightning"
 
-from .._validation import check_count, check_real
+from .._validation import check_count
 from ..controllers import Controller
 from ..free import ScheduleFreeAdamW, ScheduleFreeRAdam, ScheduleFreeSGD, recalibrate_batchnorm
 

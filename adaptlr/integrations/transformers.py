@@ -57,8 +57,7 @@ from transformers.trainer_callback import ExportableState
 
 from .. import controllers as _controllers
 
-# AutoLRCallback: from its own module, on first use (see __getattr__ below)
-__all__ = ["AutoLRCallback", "ControllerCallback", "EffectiveLRCallback", "OptimizerSchedule", "optimizers"]  # noqa: F822
+__all__ = ["ControllerCallback", "EffectiveLRCallback", "OptimizerSchedule", "optimizers"]
 
 
 def _inner(optimizer: Any) -> torch.optim.Optimizer:
@@ -362,11 +361,3 @@ class EffectiveLRCallback(TrainerCallback):
         if self._applied is not None:
             self._applied.remove()
         self._applied, self._target = None, None
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AutoLRCallback":  # (its own module, which imports this one: loaded on first use)
-        from .transformers_auto import AutoLRCallback
-
-        return AutoLRCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 r""":class:`AutoLRCallback`: :class:`adaptlr.Auto` in the Hugging Face ``Trainer``, on the public race API
 (:mod:`adaptlr.auto`).
 
-Also importable as ``adaptlr.integrations.transformers.AutoLRCallback``::
+Use it as (``from adaptlr.integrations.transformers_auto import AutoLRCallback``)::
 
     opt = adaptlr.AdamW(model.parameters())  # (or optimizer_cls_and_kwargs=(adaptlr.AdamW, {}))
     trainer = Trainer(model, TrainingArguments(..., max_steps=2_000), train_dataset=train, eval_dataset=val,
