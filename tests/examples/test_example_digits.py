@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-PATH = Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py"
+PATH = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.py"
 
 
 def test_digits_example_trains(capsys):

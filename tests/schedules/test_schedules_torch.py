@@ -134,7 +134,7 @@ def test_as_torch_scheduler_matches_lambda_lr_with_two_groups():
     assert run(lambda o: S.as_torch_scheduler(o, s)) == run(lambda o: L.LambdaLR(o, s))
 
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "optax_schedules.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "optax_schedules.json").read_text())
 
 
 @pytest.mark.parametrize("case", GOLDEN["cases"], ids=lambda c: c["optax"])

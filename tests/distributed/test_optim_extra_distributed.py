@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from test_free_distributed import _spawn  # noqa: E402  (2 ranks, a rank's traceback in the failure)
 
 import adaptlr  # noqa: E402

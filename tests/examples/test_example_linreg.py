@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "examples" / "linear_regression_from_scratch.py"
+PATH = Path(__file__).resolve().parents[2] / "examples" / "linear_regression_from_scratch.py"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _optim_table import counterpart_factory, make, package_style_reference, reference_class, rows
-from test_free_common import assert_close, make_problem, run_reference, run_torch
+from _free_common import assert_close, make_problem, run_reference, run_torch
 
 from adaptlr.reference import free as ref
 

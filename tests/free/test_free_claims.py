@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # (tests/: the shared helpers)
 from _optim_table import ROWS  # noqa: E402
 
 import adaptlr  # noqa: E402

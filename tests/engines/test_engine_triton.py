@@ -463,7 +463,7 @@ def test_every_rule_the_optimizers_run_compiles_for_a_gpu(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- benchmark
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "step_time.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "step_time.py"
 
 
 @pytest.mark.slow

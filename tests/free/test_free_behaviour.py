@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 from _optim_table import make, rows
-from test_free_common import make_problem, run_torch
+from _free_common import make_problem, run_torch
 
 import adaptlr
 

@@ -136,7 +136,7 @@ def test_composed_schedule_example_runs(tmp_path, monkeypatch):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "composed_schedule.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "composed_schedule.py"
     spec = importlib.util.spec_from_file_location("composed_schedule", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

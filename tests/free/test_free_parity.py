@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _optim_table import ENGINES, counterpart_factory, make, rows
-from test_free_common import assert_close, make_problem, run_torch
+from _free_common import assert_close, make_problem, run_torch
 
 import adaptlr
 
