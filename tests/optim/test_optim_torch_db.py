@@ -41,6 +41,10 @@ from torch.testing._internal.common_optimizers import (  # noqa: E402
     optim_db,
 )
 
+# torch's test utilities freeze torch.backends' flags at import (torch.backends.disable_global_flags(), for torch's
+# own suite); this process goes on to run other tests (Lightning sets cudnn flags): thaw them again
+torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+
 DEVICE, DTYPE = "cpu", torch.float64
 INFOS = {info.optim_cls.__name__: info for info in optim_db if hasattr(adaptlr, info.optim_cls.__name__)}
 
