@@ -15,4 +15,12 @@ from .hypergradient import Hypergradient
 from .loss_trend import LossTrend
 from .plateau import ReduceOnPlateau
 
-__all__ = ["Controller", "DivergenceGuard", "Hypergradient", "LossScale", "LossTrend", "ReduceOnPlateau", "TrainingDiverged"]
+__all__ = [
+    "Controller",
+    "DivergenceGuard",
+    "Hypergradient",
+    "LossScale",
+    "LossTrend",
+    "ReduceOnPlateau",
+    "TrainingDiverged",
+]

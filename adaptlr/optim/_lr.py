@@ -105,8 +105,10 @@ class LearningRate:
                 )
             return self._check_lr_value(
                 lr,
-                lambda: f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
-                f"controllers' factor {group.get(LR_SCALE, 1.0)!r}",
+                lambda: (
+                    f"from {group[SCHEDULE]!r} at step {group.get(STEPS, 0)}, times the "
+                    f"controllers' factor {group.get(LR_SCALE, 1.0)!r}"
+                ),
             )
         if isinstance(lr, torch.Tensor):
             return lr

@@ -20,8 +20,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _optim_table import ROWS  # noqa: E402
 from _free_common import make_problem, run_torch  # noqa: E402
+from _optim_table import ROWS  # noqa: E402
 
 import adaptlr  # noqa: E402
 

@@ -12,8 +12,8 @@ import math
 
 import pytest
 import torch
-from _optim_table import make, rows
 from _free_common import make_problem, run_torch
+from _optim_table import make, rows
 
 import adaptlr
 

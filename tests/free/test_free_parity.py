@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from _optim_table import ENGINES, counterpart_factory, make, rows
 from _free_common import assert_close, make_problem, run_torch
+from _optim_table import ENGINES, counterpart_factory, make, rows
 
 import adaptlr
 

@@ -5,8 +5,8 @@ them, 200 steps (every row of tests/_optim_table.py with such a reference)."""
 import numpy as np
 import pytest
 import torch
-from _optim_table import counterpart_factory, make, package_style_reference, reference_class, rows
 from _free_common import assert_close, make_problem, run_reference, run_torch
+from _optim_table import counterpart_factory, make, package_style_reference, reference_class, rows
 
 from adaptlr.reference import free as ref
 
