@@ -350,3 +350,14 @@ def test_lab_method_auto_trains_and_logs_validation():
 
 def test_default_grid_is_the_benchmark_grid():
     assert Auto().lrs == DEFAULT_LRS == (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import adaptlr.auto
+    import adaptlr.controllers.divergence
+
+    for module in (adaptlr.auto, adaptlr.controllers.divergence):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__
