@@ -57,12 +57,21 @@ def build_race(
     meter = Meter()
     journal = Journal(checkpoint_dir) if checkpoint_dir is not None else None
     store = StateStore("disk", journal.states) if journal else StateStore(auto.offload, auto.offload_dir)
+    plan = auto.plan(steps)
+    too_small = (
+        []
+        if plan.steps + plan.race_steps() <= plan.budget * plan.steps
+        else [
+            f"a budget of {steps} steps is too small to race {plan.candidates} candidates within {plan.budget} runs "
+            f"(at one step a rung the race alone costs {plan.race_steps() / steps:.2f} runs): the run costs more"
+        ]
+    )
     return Race(
         model=model,
         step=step,
         make_optimizer=lambda lr: make_optimizer(cls, groups, lr, auto.options, decay_lr),
         scaler=lambda: step.scaler(device),
-        plan=auto.plan(steps),
+        plan=plan,
         lrs=auto.lrs,
         batches=Batches(train),
         validator=Validator(val, step, meter, val_cost=val_cost, group=process_group),
@@ -74,6 +83,7 @@ def build_race(
         tie=auto.tie,
         group=process_group,
         journal=journal,
+        warnings=too_small,
     )
 
 

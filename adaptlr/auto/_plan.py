@@ -96,7 +96,7 @@ def make_plan(
     :math:`s_2 > s_1`, :math:`c \ge 1` and :math:`s_2 \le T / 2`. ``spare`` steps are held back (for candidates
     the grid may add beyond its edges). Validation does not enter: it fits its own share (:func:`validation_rows`).
     """
-    steps = check_count("steps", steps, 1)
+    steps = check_count("steps", steps, 4)  # (a race needs s1 < s2 <= T / 2)
     n = check_count("candidates", candidates, 1)
     k = min(check_count("keep", keep, 1), n)
     budget = check_real("budget", budget, 1.0, low_open=True)

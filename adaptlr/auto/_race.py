@@ -63,13 +63,11 @@ class Race:
     def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
         """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
         its loss diverges on its own scale (any rank's divergence stops every rank)."""
-        rule = racer.rule
-        device = _device(self.model)
+        rule, device = racer.rule, _device(self.model)
         for step_batches in batches:
             start = time.perf_counter()
             loss = self.step(self.model, opt, self.batches.taker(list(step_batches), self.step.accumulate), scaler)
-            seconds = time.perf_counter() - start
-            self.meter.trained(seconds)
+            self.meter.trained(time.perf_counter() - start)
             racer.steps += 1
             racer.losses.append(loss)
             if _dist.any_true(rule.observe(loss), device, self.group):
@@ -88,7 +86,7 @@ class Race:
             value = self.meter.cost_steps(self.validator.row_cost(device))
         return _dist.broadcast_float(value, device, self.group)
 
-    def _steps(self, n: int) -> list[list[Any]]:
+    def _steps(self, n: int) -> list[list[Any]]:  # (n steps' batches)
         return [self.batches.take(self.step.accumulate) for _ in range(n)]
 
     def _resume(self, racer: Racer, key: str, schedule: Any) -> tuple[torch.optim.Optimizer, Any]:
@@ -149,7 +147,8 @@ class Race:
             n, k = self.plan.candidates, self.plan.keep
             # every evaluation counted: rung 1's candidates and the start; the finalists, the start, a late
             # candidate (held in reserve), and the end of the run on the commit's (rung 2's) rows
-            self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
+            note = self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
+            self.warnings += [note] if note else []
         if not racer.diverged:
             racer.scores.append((racer.steps, self.validator.score(self.model, "rung1")))
             self.store.save(racer.key, self.model, opt, scaler)

@@ -11,7 +11,6 @@ its share.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,7 +50,6 @@ class Validator:
         self.total_rows = sum(rows(b) or 1 for b in self.batches) if self.fn is None else 1
         self.val_cost = val_cost
         self.counts: dict[str, int] = {}  # round -> batches each evaluation of it reads
-        self.warned = False
 
     def row_cost(self, device: torch.device) -> float:
         """A row's cost in training steps: ``val_cost / total_rows`` when given, else measured (the same value on
@@ -60,31 +58,31 @@ class Validator:
             return float(self.val_cost) / self.total_rows
         return _dist.broadcast_float(self.meter.row_cost, device, self.group)
 
-    def size(self, plan: Plan, device: torch.device, evaluations: dict[str, int]) -> None:
-        """Size each round's subset to the plan (call once a training step and a validation pass were timed)."""
-        wanted = validation_rows(plan, self.total_rows, self.row_cost(device), evaluations)
+    def size(self, plan: Plan, device: torch.device, evaluations: dict[str, int]) -> str | None:
+        """Size each round's subset to the plan (call once a training step and a validation pass were timed).
+        Returns what to say when even the smallest subset (one batch, or one call of a function) costs more than
+        validation's share of the budget (the race keeps its steps: the run then costs more than the budget)."""
+        rc = self.row_cost(device)
+        wanted = validation_rows(plan, self.total_rows, rc, evaluations)
         if self.fn is not None:
             self.counts = dict.fromkeys(wanted, 1)
-            calls = sum(evaluations.values())
-            if calls * self.row_cost(device) > plan.val_allowance * 1.0001 and not self.warned:
-                self.warned = True
-                warnings.warn(
-                    f"Auto: the validation function costs {self.row_cost(device):.3g} training steps a call; its "
-                    f"{calls} calls exceed validation's share of the budget ({plan.val_allowance:.3g} steps), so the "
-                    "run will cost more than budget (the race keeps its steps). Pass validation batches instead "
-                    "(Auto then reads a subset of them sized to the budget) or a cheaper function.",
-                    stacklevel=3,
-                )
-            return
-        cum, counts = 0, {}
-        prefix = [0]
-        for b in self.batches:
-            cum += rows(b) or 1
-            prefix.append(cum)
-        for name, m in wanted.items():
-            n = sum(1 for i in range(1, len(prefix)) if prefix[i] <= m)  # (whole batches, not over the rows)
-            counts[name] = _dist.min_int(max(1, n), device, self.group)
-        self.counts = counts
+        else:
+            prefix = [0]
+            for b in self.batches:
+                prefix.append(prefix[-1] + (rows(b) or 1))
+            self.counts = {
+                name: _dist.min_int(max(1, sum(1 for p in prefix[1:] if p <= m)), device, self.group)
+                for name, m in wanted.items()  # (whole batches that stay within the rows)
+            }
+        cost = sum(evaluations.get(r, 0) * self.rows_read(r) * rc for r in self.counts)
+        if cost <= 1.25 * plan.val_allowance:
+            return None
+        fix = "pass validation batches (Auto reads a subset sized to the budget) or a cheaper function"
+        return (
+            f"validation costs more than its share of the budget even at its smallest ({cost:.3g} training steps "
+            f"against {plan.val_allowance:.3g}): the run costs more than the budget (the race keeps its steps); "
+            + (fix if self.fn is not None else "pass smaller validation batches, or give a longer run")
+        )
 
     def rows_read(self, round_: str) -> int:
         """Validation rows one evaluation of ``round_`` reads (a function counts as its rows all)."""

@@ -361,3 +361,16 @@ def test_docstring_examples_run():
     for module in (adaptlr.auto, adaptlr.controllers.divergence):
         result = doctest.testmod(module)
         assert result.attempted and not result.failed, module.__name__
+
+
+def test_budgets_too_small_to_race_are_refused_or_said():
+    train, val = _problem()
+    with pytest.raises(ValueError, match="steps"):
+        Auto().fit(_model(), F.mse_loss, train, val, steps=3)
+    with pytest.warns(UserWarning, match="too small to race"):
+        result = Auto().fit(_model(), F.mse_loss, train, val, steps=10, val_cost=1.0)
+    assert any("too small to race" in w for w in result.warnings)
+    big = [(x, y) for x, y in [(torch.randn(128, 8), torch.randn(128, 1))]]
+    with pytest.warns(UserWarning, match="more than its share"):  # one pass of the only batch: 50 steps
+        result = Auto().fit(_model(), F.mse_loss, train, big, steps=60, val_cost=50.0)
+    assert result.cost > 1.5  # counted, not hidden
