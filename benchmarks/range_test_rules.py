@@ -3,8 +3,8 @@ r"""Which range-test suggestion to trust: each rule of :func:`adaptlr.lr_find` t
 For each task and seed: the range test (AdamW, lr from 1e-6 to 10 over 100 batches, as ``adaptlr find-lr``
 runs it) gives three suggestions (``steepest``, ``valley``, ``minimum`` = lowest-loss lr / 10); each is
 trained for the task's budget with AdamW + 5% warmup + cosine, against the tuned 7-point grid of the
-tuning-free benchmark (:mod:`adaptlr.lab.tuning_free`: the same specs, the same reduced budgets, the grid's lr
-chosen per seed on the validation metric). Quality is the test metric at the end of the budget, median over
+tuning-free benchmark (:mod:`adaptlr.lab.tuning_free`: the same specs, the same reduced budgets, the same grid per
+task, its lr chosen per seed on the validation metric). Quality is the test metric at the end of the budget, median over
 seeds; a rule is "within" on a task when its median is within 1 accuracy point (accuracy) or 2% (loss) of the
 grid's. A seed where a rule offers no suggestion trains at 1e-3 (the untuned default) and is counted.
 
@@ -32,7 +32,7 @@ from adaptlr.lab.grammar import parse_method
 from adaptlr.lab.jobs import Job
 from adaptlr.lab.store import Store
 from adaptlr.lab.tasks import TASKS, get_task
-from adaptlr.lab.tuning_free import GRID_LRS, budget_steps, grid_spec
+from adaptlr.lab.tuning_free import budget_steps, grid_lrs, grid_spec
 
 RULES = ("steepest", "valley", "minimum")
 FALLBACK_LR = 1e-3
@@ -50,6 +50,14 @@ ORDER = (
     "mnist-cnn",
     "mnist1d-mlp",
     "mnist1d-cnn",
+    "linreg-bigLR",
+    "tinylr",
+    "near-optimum",
+    "finetune",
+    "holdout-diabetes-outliers",
+    "holdout-conv1d-waves",
+    "holdout-lstm-sines",
+    "charlm-bigval",
 )
 
 
@@ -102,7 +110,13 @@ def run(store: str, tasks: Sequence[str], seeds: Sequence[int], progress: bool =
             specs = sorted({grid_spec(lr_of(found, r)) for r in RULES})
             compare(name, specs, [seed], store=store, jobs=1, steps=steps, progress=progress)
         compare(
-            name, [grid_spec(lr) for lr in GRID_LRS], list(seeds), store=store, jobs=1, steps=steps, progress=progress
+            name,
+            [grid_spec(lr) for lr in grid_lrs(name)],
+            list(seeds),
+            store=store,
+            jobs=1,
+            steps=steps,
+            progress=progress,
         )
 
 
@@ -129,7 +143,7 @@ def summarize(store: str, tasks: Sequence[str], seeds: Sequence[int]) -> dict[st
             per: dict[str, dict[str, Any]] = {m: {"tests": [], "lrs": [], "missing": 0} for m in ("grid", *RULES)}
             complete = True
             for seed in seeds:
-                grid = [(lr, get(lr, seed)) for lr in GRID_LRS]
+                grid = [(lr, get(lr, seed)) for lr in grid_lrs(name)]
                 rules = found.get(f"{name}/{seed}")
                 if any(r is None for _, r in grid) or rules is None:
                     complete = False
@@ -203,9 +217,15 @@ def table(summary: dict[str, Any]) -> str:
             miss = f", {s[r]['missing']} none" if s[r]["missing"] else ""
             cells.append(f"{_cell(s[r]['median'], g, hib)} ({_lrs(s[r]['lrs'])}{miss})")
         lines.append(f"| {name} ({s['metric']}, {s['steps']}) | " + " | ".join(cells) + " |")
-    lines += ["", "| rule | tasks within 1 pt / 2% of the grid | mean error (or loss) / grid's |", "|---|---|---|"]
+    lines += [
+        "",
+        "| rule | tasks within 1 pt / 2% of the grid | mean error (or loss) / grid's | worst | seeds with no suggestion |",
+        "|---|---|---|---|---|",
+    ]
     for rule, n, mean in ranking(summary):
-        lines.append(f"| {rule} | {n}/{len(summary)} | {mean:.2f} |")
+        worst = max(ratio(s[rule]["median"], s["grid"]["median"], s["higher_is_better"]) for s in summary.values())
+        none = sum(s[rule]["missing"] for s in summary.values())
+        lines.append(f"| {rule} | {n}/{len(summary)} | {mean:.2f} | {worst:.2f} | {none} |")
     return "\n".join(lines)
 
 
