@@ -8,7 +8,7 @@ For each task, each seed and one step budget for all methods:
 - **AdamW 1e-3** untuned;
 - every learning-rate-free method at its defaults: Prodigy + cosine, D-Adapt Adam + cosine, DoG, Schedule-Free
   AdamW;
-- the **range test** (``adaptlr.lr_find``, 100 steps, the "steepest" suggestion) + AdamW warmup-cosine;
+- the **range test** (``adaptlr.lr_find``, 100 steps, its headline suggestion ``result.lr``) + AdamW warmup-cosine;
 - **Auto** (``adaptlr.Auto``, the lab method ``auto``).
 
 Tasks (``--tasks``): the original twelve (``old``), the ``stress`` tasks and a ``holdout`` set
@@ -97,8 +97,9 @@ def budget_steps(task: Task, steps: int | None = None) -> int:
 
 
 def range_test_lr(task: Task, seed: int, steps: int = RANGE_TEST_STEPS) -> float:
-    """The range test's "steepest" suggestion (its most confident one when steepest has none) for the
-    task's model as seeded by the runner, on the task's training batches (AdamW)."""
+    """The range test's headline suggestion (``result.lr``: the rule that came closest to the tuned grid across
+    the lab's tasks, ``docs/range_test.md``) for the task's model as seeded by the runner, on the task's training
+    batches (AdamW); 1e-3 when it suggests nothing."""
     import adaptlr
 
     data = task.data()
@@ -108,9 +109,8 @@ def range_test_lr(task: Task, seed: int, steps: int = RANGE_TEST_STEPS) -> float
     opt = adaptlr.AdamW(model.parameters(), lr=1e-3)
     batches = data.batches(task.batch_size, torch.Generator().manual_seed(seed + 10_000))
     result = adaptlr.lr_find(model, task.loss, batches, opt, start=1e-6, end=10.0, steps=steps)
-    s = result.suggestions.get("steepest")
     try:
-        lr = s.lr if s is not None else result.lr
+        lr = result.lr
     except ValueError:  # no suggestion at all: the default of the grid's untuned point
         lr = 1e-3
     return float(f"{lr:.3g}")

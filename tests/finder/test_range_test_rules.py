@@ -38,7 +38,7 @@ def test_cli_headline_is_the_minimum_rule(capsys, tmp_path):
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "range_test_rules.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "range_test_rules.py"
     spec = importlib.util.spec_from_file_location("range_test_rules", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
