@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..rules import _math
+from ..rules import math_ops as _math
 
 _NUMBER = (int, float, bool)
 

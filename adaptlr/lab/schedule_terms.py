@@ -49,13 +49,13 @@ def _warmed(body: dict[str, Any], lr: float, w: int) -> dict[str, Any]:
 
 
 def _any_spec(a: Mapping[str, Any], lr: float, total: int) -> dict[str, Any]:
-    from adaptlr.schedules._base import _parse_call
+    from adaptlr.schedules import parse_spec
 
     text = a["spec"]
     if not isinstance(text, str) or not text.strip():
         raise SpecError(f"Invalid spec: {text!r} (expected an adaptlr.schedules spec string)")
     try:
-        inner = _parse_call(text.strip())
+        inner = parse_spec(text.strip())
     except (ValueError, RecursionError) as e:
         raise SpecError(f"schedule(spec={text!r}): {e}") from None
     return {"name": "scale", "schedule": inner, "factor": lr}

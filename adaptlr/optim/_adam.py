@@ -5,7 +5,7 @@ from typing import Any
 
 from .. import rules
 from .._validation import check_betas, check_bool, check_real
-from ..rules import _math
+from ..rules import math_ops as _math
 from ._base import ENGINE_DOC, Optimizer
 from ._phase import Phase
 

@@ -6,12 +6,13 @@ exports every rule of the first three (each module's ``__all__``: a new rule is 
 """
 
 from . import _math, adaptive, classic, extra
+from . import _math as math_ops  # the rules' tiny math module (sqrt, where, ...), public under this name
 from ._elementwise import elementwise
 from .adaptive import *  # noqa: F403
 from .classic import *  # noqa: F403
 from .extra import *  # noqa: F403
 
-__all__ = ["_math", "elementwise"]
+__all__ = ["_math", "elementwise", "math_ops"]
 __all__ += classic.__all__
 __all__ += extra.__all__
 __all__ += adaptive.__all__

@@ -361,7 +361,7 @@ def from_spec(spec: Any, *, total_steps: int | None = None) -> Schedule:
     if isinstance(spec, str):
         text = spec.strip()
         try:
-            spec = json.loads(text) if text.startswith("{") else _parse_call(text)
+            spec = json.loads(text) if text.startswith("{") else parse_spec(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"cannot parse schedule spec {text[:80]!r}: {e}") from None
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
@@ -395,7 +395,10 @@ def _from_spec_value(key: str, value: Any, total_steps: int | None = None) -> An
     return value
 
 
-def _parse_call(text: str) -> Any:
+def parse_spec(text: str) -> Any:
+    """The spec (plain data: ``{"name": ..., **arguments}``) that a spec string such as ``"cosine(1e-3, steps=100)"``
+    writes, without building the schedule; nothing in the string is imported or called. ``ValueError`` when it
+    does not parse or names no registered factory."""
     try:
         node = ast.parse(text, mode="eval").body
     except SyntaxError as e:
