@@ -41,3 +41,42 @@ def importable_torchvision() -> None:
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     importable_torchvision.library = lib  # keep the definitions alive
+
+
+def tiny_gpt2(dtype=None):
+    """A 2-layer GPT-2 of 32 tokens built from its config (nothing downloads), seeded, dropout off, float64 by
+    default: the HF Trainer tests' model."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=32,
+        n_positions=8,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    return transformers.GPT2LMHeadModel(config).to(dtype or torch.float64)
+
+
+def token_dataset(n: int, seed: int):
+    """``n`` rows of 8 random token ids (labels = inputs), as dict items for the HF Trainer's collator."""
+    import torch
+
+    class Tokens(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.ids = torch.randint(0, 32, (n, 8), generator=torch.Generator().manual_seed(seed))
+
+        def __len__(self) -> int:
+            return len(self.ids)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+    return Tokens()

@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from .._validation import check_count
@@ -17,7 +16,7 @@ from ._journal import Journal, restore_race
 from ._plan import Meter
 from ._race import Race
 from ._result import AutoResult
-from ._step import Batches, TrainStep
+from ._step import Batches, TrainStep, device_of
 from ._store import StateStore
 from ._validate import Validator
 
@@ -53,7 +52,7 @@ def build_race(
     steps = check_count("steps", steps, 1)
     cls, groups = auto.inner, _groups(model, params)
     decay_lr = max(default_lrs(cls))
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     meter = Meter()
     journal = Journal(checkpoint_dir) if checkpoint_dir is not None else None
     store = StateStore("disk", journal.states) if journal else StateStore(auto.offload, auto.offload_dir)
@@ -90,7 +89,7 @@ def build_race(
 def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
     """The :class:`AutoResult` of a race and its commit (said out loud: each warning is also raised)."""
     plan, meter = race.plan, race.meter
-    rc = race.validator.row_cost(next((p.device for p in race.model.parameters()), torch.device("cpu")))
+    rc = race.validator.row_cost(device_of(race.model))
     step_s = meter.step_seconds
     said = race.warnings + commit.warnings
     for text in said:

@@ -20,7 +20,7 @@ from ._grid import extension
 from ._plan import Meter, Plan, replan_rung2
 from ._racer import Racer, rank_finalists, regime, set_schedule
 from ._schedules import branch_schedule, race_schedule
-from ._step import Batches, TrainStep
+from ._step import Batches, TrainStep, device_of
 from ._store import StateStore
 from ._validate import Validator
 
@@ -63,7 +63,7 @@ class Race:
     def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
         """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
         its loss diverges on its own scale (any rank's divergence stops every rank)."""
-        rule, device = racer.rule, _device(self.model)
+        rule, device = racer.rule, device_of(self.model)
         for step_batches in batches:
             start = time.perf_counter()
             loss = self.step(self.model, opt, self.batches.taker(list(step_batches), self.step.accumulate), scaler)
@@ -79,7 +79,7 @@ class Race:
         step (validation, snapshots and every other overhead counted as a user pays them), or, with ``val_cost``
         given (plans that do not depend on timing), training steps plus validation at that cost. Rank 0's value
         on every rank, so that every rank plans the same steps."""
-        device = _device(self.model)
+        device = device_of(self.model)
         if self.validator.val_cost is None and self.meter.step_seconds > 0:
             value = self.meter.wall_steps
         else:
@@ -147,7 +147,7 @@ class Race:
             n, k = self.plan.candidates, self.plan.keep
             # every evaluation counted: rung 1's candidates and the start; the finalists, the start, a late
             # candidate (held in reserve), and the end of the run on the commit's (rung 2's) rows
-            note = self.validator.size(self.plan, _device(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
+            note = self.validator.size(self.plan, device_of(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
             self.warnings += [note] if note else []
         if not racer.diverged:
             racer.scores.append((racer.steps, self.validator.score(self.model, "rung1")))
@@ -201,7 +201,7 @@ class Race:
         """The survivors continue to the branch point; each annealed branch is scored; when the best is at an
         edge of what was tried, one more candidate past it races from the start (budget held for it). Finalists,
         best first."""
-        device = _device(self.model)
+        device = device_of(self.model)
         edge = self._edge_candidate(alive)
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
             rc = self.validator.row_cost(device)
@@ -294,7 +294,3 @@ class Race:
         if self.phase == "rung2":
             return self.rung2(alive)
         return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))

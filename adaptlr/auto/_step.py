@@ -161,7 +161,7 @@ class TrainStep:
     ) -> float:
         """Take one optimizer step (repeated while the scaler skips it); the mean loss of its batches. A
         non-finite loss is returned as it is, without stepping."""
-        device = _device(model)
+        device = device_of(model)
         for _ in range(MAX_SKIPS):
             opt.zero_grad(set_to_none=True)
             total = 0.0
@@ -195,7 +195,7 @@ class TrainStep:
     def score(self, model: nn.Module, batches: Sequence[Any], group: Any = None) -> tuple[float, int]:
         """The mean loss over ``batches`` (weighted by their rows; under no_grad, in eval mode), all-reduced
         over ``group`` when torch.distributed runs; and the rows read on this process."""
-        device = _device(model)
+        device = device_of(model)
         total, n = 0.0, 0
         with _evaluating(model), torch.no_grad():
             for batch in batches:
@@ -243,7 +243,6 @@ def _classic(loss_fn: LossFn) -> StepFn:
     return step
 
 
-def _device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice
+from ._step import device_of
 
 __all__ = ["StateStore", "WHERE"]
 
@@ -56,7 +57,7 @@ class StateStore:
 
     def _target(self, model: nn.Module) -> torch.device | str:
         if self.where == "device":
-            return next((p.device for p in model.parameters()), torch.device("cpu"))
+            return device_of(model)
         return "cpu"
 
     def save(self, key: str, model: nn.Module, opt: torch.optim.Optimizer | None = None, scaler: Any = None) -> None:

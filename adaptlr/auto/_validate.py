@@ -19,7 +19,7 @@ from torch import nn
 
 from . import _dist
 from ._plan import Meter, Plan, validation_rows
-from ._step import TrainStep, rows, timed
+from ._step import TrainStep, device_of, rows, timed
 
 __all__ = ["Validator"]
 
@@ -102,7 +102,7 @@ class Validator:
         return self._score(model, self.counts.get(round_, len(self.batches) or 1))
 
     def _score(self, model: nn.Module, count: int, sample: bool = True) -> float:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = device_of(model)
         if self.fn is not None:
             fn = self.fn
 

@@ -188,7 +188,7 @@ def _check_sf(weight_decay, warmup_steps, r, weight_lr_power, betas=_SGD, eps=No
     if betas is not _SGD:  # (betas=None is refused by check_betas, naming it)
         check_betas(betas)
         if betas[0] == 0:
-            raise ValueError("Invalid betas[0]: 0 (Schedule-Free needs beta1 > 0)")
+            raise ValueError(f"Invalid betas[0]: {betas[0]!r} (Schedule-Free needs beta1 > 0)")
         check_real("eps", eps, 0.0)
 
 

@@ -192,7 +192,7 @@ class AutoLR(pl.Callback):
         if trainer.global_step != 0:
             raise RuntimeError(f"AutoLR: training starts at global_step {trainer.global_step}, not 0")
         strategy = trainer.strategy
-        train = (strategy.batch_to_device(b) for b in _epochs(trainer.train_dataloader))
+        train = _OnDevice(trainer.train_dataloader, strategy)
         val_batches = self._val_batches(trainer)
         groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"]} for g in opt.param_groups]
         logged: dict[str, Any] = {}
@@ -267,14 +267,14 @@ class AutoLR(pl.Callback):
             self._scales = [float(x) for x in state_dict["scales"]]
 
 
-def _epochs(loader: Any) -> Any:
-    while True:
-        empty = True
-        for b in loader:
-            empty = False
-            yield b
-        if empty:
-            raise ValueError("AutoLR: the training dataloader is empty")
+class _OnDevice:
+    """The trainer's training loader, each batch moved by the strategy (Auto iterates it again per epoch)."""
+
+    def __init__(self, loader: Any, strategy: Any) -> None:
+        self.loader, self.strategy = loader, strategy
+
+    def __iter__(self) -> Any:
+        return (self.strategy.batch_to_device(b) for b in self.loader)
 
 
 def _patch_log(pl_module: pl.LightningModule, logged: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _integrations import importable_torchvision  # noqa: E402
+from _integrations import importable_torchvision, tiny_gpt2, token_dataset  # noqa: E402
 
 importable_torchvision()  # transformers' model modules import torchvision where it is installed
 transformers = pytest.importorskip("transformers", reason="the integrations extra (transformers) is not installed")
@@ -25,33 +25,12 @@ from adaptlr.integrations.transformers_auto import AutoLRCallback  # noqa: E402
 STEPS = 30
 
 
-class _Tokens(torch.utils.data.Dataset):
-    def __init__(self, n, seed):
-        g = torch.Generator().manual_seed(seed)
-        self.ids = torch.randint(0, 32, (n, 8), generator=g)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+def _Tokens(n, seed):
+    return token_dataset(n, seed)
 
 
 def _model(dtype=torch.float64):
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        vocab_size=32,
-        n_positions=8,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
-    return transformers.GPT2LMHeadModel(config).to(dtype)
+    return tiny_gpt2(dtype)
 
 
 class _Trainer(transformers.Trainer):
