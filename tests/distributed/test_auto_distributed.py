@@ -84,7 +84,7 @@ def _ddp_worker(rank):
     model = nn.parallel.DistributedDataParallel(_net())
     result = Auto().fit(model, F.mse_loss, train, val, steps=STEPS)  # timed: rank 0's measurements plan
     a, b = _gathered((result.lr, result.committed, result.plan.as_dict(), [r.scores for r in result.racers]))
-    assert a == b, f"the ranks decided differently: {a} / {b}"
+    assert repr(a) == repr(b), f"the ranks decided differently: {a} / {b}"  # (repr: a late racer's nan)
     params = _gathered([p.detach().clone() for p in model.parameters()])
     for p, q in zip(*params, strict=True):
         assert torch.equal(p, q)
@@ -103,7 +103,7 @@ def _fsdp_worker(rank):
     fully_shard(model)
     result = Auto(keep=2).fit(model, F.mse_loss, train, val, steps=STEPS, max_grad_norm=1.0)
     a, b = _gathered((result.lr, result.committed, result.plan.as_dict(), [r.scores for r in result.racers]))
-    assert a == b, f"the ranks decided differently: {a} / {b}"
+    assert repr(a) == repr(b), f"the ranks decided differently: {a} / {b}"  # (repr: a late racer's nan)
     full = {k: v.full_tensor() for k, v in model.state_dict().items()}
     other = _gathered(full)
     for k in full:
