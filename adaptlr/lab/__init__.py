@@ -21,12 +21,14 @@ from .grammar import Method, SpecError, parse_method
 from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
 from .tasks_stress import HOLDOUT, STRESS  # importing it registers the stress and holdout tasks
+from .tasks_unseen import UNSEEN  # importing it registers the unseen tasks
 from .training import train
 
 __all__ = [
     "HOLDOUT",
     "STRESS",
     "TASKS",
+    "UNSEEN",
     "Method",
     "SpecError",
     "Store",
