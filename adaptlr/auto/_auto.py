@@ -179,6 +179,7 @@ class Auto:
         max_grad_norm: float | None = None,
         process_group: Any = None,
         checkpoint_dir: str | None = None,
+        race_groups: int = 1,
     ) -> AutoResult:
         """Train ``model`` for a budget of ``steps`` steps and commit the chosen model into it.
 
@@ -192,7 +193,10 @@ class Auto:
         ``process_group``: the ranks that decide together. ``on_step(step, loss, lr, live)``: the committed
         lineage's steps (its race steps replayed with ``live=False``). ``race_only``: stop at the branch point
         (``result.commit.finish()`` later; what the framework callbacks do). ``checkpoint_dir``: resumable
-        (see :mod:`adaptlr.auto._journal`). The model ends with the committed state, in its train/eval mode.
+        (see :mod:`adaptlr.auto._journal`). ``race_groups``: under torch.distributed, spread the candidates over
+        that many groups of ranks (a divisor of the world size; DDP or a plain module, validation batches): the
+        race's wall time shrinks about that many times, each group racing at its own ranks' batch
+        (``docs/auto.md``, "Racing in parallel"). The model ends with the committed state, in its train/eval mode.
         """
         if args:
             loss_fn, train, val, steps = _positional(args, loss_fn, train, val, steps)
@@ -214,6 +218,7 @@ class Auto:
             race_only=race_only,
             process_group=process_group,
             checkpoint_dir=checkpoint_dir,
+            race_groups=race_groups,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from .._validation import check_count
 from ._commit import Commit
 from ._grid import default_lrs, make_optimizer
 from ._journal import Journal, restore_race
+from ._parallel import race_in_groups
 from ._plan import Meter
 from ._race import Race
 from ._result import AutoResult
@@ -46,10 +48,13 @@ def build_race(
     params: Iterable[Any] | None = None,
     process_group: Any = None,
     checkpoint_dir: str | None = None,
+    race_groups: int = 1,
 ) -> Race:
     """The :class:`Race` of ``auto`` on ``model`` (what ``fit``, the Lightning and the Hugging Face callbacks
-    run): its inner optimizer factory, plan, validator, state store and meter."""
+    run): its inner optimizer factory, plan, validator, state store and meter; ``race_groups``: candidates
+    spread over that many groups of ranks (:mod:`._parallel`)."""
     steps = check_count("steps", steps, 1)
+    race_groups = check_count("race_groups", race_groups, 1)
     cls, groups = auto.inner, _groups(model, params)
     decay_lr = max(default_lrs(cls))
     device = device_of(model)
@@ -65,7 +70,7 @@ def build_race(
             f"(at one step a rung the race alone costs {plan.race_steps() / steps:.2f} runs): the run costs more"
         ]
     )
-    return Race(
+    race = Race(
         model=model,
         step=step,
         make_optimizer=lambda lr: make_optimizer(cls, groups, lr, auto.options, decay_lr),
@@ -84,6 +89,9 @@ def build_race(
         journal=journal,
         warnings=too_small,
     )
+    if race_groups > 1:
+        race_in_groups(race, race_groups)
+    return race
 
 
 def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
@@ -111,6 +119,7 @@ def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
         warnings=said,
         commit=commit if committed == "race" else None,
         warm_seconds=meter.warm,
+        phase_seconds=dict(race.seconds),
     )
 
 
@@ -128,6 +137,7 @@ def fit(
     race_only: bool = False,
     process_group: Any = None,
     checkpoint_dir: str | None = None,
+    race_groups: int = 1,
 ) -> AutoResult:
     """Race, then commit; see :meth:`Auto.fit`."""
     race = build_race(
@@ -141,6 +151,7 @@ def fit(
         params=params,
         process_group=process_group,
         checkpoint_dir=checkpoint_dir,
+        race_groups=race_groups,
     )
     recorded = race.journal.load() if race.journal is not None else None
     if recorded is not None:
@@ -151,7 +162,7 @@ def fit(
         try:
             finalists = race.run()
         except FloatingPointError:
-            race.store.load("start", model)
+            race.store.load("start", race.model)  # (the model trained: the unwrapped one, racing in groups)
             raise
         commit = Commit(race, finalists[0], auto.tail, auto.keep_best, auto.cooldown)
         if race.phase == "run":
@@ -164,8 +175,10 @@ def fit(
                 on_step(i + 1, loss, schedule(i), False)
         if race_only:
             return result_of(race, commit, "race")
+        started = time.perf_counter()
         ended = commit.run(on_step)
-        committed = commit.finish(model, ended=ended)
+        race.seconds["run"] = time.perf_counter() - started
+        committed = commit.finish(race.model, ended=ended)
         result = result_of(race, commit, committed)
         if race.journal is not None:
             race.journal.clear()  # (done: nothing to resume)

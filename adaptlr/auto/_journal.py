@@ -24,7 +24,7 @@ from ._plan import Meter
 __all__ = ["Journal", "restore_race"]
 
 
-def _racer_state(r: Any) -> dict[str, Any]:
+def racer_state(r: Any) -> dict[str, Any]:
     rule = r.rule
     return {
         "lr": r.lr,
@@ -85,7 +85,7 @@ class Journal:
         state = {
             "phase": phase,
             "offset": int(offset),
-            "racers": [_racer_state(r) for r in race.racers],
+            "racers": [racer_state(r) for r in race.racers],
             "alive": list(race.alive_lrs),
             "plan": race.plan.as_dict(),
             "counts": dict(race.validator.counts),

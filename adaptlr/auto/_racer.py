@@ -13,7 +13,7 @@ import torch
 from ..controllers import LossScale
 from ._grid import LR_SCALE
 
-__all__ = ["Racer", "rank_finalists", "regime", "set_schedule"]
+__all__ = ["Racer", "order_finalists", "rank_finalists", "regime", "set_schedule", "survivors"]
 
 
 @dataclass
@@ -47,6 +47,17 @@ def regime(best: float, start: float, tie: float) -> str:
     return "stalled" if best <= start + tie * abs(start) else "hurt"
 
 
+def survivors(racers: list[Racer], start: float, tie: float) -> list[Racer]:
+    """Rung 1's racers that did not diverge, best first: by score; but when the best stalled at the ``start``'s
+    score (the race's horizon saw no progress, as in a fine-tune from a good start), the largest learning rates
+    within ``tie`` of the best first: a longer run moves further, so near-ties go up."""
+    alive = sorted((r for r in racers if not r.diverged), key=lambda r: r.score)
+    if not alive or regime(alive[0].score, start, tie) != "stalled":
+        return alive
+    near = sorted((r for r in alive if r.score <= alive[0].score + tie * abs(alive[0].score)), key=lambda r: -r.lr)
+    return near + [r for r in alive if r not in near]
+
+
 def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
     """Finalists best first: the lowest score, except that among the scores within ``tie`` (relative) of it the
     lowest learning rate goes first (the best lr of a short horizon over-estimates that of the full run), or,
@@ -59,6 +70,23 @@ def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) 
     else:
         first = min(near, key=lambda r: r.lr)
     return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
+
+
+def order_finalists(finalists: list[Racer], tie: float, start: float, step: int) -> tuple[list[Racer], str | None]:
+    """:func:`rank_finalists`, and what to say when no finalist's annealed branch (scored at ``step``) improved
+    on the ``start``."""
+    ranked = rank_finalists(finalists, tie, start)
+    where = regime(min(r.score for r in ranked), start, tie)
+    if where == "improved":
+        return ranked, None
+    why = (
+        "the largest learning rate within tie of the best was taken, as a longer run moves further "
+        if where == "stalled"
+        else "every candidate made the model worse; the lowest near the best was taken "
+    )
+    return ranked, f"no finalist's annealed branch improved on the start ({start:.4g}) by step {step} ({where}): " + (
+        f"{why}({ranked[0].lr:g})"
+    )
 
 
 def set_schedule(

@@ -28,6 +28,7 @@ class AutoResult:
     the ``val_cost`` given); ``train_steps`` (gradient evaluations, counting accumulation as one step);
     ``seconds`` (wall time of ``fit``) and ``wall`` (those seconds in runs: over ``steps`` times the median
     seconds of a training step; ``warm_seconds``: the first step's, whose one-off costs a plain run pays too);
+    ``phase_seconds``: the wall time of each phase, ``"rung1"``, ``"rung2"`` (with its branches) and ``"run"``;
     ``warnings``: every turn a user should know of (also raised as
     ``UserWarning``). ``commit``: with ``race_only``, the :class:`Commit` to :meth:`~Commit.finish` later."""
 
@@ -47,6 +48,7 @@ class AutoResult:
     warnings: list[str] = field(default_factory=list)
     commit: Commit | None = None
     warm_seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def cost_steps(self) -> float:

@@ -139,6 +139,7 @@ class TrainStep:
         if amp is not None and amp is not False and amp is not True and not isinstance(amp, torch.dtype):
             raise TypeError(f"Invalid amp: {amp!r} (expected None, True or a torch.dtype)")
         self.amp = amp
+        self.sync: Callable[[nn.Module], None] | None = None  # averages gradients over ranks (racing in groups)
 
     def dtype(self, device: torch.device) -> torch.dtype | None:
         if self.amp is None or self.amp is False:
@@ -173,6 +174,8 @@ class TrainStep:
                     return math.nan
                 scaled = loss / self.accumulate
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if self.sync is not None:
+                self.sync(model)
             if not self._apply(model, opt, scaler):
                 return total
         return math.nan  # the scaler skipped every try: the gradients are not finite

@@ -67,10 +67,15 @@ class StateStore:
             "opt": opt.state_dict() if opt is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
         }
-        if self._dir is not None:  # (disk)
+        self.put(key, state, model)
+
+    def put(self, key: str, state: dict[str, Any], model: nn.Module) -> None:
+        """Keep ``state`` (a snapshot as :meth:`get` gives it, or another process's) under ``key``; on disk it is
+        written straight from the tensors given (no second copy in memory), atomically."""
+        if self._dir is not None:
             path = self._dir / f"{key}.pt"
             tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)  # (straight from the live tensors: no second copy in memory)
+            torch.save(state, tmp)
             tmp.replace(path)
             self._items[key] = path
         else:

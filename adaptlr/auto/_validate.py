@@ -41,15 +41,20 @@ class Validator:
         group: Any = None,
     ) -> None:
         self.step, self.meter, self.group = step, meter, group
+        self.score_group = group  # the ranks a score is summed over (a racing group's, racing in groups)
         self.fn: ValFn | None = val if callable(val) else None
         self.batches: list[Any] = [] if self.fn is not None else list(val)  # type: ignore[arg-type]
         if self.fn is None and not self.batches:
             raise ValueError("Auto: the validation data is empty")
         order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(0)).tolist()
-        self.batches = [self.batches[i] for i in order]
-        self.total_rows = sum(rows(b) or 1 for b in self.batches) if self.fn is None else 1
+        self.use([self.batches[i] for i in order])
         self.val_cost = val_cost
         self.counts: dict[str, int] = {}  # round -> batches each evaluation of it reads
+
+    def use(self, batches: list[Any]) -> None:
+        """Score on ``batches`` (in this order: a subset is their first batches)."""
+        self.batches = batches
+        self.total_rows = sum(rows(b) or 1 for b in self.batches) if self.fn is None else 1
 
     def row_cost(self, device: torch.device) -> float:
         """A row's cost in training steps: ``val_cost / total_rows`` when given, else measured (the same value on
@@ -114,11 +119,11 @@ class Validator:
                         value = float(fn(model))
                     finally:
                         model.train(was)
-                total, n = _dist.sum2(value, 1.0, device, self.group)
+                total, n = _dist.sum2(value, 1.0, device, self.score_group)
                 return total / n, 1
 
             (value, n), seconds = timed(call)
         else:
-            (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.group))
+            (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.score_group))
         self.meter.validated(seconds, n, sample)
         return value if math.isfinite(value) else math.inf

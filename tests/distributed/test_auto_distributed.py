@@ -116,3 +116,53 @@ def test_ddp_every_rank_decides_the_same_and_replicas_stay_identical():
 
 def test_fsdp2_every_rank_decides_the_same():
     _spawn(_fsdp_worker)
+
+
+def _groups_worker(rank):
+    """race_groups=2 on 2 ranks: each rank races its share of the candidates on rank 0's batches, and every
+    candidate's record is the one a race on one process, with rank 0's data, gives."""
+    from adaptlr.auto import Auto
+
+    solo = dist.new_group([0])  # (a one-rank group: the reference race on rank 0 alone)
+    train, val = _shards(rank)
+    model = nn.parallel.DistributedDataParallel(_net())
+    result = Auto().fit(model, F.mse_loss, train, val, steps=STEPS, val_cost=2.0, race_groups=2)
+    a, b = _gathered((result.lr, result.committed, result.plan.as_dict(), [r.scores for r in result.racers]))
+    assert repr(a) == repr(b), f"the ranks decided differently: {a} / {b}"
+    params = _gathered([p.detach().clone() for p in model.parameters()])
+    for p, q in zip(*params, strict=True):
+        assert torch.equal(p, q)
+    assert set(result.phase_seconds) == {"rung1", "rung2", "run"}
+    if rank == 0:
+        train0, val0 = _shards(0)
+        ref = Auto().fit(_net(), F.mse_loss, train0, val0, steps=STEPS, val_cost=2.0, process_group=solo)
+        assert result.lr == ref.lr
+        assert repr([(r.lr, r.scores) for r in result.racers]) == repr([(r.lr, r.scores) for r in ref.racers])
+        assert result.train_steps < ref.train_steps - 2 * result.plan.rung1  # (each rank trained its share)
+
+
+def _groups_refusals_worker(rank):
+    from torch.distributed.fsdp import fully_shard
+
+    from adaptlr.auto import Auto
+
+    train, val = _shards(rank)
+    model = nn.parallel.DistributedDataParallel(_net())
+    with pytest.raises(ValueError, match="race_groups"):
+        Auto().fit(model, F.mse_loss, train, val, steps=STEPS, race_groups=3)
+    with pytest.raises(ValueError, match="validation batches"):
+        Auto().fit(model, F.mse_loss, train, lambda m: 0.0, steps=STEPS, race_groups=2)
+    with pytest.raises(ValueError, match="resume"):
+        Auto().fit(model, F.mse_loss, train, val, steps=STEPS, race_groups=2, checkpoint_dir=tempfile.mkdtemp())
+    sharded = _net()
+    fully_shard(sharded)
+    with pytest.raises(ValueError, match="sharded"):
+        Auto().fit(sharded, F.mse_loss, train, val, steps=STEPS, race_groups=2)
+
+
+def test_racing_in_groups_spreads_candidates_and_matches_a_one_process_race():
+    _spawn(_groups_worker)
+
+
+def test_racing_in_groups_refuses_what_it_cannot_do():
+    _spawn(_groups_refusals_worker)
