@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["active", "any_true", "broadcast_float", "max_float", "min_int", "sum2"]
+__all__ = ["active", "any_true", "broadcast_float", "gather_lists", "max_float", "min_int", "sum2"]
 
 
 def active(group: Any = None) -> bool:
@@ -62,3 +62,12 @@ def max_float(value: float, device: torch.device, group: Any = None) -> float:
     if not active(group):
         return value
     return _reduce([value], device, group, torch.distributed.ReduceOp.MAX)[0]
+
+
+def gather_lists(items: list[Any], group: Any = None) -> list[Any]:
+    """Every rank's ``items`` joined in rank order, on every rank (plain data)."""
+    if not active(group):
+        return items
+    out: list[Any] = [None] * torch.distributed.get_world_size(group)
+    torch.distributed.all_gather_object(out, items, group=group)
+    return [x for part in out for x in part]

@@ -33,6 +33,7 @@ def racer_state(r: Any) -> dict[str, Any]:
         "losses": list(r.losses),
         "diverged": r.diverged,
         "note": r.note,
+        "parts": [list(p) for p in r.parts],
         "rule": {"recent": list(rule.recent), "lowest": rule.lowest, "first": rule.first, "seen": rule.seen},
     }
 
@@ -41,6 +42,7 @@ def restore_racer(racer: Any, state: dict[str, Any]) -> Any:
     racer.steps, racer.losses = int(state["steps"]), list(state["losses"])
     racer.scores = [(int(s), float(v)) for s, v in state["scores"]]
     racer.diverged, racer.note = bool(state["diverged"]), str(state["note"])
+    racer.parts = [[float(v), float(k)] for v, k in state.get("parts", [])]
     rule = state["rule"]
     racer.rule.recent = deque(rule["recent"], maxlen=racer.rule.window)
     racer.rule.lowest, racer.rule.first, racer.rule.seen = rule["lowest"], rule["first"], int(rule["seen"])

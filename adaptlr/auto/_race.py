@@ -186,8 +186,7 @@ class Race:
             note = self.validator.size(self.plan, device_of(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
         self.warnings += [note] if note else []
 
-    def _agreed(self, value: float) -> float:
-        """Rank 0's ``value`` on every rank when groups score apart (the same rows: equal up to rounding)."""
+    def _agreed(self, value: float) -> float:  # (rank 0's, when groups score apart: equal up to rounding)
         return value if self.groups is None else _dist.broadcast_float(value, device_of(self.model), self.group)
 
     def _prune(self) -> None:
@@ -264,6 +263,7 @@ class Race:
         probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
         self.train(probe, opt, scaler, branch)
         score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
+        r.parts = self.validator.parts if not probe.diverged else []
         if len(r.scores) == 0:  # (a late candidate: its score at rung 1's step is not known)
             r.scores.append((self.plan.rung1, math.nan))
         r.scores.append((r.steps, score))

@@ -27,6 +27,7 @@ class Racer:
     losses: list[float] = field(default_factory=list)
     diverged: bool = False
     note: str = ""
+    parts: list[list[float]] = field(default_factory=list, repr=False)  # its last score's batches, [mean, rows]
     rule: LossScale = field(default_factory=LossScale, repr=False)
 
     @property
@@ -58,13 +59,26 @@ def survivors(racers: list[Racer], start: float, tie: float) -> list[Racer]:
     return near + [r for r in alive if r not in near]
 
 
+def paired_se(a: Racer, b: Racer) -> float:
+    """The standard error of ``a``'s score minus ``b``'s, from their last scores' batches (the same rows, paired
+    batch by batch, weighted by rows); 0 when they were not scored on the same batches, or on one."""
+    if len(a.parts) != len(b.parts) or len(a.parts) < 2 or any(p[1] != q[1] for p, q in zip(a.parts, b.parts)):
+        return 0.0
+    w = [p[1] for p in a.parts]
+    d = [p[0] - q[0] for p, q in zip(a.parts, b.parts)]
+    mean = sum(x * k for x, k in zip(d, w)) / sum(w)
+    var = sum(k * (x - mean) ** 2 for x, k in zip(d, w)) / sum(w)
+    return math.sqrt(var / (len(d) - 1)) if math.isfinite(var) else 0.0
+
+
 def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
-    """Finalists best first: the lowest score, except that among the scores within ``tie`` (relative) of it the
-    lowest learning rate goes first (the best lr of a short horizon over-estimates that of the full run), or,
-    when the best stalled at the ``start``'s score (:func:`regime`), the largest (the horizon saw no progress:
-    a longer run moves further)."""
+    """Finalists best first: the lowest score, except that among the scores within reach of it -- ``tie``
+    (relative), or one standard error of the paired difference on the same rows (:func:`paired_se`), whichever
+    is wider: the one-standard-error rule of Breiman et al. (1984) -- the lowest learning rate goes first (the
+    best lr of a short horizon over-estimates that of the full run), or, when the best stalled at the
+    ``start``'s score (:func:`regime`), the largest (the horizon saw no progress: a longer run moves further)."""
     best = min(finalists, key=lambda r: r.score)
-    near = [r for r in finalists if r.score <= best.score + tie * abs(best.score)]
+    near = [r for r in finalists if r.score <= best.score + max(tie * abs(best.score), paired_se(r, best))]
     if regime(best.score, start, tie) == "stalled":
         first = max(near, key=lambda r: r.lr)
     else:

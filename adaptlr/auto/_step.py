@@ -154,7 +154,9 @@ class TrainStep:
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         dtype = self.dtype(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        if dtype is None:  # (no autocast context: a few microseconds a step, which tiny models feel)
+            return self.step_fn(model, move(batch, device))
+        with torch.autocast(device.type, dtype=dtype):
             return self.step_fn(model, move(batch, device))
 
     def __call__(
@@ -172,7 +174,7 @@ class TrainStep:
                 total += value / self.accumulate
                 if not math.isfinite(value):
                     return math.nan
-                scaled = loss / self.accumulate
+                scaled = loss / self.accumulate if self.accumulate > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             if self.sync is not None:
                 self.sync(model)
@@ -195,9 +197,12 @@ class TrainStep:
         scaler.update()
         return scaler.get_scale() < before
 
-    def score(self, model: nn.Module, batches: Sequence[Any], group: Any = None) -> tuple[float, int]:
+    def score(
+        self, model: nn.Module, batches: Sequence[Any], group: Any = None, parts: list[list[float]] | None = None
+    ) -> tuple[float, int]:
         """The mean loss over ``batches`` (weighted by their rows; under no_grad, in eval mode), all-reduced
-        over ``group`` when torch.distributed runs; and the rows read on this process."""
+        over ``group`` when torch.distributed runs; and the rows read on this process. ``parts`` collects each
+        batch's ``[mean, rows]`` on this process."""
         device = device_of(model)
         total, n = 0.0, 0
         with _evaluating(model), torch.no_grad():
@@ -209,6 +214,8 @@ class TrainStep:
                     value = float(self.loss(model, batch, device))
                 total += value * k
                 n += k
+                if parts is not None:
+                    parts.append([value, float(k)])
         total, count = _dist.sum2(total, float(n), device, group)
         return (total / count if count else math.inf), n
 

@@ -50,6 +50,7 @@ class Validator:
         self.use([self.batches[i] for i in order])
         self.val_cost = val_cost
         self.counts: dict[str, int] = {}  # round -> batches each evaluation of it reads
+        self.parts: list[list[float]] = []  # the last score's batches, [mean, rows] each (every rank's, in order)
 
     def use(self, batches: list[Any]) -> None:
         """Score on ``batches`` (in this order: a subset is their first batches)."""
@@ -109,7 +110,7 @@ class Validator:
     def _score(self, model: nn.Module, count: int, sample: bool = True) -> float:
         device = device_of(model)
         if self.fn is not None:
-            fn = self.fn
+            fn, self.parts = self.fn, []
 
             def call() -> tuple[float, int]:
                 with torch.no_grad():
@@ -124,6 +125,8 @@ class Validator:
 
             (value, n), seconds = timed(call)
         else:
-            (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.score_group))
+            parts: list[list[float]] = []
+            (value, n), seconds = timed(lambda: self.step.score(model, self.batches[:count], self.score_group, parts))
+            self.parts = _dist.gather_lists(parts, self.score_group)
         self.meter.validated(seconds, n, sample)
         return value if math.isfinite(value) else math.inf

@@ -200,6 +200,24 @@ def test_near_tie_goes_to_the_lower_learning_rate():
     assert rank_finalists([a, b], 0.0)[0] is b
 
 
+def test_within_one_standard_error_goes_to_the_lower_learning_rate():
+    """The one-standard-error rule: a lower lr whose paired difference from the best (the same validation batches)
+    is within one standard error is taken; a clear difference on every batch is not noise."""
+    from adaptlr.auto._racer import paired_se
+
+    best = Racer(1e-2, scores=[(1, 0.50)], parts=[[0.40, 10], [0.60, 10], [0.45, 10], [0.55, 10]])
+    noisy = Racer(3e-3, scores=[(1, 0.53)], parts=[[0.48, 10], [0.56, 10], [0.58, 10], [0.50, 10]])
+    clear = Racer(3e-3, scores=[(1, 0.53)], parts=[[0.43, 10], [0.63, 10], [0.48, 10], [0.58, 10]])
+    d = [0.08, -0.04, 0.13, -0.05]  # noisy - best, batch by batch
+    mean = sum(d) / 4
+    assert paired_se(noisy, best) == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in d) / 4 / 3))
+    assert paired_se(clear, best) == pytest.approx(0.0, abs=1e-12)  # 0.03 on every batch
+    assert rank_finalists([noisy, best], 0.02)[0] is noisy  # 0.03 behind, within one standard error (0.043)
+    assert rank_finalists([clear, best], 0.02)[0] is best  # 0.03 behind on every batch: beyond 2% and the error
+    unpaired = Racer(3e-3, scores=[(1, 0.53)], parts=[[0.53, 40]])  # (other batches: no pairing, the tie alone)
+    assert paired_se(unpaired, best) == 0.0 and rank_finalists([unpaired, best], 0.02)[0] is best
+
+
 def test_a_race_that_saw_no_progress_goes_up_one_that_hurt_goes_down():
     """Issue 19: a fine-tune from a good start, where a short horizon sees the smallest lr "win" by not moving."""
     from adaptlr.auto import regime
