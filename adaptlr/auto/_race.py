@@ -1,7 +1,6 @@
 """The race: rung 1 (every candidate from the start; the grid extends past a winning edge), rung 2 (the
 survivors to the branch point, each annealed branch scored; a late candidate past a winning edge may join), and
-the order of the finalists (:func:`rank_finalists`, by :func:`regime`). Budget: :mod:`._plan`.
-"""
+the order of the finalists (:func:`rank_finalists`, by :func:`regime`). Budget: :mod:`._plan`."""
 
 from __future__ import annotations
 
@@ -65,40 +64,44 @@ class Race:
     # ---- training one lineage ------------------------------------------------------------------------------
     def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
         """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
-        its loss diverges on its own scale (any rank's divergence stops every rank)."""
-        rule, device = racer.rule, device_of(self.model)
+        its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken)."""
+        device, group = device_of(self.model), self._racing_group()
+
+        def stop(loss: float) -> bool:
+            racer.diverged = _dist.any_true(racer.rule.observe(loss), device, group)
+            return racer.diverged
+
         for step_batches in batches:
             start = time.perf_counter()
-            loss = self.step(self.model, opt, self.batches.taker(list(step_batches), self.step.accumulate), scaler)
+            take = self.batches.taker(list(step_batches), self.step.accumulate)
+            loss = self.step(self.model, opt, take, scaler, stop)
             self.meter.trained(time.perf_counter() - start)
             racer.steps += 1
             racer.losses.append(loss)
-            if _dist.any_true(rule.observe(loss), device, self._racing_group()):
-                racer.diverged, racer.note = True, f"diverged at step {racer.steps} (loss {loss:.4g})"
+            if racer.diverged:
+                racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
                 return
 
     def spent(self) -> float:
-        """What the race has cost so far, in training steps: its measured wall time over the median seconds of a
-        step (validation, snapshots and every other overhead counted as a user pays them), or, with ``val_cost``
-        given (plans that do not depend on timing), training steps plus validation at that cost. Rank 0's value
-        on every rank, so that every rank plans the same steps (racing in groups: the groups' work together)."""
+        """What the race has cost so far, in training steps (:meth:`own_cost`), rank 0's on every rank, so that
+        every rank plans the same steps (racing in groups: the groups' work together)."""
         value, wall = self.own_cost()
         if self.groups is not None:
             return self.groups.spent(self, value, wall)
         return _dist.broadcast_float(value, device_of(self.model), self.group)
 
     def own_cost(self) -> tuple[float, bool]:
-        """This rank's cost so far in training steps, and whether it is wall time (validation timed)."""
+        """This rank's cost so far in training steps, and whether it is wall time: the measured wall time over the
+        mean seconds of a step (every overhead counted as a user pays it), or, with ``val_cost`` given (plans that
+        do not depend on timing), training steps plus validation at that cost."""
         if self.validator.val_cost is None and self.meter.step_seconds > 0:
             return self.meter.wall_steps, True
         return self.meter.cost_steps(self.validator.row_cost(device_of(self.model))), False
 
-    def _alike(self) -> Any:
-        """Around work every rank group does alike (the start's scores): counted once, by group 0."""
+    def _alike(self) -> Any:  # (around work every rank group does alike: counted once, by group 0)
         return self.groups.alike(self.meter) if self.groups is not None else contextlib.nullcontext()
 
-    def _racing_group(self) -> Any:
-        """The ranks a racer trains on: a rank group's while racing in groups, else every rank's."""
+    def _racing_group(self) -> Any:  # (the ranks a racer trains on: its rank group's, racing in groups)
         return self.groups.mine if self.groups is not None and self.groups.racing else self.group
 
     def _steps(self, n: int) -> list[list[Any]]:  # (n steps' batches)
@@ -131,7 +134,7 @@ class Race:
                 if nxt is not None:
                     added[upward] += 1
                     pending.append(nxt)
-        alive = self._survivors()
+        alive = survivors(self.racers, self.start_score, self.tie)
         if not alive:
             raise FloatingPointError(
                 f"Auto: every candidate learning rate diverged within {self.plan.rung1} steps "
@@ -139,9 +142,6 @@ class Race:
             )
         self.alive_lrs = [r.lr for r in alive[: self.plan.keep]]
         return alive[: self.plan.keep]
-
-    def _survivors(self) -> list[Racer]:
-        return survivors(self.racers, self.start_score, self.tie)
 
     def _round(self, racers: list[Racer], batches: list[list[Any]]) -> None:
         """Race ``racers`` through rung 1: one after the other, or spread over the rank groups (each group trains
@@ -191,8 +191,8 @@ class Race:
 
     def _prune(self) -> None:
         """Drop the states no longer in the running (memory: only those of the survivors-to-be are kept)."""
-        by_score = sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
-        keep = {r.key for r in by_score[: self.plan.keep]} | {r.key for r in self._survivors()[: self.plan.keep]}
+        k, by_score = self.plan.keep, sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
+        keep = {r.key for r in by_score[:k] + survivors(self.racers, self.start_score, self.tie)[:k]}
         for r in by_score:
             if r.key not in keep and r.key in self.store:
                 self.store.drop(r.key)

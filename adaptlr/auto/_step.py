@@ -160,24 +160,33 @@ class TrainStep:
             return self.step_fn(model, move(batch, device))
 
     def __call__(
-        self, model: nn.Module, opt: torch.optim.Optimizer, take: Callable[[int], list[Any]], scaler: Any = None
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        take: Callable[[int], list[Any]],
+        scaler: Any = None,
+        stop: Callable[[float], bool] | None = None,
     ) -> float:
-        """Take one optimizer step (repeated while the scaler skips it); the mean loss of its batches. A
-        non-finite loss is returned as it is, without stepping."""
+        """Take one optimizer step (repeated while the scaler skips it); the mean loss of its batches (nan when
+        one is not finite). ``stop(loss)``, called once the gradients are in and before the optimizer steps,
+        says not to step (a divergence, decided by every rank together); without it, a non-finite loss does not
+        step. Every batch's backward runs even after a non-finite loss, so that every rank of a data-parallel
+        model makes the same collective calls whatever its own loss was."""
         device = device_of(model)
         for _ in range(MAX_SKIPS):
             opt.zero_grad(set_to_none=True)
             total = 0.0
             for batch in take(self.accumulate):
                 loss = self.loss(model, batch, device)
-                value = float(loss.detach())
-                total += value / self.accumulate
-                if not math.isfinite(value):
-                    return math.nan
+                total += float(loss.detach()) / self.accumulate
                 scaled = loss / self.accumulate if self.accumulate > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total = total if math.isfinite(total) else math.nan
             if self.sync is not None:
                 self.sync(model)
+            if stop(total) if stop is not None else math.isnan(total):
+                opt.zero_grad(set_to_none=True)  # (no step: a diverged step's gradients are not kept)
+                return total
             if not self._apply(model, opt, scaler):
                 return total
         return math.nan  # the scaler skipped every try: the gradients are not finite

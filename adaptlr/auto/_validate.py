@@ -58,11 +58,10 @@ class Validator:
         self.total_rows = sum(rows(b) or 1 for b in self.batches) if self.fn is None else 1
 
     def row_cost(self, device: torch.device) -> float:
-        """A row's cost in training steps: ``val_cost / total_rows`` when given, else measured (the same value on
-        every rank: rank 0's)."""
-        if self.val_cost is not None:
-            return float(self.val_cost) / self.total_rows
-        return _dist.broadcast_float(self.meter.row_cost, device, self.group)
+        """A row's cost in training steps: ``val_cost / total_rows`` when given, else measured; the same value on
+        every rank (rank 0's: the ranks' shards may differ in size)."""
+        value = float(self.val_cost) / self.total_rows if self.val_cost is not None else self.meter.row_cost
+        return _dist.broadcast_float(value, device, self.group)
 
     def size(self, plan: Plan, device: torch.device, evaluations: dict[str, int]) -> str | None:
         """Size each round's subset to the plan (call once a training step and a validation pass were timed).

@@ -160,6 +160,28 @@ def _groups_refusals_worker(rank):
         Auto().fit(sharded, F.mse_loss, train, val, steps=STEPS, race_groups=2)
 
 
+def _one_rank_nan_worker(rank):
+    """A non-finite loss on one rank alone (a corrupt batch in its shard, during the run): every rank still makes
+    the same collective calls (the backward runs, the divergence is decided together before the step), so
+    nothing hangs, and the run rolls back and goes on, the replicas identical."""
+    from adaptlr.auto import Auto
+
+    train, val = _shards(rank)
+    if rank == 1:
+        x, y = train[10]
+        train[10] = (torch.full_like(x, float("inf")), y)  # (taken during the run: 60 steps over 16 batches)
+    model = nn.parallel.DistributedDataParallel(_net())
+    result = Auto(budget=2.0).fit(model, F.mse_loss, train, val, steps=STEPS, val_cost=2.0)
+    assert any("rolled back" in w for w in result.warnings), result.warnings
+    params = _gathered([p.detach().clone() for p in model.parameters()])
+    for p, q in zip(*params, strict=True):
+        assert torch.isfinite(p).all() and torch.equal(p, q)
+
+
+def test_a_nonfinite_loss_on_one_rank_does_not_hang_and_rolls_back():
+    _spawn(_one_rank_nan_worker)
+
+
 def test_racing_in_groups_spreads_candidates_and_matches_a_one_process_race():
     _spawn(_groups_worker)
 
