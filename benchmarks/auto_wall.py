@@ -7,7 +7,7 @@ a kernel compiled are left out of both). Prints the ratio per task, and Auto's o
 its wall time over the mean seconds of its steps, and ``cost``: training steps plus validation at its measured
 cost), both in runs of the budget.
 
-    python benchmarks/auto_wall.py --tasks char-lm,digits-resnet --seeds 0,1,2
+    python benchmarks/auto_wall.py --tasks char-lm,digits-resnet --seeds 0,1,2 [--method "auto(budget=2.0)"]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="char-lm,charlm-bigval,digits-resnet,mnist-cnn,adding-gru,digits-mlp,linreg")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--method", default="auto", help="the Auto spec to time (e.g. 'auto(budget=2.0)')")
     a = ap.parse_args()
 
     from adaptlr.lab import tuning_free as TF
@@ -41,7 +42,7 @@ def main() -> None:
             plain, auto, own, cost = [], [], [], []
             for _ in range(a.repeats):
                 plain.append(train(name, plain_spec, seed=seed, steps=steps)["wall"])
-                out = train(name, "auto", seed=seed, steps=steps)
+                out = train(name, a.method, seed=seed, steps=steps)
                 auto.append(out["wall"])
                 own.append(out["auto_wall"])
                 cost.append(out["cost"])
