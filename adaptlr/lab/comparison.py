@@ -18,6 +18,7 @@ import queue as queue_mod
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,8 @@ def compare(
     Ctrl-C stops cleanly: runs in progress are dropped (they are redone next time), finished ones are kept.
     Worker processes die with this process, never writing after it is gone.
     ``imports``: modules that register your own tasks or optimizers, imported here and in every worker.
+    A run that fails (an exception in training) is left out of the store and booked in ``failed``: printed to
+    ``console``, or, without one, said in a ``UserWarning``.
     Raises :class:`~adaptlr.lab.store.StoreError` before any training when the store cannot be used.
     """
     import_modules(imports)
@@ -129,6 +132,9 @@ def compare(
     if console is not None:
         for job, err in result.failed:
             console.print(f"[red]failed[/red] {job.task} / {job.label}: {err.strip().splitlines()[-1]}")
+    elif result.failed:  # never silent: a failed run is not in the store
+        runs = "; ".join(f"{j.task} / {j.label}: {e.strip().splitlines()[-1]}" for j, e in result.failed)
+        warnings.warn(f"compare: {len(result.failed)} run(s) failed, not in {store}: {runs}", stacklevel=2)
     return result
 
 

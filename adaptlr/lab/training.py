@@ -109,7 +109,10 @@ def _train_auto(
     """The lab's method ``auto``: :meth:`adaptlr.auto.Auto.fit` on the task's training batches, deciding on
     the validation split. Points follow the committed lineage (its race steps are logged once the winner is
     known, without evaluations); evaluations at ``eval_every`` steps are the lab's logging, not counted in
-    Auto's cost (the summary's ``cost``, in runs of ``steps`` steps, counts every step and decision it made)."""
+    Auto's cost (the summary's ``cost``, in runs of ``steps`` steps, counts every step and decision it made).
+    When the run diverges, Auto may roll it back and train those steps again (``on_step`` then goes back to an
+    earlier step): the points of the abandoned steps are dropped, so no step is logged twice. Since any live
+    step may still be rolled back, nothing goes to ``on_chunk``: every point comes back in ``last_chunk``."""
     from adaptlr.auto import Auto
 
     torch.manual_seed(seed)
@@ -119,15 +122,20 @@ def _train_auto(
     gen = torch.Generator().manual_seed(seed)
     batches = data.batches(batch_size, gen)
     points: list[dict[str, Any]] = []
-    pending: list[dict[str, Any]] = []
     state: dict[str, Any] = {"best": None, "best_val": None, "metric": None, "val_metric": None, "window": []}
     start = time.perf_counter()
     report_every = max(1, steps // 50)
+    last = 0  # the last step seen
 
     def on_step(step: int, loss: float, lr: float, live: bool) -> None:
-        nonlocal pending
+        nonlocal last
         if stop is not None and stop():
             raise Interrupted
+        if step <= last:  # rolled back: steps `step`.. are trained again, their first go's points dropped
+            points[:] = [p for p in points if p["step"] < step]
+            window = state["window"]  # (the losses of steps last - len(window) + 1 .. last)
+            del window[max(0, len(window) - (last - step + 1)) :]
+        last = step
         state["window"].append(loss)
         do_eval = live and (step % eval_every == 0 or step == steps)
         if step % log_every == 0 or do_eval:
@@ -137,10 +145,6 @@ def _train_auto(
                 point.update(_evaluate_splits(task, model, data))
             point["wall"] = time.perf_counter() - start
             points.append(point)
-            pending.append(point)
-            if do_eval and on_chunk is not None and step < steps:
-                on_chunk(pending)
-                pending = []
         if progress is not None and (step % report_every == 0 or step == steps):
             progress(step, steps, loss)
 
@@ -171,7 +175,7 @@ def _train_auto(
         "best_val_metric": state["best_val"],
         "diverged": diverged,
         "points": points,
-        "last_chunk": pending,
+        "last_chunk": points,
         "cost": result.cost,
         "auto_lr": result.lr,
         "auto_committed": result.committed,
