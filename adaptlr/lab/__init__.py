@@ -20,11 +20,13 @@ from .comparison import compare
 from .grammar import Method, SpecError, parse_method
 from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
+from .tasks_fresh import FRESH  # importing it registers the fresh tasks
 from .tasks_stress import HOLDOUT, STRESS  # importing it registers the stress and holdout tasks
 from .tasks_unseen import UNSEEN  # importing it registers the unseen tasks
 from .training import train
 
 __all__ = [
+    "FRESH",
     "HOLDOUT",
     "STRESS",
     "TASKS",
