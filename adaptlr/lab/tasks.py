@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .._validation import check_choice
 from . import data as D
 
-__all__ = ["TASKS", "Task", "get_task", "register_task"]
+__all__ = ["TASKS", "Task", "get_task", "mse", "register_task"]
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -241,7 +241,8 @@ def _mnist(data_dir: str | None = None) -> D.ArrayData:
     return D.load_mnist_idx(str(data_dir)) if data_dir else D.load_mnist_5k()
 
 
-def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mean squared error, as a module-level function (a task's loss is pickled to worker processes)."""
     return F.mse_loss(out, y)
 
 
@@ -250,7 +251,7 @@ for _task in [
         "linreg",
         lambda: nn.Linear(10, 1),
         lambda: D.make_linreg(),
-        _mse,
+        mse,
         "mse",
         steps=200,
         batch_size=32,
@@ -329,7 +330,7 @@ for _task in [
         "adding-gru",
         AddingGRU,
         D.make_adding,
-        _mse,
+        mse,
         "mse",
         steps=600,
         batch_size=64,
@@ -341,7 +342,7 @@ for _task in [
         "digits-autoencoder",
         lambda: mlp([64, 32, 8, 32, 64]),
         _digits_autoencoder_data,
-        _mse,
+        mse,
         "mse",
         steps=400,
         batch_size=64,
@@ -353,7 +354,7 @@ for _task in [
         "illcond-regression",
         lambda: deep_mlp([32, 64, 64, 64, 64, 1]),
         D.make_illcond_regression,
-        _mse,
+        mse,
         "mse",
         steps=500,
         batch_size=64,

@@ -34,8 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .tasks import Task, register_task
-from .tasks_stress import _mse
+from .tasks import Task, mse, register_task
 
 __all__ = [
     "FRESH",
@@ -219,7 +218,7 @@ for _task in [
         "fresh-gru-max",
         GRUMax,
         make_seq_max,
-        _mse,
+        mse,
         "mse",
         steps=400,
         batch_size=64,
@@ -231,7 +230,7 @@ for _task in [
         "fresh-deep-tanh",
         _deep_tanh_model,
         make_deep_target,
-        _mse,
+        mse,
         "mse",
         steps=500,
         batch_size=64,

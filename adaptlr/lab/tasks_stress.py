@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .tasks import CharTransformer, Task, mlp, register_task
+from .tasks import CharTransformer, Task, mlp, mse, register_task
 
 __all__ = [
     "GRIDS",
@@ -325,10 +325,6 @@ def make_diabetes_outliers(outliers: float = 0.08, scale: float = 6.0, n_test: i
     return D.ArrayData(d.x_train, corrupt(d.y_train), d.x_test, d.y_test, x_val=d.x_val, y_val=corrupt(d.y_val))
 
 
-def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(out, y)
-
-
 for _task in [
     Task(
         "charlm-bigval",
@@ -346,7 +342,7 @@ for _task in [
         "linreg-bigLR",
         lambda: nn.Linear(16, 1),
         lambda: make_scaled_linreg(scale=0.1, noise=0.5),
-        _mse,
+        mse,
         "mse",
         steps=300,
         batch_size=32,
@@ -358,7 +354,7 @@ for _task in [
         "tinylr",
         _tiny_model,
         _tiny_data,
-        _mse,
+        mse,
         "mse",
         steps=300,
         batch_size=32,
@@ -381,7 +377,7 @@ for _task in [
         "near-optimum",
         _near_optimum_model,
         make_near_optimum,
-        _mse,
+        mse,
         "mse",
         steps=200,
         batch_size=32,
@@ -393,7 +389,7 @@ for _task in [
         "holdout-lstm-sines",
         SinesLSTM,
         make_sines,
-        _mse,
+        mse,
         "mse",
         steps=400,
         batch_size=32,
@@ -415,7 +411,7 @@ for _task in [
         "holdout-diabetes-outliers",
         lambda: mlp([10, 64, 1]),
         make_diabetes_outliers,
-        _mse,
+        mse,
         "mse",
         steps=300,
         batch_size=32,

@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from . import data as D
-from .tasks import Task, register_task
-from .tasks_stress import _mse
+from .tasks import Task, mse, register_task
 
 __all__ = [
     "GRIDS",
@@ -218,7 +217,7 @@ for _task in [
         "unseen-matfac",
         MatFac,
         make_ratings,
-        _mse,
+        mse,
         "mse",
         steps=400,
         batch_size=128,
@@ -230,7 +229,7 @@ for _task in [
         "unseen-friedman-ln",
         _friedman_model,
         make_friedman_hetero,
-        _mse,
+        mse,
         "mse",
         steps=600,
         batch_size=64,
