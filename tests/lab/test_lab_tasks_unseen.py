@@ -2,18 +2,14 @@
 shapes and dtypes, is deterministic by seed, and a few AdamW steps lower its training loss; the set is wired into
 the benchmark (``--tasks unseen``, its grids)."""
 
-import math
-import subprocess
-import sys
-
 import pytest
 import torch
+from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
 
 from adaptlr import lab
 from adaptlr.lab import tasks_unseen as U
 from adaptlr.lab import tuning_free as TF
-from adaptlr.lab.tasks import TASKS, get_task
-from adaptlr.lab.training import train
+from adaptlr.lab.tasks import TASKS
 
 NAMES = list(U.UNSEEN)
 FACTORIES = {
@@ -29,11 +25,6 @@ SHAPES = {
     "unseen-friedman-ln": ((10,), torch.float32, (1,), torch.float32),
     "unseen-noisy-bn": ((20,), torch.float32, (), torch.int64),
 }
-SPLITS = ("train", "val", "test")
-
-
-def _split(d, name):
-    return getattr(d, f"x_{name}"), getattr(d, f"y_{name}")
 
 
 def test_the_set_is_registered_listed_and_new():
@@ -53,58 +44,17 @@ def test_the_set_is_registered_listed_and_new():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_data_is_deterministic_with_shapes_dtypes_and_disjoint_splits(name):
-    task = get_task(name)
-    a, b = task.data(), FACTORIES[name].__wrapped__()  # the cached data and a fresh build from the same seed
-    x_shape, x_dtype, y_shape, y_dtype = SHAPES[name]
-    rows = set()
-    for split in SPLITS:
-        (xa, ya), (xb, yb) = _split(a, split), _split(b, split)
-        assert torch.equal(xa, xb) and torch.equal(ya, yb), split
-        assert len(xa) == len(ya) > 100
-        assert xa.shape[1:] == x_shape and xa.dtype == x_dtype
-        assert ya.shape[1:] == y_shape and ya.dtype == y_dtype
-        rows |= {tuple(r.tolist()) for r in xa}
-    assert len(rows) == sum(len(_split(a, s)[0]) for s in SPLITS)  # no row in two splits (nor twice in one)
-    other = FACTORIES[name].__wrapped__(seed=99)
-    assert not torch.equal(other.x_train[:50], a.x_train[:50])  # the seed is what fixes it
+    check_data(name, FACTORIES[name], SHAPES[name])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_few_adamw_steps_lower_the_training_loss(name):
-    task = get_task(name)
-    data = task.data()
-    torch.manual_seed(0)
-    model = task.model()
-    x, y = data.x_train[:512], data.y_train[:512]
-
-    def loss() -> float:
-        model.eval()
-        with torch.no_grad():
-            return float(task.loss(model(x), y))
-
-    before = loss()
-    lr = 0.03 if name == "unseen-matfac" else 3e-3
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    batches = data.batches(task.batch_size, torch.Generator().manual_seed(0))
-    model.train()
-    for _ in range(40):
-        xb, yb = next(batches)
-        opt.zero_grad()
-        task.loss(model(xb), yb).backward()
-        opt.step()
-    after = loss()
-    assert math.isfinite(before) and after < 0.95 * before, (before, after)
+    check_training_progress(name, 0.03 if name == "unseen-matfac" else 3e-3)
 
 
 @pytest.mark.parametrize("name", ["unseen-matfac", "unseen-noisy-bn"])
 def test_runs_are_deterministic_by_seed(name):
-    task = get_task(name)
-    runs = [
-        train(task, "adamw(lr=0.001) + cosine(warmup=0.05)", s, steps=4, eval_every=4, log_every=1) for s in (0, 0, 1)
-    ]
-    losses = [[p["train_loss"] for p in r["points"]] for r in runs]
-    assert losses[0] == losses[1] and losses[0] != losses[2]
-    assert all(math.isfinite(r["final_metric"]) and math.isfinite(r["final_val_metric"]) for r in runs)
+    check_runs_deterministic(name)
 
 
 def test_labels_and_targets_are_what_the_docstrings_say():
@@ -122,9 +72,4 @@ def test_labels_and_targets_are_what_the_docstrings_say():
 
 
 def test_importing_the_lab_registers_them():
-    """A spawned worker imports the lab package (not this module): the tasks are registered there too."""
-    code = (
-        "import adaptlr.lab.comparison as c, adaptlr.lab.tasks as t; print(sorted(n for n in t.TASKS if 'unseen' in n))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == str(sorted(NAMES))
+    check_registered_by_the_lab("unseen", NAMES)
