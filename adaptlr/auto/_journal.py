@@ -93,6 +93,7 @@ class Journal:
             "counts": dict(race.validator.counts),
             "start_score": race.start_score if math.isfinite(race.start_score) else None,
             "start_score2": race.start_score2 if math.isfinite(race.start_score2) else None,
+            "start_parts": [list(p) for p in race.start_parts],
             "warnings": list(race.warnings),
             "meter": meter_state(race.meter),
             "rng": torch.get_rng_state(),
@@ -117,6 +118,7 @@ def restore_race(race: Any, state: dict[str, Any]) -> None:
     race.validator.counts = {k: int(v) for k, v in state["counts"].items()}
     race.start_score = math.inf if state["start_score"] is None else float(state["start_score"])
     race.start_score2 = math.inf if state.get("start_score2") is None else float(state["start_score2"])
+    race.start_parts = [[float(v), float(k)] for v, k in state.get("start_parts", [])]
     race.warnings = list(state["warnings"])
     restore_meter(race.meter, state["meter"])
     race.phase, race.offset = str(state["phase"]), int(state["offset"])

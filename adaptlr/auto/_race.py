@@ -20,7 +20,7 @@ from ._extend import edge_candidate, next_edge
 from ._plan import Meter, Plan, replan_rung2
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
-from ._step import Batches, TrainStep, device_of
+from ._step import Batches, TrainStep, device_of, timed
 from ._store import StateStore
 from ._validate import Validator
 
@@ -53,6 +53,7 @@ class Race:
     warnings: list[str] = field(default_factory=list)
     start_score: float = math.inf  # the start's score on rung 1's rows
     start_score2: float = math.inf  # ... and on rung 2's (the commit's) rows
+    start_parts: list[list[float]] = field(default_factory=list, repr=False)  # (its batches: the noise of a gain)
     journal: Any = None  # a Journal: progress written to disk (resumable fit)
     groups: Any = None  # a RankGroups: candidates spread over groups of ranks (``_parallel``)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase ("rung1", "rung2")
@@ -217,6 +218,7 @@ class Race:
             with self._alike():
                 self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)
                 self.start_score2 = self._agreed(self.validator.score(self.model, "rung2"))
+                self.start_parts = self.validator.parts
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
         branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
         todo = [r for r in alive if len(r.scores) < 2 and not r.diverged]  # (not done before an interruption)
@@ -271,7 +273,8 @@ class Race:
         self._record("rung2", self.offset)
 
     def order(self, finalists: list[Racer]) -> list[Racer]:
-        ranked, note = order_finalists(finalists, self.tie, self.start_score2, self.plan.rung2)
+        start = Racer(0.0, scores=[(0, self.start_score2)], parts=self.start_parts)
+        ranked, note = order_finalists(finalists, self.tie, start, self.plan.rung2)
         self.warnings += [note] if note else []
         return ranked
 
@@ -285,12 +288,8 @@ class Race:
 
     def _run(self) -> list[Racer]:
         if self.phase == "rung1":
-            start = time.perf_counter()
-            alive = self.rung1()
-            self.seconds["rung1"] = time.perf_counter() - start
-            start = time.perf_counter()
-            finalists = self.rung2(alive)
-            self.seconds["rung2"] = time.perf_counter() - start
+            alive, self.seconds["rung1"] = timed(self.rung1)
+            finalists, self.seconds["rung2"] = timed(lambda: self.rung2(alive))
             return finalists
         self._rung1_batches = self._steps(self.plan.rung1)  # (a late candidate of rung 2 trains on them too)
         self.batches.skip(self.offset - self.batches.taken)

@@ -86,11 +86,19 @@ def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) 
     return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
 
 
-def order_finalists(finalists: list[Racer], tie: float, start: float, step: int) -> tuple[list[Racer], str | None]:
+def order_finalists(finalists: list[Racer], tie: float, start: Racer, step: int) -> tuple[list[Racer], str | None]:
     """:func:`rank_finalists`, and what to say when no finalist's annealed branch (scored at ``step``) improved
-    on the ``start``."""
-    ranked = rank_finalists(finalists, tie, start)
-    where = regime(min(r.score for r in ranked), start, tie)
+    on the ``start`` (the model as it came in, scored on the same rows), or improved by less than one standard
+    error of the paired difference (the race could not tell the candidates from the start: a guess)."""
+    ranked = rank_finalists(finalists, tie, start.score)
+    best, where = ranked[0], regime(min(r.score for r in ranked), start.score, tie)
+    noise = paired_se(best, start)
+    if where == "improved" and best.score > start.score - noise:
+        return ranked, (
+            f"the race's choice ({best.lr:g}, validation {best.score:.4g} at step {step}) is within the noise of "
+            f"the start's score ({start.score:.4g}, standard error {noise:.2g} on the same rows): at this horizon "
+            "the candidates could not be told apart, the choice is a guess (a larger budget races longer)"
+        )
     if where == "improved":
         return ranked, None
     why = (
@@ -98,8 +106,8 @@ def order_finalists(finalists: list[Racer], tie: float, start: float, step: int)
         if where == "stalled"
         else "every candidate made the model worse; the lowest near the best was taken "
     )
-    return ranked, f"no finalist's annealed branch improved on the start ({start:.4g}) by step {step} ({where}): " + (
-        f"{why}({ranked[0].lr:g})"
+    return ranked, f"no finalist's annealed branch improved on the start ({start.score:.4g}) by step {step} " + (
+        f"({where}): {why}({ranked[0].lr:g})"
     )
 
 

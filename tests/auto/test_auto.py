@@ -218,6 +218,20 @@ def test_within_one_standard_error_goes_to_the_lower_learning_rate():
     assert paired_se(unpaired, best) == 0.0 and rank_finalists([unpaired, best], 0.02)[0] is best
 
 
+def test_a_choice_within_the_noise_of_the_start_is_said_to_be_a_guess():
+    """A race on a plateau: the best finalist beats the start by less than one standard error of the paired
+    difference on the same batches; the order stands, and the warning says the choice is a guess."""
+    from adaptlr.auto._racer import order_finalists
+
+    start = Racer(0.0, scores=[(0, 0.72)], parts=[[0.80, 36], [0.64, 36], [0.75, 36], [0.69, 36]])
+    a = Racer(1e-4, scores=[(10, 0.70)], parts=[[0.70, 36], [0.72, 36], [0.64, 36], [0.74, 36]])
+    b = Racer(1e-2, scores=[(10, 0.71)], parts=[[0.74, 36], [0.66, 36], [0.72, 36], [0.72, 36]])
+    ranked, note = order_finalists([a, b], 0.02, start, 10)
+    assert ranked[0] is a and "guess" in note and "within the noise" in note
+    clear = Racer(1e-2, scores=[(10, 0.50)], parts=[[p[0] - 0.22, 36] for p in start.parts])  # 0.22 on every batch
+    assert order_finalists([clear], 0.02, start, 10)[1] is None
+
+
 def test_a_race_that_saw_no_progress_goes_up_one_that_hurt_goes_down():
     """Issue 19: a fine-tune from a good start, where a short horizon sees the smallest lr "win" by not moving."""
     from adaptlr.auto import regime
