@@ -20,11 +20,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Auto.*:UserWa
 STEPS = 60
 
 
-def _main(rank, worker, path):
+def _main(rank, worker, path, world=2):
     torch.set_num_threads(1)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     timeout = datetime.timedelta(minutes=4)
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=timeout)
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world, timeout=timeout)
     try:
         worker(rank)
     except BaseException:
@@ -37,12 +37,12 @@ def _main(rank, worker, path):
     os._exit(0)  # (gloo's teardown can abort after all the work: skip it)
 
 
-def _spawn(worker):
+def _spawn(worker, world=2):
     fd, path = tempfile.mkstemp(prefix="adaptlr_auto_gloo_")
     os.close(fd)
     os.unlink(path)
     try:
-        mp.spawn(_main, args=(worker, path), nprocs=2, join=True)
+        mp.spawn(_main, args=(worker, path, world), nprocs=world, join=True)
     except Exception as e:
         reports = []
         for report in sorted(glob.glob(f"{path}.rank*")):
@@ -72,7 +72,7 @@ def _net():
 
 
 def _gathered(values):
-    out = [None, None]
+    out = [None] * dist.get_world_size()
     dist.all_gather_object(out, values)
     return out
 
@@ -180,6 +180,38 @@ def _one_rank_nan_worker(rank):
 
 def test_a_nonfinite_loss_on_one_rank_does_not_hang_and_rolls_back():
     _spawn(_one_rank_nan_worker)
+
+
+def _four_shards(shard):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4 * 700, 8, generator=g)
+    y = torch.tanh(x @ torch.randn(8, 1, generator=g)) + 0.05 * torch.randn(4 * 700, 1, generator=g)
+    lo = shard * 700
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(lo, lo + 512, 32)]
+    val = [(x[i : i + 25], y[i : i + 25]) for i in range(lo + 512, lo + 700 - 13, 25)]
+    return train, val
+
+
+def _four_ranks_worker(rank):
+    """4 ranks in 2 groups of 2 (gradients averaged within each group, the batches of group 1's ranks those of
+    group 0's at the same position): what group 1's ranks hold of their own does not change the race."""
+    from adaptlr.auto import Auto
+
+    records = []
+    for shard in (rank % 2, rank):  # (ranks 2 and 3 with the data of 0 and 1, then with their own)
+        train, val = _four_shards(shard)
+        model = nn.parallel.DistributedDataParallel(_net())
+        result = Auto(keep=2).fit(model, F.mse_loss, train, val, steps=STEPS, val_cost=2.0, race_groups=2)
+        records.append(repr([(r.lr, r.scores) for r in result.racers]))
+        params = _gathered([p.detach().clone() for p in model.parameters()])
+        for other in params[1:]:
+            assert all(torch.equal(p, q) for p, q in zip(params[0], other, strict=True))
+    assert records[0] == records[1], records
+    assert len(set(_gathered(records[0]))) == 1
+
+
+def test_racing_in_groups_of_two_ranks_races_on_group_zeros_data():
+    _spawn(_four_ranks_worker, world=4)
 
 
 def test_racing_in_groups_spreads_candidates_and_matches_a_one_process_race():
