@@ -11,13 +11,27 @@ Importing adaptlr imports torch and nothing heavy besides (Numba loads on the fi
 rich, optuna and scikit-learn only in the functions that use them).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import controllers, free, optim, schedules
-from .auto import Auto
 from .finder import LRFindResult, lr_find
 from .free import *  # noqa: F403  (the learning-rate-free methods: adaptlr.free.__all__)
 from .optim import *  # noqa: F403  (the optimizers: adaptlr.optim.__all__)
 
+if TYPE_CHECKING:
+    from .auto import Auto
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``adaptlr.Auto`` on first use (``adaptlr.auto`` costs a fifth of ``import adaptlr`` beyond torch)."""
+    if name == "Auto":
+        from .auto import Auto
+
+        return Auto
+    raise AttributeError(f"module 'adaptlr' has no attribute {name!r}")
+
 
 __all__ = [
     # learning rate as a schedule, a controller, or found by a range test

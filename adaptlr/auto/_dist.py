@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["active", "any_true", "broadcast_float", "gather_lists", "max_float", "min_int", "sum2"]
+__all__ = ["active", "any_true", "broadcast_float", "gather_lists", "min_int", "sum2"]
 
 
 def active(group: Any = None) -> bool:
@@ -55,13 +55,6 @@ def min_int(value: int, device: torch.device, group: Any = None) -> int:
     if not active(group):
         return value
     return int(-_reduce([-float(value)], device, group, torch.distributed.ReduceOp.MAX)[0])
-
-
-def max_float(value: float, device: torch.device, group: Any = None) -> float:
-    """The largest ``value`` over the ranks (the slowest rank's wall time)."""
-    if not active(group):
-        return value
-    return _reduce([value], device, group, torch.distributed.ReduceOp.MAX)[0]
 
 
 def gather_lists(items: list[Any], group: Any = None) -> list[Any]:

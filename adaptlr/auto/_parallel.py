@@ -33,6 +33,7 @@ from torch import nn
 from . import _dist
 from ._journal import racer_state, restore_racer
 from ._racer import Racer
+from ._step import device_of
 
 __all__ = ["RankGroups", "averaging", "race_in_groups", "unwrap"]
 
@@ -134,7 +135,7 @@ class RankGroups:
         """The race's cost in training steps as one group racing every candidate would have spent it (every
         group's own work summed, each rank's waits left out), so that the plan and every choice are those of
         one group; after the race, that plus what the run spent since."""
-        device = next((p.device for p in race.model.parameters()), torch.device("cpu"))
+        device = device_of(race.model)
         if not self.racing:
             return self.race_spent + _dist.broadcast_float(value - self.joined, device, race.group)
         own = value - (self.waited / race.meter.step_seconds if wall else 0.0)
