@@ -21,7 +21,7 @@ from ._auto import Auto
 from ._commit import Commit
 from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
-from ._plan import Meter, Plan, make_plan, replan_rung2, validation_rows
+from ._plan import WATCH_EVERY, Meter, Plan, make_plan, replan_rung2, validation_rows, watch_points
 from ._race import Race
 from ._racer import Racer, rank_finalists, regime, set_schedule
 from ._result import AutoResult
@@ -35,6 +35,7 @@ __all__ = [
     "GRIDS",
     "LR_SCALE",
     "TAILS",
+    "WATCH_EVERY",
     "Auto",
     "AutoResult",
     "Batches",
@@ -62,6 +63,7 @@ __all__ = [
     "run_schedule",
     "set_schedule",
     "validation_rows",
+    "watch_points",
 ]
 
 

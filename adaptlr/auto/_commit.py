@@ -1,7 +1,8 @@
 """The commit: the winner trains on to the end of the run on its schedule's tail, rolls back and steps down a
-half-decade when it diverges (within the budget), and the best *validated* model is what the model holds at the
-end: the end of the run, the winner's annealed branch, or, when neither beats it, the model as it came in.
-Every such turn is said in :attr:`Commit.warnings`.
+half-decade when it diverges (within the budget), is validated at its watch points (:func:`._plan.watch_points`),
+and the best *validated* model is what the model holds at the end: the end of the run, the run's best watched
+state (early stopping: a run that overfits), the winner's annealed branch, or, when none beats it, the model as
+it came in. Every such turn is said in :attr:`Commit.warnings`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from ._grid import HALF_DECADE, LR_SCALE
+from ._plan import watch_points
 from ._race import Race
 from ._racer import Racer, set_schedule
 from ._schedules import run_schedule
@@ -43,6 +45,9 @@ class Commit:
     committed: str = ""
     val_score: float = math.inf
     rollbacks: int = 0
+    watch: bool = True
+    watched: float = math.inf  # the best score at a watch point, on the commit's rows
+    watched_step: int = 0  # ... and its step (its state: the store's "watch")
 
     def __post_init__(self) -> None:
         self.lr = self.winner.lr
@@ -62,6 +67,7 @@ class Commit:
         """Take up the run at its last rollback point (a fit interrupted during the run)."""
         self.lr, self.rollbacks = float(extra["lr"]), int(extra["rollbacks"])
         self.warnings = list(extra["warnings"])
+        self.watched, self.watched_step = float(extra.get("watched", math.inf)), int(extra.get("watched_step", 0))
         self.optimizer, self.scaler = self.race._resume(self.winner, "run", self.schedule())
         return self.optimizer
 
@@ -79,13 +85,28 @@ class Commit:
                 if not self._rollback(mark, self.rollbacks):
                     return False
                 self.rollbacks += 1
-            elif on_step is not None:
-                on_step(w.steps, w.losses[-1], lr, True)
+            else:
+                self.observe(race.model, w.steps)
+                if on_step is not None:
+                    on_step(w.steps, w.losses[-1], lr, True)
         return True
+
+    def observe(self, model: torch.nn.Module, step: int) -> None:
+        """At a watch point of the run (after the branch point, before the last step), score ``model`` on the
+        commit's rows and keep its state when it is the best seen so far; elsewhere do nothing. The Lightning and
+        Hugging Face callbacks call it after each step of the run they drive."""
+        plan = self.race.plan
+        if not (self.watch and self.keep_best) or step <= plan.rung2 or step not in watch_points(plan.steps):
+            return
+        score = self.race.validator.score(model, "commit")
+        if score < self.watched:
+            self.watched, self.watched_step = score, step
+            self.race.store.save("watch", model)
 
     def _mark(self) -> dict[str, Any]:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
         extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
+        extra.update(watched=self.watched, watched_step=self.watched_step)
         self.race._record("run", self.race.batches.taken, extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 
@@ -108,8 +129,9 @@ class Commit:
         return True
 
     def finish(self, model: torch.nn.Module | None = None, ended: bool = True) -> str:
-        """Commit the best validated model: the end of the run (``ended``: it reached its last step), the
-        winner's annealed branch, or the start. Returns ``"final"``, ``"branch"`` or ``"start"``."""
+        """Commit the best validated model: the end of the run (``ended``: it reached its last step), the run's
+        best watched state, the winner's annealed branch, or the start. Returns ``"final"``, ``"watch"``,
+        ``"branch"`` or ``"start"`` (on equal scores, in that order)."""
         race = self.race
         model = race.model if model is None else model
         final = race.validator.score(model, "commit") if ended else math.inf
@@ -121,11 +143,17 @@ class Commit:
         if not math.isfinite(start):  # (a race resumed from an older journal)
             race.store.load("start", model)
             start = race.validator.score(model, "commit")
-        options = {"final": final, "branch": self.winner.score, "start": start}
-        self.committed = min(options, key=lambda k: (options[k], k != "final"))
+        options = {"final": final, "watch": self.watched, "branch": self.winner.score, "start": start}
+        self.committed = min(options, key=lambda k: (options[k], list(options).index(k)))
         self.val_score = options[self.committed]
-        source = {"final": "final", "branch": self.winner.key + "-branch", "start": "start"}[self.committed]
-        race.store.load(source, model)
+        source = {"final": "final", "watch": "watch", "branch": self.winner.key + "-branch", "start": "start"}
+        race.store.load(source[self.committed], model)
+        if self.committed == "watch":
+            self.warnings.append(
+                f"the run validated best at step {self.watched_step} ({self.watched:.4g}; its end {final:.4g}): "
+                f"committed the model of step {self.watched_step} (early stopping: the run overfits, or its lr "
+                f"{self.lr:g} is too high for this long a run)"
+            )
         if self.committed == "start":
             self.warnings.append(
                 f"no trained model validated better than the model as it came in ({start:.4g}; end of run "

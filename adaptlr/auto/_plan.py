@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 
 from .._validation import check_count, check_real
 
-__all__ = ["VAL_WEIGHTS", "Meter", "Plan", "make_plan", "replan_rung2", "validation_rows"]
+__all__ = ["VAL_WEIGHTS", "WATCH_EVERY", "Meter", "Plan", "make_plan", "replan_rung2", "validation_rows", "watch_points"]
+
+#: the share of the run between the points where the committed run is validated (:func:`watch_points`)
+WATCH_EVERY = 0.2
 
 #: the share of the validation allowance each round of decisions gets: rung 1 (every candidate), rung 2 (the
 #: finalists' annealed branches: the decision of the learning rate) and the commit (end of run vs branch vs start)
@@ -142,6 +145,14 @@ def replan_rung2(
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
     c = max(1, int(round(rho * x)))
     return Plan(**{**plan.as_dict(), "rung2": plan.rung1 + x, "branch": c})  # type: ignore[arg-type]
+
+
+def watch_points(steps: int, every: float = WATCH_EVERY) -> list[int]:
+    """The steps at which the committed run is validated on the commit's rows (its best validated state kept:
+    early stopping, Prechelt 1998): every ``every`` of the run, before its last step (which the commit scores).
+    Those before the branch point are skipped by the run; the plan counts them all (the branch point moves)."""
+    k = max(1, round(1.0 / every)) if every > 0 else 0
+    return sorted({int(round(i * steps / k)) for i in range(1, k)} - {0, steps}) if k > 1 else []
 
 
 def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: dict[str, int]) -> dict[str, int]:

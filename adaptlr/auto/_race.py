@@ -17,7 +17,7 @@ from torch import nn
 
 from . import _dist
 from ._extend import edge_candidate, next_edge
-from ._plan import Meter, Plan, replan_rung2
+from ._plan import Meter, Plan, replan_rung2, watch_points
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep, device_of, timed
@@ -183,8 +183,9 @@ class Race:
         with self._alike():
             n, k = self.plan.candidates, self.plan.keep
             # every evaluation counted: rung 1's candidates and the start; the finalists, the start, a late
-            # candidate (held in reserve), and the end of the run on the commit's (rung 2's) rows
-            note = self.validator.size(self.plan, device_of(self.model), {"rung1": n + 1, "rung2": k + 2, "commit": 1})
+            # candidate (held in reserve); the run's watch points and its end on the commit's (rung 2's) rows
+            evaluations = {"rung1": n + 1, "rung2": k + 2, "commit": 1 + len(watch_points(self.plan.steps))}
+            note = self.validator.size(self.plan, device_of(self.model), evaluations)
         self.warnings += [note] if note else []
 
     def _agreed(self, value: float) -> float:  # (rank 0's, when groups score apart: equal up to rounding)
@@ -211,7 +212,8 @@ class Race:
         edge = edge_candidate(self, alive)
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
             rc = self.validator.row_cost(device)
-            val_rest = rc * ((len(alive) + 2 + (edge is not None)) * self.validator.rows_read("rung2"))
+            evaluations = len(alive) + 2 + (edge is not None) + len(watch_points(self.plan.steps))
+            val_rest = rc * evaluations * self.validator.rows_read("rung2")
             extra = int(edge is not None)
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra)
             self.offset = self.batches.taken

@@ -3,6 +3,7 @@ given validation cost) and the algorithm's answers to the failure modes of issue
 budget, a grid that follows the evidence, divergence on the loss's own scale, failures said out loud."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -10,7 +11,18 @@ from torch import nn
 from torch.nn import functional as F
 
 import adaptlr
-from adaptlr.auto import DEFAULT_LRS, Auto, Racer, fit, make_plan, rank_finalists, validation_rows
+from adaptlr.auto import (
+    DEFAULT_LRS,
+    Auto,
+    Racer,
+    TrainStep,
+    build_race,
+    fit,
+    make_plan,
+    rank_finalists,
+    validation_rows,
+    watch_points,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Auto.*:UserWarning")
 
@@ -43,6 +55,11 @@ def _race_steps(result):
     return rung1 + len(finalists) * (p["rung2"] - p["rung1"] + p["branch"]) + (p["steps"] - p["rung2"])
 
 
+def _watched(result):
+    """Validation passes of the committed run at its watch points (after the branch point)."""
+    return sum(1 for s in watch_points(result.plan.steps) if s > result.plan.rung2)
+
+
 # ---- the contract ---------------------------------------------------------------------------------------------
 def test_cost_counts_every_step_and_validation_row():
     train, val = _problem()
@@ -51,7 +68,8 @@ def test_cost_counts_every_step_and_validation_row():
     assert 1 <= p["rung1"] < p["rung2"] <= 100 and p["branch"] >= 1
     assert result.train_steps == _race_steps(result)
     # 1 validation batch of 128 rows costs 1 step: cost = steps + validation passes (every one reads it all)
-    passes = 3 + sum(len(r.scores) for r in result.racers) + 2  # probe (2), start, every score, the commit's two
+    # probe (2), start, every score, the run's watch points, the commit's two
+    passes = 3 + sum(len(r.scores) for r in result.racers) + _watched(result) + 2
     assert result.cost * 200 == pytest.approx(result.train_steps + passes * 1.0)
     assert result.cost <= 1.5 + 1e-9
     assert result.lr in result.lrs and result.effective_lr() == result.lr
@@ -153,7 +171,7 @@ def test_val_as_a_function_and_a_dataloader_as_train():
     result = Auto().fit(_model(), F.mse_loss, loader, score, steps=100, val_cost=2.0)
     assert calls and not any(calls)  # scored in eval mode
     scored = sum(1 for r in result.racers for _, v in r.scores if not math.isnan(v))  # (a late racer: no rung 1)
-    assert len(calls) == 3 + scored + 2
+    assert len(calls) == 3 + scored + _watched(result) + 2
     assert math.isfinite(result.val_score)
 
 
@@ -256,6 +274,21 @@ def test_plan_keeps_the_race_whatever_validation_costs():
         assert 1 <= dear["rung1"] <= dear["rung2"] == dear["commit"] < 2400
         spent = 7 * dear["rung1"] * 0.05 + 5 * dear["rung2"] * 0.05
         assert spent <= plan.val_allowance * 1.0001 or dear["rung1"] == 1
+
+
+def test_the_budget_clock_starts_after_the_first_optimizer_is_built():
+    # the first torch optimizer built in a process imports torch's compiler (seconds on CPU): a plain run pays it
+    # too, so it must not count against the race (it starved rung 2 of a fresh process's first race)
+    built = []
+
+    class Recording(adaptlr.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(time.perf_counter())
+
+    train, val = _problem()
+    race = build_race(Auto(optimizer=Recording), _model(), train, val, 200, TrainStep(loss_fn=F.mse_loss))
+    assert len(built) == 1 and race.meter.started >= built[0]
 
 
 def test_a_large_validation_set_does_not_collapse_the_race():
