@@ -20,6 +20,7 @@ from ._plan import watch_points
 from ._race import Race
 from ._racer import Racer, set_schedule
 from ._schedules import run_schedule
+from ._step import device_of
 
 __all__ = ["Commit"]
 
@@ -48,6 +49,8 @@ class Commit:
     watch: bool = True
     watched: float = math.inf  # the best score at a watch point, on the commit's rows
     watched_step: int = 0  # ... and its step (its state: the store's "watch")
+    points: list[int] = field(default_factory=list)  # the watch points the budget affords (:meth:`start`)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (step, score) at each watch point
 
     def __post_init__(self) -> None:
         self.lr = self.winner.lr
@@ -61,13 +64,28 @@ class Commit:
     def start(self) -> torch.optim.Optimizer:
         """Load the winner's branch-point state into the model and a fresh inner optimizer on the run's schedule."""
         self.optimizer, self.scaler = self.race._resume(self.winner, self.winner.key, self.schedule())
+        self.points = self._affordable()
         return self.optimizer
+
+    def _affordable(self) -> list[int]:
+        """The watch points after the branch point that fit what is left of the budget once the rest of the run
+        and its final score are paid (evenly spread when not all fit): the watch is validation's last claim."""
+        race, plan = self.race, self.race.plan
+        points = [s for s in watch_points(plan.steps) if s > plan.rung2] if self.watch and self.keep_best else []
+        if not points:
+            return []
+        pass_cost = race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")
+        left = plan.budget * plan.steps - race.spent() - (plan.steps - plan.rung2) - pass_cost
+        n = min(len(points), int(left // pass_cost) if pass_cost > 0 else len(points))
+        return [points[(i * len(points)) // n] for i in range(n)] if n > 0 else []
 
     def resume(self, extra: dict[str, Any]) -> torch.optim.Optimizer:
         """Take up the run at its last rollback point (a fit interrupted during the run)."""
         self.lr, self.rollbacks = float(extra["lr"]), int(extra["rollbacks"])
         self.warnings = list(extra["warnings"])
         self.watched, self.watched_step = float(extra.get("watched", math.inf)), int(extra.get("watched_step", 0))
+        self.points = [int(s) for s in extra.get("points", [])]
+        self.history = [(int(a), float(b)) for a, b in extra.get("history", [])]
         self.optimizer, self.scaler = self.race._resume(self.winner, "run", self.schedule())
         return self.optimizer
 
@@ -91,14 +109,18 @@ class Commit:
                     on_step(w.steps, w.losses[-1], lr, True)
         return True
 
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is one of the run's watch points that the budget affords (:attr:`points`)."""
+        return step in self.points
+
     def observe(self, model: torch.nn.Module, step: int) -> None:
         """At a watch point of the run (after the branch point, before the last step), score ``model`` on the
         commit's rows and keep its state when it is the best seen so far; elsewhere do nothing. The Lightning and
         Hugging Face callbacks call it after each step of the run they drive."""
-        plan = self.race.plan
-        if not (self.watch and self.keep_best) or step <= plan.rung2 or step not in watch_points(plan.steps):
+        if not self.due(step):
             return
         score = self.race.validator.score(model, "commit")
+        self.history.append((step, score))
         if score < self.watched:
             self.watched, self.watched_step = score, step
             self.race.store.save("watch", model)
@@ -106,7 +128,9 @@ class Commit:
     def _mark(self) -> dict[str, Any]:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
         extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
-        extra.update(watched=self.watched, watched_step=self.watched_step)
+        extra.update(
+            watched=self.watched, watched_step=self.watched_step, points=list(self.points), history=list(self.history)
+        )
         self.race._record("run", self.race.batches.taken, extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 

@@ -123,6 +123,7 @@ def result_of(race: Race, commit: Commit, committed: str) -> AutoResult:
         commit=commit if committed == "race" else None,
         warm_seconds=meter.warm,
         phase_seconds=dict(race.seconds),
+        watched=list(commit.history),
     )
 
 

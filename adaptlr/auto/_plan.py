@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 
 from .._validation import check_count, check_real
 
-__all__ = ["VAL_WEIGHTS", "WATCH_EVERY", "Meter", "Plan", "make_plan", "replan_rung2", "validation_rows", "watch_points"]
+__all__ = [
+    "VAL_WEIGHTS",
+    "WATCH_EVERY",
+    "Meter",
+    "Plan",
+    "make_plan",
+    "replan_rung2",
+    "validation_rows",
+    "watch_points",
+]
 
 #: the share of the run between the points where the committed run is validated (:func:`watch_points`)
 WATCH_EVERY = 0.2
@@ -153,6 +162,12 @@ def watch_points(steps: int, every: float = WATCH_EVERY) -> list[int]:
     Those before the branch point are skipped by the run; the plan counts them all (the branch point moves)."""
     k = max(1, round(1.0 / every)) if every > 0 else 0
     return sorted({int(round(i * steps / k)) for i in range(1, k)} - {0, steps}) if k > 1 else []
+
+
+def late_evaluations(plan: Plan, finalists: int, extra: int) -> int:
+    """Evaluations on rung 2's (the commit's) rows from rung 2 on: each finalist and ``extra`` late candidate, the
+    start, the run's watch points and its end."""
+    return finalists + extra + 2 + len(watch_points(plan.steps))
 
 
 def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: dict[str, int]) -> dict[str, int]:

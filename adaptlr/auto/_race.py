@@ -17,7 +17,7 @@ from torch import nn
 
 from . import _dist
 from ._extend import edge_candidate, next_edge
-from ._plan import Meter, Plan, replan_rung2, watch_points
+from ._plan import Meter, Plan, late_evaluations, replan_rung2, watch_points
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep, device_of, timed
@@ -212,9 +212,8 @@ class Race:
         edge = edge_candidate(self, alive)
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
             rc = self.validator.row_cost(device)
-            evaluations = len(alive) + 2 + (edge is not None) + len(watch_points(self.plan.steps))
-            val_rest = rc * evaluations * self.validator.rows_read("rung2")
             extra = int(edge is not None)
+            val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra)
             self.offset = self.batches.taken
             with self._alike():

@@ -20,9 +20,11 @@ class AutoResult:
 
     ``lr``: the committed peak learning rate; ``lrs``: every learning rate tried (the grid and its extensions);
     ``racers``: every candidate with its scores; ``committed``: what the model holds, ``"final"`` (the end of the
-    run), ``"branch"`` (the winner's annealed race branch validated better), ``"start"`` (nothing validated better
-    than the model as it came in) or ``"race"`` (``race_only``: the winner at the branch point); ``val_score``:
-    its validation score; ``optimizer``: the winner's inner optimizer (its state after the last step);
+    run), ``"watch"`` (the run's best validated state at one of its watch points: early stopping), ``"branch"``
+    (the winner's annealed race branch validated better), ``"start"`` (nothing validated better than the model
+    as it came in) or ``"race"`` (``race_only``: the winner at the branch point); ``val_score``: its validation
+    score; ``watched``: ``(step, score)`` at each watch point of the run, on the commit's rows; ``optimizer``:
+    the winner's inner optimizer (its state after the last step);
     ``schedule``: the run's lr schedule (set on ``optimizer``); ``plan``: the race's :class:`Plan`.
     Cost: ``cost`` in runs of ``steps`` steps (training steps, plus validation at its measured cost per row, or
     the ``val_cost`` given); ``train_steps`` (gradient evaluations, counting accumulation as one step);
@@ -49,6 +51,7 @@ class AutoResult:
     commit: Commit | None = None
     warm_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    watched: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def cost_steps(self) -> float:

@@ -229,6 +229,16 @@ class AutoLR(pl.Callback):
     ) -> None:
         if self.plan is not None:
             self.cost_steps += 1.0 / max(1, int(trainer.accumulate_grad_batches))
+        commit = self.result.commit if self.result is not None else None
+        if commit is not None and commit.due(int(trainer.global_step)):  # (a watch point of the run)
+            rows = commit.race.meter.val_rows
+            patched = _patch_log(pl_module, self._logged)
+            try:
+                commit.observe(pl_module, int(trainer.global_step))
+            finally:
+                _unpatch(pl_module, patched)
+            row_cost = commit.race.validator.row_cost(pl_module.device)
+            self.cost_steps += (commit.race.meter.val_rows - rows) * row_cost
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         commit = self.result.commit if self.result is not None else None

@@ -280,9 +280,16 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             "cost_steps": float(result.cost_steps),
         }
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if self.saved is not None:
             self.saved["cost_steps"] += 1.0
+        commit = self.result.commit if self.result is not None else None
+        if commit is not None and model is not None and commit.due(int(state.global_step)):  # (a watch point)
+            race, rows = commit.race, commit.race.meter.val_rows
+            commit.observe(model, int(state.global_step))
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            if self.saved is not None:
+                self.saved["cost_steps"] += (race.meter.val_rows - rows) * race.validator.row_cost(device)
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         commit = self.result.commit if self.result is not None else None

@@ -56,8 +56,9 @@ def _race_steps(result):
 
 
 def _watched(result):
-    """Validation passes of the committed run at its watch points (after the branch point)."""
-    return sum(1 for s in watch_points(result.plan.steps) if s > result.plan.rung2)
+    """Validation passes of the committed run at its watch points (after the branch point, within the budget)."""
+    assert all(s in watch_points(result.plan.steps) and s > result.plan.rung2 for s, _ in result.watched)
+    return len(result.watched)
 
 
 # ---- the contract ---------------------------------------------------------------------------------------------
@@ -274,6 +275,25 @@ def test_plan_keeps_the_race_whatever_validation_costs():
         assert 1 <= dear["rung1"] <= dear["rung2"] == dear["commit"] < 2400
         spent = 7 * dear["rung1"] * 0.05 + 5 * dear["rung2"] * 0.05
         assert spent <= plan.val_allowance * 1.0001 or dear["rung1"] == 1
+
+
+def test_a_run_that_overfits_commits_its_best_watched_state():
+    # 48 noisy rows, 48 features: the longer the run, the worse it validates (it fits the noise)
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(48, 1, generator=g) / 48**0.5
+    x = torch.randn(304, 48, generator=g)
+    y = x @ w + torch.randn(304, 1, generator=g)
+    train, val = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)], [(x[48:], y[48:])]
+    torch.manual_seed(2)
+    model = nn.Linear(48, 1)
+    with pytest.warns(UserWarning, match="early stopping"):
+        result = Auto().fit(model, F.mse_loss, train, val, steps=400, val_cost=1.0)
+    steps = [s for s, _ in result.watched]
+    assert steps == sorted(steps) and all(s > result.plan.rung2 for s in steps) and len(steps) >= 2
+    best = min(result.watched, key=lambda sv: sv[1])
+    assert result.committed == "watch" and result.val_score == best[1] < result.watched[-1][1]
+    assert _val_loss(model, val) == pytest.approx(best[1], rel=1e-6)  # the model holds that state
+    assert result.cost <= 1.5 + 1e-9
 
 
 def test_the_budget_clock_starts_after_the_first_optimizer_is_built():
