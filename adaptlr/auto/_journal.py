@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ __all__ = ["Journal", "restore_race"]
 
 
 def racer_state(r: Any) -> dict[str, Any]:
-    rule = r.rule
     return {
         "lr": r.lr,
         "steps": r.steps,
@@ -34,7 +32,7 @@ def racer_state(r: Any) -> dict[str, Any]:
         "diverged": r.diverged,
         "note": r.note,
         "parts": [list(p) for p in r.parts],
-        "rule": {"recent": list(rule.recent), "lowest": rule.lowest, "first": rule.first, "seen": rule.seen},
+        "rule": r.rule.state_dict(),
     }
 
 
@@ -43,9 +41,7 @@ def restore_racer(racer: Any, state: dict[str, Any]) -> Any:
     racer.scores = [(int(s), float(v)) for s, v in state["scores"]]
     racer.diverged, racer.note = bool(state["diverged"]), str(state["note"])
     racer.parts = [[float(v), float(k)] for v, k in state.get("parts", [])]
-    rule = state["rule"]
-    racer.rule.recent = deque(rule["recent"], maxlen=racer.rule.window)
-    racer.rule.lowest, racer.rule.first, racer.rule.seen = rule["lowest"], rule["first"], int(rule["seen"])
+    racer.rule.load_state_dict(state["rule"])
     return racer
 
 
