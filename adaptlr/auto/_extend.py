@@ -1,16 +1,21 @@
-"""The grid that follows the evidence: past an edge of what was tried that wins or ties rung 1, a half-decade
-further (:func:`next_edge`, within the limits, the extension count and the budget), and the one late candidate
-rung 2 may still add past a winning edge (:func:`edge_candidate`). Both read a :class:`~adaptlr.auto.Race`."""
+"""The grid and the horizon that follow the evidence: past an edge of what was tried that wins or ties rung 1, a
+half-decade further (:func:`next_edge`, within the limits, the extension count and the budget); the one late
+candidate rung 2 may still add past a winning edge (:func:`edge_candidate`); and a race that cannot tell its
+finalists from the start races them on (:func:`look_longer`, within ``max_budget``). Each reads a
+:class:`~adaptlr.auto.Race`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 from ._grid import extension
-from ._racer import Racer, regime
+from ._plan import watch_points
+from ._racer import Racer, blind, regime
+from ._step import device_of
 
-__all__ = ["edge_candidate", "next_edge"]
+__all__ = ["add_late", "edge_candidate", "look_longer", "next_edge"]
 
 
 def next_edge(race: Any, upward: bool, added: int) -> float | None:
@@ -55,3 +60,62 @@ def edge_candidate(race: Any, alive: list[Racer]) -> tuple[float, float] | None:
         if past is not None and any(r.lr == edge for r in alive):
             return edge, past
     return None
+
+
+def add_late(race: Any, lr: float, finalists: list[Racer], batches: list[Any], branch: list[Any]) -> None:
+    """The late candidate ``lr`` (past a winning edge) races from the start over ``batches`` (rung 1's and rung
+    2's) to the branch point, its branch scored; it joins ``finalists`` unless it diverged."""
+    late = next((r for r in race.racers if r.lr == lr), None) or Racer(lr)
+    if late not in race.racers:
+        race.racers.append(late)
+        race.alive_lrs.append(late.lr)
+        race._finalists([late], batches, branch, from_start=True)
+    if not late.diverged and late not in finalists:
+        finalists.append(late)
+
+
+def look_longer(race: Any, finalists: list[Racer], resumed: bool = False) -> list[Racer]:
+    """While the race cannot tell its finalists from the start (:func:`~adaptlr.auto.blind`: a plateau, or a
+    horizon too short to show progress), race them on: each continues from its branch point for as many steps
+    again (the horizon doubles, at most to half the run) on the same fresh batches, and a new annealed branch is
+    scored. Each doubling must fit ``race.max_budget`` runs with the rest of the run and its validation; each is
+    said in the warnings. ``resumed``: take up a doubling a resumed race was in. Returns the finalists left."""
+    plan = race.plan
+    while True:
+        if not resumed:
+            x = min(race.plan.rung2, race.plan.steps // 2 - race.plan.rung2)
+            if x < 1 or not blind(finalists, race.tie, race.start_racer()) or not _affords(race, finalists, x):
+                return finalists
+            before = race.plan.rung2
+            race.plan = dataclasses.replace(race.plan, rung2=before + x)
+            race.looks, race.look_steps, race.phase, race.offset = race.looks + 1, x, "look", race.batches.taken
+            race.warnings.append(
+                f"the race could not tell its finalists ({', '.join(f'{r.lr:g}' for r in finalists)}) from the "
+                f"start by step {before}: it raced them on to step {race.plan.rung2} (budget {plan.budget:g} runs, "
+                f"max_budget {_cap(race):g})"
+            )
+        resumed = False
+        batches, branch = race._steps(race.look_steps), race._steps(race.plan.branch)
+        todo = [r for r in finalists if len(r.scores) < 2 + race.looks]
+        race._finalists(todo, batches, branch, from_start=False)
+        if all(r.diverged for r in finalists):
+            raise FloatingPointError(
+                f"Auto: every finalist diverged before step {race.plan.rung2} "
+                f"({'; '.join(f'{r.lr:g}: {r.note}' for r in finalists)})"
+            )
+        finalists = [r for r in finalists if not r.diverged]
+    return finalists
+
+
+def _cap(race: Any) -> float:  # (runs the race may spend when it cannot tell its finalists apart)
+    return max(race.plan.budget, race.max_budget if race.max_budget is not None else 0.0)
+
+
+def _affords(race: Any, finalists: list[Racer], x: int) -> bool:
+    """Whether racing ``finalists`` ``x`` more steps (with their branches and scores), then the rest of the run
+    and its validation (its watch points and its end), fits ``race.max_budget`` runs."""
+    plan, v = race.plan, race.validator
+    pass_cost = v.row_cost(device_of(race.model)) * v.rows_read("rung2")
+    look = len(finalists) * (x + plan.branch + pass_cost)
+    rest = (plan.steps - plan.rung2 - x) + (1 + len(watch_points(plan.steps))) * pass_cost
+    return race.spent() + look + rest <= _cap(race) * plan.steps

@@ -88,6 +88,7 @@ def build_race(
         limits=auto._limits(),
         extend=auto.extend,
         tie=auto.tie,
+        max_budget=auto.max_budget,
         group=process_group,
         journal=journal,
         warnings=too_small,

@@ -118,4 +118,6 @@ def restore_race(race: Any, state: dict[str, Any]) -> None:
     race.warnings = list(state["warnings"])
     restore_meter(race.meter, state["meter"])
     race.phase, race.offset = str(state["phase"]), int(state["offset"])
+    extra = state.get("extra") or {}
+    race.looks, race.look_steps = int(extra.get("looks", 0)), int(extra.get("x", 0))
     torch.set_rng_state(state["rng"])

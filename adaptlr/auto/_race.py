@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import _dist
-from ._extend import edge_candidate, next_edge
+from ._extend import add_late, edge_candidate, look_longer, next_edge
 from ._plan import Meter, Plan, late_evaluations, replan_rung2, watch_points
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
@@ -58,6 +58,9 @@ class Race:
     groups: Any = None  # a RankGroups: candidates spread over groups of ranks (``_parallel``)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase ("rung1", "rung2")
     alive_lrs: list[float] = field(default_factory=list)  # the rung-1 survivors
+    max_budget: float | None = None  # what a race that cannot tell its finalists apart may spend (``look_longer``)
+    looks: int = 0  # the doublings of rung 2's horizon made (``look_longer``), and the steps of the last
+    look_steps: int = 0
     phase: str = "rung1"  # where a resumed race stands
     offset: int = 0  # batches taken when the current phase's batches were drawn
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
@@ -230,16 +233,9 @@ class Race:
                 f"Auto: every finalist diverged before step {self.plan.rung2} "
                 f"({'; '.join(f'{r.lr:g}: {r.note}' for r in alive)})"
             )
-        ranked = rank_finalists(finalists, self.tie, self.start_score2)
-        if edge is not None and ranked[0].lr == edge[0]:
-            late = next((r for r in self.racers if r.lr == edge[1]), None) or Racer(edge[1])
-            if late not in self.racers:
-                self.racers.append(late)
-                self.alive_lrs.append(late.lr)
-                self._finalists([late], self._rung1_batches + batches, branch, from_start=True)
-            if not late.diverged and late not in finalists:
-                finalists.append(late)
-        return self.order(finalists)
+        if edge is not None and rank_finalists(finalists, self.tie, self.start_score2)[0].lr == edge[0]:
+            add_late(self, edge[1], finalists, self._rung1_batches + batches, branch)
+        return self.order(look_longer(self, finalists))
 
     def _finalists(
         self, racers: list[Racer], batches: list[list[Any]], branch: list[list[Any]], from_start: bool
@@ -259,23 +255,25 @@ class Race:
         self.train(r, opt, scaler, batches)
         if r.diverged:
             self.store.drop(r.key)
-            self._record("rung2", self.offset)
-            return
-        self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
-        set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
-        probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
-        self.train(probe, opt, scaler, branch)
-        score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
-        r.parts = self.validator.parts if not probe.diverged else []
-        if len(r.scores) == 0:  # (a late candidate: its score at rung 1's step is not known)
-            r.scores.append((self.plan.rung1, math.nan))
-        r.scores.append((r.steps, score))
-        self.store.save(r.key + "-branch", self.model)
-        self._record("rung2", self.offset)
+        else:
+            self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
+            set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
+            probe = Racer(r.lr, steps=r.steps, losses=list(r.losses), rule=copy.deepcopy(r.rule))
+            self.train(probe, opt, scaler, branch)
+            score = math.inf if probe.diverged else self.validator.score(self.model, "rung2")
+            r.parts = self.validator.parts if not probe.diverged else []
+            if len(r.scores) == 0:  # (a late candidate: its score at rung 1's step is not known)
+                r.scores.append((self.plan.rung1, math.nan))
+            r.scores.append((r.steps, score))
+            self.store.save(r.key + "-branch", self.model)
+        extra = {"looks": self.looks, "x": self.look_steps}  # (in rung 2, or in a doubling of its horizon)
+        self._record("look" if self.phase == "look" else "rung2", self.offset, extra)
+
+    def start_racer(self) -> Racer:  # (the start, as scored on rung 2's rows)
+        return Racer(0.0, scores=[(0, self.start_score2)], parts=self.start_parts)
 
     def order(self, finalists: list[Racer]) -> list[Racer]:
-        start = Racer(0.0, scores=[(0, self.start_score2)], parts=self.start_parts)
-        ranked, note = order_finalists(finalists, self.tie, start, self.plan.rung2)
+        ranked, note = order_finalists(finalists, self.tie, self.start_racer(), self.plan.rung2)
         self.warnings += [note] if note else []
         return ranked
 
@@ -297,4 +295,6 @@ class Race:
         alive = [r for lr in self.alive_lrs for r in self.racers if r.lr == lr]
         if self.phase == "rung2":
             return self.rung2(alive)
-        return self.order([r for r in alive if not r.diverged and len(r.scores) == 2])
+        if self.phase == "look":
+            return self.order(look_longer(self, [r for r in alive if not r.diverged], resumed=True))
+        return self.order([r for r in alive if not r.diverged and len(r.scores) >= 2])

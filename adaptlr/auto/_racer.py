@@ -13,7 +13,7 @@ import torch
 from ..controllers import LossScale
 from ._grid import LR_SCALE
 
-__all__ = ["Racer", "order_finalists", "rank_finalists", "regime", "set_schedule", "survivors"]
+__all__ = ["Racer", "blind", "order_finalists", "rank_finalists", "regime", "set_schedule", "survivors"]
 
 
 @dataclass
@@ -69,6 +69,15 @@ def paired_se(a: Racer, b: Racer) -> float:
     mean = sum(x * k for x, k in zip(d, w)) / sum(w)
     var = sum(k * (x - mean) ** 2 for x, k in zip(d, w)) / sum(w)
     return math.sqrt(var / (len(d) - 1)) if math.isfinite(var) else 0.0
+
+
+def blind(finalists: list[Racer], tie: float, start: Racer) -> bool:
+    """Whether the race cannot tell its ``finalists`` from the ``start`` (scored on the same rows): the best
+    beats it by no more than ``tie`` (relative) or one standard error of their paired difference."""
+    best = min(finalists, key=lambda r: r.score)
+    if not math.isfinite(start.score):
+        return False
+    return best.score >= start.score - max(tie * abs(start.score), paired_se(best, start))
 
 
 def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:

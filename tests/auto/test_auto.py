@@ -296,6 +296,41 @@ def test_a_run_that_overfits_commits_its_best_watched_state():
     assert result.cost <= 1.5 + 1e-9
 
 
+def _at_its_optimum(seed=0):
+    """A linear model at the population optimum of noisy data: no learning rate improves it, the race is blind."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(8, 1, generator=g)
+    x = torch.randn(704, 8, generator=g)
+    y = x @ w + torch.randn(704, 1, generator=g)
+    train, val = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)], [(x[512:], y[512:])]
+    model = _model(seed)
+    with torch.no_grad():
+        model.weight.copy_(w.T)
+        model.bias.zero_()
+    return model, train, val
+
+
+def test_a_race_that_cannot_tell_its_finalists_from_the_start_races_them_on_within_max_budget():
+    model, train, val = _at_its_optimum()
+    result = Auto().fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
+    said = [w for w in result.warnings if "raced them on" in w]
+    assert len(said) >= 1 and f"to step {result.plan.rung2}" in said[-1]
+    finalists = [r for r in result.racers if len(r.scores) >= 3]  # rung 1, rung 2, and each doubling
+    assert len(finalists) == 3 and all(r.scores[-1][0] == result.plan.rung2 for r in finalists)
+    assert all(b[0] == 2 * a[0] for r in finalists for a, b in zip(r.scores[1:], r.scores[2:]))
+    assert 1.5 < result.cost <= 2.0 + 1e-9
+    model, train, val = _at_its_optimum()  # max_budget at the budget: never more than the budget
+    capped = Auto(max_budget=1.5).fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
+    assert not any("raced them on" in w for w in capped.warnings) and capped.cost <= 1.5 + 1e-9
+    assert capped.plan.rung2 * 2 == result.plan.rung2
+
+
+def test_a_race_that_sees_progress_does_not_race_on():
+    train, val = _problem()
+    result = Auto().fit(_model(), F.mse_loss, train, val, steps=200, val_cost=1.0)
+    assert not any("raced them on" in w for w in result.warnings) and result.cost <= 1.5 + 1e-9
+
+
 def test_the_budget_clock_starts_after_the_first_optimizer_is_built():
     # the first torch optimizer built in a process imports torch's compiler (seconds on CPU): a plain run pays it
     # too, so it must not count against the race (it starved rung 2 of a fresh process's first race)

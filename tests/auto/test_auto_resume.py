@@ -17,9 +17,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Auto.*:UserWa
 JOB = os.path.join(os.path.dirname(__file__), "_auto_resume_job.py")
 
 
-def _start(folder, out, delay):
+def _start(folder, out, delay, blind=False):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, JOB, str(folder), str(out), str(delay)], env=env)
+    args = [sys.executable, JOB, str(folder), str(out), str(delay)] + (["blind"] if blind else [])
+    return subprocess.Popen(args, env=env)
 
 
 def _phase(folder):
@@ -39,10 +40,19 @@ def reference(tmp_path_factory):
     return net.state_dict(), result
 
 
-@pytest.mark.parametrize("phase", ["rung1", "rung2", "run"])
-def test_killed_and_started_again_ends_bit_identical(tmp_path, reference, phase):
+@pytest.fixture(scope="module")
+def blind_reference(tmp_path_factory):
+    net, result = job.run(str(tmp_path_factory.mktemp("ref")), blind=True)
+    assert any("raced them on" in w for w in result.warnings)
+    return net.state_dict(), result
+
+
+@pytest.mark.parametrize("phase", ["rung1", "rung2", "look", "run"])
+def test_killed_and_started_again_ends_bit_identical(tmp_path, request, phase):
+    # "look": killed while the race, blind at rung 2, races its finalists on (a model at its optimum)
+    reference = request.getfixturevalue("blind_reference" if phase == "look" else "reference")
     folder, out = tmp_path / "ckpt", tmp_path / "out.pt"
-    proc = _start(folder, out, delay=0.003)
+    proc = _start(folder, out, delay=0.003, blind=phase == "look")
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -59,11 +69,12 @@ def test_killed_and_started_again_ends_bit_identical(tmp_path, reference, phase)
         if proc.poll() is None:
             proc.kill()
     assert not out.exists() and (folder / "race.pt").exists()
-    again = _start(folder, out, delay=0.0)
+    again = _start(folder, out, delay=0.0, blind=phase == "look")
     assert again.wait(timeout=300) == 0
     done = torch.load(out, weights_only=True)
     params, result = reference
-    assert done["lr"] == result.lr and done["committed"] == result.committed
+    assert done["lr"] == result.lr and done["committed"] == result.committed and done["plan"] == result.plan.as_dict()
+    assert done["scores"] == [(r.lr, [list(s) for s in r.scores]) for r in result.racers]
     for k, v in params.items():
         torch.testing.assert_close(done["params"][k], v, rtol=0, atol=0, msg=k)
     assert not folder.exists()  # a finished fit leaves nothing to resume
