@@ -12,7 +12,7 @@ from torch import nn
 from .._validation import check_bool, check_choice, check_count, check_nonfinite, check_real
 from . import _fit
 from ._grid import HALF_DECADE, check_optimizer, default_lrs
-from ._plan import Plan, make_plan
+from ._plan import Plan, make_plan, watch_points
 from ._result import AutoResult
 from ._schedules import TAILS
 from ._step import TrainStep
@@ -155,9 +155,10 @@ class Auto:
     def planned_cost(self, steps: int, val_cost: float = 0.0) -> float:
         """What the plan spends when no candidate diverges and the grid does not extend, in runs of ``steps``
         steps: the run, the race's steps, and the validation passes (``val_cost`` training steps each, one per
-        score, the start's and the commit's), read on subsets that fit the plan's validation share."""
+        score, the start's, the run's watch points and the commit's), read on subsets that fit the plan's
+        validation share (a race that races on past the budget, within ``max_budget``, is not planned)."""
         plan = self.plan(steps)
-        evals = plan.candidates + 2 + min(self.keep, plan.candidates) + 2
+        evals = plan.candidates + 2 + min(self.keep, plan.candidates) + 2 + len(watch_points(steps))
         return (steps + plan.race_steps() + min(evals * float(val_cost), plan.val_allowance)) / steps
 
     def _limits(self) -> tuple[float, float]:
