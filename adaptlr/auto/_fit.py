@@ -61,7 +61,7 @@ def build_race(
     # one-off costs that a plain run pays too are paid before the budget's clock starts: the first torch optimizer
     # built in a process imports torch's compiler (~1.4 s on CPU), which would otherwise starve the race
     make_optimizer(cls, groups, auto.lrs[0], auto.options, decay_lr)
-    meter = Meter()
+    meter = Meter(batches_per_step=step.accumulate)
     journal = Journal(checkpoint_dir) if checkpoint_dir is not None else None
     store = StateStore("disk", journal.states) if journal else StateStore(auto.offload, auto.offload_dir)
     plan = auto.plan(steps)
@@ -80,7 +80,7 @@ def build_race(
         scaler=lambda: step.scaler(device),
         plan=plan,
         lrs=auto.lrs,
-        batches=Batches(train),
+        batches=Batches(train, meter),
         validator=Validator(val, step, meter, val_cost=val_cost, group=process_group),
         store=store,
         meter=meter,

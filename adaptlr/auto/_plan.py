@@ -193,7 +193,8 @@ def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: d
 class Meter:
     """What a race spent: training steps, validation rows, and the seconds of each (measured with
     ``time.perf_counter``). ``step_seconds`` is the mean seconds of a training step seen so far (after the first),
-    ``row_cost`` the median seconds of a validation row over it."""
+    its batches' fetching included (a plain run fetches every step's batches; the race shares one fetch among its
+    candidates), ``row_cost`` the median seconds of a validation row over it."""
 
     train_steps: int = 0
     val_rows: int = 0
@@ -201,12 +202,25 @@ class Meter:
     val_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     warm: float = 0.0
+    batches_per_step: int = 1  # (gradient accumulation)
+    fetch_seconds: float = 0.0  # fetching training batches, after the first (a DataLoader's workers start)
+    fetched: int = 0
+    _fetch_seen: bool = False
     _step_times: list[float] = field(default_factory=list)
     _val_rates: list[float] = field(default_factory=list)
 
+    def fetch(self, seconds: float, batches: int) -> None:
+        """Count ``batches`` training batches fetched in ``seconds`` (the first fetch's are one-off costs)."""
+        if self._fetch_seen:
+            self.fetch_seconds += seconds
+            self.fetched += batches
+        else:
+            self._fetch_seen = True
+            self.warm += seconds
+
     def trained(self, seconds: float, steps: int = 1) -> None:
         if not self.train_steps:
-            self.warm = seconds  # the first step carries one-off costs (a kernel compiled or loaded)
+            self.warm += seconds  # the first step carries one-off costs (a kernel compiled or loaded)
         self.train_steps += steps
         self.train_seconds += seconds
         if len(self._step_times) < 1024:
@@ -226,7 +240,8 @@ class Meter:
         a kernel compiled, a plain run pays too)."""
         if not self._step_times:
             return math.nan
-        return statistics.fmean(self._step_times[1:] or self._step_times)
+        fetch = self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
+        return statistics.fmean(self._step_times[1:] or self._step_times) + fetch
 
     @property
     def row_cost(self) -> float:

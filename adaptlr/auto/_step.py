@@ -58,11 +58,13 @@ def rows(batch: Any) -> int:
 
 class Batches:
     """The training data as a stream Auto takes batches from: an iterator is consumed; an iterable (a
-    ``DataLoader``, a list) is iterated again each time it runs out. ``taken`` counts the batches taken."""
+    ``DataLoader``, a list) is iterated again each time it runs out. ``taken`` counts the batches taken;
+    ``meter`` (a :class:`~adaptlr.auto.Meter`), when given, is told how long each take took."""
 
-    def __init__(self, train: Iterable[Any] | Iterator[Any]) -> None:
+    def __init__(self, train: Iterable[Any] | Iterator[Any], meter: Any = None) -> None:
         self._stream = train if isinstance(train, Iterator) else self._epochs(train)
         self.taken = 0
+        self.meter = meter
 
     @staticmethod
     def _epochs(train: Iterable[Any]) -> Iterator[Any]:
@@ -91,13 +93,15 @@ class Batches:
         self.take(n)
 
     def take(self, n: int) -> list[Any]:
-        out = []
+        out, start = [], time.perf_counter()
         for _ in range(n):
             try:
                 out.append(next(self._stream))
             except StopIteration:
                 raise ValueError(f"Auto: the training iterator ran out after {self.taken} batches") from None
             self.taken += 1
+        if self.meter is not None:
+            self.meter.fetch(time.perf_counter() - start, n)
         return out
 
 
