@@ -2,6 +2,7 @@
 given validation cost) and the algorithm's answers to the failure modes of issue 19: validation that fits the
 budget, a grid that follows the evidence, divergence on the loss's own scale, failures said out loud."""
 
+import itertools
 import math
 import time
 
@@ -329,6 +330,19 @@ def test_a_race_that_sees_progress_does_not_race_on():
     train, val = _problem()
     result = Auto().fit(_model(), F.mse_loss, train, val, steps=200, val_cost=1.0)
     assert not any("raced them on" in w for w in result.warnings) and result.cost <= 1.5 + 1e-9
+
+
+def test_fetching_a_steps_batches_counts_in_its_seconds():
+    # a data pipeline slower than the model: a plain run's step is mostly fetching, and so is the budget's unit
+    # (counted in compute alone, the race thought it had spent ten runs and starved)
+    def slow(batches):
+        for b in itertools.cycle(batches):
+            time.sleep(0.002)
+            yield b
+
+    train, val = _problem()
+    result = Auto().fit(_model(), F.mse_loss, slow(train), val, steps=200)
+    assert result.wall < 2.5 and result.plan.rung2 >= 10
 
 
 def test_the_budget_clock_starts_after_the_first_optimizer_is_built():
