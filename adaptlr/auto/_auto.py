@@ -12,7 +12,7 @@ from torch import nn
 from .._validation import check_bool, check_choice, check_count, check_nonfinite, check_real
 from . import _fit
 from ._grid import HALF_DECADE, check_optimizer, default_lrs
-from ._plan import Plan, make_plan, watch_points
+from ._plan import WATCH_EVERY, Plan, make_plan
 from ._result import AutoResult
 from ._schedules import TAILS
 from ._step import TrainStep
@@ -52,6 +52,8 @@ class Auto:
         tie: relative near-tie tolerance (0.02). keep_best: commit the best validated model (True).
         tail: the decay after the choice, ``"cosine"``, ``"linear"`` or ``"wsd"``; cooldown: the WSD tail's
             final share (0.2). val_share: share of the budget beyond one run reserved for validation (0.25).
+        watch: the share of the run between the points where the committed run is validated, its best state a
+            commit option (early stopping; 0.2: at 20%, 40%, 60% and 80% of the run; 0: never).
         extend: most half-decades the grid extends past each edge (3); limits: ``(low, high)`` bounds of the
             extension (default: the grid's ends times and over :math:`10^{extend/2}`).
         optimizer: the inner optimizer class (default ``adaptlr.AdamW``): any adaptlr optimizer that takes an lr.
@@ -82,6 +84,7 @@ class Auto:
         tail: str = "wsd",
         cooldown: float = 0.2,
         val_share: float = 0.25,
+        watch: float = WATCH_EVERY,
         extend: int = 3,
         limits: tuple[float, float] | None = None,
         optimizer: type[torch.optim.Optimizer] | None = None,
@@ -110,6 +113,7 @@ class Auto:
         self.tail = check_choice("tail", tail, TAILS)
         self.cooldown = check_real("cooldown", cooldown, 0.0, 1.0, low_open=True)
         self.val_share = check_real("val_share", val_share, 0.0, 1.0, high_open=True)
+        self.watch = check_real("watch", watch, 0.0, 1.0)
         self.extend = check_count("extend", extend, 0)
         if limits is not None:
             lo, hi = (check_real(f"limits[{i}]", v, 0.0, low_open=True) for i, v in enumerate(limits))
@@ -150,6 +154,7 @@ class Auto:
             branch=self.branch,
             warmup=self.warmup,
             val_share=self.val_share,
+            watch=self.watch,
         )
 
     def planned_cost(self, steps: int, val_cost: float = 0.0) -> float:
@@ -158,7 +163,7 @@ class Auto:
         score, the start's, the run's watch points and the commit's), read on subsets that fit the plan's
         validation share (a race that races on past the budget, within ``max_budget``, is not planned)."""
         plan = self.plan(steps)
-        evals = plan.candidates + 2 + min(self.keep, plan.candidates) + 2 + len(watch_points(steps))
+        evals = plan.candidates + 2 + min(self.keep, plan.candidates) + 2 + len(plan.watches())
         return (steps + plan.race_steps() + min(evals * float(val_cost), plan.val_allowance)) / steps
 
     def _limits(self) -> tuple[float, float]:

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from ._grid import HALF_DECADE, LR_SCALE
-from ._plan import watch_points
 from ._race import Race
 from ._racer import Racer, set_schedule
 from ._schedules import run_schedule
@@ -46,7 +45,6 @@ class Commit:
     committed: str = ""
     val_score: float = math.inf
     rollbacks: int = 0
-    watch: bool = True
     watched: float = math.inf  # the best score at a watch point, on the commit's rows
     watched_step: int = 0  # ... and its step (its state: the store's "watch")
     points: list[int] = field(default_factory=list)  # the watch points the budget affords (:meth:`start`)
@@ -71,7 +69,7 @@ class Commit:
         """The watch points after the branch point that fit what is left of the budget once the rest of the run
         and its final score are paid (evenly spread when not all fit): the watch is validation's last claim."""
         race, plan = self.race, self.race.plan
-        points = [s for s in watch_points(plan.steps) if s > plan.rung2] if self.watch and self.keep_best else []
+        points = [s for s in plan.watches() if s > plan.rung2] if self.keep_best else []
         if not points:
             return []
         pass_cost = race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")

@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 from ._grid import extension
-from ._plan import watch_points
 from ._racer import Racer, blind, regime
 from ._step import device_of
 
@@ -117,5 +116,5 @@ def _affords(race: Any, finalists: list[Racer], x: int) -> bool:
     plan, v = race.plan, race.validator
     pass_cost = v.row_cost(device_of(race.model)) * v.rows_read("rung2")
     look = len(finalists) * (x + plan.branch + pass_cost)
-    rest = (plan.steps - plan.rung2 - x) + (1 + len(watch_points(plan.steps))) * pass_cost
+    rest = (plan.steps - plan.rung2 - x) + (1 + len(plan.watches())) * pass_cost
     return race.spent() + look + rest <= _cap(race) * plan.steps

@@ -45,7 +45,8 @@ class Plan:
     ``rung1``: steps every candidate trains from the start; ``rung2``: the step the finalists reach (the branch
     point, where the winner's run continues); ``branch``: the length of each finalist's annealed branch;
     ``warmup``: the schedules' linear warmup; ``budget``: runs of ``steps`` steps the whole of ``fit`` may spend;
-    ``val_share``: the share of the budget beyond one run reserved for validation.
+    ``val_share``: the share of the budget beyond one run reserved for validation; ``watch``: the share of the run
+    between the points where the committed run is validated (0: none).
     """
 
     steps: int
@@ -57,6 +58,7 @@ class Plan:
     val_share: float
     candidates: int
     keep: int
+    watch: float = WATCH_EVERY
 
     @property
     def val_allowance(self) -> float:
@@ -84,7 +86,12 @@ class Plan:
             "val_share": self.val_share,
             "candidates": self.candidates,
             "keep": self.keep,
+            "watch": self.watch,
         }
+
+    def watches(self) -> list[int]:
+        """The steps at which the committed run is validated (:func:`watch_points`)."""
+        return watch_points(self.steps, self.watch)
 
 
 def make_plan(
@@ -99,6 +106,7 @@ def make_plan(
     warmup: float = 0.05,
     val_share: float = 0.25,
     spare: float = 0.0,
+    watch: float = WATCH_EVERY,
 ) -> Plan:
     r"""Scale the rung fractions so that the race's training steps take :math:`(1 - v)(B - 1) T` steps:
 
@@ -130,6 +138,7 @@ def make_plan(
         val_share=val_share,
         candidates=n,
         keep=k,
+        watch=check_real("watch", watch, 0.0, 1.0),
     )
 
 
@@ -160,14 +169,14 @@ def watch_points(steps: int, every: float = WATCH_EVERY) -> list[int]:
     """The steps at which the committed run is validated on the commit's rows (its best validated state kept:
     early stopping, Prechelt 1998): every ``every`` of the run, before its last step (which the commit scores).
     Those before the branch point are skipped by the run; the plan counts them all (the branch point moves)."""
-    k = max(1, round(1.0 / every)) if every > 0 else 0
+    k = round(1.0 / every) if every > 0 else 0
     return sorted({int(round(i * steps / k)) for i in range(1, k)} - {0, steps}) if k > 1 else []
 
 
 def late_evaluations(plan: Plan, finalists: int, extra: int) -> int:
     """Evaluations on rung 2's (the commit's) rows from rung 2 on: each finalist and ``extra`` late candidate, the
     start, the run's watch points and its end."""
-    return finalists + extra + 2 + len(watch_points(plan.steps))
+    return finalists + extra + 2 + len(plan.watches())
 
 
 def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: dict[str, int]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import _dist
 from ._extend import add_late, edge_candidate, look_longer, next_edge
-from ._plan import Meter, Plan, late_evaluations, replan_rung2, watch_points
+from ._plan import Meter, Plan, late_evaluations, replan_rung2
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep, device_of, timed
@@ -187,7 +187,7 @@ class Race:
             n, k = self.plan.candidates, self.plan.keep
             # every evaluation counted: rung 1's candidates and the start; the finalists, the start, a late
             # candidate (held in reserve); the run's watch points and its end on the commit's (rung 2's) rows
-            evaluations = {"rung1": n + 1, "rung2": k + 2, "commit": 1 + len(watch_points(self.plan.steps))}
+            evaluations = {"rung1": n + 1, "rung2": k + 2, "commit": 1 + len(self.plan.watches())}
             note = self.validator.size(self.plan, device_of(self.model), evaluations)
         self.warnings += [note] if note else []
 

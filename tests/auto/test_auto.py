@@ -295,6 +295,9 @@ def test_a_run_that_overfits_commits_its_best_watched_state():
     assert result.committed == "watch" and result.val_score == best[1] < result.watched[-1][1]
     assert _val_loss(model, val) == pytest.approx(best[1], rel=1e-6)  # the model holds that state
     assert result.cost <= 1.5 + 1e-9
+    torch.manual_seed(2)
+    unwatched = Auto(watch=0).fit(nn.Linear(48, 1), F.mse_loss, train, val, steps=400, val_cost=1.0)
+    assert unwatched.watched == [] and unwatched.committed != "watch" and unwatched.lr == result.lr
 
 
 def _at_its_optimum(seed=0):
