@@ -49,7 +49,8 @@ def run(checkpoint_dir, delay=0.0, blind=False):
         return F.mse_loss(m(batch[0]), batch[1])
 
     torch.manual_seed(1)
-    result = Auto().fit(net, train, val, steps=150, step_fn=step, val_cost=1.0, checkpoint_dir=checkpoint_dir)
+    auto = Auto(max_budget=2.0 if blind else None)
+    result = auto.fit(net, train, val, steps=150, step_fn=step, val_cost=1.0, checkpoint_dir=checkpoint_dir)
     return net, result
 
 

@@ -316,15 +316,15 @@ def _at_its_optimum(seed=0):
 
 def test_a_race_that_cannot_tell_its_finalists_from_the_start_races_them_on_within_max_budget():
     model, train, val = _at_its_optimum()
-    result = Auto().fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
+    result = Auto(max_budget=2.0).fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
     said = [w for w in result.warnings if "raced them on" in w]
     assert len(said) >= 1 and f"to step {result.plan.rung2}" in said[-1]
     finalists = [r for r in result.racers if len(r.scores) >= 3]  # rung 1, rung 2, and each doubling
     assert len(finalists) == 3 and all(r.scores[-1][0] == result.plan.rung2 for r in finalists)
     assert all(b[0] == 2 * a[0] for r in finalists for a, b in zip(r.scores[1:], r.scores[2:]))
     assert 1.5 < result.cost <= 2.0 + 1e-9
-    model, train, val = _at_its_optimum()  # max_budget at the budget: never more than the budget
-    capped = Auto(max_budget=1.5).fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
+    model, train, val = _at_its_optimum()  # by default (max_budget: the budget), never more than the budget
+    capped = Auto().fit(model, F.mse_loss, train, val, steps=300, val_cost=1.0)
     assert not any("raced them on" in w for w in capped.warnings) and capped.cost <= 1.5 + 1e-9
     assert capped.plan.rung2 * 2 == result.plan.rung2
 
