@@ -37,6 +37,7 @@ __all__ = [
     "load_mnist1d",
     "load_shakespeare",
     "carve_validation",
+    "split_arrays",
     "make_adding",
     "make_illcond_regression",
     "make_linreg",
@@ -164,7 +165,9 @@ class TextData:
         return self.eval_batches("test", size, windows)
 
 
-def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int = 0) -> ArrayData:
+def split_arrays(x: np.ndarray, y: np.ndarray, n_test: int, seed: int = 0) -> ArrayData:
+    """Shuffle rows ``(x, y)`` with ``seed`` and hold out the first ``n_test`` as the test split (the rest trains;
+    :func:`carve_validation` takes the validation split from it): every generated task set builds its data so."""
     perm = np.random.default_rng(seed).permutation(len(x))
     x, y = x[perm], y[perm]
     t = torch.from_numpy
@@ -183,7 +186,7 @@ def make_linreg(n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 
     x = rng.standard_normal((n, dim)).astype(np.float32)
     w = rng.standard_normal((dim, 1)).astype(np.float32)
     y = (x @ w + 0.5 + noise * rng.standard_normal((n, 1))).astype(np.float32)
-    return _split(x, y, n_test, seed)
+    return split_arrays(x, y, n_test, seed)
 
 
 def make_adding(n: int = 4000, length: int = 30, n_test: int = 800, seed: int = 0) -> ArrayData:
@@ -200,7 +203,7 @@ def make_adding(n: int = 4000, length: int = 30, n_test: int = 800, seed: int = 
     marks[rows, rng.integers(half, length, n)] = 1.0
     x = np.stack([u, marks], axis=-1)
     y = (u * marks).sum(axis=1, keepdims=True).astype(np.float32)
-    return _split(x, y, n_test, seed)
+    return split_arrays(x, y, n_test, seed)
 
 
 def make_illcond_regression(
@@ -224,7 +227,7 @@ def make_illcond_regression(
     w2 = rng.standard_normal((16, 1)) / 4.0
     y = np.tanh(z @ w1 * 2.0) @ w2
     y = (y - y.mean()) / y.std() + noise * rng.standard_normal((n, 1))
-    return _split(x.astype(np.float32), y.astype(np.float32), n_test, seed)
+    return split_arrays(x.astype(np.float32), y.astype(np.float32), n_test, seed)
 
 
 @functools.cache
@@ -234,7 +237,7 @@ def load_digits() -> ArrayData:
     from sklearn.datasets import load_digits as sk_load
 
     d = sk_load()
-    return _split((d.data / 16.0).astype(np.float32), d.target.astype(np.int64), 360)
+    return split_arrays((d.data / 16.0).astype(np.float32), d.target.astype(np.int64), 360)
 
 
 @functools.cache
@@ -249,7 +252,7 @@ def load_mnist_5k() -> ArrayData:
     with res.open("rb") as f, gzip.open(f) as g:
         a = np.loadtxt(g, delimiter=",", dtype=np.uint8)
     x, y = a[:, :-1].astype(np.float32) / 255.0, a[:, -1].astype(np.int64)
-    return _split(x, y, 1000)
+    return split_arrays(x, y, 1000)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -86,7 +86,7 @@ def make_shapes(n: int = 3000, n_test: int = 600, noise: float = 0.5, seed: int 
         ],
     )
     x = contrast * np.exp(-0.5 * dist**2 / 0.5**2) + noise * rng.standard_normal(dist.shape)
-    return D._split(x[:, None].astype(np.float32), y.astype(np.int64), n_test, seed)
+    return D.split_arrays(x[:, None].astype(np.float32), y.astype(np.int64), n_test, seed)
 
 
 class PatchViT(nn.Module):
@@ -142,7 +142,7 @@ def make_tabular(n: int = 5000, n_test: int = 1000, seed: int = 32) -> D.ArrayDa
     prob /= prob.sum(1, keepdims=True)
     y = (rng.random((n, 1)) > prob.cumsum(1)).sum(1).clip(0, TABLE_CLASSES - 1)
     x = np.concatenate([np.stack(cats, 1), num], 1)
-    return D._split(x.astype(np.float32), y.astype(np.int64), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y.astype(np.int64), n_test, seed)
 
 
 class TabularNet(nn.Module):
@@ -175,7 +175,7 @@ def make_reverse_tokens(n: int = 5000, n_test: int = 1000, seed: int = 33) -> D.
     rng = np.random.default_rng(seed)
     x = rng.integers(0, REVERSE_VOCAB, (n + 100, REVERSE_LENGTH))
     x = x[np.sort(np.unique(x, axis=0, return_index=True)[1])][:n]  # drop repeats, keep the order
-    return D._split(x.astype(np.int64), np.ascontiguousarray(x[:, ::-1]).astype(np.int64), n_test, seed)
+    return D.split_arrays(x.astype(np.int64), np.ascontiguousarray(x[:, ::-1]).astype(np.int64), n_test, seed)
 
 
 class Seq2SeqGRU(nn.Module):
@@ -221,7 +221,7 @@ def make_noisy_signals(n: int = 4000, n_test: int = 800, noise: float = 0.5, see
         2 * np.pi * t / period[:, None] + phase[:, None]
     )
     x = clean + noise * rng.standard_normal(clean.shape)
-    return D._split(x[:, None].astype(np.float32), clean[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x[:, None].astype(np.float32), clean[:, None].astype(np.float32), n_test, seed)
 
 
 def _conv_block(a: int, b: int) -> nn.Sequential:

@@ -78,7 +78,7 @@ def make_bars(n: int = 3000, n_test: int = 600, noise: float = 0.8, seed: int = 
     across = dr * uc - dc * ur
     bar = np.exp(-0.5 * across**2 / 0.6**2) * (np.abs(along) <= half[:, None, None])
     x = contrast[:, None, None] * bar + noise * rng.standard_normal(bar.shape)
-    return D._split(x[:, None].astype(np.float32), y.astype(np.int64), n_test, seed)
+    return D.split_arrays(x[:, None].astype(np.float32), y.astype(np.int64), n_test, seed)
 
 
 class BarsNet(nn.Module):
@@ -120,7 +120,7 @@ def make_seq_max(n: int = 4000, n_test: int = 800, noise: float = 0.3, seed: int
     x = s + noise * rng.standard_normal(s.shape)
     y = s.max(1)
     y = (y - y.mean()) / y.std()
-    return D._split(x[:, :, None].astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x[:, :, None].astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
 
 
 class GRUMax(nn.Module):
@@ -151,7 +151,7 @@ def make_deep_target(n: int = 3000, n_test: int = 600, noise: float = 0.1, seed:
     x = rng.standard_normal((n, DEEP_IN))
     y = np.sin(x @ a) + 0.5 * np.cos(x @ b) + 0.3 * (x @ c) ** 2 / (c @ c)
     y = (y - y.mean()) / y.std() + noise * rng.standard_normal(n)
-    return D._split(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
 
 
 def _deep_tanh_model() -> nn.Module:
@@ -186,7 +186,7 @@ def make_poisson_counts(n: int = 4000, n_test: int = 800, seed: int = 24) -> D.A
     w = 0.018 * rng.standard_normal(GLM_FEATURES)
     rate = np.exp(np.clip(2.0 + x @ w, None, 6.0))
     y = rng.poisson(rate * rng.gamma(5.0, 1 / 5.0, n))
-    return D._split(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
 
 
 def _glm_model() -> nn.Module:

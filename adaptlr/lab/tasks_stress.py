@@ -122,7 +122,7 @@ def make_scaled_linreg(
     z = rng.standard_normal((n, dim))
     w = weight_std * rng.standard_normal((dim, 1))
     y = z @ w + 0.5 + noise * rng.standard_normal((n, 1))
-    return D._split((scale * z).astype(np.float32), y.astype(np.float32), n_test, seed)
+    return D.split_arrays((scale * z).astype(np.float32), y.astype(np.float32), n_test, seed)
 
 
 TINY_SCALE = 1e4
@@ -213,7 +213,7 @@ def make_near_optimum(n: int = 1000, noise: float = 2.0, n_test: int = 400, seed
     x = rng.standard_normal((n, NEAR_DIM))
     w = 0.45 * rng.standard_normal((NEAR_DIM, 1))
     y = x @ w + 0.3 + noise * rng.standard_normal((n, 1))
-    return D._split(x.astype(np.float32), y.astype(np.float32), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y.astype(np.float32), n_test, seed)
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,7 +255,7 @@ def make_sines(n: int = 3000, length: int = 40, noise: float = 0.1, n_test: int 
         period = rng.uniform(4.0, 20.0, (n, 1))
         clean += rng.uniform(0.5, 1.0, (n, 1)) * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi, (n, 1)))
     x = clean[:, :length] + noise * rng.standard_normal((n, length))
-    return D._split(x[:, :, None].astype(np.float32), clean[:, length:].astype(np.float32), n_test, seed)
+    return D.split_arrays(x[:, :, None].astype(np.float32), clean[:, length:].astype(np.float32), n_test, seed)
 
 
 class SinesLSTM(nn.Module):
@@ -285,7 +285,7 @@ def make_conv_waves(
         [np.sin(2 * np.pi * phase), np.where(phase < 0.5, 1.0, -1.0), 4 * np.abs(phase - 0.5) - 1, 2 * phase - 1]
     )
     x = waves[label, np.arange(n)] * rng.uniform(0.5, 1.5, (n, 1)) + noise * rng.standard_normal((n, length))
-    return D._split(x.astype(np.float32), label.astype(np.int64), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), label.astype(np.int64), n_test, seed)
 
 
 class WavesCNN(nn.Module):
@@ -313,7 +313,7 @@ def make_diabetes_outliers(outliers: float = 0.08, scale: float = 6.0, n_test: i
     raw = load_diabetes()
     x = (raw.data - raw.data.mean(0)) / raw.data.std(0)
     y = ((raw.target - raw.target.mean()) / raw.target.std())[:, None]
-    d = D._split(x.astype(np.float32), y.astype(np.float32), n_test, seed)
+    d = D.split_arrays(x.astype(np.float32), y.astype(np.float32), n_test, seed)
     rng = np.random.default_rng(seed)
 
     def corrupt(t: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ def make_count_tokens(n: int = 6000, n_test: int = 1000, seed: int = 11) -> D.Ar
     rng = np.random.default_rng(seed)
     x = rng.integers(0, COUNT_VOCAB, (n, COUNT_LENGTH))
     counts = (x[:, :, None] == np.arange(COUNT_VOCAB)).sum(1)
-    return D._split(x.astype(np.int64), counts.argmax(1).astype(np.int64), n_test, seed)
+    return D.split_arrays(x.astype(np.int64), counts.argmax(1).astype(np.int64), n_test, seed)
 
 
 class CountTransformer(nn.Module):
@@ -108,7 +108,7 @@ def make_ratings(
     user, item = cells // ITEMS, cells % ITEMS
     r = (u[user] * v[item]).sum(1) + bu[user] + bi[item] + noise * rng.standard_normal(len(cells))
     x = np.stack([user, item], 1).astype(np.int64)
-    return D._split(x, r[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x, r[:, None].astype(np.float32), n_test, seed)
 
 
 class MatFac(nn.Module):
@@ -147,7 +147,7 @@ def make_friedman_hetero(n: int = 2000, n_test: int = 400, seed: int = 13) -> D.
     rng = np.random.default_rng(seed)
     y = (y - y.mean()) / y.std() + (0.1 + 0.8 * u[:, 4]) * rng.standard_normal(n)
     x = (u - 0.5) * np.sqrt(12.0)
-    return D._split(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y[:, None].astype(np.float32), n_test, seed)
 
 
 def _friedman_model() -> nn.Module:
@@ -184,7 +184,7 @@ def make_noisy_classes(n: int = 1600, n_test: int = 400, flip: float = 0.2, seed
         class_sep=1.0,
         random_state=seed,
     )
-    return D._split(x.astype(np.float32), y.astype(np.int64), n_test, seed)
+    return D.split_arrays(x.astype(np.float32), y.astype(np.int64), n_test, seed)
 
 
 def _noisy_bn_model() -> nn.Module:
