@@ -179,7 +179,10 @@ def test_committed_state_and_no_hidden_state():
     assert (other.lr, other.plan, other.cost) == (cb.lr, cb.plan, cb.cost)
 
 
-def test_keep_best_commits_the_branch_when_the_end_validates_worse():
+@pytest.mark.parametrize("watch", [0.0, 0.2])
+def test_keep_best_commits_the_branch_or_the_watched_state_when_the_end_validates_worse(watch):
+    # unwatched: the winner's annealed branch; watched: the run's best state at a watch point (Lightning drove the
+    # run: AutoLR validated it there), which validates better than the branch here
     train, val = _data(64, 16)
     spoil = {"on": False}
 
@@ -192,20 +195,23 @@ def test_keep_best_commits_the_branch_when_the_end_validates_worse():
         def on_train_end(self, trainer, pl_module):
             commit = cb.result.commit
             spoil["on"] = True
-            self.branch = {
-                k: v.clone() for k, v in commit.race.store.model_state(commit.winner.key + "-branch").items()
-            }
+            self.history, self.branch_score = list(commit.history), commit.winner.score
+            self.best = "watch" if self.history and min(v for _, v in self.history) < self.branch_score else "branch"
+            key = commit.winner.key + "-branch" if self.best == "branch" else "watch"
+            self.kept = {k: v.clone() for k, v in commit.race.store.model_state(key).items()}
             self.end = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
     module, spy = _Module(), _Spoil()
-    cb = al.AutoLR(val_loss=val_loss)
+    cb = al.AutoLR(Auto(watch=watch), val_loss=val_loss, val_cost=0.1)
     _trainer([spy, cb]).fit(module, train, val)
-    assert cb.committed == "branch"
-    assert cb.val_score == cb.result.val_score
+    assert cb.committed == spy.best == ("watch" if watch else "branch")  # (deterministic: val_cost given)
+    watched = [s for s in (20, 40, 60, 80) if s > cb.plan["rung2"]] if watch else []  # (after the branch point)
+    assert [s for s, _ in spy.history] == watched
+    assert cb.val_score == min([spy.branch_score] + [v for _, v in spy.history])
     assert cb.result.commit is None  # the copies are let go once committed
-    assert any(not torch.equal(spy.end[k], spy.branch[k]) for k in spy.end)
+    assert any(not torch.equal(spy.end[k], spy.kept[k]) for k in spy.end)
     for k, v in module.state_dict().items():
-        torch.testing.assert_close(v, spy.branch[k], rtol=0, atol=0)
+        torch.testing.assert_close(v, spy.kept[k], rtol=0, atol=0)
 
 
 def test_trainer_clipping_accumulation_and_precision_are_raced_with():
