@@ -58,7 +58,8 @@ class AutoLR(pl.Callback):
         val_cost: one validation pass's cost in training steps (default: measured).
 
     Attributes: ``result`` (the race's :class:`adaptlr.AutoResult`), ``lr``, ``plan``, ``committed``
-    (``"final"``, ``"branch"`` or ``"start"`` once training ended), ``val_score``, ``cost`` (runs of ``T``).
+    (``"final"``, ``"watch"``, ``"branch"`` or ``"start"`` once training ended), ``val_score``, ``watched`` (the
+    run's ``(step, score)`` at its watch points), ``cost`` (runs of ``T``).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class AutoLR(pl.Callback):
         self.plan: dict[str, Any] | None = None
         self.committed: str | None = None
         self.val_score = math.inf
+        self.watched: list[tuple[int, float]] = []
         self.cost_steps = 0.0
         self._logged: dict[str, Any] = {}
         self._scales: list[float] = []
@@ -252,7 +254,7 @@ class AutoLR(pl.Callback):
         finally:
             _unpatch(pl_module, patched)
             commit.race.store.close()
-        self.val_score = commit.val_score
+        self.val_score, self.watched = commit.val_score, list(commit.history)
         self.cost_steps += commit.race.meter.cost_steps(commit.race.validator.row_cost(pl_module.device)) - before
         for text in commit.warnings:
             import warnings

@@ -8,7 +8,7 @@ Use it as (``from adaptlr.integrations.transformers_auto import AutoLRCallback``
                       optimizers=(opt, None))
     auto = AutoLRCallback(Auto()).attach(trainer)
     trainer.train()
-    auto.lr, auto.committed   # the raced lr; "final", "branch" or "start" (what the model holds)
+    auto.lr, auto.committed   # the raced lr; "final", "watch", "branch" or "start" (what the model holds)
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         val_cost: one evaluation pass's cost in training steps (default: measured).
 
     Attributes: ``result`` (the race's :class:`adaptlr.AutoResult`, None after a resume), ``lr``, ``plan`` (a
-    dict), ``committed`` (``"final"``, ``"branch"`` or ``"start"`` once training ended), ``val_score``, ``cost``
-    (runs of ``max_steps``: race, Trainer steps and validation).
+    dict), ``committed`` (``"final"``, ``"watch"``, ``"branch"`` or ``"start"`` once training ended),
+    ``val_score``, ``watched`` (the run's ``(step, score)`` at its watch points), ``cost`` (runs of ``max_steps``:
+    race, Trainer steps and validation).
     """
 
     def __init__(self, auto: Any = None, val_cost: float | None = None) -> None:
@@ -92,6 +93,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         self.saved: dict[str, Any] | None = None  # lr, plan, tail, cooldown, scales, cost_steps (checkpointed)
         self.committed: str | None = None
         self.val_score = math.inf
+        self.watched: list[tuple[int, float]] = []
 
     def attach(self, trainer: Any) -> AutoLRCallback:
         """Bind this callback to ``trainer`` (whose loss and evaluation data it races on) and add it to the
@@ -303,7 +305,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             self.committed = commit.finish(model, ended=state.global_step >= state.max_steps)
         finally:
             race.store.close()
-        self.val_score = commit.val_score
+        self.val_score, self.watched = commit.val_score, list(commit.history)
         self.saved["cost_steps"] += race.meter.cost_steps(race.validator.row_cost(device)) - before
         for text in commit.warnings:
             warnings.warn(f"AutoLRCallback: {text}", stacklevel=2)

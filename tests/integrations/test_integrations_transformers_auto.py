@@ -151,7 +151,9 @@ def test_race_on_the_trainers_loss_then_the_trainer_trains_the_rest_on_the_commi
     assert watch.applied == pytest.approx(want, rel=1e-9)  # the lr each step applied ...
     assert _logged(trainer) == pytest.approx(want, rel=1e-12)  # ... is what the Trainer logs
     assert "adaptlr_auto_lr_scale" not in opt.param_groups[0] and "initial_lr" not in opt.param_groups[0]
-    assert cb.committed in ("final", "branch", "start") and result.commit is None
+    assert cb.committed in ("final", "watch", "branch", "start") and result.commit is None
+    # the callback validated the run the Trainer drove at its watch points (those the budget afforded)
+    assert cb.watched and all(s > s2 and s in result.plan.watches() for s, _ in cb.watched)
     assert watch.store is not None and watch.store.keys() == []  # the race's states are released
     assert 1.0 < cb.cost < 1.6
 
