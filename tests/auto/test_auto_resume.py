@@ -52,7 +52,7 @@ def test_killed_and_started_again_ends_bit_identical(tmp_path, request, phase):
     # "look": killed while the race, blind at rung 2, races its finalists on (a model at its optimum)
     reference = request.getfixturevalue("blind_reference" if phase == "look" else "reference")
     folder, out = tmp_path / "ckpt", tmp_path / "out.pt"
-    proc = _start(folder, out, delay=0.003, blind=phase == "look")
+    proc = _start(folder, out, delay=0.01, blind=phase == "look")  # (slow enough that a loaded poller sees each phase)
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
