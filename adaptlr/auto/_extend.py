@@ -80,6 +80,8 @@ def look_longer(race: Any, finalists: list[Racer], resumed: bool = False) -> lis
     scored. Each doubling must fit ``race.max_budget`` runs with the rest of the run and its validation; each is
     said in the warnings. ``resumed``: take up a doubling a resumed race was in. Returns the finalists left."""
     plan = race.plan
+    if not resumed and _cap(race) <= plan.budget:  # (the default: never past the budget)
+        return finalists
     while True:
         if not resumed:
             x = min(race.plan.rung2, race.plan.steps // 2 - race.plan.rung2)
@@ -103,7 +105,6 @@ def look_longer(race: Any, finalists: list[Racer], resumed: bool = False) -> lis
                 f"({'; '.join(f'{r.lr:g}: {r.note}' for r in finalists)})"
             )
         finalists = [r for r in finalists if not r.diverged]
-    return finalists
 
 
 def _cap(race: Any) -> float:  # (runs the race may spend when it cannot tell its finalists apart)
