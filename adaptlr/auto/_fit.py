@@ -145,18 +145,9 @@ def fit(
     race_groups: int = 1,
 ) -> AutoResult:
     """Race, then commit; see :meth:`Auto.fit`."""
+    forwarded: dict[str, Any] = {"process_group": process_group, "checkpoint_dir": checkpoint_dir}
     race = build_race(
-        auto,
-        model,
-        train,
-        val,
-        steps,
-        step,
-        val_cost=val_cost,
-        params=params,
-        process_group=process_group,
-        checkpoint_dir=checkpoint_dir,
-        race_groups=race_groups,
+        auto, model, train, val, steps, step, val_cost=val_cost, params=params, **forwarded, race_groups=race_groups
     )
     recorded = race.journal.load() if race.journal is not None else None
     if recorded is not None:
