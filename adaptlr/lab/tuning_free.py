@@ -17,7 +17,7 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The ``unseen``, ``fresh`` and ``final`` sets (their ``tasks_*`` modules) are held out to the very end.
+The ``unseen``, ``fresh``, ``final`` and ``novel`` sets (their ``tasks_*`` modules) are held out to the very end.
 ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from . import tasks_final, tasks_fresh, tasks_unseen
+from . import tasks_final, tasks_fresh, tasks_novel, tasks_unseen
 from .comparison import compare
 from .grammar import parse_method
 from .jobs import Job, run_job
@@ -84,9 +84,10 @@ REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
-    """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress`, ``tasks_unseen``, ``tasks_fresh``
-    or ``tasks_final``, for tasks whose best lr lies outside the default grid) or :data:`GRID_LRS`."""
-    return {**GRIDS, **tasks_unseen.GRIDS, **tasks_fresh.GRIDS, **tasks_final.GRIDS}.get(task, GRID_LRS)
+    """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress`, ``tasks_unseen``, ``tasks_fresh``,
+    ``tasks_final`` or ``tasks_novel``, for tasks whose best lr lies outside the default grid) or :data:`GRID_LRS`."""
+    grids = (GRIDS, tasks_unseen.GRIDS, tasks_fresh.GRIDS, tasks_final.GRIDS, tasks_novel.GRIDS)
+    return {k: v for g in grids for k, v in g.items()}.get(task, GRID_LRS)
 
 
 def grid_spec(lr: float) -> str:
@@ -126,16 +127,15 @@ OLD: tuple[str, ...] = tuple(
 
 
 def task_sets() -> dict[str, list[str]]:
-    """The task sets ``--tasks`` understands besides task names: ``old`` (the original twelve), ``stress`` (one
-    property each that breaks a tuner), ``holdout`` (no default may be tuned on them), ``unseen``, ``fresh`` and
-    ``final`` (held out to the very end)."""
-    held_out = dict(unseen=tasks_unseen.UNSEEN, fresh=tasks_fresh.FRESH, final=tasks_final.FINAL)
-    return {k: list(v) for k, v in dict(old=OLD, stress=STRESS, holdout=HOLDOUT, **held_out).items()}
+    """The sets ``--tasks`` knows besides task names: ``old`` (the first twelve), ``stress`` (one property each that
+    breaks a tuner), ``holdout`` (no default tuned on them), ``unseen``, ``fresh``, ``final``, ``novel`` (held out)."""
+    held = dict(unseen=tasks_unseen.UNSEEN, fresh=tasks_fresh.FRESH, final=tasks_final.FINAL, novel=tasks_novel.NOVEL)
+    return {k: list(v) for k, v in dict(old=OLD, stress=STRESS, holdout=HOLDOUT, **held).items()}
 
 
 def resolve_tasks(text: str) -> list[str]:
-    """Task names from a comma-separated list of task names and set names (``old``, ``stress``, ``holdout``, ``unseen``,
-    ``fresh``, ``final``, ``all``), in order, each once; an unknown name raises ``KeyError`` with a did-you-mean."""
+    """Task names from a comma-separated list of task names and set names (:func:`task_sets`' and ``all``), in
+    order, each once; an unknown name raises ``KeyError`` with a did-you-mean."""
     sets = {**task_sets(), "all": list(TASKS)}
     out: list[str] = []
     for part in (p.strip() for p in text.split(",")):
@@ -427,8 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", default="tuning_free.db")
-    sets = "comma-separated tasks, sets: old (first 12), stress, holdout, unseen, fresh, final, all; default old,stress"
-    ap.add_argument("--tasks", default="old,stress", help=sets)
+    sets = "comma-separated tasks, sets: old (first 12), stress, holdout, unseen, fresh, final, novel, all"
+    ap.add_argument("--tasks", default="old,stress", help=sets + "; default old,stress")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="one budget for all tasks (default: per task)")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the grid's runs")
