@@ -45,10 +45,9 @@ class Commit:
     committed: str = ""
     val_score: float = math.inf
     rollbacks: int = 0
-    watched: float = math.inf  # the best score at a watch point, on the commit's rows
-    watched_step: int = 0  # ... and its step (its state: the store's "watch")
     points: list[int] = field(default_factory=list)  # the watch points the budget affords (:meth:`start`)
-    history: list[tuple[int, float]] = field(default_factory=list)  # (step, score) at each watch point
+    # (step, score) at each watch point; the state of the first best is the store's "watch"
+    history: list[tuple[int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.lr = self.winner.lr
@@ -81,11 +80,16 @@ class Commit:
         """Take up the run at its last rollback point (a fit interrupted during the run)."""
         self.lr, self.rollbacks = float(extra["lr"]), int(extra["rollbacks"])
         self.warnings = list(extra["warnings"])
-        self.watched, self.watched_step = float(extra.get("watched", math.inf)), int(extra.get("watched_step", 0))
         self.points = [int(s) for s in extra.get("points", [])]
         self.history = [(int(a), float(b)) for a, b in extra.get("history", [])]
         self.optimizer, self.scaler = self.race._resume(self.winner, "run", self.schedule())
         return self.optimizer
+
+    def replay(self, on_step: OnStep) -> None:
+        """Tell ``on_step`` of the winner's steps in the race (its lineage from the start, on the run's schedule)."""
+        schedule = self.schedule()
+        for i, loss in enumerate(self.winner.losses):
+            on_step(i + 1, loss, schedule(i), False)
 
     def run(self, on_step: OnStep | None = None) -> bool:
         """Train the winner to the end of the run (:meth:`start` first); False when it had to stop early."""
@@ -118,17 +122,19 @@ class Commit:
         if not self.due(step):
             return
         score = self.race.validator.score(model, "commit")
-        self.history.append((step, score))
-        if score < self.watched:
-            self.watched, self.watched_step = score, step
+        if score < self.best_watched()[1]:
             self.race.store.save("watch", model)
+        self.history.append((step, score))
+
+    def best_watched(self) -> tuple[int, float]:
+        """The watch point that validated best so far, ``(step, score)`` (the first of equals; ``(0, inf)`` when
+        none)."""
+        return min(self.history, key=lambda sv: sv[1], default=(0, math.inf))
 
     def _mark(self) -> dict[str, Any]:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
         extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
-        extra.update(
-            watched=self.watched, watched_step=self.watched_step, points=list(self.points), history=list(self.history)
-        )
+        extra.update(points=list(self.points), history=list(self.history))
         self.race._record("run", self.race.batches.taken, extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 
@@ -165,15 +171,16 @@ class Commit:
         if not math.isfinite(start):  # (a race resumed from an older journal)
             race.store.load("start", model)
             start = race.validator.score(model, "commit")
-        options = {"final": final, "watch": self.watched, "branch": self.winner.score, "start": start}
+        watched_step, watched = self.best_watched()
+        options = {"final": final, "watch": watched, "branch": self.winner.score, "start": start}
         self.committed = min(options, key=lambda k: (options[k], list(options).index(k)))
         self.val_score = options[self.committed]
         source = {"final": "final", "watch": "watch", "branch": self.winner.key + "-branch", "start": "start"}
         race.store.load(source[self.committed], model)
         if self.committed == "watch":
             self.warnings.append(
-                f"the run validated best at step {self.watched_step} ({self.watched:.4g}; its end {final:.4g}): "
-                f"committed the model of step {self.watched_step} (early stopping: the run overfits, or its lr "
+                f"the run validated best at step {watched_step} ({watched:.4g}; its end {final:.4g}): "
+                f"committed the model of step {watched_step} (early stopping: the run overfits, or its lr "
                 f"{self.lr:g} is too high for this long a run)"
             )
         if self.committed == "start":

@@ -145,13 +145,20 @@ def fit(
     race_groups: int = 1,
 ) -> AutoResult:
     """Race, then commit; see :meth:`Auto.fit`."""
-    forwarded: dict[str, Any] = {"process_group": process_group, "checkpoint_dir": checkpoint_dir}
     race = build_race(
-        auto, model, train, val, steps, step, val_cost=val_cost, params=params, **forwarded, race_groups=race_groups
+        auto,
+        model,
+        train,
+        val,
+        steps,
+        step,
+        val_cost=val_cost,
+        params=params,
+        process_group=process_group,
+        checkpoint_dir=checkpoint_dir,
+        race_groups=race_groups,
     )
-    recorded = race.journal.load() if race.journal is not None else None
-    if recorded is not None:
-        restore_race(race, recorded)
+    recorded = _take_up(race)
     was_training = model.training
     model.train()
     try:
@@ -166,9 +173,7 @@ def fit(
         else:
             commit.start()
         if on_step is not None:
-            schedule = commit.schedule()
-            for i, loss in enumerate(commit.winner.losses):
-                on_step(i + 1, loss, schedule(i), False)
+            commit.replay(on_step)
         if race_only:
             return result_of(race, commit, "race")
         started = time.perf_counter()
@@ -183,3 +188,11 @@ def fit(
         model.train(was_training)
         if not race_only:
             race.store.close()
+
+
+def _take_up(race: Race) -> dict[str, Any] | None:
+    """What the race's journal recorded, restored into ``race`` (None: nothing to resume)."""
+    recorded = race.journal.load() if race.journal is not None else None
+    if recorded is not None:
+        restore_race(race, recorded)
+    return recorded

@@ -24,6 +24,7 @@ __all__ = [
     "WATCH_EVERY",
     "Meter",
     "Plan",
+    "late_evaluations",
     "make_plan",
     "replan_rung2",
     "validation_rows",
