@@ -6,7 +6,7 @@
 
 Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the
 tuning-free benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``,
-``tasks_novel``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's
+``tasks_novel``, ``tasks_sealed``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's
 pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec
 may use), :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer);
 runs: :mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the
@@ -24,6 +24,7 @@ from .tasks import TASKS, Task, get_task, register_task
 from .tasks_final import FINAL  # importing it registers the final tasks
 from .tasks_fresh import FRESH  # importing it registers the fresh tasks
 from .tasks_novel import NOVEL  # importing it registers the novel tasks
+from .tasks_sealed import SEALED  # importing it registers the sealed tasks
 from .tasks_stress import HOLDOUT, STRESS  # importing it registers the stress and holdout tasks
 from .tasks_unseen import UNSEEN  # importing it registers the unseen tasks
 from .training import train
@@ -33,6 +34,7 @@ __all__ = [
     "FRESH",
     "HOLDOUT",
     "NOVEL",
+    "SEALED",
     "STRESS",
     "TASKS",
     "UNSEEN",
