@@ -96,19 +96,22 @@ class Commit:
         race, plan, w = self.race, self.race.plan, self.winner
         every = max(1, int(self.snapshot_every * plan.steps))
         mark = self._mark()
+
+        def after(lr: float) -> None:  # (lr: the one the step used; group["lr"] has moved on to the next)
+            self.observe(race.model, w.steps)
+            if on_step is not None:
+                on_step(w.steps, w.losses[-1], float(lr) / scale, True)
+
         while w.steps < plan.steps:
             if w.steps - mark["steps"] >= every:
                 mark = self._mark()
-            lr = _lr(self.optimizer)  # (the lr this step uses; group["lr"] then moves on to the next one)
-            race.train(w, self.optimizer, self.scaler, race._steps(1))
+            scale = float(self.optimizer.param_groups[0].get(LR_SCALE, 1.0))
+            todo = min(plan.steps, mark["steps"] + every) - w.steps  # (to the next rollback point: one call)
+            race.train(w, self.optimizer, self.scaler, (race._steps(1)[0] for _ in range(todo)), after)
             if w.diverged:
                 if not self._rollback(mark, self.rollbacks):
                     return False
                 self.rollbacks += 1
-            else:
-                self.observe(race.model, w.steps)
-                if on_step is not None:
-                    on_step(w.steps, w.losses[-1], lr, True)
         return True
 
     def due(self, step: int) -> bool:
@@ -194,6 +197,3 @@ class Commit:
             )
         return self.committed
 
-
-def _lr(opt: torch.optim.Optimizer) -> float:
-    return float(opt.param_groups[0]["lr"]) / float(opt.param_groups[0].get(LR_SCALE, 1.0))

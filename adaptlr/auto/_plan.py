@@ -144,22 +144,30 @@ def make_plan(
 
 
 def replan_rung2(
-    plan: Plan, spent: float, val_rest: float, nominal: tuple[float, float, float], finalists: int, extra: int = 0
+    plan: Plan,
+    spent: float,
+    val_rest: float,
+    nominal: tuple[float, float, float],
+    finalists: int,
+    extra: int = 0,
+    overhead: float = 0.0,
 ) -> Plan:
     r"""Rung 2 and the branch made as long as what is left of the budget allows, once rung 1 is over.
 
     ``spent``: what the race has cost so far, in training steps (validation included, measured); ``val_rest``:
     the validation still to come, in training steps; ``nominal``: the fractions ``(rung1, rung2, branch)``,
     whose ratio :math:`\rho = c / (s_2 - s_1)` is kept; ``finalists``: the racers going on (:math:`k`);
-    ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`).
-    With :math:`x = s_2 - s_1`, the rest costs :math:`(k + e)(x + \rho x) + e s_1 + (T - s_1 - x) +
+    ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`);
+    ``overhead``: what a lineage costs beyond its steps and its validation (its optimizer built, its state saved
+    and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and by the run.
+    With :math:`x = s_2 - s_1`, the rest costs :math:`(k + e)(x + \rho x + o) + e s_1 + (T - s_1 - x) + o +
     \text{val\_rest}`, which must fit :math:`B T - \text{spent}`; ``x`` is at least 1 step and
     :math:`s_2 \le T / 2`. What validation did not use of its share goes to the race.
     """
     r1, r2, br = nominal
     rho = br / max(r2 - r1, 1e-12)
     k, t = finalists + extra, plan.steps
-    room = plan.budget * t - spent - (t - plan.rung1) - val_rest - extra * plan.rung1
+    room = plan.budget * t - spent - (t - plan.rung1) - val_rest - extra * plan.rung1 - (k + 1) * max(0.0, overhead)
     x = room / max(k - 1 + k * rho, 1e-12)
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
     c = max(1, int(round(rho * x)))
@@ -269,6 +277,11 @@ class Meter:
         """The wall time so far in training steps (after the first step's one-off costs, which a plain run
         pays too): what the budget is counted in when validation is timed."""
         return (self.seconds - self.warm) / self.step_seconds + 1
+
+    def overhead(self, row_cost: float, lineages: int) -> float:
+        """The wall time beyond training steps and validation (at ``row_cost``), in training steps, per lineage
+        (optimizers built, states saved and loaded: what each candidate costs besides its steps)."""
+        return max(0.0, self.wall_steps - self.cost_steps(row_cost)) / max(1, lineages)
 
     def cost_steps(self, row_cost: float | None = None) -> float:
         """Training steps plus validation counted in training steps (``row_cost`` per row, measured by default)."""

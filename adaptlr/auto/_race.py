@@ -8,7 +8,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,25 +66,38 @@ class Race:
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
 
     # ---- training one lineage ------------------------------------------------------------------------------
-    def train(self, racer: Racer, opt: torch.optim.Optimizer, scaler: Any, batches: list[list[Any]]) -> None:
+    def train(
+        self,
+        racer: Racer,
+        opt: torch.optim.Optimizer,
+        scaler: Any,
+        batches: Iterable[list[Any]],
+        after: Callable[[float], None] | None = None,
+    ) -> None:
         """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
-        its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken)."""
+        its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken);
+        ``after(lr)`` is called after each step taken, with the first group's lr that step used."""
         device, group = device_of(self.model), self._racing_group()
+        alone = not _dist.active(group)  # (asked once: a step of a small model feels every microsecond)
 
         def stop(loss: float) -> bool:
-            racer.diverged = _dist.any_true(racer.rule.observe(loss), device, group)
+            seen = racer.rule.observe(loss)
+            racer.diverged = seen if alone else _dist.any_true(seen, device, group)
             return racer.diverged
 
         for step_batches in batches:
+            lr = opt.param_groups[0]["lr"]
             start = time.perf_counter()
             take = self.batches.taker(list(step_batches), self.step.accumulate)
-            loss = self.step(self.model, opt, take, scaler, stop)
+            loss = self.step(self.model, opt, take, scaler, stop, device)
             self.meter.trained(time.perf_counter() - start)
             racer.steps += 1
             racer.losses.append(loss)
             if racer.diverged:
                 racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
                 return
+            if after is not None:
+                after(lr)
 
     def spent(self) -> float:
         """What the race has cost so far, in training steps (:meth:`own_cost`), rank 0's on every rank, so that
@@ -217,7 +230,9 @@ class Race:
             rc = self.validator.row_cost(device)
             extra = int(edge is not None)
             val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
-            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra)
+            over = self.meter.overhead(rc, len(self.racers)) if self.own_cost()[1] else 0.0  # (per lineage)
+            over = _dist.broadcast_float(over, device, self.group)
+            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over)
             self.offset = self.batches.taken
             with self._alike():
                 self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)

@@ -170,13 +170,15 @@ class TrainStep:
         take: Callable[[int], list[Any]],
         scaler: Any = None,
         stop: Callable[[float], bool] | None = None,
+        device: torch.device | None = None,
     ) -> float:
         """Take one optimizer step (repeated while the scaler skips it); the mean loss of its batches (nan when
         one is not finite). ``stop(loss)``, called once the gradients are in and before the optimizer steps,
         says not to step (a divergence, decided by every rank together); without it, a non-finite loss does not
         step. Every batch's backward runs even after a non-finite loss, so that every rank of a data-parallel
-        model makes the same collective calls whatever its own loss was."""
-        device = device_of(model)
+        model makes the same collective calls whatever its own loss was. ``device``: the model's (found when not
+        given)."""
+        device = device_of(model) if device is None else device
         for _ in range(MAX_SKIPS):
             opt.zero_grad(set_to_none=True)
             total = 0.0
