@@ -17,7 +17,8 @@ lr tuners fail; all data is generated from numpy with fixed seeds (nothing downl
   large against the short run (200 steps of 256: one validation pass costs about a quarter of the budget);
 - ``sealed-fno-reaction``: a 1-D Fourier neural operator pretrained (in its model builder) on one Allen-Cahn
   reaction-diffusion equation, fine-tuned to another (half the diffusivity, twice the reaction rate): initial
-  field -> the solution at time 0.5; MSE; the pretrained weights are lost at a large lr;
+  field -> the solution at time 0.5; MSE; the pretrained weights are lost at a large lr (its data, solver and
+  operator: :mod:`adaptlr.lab.reaction`);
 - ``sealed-rbf-terrain``: a radial-basis-function network (learned centres, widths and weights) regressing
   elevation in decametres from coordinates in hectometres; every parameter lives in the data's units (~10), so
   the best lr is well above 0.1 (~1); its grid is its own (0.03 .. 30);
@@ -45,13 +46,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
+from .reaction import make_reaction, pretrained_fno_model
 from .tasks import Task, mse, register_task
 
 __all__ = [
     "GRIDS",
     "SEALED",
     "DeepSets",
-    "FNO1d",
     "GraphConvNet",
     "RBFNet",
     "SoftMoE",
@@ -61,9 +62,7 @@ __all__ = [
     "make_manifold",
     "make_parity",
     "make_point_sets",
-    "make_reaction",
     "make_terrain",
-    "pretrained_fno",
 ]
 
 SEALED: tuple[str, ...] = (
@@ -237,118 +236,6 @@ class VAE(nn.Module):
         return torch.cat([self.decoder(z), mu, logvar], -1)
 
 
-# ---- sealed-fno-reaction ---------------------------------------------------------------------------------
-
-FIELD_POINTS, FNO_MODES = 64, 12
-
-
-def _fields(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Random smooth periodic fields ``(n, 64)``: Fourier modes 1 .. 8 with amplitudes ``N(0, 1) / k``, random
-    phases, plus a mean ``N(0, 0.3^2)``; scaled so that each field's max magnitude is 0.9 .. 1.5."""
-    k = np.arange(1, 9)
-    grid = np.linspace(0, 2 * np.pi, FIELD_POINTS, endpoint=False)
-    amp = rng.standard_normal((n, 8)) / k
-    phase = rng.uniform(0, 2 * np.pi, (n, 8))
-    u = (amp[:, :, None] * np.sin(k[None, :, None] * grid + phase[:, :, None])).sum(1)
-    u += 0.3 * rng.standard_normal((n, 1))
-    return u * rng.uniform(0.9, 1.5, (n, 1)) / np.abs(u).max(1, keepdims=True)
-
-
-def _evolve(u: np.ndarray, nu: float, r: float, time: float, dt: float = 0.005) -> np.ndarray:
-    """``u_t = nu u_xx + r (u - u^3)`` on the periodic ``[0, 2 pi)`` for ``time``: pseudo-spectral, implicit
-    diffusion and explicit reaction (a semi-implicit Euler step of ``dt``)."""
-    k2 = np.fft.rfftfreq(FIELD_POINTS, 1.0 / FIELD_POINTS) ** 2
-    for _ in range(round(time / dt)):
-        u = np.fft.irfft((np.fft.rfft(u) + dt * r * np.fft.rfft(u - u**3)) / (1 + dt * nu * k2), FIELD_POINTS)
-    return u
-
-
-def _as_pairs(u0: np.ndarray, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return u0[:, None].astype(np.float32), u1[:, None].astype(np.float32)
-
-
-@functools.cache
-def make_reaction(n: int = 3000, n_test: int = 600, seed: int = 54) -> D.ArrayData:
-    """Initial fields ``(n, 1, 64)`` (see ``_fields``) and the Allen-Cahn solution ``u_t = 0.02 u_xx + 2 (u -
-    u^3)`` at time 0.5 ``(n, 1, 64)``: the fine-tuning task of :func:`pretrained_fno` (which learned pure
-    ``u_t = 0.05 u_xx + (u - u^3)``)."""
-    rng = np.random.default_rng(seed)
-    u0 = _fields(rng, n)
-    x, y = _as_pairs(u0, _evolve(u0, nu=0.02, r=2.0, time=0.5))
-    return D.split_arrays(x, y, n_test, seed)
-
-
-class _SpectralConv(nn.Module):
-    """Multiply the lowest ``modes`` Fourier modes by learned complex ``(in, out)`` matrices."""
-
-    def __init__(self, channels: int, modes: int) -> None:
-        super().__init__()
-        self.modes = modes
-        scale = 1.0 / channels
-        self.weight = nn.Parameter(scale * torch.randn(channels, channels, modes, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = torch.fft.rfft(x)
-        w = torch.view_as_complex(self.weight)
-        out = torch.zeros_like(spec)
-        out[:, :, : self.modes] = torch.einsum("bim,iom->bom", spec[:, :, : self.modes], w)
-        return torch.fft.irfft(out, x.shape[-1])
-
-
-class FNO1d(nn.Module):
-    """A Fourier neural operator (Li et al., 2021) on 1-D periodic fields: the field and the coordinate lifted to
-    24 channels, 3 Fourier layers (``gelu(spectral conv over the lowest 12 modes + 1x1 conv)``, the last without
-    the GELU) and a projection 24-64-1 per point: ``(batch, 1, 64) -> (batch, 1, 64)``."""
-
-    def __init__(self, channels: int = 24, layers: int = 3) -> None:
-        super().__init__()
-        self.lift = nn.Conv1d(2, channels, 1)
-        self.spectral = nn.ModuleList(_SpectralConv(channels, FNO_MODES) for _ in range(layers))
-        self.pointwise = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in range(layers))
-        self.proj = nn.Sequential(nn.Conv1d(channels, 64, 1), nn.GELU(), nn.Conv1d(64, 1, 1))
-        self.register_buffer("coord", torch.linspace(0, 1, FIELD_POINTS + 1)[:-1].view(1, 1, -1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.lift(torch.cat([x, self.coord.expand(len(x), 1, -1)], 1))
-        for i, (spec, point) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
-            h = spec(h) + point(h)
-            h = F.gelu(h) if i < len(self.spectral) - 1 else h
-        return self.proj(h)
-
-
-@functools.cache
-def pretrained_fno() -> dict[str, torch.Tensor]:
-    """The state dict of an :class:`FNO1d` pretrained on ``u_t = 0.05 u_xx + (u - u^3)`` at time 0.5 (2000
-    fields of seed 55: AdamW lr 3e-3, 300 steps of batch 64, warmup-cosine; its own seeded generators, the global
-    RNG untouched): deterministic, computed once per process."""
-    import adaptlr
-
-    rng = np.random.default_rng(55)
-    u0 = _fields(rng, 2000)
-    x, y = (torch.from_numpy(a) for a in _as_pairs(u0, _evolve(u0, nu=0.05, r=1.0, time=0.5)))
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = FNO1d()
-    steps = 300
-    sched = adaptlr.schedules.join(
-        [adaptlr.schedules.linear(0.0, 3e-3, 15), adaptlr.schedules.cosine(3e-3, steps - 15)], boundaries=[15]
-    )
-    opt = adaptlr.AdamW(model.parameters(), lr=sched)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (64,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        mse(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _pretrained_fno_model() -> nn.Module:
-    model = FNO1d()
-    model.load_state_dict(pretrained_fno())
-    return model
-
-
 # ---- sealed-rbf-terrain ----------------------------------------------------------------------------------
 
 TERRAIN_SIZE = 50.0  # hectometres on a side (5 km)
@@ -457,7 +344,7 @@ for _task in [
     ),
     Task(
         "sealed-fno-reaction",
-        _pretrained_fno_model,
+        pretrained_fno_model,
         make_reaction,
         mse,
         "mse",

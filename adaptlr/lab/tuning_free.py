@@ -17,8 +17,7 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The ``unseen``, ``fresh``, ``final``, ``novel`` and ``sealed`` sets (their ``tasks_*`` modules) are held out to the
-very end.
+The ``unseen``, ``fresh``, ``final``, ``novel`` and ``sealed`` sets (``tasks_*`` modules) are held out to the end.
 ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
@@ -85,9 +84,8 @@ REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
-    """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress`, ``tasks_unseen``, ``tasks_fresh``,
-    ``tasks_final``, ``tasks_novel`` or ``tasks_sealed``, for tasks whose best lr lies outside the default grid) or
-    :data:`GRID_LRS`."""
+    """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress` or of a held-out set's ``tasks_*``
+    module, for tasks whose best lr lies outside the default grid) or :data:`GRID_LRS`."""
     grids = (GRIDS, tasks_unseen.GRIDS, tasks_fresh.GRIDS, tasks_final.GRIDS, tasks_novel.GRIDS, tasks_sealed.GRIDS)
     return {k: v for g in grids for k, v in g.items()}.get(task, GRID_LRS)
 
@@ -129,16 +127,9 @@ OLD: tuple[str, ...] = tuple(
 
 
 def task_sets() -> dict[str, list[str]]:
-    """The sets ``--tasks`` knows besides task names: ``old`` (the first twelve), ``stress`` (one property each that
-    breaks a tuner), ``holdout`` (no default tuned on them), ``unseen``, ``fresh``, ``final``, ``novel``,
-    ``sealed`` (held out)."""
-    held = dict(
-        unseen=tasks_unseen.UNSEEN,
-        fresh=tasks_fresh.FRESH,
-        final=tasks_final.FINAL,
-        novel=tasks_novel.NOVEL,
-        sealed=tasks_sealed.SEALED,
-    )
+    """The sets ``--tasks`` knows besides task names, by name: ``old`` (the first twelve) and those of the docstring."""
+    held = dict(unseen=tasks_unseen.UNSEEN, fresh=tasks_fresh.FRESH, final=tasks_final.FINAL, novel=tasks_novel.NOVEL)
+    held["sealed"] = tasks_sealed.SEALED
     return {k: list(v) for k, v in dict(old=OLD, stress=STRESS, holdout=HOLDOUT, **held).items()}
 
 

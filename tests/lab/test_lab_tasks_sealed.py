@@ -11,6 +11,7 @@ import torch
 from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
 
 from adaptlr import lab
+from adaptlr.lab import reaction as Re
 from adaptlr.lab import tasks_sealed as Se
 from adaptlr.lab import tuning_free as TF
 from adaptlr.lab.tasks import TASKS, get_task, mse
@@ -21,7 +22,7 @@ FACTORIES = {
     "sealed-gcn-graphs": Se.make_graphs,
     "sealed-moe-parity": Se.make_parity,
     "sealed-vae-manifold": Se.make_manifold,
-    "sealed-fno-reaction": Se.make_reaction,
+    "sealed-fno-reaction": Re.make_reaction,
     "sealed-rbf-terrain": Se.make_terrain,
     "sealed-deepsets-count": Se.make_point_sets,
 }
@@ -30,7 +31,7 @@ SHAPES = {
     "sealed-gcn-graphs": ((Se.GRAPH_NODES, Se.GRAPH_NODES + Se.GRAPH_FEATURES), torch.float32, (1,), torch.float32),
     "sealed-moe-parity": ((Se.PARITY_BITS,), torch.float32, (), torch.int64),
     "sealed-vae-manifold": ((Se.MANIFOLD_DIM,), torch.float32, (Se.MANIFOLD_DIM,), torch.float32),
-    "sealed-fno-reaction": ((1, Se.FIELD_POINTS), torch.float32, (1, Se.FIELD_POINTS), torch.float32),
+    "sealed-fno-reaction": ((1, Re.FIELD_POINTS), torch.float32, (1, Re.FIELD_POINTS), torch.float32),
     "sealed-rbf-terrain": ((2,), torch.float32, (1,), torch.float32),
     "sealed-deepsets-count": ((Se.SET_SIZE, 2), torch.float32, (1,), torch.float32),
 }
@@ -146,12 +147,12 @@ def test_the_vae_its_loss_and_its_large_validation():
 
 
 def test_the_solver_and_the_pretrained_operator():
-    grid = np.linspace(0, 2 * np.pi, Se.FIELD_POINTS, endpoint=False)
-    u = Se._evolve(np.sin(3 * grid)[None], nu=0.05, r=0.0, time=0.5)[0]
+    grid = np.linspace(0, 2 * np.pi, Re.FIELD_POINTS, endpoint=False)
+    u = Re.evolve(np.sin(3 * grid)[None], nu=0.05, r=0.0, time=0.5)[0]
     assert np.allclose(u, math.exp(-0.05 * 9 * 0.5) * np.sin(3 * grid), atol=1e-3)  # heat equation: e^{-nu k^2 t}
-    d = Se.make_reaction()
+    d = Re.make_reaction()
     torch.manual_seed(0)
-    fresh, tuned = Se.FNO1d(), get_task("sealed-fno-reaction").model()
+    fresh, tuned = Re.FNO1d(), get_task("sealed-fno-reaction").model()
     with torch.no_grad():
         assert tuned(d.x_val).shape == d.y_val.shape
         assert mse(tuned(d.x_val), d.y_val) < 0.2 * mse(fresh(d.x_val), d.y_val)  # it starts from what it learned
