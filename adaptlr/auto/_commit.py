@@ -196,4 +196,3 @@ class Commit:
                 f"the run ended early: committed the winner's annealed branch of step {self.winner.scores[-1][0]}"
             )
         return self.committed
-

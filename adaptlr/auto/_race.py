@@ -248,7 +248,7 @@ class Race:
                 f"Auto: every finalist diverged before step {self.plan.rung2} "
                 f"({'; '.join(f'{r.lr:g}: {r.note}' for r in alive)})"
             )
-        if edge is not None and rank_finalists(finalists, self.tie, self.start_score2)[0].lr == edge[0]:
+        if edge is not None and rank_finalists(finalists, self.tie, self.start_racer())[0].lr == edge[0]:
             add_late(self, edge[1], finalists, self._rung1_batches + batches, branch)
         return self.order(look_longer(self, finalists))
 

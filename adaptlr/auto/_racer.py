@@ -13,7 +13,7 @@ import torch
 from ..controllers import LossScale
 from ._grid import LR_SCALE
 
-__all__ = ["Racer", "blind", "order_finalists", "rank_finalists", "regime", "set_schedule", "survivors"]
+__all__ = ["Racer", "blind", "order_finalists", "rank_finalists", "regime", "set_schedule", "stalled", "survivors"]
 
 
 @dataclass
@@ -80,33 +80,45 @@ def blind(finalists: list[Racer], tie: float, start: Racer) -> bool:
     return best.score >= start.score - max(tie * abs(start.score), paired_se(best, start))
 
 
-def rank_finalists(finalists: list[Racer], tie: float, start: float = math.inf) -> list[Racer]:
+def rank_finalists(finalists: list[Racer], tie: float, start: float | Racer = math.inf) -> list[Racer]:
     """Finalists best first: the lowest score, except that among the scores within reach of it -- ``tie``
     (relative), or one standard error of the paired difference on the same rows (:func:`paired_se`), whichever
     is wider: the one-standard-error rule of Breiman et al. (1984) -- the lowest learning rate goes first (the
     best lr of a short horizon over-estimates that of the full run), or, when the best stalled at the
-    ``start``'s score (:func:`regime`), the largest (the horizon saw no progress: a longer run moves further)."""
+    ``start``'s score (:func:`regime`; given the start as a :class:`Racer` scored on the same rows, also when
+    the best beats it by less than one standard error: :func:`blind`), the largest (the horizon saw no
+    progress: a longer run moves further)."""
     best = min(finalists, key=lambda r: r.score)
     near = [r for r in finalists if r.score <= best.score + max(tie * abs(best.score), paired_se(r, best))]
-    if regime(best.score, start, tie) == "stalled":
+    if stalled(finalists, tie, start):
         first = max(near, key=lambda r: r.lr)
     else:
         first = min(near, key=lambda r: r.lr)
     return [first] + sorted((r for r in finalists if r is not first), key=lambda r: r.score)
 
 
+def stalled(finalists: list[Racer], tie: float, start: float | Racer) -> bool:
+    """Whether the best of ``finalists`` saw no progress from the ``start``: within ``tie`` of it
+    (:func:`regime`), or, the start given as a scored :class:`Racer`, better by less than one standard error
+    of their paired difference (:func:`blind`; not when every finalist made the model worse)."""
+    score = start.score if isinstance(start, Racer) else start
+    where = regime(min(r.score for r in finalists), score, tie)
+    return where == "stalled" or (where == "improved" and isinstance(start, Racer) and blind(finalists, tie, start))
+
+
 def order_finalists(finalists: list[Racer], tie: float, start: Racer, step: int) -> tuple[list[Racer], str | None]:
     """:func:`rank_finalists`, and what to say when no finalist's annealed branch (scored at ``step``) improved
     on the ``start`` (the model as it came in, scored on the same rows), or improved by less than one standard
     error of the paired difference (the race could not tell the candidates from the start: a guess)."""
-    ranked = rank_finalists(finalists, tie, start.score)
+    ranked = rank_finalists(finalists, tie, start)
     best, where = ranked[0], regime(min(r.score for r in ranked), start.score, tie)
-    noise = paired_se(best, start)
-    if where == "improved" and best.score > start.score - noise:
+    noise = paired_se(min(ranked, key=lambda r: r.score), start)
+    if where == "improved" and stalled(ranked, tie, start):
         return ranked, (
-            f"the race's choice ({best.lr:g}, validation {best.score:.4g} at step {step}) is within the noise of "
-            f"the start's score ({start.score:.4g}, standard error {noise:.2g} on the same rows): at this horizon "
-            "the candidates could not be told apart, the choice is a guess (a larger budget races longer)"
+            f"the race's best (validation {min(r.score for r in ranked):.4g} at step {step}) is within the noise "
+            f"of the start's score ({start.score:.4g}, standard error {noise:.2g} on the same rows): at this "
+            f"horizon the candidates could not be told from the start; the largest learning rate within reach of "
+            f"the best was taken ({best.lr:g}), as a longer run moves further (a larger budget races longer)"
         )
     if where == "improved":
         return ranked, None

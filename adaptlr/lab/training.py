@@ -137,8 +137,9 @@ def _train_auto(
             del window[max(0, len(window) - (last - step + 1)) :]
         last = step
         state["window"].append(loss)
-        do_eval = live and (step % eval_every == 0 or step == steps)
-        if step % log_every == 0 or do_eval:
+        # (the last step is evaluated once, after fit: the committed model may be another state than the run's end)
+        do_eval = live and step % eval_every == 0 and step != steps
+        if step % log_every == 0 or do_eval or step == steps:
             point = _point(step, state["window"], lr, lr)
             state["window"] = []
             if do_eval:

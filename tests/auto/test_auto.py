@@ -238,16 +238,20 @@ def test_within_one_standard_error_goes_to_the_lower_learning_rate():
     assert paired_se(unpaired, best) == 0.0 and rank_finalists([unpaired, best], 0.02)[0] is best
 
 
-def test_a_choice_within_the_noise_of_the_start_is_said_to_be_a_guess():
-    """A race on a plateau: the best finalist beats the start by less than one standard error of the paired
-    difference on the same batches; the order stands, and the warning says the choice is a guess."""
-    from adaptlr.auto._racer import order_finalists
+def test_a_race_within_the_noise_of_the_start_goes_up():
+    """A race on a plateau: the best finalist beats the start by more than the tie but by less than one standard
+    error of the paired difference on the same batches: the race saw no progress, so the largest learning rate
+    within reach of the best goes first (as when it stalled within the tie), and the warning says so. Without
+    the start's batches (a bare score) the tie alone decides: the smallest within reach."""
+    from adaptlr.auto._racer import order_finalists, stalled
 
     start = Racer(0.0, scores=[(0, 0.72)], parts=[[0.80, 36], [0.64, 36], [0.75, 36], [0.69, 36]])
     a = Racer(1e-4, scores=[(10, 0.70)], parts=[[0.70, 36], [0.72, 36], [0.64, 36], [0.74, 36]])
     b = Racer(1e-2, scores=[(10, 0.71)], parts=[[0.74, 36], [0.66, 36], [0.72, 36], [0.72, 36]])
+    assert stalled([a, b], 0.02, start) and not stalled([a, b], 0.02, start.score)
     ranked, note = order_finalists([a, b], 0.02, start, 10)
-    assert ranked[0] is a and "guess" in note and "within the noise" in note
+    assert ranked[0] is b and "within the noise" in note and "largest learning rate within reach" in note
+    assert rank_finalists([a, b], 0.02, start.score)[0] is a
     clear = Racer(1e-2, scores=[(10, 0.50)], parts=[[p[0] - 0.22, 36] for p in start.parts])  # 0.22 on every batch
     assert order_finalists([clear], 0.02, start, 10)[1] is None
 
