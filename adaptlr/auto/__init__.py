@@ -23,7 +23,7 @@ from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._plan import WATCH_EVERY, Meter, Plan, make_plan, replan_rung2, validation_rows, watch_points
 from ._race import Race
-from ._racer import Racer, rank_finalists, regime, set_schedule
+from ._racer import Racer, rank_finalists, regime, set_schedule, stalled
 from ._result import AutoResult
 from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows
@@ -62,6 +62,7 @@ __all__ = [
     "rows",
     "run_schedule",
     "set_schedule",
+    "stalled",
     "validation_rows",
     "watch_points",
 ]
