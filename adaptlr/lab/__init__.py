@@ -4,15 +4,15 @@
 >>> lab.parse_method("adam(lr=3e-3) + cosine(warmup=0.05)").canonical
 'adam(lr=0.003) + cosine(warmup=0.05)'
 
-Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the
-tuning-free benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``,
-``tasks_novel``, ``tasks_sealed``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's
-pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec
-may use), :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer);
-runs: :mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the
-store), :mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the
-processes that train), :mod:`~adaptlr.lab.store` (SQLite or PostgreSQL results); :mod:`~adaptlr.lab.report`
-(tables and figures), :mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`.
+Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the tuning-free
+benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``, ``tasks_novel``,
+``tasks_sealed``, ``tasks_vault``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's pieces),
+:mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec may use),
+:mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer); runs:
+:mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
+:mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the processes that
+train), :mod:`~adaptlr.lab.store` (SQLite or PostgreSQL results); :mod:`~adaptlr.lab.report` (tables and figures),
+:mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`.
 Heavy libraries (matplotlib, rich, optuna, scikit-learn, mnist1d) are imported only when used.
 """
 
@@ -27,6 +27,7 @@ from .tasks_novel import NOVEL  # importing it registers the novel tasks
 from .tasks_sealed import SEALED  # importing it registers the sealed tasks
 from .tasks_stress import HOLDOUT, STRESS  # importing it registers the stress and holdout tasks
 from .tasks_unseen import UNSEEN  # importing it registers the unseen tasks
+from .tasks_vault import VAULT  # importing it registers the vault tasks
 from .training import train
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "STRESS",
     "TASKS",
     "UNSEEN",
+    "VAULT",
     "Method",
     "SpecError",
     "Store",
