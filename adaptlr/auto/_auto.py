@@ -14,7 +14,7 @@ from . import _fit
 from ._grid import HALF_DECADE, check_optimizer, default_lrs
 from ._plan import WATCH_EVERY, Plan, make_plan
 from ._result import AutoResult
-from ._schedules import TAILS
+from ._schedules import TAILS, WSD_COOLDOWN
 from ._step import TrainStep
 from ._store import WHERE
 
@@ -53,7 +53,8 @@ class Auto:
             budget (0.035, 0.10, 0.025). warmup: the schedules' warmup fraction (0.05).
         tie: relative near-tie tolerance (0.02). keep_best: commit the best validated model (True).
         tail: the decay after the choice, ``"cosine"``, ``"linear"`` or ``"wsd"``; cooldown: the WSD tail's
-            final share (0.2). val_share: share of the budget beyond one run reserved for validation (0.25).
+            final share (0.5: measured against 0.2 and 0.35, ``docs/auto.md``). val_share: share of the budget
+            beyond one run reserved for validation (0.25).
         watch: the share of the run between the points where the committed run is validated, its best state a
             commit option (early stopping; 0.2: at 20%, 40%, 60% and 80% of the run; 0: never).
         extend: most half-decades the grid extends past each edge (3); limits: ``(low, high)`` bounds of the
@@ -84,7 +85,7 @@ class Auto:
         tie: float = 0.02,
         keep_best: bool = True,
         tail: str = "wsd",
-        cooldown: float = 0.2,
+        cooldown: float = WSD_COOLDOWN,
         val_share: float = 0.25,
         watch: float = WATCH_EVERY,
         extend: int = 3,

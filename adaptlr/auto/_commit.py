@@ -18,7 +18,7 @@ import torch
 from ._grid import HALF_DECADE, LR_SCALE
 from ._race import Race
 from ._racer import Racer, set_schedule
-from ._schedules import run_schedule
+from ._schedules import WSD_COOLDOWN, run_schedule
 from ._step import device_of
 
 __all__ = ["Commit"]
@@ -35,7 +35,7 @@ class Commit:
     winner: Racer
     tail: str
     keep_best: bool = True
-    cooldown: float = 0.2
+    cooldown: float = WSD_COOLDOWN
     snapshot_every: float = 0.1
     max_rollbacks: int = 3
     lr: float = math.nan

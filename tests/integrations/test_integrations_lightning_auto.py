@@ -87,8 +87,8 @@ def _trainer(callbacks, steps=STEPS, **kw):
 
 
 def _wsd(step, peak, total):
-    """Auto's schedule from its docstring: warmup ceil(0.05 T) steps from peak/w, cooldown the last 0.2 T to 0."""
-    w, d = math.ceil(0.05 * total), round(0.2 * total)
+    """Auto's schedule from its docstring: warmup ceil(0.05 T) steps from peak/w, cooldown the last 0.5 T to 0."""
+    w, d = math.ceil(0.05 * total), round(0.5 * total)
     if step < w:
         return peak * (step + 1) / w
     if step >= total - d:
