@@ -7,8 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from . import _dist
 from ._extend import add_late, edge_candidate, look_longer, next_edge
+from ._lineage import train_lineage
 from ._plan import Meter, Plan, late_evaluations, replan_rung2
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
@@ -65,39 +65,7 @@ class Race:
     offset: int = 0  # batches taken when the current phase's batches were drawn
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
 
-    # ---- training one lineage ------------------------------------------------------------------------------
-    def train(
-        self,
-        racer: Racer,
-        opt: torch.optim.Optimizer,
-        scaler: Any,
-        batches: Iterable[list[Any]],
-        after: Callable[[float], None] | None = None,
-    ) -> None:
-        """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
-        its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken);
-        ``after(lr)`` is called after each step taken, with the first group's lr that step used."""
-        device, group = device_of(self.model), self._racing_group()
-        alone = not _dist.active(group)  # (asked once: a step of a small model feels every microsecond)
-
-        def stop(loss: float) -> bool:
-            seen = racer.rule.observe(loss)
-            racer.diverged = seen if alone else _dist.any_true(seen, device, group)
-            return racer.diverged
-
-        for step_batches in batches:
-            lr = opt.param_groups[0]["lr"]
-            start = time.perf_counter()
-            take = self.batches.taker(list(step_batches), self.step.accumulate)
-            loss = self.step(self.model, opt, take, scaler, stop, device)
-            self.meter.trained(time.perf_counter() - start)
-            racer.steps += 1
-            racer.losses.append(loss)
-            if racer.diverged:
-                racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
-                return
-            if after is not None:
-                after(lr)
+    train = train_lineage  # (one lineage's steps: :func:`._lineage.train_lineage`)
 
     def spent(self) -> float:
         """What the race has cost so far, in training steps (:meth:`own_cost`), rank 0's on every rank, so that
@@ -151,7 +119,7 @@ class Race:
                 if nxt is not None:
                     added[upward] += 1
                     pending.append(nxt)
-        alive = survivors(self.racers, self.start_score, self.tie)
+        alive = survivors(self.racers, self.start_racer(first=True), self.tie)
         if not alive:
             raise FloatingPointError(
                 f"Auto: every candidate learning rate diverged within {self.plan.rung1} steps "
@@ -187,11 +155,13 @@ class Race:
             self._size()
         if racer is not None and not racer.diverged:
             racer.scores.append((racer.steps, self.validator.score(self.model, "rung1")))
+            racer.parts = self.validator.parts
             self.store.save(racer.key, self.model, *state)
         if first:  # the start's score on the same rows: the scale of what racing improves
             with self._alike():
                 self.store.load("start", self.model)
                 self.start_score = self._agreed(self.validator.score(self.model, "rung1"))
+                self.start_parts = self.validator.parts  # (rung 2 scores the start again, on its rows)
         if self.groups is None:
             self._prune()
 
@@ -210,7 +180,7 @@ class Race:
     def _prune(self) -> None:
         """Drop the states no longer in the running (memory: only those of the survivors-to-be are kept)."""
         k, by_score = self.plan.keep, sorted((r for r in self.racers if not r.diverged), key=lambda r: r.score)
-        keep = {r.key for r in by_score[:k] + survivors(self.racers, self.start_score, self.tie)[:k]}
+        keep = {r.key for r in by_score[:k] + survivors(self.racers, self.start_racer(first=True), self.tie)[:k]}
         for r in by_score:
             if r.key not in keep and r.key in self.store:
                 self.store.drop(r.key)
@@ -284,8 +254,8 @@ class Race:
         extra = {"looks": self.looks, "x": self.look_steps}  # (in rung 2, or in a doubling of its horizon)
         self._record("look" if self.phase == "look" else "rung2", self.offset, extra)
 
-    def start_racer(self) -> Racer:  # (the start, as scored on rung 2's rows)
-        return Racer(0.0, scores=[(0, self.start_score2)], parts=self.start_parts)
+    def start_racer(self, first: bool = False) -> Racer:  # (the start, as scored on rung 2's rows, or rung 1's)
+        return Racer(0.0, scores=[(0, self.start_score if first else self.start_score2)], parts=self.start_parts)
 
     def order(self, finalists: list[Racer]) -> list[Racer]:
         ranked, note = order_finalists(finalists, self.tie, self.start_racer(), self.plan.rung2)

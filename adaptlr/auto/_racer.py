@@ -48,12 +48,13 @@ def regime(best: float, start: float, tie: float) -> str:
     return "stalled" if best <= start + tie * abs(start) else "hurt"
 
 
-def survivors(racers: list[Racer], start: float, tie: float) -> list[Racer]:
+def survivors(racers: list[Racer], start: float | Racer, tie: float) -> list[Racer]:
     """Rung 1's racers that did not diverge, best first: by score; but when the best stalled at the ``start``'s
-    score (the race's horizon saw no progress, as in a fine-tune from a good start), the largest learning rates
-    within ``tie`` of the best first: a longer run moves further, so near-ties go up."""
+    score (:func:`stalled`: the race's horizon saw no progress, as in a fine-tune from a good start or on a
+    plateau), the largest learning rates within ``tie`` of the best first: a longer run moves further, so
+    near-ties go up."""
     alive = sorted((r for r in racers if not r.diverged), key=lambda r: r.score)
-    if not alive or regime(alive[0].score, start, tie) != "stalled":
+    if not alive or not stalled(alive[:1], tie, start):
         return alive
     near = sorted((r for r in alive if r.score <= alive[0].score + tie * abs(alive[0].score)), key=lambda r: -r.lr)
     return near + [r for r in alive if r not in near]

@@ -256,6 +256,20 @@ def test_a_race_within_the_noise_of_the_start_goes_up():
     assert order_finalists([clear], 0.02, start, 10)[1] is None
 
 
+def test_rung_one_within_the_noise_of_the_start_keeps_the_largest():
+    """Rung 1 on a plateau: its best candidate beats the start by more than the tie but by less than one standard
+    error of their paired difference (rung 1's rows); the survivors are then the largest lrs within reach, as at
+    rung 2 -- not the smallest, which a shorter rung 1 makes all the survivors on a plateau."""
+    from adaptlr.auto._racer import survivors
+
+    start = Racer(0.0, scores=[(0, 0.72)], parts=[[0.80, 36], [0.64, 36], [0.75, 36], [0.69, 36]])
+    small = Racer(3e-5, scores=[(9, 0.70)], parts=[[0.70, 36], [0.72, 36], [0.64, 36], [0.74, 36]])
+    mid = Racer(1e-3, scores=[(9, 0.705)], parts=[[0.72, 36], [0.70, 36], [0.66, 36], [0.74, 36]])
+    large = Racer(3e-2, scores=[(9, 0.71)], parts=[[0.74, 36], [0.66, 36], [0.72, 36], [0.72, 36]])
+    assert [r.lr for r in survivors([small, mid, large], start, 0.02)] == [3e-2, 1e-3, 3e-5]
+    assert [r.lr for r in survivors([small, mid, large], start.score, 0.02)] == [3e-5, 1e-3, 3e-2]  # (the tie alone)
+
+
 def test_a_race_that_saw_no_progress_goes_up_one_that_hurt_goes_down():
     """Issue 19: a fine-tune from a good start, where a short horizon sees the smallest lr "win" by not moving."""
     from adaptlr.auto import regime

@@ -1,0 +1,55 @@
+"""Training one lineage of a race: a candidate's steps on given batches, stopped as soon as its loss diverges on
+its own scale (:class:`adaptlr.controllers.LossScale`), each step timed for the race's :class:`~adaptlr.auto.Meter`.
+:class:`~adaptlr.auto.Race` has it as its ``train`` method; the race's rungs, the commit's run and the rank groups
+all train through it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from . import _dist
+from ._racer import Racer
+from ._step import device_of
+
+if TYPE_CHECKING:
+    from ._race import Race
+
+__all__ = ["train_lineage"]
+
+
+def train_lineage(
+    race: Race,
+    racer: Racer,
+    opt: torch.optim.Optimizer,
+    scaler: Any,
+    batches: Iterable[list[Any]],
+    after: Callable[[float], None] | None = None,
+) -> None:
+    """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
+    its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken);
+    ``after(lr)`` is called after each step taken, with the first group's lr that step used."""
+    device, group = device_of(race.model), race._racing_group()
+    alone = not _dist.active(group)  # (asked once: a step of a small model feels every microsecond)
+
+    def stop(loss: float) -> bool:
+        seen = racer.rule.observe(loss)
+        racer.diverged = seen if alone else _dist.any_true(seen, device, group)
+        return racer.diverged
+
+    for step_batches in batches:
+        lr = opt.param_groups[0]["lr"]
+        start = time.perf_counter()
+        take = race.batches.taker(list(step_batches), race.step.accumulate)
+        loss = race.step(race.model, opt, take, scaler, stop, device)
+        race.meter.trained(time.perf_counter() - start)
+        racer.steps += 1
+        racer.losses.append(loss)
+        if racer.diverged:
+            racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
+            return
+        if after is not None:
+            after(lr)
