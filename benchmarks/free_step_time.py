@@ -130,14 +130,14 @@ def main():
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
-    if args.device == "cuda":
+    if args.device == "cuda":  # (step_time.py times every rule on CUDA, these among them: run as its own process)
         import os
+        import subprocess
         import sys
 
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from step_time import triton_main
-
-        sys.exit(triton_main(argparse.Namespace(device="cuda", only=args.only, tiny=False, repeats=max(args.steps, 5))))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "step_time.py")
+        argv = ["--device", "cuda", "--only", args.only, "--repeats", str(max(args.steps, 5))]
+        sys.exit(subprocess.call([sys.executable, script, *argv]))
     params = make_params(args.layers, args.d)
     n = sum(p.numel() for p in params)
     bw = bandwidth(n)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -15,14 +15,11 @@ from . import _dist
 from ._racer import Racer
 from ._step import device_of
 
-if TYPE_CHECKING:
-    from ._race import Race
-
 __all__ = ["train_lineage"]
 
 
 def train_lineage(
-    race: Race,
+    race: Any,  # (a Race: its model, step, batches, meter and rank groups)
     racer: Racer,
     opt: torch.optim.Optimizer,
     scaler: Any,
