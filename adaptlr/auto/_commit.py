@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +90,7 @@ class Commit:
         """Tell ``on_step`` of the winner's steps in the race (its lineage from the start, on the run's schedule)."""
         schedule = self.schedule()
         for i, loss in enumerate(self.winner.losses):
-            on_step(i + 1, loss, schedule(i), False)
+            self._tell(on_step, i + 1, loss, schedule(i), False)
 
     def run(self, on_step: OnStep | None = None) -> bool:
         """Train the winner to the end of the run (:meth:`start` first); False when it had to stop early."""
@@ -100,7 +101,7 @@ class Commit:
         def after(lr: float) -> None:  # (lr: the one the step used; group["lr"] has moved on to the next)
             self.observe(race.model, w.steps)
             if on_step is not None:
-                on_step(w.steps, w.losses[-1], float(lr) / scale, True)
+                self._tell(on_step, w.steps, w.losses[-1], float(lr) / scale, True)
 
         while w.steps < plan.steps:
             if w.steps - mark["steps"] >= every:
@@ -113,6 +114,11 @@ class Commit:
                     return False
                 self.rollbacks += 1
         return True
+
+    def _tell(self, on_step: OnStep, *point: Any) -> None:  # (the user's callback: timed, not Auto's cost)
+        start = time.perf_counter()
+        on_step(*point)
+        self.race.meter.outside += time.perf_counter() - start
 
     def due(self, step: int) -> bool:
         """Whether ``step`` is one of the run's watch points that the budget affords (:attr:`points`)."""

@@ -54,6 +54,7 @@ def meter_state(meter: Meter) -> dict[str, Any]:
         "elapsed": meter.seconds,
         "step_times": list(meter._step_times),
         "fetch": [meter.fetch_seconds, meter.fetched],
+        "outside": meter.outside,
     }
 
 
@@ -64,6 +65,7 @@ def restore_meter(meter: Meter, state: dict[str, Any]) -> None:
     meter._step_times[:] = [float(t) for t in state["step_times"]]
     seconds, fetched = state.get("fetch", [0.0, 0])
     meter.fetch_seconds, meter.fetched, meter._fetch_seen = float(seconds), int(fetched), True
+    meter.outside = float(state.get("outside", 0.0))
 
 
 class Journal:

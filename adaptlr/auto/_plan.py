@@ -220,6 +220,7 @@ class Meter:
     val_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     warm: float = 0.0
+    outside: float = 0.0  # seconds in the user's callbacks (on_step: logging, evaluations); a plain run pays them
     batches_per_step: int = 1  # (gradient accumulation)
     fetch_seconds: float = 0.0  # fetching training batches, after the first (a DataLoader's workers start)
     fetched: int = 0
@@ -274,9 +275,9 @@ class Meter:
 
     @property
     def wall_steps(self) -> float:
-        """The wall time so far in training steps (after the first step's one-off costs, which a plain run
-        pays too): what the budget is counted in when validation is timed."""
-        return (self.seconds - self.warm) / self.step_seconds + 1
+        """The wall time so far in training steps (after the first step's one-off costs, and without the user's
+        callbacks, which a plain run pays too): what the budget is counted in when validation is timed."""
+        return (self.seconds - self.warm - self.outside) / self.step_seconds + 1
 
     def overhead(self, row_cost: float, lineages: int) -> float:
         """The wall time beyond training steps and validation (at ``row_cost``), in training steps, per lineage
