@@ -57,13 +57,14 @@ def plan(
 ) -> list[Job]:
     """The jobs of a comparison (methods validated now, so a typo fails before any training)."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    parsed = [parse_method(m).validate() for m in methods]
+    parsed = [parse_method(m) for m in methods]
     jobs = []
     for t in tasks:
         task = get_task(t)
         if data_dir is not None and "data_dir" not in inspect.signature(task.data).parameters:
             raise ValueError(f"task {task.name!r} does not read a --data-dir (only the mnist-* tasks do)")
-        for m in parsed:
+        for m in parsed:  # (validated with the run's own budget: a schedule's shares are of its steps)
+            m.validate(total_steps=int(steps or task.steps))
             for s in seed_list:
                 jobs.append(
                     Job(
