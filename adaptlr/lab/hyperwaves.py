@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import data as D
-from .tasks import mse
+from .tasks import mse, pretrain
 
 __all__ = ["HyperNet", "make_waves", "pretrained_hypernet", "pretrained_hypernet_model", "wave", "wave_rows"]
 
@@ -80,24 +80,8 @@ def pretrained_hypernet() -> dict[str, torch.Tensor]:
     """The state dict of a :class:`HyperNet` pretrained on the plain waves (chirp 0; 8000 rows of seed 66: AdamW
     lr 3e-3, 600 steps of batch 128, warmup-cosine; its own seeded generators, the global RNG untouched):
     deterministic, computed once per process."""
-    import adaptlr
-
     x, y = (torch.from_numpy(a) for a in wave_rows(np.random.default_rng(66), 8000, chirp=0.0))
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = HyperNet()
-    steps = 600
-    sched = adaptlr.schedules.join(
-        [adaptlr.schedules.linear(0.0, 3e-3, 30), adaptlr.schedules.cosine(3e-3, steps - 30)], boundaries=[30]
-    )
-    opt = adaptlr.AdamW(model.parameters(), lr=sched)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        mse(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return pretrain(HyperNet, x, y, mse, steps=600, batch=128)
 
 
 def pretrained_hypernet_model() -> nn.Module:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .tasks import mse
+from .tasks import mse, pretrain
 
 __all__ = [
     "FIELD_POINTS",
@@ -115,26 +115,10 @@ def pretrained_fno() -> dict[str, torch.Tensor]:
     """The state dict of an :class:`FNO1d` pretrained on ``u_t = 0.05 u_xx + (u - u^3)`` at time 0.5 (2000
     fields of seed 55: AdamW lr 3e-3, 300 steps of batch 64, warmup-cosine; its own seeded generators, the global
     RNG untouched): deterministic, computed once per process."""
-    import adaptlr
-
     rng = np.random.default_rng(55)
     u0 = random_fields(rng, 2000)
     x, y = (torch.from_numpy(a) for a in as_pairs(u0, evolve(u0, nu=0.05, r=1.0, time=0.5)))
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = FNO1d()
-    steps = 300
-    sched = adaptlr.schedules.join(
-        [adaptlr.schedules.linear(0.0, 3e-3, 15), adaptlr.schedules.cosine(3e-3, steps - 15)], boundaries=[15]
-    )
-    opt = adaptlr.AdamW(model.parameters(), lr=sched)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (64,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        mse(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return pretrain(FNO1d, x, y, mse, steps=300, batch=64)
 
 
 def pretrained_fno_model() -> nn.Module:

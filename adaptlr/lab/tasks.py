@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .._validation import check_choice
 from . import data as D
 
-__all__ = ["TASKS", "Task", "get_task", "mse", "register_task"]
+__all__ = ["TASKS", "Task", "get_task", "mse", "pretrain", "register_task"]
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -244,6 +244,39 @@ def _mnist(data_dir: str | None = None) -> D.ArrayData:
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The mean squared error, as a module-level function (a task's loss is pickled to worker processes)."""
     return F.mse_loss(out, y)
+
+
+def pretrain(
+    build: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    batch: int,
+    lr: float = 3e-3,
+) -> dict[str, torch.Tensor]:
+    """The state dict of ``build()`` trained on ``(x, y)``: AdamW at ``lr`` after a linear warmup over the first
+    5% of ``steps`` then cosine, ``batch`` rows a step drawn with replacement. Deterministic, with its own seeded
+    generators (the model built under seed 0, the rows drawn by a generator of seed 0): the global RNG is left as
+    it was. The fine-tuning tasks' "pretrained" weights (cache the result: it is the same in every call)."""
+    import adaptlr
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build()
+    warm = steps // 20
+    sched = adaptlr.schedules.join(
+        [adaptlr.schedules.linear(0.0, lr, warm), adaptlr.schedules.cosine(lr, steps - warm)], boundaries=[warm]
+    )
+    opt = adaptlr.AdamW(model.parameters(), lr=sched)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch,), generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 for _task in [

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .tasks import CharTransformer, Task, mlp, mse, register_task
+from .tasks import CharTransformer, Task, mlp, mse, pretrain, register_task
 
 __all__ = [
     "GRIDS",
@@ -156,25 +156,9 @@ def pretrained_digits_mlp() -> dict[str, torch.Tensor]:
     """The state dict of an MLP 64-128-10 pretrained on the first ``PRETRAIN_ROWS`` training digits (AdamW lr
     3e-3, 400 steps of batch 64, warmup-cosine; its own seeded generators, the global RNG untouched):
     deterministic, computed once per process."""
-    import adaptlr
-
     d = D.load_digits()
     x, y = d.x_train[:PRETRAIN_ROWS], d.y_train[:PRETRAIN_ROWS]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = mlp([64, 128, 10])
-    steps = 400
-    sched = adaptlr.schedules.join(
-        [adaptlr.schedules.linear(0.0, 3e-3, 20), adaptlr.schedules.cosine(3e-3, steps - 20)], boundaries=[20]
-    )
-    opt = adaptlr.AdamW(model.parameters(), lr=sched)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (64,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return pretrain(lambda: mlp([64, 128, 10]), x, y, F.cross_entropy, steps=400, batch=64)
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator, contrast: float, noise: float) -> torch.Tensor:
