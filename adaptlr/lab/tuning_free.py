@@ -17,7 +17,7 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The ``unseen``, ``fresh``, ``final``, ``novel``, ``sealed`` and ``vault`` sets (``tasks_*`` modules) are held out.
+The ``unseen``, ``fresh``, ``final``, ``novel``, ``sealed``, ``vault``, ``cellar`` sets (``tasks_*``) are held out.
 ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from . import tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
+from . import tasks_cellar, tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
 from .comparison import compare
 from .grammar import parse_method
 from .jobs import Job, run_job
@@ -86,7 +86,7 @@ REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char
 def grid_lrs(task: str) -> tuple[float, ...]:
     """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress` or of a held-out set's ``tasks_*``
     module, for tasks whose best lr lies outside the default grid) or :data:`GRID_LRS`."""
-    held = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault)
+    held = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar)
     return {k: v for g in (GRIDS, *(m.GRIDS for m in held)) for k, v in g.items()}.get(task, GRID_LRS)
 
 
@@ -129,7 +129,7 @@ OLD: tuple[str, ...] = tuple(
 def task_sets() -> dict[str, list[str]]:
     """The sets ``--tasks`` knows besides task names, by name: ``old`` (the first twelve) and those of the docstring."""
     held = dict(unseen=tasks_unseen.UNSEEN, fresh=tasks_fresh.FRESH, final=tasks_final.FINAL, novel=tasks_novel.NOVEL)
-    held.update(sealed=tasks_sealed.SEALED, vault=tasks_vault.VAULT)
+    held.update(sealed=tasks_sealed.SEALED, vault=tasks_vault.VAULT, cellar=tasks_cellar.CELLAR)
     return {k: list(v) for k, v in dict(old=OLD, stress=STRESS, holdout=HOLDOUT, **held).items()}
 
 
@@ -427,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", default="tuning_free.db")
-    sets = "comma-separated tasks and sets: old (first 12), stress, holdout, unseen, fresh, final, novel, sealed, vault"
+    sets = "comma-separated tasks and sets: old (first 12), " + ", ".join(list(task_sets())[1:])
     ap.add_argument("--tasks", default="old,stress", help=sets + ", all; default old,stress")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="one budget for all tasks (default: per task)")
