@@ -23,10 +23,11 @@ __all__ = ["StateStore", "WHERE"]
 WHERE = ("auto", "device", "host", "disk")
 
 
-def _to(obj: Any, device: torch.device | str) -> Any:
-    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``."""
+def _to(obj: Any, device: torch.device | str | None) -> Any:
+    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``
+    (None: each where it is)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to(device, copy=True)
+        return obj.detach().to(obj.device if device is None else device, copy=True)
     if isinstance(obj, dict):
         return {k: _to(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -97,7 +98,9 @@ class StateStore:
             for name, value in model.state_dict().items():
                 value.copy_(state["model"][name])
         if opt is not None and state["opt"] is not None:
-            opt.load_state_dict(state["opt"])
+            # (a copy: ``load_state_dict`` keeps the tensors it is given where their device and dtype already fit,
+            # and the optimizer's next steps would then change the snapshot in place)
+            opt.load_state_dict(_to(state["opt"], None))
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
 

@@ -28,7 +28,7 @@ from .build import MethodBuild
 from .grammar import Method, parse_method
 from .tasks import Task, get_task
 
-__all__ = ["Interrupted", "train"]
+__all__ = ["Interrupted", "train", "val_score"]
 
 
 class Interrupted(Exception):
@@ -63,7 +63,7 @@ def _evaluate_splits(task: Task, model: torch.nn.Module, data: Any) -> dict[str,
     return out
 
 
-def _val_score(task: Task) -> Callable[[torch.nn.Module, Any], float]:
+def val_score(task: Task) -> Callable[[torch.nn.Module, Any], float]:
     """The validation score ``adaptlr.Auto`` minimises, per batch: the task's metric oriented so that lower is
     better (the error rate ``1 - accuracy`` for classification, the loss otherwise); Auto reads a common subset of
     the validation batches sized to its budget, and all of them for its last decisions when it can afford it."""
@@ -155,7 +155,7 @@ def _train_auto(
         batches,
         list(data.eval_batches("val", size=batch_size)),
         steps,
-        score_fn=_val_score(task),
+        score_fn=val_score(task),
         on_step=on_step,
     )
     # the committed model (the run's end, or an annealed branch that validated better) is what is reported

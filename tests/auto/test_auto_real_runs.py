@@ -2,6 +2,7 @@
 adaptlr optimizer with its own arguments, mixed precision with a real GradScaler, accumulation, clipping, and
 where racer states live."""
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -170,6 +171,36 @@ def test_host_store_copies_to_cpu_without_sharing_storage():
     live = {p.untyped_storage().data_ptr() for p in model.parameters()}
     live |= {s.untyped_storage().data_ptr() for st in opt.state.values() for s in st.values() if torch.is_tensor(s)}
     assert not live & {t.untyped_storage().data_ptr() for t in tensors}
+
+
+@pytest.mark.parametrize("where", ["device", "host", "disk"])
+@pytest.mark.parametrize("make", [adaptlr.AdamW, lambda p, lr: adaptlr.SGD(p, lr=lr, momentum=0.9), torch.optim.Adam])
+def test_a_loaded_snapshot_is_not_changed_by_the_steps_after_it(where, make, tmp_path):
+    # (torch's load_state_dict keeps the tensors it is given where they already fit: training on after a load
+    # changed the snapshot in place, so a second rollback to one point restored the first try's moments)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = make(model.parameters(), lr=1e-2)
+
+    def steps(n):
+        for _ in range(n):
+            opt.zero_grad()
+            model(torch.randn(3, 4)).pow(2).sum().backward()
+            opt.step()
+
+    steps(2)
+    store = StateStore(where, tmp_path if where == "disk" else None)
+    store.save("mark", model, opt)
+    kept = copy.deepcopy(opt.state_dict())
+    for _ in range(2):  # (rolled back twice to the same mark)
+        store.load("mark", model, opt)
+        assert all(
+            torch.equal(a, b) if torch.is_tensor(a) else a == b
+            for i in kept["state"]
+            for a, b in zip(opt.state_dict()["state"][i].values(), kept["state"][i].values(), strict=True)
+        )
+        steps(3)
+    store.close()
 
 
 def test_disk_offload_keeps_nothing_in_memory_and_races_the_same(tmp_path):

@@ -1,0 +1,146 @@
+"""Auto's tail, compared paired: one race per task and seed, then the commit run with each tail from the same
+winner's branch point, on the same batches, with the same budget left (the race's meter restored before each).
+
+Separate runs of Auto compare tails across separate races, whose choices move with timing; here only the tail
+differs. Prints, per task, the median test metric of each tail against the tuned grid's (chosen on validation,
+from a store the tuning-free benchmark filled: ``adaptlr bench tuning-free --grid-only``), then per tail the count
+within 2% / 1 point and the geometric mean of Auto / grid over the loss tasks.
+
+    python benchmarks/auto_tails.py --tasks linreg,digits-autoencoder --store out/bench.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+from typing import Any
+
+#: name -> (cooldown shape, cooldown share of the run); "cosine": cosine from the branch point
+TAILS: dict[str, tuple[str, float]] = {
+    "linear, last half (default)": ("linear", 0.5),
+    "1-sqrt, last half": ("1-sqrt", 0.5),
+    "1-sqrt, last 20%": ("1-sqrt", 0.2),
+    "cosine from the branch point": ("cosine", 0.0),
+}
+
+
+def tail_commit(shape: str, share: float) -> type:
+    """A :class:`~adaptlr.auto.Commit` whose run takes the given tail after the branch point."""
+    from adaptlr import schedules as S
+    from adaptlr.auto import Commit, race_schedule, run_schedule
+
+    class TailCommit(Commit):  # type: ignore[misc]
+        def schedule(self, lr: float | None = None) -> Any:
+            plan, lr = self.race.plan, self.lr if lr is None else lr
+            if shape == "cosine":
+                return run_schedule(lr, plan, plan.rung2, "cosine")
+            at = min(max(plan.rung2, plan.warmup), plan.steps - 1)
+            peak = race_schedule(lr, plan)(max(at - 1, 0))
+            rest = max(1, plan.steps - at)
+            decay = max(1, min(rest, int(round(share * plan.steps))))
+            after = S.wsd(peak, steps=rest, decay=decay, cooldown=shape)
+            return S.join([race_schedule(lr, plan), after], boundaries=[at]) if at > 0 else after
+
+    return TailCommit
+
+
+def paired(name: str, seed: int) -> dict[str, float]:
+    """The test metric of each tail's committed model, after one race on ``name`` with ``seed``."""
+    import torch
+
+    from adaptlr.auto import Auto, Batches, TrainStep, build_race
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.tasks import get_task
+    from adaptlr.lab.training import val_score
+
+    task = get_task(name)
+    data, steps = task.data(), TF.budget_steps(task)
+    torch.manual_seed(seed)
+    model = task.model()
+    model.train()
+    gen = torch.Generator().manual_seed(seed)
+    step = TrainStep(loss_fn=task.loss, score_fn=val_score(task))
+    val = list(data.eval_batches("val", size=task.batch_size))
+    race = build_race(Auto(), model, data.batches(task.batch_size, gen), val, steps, step)
+    winner = race.run()[0]
+    taken, meter, elapsed = race.batches.taken, copy.deepcopy(race.meter), race.meter.seconds
+    out: dict[str, float] = {}
+    points: list[int] | None = None
+    for label, (shape, share) in TAILS.items():
+        m = copy.deepcopy(meter)
+        m.started = time.perf_counter() - elapsed  # (the budget as the race left it)
+        race.meter = race.validator.meter = m
+        race.batches = Batches(data.batches(task.batch_size, torch.Generator().manual_seed(seed)))
+        race.batches.skip(taken)  # (the batches the race took; then timed again, as the race's were)
+        race.batches.meter = m
+        commit = tail_commit(shape, share)(race, copy.deepcopy(winner), "wsd", True, share or 0.5)
+        commit.start()
+        # (the watch points the budget affords are measured in seconds: the first tail's, for every tail)
+        points = commit.points = list(commit.points if points is None else points)
+        commit.finish(race.model, ended=commit.run())
+        metric, _ = task.evaluate(model, data, "test")
+        out[label] = metric if math.isfinite(metric) else (-math.inf if task.higher_is_better else math.inf)
+    return out
+
+
+def grid_test(store: str, name: str, seed: int) -> float:
+    """The test metric of the grid's lr that validated best (the tuned baseline)."""
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.store import Store
+    from adaptlr.lab.tasks import get_task
+
+    hib = get_task(name).higher_is_better
+    specs = {TF.grid_spec(lr) for lr in TF.grid_lrs(name)}
+    with Store(store) as st:
+        runs = [
+            r
+            for r in st.runs(name)
+            if r["seed"] == seed and r["method"] in specs and r["final_val_metric"] is not None and not r["diverged"]
+        ]
+    if not runs:
+        raise SystemExit(f"{store}: no grid runs of {name} seed {seed} (run adaptlr bench tuning-free --grid-only)")
+    return (max if hib else min)(runs, key=lambda r: r["final_val_metric"])["final_metric"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="old,stress,holdout,unseen,fresh")
+    ap.add_argument("--store", default="out/bench.db", help="the tuning-free benchmark's store (the grid's runs)")
+    ap.add_argument("--seeds", default="0,1,2")
+    a = ap.parse_args()
+
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.tasks import get_task
+    from adaptlr.lab.workers import limit_threads
+
+    limit_threads(1)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    wins = dict.fromkeys(TAILS, 0)
+    logs: dict[str, list[float]] = {k: [] for k in TAILS}
+    names = TF.resolve_tasks(a.tasks)
+    for name in names:
+        hib = get_task(name).higher_is_better
+        grid = statistics.median(grid_test(a.store, name, s) for s in seeds)
+        runs = [paired(name, s) for s in seeds]
+        cells = []
+        for label in TAILS:
+            v = statistics.median(r[label] for r in runs)
+            ok = v >= grid - 0.01 if hib else v <= 1.02 * grid
+            wins[label] += ok
+            if not hib:
+                logs[label].append(math.log(v / grid) if v > 0 and grid > 0 else math.inf)
+            text = f"{100 * (v - grid):+.1f} pt" if hib else f"{v / grid:.3f}x"
+            cells.append(text + ("" if ok else " ✗"))
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    for label in TAILS:
+        geo = math.exp(statistics.fmean(logs[label])) if logs[label] else math.nan
+        print(f"{label}: {wins[label]}/{len(names)} within 2% / 1 point; geometric mean Auto / grid {geo:.3f}")
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - t0:.0f} s)")

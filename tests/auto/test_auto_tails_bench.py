@@ -1,0 +1,49 @@
+"""benchmarks/auto_tails.py pairs its tails: every tail's commit starts from the same race, state, batches and
+budget, so two identical tails end in the same model, and different tails in different ones."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    spec = importlib.util.spec_from_file_location("auto_tails", ROOT / "benchmarks" / "auto_tails.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_identical_tails_end_identically_and_other_tails_differ(bench, monkeypatch):
+    monkeypatch.setattr(bench, "TAILS", {"a": ("linear", 0.5), "a again": ("linear", 0.5), "cosine": ("cosine", 0.0)})
+    out = bench.paired("linreg", seed=0)
+    assert set(out) == {"a", "a again", "cosine"}
+    assert all(math.isfinite(v) for v in out.values())
+    assert out["a"] == out["a again"]  # (same state, batches and budget: bit-identical)
+    assert out["cosine"] != out["a"]
+
+
+def test_the_tail_commit_takes_the_named_cooldown(bench):
+    from adaptlr.auto import make_plan
+
+    plan = make_plan(200, candidates=7, keep=3)
+
+    class Race:
+        pass
+
+    race = Race()
+    race.plan = plan
+    for shape, share in (("linear", 0.5), ("1-sqrt", 0.2)):
+        cls = bench.tail_commit(shape, share)
+        commit = cls.__new__(cls)  # (only its schedule is asked for)
+        commit.race, commit.lr = race, 0.1
+        s = commit.schedule()
+        start = 200 - int(round(share * 200))
+        assert s(start - 1) == pytest.approx(0.1)  # (constant to the cooldown)
+        f = 0.5  # half-way through the cooldown
+        mid = s(start + int(f * share * 200))
+        assert mid == pytest.approx(0.1 * (1 - f if shape == "linear" else 1 - math.sqrt(f)), rel=0.02)
