@@ -1,5 +1,6 @@
-"""benchmarks/auto_tails.py pairs its tails: every tail's commit starts from the same race, state, batches and
-budget, so two identical tails end in the same model, and different tails in different ones."""
+"""benchmarks/auto_paired.py pairs its commits: every commit run starts from the same race, state, batches and
+budget, so two identical tails end in the same model and different tails in different ones; the finalists' runs
+are told apart and each rule picks from them."""
 
 import importlib.util
 import math
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("auto_tails", ROOT / "benchmarks" / "auto_tails.py")
+    spec = importlib.util.spec_from_file_location("auto_paired", ROOT / "benchmarks" / "auto_paired.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -20,11 +21,22 @@ def bench(monkeypatch):
 
 def test_identical_tails_end_identically_and_other_tails_differ(bench, monkeypatch):
     monkeypatch.setattr(bench, "TAILS", {"a": ("linear", 0.5), "a again": ("linear", 0.5), "cosine": ("cosine", 0.0)})
-    out = bench.paired("linreg", seed=0)
+    out, _ = bench.commits("linreg", 0, bench.tail_variants)
     assert set(out) == {"a", "a again", "cosine"}
-    assert all(math.isfinite(v) for v in out.values())
+    assert all(math.isfinite(test) and math.isfinite(val) for test, val, _ in out.values())
     assert out["a"] == out["a again"]  # (same state, batches and budget: bit-identical)
-    assert out["cosine"] != out["a"]
+    assert out["cosine"][0] != out["a"][0]
+
+
+def test_each_finalist_runs_once_and_the_rules_pick_among_them(bench):
+    out, finalists = bench.commits("linreg", 0, bench.finalist_variants)
+    assert sorted(lr for _, _, lr in out.values()) == sorted(r.lr for r in finalists) and len(finalists) >= 2
+    picked = bench.picks(out, finalists[0].lr, hib=False)
+    tests = {lr: test for test, _, lr in out.values()}
+    assert picked["chosen"] == tests[finalists[0].lr]
+    best_val = min(out.values(), key=lambda r: r[1])
+    assert picked["best full-run validation (oracle)"] == best_val[0]
+    assert set(picked.values()) <= set(tests.values())
 
 
 def test_the_tail_commit_takes_the_named_cooldown(bench):
