@@ -23,15 +23,17 @@ __all__ = ["StateStore", "WHERE"]
 WHERE = ("auto", "device", "host", "disk")
 
 
-def _to(obj: Any, device: torch.device | str | None) -> Any:
-    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``
-    (None: each where it is)."""
+def _to(obj: Any, device: torch.device | str, only_there: bool = False) -> Any:
+    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``;
+    ``only_there``: copy only the tensors already on ``device`` (the others as they are)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to(obj.device if device is None else device, copy=True)
+        if only_there and obj.device != torch.device(device):
+            return obj
+        return obj.detach().to(device, copy=True)
     if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
+        return {k: _to(v, device, only_there) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device) for v in obj)
+        return type(obj)(_to(v, device, only_there) for v in obj)
     return obj
 
 
@@ -98,9 +100,9 @@ class StateStore:
             for name, value in model.state_dict().items():
                 value.copy_(state["model"][name])
         if opt is not None and state["opt"] is not None:
-            # (a copy: ``load_state_dict`` keeps the tensors it is given where their device and dtype already fit,
-            # and the optimizer's next steps would then change the snapshot in place)
-            opt.load_state_dict(_to(state["opt"], None))
+            # (``load_state_dict`` keeps the tensors it is given where their device and dtype already fit, and the
+            # optimizer's next steps would change the snapshot in place: those are copied; the others it moves)
+            opt.load_state_dict(_to(state["opt"], device_of(model), only_there=True))
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
 
