@@ -102,7 +102,9 @@ class StateStore:
         if opt is not None and state["opt"] is not None:
             # (``load_state_dict`` keeps the tensors it is given where their device and dtype already fit, and the
             # optimizer's next steps would change the snapshot in place: those are copied; the others it moves)
-            opt.load_state_dict(_to(state["opt"], device_of(model), only_there=True))
+            saved = state["opt"]  # (its param_groups: load_state_dict copies them itself)
+            fresh = {k: _to(v, device_of(model), only_there=True) if k == "state" else v for k, v in saved.items()}
+            opt.load_state_dict(fresh)
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
 
