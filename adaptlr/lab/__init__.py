@@ -6,13 +6,14 @@
 
 Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the tuning-free
 benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``, ``tasks_novel``,
-``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a
-spec's pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec
-may use), :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer); runs:
-:mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
-:mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the processes that
-train), :mod:`~adaptlr.lab.store` (SQLite or PostgreSQL results); :mod:`~adaptlr.lab.report` (tables and figures),
-:mod:`~adaptlr.lab.search` (tuning), :mod:`~adaptlr.lab.cli`.
+``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``, ``tasks_attic``: its held-out sets); method specs:
+:mod:`~adaptlr.lab.terms` (a spec's pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms),
+:mod:`~adaptlr.lab.catalog` (the names a spec may use), :mod:`~adaptlr.lab.grammar` (the spec grammar),
+:mod:`~adaptlr.lab.build` (a method's optimizer); runs: :mod:`~adaptlr.lab.training` (the training loop),
+:mod:`~adaptlr.lab.jobs` (one run under a claim in the store), :mod:`~adaptlr.lab.comparison` (comparisons, in
+parallel processes), :mod:`~adaptlr.lab.workers` (the processes that train), :mod:`~adaptlr.lab.store` (SQLite or
+PostgreSQL results); :mod:`~adaptlr.lab.report` (tables and figures), :mod:`~adaptlr.lab.search` (tuning),
+:mod:`~adaptlr.lab.cli`.
 Heavy libraries (matplotlib, rich, optuna, scikit-learn, mnist1d) are imported only when used.
 """
 
@@ -21,6 +22,7 @@ from .comparison import compare
 from .grammar import Method, SpecError, parse_method
 from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
+from .tasks_attic import ATTIC  # importing it registers the attic tasks
 from .tasks_cellar import CELLAR  # importing it registers the cellar tasks
 from .tasks_final import FINAL  # importing it registers the final tasks
 from .tasks_fresh import FRESH  # importing it registers the fresh tasks
@@ -32,6 +34,7 @@ from .tasks_vault import VAULT  # importing it registers the vault tasks
 from .training import train
 
 __all__ = [
+    "ATTIC",
     "CELLAR",
     "FINAL",
     "FRESH",

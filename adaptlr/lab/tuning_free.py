@@ -17,8 +17,8 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The ``unseen``, ``fresh``, ``final``, ``novel``, ``sealed``, ``vault``, ``cellar`` sets (``tasks_*``) are held out.
-``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
+The ``unseen``, ``fresh``, ``final``, ``novel``, ``sealed``, ``vault``, ``cellar``, ``attic`` sets (``tasks_*``) are
+held out. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from . import tasks_cellar, tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
+from . import tasks_attic, tasks_cellar, tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
 from .comparison import compare
 from .grammar import parse_method
 from .jobs import Job, run_job
@@ -81,13 +81,14 @@ RANGE_TEST = "range test + cosine"
 #: step budgets reduced from the task's default so the benchmark fits a 2-core machine (everything else: the
 #: task's own budget)
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
+#: the held-out sets' modules, in the order ``--tasks`` lists them; each names its set by its suffix in capitals
+HELD_OUT = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar, tasks_attic)
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
     """The grid of ``task``: its own (``GRIDS`` of :mod:`adaptlr.lab.tasks_stress` or of a held-out set's ``tasks_*``
     module, for tasks whose best lr lies outside the default grid) or :data:`GRID_LRS`."""
-    held = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar)
-    return {k: v for g in (GRIDS, *(m.GRIDS for m in held)) for k, v in g.items()}.get(task, GRID_LRS)
+    return {k: v for g in (GRIDS, *(m.GRIDS for m in HELD_OUT)) for k, v in g.items()}.get(task, GRID_LRS)
 
 
 def grid_spec(lr: float) -> str:
@@ -128,8 +129,7 @@ OLD: tuple[str, ...] = tuple(
 
 def task_sets() -> dict[str, list[str]]:
     """The sets ``--tasks`` knows besides task names, by name: ``old`` (the first twelve) and those of the docstring."""
-    held = dict(unseen=tasks_unseen.UNSEEN, fresh=tasks_fresh.FRESH, final=tasks_final.FINAL, novel=tasks_novel.NOVEL)
-    held.update(sealed=tasks_sealed.SEALED, vault=tasks_vault.VAULT, cellar=tasks_cellar.CELLAR)
+    held = {m.__name__.rpartition("_")[2]: getattr(m, m.__name__.rpartition("_")[2].upper()) for m in HELD_OUT}
     return {k: list(v) for k, v in dict(old=OLD, stress=STRESS, holdout=HOLDOUT, **held).items()}
 
 
