@@ -84,3 +84,32 @@ def check_registered_by_the_lab(prefix, names):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(sorted(names))
+
+
+def check_held_out_set(set_name, module, factories):
+    """The set ``set_name`` (its tasks: ``module.<SET_NAME>``) is registered, listed by ``--tasks`` after every
+    earlier set and disjoint from them, exported by the lab, described, and has a 7-point half-decade grid per task
+    (its own ``module.GRIDS`` where given); ``factories`` (name -> data factory) cover it."""
+    import pytest
+
+    from adaptlr import lab
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.tasks import TASKS
+
+    names = list(getattr(module, set_name.upper()))
+    assert len(names) == 6 and all(n.startswith(f"{set_name}-") for n in names)
+    assert set(names) <= set(TASKS) and set(factories) == set(names)
+    sets = TF.task_sets()
+    assert sets[set_name] == names
+    order = list(sets)
+    earlier = order[: order.index(set_name)]
+    assert not set(names) & {n for s in earlier for n in sets[s]}
+    assert TF.resolve_tasks(set_name) == names
+    assert TF.resolve_tasks(f"{earlier[-1]},{set_name}") == sets[earlier[-1]] + names
+    assert set(names) <= set(TF.resolve_tasks("all"))
+    assert getattr(lab, set_name.upper()) == getattr(module, set_name.upper())
+    for name in names:
+        lrs = TF.grid_lrs(name)
+        assert lrs == module.GRIDS.get(name, TF.GRID_LRS) and len(lrs) == 7
+        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(get_task(n).description for n in names)

@@ -7,13 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
+from _task_sets import (
+    check_data,
+    check_held_out_set,
+    check_registered_by_the_lab,
+    check_runs_deterministic,
+    check_training_progress,
+)
 
-from adaptlr import lab
 from adaptlr.lab import tasks_attic as At
 from adaptlr.lab import tuning_free as TF
 from adaptlr.lab import twotower as Tt
-from adaptlr.lab.tasks import TASKS, get_task
+from adaptlr.lab.tasks import get_task
 
 NAMES = list(At.ATTIC)
 FACTORIES = {
@@ -47,22 +52,8 @@ SMALL_VAL = {"attic-sage-sbm": 60}
 
 
 def test_the_set_is_registered_listed_and_new():
-    assert len(NAMES) == 6 and all(n.startswith("attic-") for n in NAMES)
-    assert set(NAMES) <= set(TASKS) and set(FACTORIES) == set(NAMES)
-    sets = TF.task_sets()
-    assert sets["attic"] == NAMES
-    earlier = ("old", "stress", "holdout", "unseen", "fresh", "final", "novel", "sealed", "vault", "cellar")
-    assert not set(NAMES) & {n for s in earlier for n in sets[s]}
-    assert TF.resolve_tasks("attic") == NAMES
-    assert TF.resolve_tasks("cellar,attic") == sets["cellar"] + NAMES
-    assert set(NAMES) <= set(TF.resolve_tasks("all"))
-    assert lab.ATTIC == At.ATTIC
-    for name in NAMES:
-        lrs = TF.grid_lrs(name)
-        assert lrs == At.GRIDS.get(name, TF.GRID_LRS) and len(lrs) == 7
-        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    check_held_out_set("attic", At, FACTORIES)
     assert TF.grid_lrs("cellar-duffing-sysid")[-1] == 10.0  # the other sets' grids are still consulted
-    assert all(get_task(n).description for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

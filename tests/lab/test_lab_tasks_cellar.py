@@ -7,13 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
+from _task_sets import (
+    check_data,
+    check_held_out_set,
+    check_registered_by_the_lab,
+    check_runs_deterministic,
+    check_training_progress,
+)
 
-from adaptlr import lab
 from adaptlr.lab import sensorshift as Ss
 from adaptlr.lab import tasks_cellar as Ce
 from adaptlr.lab import tuning_free as TF
-from adaptlr.lab.tasks import TASKS, get_task
+from adaptlr.lab.tasks import get_task
 from adaptlr.lab.training import train
 
 NAMES = list(Ce.CELLAR)
@@ -48,23 +53,9 @@ SMALL_VAL = {"cellar-cox-survival": 100}
 
 
 def test_the_set_is_registered_listed_and_new():
-    assert len(NAMES) == 6 and all(n.startswith("cellar-") for n in NAMES)
-    assert set(NAMES) <= set(TASKS) and set(FACTORIES) == set(NAMES)
-    sets = TF.task_sets()
-    assert sets["cellar"] == NAMES
-    earlier = ("old", "stress", "holdout", "unseen", "fresh", "final", "novel", "sealed", "vault")
-    assert not set(NAMES) & {n for s in earlier for n in sets[s]}
-    assert TF.resolve_tasks("cellar") == NAMES
-    assert TF.resolve_tasks("vault,cellar") == sets["vault"] + NAMES
-    assert set(NAMES) <= set(TF.resolve_tasks("all"))
-    assert lab.CELLAR == Ce.CELLAR
-    for name in NAMES:
-        lrs = TF.grid_lrs(name)
-        assert lrs == Ce.GRIDS.get(name, TF.GRID_LRS) and len(lrs) == 7
-        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    check_held_out_set("cellar", Ce, FACTORIES)
     assert TF.grid_lrs("cellar-duffing-sysid")[-1] == 10.0 and TF.grid_lrs("cellar-modular-sums")[-1] == 0.3
     assert TF.grid_lrs("vault-gmm-epicentres")[3] == 0.3  # the other sets' grids are still consulted
-    assert all(get_task(n).description for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,13 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
+from _task_sets import (
+    check_data,
+    check_held_out_set,
+    check_registered_by_the_lab,
+    check_runs_deterministic,
+    check_training_progress,
+)
 
-from adaptlr import lab
 from adaptlr.lab import reaction as Re
 from adaptlr.lab import tasks_sealed as Se
 from adaptlr.lab import tuning_free as TF
-from adaptlr.lab.tasks import TASKS, get_task, mse
+from adaptlr.lab.tasks import get_task, mse
 from adaptlr.lab.training import train
 
 NAMES = list(Se.SEALED)
@@ -46,23 +51,9 @@ LRS = {
 
 
 def test_the_set_is_registered_listed_and_new():
-    assert len(NAMES) == 6 and all(n.startswith("sealed-") for n in NAMES)
-    assert set(NAMES) <= set(TASKS) and set(FACTORIES) == set(NAMES)
-    sets = TF.task_sets()
-    assert sets["sealed"] == NAMES
-    earlier = ("old", "stress", "holdout", "unseen", "fresh", "final", "novel")
-    assert not set(NAMES) & {n for s in earlier for n in sets[s]}
-    assert TF.resolve_tasks("sealed") == NAMES
-    assert TF.resolve_tasks("novel,sealed") == sets["novel"] + NAMES
-    assert set(NAMES) <= set(TF.resolve_tasks("all"))
-    assert lab.SEALED == Se.SEALED
-    for name in NAMES:
-        lrs = TF.grid_lrs(name)
-        assert lrs == Se.GRIDS.get(name, TF.GRID_LRS) and len(lrs) == 7
-        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    check_held_out_set("sealed", Se, FACTORIES)
     assert TF.grid_lrs("sealed-rbf-terrain")[3] == 1.0  # the best lr (~1) well above the default grid's top
     assert TF.grid_lrs("novel-quantile-wn")[-1] == 3.0 and TF.grid_lrs("final-tabular-embed")[-1] == 1.0  # the others
-    assert all(get_task(n).description for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

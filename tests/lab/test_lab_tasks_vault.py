@@ -7,13 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from _task_sets import check_data, check_registered_by_the_lab, check_runs_deterministic, check_training_progress
+from _task_sets import (
+    check_data,
+    check_held_out_set,
+    check_registered_by_the_lab,
+    check_runs_deterministic,
+    check_training_progress,
+)
 
-from adaptlr import lab
 from adaptlr.lab import hyperwaves as Hw
 from adaptlr.lab import tasks_vault as Va
 from adaptlr.lab import tuning_free as TF
-from adaptlr.lab.tasks import TASKS, get_task, mse
+from adaptlr.lab.tasks import get_task, mse
 from adaptlr.lab.training import train
 
 NAMES = list(Va.VAULT)
@@ -48,24 +53,10 @@ SMALL_VAL = {"vault-ssm-volatility": 80, "vault-diffusion-spiral": 200}
 
 
 def test_the_set_is_registered_listed_and_new():
-    assert len(NAMES) == 6 and all(n.startswith("vault-") for n in NAMES)
-    assert set(NAMES) <= set(TASKS) and set(FACTORIES) == set(NAMES)
-    sets = TF.task_sets()
-    assert sets["vault"] == NAMES
-    earlier = ("old", "stress", "holdout", "unseen", "fresh", "final", "novel", "sealed")
-    assert not set(NAMES) & {n for s in earlier for n in sets[s]}
-    assert TF.resolve_tasks("vault") == NAMES
-    assert TF.resolve_tasks("sealed,vault") == sets["sealed"] + NAMES
-    assert set(NAMES) <= set(TF.resolve_tasks("all"))
-    assert lab.VAULT == Va.VAULT
-    for name in NAMES:
-        lrs = TF.grid_lrs(name)
-        assert lrs == Va.GRIDS.get(name, TF.GRID_LRS) and len(lrs) == 7
-        assert all(b / a == pytest.approx(10**0.5, rel=0.06) for a, b in zip(lrs, lrs[1:], strict=False))
+    check_held_out_set("vault", Va, FACTORIES)
     assert TF.grid_lrs("vault-fourier-pixels")[0] == 1e-5 and TF.grid_lrs("vault-ssm-volatility")[-1] == 1.0
     assert TF.grid_lrs("vault-gmm-epicentres")[3:5] == (0.3, 1.0)  # its best lrs, above the default grid's top
     assert TF.grid_lrs("sealed-rbf-terrain")[3] == 1.0  # the other sets' grids are still consulted
-    assert all(get_task(n).description for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
