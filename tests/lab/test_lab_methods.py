@@ -1,14 +1,16 @@
 """The method spec grammar: valid and invalid specs, canonical forms, building optimizers and schedules."""
 
+import inspect
 import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import adaptlr
 from adaptlr.lab import available_methods, register_optimizer
+from adaptlr.lab.catalog import optimizer_class
 from adaptlr.lab.grammar import TUNE, SpecError, method_to_dict, parse_method, split_methods
 
 
@@ -218,6 +220,7 @@ _floats = st.floats(min_value=1e-8, max_value=10.0, allow_nan=False, allow_infin
     plateau=st.booleans(),
     spaces=st.sampled_from(["", " ", "  "]),
 )
+@example(opt="prodigy", lr=1.0, sched=None, frac=0.0, plateau=False, spaces="")  # (its class default: left out)
 def test_canonical_form_is_a_fixed_point(opt, lr, sched, frac, plateau, spaces):
     """Any spec written with any spacing and number formatting parses to the method its canonical form does."""
     s = f"{opt}({spaces}lr={lr!r}{spaces})"
@@ -232,7 +235,9 @@ def test_canonical_form_is_a_fixed_point(opt, lr, sched, frac, plateau, spaces):
     m = parse_method(s)
     assert parse_method(m.canonical) == m
     assert parse_method(m.canonical).canonical == m.canonical
-    assert m.optimizer.kwargs["lr"] == lr
+    # (an argument equal to the class's default is left out: a learning-rate-free method's lr=1.0, its multiplier)
+    default = inspect.signature(optimizer_class(opt)).parameters["lr"].default
+    assert m.optimizer.kwargs.get("lr", default) == lr
 
 
 def test_schedule_terms_are_schedule_specs():
