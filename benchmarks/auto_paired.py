@@ -123,22 +123,19 @@ def picks(runs: dict[str, Any], chosen: float, hib: bool) -> dict[str, float]:
 
 
 def grid_test(store: str, name: str, seed: int) -> float:
-    """The test metric of the grid's lr that validated best (the tuned baseline)."""
+    """The test metric of the grid's lr that validated best (the tuned baseline, as the benchmark chooses it)."""
     from adaptlr.lab import tuning_free as TF
     from adaptlr.lab.store import Store
     from adaptlr.lab.tasks import get_task
 
-    hib = get_task(name).higher_is_better
-    specs = {TF.grid_spec(lr) for lr in TF.grid_lrs(name)}
+    task = get_task(name)
+    steps = TF.budget_steps(task)
     with Store(store) as st:
-        runs = [
-            r
-            for r in st.runs(name)
-            if r["seed"] == seed and r["method"] in specs and r["final_val_metric"] is not None and not r["diverged"]
-        ]
-    if not runs:
+        lr = TF.chosen_lr(st, task, seed, steps)
+        run = TF.stored_run(st, task, TF.grid_spec(lr), seed, steps) if lr is not None else None
+    if run is None:
         raise SystemExit(f"{store}: no grid runs of {name} seed {seed} (run adaptlr bench tuning-free --grid-only)")
-    return (max if hib else min)(runs, key=lambda r: r["final_val_metric"])["final_metric"]
+    return run["final_metric"]
 
 
 def main() -> None:
@@ -151,6 +148,7 @@ def main() -> None:
 
     from adaptlr.lab import tuning_free as TF
     from adaptlr.lab.tasks import get_task
+    from adaptlr.lab.tuning_free_tables import within
     from adaptlr.lab.workers import limit_threads
 
     limit_threads(1)
@@ -174,7 +172,7 @@ def main() -> None:
         cells = []
         for label in labels:
             v = statistics.median(r[label] for r in per_seed)
-            ok = v >= grid - 0.01 if hib else v <= 1.02 * grid
+            ok = within(v, grid, hib)
             wins[label] += ok
             if not hib:
                 logs[label].append(math.log(v / grid) if v > 0 and grid > 0 else math.inf)

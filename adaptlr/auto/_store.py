@@ -23,17 +23,15 @@ __all__ = ["StateStore", "WHERE"]
 WHERE = ("auto", "device", "host", "disk")
 
 
-def _to(obj: Any, device: torch.device | str, only_there: bool = False) -> Any:
-    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``;
-    ``only_there``: copy only the tensors already on ``device`` (the others as they are)."""
+def _to(obj: Any, device: torch.device | str | None) -> Any:
+    """A copy of ``obj`` (nested dicts, lists, tuples of tensors and plain values) with its tensors on ``device``
+    (None: each where it is)."""
     if isinstance(obj, torch.Tensor):
-        if only_there and obj.device != torch.device(device):
-            return obj
-        return obj.detach().to(device, copy=True)
+        return obj.detach().to(obj.device if device is None else device, copy=True)
     if isinstance(obj, dict):
-        return {k: _to(v, device, only_there) for k, v in obj.items()}
+        return {k: _to(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device, only_there) for v in obj)
+        return type(obj)(_to(v, device) for v in obj)
     return obj
 
 
@@ -100,11 +98,10 @@ class StateStore:
             for name, value in model.state_dict().items():
                 value.copy_(state["model"][name])
         if opt is not None and state["opt"] is not None:
-            # (``load_state_dict`` keeps the tensors it is given where their device and dtype already fit, and the
-            # optimizer's next steps would change the snapshot in place: those are copied; the others it moves)
-            saved = state["opt"]  # (its param_groups: load_state_dict copies them itself)
-            fresh = {k: _to(v, device_of(model), only_there=True) if k == "state" else v for k, v in saved.items()}
-            opt.load_state_dict(fresh)
+            # (a copy of the per-parameter state: ``load_state_dict`` keeps the tensors it is given where their
+            # device and dtype fit the parameter's, and the optimizer's steps would then change the snapshot)
+            saved = state["opt"]
+            opt.load_state_dict({k: _to(v, None) if k == "state" else v for k, v in saved.items()})
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
 

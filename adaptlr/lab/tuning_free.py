@@ -5,9 +5,8 @@ For each task, each seed and one step budget for all methods:
 - **grid** (the tuned reference): AdamW + 5% warmup + cosine at 7 lrs in half-decade steps (1e-4 .. 1e-1, or
   the task's own grid in :data:`adaptlr.lab.tasks_stress.GRIDS` when its best lr lies outside that), the lr
   chosen per seed on the *validation* metric at the end of the run (its compute: 7 runs);
-- **AdamW 1e-3** untuned;
-- every learning-rate-free method at its defaults: Prodigy + cosine, D-Adapt Adam + cosine, DoG, Schedule-Free
-  AdamW;
+- **AdamW 1e-3** untuned; every learning-rate-free method at its defaults: Prodigy + cosine, D-Adapt Adam +
+  cosine, DoG, Schedule-Free AdamW;
 - the **range test** (``adaptlr.lr_find``, 100 steps, its headline suggestion ``result.lr``) + AdamW warmup-cosine;
 - **Auto** (``adaptlr.Auto``, the lab method ``auto``).
 
@@ -17,8 +16,7 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The ``unseen``, ``fresh``, ``final``, ``novel``, ``sealed``, ``vault``, ``cellar``, ``attic`` sets (``tasks_*``) are
-held out. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
+The sets of :data:`HELD_OUT` are held out. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
 """
 
 from __future__ import annotations
@@ -50,6 +48,7 @@ __all__ = [
     "GRID_LRS",
     "REDUCED_STEPS",
     "Bench",
+    "chosen_lr",
     "compute_table",
     "grid_lrs",
     "grid_spec",
@@ -59,6 +58,7 @@ __all__ = [
     "range_test_lr",
     "resolve_tasks",
     "run",
+    "stored_run",
     "summarize",
     "table",
     "task_sets",
@@ -78,8 +78,7 @@ BASELINES: dict[str, str] = {
 }
 RANGE_TEST = "range test + cosine"
 
-#: step budgets reduced from the task's default so the benchmark fits a 2-core machine (everything else: the
-#: task's own budget)
+#: step budgets reduced from the task's default so the benchmark fits a 2-core machine (others: the task's own)
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
 #: the held-out sets' modules, in the order ``--tasks`` lists them; each names its set by its suffix in capitals
 HELD_OUT = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar, tasks_attic)
@@ -213,18 +212,19 @@ def _merge_json(path: Path, key: str, value: Any) -> None:
     tmp.replace(path)
 
 
-def _chosen_lr(st: Store, task: Task, seed: int, steps: int) -> float | None:
+def chosen_lr(st: Store, task: Task, seed: int, steps: int) -> float | None:
     """The grid's lr for ``seed``: the best final validation metric among its runs that did not diverge (None
     until every grid run is in the store, or when all diverged)."""
     sign = 1.0 if task.higher_is_better else -1.0
-    runs = [(lr, _stored(st, task, grid_spec(lr), seed, steps)) for lr in grid_lrs(task.name)]
+    runs = [(lr, stored_run(st, task, grid_spec(lr), seed, steps)) for lr in grid_lrs(task.name)]
     if any(r is None for _, r in runs):
         return None
     scored = [(lr, r) for lr, r in runs if r["final_val_metric"] is not None and not r["diverged"]]
     return max(scored, key=lambda t: sign * t[1]["final_val_metric"])[0] if scored else None
 
 
-def _stored(st: Store, task: Task, spec: str, seed: int, steps: int) -> dict[str, Any] | None:
+def stored_run(st: Store, task: Task, spec: str, seed: int, steps: int) -> dict[str, Any] | None:
+    """The store's run of ``spec`` on ``task`` with ``seed`` and a budget of ``steps`` (None: not run yet)."""
     job = _job(task, spec, seed, steps)
     rows = [r for r in st.runs(task.name, method=job.method, budget=job.budget) if r["seed"] == seed]
     return rows[0] if rows else None
@@ -246,7 +246,7 @@ def _time_methods(bench: Bench, task: Task, steps: int, progress: bool) -> None:
             if summary is None:  # in the store already (or another worker's): its stored wall is used
                 continue
             with Store(bench.store) as st:
-                lr = _chosen_lr(st, task, seed, steps)
+                lr = chosen_lr(st, task, seed, steps)
             rec = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
             if lr is not None:
                 plain = train(task, grid_spec(lr), seed, steps=steps)
@@ -321,10 +321,10 @@ def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tu
     chosen: dict[int, tuple[float, dict[str, Any]]] = {}
     tests, costs, walls = [], [], []
     for seed in seeds:
-        lr = _chosen_lr(st, task, seed, steps)
+        lr = chosen_lr(st, task, seed, steps)
         if lr is None:
             continue
-        runs = [_stored(st, task, grid_spec(x), seed, steps) for x in lrs]
+        runs = [stored_run(st, task, grid_spec(x), seed, steps) for x in lrs]
         best = runs[lrs.index(lr)]
         chosen[seed] = (lr, best)
         tests.append(best["final_metric"])
@@ -356,7 +356,7 @@ def _method_summary(
     """One method's entry of a task's summary; ``specs``: its spec per seed (the range test's differ)."""
     tests, walls, paired, runs, extras = [], [], [], [], []
     for seed, spec in specs.items():
-        r = _stored(st, task, spec, seed, steps) if spec is not None else None
+        r = stored_run(st, task, spec, seed, steps) if spec is not None else None
         if r is None:
             if spec is not None and "error" in timings.get(f"{task.name}/{seed}/{parse_method(spec).canonical}", {}):
                 tests.append(None)  # it crashed: failed, not missing

@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GRID", "compute_table", "grid_table", "performance_profile", "table"]
+__all__ = ["GRID", "compute_table", "grid_table", "performance_profile", "table", "within"]
 
 #: the label of the tuned reference in a summary
 GRID = "grid (tuned, 7 runs)"
 
 
-def _within(q: float | None, grid: float | None, higher: bool) -> bool:
+def within(q: float | None, grid: float | None, higher: bool) -> bool:
+    """Whether ``q`` is within 2% (a loss) or 1 point (an accuracy, ``higher``) of the grid's ``grid``."""
     if q is None or grid is None or not math.isfinite(q):
         return False
     return q >= grid - 0.01 - 1e-9 if higher else q <= grid * 1.02 + 1e-12
@@ -56,7 +57,7 @@ def table(summary: Mapping[str, Any]) -> str:
                 cells.append("diverged" if q is not None else "-")
                 continue
             if m != GRID:
-                within[m] += _within(q, grid, hib)
+                within[m] += within(q, grid, hib)
             if hib:
                 cells.append(f"{100 * q:.1f}" + ("" if m == GRID or grid is None else f" ({100 * (q - grid):+.1f})"))
             else:
