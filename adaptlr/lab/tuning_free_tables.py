@@ -41,7 +41,7 @@ def table(summary: Mapping[str, Any]) -> str:
     labels = list(next(iter(summary.values()))["methods"]) if summary else []
     lines = ["| task (metric, steps) | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     ranks: dict[str, list[float]] = {m: [] for m in labels}
-    within: dict[str, int] = {m: 0 for m in labels}
+    landed: dict[str, int] = {m: 0 for m in labels}
     ratios: dict[str, list[float]] = {m: [] for m in labels}
     for t in tasks:
         s = summary[t]
@@ -57,7 +57,7 @@ def table(summary: Mapping[str, Any]) -> str:
                 cells.append("diverged" if q is not None else "-")
                 continue
             if m != GRID:
-                within[m] += within(q, grid, hib)
+                landed[m] += within(q, grid, hib)
             if hib:
                 cells.append(f"{100 * q:.1f}" + ("" if m == GRID or grid is None else f" ({100 * (q - grid):+.1f})"))
             else:
@@ -80,7 +80,7 @@ def table(summary: Mapping[str, Any]) -> str:
         walls = [summary[t]["methods"][m]["wall"] for t in tasks if summary[t]["methods"][m]["wall"] is not None]
         w = f"{statistics.median(walls):.2f} | {max(walls):.2f}" if walls else "- | -"
         lines.append(
-            f"| {m} | {'-' if m == GRID else f'{within[m]}/{len(tasks)}'} | "
+            f"| {m} | {'-' if m == GRID else f'{landed[m]}/{len(tasks)}'} | "
             f"{'-' if m == GRID else f'{geo:.2f}'} | {'-' if m == GRID else f'{worst:.2f}'} | "
             f"{statistics.mean(ranks[m]):.2f} | {max(costs):.2f} | {w} |"
         )
