@@ -53,6 +53,7 @@ def meter_state(meter: Meter) -> dict[str, Any]:
         "val_seconds": meter.val_seconds,
         "elapsed": meter.seconds,
         "step_times": list(meter._step_times),
+        "other_times": list(meter._other_times),
         "fetch": [meter.fetch_seconds, meter.fetched],
         "outside": meter.outside,
     }
@@ -63,6 +64,7 @@ def restore_meter(meter: Meter, state: dict[str, Any]) -> None:
     meter.train_seconds, meter.val_seconds = float(state["train_seconds"]), float(state["val_seconds"])
     meter.started -= float(state["elapsed"])  # (seconds spent before the interruption count)
     meter._step_times[:] = [float(t) for t in state["step_times"]]
+    meter._other_times[:] = [float(t) for t in state.get("other_times", [])]
     seconds, fetched = state.get("fetch", [0.0, 0])
     meter.fetch_seconds, meter.fetched, meter._fetch_seen = float(seconds), int(fetched), True
     meter.outside = float(state.get("outside", 0.0))

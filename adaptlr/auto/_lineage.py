@@ -37,16 +37,20 @@ def train_lineage(
         racer.diverged = seen if alone else _dist.any_true(seen, device, group)
         return racer.diverged
 
+    meter, accumulate, sample = race.meter, race.step.accumulate, False  # (a lineage's first step: its cost)
     for step_batches in batches:
         lr = opt.param_groups[0]["lr"]
         start = time.perf_counter()
-        take = race.batches.taker(list(step_batches), race.step.accumulate)
-        loss = race.step(race.model, opt, take, scaler, stop, device)
-        race.meter.trained(time.perf_counter() - start)
+        loss = race.step(race.model, opt, race.batches.taker(list(step_batches), accumulate), scaler, stop, device)
         racer.steps += 1
         racer.losses.append(loss)
         if racer.diverged:
             racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
-            return
-        if after is not None:
+        elif after is not None:  # (its bookkeeping is part of the step, as a plain loop's is; the validation
+            apart = meter.val_seconds + meter.outside  # and the user's callbacks it may run are counted apart)
             after(lr)
+            start += meter.val_seconds + meter.outside - apart
+        meter.trained(time.perf_counter() - start, sample=sample)
+        sample = True
+        if racer.diverged:
+            return

@@ -226,6 +226,7 @@ class Meter:
     fetched: int = 0
     _fetch_seen: bool = False
     _step_times: list[float] = field(default_factory=list)
+    _other_times: list[float] = field(default_factory=list)  # (the first step, and each lineage's first)
     _val_rates: list[float] = field(default_factory=list)
 
     def fetch(self, seconds: float, batches: int) -> None:
@@ -237,13 +238,17 @@ class Meter:
             self._fetch_seen = True
             self.warm += seconds
 
-    def trained(self, seconds: float, steps: int = 1) -> None:
-        if not self.train_steps:
+    def trained(self, seconds: float, steps: int = 1, sample: bool = True) -> None:
+        """Count ``steps`` training steps taken in ``seconds``; ``sample=False`` keeps them out of the step-time
+        estimate (a lineage's first step, which sets up its fresh optimizer's state: a cost of the lineage)."""
+        first = not self.train_steps
+        if first:
             self.warm += seconds  # the first step carries one-off costs (a kernel compiled or loaded)
         self.train_steps += steps
         self.train_seconds += seconds
-        if len(self._step_times) < 1024:
-            self._step_times.append(seconds / max(steps, 1))
+        times = self._step_times if sample and not first else self._other_times
+        if len(times) < 1024:
+            times.append(seconds / max(steps, 1))
 
     def validated(self, seconds: float, rows: int, sample: bool = True) -> None:
         """Count a validation pass; ``sample=False`` keeps its seconds out of the row-cost estimate (a first
@@ -256,16 +261,18 @@ class Meter:
     @property
     def step_seconds(self) -> float:
         """The seconds of a training step: the mean of those seen after the first (whose one-off costs, such as
-        a kernel compiled, a plain run pays too)."""
-        if not self._step_times:
+        a kernel compiled, a plain run pays too) and after each lineage's first (its optimizer's state set up:
+        a cost of the lineage, in :meth:`overhead`), as a plain run's steps cost, its batches' fetching in."""
+        times = self._step_times or self._other_times[1:] or self._other_times
+        if not times:
             return math.nan
         fetch = self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
-        return statistics.fmean(self._step_times[1:] or self._step_times) + fetch
+        return statistics.fmean(times) + fetch
 
     @property
     def row_cost(self) -> float:
         """A validation row's cost in training steps (measured; nan before both were seen)."""
-        if not self._val_rates or not self._step_times:
+        if not self._val_rates or not (self._step_times or self._other_times):
             return math.nan
         return statistics.median(self._val_rates) / max(self.step_seconds, 1e-12)
 

@@ -31,6 +31,9 @@ def move(batch: Any, device: torch.device) -> Any:
     """``batch`` with its tensors on ``device`` (tensors, and dicts, lists and tuples of them, recursively)."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True) if batch.device != device else batch
+    kind = type(batch)
+    if (kind is tuple or kind is list) and all(type(v) is torch.Tensor and v.device == device for v in batch):
+        return batch  # (the common batch, already in place: a small model's step feels every microsecond)
     if isinstance(batch, Mapping):
         moved = {k: move(v, device) for k, v in batch.items()}
         try:  # keep the mapping's type (an HF BatchEncoding, an OrderedDict) where it takes a dict
@@ -93,13 +96,11 @@ class Batches:
         self.take(n)
 
     def take(self, n: int) -> list[Any]:
-        out, start = [], time.perf_counter()
-        for _ in range(n):
-            try:
-                out.append(next(self._stream))
-            except StopIteration:
-                raise ValueError(f"Auto: the training iterator ran out after {self.taken} batches") from None
-            self.taken += 1
+        start = time.perf_counter()
+        out = list(itertools.islice(self._stream, n))
+        self.taken += len(out)
+        if len(out) < n:
+            raise ValueError(f"Auto: the training iterator ran out after {self.taken} batches")
         if self.meter is not None:
             self.meter.fetch(time.perf_counter() - start, n)
         return out
@@ -179,14 +180,20 @@ class TrainStep:
         model makes the same collective calls whatever its own loss was. ``device``: the model's (found when not
         given)."""
         device = device_of(model) if device is None else device
+        acc = self.accumulate
         for _ in range(MAX_SKIPS):
             opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for batch in take(self.accumulate):
-                loss = self.loss(model, batch, device)
-                total += float(loss.detach()) / self.accumulate
-                scaled = loss / self.accumulate if self.accumulate > 1 else loss
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if acc == 1 and scaler is None:  # (the plain step, in the fewest Python lines: small models feel each)
+                loss = self.loss(model, take(1)[0], device)
+                total = float(loss.detach())
+                loss.backward()
+            else:
+                total = 0.0
+                for batch in take(acc):
+                    loss = self.loss(model, batch, device)
+                    total += float(loss.detach()) / acc
+                    scaled = loss / acc if acc > 1 else loss
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total = total if math.isfinite(total) else math.nan
             if self.sync is not None:
                 self.sync(model)
@@ -254,6 +261,8 @@ class _evaluating:
 
 def _classic(loss_fn: LossFn) -> StepFn:
     def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        if type(batch) is tuple and len(batch) == 2:  # (the common case, without the checks below)
+            return loss_fn(model(batch[0]), batch[1])
         try:
             if isinstance(batch, Mapping):
                 raise TypeError

@@ -53,3 +53,16 @@ def test_state_dict_round_trip_continues_identically():
 def test_bad_arguments_name_the_parameter(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         LossScale(**kwargs)
+
+
+def test_the_rules_median_is_statistics_median():
+    import statistics
+    from collections import deque
+
+    from adaptlr.controllers.divergence import _median
+
+    rng = random.Random(3)
+    for n in range(1, 22):
+        values = deque(rng.lognormvariate(0.0, 2.0) for _ in range(n))
+        assert _median(values) == statistics.median(values)
+    assert _median(deque([1.0, 1.0, 2.0, 2.0])) == 1.5

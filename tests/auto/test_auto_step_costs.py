@@ -1,0 +1,95 @@
+"""What a step of Auto costs and how it is counted: a lineage's set-up is the lineage's cost, not the step's; the
+run's bookkeeping is the step's, its validation and the user's callbacks are not; the fast paths of a plain step
+(a batch already on the model's device, an ``(inputs, targets)`` pair) keep the general path's meaning."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from adaptlr.auto import Auto, Batches, Meter, Racer, TrainStep, _lineage, build_race, move
+
+
+def test_a_lineages_first_step_is_a_cost_of_the_lineage_not_of_a_step():
+    meter = Meter()
+    meter.trained(5.0)  # the first step of the fit: one-off costs, a plain run pays them too
+    meter.trained(0.5, sample=False)  # a fresh optimizer's first step sets up its state
+    meter.trained(0.1)
+    meter.trained(0.3)
+    assert meter.warm == 5.0 and meter.train_steps == 4
+    assert meter.step_seconds == pytest.approx(0.2)
+    meter.validated(0.2, rows=10)
+    assert meter.row_cost == pytest.approx(0.1)  # (a row's seconds over a step's)
+    only_first = Meter()
+    only_first.trained(5.0)
+    only_first.trained(0.5, sample=False)  # (nothing else seen: the lineage's first step is the estimate)
+    assert only_first.step_seconds == pytest.approx(0.5)
+    assert math.isnan(Meter().step_seconds)
+
+
+def _race(steps=40):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    train = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)]
+    return build_race(Auto(), nn.Linear(4, 1), train, [(x, y)], steps, TrainStep(loss_fn=F.mse_loss))
+
+
+def test_the_runs_bookkeeping_counts_in_its_steps_its_validation_and_callbacks_apart(monkeypatch):
+    race = _race()
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(_lineage, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+
+    def after(lr):
+        clock.now += 1.0  # Auto's own bookkeeping after a step (a watch point's state saved, say)
+        clock.now += 2.0  # a validation pass, which the validator counts as validation
+        race.meter.val_seconds += 2.0
+        clock.now += 3.0  # the user's on_step, timed apart: a plain run pays its own
+        race.meter.outside += 3.0
+
+    opt = race.make_optimizer(1e-2)
+    race.train(Racer(1e-2), opt, None, (race._steps(1)[0] for _ in range(6)), after)
+    meter = race.meter
+    assert meter.train_steps == 6 and meter.train_seconds == pytest.approx(6 * 1.0)
+    assert meter.step_seconds == pytest.approx(1.0, abs=0.01)  # (plus the real seconds of fetching a batch)
+    assert len(meter._other_times) == 1 and len(meter._step_times) == 5  # (the first step: the fit's warm one)
+
+
+def test_a_diverged_step_is_counted_and_ends_the_lineage():
+    race = _race()
+    racer = Racer(1e-2)
+    racer.rule.observe = lambda loss: racer.steps >= 2  # (a rule that calls the third step diverged)
+    race.train(racer, race.make_optimizer(1e-2), None, (race._steps(1)[0] for _ in range(6)))
+    assert racer.diverged and racer.steps == 3 and race.meter.train_steps == 3 and "step 3" in racer.note
+
+
+def test_a_plain_batch_on_the_models_device_is_the_same_object_others_move():
+    x, y = torch.ones(2, 3), torch.zeros(2)
+    cpu = torch.device("cpu")
+    assert move((x, y), cpu) is not None and move((x, y), cpu)[0] is x
+    pair = (x, y)
+    assert move(pair, cpu) is pair and move([x, y], cpu)[1] is y
+    moved = move((x, y), torch.device("meta"))
+    assert type(moved) is tuple and all(t.device.type == "meta" for t in moved)
+    mixed = (x, 3)  # (not all tensors: the general path, which keeps the rest as it is)
+    assert move(mixed, torch.device("meta"))[1] == 3
+
+
+def test_the_pair_fast_path_computes_the_general_paths_loss():
+    torch.manual_seed(0)
+    model, x, y = nn.Linear(3, 1), torch.randn(5, 3), torch.randn(5, 1)
+    step = TrainStep(loss_fn=F.mse_loss)
+    expected = F.mse_loss(model(x), y)
+    assert torch.equal(step.step_fn(model, (x, y)), expected) and torch.equal(step.step_fn(model, [x, y]), expected)
+    with pytest.raises(TypeError, match="step_fn"):
+        step.step_fn(model, (x, y, y))
+
+
+def test_the_training_data_running_out_says_after_how_many_batches():
+    batches = Batches(iter(range(3)))
+    assert batches.take(2) == [0, 1]
+    with pytest.raises(ValueError, match="ran out after 3 batches"):
+        batches.take(2)
+    assert Batches([7, 8]).take(5) == [7, 8, 7, 8, 7]  # (an iterable is iterated again)
