@@ -23,7 +23,7 @@ from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._plan import WATCH_EVERY, Meter, Plan, make_plan, replan_rung2, validation_rows, watch_points
 from ._race import Race
-from ._racer import Racer, rank_finalists, regime, set_schedule, stalled
+from ._racer import Racer, rank_finalists, regime, run_cost, set_schedule, stalled
 from ._result import AutoResult
 from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows
@@ -60,6 +60,7 @@ __all__ = [
     "replan_rung2",
     "result_of",
     "rows",
+    "run_cost",
     "run_schedule",
     "set_schedule",
     "stalled",

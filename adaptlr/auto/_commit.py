@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
+from . import _dist
 from ._grid import HALF_DECADE, LR_SCALE
 from ._race import Race
-from ._racer import Racer, set_schedule
+from ._racer import Racer, run_cost, set_schedule
 from ._schedules import WSD_COOLDOWN, run_schedule
 from ._step import device_of
 
@@ -73,9 +74,14 @@ class Commit:
         if not points:
             return []
         pass_cost = race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")
-        left = plan.budget * plan.steps - race.spent() - (plan.steps - plan.rung2) - pass_cost
+        left = plan.budget * plan.steps - race.spent() - self._run_cost() * (plan.steps - plan.rung2) - pass_cost
         n = min(len(points), int(left // pass_cost) if pass_cost > 0 else len(points))
         return [points[(i * len(points)) // n] for i in range(n)] if n > 0 else []
+
+    def _run_cost(self) -> float:  # (a step of the winner against the race's mean step, where the plan is timed)
+        race = self.race
+        cost = run_cost([self.winner], race.meter) if race.own_cost()[1] else 1.0
+        return _dist.broadcast_float(cost, device_of(race.model), race.group)  # (rank 0's: every rank agrees)
 
     def resume(self, extra: dict[str, Any]) -> torch.optim.Optimizer:
         """Take up the run at its last rollback point (a fit interrupted during the run)."""
@@ -153,7 +159,7 @@ class Commit:
         race, w = self.race, self.winner
         lost = w.steps - mark["steps"]
         spare = race.plan.budget * race.plan.steps - race.spent()
-        if rollbacks >= self.max_rollbacks or spare < (race.plan.steps - mark["steps"]):
+        if rollbacks >= self.max_rollbacks or spare < self._run_cost() * (race.plan.steps - mark["steps"]):
             self.warnings.append(f"the run at lr {self.lr:g} {w.note}; stopped there (no budget left to go on)")
             return False
         race.store.load("run", race.model, self.optimizer, self.scaler)

@@ -33,6 +33,7 @@ def racer_state(r: Any) -> dict[str, Any]:
         "note": r.note,
         "parts": [list(p) for p in r.parts],
         "rule": r.rule.state_dict(),
+        "timing": [r.seconds, r.timed],
     }
 
 
@@ -42,6 +43,8 @@ def restore_racer(racer: Any, state: dict[str, Any]) -> Any:
     racer.diverged, racer.note = bool(state["diverged"]), str(state["note"])
     racer.parts = [[float(v), float(k)] for v, k in state.get("parts", [])]
     racer.rule.load_state_dict(state["rule"])
+    seconds, timed = state.get("timing", [0.0, 0])
+    racer.seconds, racer.timed = float(seconds), int(timed)
     return racer
 
 

@@ -50,7 +50,11 @@ def train_lineage(
             apart = meter.val_seconds + meter.outside  # and the user's callbacks it may run are counted apart)
             after(lr)
             start += meter.val_seconds + meter.outside - apart
-        meter.trained(time.perf_counter() - start, sample=sample)
+        seconds = time.perf_counter() - start
+        meter.trained(seconds, sample=sample)
+        if sample:  # (what this lr's steps cost: the run goes on at the winner's)
+            racer.seconds += seconds
+            racer.timed += 1
         sample = True
         if racer.diverged:
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .._validation import check_count, check_real
 
@@ -77,18 +77,7 @@ class Plan:
         return self.as_dict()[name]
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "steps": self.steps,
-            "rung1": self.rung1,
-            "rung2": self.rung2,
-            "branch": self.branch,
-            "warmup": self.warmup,
-            "budget": self.budget,
-            "val_share": self.val_share,
-            "candidates": self.candidates,
-            "keep": self.keep,
-            "watch": self.watch,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def watches(self) -> list[int]:
         """The steps at which the committed run is validated (:func:`watch_points`)."""
@@ -151,6 +140,7 @@ def replan_rung2(
     finalists: int,
     extra: int = 0,
     overhead: float = 0.0,
+    cost: float = 1.0,
 ) -> Plan:
     r"""Rung 2 and the branch made as long as what is left of the budget allows, once rung 1 is over.
 
@@ -160,14 +150,17 @@ def replan_rung2(
     ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`);
     ``overhead``: what a lineage costs beyond its steps and its validation (its optimizer built, its state saved
     and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and by the run.
-    With :math:`x = s_2 - s_1`, the rest costs :math:`(k + e)(x + \rho x + o) + e s_1 + (T - s_1 - x) + o +
-    \text{val\_rest}`, which must fit :math:`B T - \text{spent}`; ``x`` is at least 1 step and
-    :math:`s_2 \le T / 2`. What validation did not use of its share goes to the race.
+    ``cost``: what a step of the finalists costs against the race's mean step (:math:`q`: a step's seconds may
+    depend on the lr; :func:`~adaptlr.auto.run_cost`). With :math:`x = s_2 - s_1`, the rest costs
+    :math:`(k + e)(q x + q \rho x + o) + q e s_1 + q (T - s_1 - x) + o + \text{val\_rest}`, which must fit
+    :math:`B T - \text{spent}`; ``x`` is at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of
+    its share goes to the race.
     """
     r1, r2, br = nominal
     rho = br / max(r2 - r1, 1e-12)
     k, t = finalists + extra, plan.steps
-    room = plan.budget * t - spent - (t - plan.rung1) - val_rest - extra * plan.rung1 - (k + 1) * max(0.0, overhead)
+    wall = plan.budget * t - spent - val_rest - (k + 1) * max(0.0, overhead)
+    room = wall / max(cost, 1e-12) - (t - plan.rung1) - extra * plan.rung1
     x = room / max(k - 1 + k * rho, 1e-12)
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
     c = max(1, int(round(rho * x)))
@@ -264,10 +257,16 @@ class Meter:
         a kernel compiled, a plain run pays too) and after each lineage's first (its optimizer's state set up:
         a cost of the lineage, in :meth:`overhead`), as a plain run's steps cost, its batches' fetching in."""
         times = self._step_times or self._other_times[1:] or self._other_times
-        if not times:
-            return math.nan
-        fetch = self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
-        return statistics.fmean(times) + fetch
+        return statistics.fmean(times) + self._fetch_per_step() if times else math.nan
+
+    def _fetch_per_step(self) -> float:
+        return self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
+
+    def relative(self, seconds: float) -> float:
+        """A step that trains in ``seconds`` (its batches' fetching left out) over :attr:`step_seconds` (1.0
+        before a step was timed)."""
+        mean = self.step_seconds
+        return (seconds + self._fetch_per_step()) / mean if mean > 0 else 1.0
 
     @property
     def row_cost(self) -> float:

@@ -18,7 +18,7 @@ from . import _dist
 from ._extend import add_late, edge_candidate, look_longer, next_edge
 from ._lineage import train_lineage
 from ._plan import Meter, Plan, late_evaluations, replan_rung2
-from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
+from ._racer import Racer, order_finalists, rank_finalists, run_cost, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
 from ._step import Batches, TrainStep, device_of, timed
 from ._store import StateStore
@@ -201,8 +201,9 @@ class Race:
             extra = int(edge is not None)
             val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
             over = self.meter.overhead(rc, len(self.racers)) if self.own_cost()[1] else 0.0  # (per lineage)
-            over = _dist.broadcast_float(over, device, self.group)
-            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over)
+            cost = run_cost(alive, self.meter) if self.own_cost()[1] else 1.0  # (the finalists' steps, relative)
+            over, cost = (_dist.broadcast_float(v, device, self.group) for v in (over, cost))
+            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over, cost)
             self.offset = self.batches.taken
             with self._alike():
                 self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)

@@ -13,7 +13,17 @@ import torch
 from ..controllers import LossScale
 from ._grid import LR_SCALE
 
-__all__ = ["Racer", "blind", "order_finalists", "rank_finalists", "regime", "set_schedule", "stalled", "survivors"]
+__all__ = [
+    "Racer",
+    "blind",
+    "order_finalists",
+    "rank_finalists",
+    "regime",
+    "run_cost",
+    "set_schedule",
+    "stalled",
+    "survivors",
+]
 
 
 @dataclass
@@ -29,6 +39,8 @@ class Racer:
     note: str = ""
     parts: list[list[float]] = field(default_factory=list, repr=False)  # its last score's batches, [mean, rows]
     rule: LossScale = field(default_factory=LossScale, repr=False)
+    seconds: float = 0.0  # the seconds of its timed steps (each lineage's first left out: :class:`Meter`)
+    timed: int = 0
 
     @property
     def score(self) -> float:
@@ -37,6 +49,17 @@ class Racer:
     @property
     def key(self) -> str:
         return f"lr{self.lr:.6g}"
+
+
+def run_cost(racers: list[Racer], meter: Any) -> float:
+    """What a step of the costliest of ``racers`` costs against the mean step of the race (``meter``: a
+    :class:`~adaptlr.auto.Meter`), at least 1: a step's seconds may depend on the lr (an RBF network's steps cost
+    half as much again at lr 1 as at 1e-3), and the run goes on at the winner's. Never below 1: a race's first
+    steps are often its slowest (caches still cold), and a plan that trusted its cheaper later steps overspent
+    (a first fit of linear regression in a process: 1.8 runs where the budget was 1.5). 1.0 when fewer than two
+    steps of each were timed."""
+    means = [r.seconds / r.timed for r in racers if r.timed >= 2]
+    return max(1.0, meter.relative(max(means))) if means else 1.0
 
 
 def regime(best: float, start: float, tie: float) -> str:

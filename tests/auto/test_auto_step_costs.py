@@ -10,7 +10,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adaptlr.auto import Auto, Batches, Meter, Racer, TrainStep, _lineage, build_race, move
+from adaptlr.auto import (
+    Auto,
+    Batches,
+    Meter,
+    Racer,
+    TrainStep,
+    _lineage,
+    build_race,
+    make_plan,
+    move,
+    replan_rung2,
+    run_cost,
+)
 
 
 def test_a_lineages_first_step_is_a_cost_of_the_lineage_not_of_a_step():
@@ -93,3 +105,21 @@ def test_the_training_data_running_out_says_after_how_many_batches():
     with pytest.raises(ValueError, match="ran out after 3 batches"):
         batches.take(2)
     assert Batches([7, 8]).take(5) == [7, 8, 7, 8, 7]  # (an iterable is iterated again)
+
+
+def test_the_plan_counts_the_finalists_steps_at_their_own_cost():
+    # a step's seconds may depend on the lr (an RBF network's cost half as much again at lr 1 as at 1e-3): rung 2
+    # and the run are planned at the costliest finalist's, never below the race's mean step
+    meter = Meter()
+    for seconds in (1.0, 0.1, 0.1, 0.1):
+        meter.trained(seconds)
+    cheap, costly, untimed = Racer(1e-3, seconds=0.2, timed=2), Racer(1.0, seconds=0.6, timed=3), Racer(0.1)
+    assert run_cost([cheap, costly, untimed], meter) == pytest.approx(2.0)
+    assert run_cost([cheap], meter) == 1.0 and run_cost([untimed], meter) == 1.0  # (never below the mean)
+    plan = make_plan(1000, 7, 3)
+    same = replan_rung2(plan, 300.0, 10.0, (0.035, 0.10, 0.025), 3)
+    dearer = replan_rung2(plan, 300.0, 10.0, (0.035, 0.10, 0.025), 3, cost=1.1)
+    assert dearer.rung2 < same.rung2 and dearer.branch <= same.branch
+    # what the rest costs at the finalists' steps fits what is left of the budget
+    x, c = dearer.rung2 - dearer.rung1, dearer.branch
+    assert 300.0 + 10.0 + 1.1 * (2 * x + 3 * c + (1000 - dearer.rung1)) <= plan.budget * 1000 + 1.1 * 5
