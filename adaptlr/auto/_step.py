@@ -183,17 +183,12 @@ class TrainStep:
         acc = self.accumulate
         for _ in range(MAX_SKIPS):
             opt.zero_grad(set_to_none=True)
-            if acc == 1 and scaler is None:  # (the plain step, in the fewest Python lines: small models feel each)
-                loss = self.loss(model, take(1)[0], device)
-                total = float(loss.detach())
-                loss.backward()
-            else:
-                total = 0.0
-                for batch in take(acc):
-                    loss = self.loss(model, batch, device)
-                    total += float(loss.detach()) / acc
-                    scaled = loss / acc if acc > 1 else loss
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total = 0.0
+            for batch in take(acc):
+                loss = self.loss(model, batch, device)
+                total += float(loss.detach()) / acc
+                scaled = loss / acc if acc > 1 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total = total if math.isfinite(total) else math.nan
             if self.sync is not None:
                 self.sync(model)
