@@ -128,7 +128,7 @@ def make_optimizer(
     return cls(built, lr=lr, **options)
 
 
-@functools.lru_cache(maxsize=64)  # (a signature read costs ~30 us: once per candidate on a small model's race)
+@functools.lru_cache(maxsize=64)  # (a signature read: ~20 us of the 33 us an optimizer took to build on linreg)
 def _default(cls: type, name: str, fallback: Any) -> Any:
     p = inspect.signature(cls.__init__).parameters.get(name)
     return p.default if p is not None and p.default is not inspect.Parameter.empty else fallback

@@ -271,7 +271,7 @@ class Meter:
     @property
     def row_cost(self) -> float:
         """A validation row's cost in training steps (measured; nan before both were seen)."""
-        if not self._val_rates or not (self._step_times or self._other_times):
+        if not self._val_rates or math.isnan(self.step_seconds):
             return math.nan
         return statistics.median(self._val_rates) / max(self.step_seconds, 1e-12)
 

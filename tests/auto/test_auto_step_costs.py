@@ -80,7 +80,6 @@ def test_a_diverged_step_is_counted_and_ends_the_lineage():
 def test_a_plain_batch_on_the_models_device_is_the_same_object_others_move():
     x, y = torch.ones(2, 3), torch.zeros(2)
     cpu = torch.device("cpu")
-    assert move((x, y), cpu) is not None and move((x, y), cpu)[0] is x
     pair = (x, y)
     assert move(pair, cpu) is pair and move([x, y], cpu)[1] is y
     moved = move((x, y), torch.device("meta"))
@@ -122,4 +121,6 @@ def test_the_plan_counts_the_finalists_steps_at_their_own_cost():
     assert dearer.rung2 < same.rung2 and dearer.branch <= same.branch
     # what the rest costs at the finalists' steps fits what is left of the budget
     x, c = dearer.rung2 - dearer.rung1, dearer.branch
-    assert 300.0 + 10.0 + 1.1 * (2 * x + 3 * c + (1000 - dearer.rung1)) <= plan.budget * 1000 + 1.1 * 5
+    assert (
+        300.0 + 10.0 + 1.1 * (2 * x + 3 * c + (1000 - dearer.rung1)) <= plan.budget * 1000 + 1.1 * 1.5
+    )  # (c rounded: at most half a step each)
