@@ -31,7 +31,8 @@ OnStep = Callable[[int, float, float, bool], None]
 @dataclass
 class Commit:
     """Continue ``winner`` (a finalist of ``race``) from its branch point to ``race.plan.steps`` on the
-    ``tail``, then :meth:`finish`. ``snapshot_every``: the share of the run between rollback points."""
+    ``tail``, then :meth:`finish`. ``snapshot_every``: the share of the run between rollback points (those the
+    budget affords once the run and its watch are paid: :meth:`run`)."""
 
     race: Race
     winner: Racer
@@ -48,6 +49,7 @@ class Commit:
     val_score: float = math.inf
     rollbacks: int = 0
     points: list[int] = field(default_factory=list)  # the watch points the budget affords (:meth:`start`)
+    marks: list[int] = field(default_factory=list)  # the rollback points after the first (:meth:`run`)
     # (step, score) at each watch point; the state of the first best is the store's "watch"
     history: list[tuple[int, float]] = field(default_factory=list)
 
@@ -69,14 +71,29 @@ class Commit:
     def _affordable(self) -> list[int]:
         """The watch points after the branch point that fit what is left of the budget once the rest of the run
         and its final score are paid (evenly spread when not all fit): the watch is validation's last claim."""
-        race, plan = self.race, self.race.plan
+        plan = self.race.plan
         points = [s for s in plan.watches() if s > plan.rung2] if self.keep_best else []
-        if not points:
-            return []
-        pass_cost = race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")
-        left = plan.budget * plan.steps - race.spent() - self._run_cost() * (plan.steps - plan.rung2) - pass_cost
-        n = min(len(points), int(left // pass_cost) if pass_cost > 0 else len(points))
-        return [points[(i * len(points)) // n] for i in range(n)] if n > 0 else []
+        return _spread(points, self._left(plan.rung2, 1), self._pass_cost()) if points else []
+
+    def _pass_cost(self) -> float:  # (a validation pass on the commit's rows, in training steps)
+        race = self.race
+        return race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")
+
+    def _left(self, at: int, passes: int) -> float:
+        """What is left of the budget, in training steps, once the run from step ``at`` and ``passes`` validation
+        passes on the commit's rows are paid."""
+        plan = self.race.plan
+        rest = self._run_cost() * (plan.steps - at) + passes * self._pass_cost()
+        return plan.budget * plan.steps - self.race.spent() - rest
+
+    def _rollback_points(self, at: int, cost: float) -> list[int]:
+        """The rollback points after the first (at ``at``), every ``snapshot_every`` of the run, that fit what
+        is left once the run, its watch and its end are paid (evenly spread when not all fit); ``cost``: a
+        point's, in training steps, as the first one measured (0 where plans are not timed: every point)."""
+        plan = self.race.plan
+        every = max(1, int(self.snapshot_every * plan.steps))
+        points = list(range(at + every, plan.steps, every))
+        return _spread(points, self._left(at, len([s for s in self.points if s > at]) + 1), cost)
 
     def _run_cost(self) -> float:  # (a step of the winner against the race's mean step, where the plan is timed)
         race = self.race
@@ -88,6 +105,7 @@ class Commit:
         self.lr, self.rollbacks = float(extra["lr"]), int(extra["rollbacks"])
         self.warnings = list(extra["warnings"])
         self.points = [int(s) for s in extra.get("points", [])]
+        self.marks = [int(s) for s in extra.get("marks", [])]
         self.history = [(int(a), float(b)) for a, b in extra.get("history", [])]
         self.optimizer, self.scaler = self.race._resume(self.winner, "run", self.schedule())
         return self.optimizer
@@ -101,8 +119,12 @@ class Commit:
     def run(self, on_step: OnStep | None = None) -> bool:
         """Train the winner to the end of the run (:meth:`start` first); False when it had to stop early."""
         race, plan, w = self.race, self.race.plan, self.winner
-        every = max(1, int(self.snapshot_every * plan.steps))
+        start = time.perf_counter()
         mark = self._mark()
+        if not self.marks:  # (a resumed run keeps its points)
+            seconds = time.perf_counter() - start
+            cost = seconds / race.meter.step_seconds if race.own_cost()[1] else 0.0
+            self.marks = self._rollback_points(w.steps, _dist.broadcast_float(cost, device_of(race.model), race.group))
 
         def after(lr: float) -> None:  # (lr: the one the step used; group["lr"] has moved on to the next)
             self.observe(race.model, w.steps)
@@ -110,10 +132,10 @@ class Commit:
                 self._tell(on_step, w.steps, w.losses[-1], float(lr) / scale, True)
 
         while w.steps < plan.steps:
-            if w.steps - mark["steps"] >= every:
+            if w.steps in self.marks and w.steps != mark["steps"]:
                 mark = self._mark()
             scale = float(self.optimizer.param_groups[0].get(LR_SCALE, 1.0))
-            todo = min(plan.steps, mark["steps"] + every) - w.steps  # (to the next rollback point: one call)
+            todo = min([s for s in self.marks if s > w.steps] + [plan.steps]) - w.steps  # (to the next point)
             race.train(w, self.optimizer, self.scaler, (race._steps(1)[0] for _ in range(todo)), after)
             if w.diverged:
                 if not self._rollback(mark, self.rollbacks):
@@ -149,7 +171,7 @@ class Commit:
     def _mark(self) -> dict[str, Any]:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
         extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
-        extra.update(points=list(self.points), history=list(self.history))
+        extra.update(points=list(self.points), marks=list(self.marks), history=list(self.history))
         self.race._record("run", self.race.batches.taken, extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 
@@ -208,3 +230,9 @@ class Commit:
                 f"the run ended early: committed the winner's annealed branch of step {self.winner.scores[-1][0]}"
             )
         return self.committed
+
+
+def _spread(points: list[int], left: float, cost: float) -> list[int]:
+    """As many of ``points`` as ``left`` affords at ``cost`` each (all when they cost nothing), evenly spread."""
+    n = min(len(points), int(left // cost) if cost > 0 else len(points))
+    return [points[(i * len(points)) // n] for i in range(n)] if n > 0 else []

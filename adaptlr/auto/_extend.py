@@ -19,7 +19,8 @@ __all__ = ["add_late", "edge_candidate", "look_longer", "next_edge"]
 
 def next_edge(race: Any, upward: bool, added: int) -> float | None:
     """A half-decade past the edge when the edge is the best or within ``tie`` of it, within the limits,
-    ``extend`` steps and the budget (an extra candidate costs its rung-1 steps and one evaluation)."""
+    ``extend`` steps and the budget (an extra candidate costs its rung-1 steps, one evaluation and a lineage's
+    fixed costs, and the run must still fit)."""
     alive = [r for r in race.racers if not r.diverged]
     if not alive or added >= race.extend:
         return None
@@ -35,8 +36,10 @@ def next_edge(race: Any, upward: bool, added: int) -> float | None:
     if edge.diverged or edge.score > best + band:
         return None
     lr = extension([r.lr for r in race.racers], upward, race.limits)
-    spare = race.plan.budget * race.plan.steps - race.spent()
-    if lr is None or spare < (race.plan.steps - race.plan.rung1) + race.plan.race_steps(1) + 2 * race.plan.rung1:
+    plan, spare = race.plan, race.plan.budget * race.plan.steps - race.spent()
+    # (its rung 1, rung 2's and the run's steps; its lineage, the finalists' and the run's fixed costs)
+    need = plan.steps + plan.rung1 + plan.race_steps(1) + (plan.keep + 2) * race.lineage_cost()
+    if lr is None or spare < need:
         race.warnings.append(
             f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "
             f"tried and the grid could not extend past it ({'limit' if lr is None else 'budget'} reached)"

@@ -83,6 +83,13 @@ class Race:
             return self.meter.wall_steps, True
         return self.meter.cost_steps(self.validator.row_cost(device_of(self.model))), False
 
+    def lineage_cost(self) -> float:
+        """What a lineage costs beyond its steps and its validation (its optimizer built, its state saved and
+        loaded), in training steps, as measured so far (0 where plans are not timed), rank 0's on every rank."""
+        device = device_of(self.model)
+        over = self.meter.overhead(self.validator.row_cost(device), len(self.racers)) if self.own_cost()[1] else 0.0
+        return _dist.broadcast_float(over, device, self.group)
+
     def _alike(self) -> Any:  # (around work every rank group does alike: counted once, by group 0)
         return self.groups.alike(self.meter) if self.groups is not None else contextlib.nullcontext()
 
@@ -200,9 +207,9 @@ class Race:
             rc = self.validator.row_cost(device)
             extra = int(edge is not None)
             val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
-            over = self.meter.overhead(rc, len(self.racers)) if self.own_cost()[1] else 0.0  # (per lineage)
+            over = self.lineage_cost()
             cost = run_cost(alive, self.meter) if self.own_cost()[1] else 1.0  # (the finalists' steps, relative)
-            over, cost = (_dist.broadcast_float(v, device, self.group) for v in (over, cost))
+            cost = _dist.broadcast_float(cost, device, self.group)
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over, cost)
             self.offset = self.batches.taken
             with self._alike():

@@ -124,3 +124,42 @@ def test_the_plan_counts_the_finalists_steps_at_their_own_cost():
     assert (
         300.0 + 10.0 + 1.1 * (2 * x + 3 * c + (1000 - dearer.rung1)) <= plan.budget * 1000 + 1.1 * 1.5
     )  # (c rounded: at most half a step each)
+
+
+def _edge_race():
+    race = _race(steps=400)
+    race.start_score = 1.0
+    race.racers = [Racer(lr, scores=[(race.plan.rung1, s)]) for lr, s in ((1e-2, 0.5), (3e-2, 0.4), (1e-1, 0.3))]
+    return race
+
+
+def test_the_grid_extends_past_a_winning_edge_only_when_every_lineage_after_it_is_afforded(monkeypatch):
+    from adaptlr.auto._extend import next_edge
+
+    race = _edge_race()
+    monkeypatch.setattr(type(race), "spent", lambda self: 100.0)
+    monkeypatch.setattr(type(race), "lineage_cost", lambda self: 0.0)
+    assert next_edge(race, upward=True, added=0) == 0.32  # (a half-decade past 0.1, rounded as the grid is)
+    assert race.warnings == []
+    # the budget has 500 steps left: the run's 400 and this candidate's rung 1 fit, but not with fixed costs of 40
+    # steps for each lineage still to come (this candidate, the three finalists, the run)
+    monkeypatch.setattr(type(race), "lineage_cost", lambda self: 40.0)
+    assert next_edge(race, upward=True, added=0) is None
+    assert "budget reached" in race.warnings[-1] and "largest" in race.warnings[-1]
+
+
+def test_the_runs_rollback_points_are_those_the_budget_affords(monkeypatch):
+    from adaptlr.auto._commit import Commit, _spread
+
+    assert _spread([10, 20, 30, 40], 100.0, 0.0) == [10, 20, 30, 40]  # (untimed plans: every point)
+    assert _spread([10, 20, 30, 40], 2.5, 1.0) == [10, 30]  # (two afforded: evenly spread)
+    assert _spread([10, 20, 30, 40], -3.0, 1.0) == []  # (the budget already spent: none)
+    race = _race(steps=100)
+    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2), "wsd")
+    left = {}
+    monkeypatch.setattr(Commit, "_left", lambda self, at, passes: left.setdefault((at, passes), 3.0))
+    commit.points = [60, 80]  # (two watch points after step 50: the run's end makes a third pass)
+    assert commit._rollback_points(50, cost=1.0) == [60, 70, 80]
+    assert list(left) == [(50, 3)]  # (what is left once the run from step 50 and its three passes are paid)
+    assert commit._rollback_points(50, cost=2.0) == [60]
+    assert commit._rollback_points(50, cost=0.0) == [60, 70, 80, 90]
