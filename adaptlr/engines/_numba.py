@@ -10,6 +10,16 @@ All tensors of one call go through ONE parallel region: the kernel receives a ta
 (``int64[n_tensors, n_columns]``) and a table of chunks ``(tensor, start, stop)``, so 400 small tensors cost one
 launch, and a 16M-element tensor is split across the threads.
 
+A call over fewer than ``SERIAL_BELOW`` elements (4 chunks, all its tensors together) runs ``kernel_serial``
+instead: the same generated lines with ``range`` for ``prange``, compiled without ``parallel``, so no thread pool
+is woken and joined (:func:`serial` decides). Its writes are bit-identical to the parallel kernel's; its sums too
+for one chunk (over several, the parallel kernel adds per thread first). Measured on 2 cores, other jobs running
+(``out/numba_small/bench.py``): ``AdamW`` on ``nn.Linear(10, 1)`` with both cores kept busy took a mean of
+2,200-13,000 us a step through the parallel region (a thread descheduled at the join), 190-220 us serial
+(``torch.optim.AdamW`` 230-280 us; every median ~40 us). With the cores not kept busy the parallel kernel's median
+passes the serial one's between 2 and 4 chunks (64K: 53 vs 49 us; 128K: 58 vs 68 us; 1M: 155 vs 231 us); a
+4M-element tensor still runs in parallel (5-12 ms a step, as before, within the other jobs' noise).
+
 The generated source is written to a cache folder (``$ADAPTLR_CACHE_DIR``, default ``~/.cache/adaptlr``) under a
 name that hashes it, and compiled with ``cache=True``: a new process loads the machine code from disk.
 """
@@ -17,7 +27,7 @@ name that hashes it, and compiled with ``cache=True``: a new process loads the m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +37,7 @@ from ._raw import RawPointerEngine, load_generated
 from ._trace import Program, Ref, trace
 
 CHUNK = 1 << 15  # elements per parallel work item
+SERIAL_BELOW = 4 * CHUNK  # a call over fewer elements runs the serial kernel (see the measurements above)
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
@@ -81,8 +92,8 @@ def _expr(op: str, a: list[str]) -> str:
     raise NotImplementedError(op)
 
 
-def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str) -> str:
-    """Numba source for ``program``: scalar nodes once per call (float64), tensor nodes per element (dtype)."""
+def _parts(program: Program, writes: Sequence[int], n_sums: int) -> tuple[list[str], list[str]]:
+    """The kernel's lines run once per call (scalars in float64, their casts, the sums) and those run per chunk."""
     nodes = program.nodes
     hoisted: list[str] = []  # float64 scalar code, then casts to DT
     casts: dict[Any, str] = {}
@@ -120,47 +131,75 @@ def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: s
     sums = [f"            l{k} += np.float64({tensor_operand(outputs[len(writes) + k])})" for k in range(n_sums)]
     refs = [a for n in nodes if n.tensor for a in n.args] + list(outputs)
     used = sorted({a.index for a in refs if isinstance(a, Ref) and a.kind == "col"})
-    loads = [f"            v{c} = a{c}[i]" for c in used]
     arrays = sorted(set(used) | {c for c in writes if c in tensor_cols})
     slot = {c: j for j, c in enumerate(tensor_cols)}
     # (after every tensor_operand call, which may hoist a cast) scalar nodes in program order, then the casts
     scalar_lines = [ln for ln in hoisted if ln.startswith("    c")]
     scalar_lines.sort(key=lambda ln: int(ln.split("=")[0].strip()[1:]))
     cast_lines = [ln for ln in hoisted if not ln.startswith("    c")]
-    lines = [
-        "import numpy as np",
-        "from numba import njit, prange, carray",
-        "from adaptlr.engines._numba import as_void_pointer",
-        f"DT = np.{dtype}",
-        f"SIZE = {np.dtype(dtype).itemsize}",
-        "",
-        "@njit(parallel=True, cache=True, error_model='numpy', nogil=True)",
-        "def kernel(ptrs, chunks, scal):",
-        *scalar_lines,
-        *cast_lines,
-        *[f"    acc{k} = 0.0" for k in range(n_sums)],
-        "    for c in prange(chunks.shape[0]):",
+    once = [*scalar_lines, *cast_lines, *[f"    acc{k} = 0.0" for k in range(n_sums)]]
+    per_chunk = [
         "        t = chunks[c, 0]",
         "        lo = chunks[c, 1]",
         "        n = chunks[c, 2] - lo",
         *[f"        a{c} = carray(as_void_pointer(ptrs[t, {slot[c]}] + lo * SIZE), (n,), DT)" for c in arrays],
         *[f"        l{k} = 0.0" for k in range(n_sums)],
         "        for i in range(n):",
-        *loads,
+        *[f"            v{c} = a{c}[i]" for c in used],
         *body,
         *stores,
         *sums,
         *[f"        acc{k} += l{k}" for k in range(n_sums)],
     ]
+    return once, per_chunk
+
+
+def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str) -> str:
+    """Numba source for ``program``: scalar nodes once per call (float64), tensor nodes per element (dtype).
+
+    One module, two functions with the same lines: ``kernel`` spreads the chunks over Numba's threads
+    (``prange``), ``kernel_serial`` runs them in order on the calling thread, for calls too small to split."""
+    once, per_chunk = _parts(program, writes, n_sums)
     ret = ", ".join(f"acc{k}" for k in range(n_sums))
-    lines.append(f"    return ({ret}{',' if n_sums == 1 else ''})" if n_sums else "    return 0")
+    ret_line = f"    return ({ret}{',' if n_sums == 1 else ''})" if n_sums else "    return 0"
+    lines = [
+        "import numpy as np",
+        "from numba import njit, prange, carray",
+        "from adaptlr.engines._numba import as_void_pointer",
+        f"DT = np.{dtype}",
+        f"SIZE = {np.dtype(dtype).itemsize}",
+    ]
+    for name, parallel, loop in (("kernel", True, "prange"), ("kernel_serial", False, "range")):
+        lines += [
+            "",
+            f"@njit(parallel={parallel}, cache=True, error_model='numpy', nogil=True)",
+            f"def {name}(ptrs, chunks, scal):",
+            *once,
+            f"    for c in {loop}(chunks.shape[0]):",
+            *per_chunk,
+            ret_line,
+        ]
     return "\n".join(lines) + "\n"
 
 
-def _load(source: str) -> Callable:
+class Kernels(NamedTuple):
+    """One rule's two compiled kernels (the same generated lines): over Numba's threads, and on the caller's."""
+
+    parallel: Callable
+    serial: Callable
+
+
+def _load(source: str) -> Kernels:
     import numba
 
-    return load_generated("adaptlr_kernel", numba.__version__, source).kernel
+    module = load_generated("adaptlr_kernel", numba.__version__, source)
+    return Kernels(module.kernel, module.kernel_serial)
+
+
+def serial(n_elements: int) -> bool:
+    """Whether a call over ``n_elements`` (all its tensors together) runs the serial kernel: below
+    ``SERIAL_BELOW`` elements, splitting the work saves less than starting and joining the threads costs."""
+    return n_elements < SERIAL_BELOW
 
 
 def check_fused(lists: Sequence[Sequence[torch.Tensor]]) -> None:
@@ -195,12 +234,12 @@ class NumbaEngine(RawPointerEngine):
     name = "numba"
 
     def __init__(self) -> None:
-        self._kernels: dict[Any, Callable] = {}
+        self._kernels: dict[Any, Kernels] = {}
         self._chunks: dict[tuple[int, ...], np.ndarray] = {}
 
     def kernel(
         self, fn: Callable, kinds: tuple, writes: tuple, n_scalars: int, flags: tuple, n_sums: int, dtype: str
-    ) -> Callable:
+    ) -> Kernels:
         key = (fn, kinds, writes, n_scalars, flags, n_sums, dtype)
         k = self._kernels.get(key)
         if k is None:
@@ -238,7 +277,7 @@ class NumbaEngine(RawPointerEngine):
         ref = lists[0][0]
         dtype = _DTYPES[ref.dtype]
         kinds = tuple(None if isinstance(c, list) else float(c) for c in columns)
-        kernel = self.kernel(fn, kinds, tuple(writes), len(scalars), tuple(bool(f) for f in flags), n_sums, dtype)
+        kernels = self.kernel(fn, kinds, tuple(writes), len(scalars), tuple(bool(f) for f in flags), n_sums, dtype)
         if pointers is None:
             ptrs = np.array([[t.data_ptr() for t in ts] for ts in zip(*lists)], dtype=np.int64)
         else:
@@ -248,7 +287,8 @@ class NumbaEngine(RawPointerEngine):
                 if isinstance(c, list)
             ]
             ptrs = np.ascontiguousarray(np.array(by_column, dtype=np.int64).T)
-        chunks = self._chunk_table(tuple(t.numel() for t in lists[0]))
+        sizes = tuple(t.numel() for t in lists[0])
+        chunks = self._chunk_table(sizes)
         scal = np.array([float(s) for s in scalars] or [0.0], dtype=np.float64)
-        out = kernel(ptrs, chunks, scal)
+        out = (kernels.serial if serial(sum(sizes)) else kernels.parallel)(ptrs, chunks, scal)
         return tuple(float(x) for x in out) if n_sums else ()
