@@ -115,7 +115,7 @@ class Race:
                 self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
         batches = self._rung1_batches = self._steps(self.plan.rung1)
         raced = {r.lr for r in self.racers}
-        pending = [lr for lr in self.lrs if lr not in raced]
+        pending = [lr for lr in spread_in_time(self.lrs) if lr not in raced]
         above, below = max(self.lrs), min(self.lrs)
         added = {True: sum(r.lr > above for r in self.racers), False: sum(r.lr < below for r in self.racers)}
         while pending:
@@ -291,3 +291,12 @@ class Race:
         if self.phase == "look":
             return self.order(look_longer(self, [r for r in alive if not r.diverged], resumed=True))
         return self.order([r for r in alive if not r.diverged and len(r.scores) >= 2])
+
+
+def spread_in_time(lrs: tuple[float, ...] | list[float]) -> list[float]:
+    """``lrs`` in the order rung 1 races them: neighbours far apart in time (a golden-ratio permutation of the
+    sorted grid: 1e-4, 3e-2, 1e-3, 1e-2, 3e-4, 1e-1, 3e-3 for the default one), so that a machine whose speed
+    changes during the race (another process starting) does not look like a step cost that depends on the lr
+    (:func:`~adaptlr.auto.run_cost`)."""
+    ordered = sorted(lrs)
+    return [ordered[i] for i in sorted(range(len(ordered)), key=lambda i: (i * 0.6180339887498949) % 1.0)]

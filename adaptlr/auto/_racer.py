@@ -52,14 +52,18 @@ class Racer:
 
 
 def run_cost(racers: list[Racer], meter: Any) -> float:
-    """What a step of the costliest of ``racers`` costs against the mean step of the race (``meter``: a
-    :class:`~adaptlr.auto.Meter`), at least 1: a step's seconds may depend on the lr (an RBF network's steps cost
-    half as much again at lr 1 as at 1e-3), and the run goes on at the winner's. Never below 1: a race's first
-    steps are often its slowest (caches still cold), and a plan that trusted its cheaper later steps overspent
-    (a first fit of linear regression in a process: 1.8 runs where the budget was 1.5). 1.0 when fewer than two
-    steps of each were timed."""
+    """What a step of ``racers`` costs against the mean step of the race (``meter``: a
+    :class:`~adaptlr.auto.Meter`): the least of their mean steps over the race's, at least 1. A step's seconds may
+    depend on the lr (an RBF network's steps cost half as much again at lr 1 as at 1e-3), and the run goes on at
+    the winner's; the least of the finalists' is what every finalist shows. The largest of them was what a
+    machine whose speed changes during the race shows: on an LSTM whose steps cost the same at every lr, with the
+    machine's other core busy, some candidates' steps took 0.8 ms and others' 1.5-2.3 ms, and the largest
+    finalist's made rung 2 one step long in half the races. Never below 1: a race's first steps are often its
+    slowest (caches still cold), and a plan that trusted its cheaper later steps overspent (a first fit of linear
+    regression in a process: 1.8 runs where the budget was 1.5). 1.0 when fewer than two steps of each were
+    timed."""
     means = [r.seconds / r.timed for r in racers if r.timed >= 2]
-    return max(1.0, meter.relative(max(means))) if means else 1.0
+    return max(1.0, meter.relative(min(means))) if len(means) == len(racers) and means else 1.0
 
 
 def regime(best: float, start: float, tie: float) -> str:

@@ -113,7 +113,10 @@ def test_the_plan_counts_the_finalists_steps_at_their_own_cost():
     for seconds in (1.0, 0.1, 0.1, 0.1):
         meter.trained(seconds)
     cheap, costly, untimed = Racer(1e-3, seconds=0.2, timed=2), Racer(1.0, seconds=0.6, timed=3), Racer(0.1)
-    assert run_cost([cheap, costly, untimed], meter) == pytest.approx(2.0)
+    dearer = Racer(3.0, seconds=0.5, timed=2)
+    assert run_cost([costly, dearer], meter) == pytest.approx(2.0)  # (what every finalist shows: the least)
+    assert run_cost([cheap, costly], meter) == 1.0  # (one finalist as cheap as the race: a slower machine, not the lr)
+    assert run_cost([costly, untimed], meter) == 1.0  # (one not timed: nothing shown)
     assert run_cost([cheap], meter) == 1.0 and run_cost([untimed], meter) == 1.0  # (never below the mean)
     plan = make_plan(1000, 7, 3)
     same = replan_rung2(plan, 300.0, 10.0, (0.035, 0.10, 0.025), 3)
@@ -163,3 +166,14 @@ def test_the_runs_rollback_points_are_those_the_budget_affords(monkeypatch):
     assert list(left) == [(50, 3)]  # (what is left once the run from step 50 and its three passes are paid)
     assert commit._rollback_points(50, cost=2.0) == [60]
     assert commit._rollback_points(50, cost=0.0) == [60, 70, 80, 90]
+
+
+def test_rung_1_races_neighbouring_lrs_far_apart_in_time():
+    from adaptlr.auto._race import spread_in_time
+
+    grid = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    order = spread_in_time(grid)
+    assert sorted(order) == list(grid) and order[0] == 1e-4  # (every lr once)
+    position = {lr: i for i, lr in enumerate(order)}
+    assert min(abs(position[a] - position[b]) for a, b in zip(grid, grid[1:])) >= 2  # (no neighbours in a row)
+    assert spread_in_time(list(reversed(grid))) == order  # (the same order whatever order the grid comes in)
