@@ -3,7 +3,7 @@ trained on a click stream whose users' pairwise preferences drift from one conce
 batches served in stream order; all deterministic, from fixed seeds (nothing downloads).
 
 >>> make_fm_drift().x_train.shape
-torch.Size([76800, 8])
+torch.Size([128000, 8])
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from . import data as D
 __all__ = ["FM_FIELDS", "FM_VALUES", "FactorizationMachine", "StreamData", "bce_loss", "drift_logits", "make_fm_drift"]
 
 FM_FIELDS, FM_VALUES, FM_RANK = 8, 40, 8
-#: the stream's length in rows: the task's budget (2,400 steps of 32) walks it exactly once
-FM_STREAM = 2400 * 32
+#: the stream's length in rows: the task's budget (4,000 steps of 32) walks it exactly once
+FM_STREAM = 4000 * 32
 #: consecutive batches shuffled together: the stream's order is kept at this scale
 STREAM_BLOCK = 8
 
