@@ -12,6 +12,7 @@ from typing import Any
 
 from ._grid import extension
 from ._racer import Racer, blind, regime
+from ._sizing import lineage_cost
 from ._step import device_of
 
 __all__ = ["add_late", "edge_candidate", "look_longer", "next_edge"]
@@ -38,7 +39,7 @@ def next_edge(race: Any, upward: bool, added: int) -> float | None:
     lr = extension([r.lr for r in race.racers], upward, race.limits)
     plan, spare = race.plan, race.plan.budget * race.plan.steps - race.spent()
     # (its rung 1, rung 2's and the run's steps; its lineage, the finalists' and the run's fixed costs)
-    need = plan.steps + plan.rung1 + plan.race_steps(1) + (plan.keep + 2) * race.lineage_cost()
+    need = plan.steps + plan.rung1 + plan.race_steps(1) + (plan.keep + 2) * lineage_cost(race)
     if lr is None or spare < need:
         race.warnings.append(
             f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "

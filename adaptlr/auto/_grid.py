@@ -29,7 +29,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_LRS", "GRIDS", "LR_SCALE", "default_lrs", "extension", "make_optimizer", "check_optimizer"]
+__all__ = [
+    "DEFAULT_LRS",
+    "GRIDS",
+    "LR_SCALE",
+    "check_optimizer",
+    "default_lrs",
+    "extension",
+    "make_optimizer",
+    "spread_in_time",
+]
 
 HALF_DECADE = math.sqrt(10.0)
 #: the key of a raced optimizer's param group holding its ``lr_scale`` (the raced lr times it is the group's lr)
@@ -132,3 +141,12 @@ def make_optimizer(
 def _default(cls: type, name: str, fallback: Any) -> Any:
     p = inspect.signature(cls.__init__).parameters.get(name)
     return p.default if p is not None and p.default is not inspect.Parameter.empty else fallback
+
+
+def spread_in_time(lrs: tuple[float, ...] | list[float]) -> list[float]:
+    """``lrs`` in the order rung 1 races them: neighbours far apart in time (a golden-ratio permutation of the
+    sorted grid: 1e-4, 3e-2, 1e-3, 1e-2, 3e-4, 1e-1, 3e-3 for the default one), so that a machine whose speed
+    changes during the race (another process starting) does not look like a step cost that depends on the lr
+    (:func:`~adaptlr.auto.run_cost`)."""
+    ordered = sorted(lrs)
+    return [ordered[i] for i in sorted(range(len(ordered)), key=lambda i: (i * 0.6180339887498949) % 1.0)]

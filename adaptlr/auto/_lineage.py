@@ -25,10 +25,12 @@ def train_lineage(
     scaler: Any,
     batches: Iterable[list[Any]],
     after: Callable[[float], None] | None = None,
+    fresh: bool = True,
 ) -> None:
     """Train ``racer`` one step per entry of ``batches`` (each the batches of one step), stopping as soon as
     its loss diverges on its own scale (any rank's divergence stops every rank, before the step is taken);
-    ``after(lr)`` is called after each step taken, with the first group's lr that step used."""
+    ``after(lr)`` is called after each step taken, with the first group's lr that step used. ``fresh``: ``opt``
+    has not stepped yet (its first step, which sets up its state, is the lineage's cost, not a step's)."""
     device, group = device_of(race.model), race._racing_group()
     alone = not _dist.active(group)  # (asked once: a step of a small model feels every microsecond)
 
@@ -37,7 +39,7 @@ def train_lineage(
         racer.diverged = seen if alone else _dist.any_true(seen, device, group)
         return racer.diverged
 
-    meter, accumulate, sample = race.meter, race.step.accumulate, False  # (a lineage's first step: its cost)
+    meter, accumulate, sample = race.meter, race.step.accumulate, not fresh  # (a lineage's first step: its cost)
     for step_batches in batches:
         lr = opt.param_groups[0]["lr"]
         start = time.perf_counter()

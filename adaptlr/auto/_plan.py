@@ -111,25 +111,30 @@ def make_plan(
     k = min(check_count("keep", keep, 1), n)
     budget = check_real("budget", budget, 1.0, low_open=True)
     val_share = check_real("val_share", val_share, 0.0, 1.0, high_open=True)
+    s1, s2, c = _rungs(steps, n, k, (1.0 - val_share) * (budget - 1.0) * steps - spare, (rung1, rung2, branch))
+    warm, watch = int(math.ceil(warmup * steps)), check_real("watch", watch, 0.0, 1.0)
+    return Plan(steps, s1, s2, c, warm, budget, val_share, candidates=n, keep=k, watch=watch)
+
+
+def _rungs(steps: int, n: int, k: int, room: float, nominal: tuple[float, float, float]) -> tuple[int, int, int]:
+    """``(s1, s2, c)``: the fractions ``nominal`` scaled so that the race's training steps take ``room``."""
+    rung1, rung2, branch = nominal
     unit = (n - 1) * rung1 + (k - 1) * (rung2 - rung1) + k * branch
-    room = max(0.0, (1.0 - val_share) * (budget - 1.0) * steps - spare)
-    scale = room / (unit * steps) if unit > 0 else 1.0
+    scale = max(0.0, room) / (unit * steps) if unit > 0 else 1.0
     s2_cap = max(2, steps // 2)
     s1 = min(max(1, int(rung1 * scale * steps)), s2_cap - 1)
-    s2 = min(max(s1 + 1, int(rung2 * scale * steps)), s2_cap)
-    c = max(1, int(branch * scale * steps))
-    return Plan(
-        steps=steps,
-        rung1=s1,
-        rung2=s2,
-        branch=c,
-        warmup=int(math.ceil(warmup * steps)),
-        budget=budget,
-        val_share=val_share,
-        candidates=n,
-        keep=k,
-        watch=check_real("watch", watch, 0.0, 1.0),
-    )
+    return s1, min(max(s1 + 1, int(rung2 * scale * steps)), s2_cap), max(1, int(branch * scale * steps))
+
+
+def reserve(plan: Plan, nominal: tuple[float, float, float], fixed: float) -> Plan:
+    """``plan`` sized again with ``fixed`` training steps held back for each lineage it races (its candidates,
+    its finalists and the run: what each costs beyond its steps, its optimizer built and its state saved and loaded,
+    measured before rung 1 was sized); rung 1 at least 2 steps (the steps that measured it)."""
+    n, k, t = plan.candidates, plan.keep, plan.steps
+    room = (1.0 - plan.val_share) * (plan.budget - 1.0) * t - (n + k + 1) * max(0.0, fixed)
+    s1, s2, c = _rungs(t, n, k, room, nominal)
+    s1 = max(2, s1)
+    return Plan(**{**plan.as_dict(), "rung1": s1, "rung2": max(s2, s1 + 1), "branch": c})  # type: ignore[arg-type]
 
 
 def replan_rung2(

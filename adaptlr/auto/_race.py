@@ -16,10 +16,12 @@ from torch import nn
 
 from . import _dist
 from ._extend import add_late, edge_candidate, look_longer, next_edge
+from ._grid import spread_in_time
 from ._lineage import train_lineage
 from ._plan import Meter, Plan, late_evaluations, replan_rung2
 from ._racer import Racer, order_finalists, rank_finalists, run_cost, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
+from ._sizing import lineage_cost, size_rung1
 from ._step import Batches, TrainStep, device_of, timed
 from ._store import StateStore
 from ._validate import Validator
@@ -64,6 +66,7 @@ class Race:
     phase: str = "rung1"  # where a resumed race stands
     offset: int = 0  # batches taken when the current phase's batches were drawn
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
+    _saved: float = 0.0  # (the seconds the start's snapshot took: a lineage's fixed cost, as rung 1 is sized)
 
     train = train_lineage  # (one lineage's steps: :func:`._lineage.train_lineage`)
 
@@ -82,13 +85,6 @@ class Race:
         if self.validator.val_cost is None and self.meter.step_seconds > 0:
             return self.meter.wall_steps, True
         return self.meter.cost_steps(self.validator.row_cost(device_of(self.model))), False
-
-    def lineage_cost(self) -> float:
-        """What a lineage costs beyond its steps and its validation (its optimizer built, its state saved and
-        loaded), in training steps, as measured so far (0 where plans are not timed), rank 0's on every rank."""
-        device = device_of(self.model)
-        over = self.meter.overhead(self.validator.row_cost(device), len(self.racers)) if self.own_cost()[1] else 0.0
-        return _dist.broadcast_float(over, device, self.group)
 
     def _alike(self) -> Any:  # (around work every rank group does alike: counted once, by group 0)
         return self.groups.alike(self.meter) if self.groups is not None else contextlib.nullcontext()
@@ -109,11 +105,14 @@ class Race:
     # ---- rung 1 ------------------------------------------------------------------------------------------------
     def rung1(self) -> list[Racer]:
         """Every candidate from the start (the grid extending past a winning edge); the ``keep`` best survive."""
-        if not self.racers:  # (a resumed race has its start and its sizes already)
-            self.store.save("start", self.model)
+        fresh = not self.racers  # (a resumed race has its start and its sizes already)
+        if fresh:
+            self._saved = timed(lambda: self.store.save("start", self.model))[1]
             with self._alike():
                 self.validator.probe(self.model)  # (times a validation row before the subsets are sized)
-        batches = self._rung1_batches = self._steps(self.plan.rung1)
+        # a fresh race whose plan is timed sizes rung 1 once its first candidate's first two steps timed a step
+        sizing = fresh and self.groups is None and self.validator.val_cost is None and self.plan.rung1 >= 3
+        batches = self._rung1_batches = self._steps(2 if sizing else self.plan.rung1)
         raced = {r.lr for r in self.racers}
         pending = [lr for lr in spread_in_time(self.lrs) if lr not in raced]
         above, below = max(self.lrs), min(self.lrs)
@@ -149,10 +148,12 @@ class Race:
             self._record("rung1", 0)
 
     def _rung1_train(self, racer: Racer, batches: list[list[Any]]) -> tuple[torch.optim.Optimizer, Any]:
-        opt, scaler = self.make_optimizer(racer.lr), self.scaler()
-        self.store.load("start", self.model)
-        set_schedule(opt, race_schedule(racer.lr, self.plan))
+        (opt, scaler), fixed = timed(lambda: self._resume(racer, "start", race_schedule(racer.lr, self.plan)))
         self.train(racer, opt, scaler, batches)
+        if len(batches) < self.plan.rung1:  # (the first candidate of a race that sizes rung 1 now)
+            more = size_rung1(self, batches, self._saved + fixed)
+            if not racer.diverged:
+                self.train(racer, opt, scaler, more, fresh=False)
         return opt, scaler
 
     def _rung1_score(self, racer: Racer | None, state: Any, first: bool) -> None:
@@ -207,7 +208,7 @@ class Race:
             rc = self.validator.row_cost(device)
             extra = int(edge is not None)
             val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
-            over = self.lineage_cost()
+            over = lineage_cost(self)
             cost = run_cost(alive, self.meter) if self.own_cost()[1] else 1.0  # (the finalists' steps, relative)
             cost = _dist.broadcast_float(cost, device, self.group)
             self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over, cost)
@@ -291,12 +292,3 @@ class Race:
         if self.phase == "look":
             return self.order(look_longer(self, [r for r in alive if not r.diverged], resumed=True))
         return self.order([r for r in alive if not r.diverged and len(r.scores) >= 2])
-
-
-def spread_in_time(lrs: tuple[float, ...] | list[float]) -> list[float]:
-    """``lrs`` in the order rung 1 races them: neighbours far apart in time (a golden-ratio permutation of the
-    sorted grid: 1e-4, 3e-2, 1e-3, 1e-2, 3e-4, 1e-1, 3e-3 for the default one), so that a machine whose speed
-    changes during the race (another process starting) does not look like a step cost that depends on the lr
-    (:func:`~adaptlr.auto.run_cost`)."""
-    ordered = sorted(lrs)
-    return [ordered[i] for i in sorted(range(len(ordered)), key=lambda i: (i * 0.6180339887498949) % 1.0)]

@@ -137,16 +137,17 @@ def _edge_race():
 
 
 def test_the_grid_extends_past_a_winning_edge_only_when_every_lineage_after_it_is_afforded(monkeypatch):
+    from adaptlr.auto import _extend
     from adaptlr.auto._extend import next_edge
 
     race = _edge_race()
     monkeypatch.setattr(type(race), "spent", lambda self: 100.0)
-    monkeypatch.setattr(type(race), "lineage_cost", lambda self: 0.0)
+    monkeypatch.setattr(_extend, "lineage_cost", lambda race: 0.0)
     assert next_edge(race, upward=True, added=0) == 0.32  # (a half-decade past 0.1, rounded as the grid is)
     assert race.warnings == []
     # the budget has 500 steps left: the run's 400 and this candidate's rung 1 fit, but not with fixed costs of 40
     # steps for each lineage still to come (this candidate, the three finalists, the run)
-    monkeypatch.setattr(type(race), "lineage_cost", lambda self: 40.0)
+    monkeypatch.setattr(_extend, "lineage_cost", lambda race: 40.0)
     assert next_edge(race, upward=True, added=0) is None
     assert "budget reached" in race.warnings[-1] and "largest" in race.warnings[-1]
 
@@ -169,7 +170,7 @@ def test_the_runs_rollback_points_are_those_the_budget_affords(monkeypatch):
 
 
 def test_rung_1_races_neighbouring_lrs_far_apart_in_time():
-    from adaptlr.auto._race import spread_in_time
+    from adaptlr.auto._grid import spread_in_time
 
     grid = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     order = spread_in_time(grid)
@@ -177,3 +178,33 @@ def test_rung_1_races_neighbouring_lrs_far_apart_in_time():
     position = {lr: i for i, lr in enumerate(order)}
     assert min(abs(position[a] - position[b]) for a, b in zip(grid, grid[1:])) >= 2  # (no neighbours in a row)
     assert spread_in_time(list(reversed(grid))) == order  # (the same order whatever order the grid comes in)
+
+
+def test_reserve_holds_back_a_lineages_fixed_cost_for_every_lineage_it_races():
+    from adaptlr.auto import reserve
+
+    nominal = (0.035, 0.10, 0.025)
+    plan = make_plan(1000, 7, 3)
+    assert reserve(plan, nominal, 0.0) == plan  # (nothing held back: the plan as made)
+    held = reserve(plan, nominal, 4.0)
+    assert 2 <= held.rung1 < plan.rung1 and held.steps == plan.steps and held.warmup == plan.warmup
+    room = (1 - plan.val_share) * (plan.budget - 1) * plan.steps - (7 + 3 + 1) * 4.0  # (candidates, finalists, run)
+    assert plan.race_steps() > room >= held.race_steps()  # ((n - 1) s1 + (k - 1)(s2 - s1) + k c, as make_plan)
+    assert reserve(make_plan(60, 7, 3), nominal, 100.0).rung1 == 2  # (the two steps that measured it)
+
+
+def test_a_timed_race_sizes_rung_1_after_its_first_steps_and_every_candidate_trains_as_long():
+    race = _race(steps=400)
+    planned = race.plan
+    race.rung1()
+    assert race.plan.rung1 <= planned.rung1 and len(race._rung1_batches) == race.plan.rung1
+    assert all(r.steps == race.plan.rung1 for r in race.racers if not r.diverged)
+    assert race.racers[0].timed == race.plan.rung1 - 1  # (its first step, the lineage's set-up, apart)
+    # plans that do not depend on timing (val_cost given) are sized once, before the race
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    train = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)]
+    step = TrainStep(loss_fn=F.mse_loss)
+    fixed = build_race(Auto(), nn.Linear(4, 1), train, [(x, y)], 400, step, val_cost=1.0)
+    fixed.rung1()
+    assert fixed.plan == Auto().plan(400) and len(fixed._rung1_batches) == fixed.plan.rung1
