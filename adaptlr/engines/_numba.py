@@ -10,9 +10,9 @@ All tensors of one call go through ONE parallel region: the kernel receives a ta
 (``int64[n_tensors, n_columns]``) and a table of chunks ``(tensor, start, stop)``, so 400 small tensors cost one
 launch, and a 16M-element tensor is split across the threads.
 
-A call over fewer than ``SERIAL_BELOW`` elements (4 chunks, all its tensors together) runs ``kernel_serial``
-instead: the same generated lines with ``range`` for ``prange``, compiled without ``parallel``, so no thread pool
-is woken and joined (:func:`serial` decides). Its writes are bit-identical to the parallel kernel's; its sums too
+A call over fewer than ``SERIAL_BELOW`` elements (4 chunks, all its tensors together) runs the serial kernel
+instead: the same generated lines with ``range`` for ``prange``, compiled without ``parallel`` in a module of its
+own (each compiled at its first call), so no thread pool is woken and joined (:func:`serial` decides). Its writes are bit-identical to the parallel kernel's; its sums too
 for one chunk (over several, the parallel kernel adds per thread first). Measured on 2 cores, other jobs running
 (``out/numba_small/bench.py``): ``AdamW`` on ``nn.Linear(10, 1)`` with both cores kept busy took a mean of
 2,200-13,000 us a step through the parallel region (a thread descheduled at the join), 190-220 us serial
@@ -154,46 +154,59 @@ def _parts(program: Program, writes: Sequence[int], n_sums: int) -> tuple[list[s
     return once, per_chunk
 
 
-def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str) -> str:
+def kernel_source(program: Program, writes: Sequence[int], n_sums: int, dtype: str, parallel: bool = True) -> str:
     """Numba source for ``program``: scalar nodes once per call (float64), tensor nodes per element (dtype).
 
-    One module, two functions with the same lines: ``kernel`` spreads the chunks over Numba's threads
-    (``prange``), ``kernel_serial`` runs them in order on the calling thread, for calls too small to split."""
+    ``parallel``: ``kernel`` spreads the chunks over Numba's threads (``prange``); else it runs them in order on the
+    calling thread (``range``), for calls too small to split. The same lines either way, in a module of its own:
+    Numba's disk cache is not safe for processes that compile several functions of one module in different orders
+    (numba/numba#10128: a parallel function's inner gufunc takes its ABI tag from a process-wide counter)."""
     once, per_chunk = _parts(program, writes, n_sums)
     ret = ", ".join(f"acc{k}" for k in range(n_sums))
-    ret_line = f"    return ({ret}{',' if n_sums == 1 else ''})" if n_sums else "    return 0"
     lines = [
         "import numpy as np",
         "from numba import njit, prange, carray",
         "from adaptlr.engines._numba import as_void_pointer",
         f"DT = np.{dtype}",
         f"SIZE = {np.dtype(dtype).itemsize}",
+        "",
+        f"@njit(parallel={parallel}, cache=True, error_model='numpy', nogil=True)",
+        "def kernel(ptrs, chunks, scal):",
+        *once,
+        f"    for c in {'prange' if parallel else 'range'}(chunks.shape[0]):",
+        *per_chunk,
+        f"    return ({ret}{',' if n_sums == 1 else ''})" if n_sums else "    return 0",
     ]
-    for name, parallel, loop in (("kernel", True, "prange"), ("kernel_serial", False, "range")):
-        lines += [
-            "",
-            f"@njit(parallel={parallel}, cache=True, error_model='numpy', nogil=True)",
-            f"def {name}(ptrs, chunks, scal):",
-            *once,
-            f"    for c in {loop}(chunks.shape[0]):",
-            *per_chunk,
-            ret_line,
-        ]
     return "\n".join(lines) + "\n"
 
 
+class _Compiled:
+    """A generated kernel, compiled (or loaded from Numba's disk cache) at its first call."""
+
+    __slots__ = ("fn", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source, self.fn = source, None
+
+    def __call__(self, *args: Any) -> Any:
+        fn = self.fn
+        if fn is None:
+            fn = self.fn = _load(self.source)
+        return fn(*args)
+
+
 class Kernels(NamedTuple):
-    """One rule's two compiled kernels (the same generated lines): over Numba's threads, and on the caller's."""
+    """One rule's two kernels (the same generated lines): over Numba's threads, and on the caller's; each compiled
+    when first called."""
 
     parallel: Callable
     serial: Callable
 
 
-def _load(source: str) -> Kernels:
+def _load(source: str) -> Callable:
     import numba
 
-    module = load_generated("adaptlr_kernel", numba.__version__, source)
-    return Kernels(module.kernel, module.kernel_serial)
+    return load_generated("adaptlr_kernel", numba.__version__, source).kernel
 
 
 def serial(n_elements: int) -> bool:
@@ -244,7 +257,8 @@ class NumbaEngine(RawPointerEngine):
         k = self._kernels.get(key)
         if k is None:
             program = trace(fn, kinds, n_scalars, flags, len(writes) + n_sums)
-            k = self._kernels[key] = _load(kernel_source(program, writes, n_sums, dtype))
+            sources = (kernel_source(program, writes, n_sums, dtype, parallel) for parallel in (True, False))
+            k = self._kernels[key] = Kernels(*map(_Compiled, sources))
         return k
 
     def _chunk_table(self, sizes: tuple[int, ...]) -> np.ndarray:
