@@ -12,9 +12,10 @@ launch, and a 16M-element tensor is split across the threads.
 
 A call over fewer than ``SERIAL_BELOW`` elements (4 chunks, all its tensors together) runs the serial kernel
 instead: the same generated lines with ``range`` for ``prange``, compiled without ``parallel`` in a module of its
-own (each compiled at its first call), so no thread pool is woken and joined (:func:`serial` decides). Its writes are bit-identical to the parallel kernel's; its sums too
-for one chunk (over several, the parallel kernel adds per thread first). Measured on 2 cores, other jobs running
-(``out/numba_small/bench.py``): ``AdamW`` on ``nn.Linear(10, 1)`` with both cores kept busy took a mean of
+own (each compiled at its first call), so no thread pool is woken and joined (:func:`serial` decides). Its
+writes are bit-identical to the parallel kernel's; its sums too for one chunk (over several, the parallel kernel
+adds per thread first). Measured on 2 cores, other jobs running
+(``benchmarks/numba_small_calls.py``): ``AdamW`` on ``nn.Linear(10, 1)`` with both cores kept busy took a mean of
 2,200-13,000 us a step through the parallel region (a thread descheduled at the join), 190-220 us serial
 (``torch.optim.AdamW`` 230-280 us; every median ~40 us). With the cores not kept busy the parallel kernel's median
 passes the serial one's between 2 and 4 chunks (64K: 53 vs 49 us; 128K: 58 vs 68 us; 1M: 155 vs 231 us); a

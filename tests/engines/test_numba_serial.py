@@ -127,3 +127,19 @@ def test_each_kernel_has_a_module_of_its_own_with_the_same_lines():
     assert parallel.count("@njit(") == serial.count("@njit(") == 1
     assert "parallel=True" in parallel and "prange(" in parallel and "parallel=False" in serial
     assert parallel.replace("prange(", "range(").replace("parallel=True", "parallel=False") == serial
+
+
+def test_the_benchmark_runs_and_reports_its_percentiles():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "numba_small_calls.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--steps", "5", "--force", "serial"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "adaptlr.AdamW case=small force=serial busy=0" in out and "median" in out and "p99" in out
