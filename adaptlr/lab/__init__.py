@@ -6,9 +6,9 @@
 
 Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the tuning-free
 benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``, ``tasks_novel``,
-``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``, ``tasks_attic``, ``tasks_loft``: its held-out sets); method specs:
-:mod:`~adaptlr.lab.terms` (a spec's pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms),
-:mod:`~adaptlr.lab.catalog` (the names a spec may use), :mod:`~adaptlr.lab.grammar` (the spec grammar),
+``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``, ``tasks_attic``, ``tasks_loft``, ``tasks_garret``: its held-out
+sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule
+terms), :mod:`~adaptlr.lab.catalog` (the names a spec may use), :mod:`~adaptlr.lab.grammar` (the spec grammar),
 :mod:`~adaptlr.lab.build` (a method's optimizer); runs: :mod:`~adaptlr.lab.training` (the training loop),
 :mod:`~adaptlr.lab.jobs` (one run under a claim in the store), :mod:`~adaptlr.lab.comparison` (comparisons, in
 parallel processes), :mod:`~adaptlr.lab.workers` (the processes that train), :mod:`~adaptlr.lab.store` (SQLite or
@@ -26,6 +26,7 @@ from .tasks_attic import ATTIC  # importing it registers the attic tasks
 from .tasks_cellar import CELLAR  # importing it registers the cellar tasks
 from .tasks_final import FINAL  # importing it registers the final tasks
 from .tasks_fresh import FRESH  # importing it registers the fresh tasks
+from .tasks_garret import GARRET  # importing it registers the garret tasks
 from .tasks_loft import LOFT  # importing it registers the loft tasks
 from .tasks_novel import NOVEL  # importing it registers the novel tasks
 from .tasks_sealed import SEALED  # importing it registers the sealed tasks
@@ -39,6 +40,7 @@ __all__ = [
     "CELLAR",
     "FINAL",
     "FRESH",
+    "GARRET",
     "HOLDOUT",
     "LOFT",
     "NOVEL",

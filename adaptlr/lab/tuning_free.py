@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 from . import tasks_attic, tasks_cellar, tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
-from . import tasks_loft as tasks_loft  # a line of its own: the one above is full
+from . import tasks_garret as tasks_garret  # a line of its own: the one above is full
+from . import tasks_loft as tasks_loft
 from .comparison import compare
 from .grammar import parse_method
 from .jobs import Job, run_job
@@ -82,7 +83,7 @@ RANGE_TEST = "range test + cosine"
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
 #: the held-out sets' modules, in the order ``--tasks`` lists them; each names its set by its suffix in capitals
 HELD_OUT = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar, tasks_attic)
-HELD_OUT += (tasks_loft,)
+HELD_OUT += (tasks_loft, tasks_garret)
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
@@ -387,12 +388,11 @@ def _method_summary(
 
 
 def summarize(bench: Bench) -> dict[str, Any]:
-    """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median, the
-    compute in runs of the budget (``cost``: planned or counted; ``steps``: measured where it could be, Auto's
-    validation at its timed cost included; ``cost_how``: ``"measured"``, ``"planned"`` or ``"counted"``, see
-    :func:`_method_cost`) and the wall time in plain runs (``wall``, median over seeds:
-    the run's wall over that of the grid's run at the chosen lr, or over the plain run timed right after it when
-    :func:`run` trained it; ``wall_paired`` says which)."""
+    """Per task and method: the test metric per seed (the grid's at its validation-chosen lr), its median, the compute
+    in runs of the budget (``cost``: planned or counted; ``steps``: measured where it could be, Auto's validation at its
+    timed cost included; ``cost_how``: ``"measured"``, ``"planned"`` or ``"counted"``, see :func:`_method_cost`) and the
+    wall time in plain runs (``wall``, median over seeds: the run's wall over that of the grid's run at the chosen lr,
+    or over the plain run timed right after it when :func:`run` trained it; ``wall_paired`` says which)."""
     found = bench.range_lrs()
     timings = bench.timings()
     out: dict[str, Any] = {}
