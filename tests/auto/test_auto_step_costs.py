@@ -193,13 +193,28 @@ def test_reserve_holds_back_a_lineages_fixed_cost_for_every_lineage_it_races():
     assert reserve(make_plan(60, 7, 3), nominal, 100.0).rung1 == 2  # (the two steps that measured it)
 
 
-def test_a_timed_race_sizes_rung_1_after_its_first_steps_and_every_candidate_trains_as_long():
+def test_a_timed_race_sizes_rung_1_after_its_first_steps_and_every_candidate_trains_as_long(monkeypatch):
+    from adaptlr.auto import _sizing
+
+    held, reserve, fixed_cost = [], _sizing.reserve, {"steps": 0.0}
+
+    def sized(plan, nominal, fixed):  # (the fixed cost as measured recorded; the plan sized at a chosen one)
+        held.append(fixed)
+        return reserve(plan, nominal, fixed_cost["steps"])
+
+    monkeypatch.setattr(_sizing, "reserve", sized)
     race = _race(steps=400)
     planned = race.plan
+    race.rung1()  # (nothing held back: the first candidate goes on past its first two steps)
+    assert len(held) == 1 and held[0] > 0  # (sized once, from what the start's snapshot and a lineage cost)
+    assert race.plan == planned and len(race._rung1_batches) == planned.rung1 > 2
+    assert all(r.steps == planned.rung1 for r in race.racers if not r.diverged)
+    assert race.racers[0].timed == planned.rung1 - 1  # (its first step, the lineage's set-up, apart: once)
+    fixed_cost["steps"] = 1e6  # (far more than the budget: rung 1 at its floor, the two steps that measured it)
+    race = _race(steps=400)
     race.rung1()
-    assert race.plan.rung1 <= planned.rung1 and len(race._rung1_batches) == race.plan.rung1
-    assert all(r.steps == race.plan.rung1 for r in race.racers if not r.diverged)
-    assert race.racers[0].timed == race.plan.rung1 - 1  # (its first step, the lineage's set-up, apart)
+    assert race.plan.rung1 == 2 and len(race._rung1_batches) == 2
+    assert all(r.steps == 2 for r in race.racers if not r.diverged)
     # plans that do not depend on timing (val_cost given) are sized once, before the race
     torch.manual_seed(0)
     x, y = torch.randn(64, 4), torch.randn(64, 1)
