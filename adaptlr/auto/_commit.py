@@ -136,7 +136,7 @@ class Commit:
                 mark = self._mark()
             scale = float(self.optimizer.param_groups[0].get(LR_SCALE, 1.0))
             todo = min([s for s in self.marks if s > w.steps] + [plan.steps]) - w.steps  # (to the next point)
-            race.train(w, self.optimizer, self.scaler, (race._steps(1)[0] for _ in range(todo)), after)
+            race.train(w, self.optimizer, self.scaler, _stream(race, todo), after)
             if w.diverged:
                 if not self._rollback(mark, self.rollbacks):
                     return False
@@ -230,6 +230,16 @@ class Commit:
                 f"the run ended early: committed the winner's annealed branch of step {self.winner.scores[-1][0]}"
             )
         return self.committed
+
+
+def _stream(race: Race, steps: int, chunk: int = 16) -> Any:
+    """``steps`` steps' batches, fetched ``chunk`` steps at a time as the race fetches its rungs' (a step of the
+    run then costs what the race measured; fetched one by one, Auto's bookkeeping of each fetch made the run's
+    steps on linear regression 4% dearer than the race's); a run that diverges leaves the rest of its chunk."""
+    while steps > 0:
+        take = min(steps, chunk)
+        steps -= take
+        yield from race._steps(take)
 
 
 def _spread(points: list[int], left: float, cost: float) -> list[int]:

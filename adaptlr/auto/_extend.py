@@ -39,7 +39,8 @@ def next_edge(race: Any, upward: bool, added: int) -> float | None:
     lr = extension([r.lr for r in race.racers], upward, race.limits)
     plan, spare = race.plan, race.plan.budget * race.plan.steps - race.spent()
     # (its rung 1, rung 2's and the run's steps; its lineage, the finalists' and the run's fixed costs)
-    need = plan.steps + plan.rung1 + plan.race_steps(1) + (plan.keep + 2) * lineage_cost(race)
+    steps = (plan.steps + plan.rung1 + plan.race_steps(1)) * race.meter.loop_cost
+    need = steps + (plan.keep + 2) * lineage_cost(race)
     if lr is None or spare < need:
         race.warnings.append(
             f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "
@@ -120,6 +121,7 @@ def _affords(race: Any, finalists: list[Racer], x: int) -> bool:
     and its validation (its watch points and its end), fits ``race.max_budget`` runs."""
     plan, v = race.plan, race.validator
     pass_cost = v.row_cost(device_of(race.model)) * v.rows_read("rung2")
-    look = len(finalists) * (x + plan.branch + pass_cost)
-    rest = (plan.steps - plan.rung2 - x) + (1 + len(plan.watches())) * pass_cost
+    loop = race.meter.loop_cost
+    look = len(finalists) * ((x + plan.branch) * loop + pass_cost)
+    rest = (plan.steps - plan.rung2 - x) * loop + (1 + len(plan.watches())) * pass_cost
     return race.spent() + look + rest <= _cap(race) * plan.steps

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ._plan import Meter
+from ._meter import Meter
 
 __all__ = ["Journal", "restore_race"]
 
@@ -57,6 +57,7 @@ def meter_state(meter: Meter) -> dict[str, Any]:
         "elapsed": meter.seconds,
         "step_times": list(meter._step_times),
         "other_times": list(meter._other_times),
+        "loop_times": list(meter._loop_times),
         "fetch": [meter.fetch_seconds, meter.fetched],
         "outside": meter.outside,
     }
@@ -68,6 +69,7 @@ def restore_meter(meter: Meter, state: dict[str, Any]) -> None:
     meter.started -= float(state["elapsed"])  # (seconds spent before the interruption count)
     meter._step_times[:] = [float(t) for t in state["step_times"]]
     meter._other_times[:] = [float(t) for t in state.get("other_times", [])]
+    meter._loop_times[:] = [float(t) for t in state.get("loop_times", [])]
     seconds, fetched = state.get("fetch", [0.0, 0])
     meter.fetch_seconds, meter.fetched, meter._fetch_seen = float(seconds), int(fetched), True
     meter.outside = float(state.get("outside", 0.0))

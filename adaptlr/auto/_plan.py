@@ -13,16 +13,13 @@ step), not estimated.
 from __future__ import annotations
 
 import math
-import statistics
-import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .._validation import check_count, check_real
 
 __all__ = [
     "VAL_WEIGHTS",
     "WATCH_EVERY",
-    "Meter",
     "Plan",
     "late_evaluations",
     "make_plan",
@@ -203,99 +200,3 @@ def validation_rows(plan: Plan, total_rows: int, row_cost: float, evaluations: d
     m1 = int(min(total_rows, max(1, first)))
     m2 = int(min(total_rows, max(m1, last)))
     return {"rung1": m1, "rung2": m2, "commit": m2}
-
-
-@dataclass
-class Meter:
-    """What a race spent: training steps, validation rows, and the seconds of each (measured with
-    ``time.perf_counter``). ``step_seconds`` is the mean seconds of a training step seen so far (after the first),
-    its batches' fetching included (a plain run fetches every step's batches; the race shares one fetch among its
-    candidates), ``row_cost`` the median seconds of a validation row over it."""
-
-    train_steps: int = 0
-    val_rows: int = 0
-    train_seconds: float = 0.0
-    val_seconds: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-    warm: float = 0.0
-    outside: float = 0.0  # seconds in the user's callbacks (on_step: logging, evaluations); a plain run pays them
-    batches_per_step: int = 1  # (gradient accumulation)
-    fetch_seconds: float = 0.0  # fetching training batches, after the first (a DataLoader's workers start)
-    fetched: int = 0
-    _fetch_seen: bool = False
-    _step_times: list[float] = field(default_factory=list)
-    _other_times: list[float] = field(default_factory=list)  # (the first step, and each lineage's first)
-    _val_rates: list[float] = field(default_factory=list)
-
-    def fetch(self, seconds: float, batches: int) -> None:
-        """Count ``batches`` training batches fetched in ``seconds`` (the first fetch's are one-off costs)."""
-        if self._fetch_seen:
-            self.fetch_seconds += seconds
-            self.fetched += batches
-        else:
-            self._fetch_seen = True
-            self.warm += seconds
-
-    def trained(self, seconds: float, steps: int = 1, sample: bool = True) -> None:
-        """Count ``steps`` training steps taken in ``seconds``; ``sample=False`` keeps them out of the step-time
-        estimate (a lineage's first step, which sets up its fresh optimizer's state: a cost of the lineage)."""
-        first = not self.train_steps
-        if first:
-            self.warm += seconds  # the first step carries one-off costs (a kernel compiled or loaded)
-        self.train_steps += steps
-        self.train_seconds += seconds
-        times = self._step_times if sample and not first else self._other_times
-        if len(times) < 1024:
-            times.append(seconds / max(steps, 1))
-
-    def validated(self, seconds: float, rows: int, sample: bool = True) -> None:
-        """Count a validation pass; ``sample=False`` keeps its seconds out of the row-cost estimate (a first
-        pass, which carries one-off costs)."""
-        self.val_rows += rows
-        self.val_seconds += seconds
-        if sample and rows and len(self._val_rates) < 256:
-            self._val_rates.append(seconds / rows)
-
-    @property
-    def step_seconds(self) -> float:
-        """The seconds of a training step: the mean of those seen after the first (whose one-off costs, such as
-        a kernel compiled, a plain run pays too) and after each lineage's first (its optimizer's state set up:
-        a cost of the lineage, in :meth:`overhead`), as a plain run's steps cost, its batches' fetching in."""
-        times = self._step_times or self._other_times[1:] or self._other_times
-        return statistics.fmean(times) + self._fetch_per_step() if times else math.nan
-
-    def _fetch_per_step(self) -> float:
-        return self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
-
-    def relative(self, seconds: float) -> float:
-        """A step that trains in ``seconds`` (its batches' fetching left out) over :attr:`step_seconds` (1.0
-        before a step was timed)."""
-        mean = self.step_seconds
-        return (seconds + self._fetch_per_step()) / mean if mean > 0 else 1.0
-
-    @property
-    def row_cost(self) -> float:
-        """A validation row's cost in training steps (measured; nan before both were seen)."""
-        if not self._val_rates or math.isnan(self.step_seconds):
-            return math.nan
-        return statistics.median(self._val_rates) / max(self.step_seconds, 1e-12)
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.started
-
-    @property
-    def wall_steps(self) -> float:
-        """The wall time so far in training steps (after the first step's one-off costs, and without the user's
-        callbacks, which a plain run pays too): what the budget is counted in when validation is timed."""
-        return (self.seconds - self.warm - self.outside) / self.step_seconds + 1
-
-    def overhead(self, row_cost: float, lineages: int) -> float:
-        """The wall time beyond training steps and validation (at ``row_cost``), in training steps, per lineage
-        (optimizers built, states saved and loaded: what each candidate costs besides its steps)."""
-        return max(0.0, self.wall_steps - self.cost_steps(row_cost)) / max(1, lineages)
-
-    def cost_steps(self, row_cost: float | None = None) -> float:
-        """Training steps plus validation counted in training steps (``row_cost`` per row, measured by default)."""
-        rc = self.row_cost if row_cost is None else row_cost
-        return self.train_steps + (0.0 if math.isnan(rc) else rc * self.val_rows)

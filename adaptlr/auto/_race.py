@@ -18,7 +18,8 @@ from . import _dist
 from ._extend import add_late, edge_candidate, look_longer, next_edge
 from ._grid import spread_in_time
 from ._lineage import train_lineage
-from ._plan import Meter, Plan, late_evaluations, replan_rung2
+from ._meter import Meter
+from ._plan import Plan, late_evaluations, replan_rung2
 from ._racer import Racer, order_finalists, rank_finalists, run_cost, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
 from ._sizing import lineage_cost, size_rung1

@@ -61,9 +61,11 @@ def run_cost(racers: list[Racer], meter: Any) -> float:
     finalist's made rung 2 one step long in half the races. Never below 1: a race's first steps are often its
     slowest (caches still cold), and a plan that trusted its cheaper later steps overspent (a first fit of linear
     regression in a process: 1.8 runs where the budget was 1.5). 1.0 when fewer than two steps of each were
-    timed."""
+    timed. Times what Auto's loop adds to a step (:attr:`~adaptlr.auto.Meter.loop_cost`): the run's steps are
+    taken in it."""
     means = [r.seconds / r.timed for r in racers if r.timed >= 2]
-    return max(1.0, meter.relative(min(means))) if len(means) == len(racers) and means else 1.0
+    lr_cost = max(1.0, meter.relative(min(means))) if len(means) == len(racers) and means else 1.0
+    return lr_cost * meter.loop_cost
 
 
 def regime(best: float, start: float, tie: float) -> str:

@@ -28,8 +28,9 @@ class AutoResult:
     ``schedule``: the run's lr schedule (set on ``optimizer``); ``plan``: the race's :class:`Plan`.
     Cost: ``cost`` in runs of ``steps`` steps (training steps, plus validation at its measured cost per row, or
     the ``val_cost`` given); ``train_steps`` (gradient evaluations, counting accumulation as one step);
-    ``seconds`` (wall time of ``fit``) and ``wall`` (those seconds in runs: over ``steps`` times the median
-    seconds of a training step; ``warm_seconds``: the first step's, whose one-off costs a plain run pays too);
+    ``seconds`` (wall time of ``fit``) and ``wall`` (those seconds in runs: over ``steps`` times the seconds
+    of a training step, :attr:`Meter.step_seconds`; ``warm_seconds``: the first step's, whose one-off costs a
+    plain run pays too);
     ``phase_seconds``: the wall time of each phase, ``"rung1"``, ``"rung2"`` (with its branches) and ``"run"``;
     ``warnings``: every turn a user should know of (also raised as
     ``UserWarning``). ``commit``: with ``race_only``, the :class:`Commit` to :meth:`~Commit.finish` later."""

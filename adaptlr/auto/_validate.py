@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from . import _dist
-from ._plan import Meter, Plan, validation_rows
+from ._meter import Meter
+from ._plan import Plan, validation_rows
 from ._step import TrainStep, device_of, rows, timed
 
 __all__ = ["Validator"]

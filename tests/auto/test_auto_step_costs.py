@@ -3,6 +3,7 @@ run's bookkeeping is the step's, its validation and the user's callbacks are not
 (a batch already on the model's device, an ``(inputs, targets)`` pair) keep the general path's meaning."""
 
 import math
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,7 @@ from adaptlr.auto import (
     Racer,
     TrainStep,
     _lineage,
+    _step,
     build_race,
     make_plan,
     move,
@@ -49,24 +51,52 @@ def _race(steps=40):
     return build_race(Auto(), nn.Linear(4, 1), train, [(x, y)], steps, TrainStep(loss_fn=F.mse_loss))
 
 
-def test_the_runs_bookkeeping_counts_in_its_steps_its_validation_and_callbacks_apart(monkeypatch):
+def test_a_step_is_its_own_work_and_autos_bookkeeping_is_its_loop_cost(monkeypatch):
     race = _race()
     clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(_lineage, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    fake = SimpleNamespace(perf_counter=lambda: clock.now)
+    monkeypatch.setattr(_lineage, "time", fake)
+    monkeypatch.setattr(_step, "time", fake)  # (the step's own work and the batches' fetching, on the same clock)
+    user = race.step.step_fn
+
+    def step_fn(model, batch):
+        clock.now += 1.0  # the user's forward: what a plain loop's step does
+        return user(model, batch)
+
+    race.step.step_fn = step_fn
 
     def after(lr):
-        clock.now += 1.0  # Auto's own bookkeeping after a step (a watch point's state saved, say)
+        clock.now += 0.5  # Auto's own bookkeeping after a step (a watch point's state saved, say)
         clock.now += 2.0  # a validation pass, which the validator counts as validation
         race.meter.val_seconds += 2.0
         clock.now += 3.0  # the user's on_step, timed apart: a plain run pays its own
         race.meter.outside += 3.0
 
     opt = race.make_optimizer(1e-2)
-    race.train(Racer(1e-2), opt, None, (race._steps(1)[0] for _ in range(6)), after)
+    race.train(Racer(1e-2), opt, None, (race._steps(1)[0] for _ in range(7)), after)
     meter = race.meter
-    assert meter.train_steps == 6 and meter.train_seconds == pytest.approx(6 * 1.0)
-    assert meter.step_seconds == pytest.approx(1.0, abs=0.01)  # (plus the real seconds of fetching a batch)
-    assert len(meter._other_times) == 1 and len(meter._step_times) == 5  # (the first step: the fit's warm one)
+    assert meter.train_steps == 7 and meter.train_seconds == pytest.approx(7 * 1.0)
+    assert meter.step_seconds == pytest.approx(1.0)  # the unit: a step's own work
+    assert len(meter._other_times) == 1 and len(meter._step_times) == 6  # (the first step: the fit's warm one)
+    assert meter.loop_cost == pytest.approx(1.5)  # Auto's bookkeeping counted in, validation and callbacks not
+    assert run_cost([], meter) == pytest.approx(1.5)  # (what the run plans a step at)
+
+
+def test_the_unit_is_a_typical_step_not_a_warm_up():
+    meter = Meter()
+    meter.trained(5.0)  # (the fit's first step)
+    race = [8.9, 4.1, 2.5, 2.3, 1.9, 1.3, 1.2, 1.4, 1.3, 1.2, 1.3, 1.4, 1.2, 1.3]  # a race's warm-up, then steady
+    for seconds in race:
+        meter.trained(seconds)
+    capped = [2.7, 2.7, 2.5, 2.3, 1.9, 1.3, 1.2, 1.4, 1.3, 1.2, 1.3, 1.4, 1.2, 1.3]  # (at twice the median, 1.35)
+    assert meter.step_seconds == pytest.approx(statistics.fmean(capped))
+    assert meter.step_seconds < statistics.fmean(race) - 0.3
+    skewed = Meter()
+    skewed.trained(1.0)
+    for seconds in [1.0] * 8 + [1.6, 1.7]:  # a steady run's skew is kept: what a plain run pays on average
+        skewed.trained(seconds)
+    assert skewed.step_seconds == pytest.approx(11.3 / 10)
+    assert Meter().loop_cost == 1.0  # (nothing timed: no cost beyond the steps)
 
 
 def test_a_diverged_step_is_counted_and_ends_the_lineage():
