@@ -14,8 +14,8 @@ from .._validation import check_count
 from ._commit import Commit
 from ._grid import default_lrs, make_optimizer
 from ._journal import Journal, restore_race
-from ._parallel import race_in_groups
 from ._meter import Meter
+from ._parallel import race_in_groups
 from ._race import Race
 from ._result import AutoResult
 from ._step import Batches, TrainStep, device_of
