@@ -40,24 +40,26 @@ def train_lineage(
         return racer.diverged
 
     meter, accumulate, sample = race.meter, race.step.accumulate, not fresh  # (a lineage's first step: its cost)
-    # a step is timed twice: its own work (what a plain loop's step does: the unit the budget is counted in) and
-    # the whole iteration, from the end of the one before (Auto's rules and bookkeeping in: on linear regression
-    # 10-15% of a 0.14 ms step, which the run spent unplanned while only steps were timed); batches' fetching,
+    # a step is timed twice: its call (the user's step, with its loss checked: a plain loop's step, the unit the
+    # budget is counted in) and the whole loop iteration, from the end of the one before (Auto's bookkeeping in,
+    # which the run spent unplanned while only calls were timed: :attr:`Meter.loop_cost`); batches' fetching,
     # validation and the user's callbacks are counted apart
     last, apart = time.perf_counter(), _apart(meter)
     for step_batches in batches:
         lr = opt.param_groups[0]["lr"]
+        start = time.perf_counter()
         loss = race.step(race.model, opt, race.batches.taker(list(step_batches), accumulate), scaler, stop, device)
+        called = time.perf_counter() - start
         racer.steps += 1
         racer.losses.append(loss)
         if racer.diverged:
             racer.note = f"diverged at step {racer.steps} (loss {loss:.4g})"
         elif after is not None:
             after(lr)
-        now, work = time.perf_counter(), race.step.work
-        meter.trained(work, sample=sample, loop=now - last - (_apart(meter) - apart))
+        now = time.perf_counter()
+        meter.trained(called, sample=sample, loop=now - last - (_apart(meter) - apart))
         if sample:  # (what this lr's steps cost: the run goes on at the winner's)
-            racer.seconds += work
+            racer.seconds += called
             racer.timed += 1
         sample, last, apart = True, now, _apart(meter)
         if racer.diverged:

@@ -145,7 +145,6 @@ class TrainStep:
             raise TypeError(f"Invalid amp: {amp!r} (expected None, True or a torch.dtype)")
         self.amp = amp
         self.sync: Callable[[nn.Module], None] | None = None  # averages gradients over ranks (racing in groups)
-        self.work = 0.0  # the seconds of the last call's own work: what a plain loop's step does (not Auto's rules)
 
     def dtype(self, device: torch.device) -> torch.dtype | None:
         if self.amp is None or self.amp is False:
@@ -181,13 +180,11 @@ class TrainStep:
         model makes the same collective calls whatever its own loss was. ``device``: the model's (found when not
         given)."""
         device = device_of(model) if device is None else device
-        acc, self.work = self.accumulate, 0.0
+        acc = self.accumulate
         for _ in range(MAX_SKIPS):
-            batches = take(acc)
-            start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             total = 0.0
-            for batch in batches:
+            for batch in take(acc):
                 loss = self.loss(model, batch, device)
                 total += float(loss.detach()) / acc
                 scaled = loss / acc if acc > 1 else loss
@@ -195,14 +192,10 @@ class TrainStep:
             total = total if math.isfinite(total) else math.nan
             if self.sync is not None:
                 self.sync(model)
-            self.work += time.perf_counter() - start
             if stop(total) if stop is not None else math.isnan(total):
                 opt.zero_grad(set_to_none=True)  # (no step: a diverged step's gradients are not kept)
                 return total
-            start = time.perf_counter()
-            skipped = self._apply(model, opt, scaler)
-            self.work += time.perf_counter() - start
-            if not skipped:
+            if not self._apply(model, opt, scaler):
                 return total
         return math.nan  # the scaler skipped every try: the gradients are not finite
 
