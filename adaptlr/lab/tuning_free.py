@@ -34,6 +34,7 @@ import torch
 from . import tasks_attic, tasks_cellar, tasks_final, tasks_fresh, tasks_novel, tasks_sealed, tasks_unseen, tasks_vault
 from . import tasks_garret as tasks_garret  # a line of its own: the one above is full
 from . import tasks_loft as tasks_loft
+from . import tasks_turret as tasks_turret
 from .comparison import compare
 from .grammar import parse_method
 from .jobs import Job, run_job
@@ -83,7 +84,7 @@ RANGE_TEST = "range test + cosine"
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
 #: the held-out sets' modules, in the order ``--tasks`` lists them; each names its set by its suffix in capitals
 HELD_OUT = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar, tasks_attic)
-HELD_OUT += (tasks_loft, tasks_garret)
+HELD_OUT += (tasks_loft, tasks_garret, tasks_turret)
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
@@ -413,12 +414,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
                 worst = -math.inf if task.higher_is_better else math.inf
                 d["median"] = _median([v if v is not None else worst for v in d["tests"]])
                 d["complete"] = len(vals) == len(d["tests"]) == len(bench.seeds)
-            out[name] = {
-                "metric": task.metric,
-                "higher_is_better": task.higher_is_better,
-                "steps": steps,
-                "methods": per,
-            }
+            out[name] = dict(metric=task.metric, higher_is_better=task.higher_is_better, steps=steps, methods=per)
     return out
 
 
