@@ -21,6 +21,7 @@ from ._grid import HALF_DECADE, LR_SCALE
 from ._race import Race
 from ._racer import Racer, run_cost, set_schedule
 from ._schedules import WSD_COOLDOWN, run_schedule
+from ._sizing import lineage_cost
 from ._step import device_of
 
 __all__ = ["Commit"]
@@ -80,10 +81,11 @@ class Commit:
         return race.validator.row_cost(device_of(race.model)) * race.validator.rows_read("commit")
 
     def _left(self, at: int, passes: int) -> float:
-        """What is left of the budget, in training steps, once the run from step ``at`` and ``passes`` validation
-        passes on the commit's rows are paid."""
+        """What is left of the budget, in training steps, once the run from step ``at``, ``passes`` validation
+        passes on the commit's rows and the run's end (a lineage's fixed costs: its state saved, the committed one
+        loaded) are paid."""
         plan = self.race.plan
-        rest = self._run_cost() * (plan.steps - at) + passes * self._pass_cost()
+        rest = self._run_cost() * (plan.steps - at) + passes * self._pass_cost() + lineage_cost(self.race)
         return plan.budget * plan.steps - self.race.spent() - rest
 
     def _rollback_points(self, at: int, cost: float) -> list[int]:

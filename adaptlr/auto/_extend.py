@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from ._grid import extension
+from ._plan import RUN_LINEAGES
 from ._racer import Racer, blind, regime
 from ._sizing import lineage_cost
 from ._step import device_of
@@ -40,7 +41,7 @@ def next_edge(race: Any, upward: bool, added: int) -> float | None:
     plan, spare = race.plan, race.plan.budget * race.plan.steps - race.spent()
     # (its rung 1, rung 2's and the run's steps; its lineage, the finalists' and the run's fixed costs)
     steps = (plan.steps + plan.rung1 + plan.race_steps(1)) * race.meter.loop_cost
-    need = steps + (plan.keep + 2) * lineage_cost(race)
+    need = steps + (plan.keep + 1 + RUN_LINEAGES) * lineage_cost(race)
     if lr is None or spare < need:
         race.warnings.append(
             f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "

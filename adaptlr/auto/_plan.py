@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from .._validation import check_count, check_real
 
 __all__ = [
+    "RUN_LINEAGES",
     "VAL_WEIGHTS",
     "WATCH_EVERY",
     "Plan",
@@ -30,6 +31,12 @@ __all__ = [
 
 #: the share of the run between the points where the committed run is validated (:func:`watch_points`)
 WATCH_EVERY = 0.2
+
+#: the lineages' fixed costs the committed run pays: at its start (its optimizer built, the branch point loaded, its
+#: first step) and at its end (its final state saved, the committed one loaded, its first rollback point): on linear
+#: regression 2.3-3.3 steps at the start, about 4 at its first point and 2.1-2.5 at the end, where a rung-1
+#: candidate's were about 3
+RUN_LINEAGES = 2
 
 #: the share of the validation allowance each round of decisions gets: rung 1 (every candidate), rung 2 (the
 #: finalists' annealed branches: the decision of the learning rate) and the commit (end of run vs branch vs start)
@@ -125,10 +132,11 @@ def _rungs(steps: int, n: int, k: int, room: float, nominal: tuple[float, float,
 
 def reserve(plan: Plan, nominal: tuple[float, float, float], fixed: float) -> Plan:
     """``plan`` sized again with ``fixed`` training steps held back for each lineage it races (its candidates,
-    its finalists and the run: what each costs beyond its steps, its optimizer built and its state saved and loaded,
-    measured before rung 1 was sized); rung 1 at least 2 steps (the steps that measured it)."""
+    its finalists and the run, twice: :data:`RUN_LINEAGES`; what each costs beyond its steps, its optimizer built and
+    its state saved and loaded, measured before rung 1 was sized); rung 1 at least 2 steps (the steps that measured
+    it)."""
     n, k, t = plan.candidates, plan.keep, plan.steps
-    room = (1.0 - plan.val_share) * (plan.budget - 1.0) * t - (n + k + 1) * max(0.0, fixed)
+    room = (1.0 - plan.val_share) * (plan.budget - 1.0) * t - (n + k + RUN_LINEAGES) * max(0.0, fixed)
     s1, s2, c = _rungs(t, n, k, room, nominal)
     s1 = max(2, s1)
     return Plan(**{**plan.as_dict(), "rung1": s1, "rung2": max(s2, s1 + 1), "branch": c})  # type: ignore[arg-type]
@@ -151,17 +159,18 @@ def replan_rung2(
     whose ratio :math:`\rho = c / (s_2 - s_1)` is kept; ``finalists``: the racers going on (:math:`k`);
     ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`);
     ``overhead``: what a lineage costs beyond its steps and its validation (its optimizer built, its state saved
-    and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and by the run.
+    and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and twice by the run
+    (:data:`RUN_LINEAGES`).
     ``cost``: what a step of the finalists costs against the race's mean step (:math:`q`: a step's seconds may
     depend on the lr; :func:`~adaptlr.auto.run_cost`). With :math:`x = s_2 - s_1`, the rest costs
-    :math:`(k + e)(q x + q \rho x + o) + q e s_1 + q (T - s_1 - x) + o + \text{val\_rest}`, which must fit
+    :math:`(k + e)(q x + q \rho x + o) + q e s_1 + q (T - s_1 - x) + 2 o + \text{val\_rest}`, which must fit
     :math:`B T - \text{spent}`; ``x`` is at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of
     its share goes to the race.
     """
     r1, r2, br = nominal
     rho = br / max(r2 - r1, 1e-12)
     k, t = finalists + extra, plan.steps
-    wall = plan.budget * t - spent - val_rest - (k + 1) * max(0.0, overhead)
+    wall = plan.budget * t - spent - val_rest - (k + RUN_LINEAGES) * max(0.0, overhead)
     room = wall / max(cost, 1e-12) - (t - plan.rung1) - extra * plan.rung1
     x = room / max(k - 1 + k * rho, 1e-12)
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))

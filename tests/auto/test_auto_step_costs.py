@@ -212,13 +212,14 @@ def test_rung_1_races_neighbouring_lrs_far_apart_in_time():
 
 def test_reserve_holds_back_a_lineages_fixed_cost_for_every_lineage_it_races():
     from adaptlr.auto import reserve
+    from adaptlr.auto._plan import RUN_LINEAGES
 
     nominal = (0.035, 0.10, 0.025)
     plan = make_plan(1000, 7, 3)
     assert reserve(plan, nominal, 0.0) == plan  # (nothing held back: the plan as made)
     held = reserve(plan, nominal, 4.0)
     assert 2 <= held.rung1 < plan.rung1 and held.steps == plan.steps and held.warmup == plan.warmup
-    room = (1 - plan.val_share) * (plan.budget - 1) * plan.steps - (7 + 3 + 1) * 4.0  # (candidates, finalists, run)
+    room = (1 - plan.val_share) * (plan.budget - 1) * plan.steps - (7 + 3 + RUN_LINEAGES) * 4.0  # (the run: twice)
     assert plan.race_steps() > room >= held.race_steps()  # ((n - 1) s1 + (k - 1)(s2 - s1) + k c, as make_plan)
     assert reserve(make_plan(60, 7, 3), nominal, 100.0).rung1 == 2  # (the two steps that measured it)
 
