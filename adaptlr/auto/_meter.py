@@ -30,7 +30,7 @@ class Meter:
     fetched: int = 0
     _fetch_seen: bool = False
     _step_times: list[float] = field(default_factory=list)
-    _other_times: list[float] = field(default_factory=list)  # (the first step, and each lineage's first)
+    _other_times: list[float] = field(default_factory=list)  # (the first step, and each lineage's first two)
     _val_rates: list[float] = field(default_factory=list)
     _loop_times: list[float] = field(default_factory=list)  # (whole loop iterations: :attr:`loop_cost`)
 
@@ -45,7 +45,7 @@ class Meter:
 
     def trained(self, seconds: float, steps: int = 1, sample: bool = True, loop: float | None = None) -> None:
         """Count ``steps`` training steps taken in ``seconds``; ``sample=False`` keeps them out of the step-time
-        estimate (a lineage's first step, which sets up its fresh optimizer's state: a cost of the lineage).
+        estimate (a lineage's first two steps: its fresh optimizer's state set up, caches cold; its cost).
         ``loop``: the seconds of the whole loop iteration around the step (:attr:`loop_cost`)."""
         first = not self.train_steps
         if first:
@@ -70,12 +70,12 @@ class Meter:
     def step_seconds(self) -> float:
         """The seconds of a training step, the unit the budget is counted in: the mean of the steps seen after the
         first (whose one-off costs, such as a kernel compiled, a plain run pays too) and after each lineage's first
-        (its optimizer's state set up: a cost of the lineage, in :meth:`overhead`), each at most twice their
-        median (:func:`typical`), its batches' fetching in. A race's few steps a candidate carry its warm-up, which
-        a long run does not: linear regression's first candidate in a process took 894, 407, 246 and 232 us a
-        step where the run's took 132 us; with the plain mean, every second of the race looked a quarter cheaper
-        than it was (1.63 runs spent of a budget of 1.5). Not the median either: a long run's steps are skewed
-        (the same run's median 136 us, its mean 140 us, at most 1.7 times the median)."""
+        two (its optimizer's state set up, caches cold: a cost of the lineage, in :meth:`overhead`), each at most
+        twice their median (:func:`typical`), its batches' fetching in. A race's few steps a candidate carry its
+        warm-up, which a long run does not: linear regression's first candidate in a process took 894, 407, 246 and
+        232 us a step where the run's took 132 us; with the plain mean, every second of the race looked a quarter
+        cheaper than it was (1.63 runs spent of a budget of 1.5). Not the median either: a long run's steps are
+        skewed (the same run's median 136 us, its mean 140 us, at most 1.7 times the median)."""
         times = self._step_times or self._other_times[1:] or self._other_times
         return typical(times) + self._fetch_per_step() if times else math.nan
 

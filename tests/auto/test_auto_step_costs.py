@@ -77,7 +77,7 @@ def test_a_step_is_its_own_work_and_autos_bookkeeping_is_its_loop_cost(monkeypat
     meter = race.meter
     assert meter.train_steps == 7 and meter.train_seconds == pytest.approx(7 * 1.0)
     assert meter.step_seconds == pytest.approx(1.0)  # the unit: a step's own work
-    assert len(meter._other_times) == 1 and len(meter._step_times) == 6  # (the first step: the fit's warm one)
+    assert len(meter._other_times) == 2 and len(meter._step_times) == 5  # (a lineage's first two: its cost)
     assert meter.loop_cost == pytest.approx(1.5)  # Auto's bookkeeping counted in, validation and callbacks not
     assert run_cost([], meter) == pytest.approx(1.5)  # (what the run plans a step at)
 
@@ -240,7 +240,7 @@ def test_a_timed_race_sizes_rung_1_after_its_first_steps_and_every_candidate_tra
     assert len(held) == 1 and held[0] > 0  # (sized once, from what the start's snapshot and a lineage cost)
     assert race.plan == planned and len(race._rung1_batches) == planned.rung1 > 2
     assert all(r.steps == planned.rung1 for r in race.racers if not r.diverged)
-    assert race.racers[0].timed == planned.rung1 - 1  # (its first step, the lineage's set-up, apart: once)
+    assert race.racers[0].timed == planned.rung1 - 2  # (its first two steps, the lineage's set-up, apart: once)
     fixed_cost["steps"] = 1e6  # (far more than the budget: rung 1 at its floor, the two steps that measured it)
     race = _race(steps=400)
     race.rung1()
