@@ -94,10 +94,10 @@ class Meter:
         return self.fetch_seconds / self.fetched * self.batches_per_step if self.fetched else 0.0
 
     def relative(self, seconds: float) -> float:
-        """A step that trains in ``seconds`` (its batches' fetching left out) over the mean step
-        (:attr:`step_seconds`; 1.0 before a step was timed)."""
-        mean = self.step_seconds
-        return (seconds + self._fetch_per_step()) / mean if mean > 0 else 1.0
+        """A step that trains in ``seconds`` (its batches' fetching left out) over the unit (:attr:`step_seconds`;
+        1.0 before a step was timed)."""
+        unit = self.step_seconds
+        return (seconds + self._fetch_per_step()) / unit if unit > 0 else 1.0
 
     @property
     def row_cost(self) -> float:

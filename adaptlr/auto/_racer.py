@@ -52,8 +52,8 @@ class Racer:
 
 
 def run_cost(racers: list[Racer], meter: Any) -> float:
-    """What a step of ``racers`` costs against the mean step of the race (``meter``: a
-    :class:`~adaptlr.auto.Meter`): the least of their mean steps over the race's, at least 1. A step's seconds may
+    """What a step of ``racers`` costs against the race's unit (``meter``: a :class:`~adaptlr.auto.Meter`,
+    :attr:`~adaptlr.auto.Meter.step_seconds`): the least of their mean steps over it, at least 1. A step's seconds may
     depend on the lr (an RBF network's steps cost half as much again at lr 1 as at 1e-3), and the run goes on at
     the winner's; the least of the finalists' is what every finalist shows. The largest of them was what a
     machine whose speed changes during the race shows: on an LSTM whose steps cost the same at every lr, with the
