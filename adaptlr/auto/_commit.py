@@ -97,7 +97,7 @@ class Commit:
         points = list(range(at + every, plan.steps, every))
         return _spread(points, self._left(at, len([s for s in self.points if s > at]) + 1), cost)
 
-    def _run_cost(self) -> float:  # (a step of the winner against the race's mean step, where the plan is timed)
+    def _run_cost(self) -> float:  # (a step of the winner against the race's unit, where the plan is timed)
         race = self.race
         cost = run_cost([self.winner], race.meter) if race.own_cost()[1] else 1.0
         return _dist.broadcast_float(cost, device_of(race.model), race.group)  # (rank 0's: every rank agrees)

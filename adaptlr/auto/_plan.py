@@ -161,7 +161,7 @@ def replan_rung2(
     ``overhead``: what a lineage costs beyond its steps and its validation (its optimizer built, its state saved
     and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and twice by the run
     (:data:`RUN_LINEAGES`).
-    ``cost``: what a step of the finalists costs against the race's mean step (:math:`q`: a step's seconds may
+    ``cost``: what a step of the finalists costs against the race's unit (:math:`q`: a step's seconds may
     depend on the lr; :func:`~adaptlr.auto.run_cost`). With :math:`x = s_2 - s_1`, the rest costs
     :math:`(k + e)(q x + q \rho x + o) + q e s_1 + q (T - s_1 - x) + 2 o + \text{val\_rest}`, which must fit
     :math:`B T - \text{spent}`; ``x`` is at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of

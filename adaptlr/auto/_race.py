@@ -81,8 +81,8 @@ class Race:
 
     def own_cost(self) -> tuple[float, bool]:
         """This rank's cost so far in training steps, and whether it is wall time: the measured wall time over the
-        mean seconds of a step (every overhead counted as a user pays it), or, with ``val_cost`` given (plans that
-        do not depend on timing), training steps plus validation at that cost."""
+        unit, a plain step's typical seconds (every overhead counted as a user pays it), or, with ``val_cost`` given
+        (plans that do not depend on timing), training steps plus validation at that cost."""
         if self.validator.val_cost is None and self.meter.step_seconds > 0:
             return self.meter.wall_steps, True
         return self.meter.cost_steps(self.validator.row_cost(device_of(self.model))), False
