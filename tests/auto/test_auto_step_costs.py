@@ -51,16 +51,16 @@ def _race(steps=40):
     return build_race(Auto(), nn.Linear(4, 1), train, [(x, y)], steps, TrainStep(loss_fn=F.mse_loss))
 
 
-def test_a_step_is_its_own_work_and_autos_bookkeeping_is_its_loop_cost(monkeypatch):
+def test_a_step_is_the_users_call_and_autos_bookkeeping_is_its_loop_cost(monkeypatch):
     race = _race()
     clock = SimpleNamespace(now=0.0)
     fake = SimpleNamespace(perf_counter=lambda: clock.now)
     monkeypatch.setattr(_lineage, "time", fake)
-    monkeypatch.setattr(_step, "time", fake)  # (the step's own work and the batches' fetching, on the same clock)
+    monkeypatch.setattr(_step, "time", fake)  # (the batches' fetching on the same clock: it takes none)
     user = race.step.step_fn
 
     def step_fn(model, batch):
-        clock.now += 1.0  # the user's forward: what a plain loop's step does
+        clock.now += 1.0  # the user's step: what a plain loop's step does, the unit
         return user(model, batch)
 
     race.step.step_fn = step_fn
@@ -197,6 +197,22 @@ def test_the_runs_rollback_points_are_those_the_budget_affords(monkeypatch):
     assert list(left) == [(50, 3)]  # (what is left once the run from step 50 and its three passes are paid)
     assert commit._rollback_points(50, cost=2.0) == [60]
     assert commit._rollback_points(50, cost=0.0) == [60, 70, 80, 90]
+
+
+def test_what_the_run_leaves_holds_back_its_end(monkeypatch):
+    from adaptlr.auto import _commit
+    from adaptlr.auto._commit import Commit
+
+    race = _race(steps=100)
+    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2), "wsd")
+    monkeypatch.setattr(Commit, "_pass_cost", lambda self: 0.0)
+    monkeypatch.setattr(Commit, "_run_cost", lambda self: 1.0)
+    monkeypatch.setattr(race, "spent", lambda: 100.0)
+    monkeypatch.setattr(_commit, "lineage_cost", lambda race: 0.0)
+    free = commit._left(60, 1)
+    assert free == pytest.approx(race.plan.budget * 100 - 100.0 - 40)  # (the run from step 60 at a step each)
+    monkeypatch.setattr(_commit, "lineage_cost", lambda race: 4.0)
+    assert commit._left(60, 1) == pytest.approx(free - 4.0)  # (its end: its state saved, the committed one loaded)
 
 
 def test_rung_1_races_neighbouring_lrs_far_apart_in_time():
