@@ -22,7 +22,7 @@ from ._commit import Commit
 from ._fit import build_race, result_of
 from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._meter import Meter
-from ._plan import WATCH_EVERY, Plan, make_plan, replan_rung2, reserve, validation_rows, watch_points
+from ._plan import WATCH_EVERY, Plan, make_plan, replan_rung2, reserve, rest_cost, validation_rows, watch_points
 from ._race import Race
 from ._racer import Racer, rank_finalists, regime, run_cost, set_schedule, stalled
 from ._result import AutoResult
@@ -59,6 +59,7 @@ __all__ = [
     "rank_finalists",
     "regime",
     "replan_rung2",
+    "rest_cost",
     "reserve",
     "result_of",
     "rows",

@@ -11,18 +11,18 @@ import math
 from typing import Any
 
 from ._grid import extension
-from ._plan import RUN_LINEAGES
+from ._plan import late_evaluations, rest_cost
 from ._racer import Racer, blind, regime
-from ._sizing import lineage_cost
+from ._sizing import lineage_cost, row_cost
 from ._step import device_of
 
 __all__ = ["add_late", "edge_candidate", "look_longer", "next_edge"]
 
 
-def next_edge(race: Any, upward: bool, added: int) -> float | None:
+def next_edge(race: Any, upward: bool, added: int, queued: int = 0) -> float | None:
     """A half-decade past the edge when the edge is the best or within ``tie`` of it, within the limits,
-    ``extend`` steps and the budget (an extra candidate costs its rung-1 steps, one evaluation and a lineage's
-    fixed costs, and the run must still fit)."""
+    ``extend`` steps and the budget (:func:`_affords_candidate`; ``queued``: candidates already added to this
+    round, not raced yet)."""
     alive = [r for r in race.racers if not r.diverged]
     if not alive or added >= race.extend:
         return None
@@ -38,17 +38,28 @@ def next_edge(race: Any, upward: bool, added: int) -> float | None:
     if edge.diverged or edge.score > best + band:
         return None
     lr = extension([r.lr for r in race.racers], upward, race.limits)
-    plan, spare = race.plan, race.plan.budget * race.plan.steps - race.spent()
-    # (its rung 1, rung 2's and the run's steps; its lineage, the finalists' and the run's fixed costs)
-    steps = (plan.steps + plan.rung1 + plan.race_steps(1)) * race.meter.loop_cost
-    need = steps + (plan.keep + 1 + RUN_LINEAGES) * lineage_cost(race)
-    if lr is None or spare < need:
+    if lr is None or not _affords_candidate(race, 1 + queued):
         race.warnings.append(
             f"the best learning rate of rung 1 ({edge.lr:g}) is the {'largest' if upward else 'smallest'} "
             f"tried and the grid could not extend past it ({'limit' if lr is None else 'budget'} reached)"
         )
         return None
     return lr
+
+
+def _affords_candidate(race: Any, new: int) -> bool:
+    """Whether ``new`` more rung-1 candidates (each its steps, its score and a lineage's fixed costs) fit the
+    budget with the least rest of the race after them: rung 2 one step long and each branch one step
+    (:func:`~adaptlr.auto.rest_cost`, the validation to come included), then the run. An extension that left
+    less made the race overspend (linear regression's rung 1 extended to ten candidates, its rung 2 one step
+    long: 1.55-1.6 runs of a budget of 1.5)."""
+    plan, v = race.plan, race.validator
+    rc, over, loop = row_cost(race), lineage_cost(race), race.meter.loop_cost
+    own = new * (loop * plan.rung1 + over + rc * v.rows_read("rung1"))
+    k = min(plan.keep, len([r for r in race.racers if not r.diverged]) + new)
+    val_rest = rc * late_evaluations(plan, k, 0) * v.rows_read("rung2")
+    rest = rest_cost(plan, k, 1.0, 1.0, overhead=over, cost=loop, val_rest=val_rest)
+    return race.spent() + own + rest <= plan.budget * plan.steps
 
 
 def edge_candidate(race: Any, alive: list[Racer]) -> tuple[float, float] | None:

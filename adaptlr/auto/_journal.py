@@ -132,4 +132,5 @@ def restore_race(race: Any, state: dict[str, Any]) -> None:
     race.phase, race.offset = str(state["phase"]), int(state["offset"])
     extra = state.get("extra") or {}
     race.looks, race.look_steps = int(extra.get("looks", 0)), int(extra.get("x", 0))
+    race.late_held = bool(extra.get("late", True))
     torch.set_rng_state(state["rng"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from .._validation import check_count, check_real
 
 __all__ = [
+    "FINALIST_LINEAGES",
     "RUN_LINEAGES",
     "VAL_WEIGHTS",
     "WATCH_EVERY",
@@ -25,6 +26,7 @@ __all__ = [
     "late_evaluations",
     "make_plan",
     "replan_rung2",
+    "rest_cost",
     "validation_rows",
     "watch_points",
 ]
@@ -37,6 +39,11 @@ WATCH_EVERY = 0.2
 #: regression 2.3-3.3 steps at the start, about 4 at its first point and 2.1-2.5 at the end, where a rung-1
 #: candidate's were about 3
 RUN_LINEAGES = 2
+
+#: the lineages' fixed costs a finalist pays in rung 2: its state at the branch point and its annealed branch, each
+#: a state saved and a schedule set (linear regression and a model at its optimum: rung 2 cost 2.1 steps a finalist
+#: more than planned with one, whose measured fixed costs were 2.2-2.4 steps)
+FINALIST_LINEAGES = 2
 
 #: the share of the validation allowance each round of decisions gets: rung 1 (every candidate), rung 2 (the
 #: finalists' annealed branches: the decision of the learning rate) and the commit (end of run vs branch vs start)
@@ -142,6 +149,34 @@ def reserve(plan: Plan, nominal: tuple[float, float, float], fixed: float) -> Pl
     return Plan(**{**plan.as_dict(), "rung1": s1, "rung2": max(s2, s1 + 1), "branch": c})  # type: ignore[arg-type]
 
 
+def rest_cost(
+    plan: Plan,
+    finalists: int,
+    x: float,
+    c: float,
+    *,
+    extra: int = 0,
+    overhead: float = 0.0,
+    cost: float = 1.0,
+    val_rest: float = 0.0,
+) -> float:
+    r"""What the race costs from the end of rung 1 to the end of the run, in training steps, when rung 2 is
+    :math:`x = s_2 - s_1` steps long and each branch :math:`c`:
+
+    .. math:: (k + e)(q x + q c + 2 o) + q e s_1 + q (T - s_1 - x) + 2 o + \text{val\_rest}
+
+    ``finalists``: the racers going on (:math:`k`); ``extra``: candidates held in reserve that would race from the
+    start (:math:`e`, each :math:`s_1 + x + c`); ``overhead``: what a lineage costs beyond its steps and its
+    validation (:math:`o`: its optimizer built, its state saved and loaded, measured in rung 1), paid twice by each
+    of them (:data:`FINALIST_LINEAGES`: the branch point and the branch) and twice by the run
+    (:data:`RUN_LINEAGES`); ``cost``: what a step of theirs costs against the race's unit (:math:`q`;
+    :func:`~adaptlr.auto.run_cost`); ``val_rest``: the validation still to come."""
+    k, e, q, o = finalists, extra, cost, max(0.0, overhead)
+    t, s1 = plan.steps, plan.rung1
+    rest = q * e * s1 + q * (t - s1 - x) + RUN_LINEAGES * o + val_rest
+    return (k + e) * (q * (x + c) + FINALIST_LINEAGES * o) + rest
+
+
 def replan_rung2(
     plan: Plan,
     spent: float,
@@ -154,25 +189,19 @@ def replan_rung2(
 ) -> Plan:
     r"""Rung 2 and the branch made as long as what is left of the budget allows, once rung 1 is over.
 
-    ``spent``: what the race has cost so far, in training steps (validation included, measured); ``val_rest``:
-    the validation still to come, in training steps; ``nominal``: the fractions ``(rung1, rung2, branch)``,
-    whose ratio :math:`\rho = c / (s_2 - s_1)` is kept; ``finalists``: the racers going on (:math:`k`);
-    ``extra``: candidates held in reserve that would race from the start (:math:`e`, each :math:`s_1 + x + c`);
-    ``overhead``: what a lineage costs beyond its steps and its validation (its optimizer built, its state saved
-    and loaded: :math:`o`, in training steps, measured in rung 1), paid by each of them and twice by the run
-    (:data:`RUN_LINEAGES`).
-    ``cost``: what a step of the finalists costs against the race's unit (:math:`q`: a step's seconds may
-    depend on the lr; :func:`~adaptlr.auto.run_cost`). With :math:`x = s_2 - s_1`, the rest costs
-    :math:`(k + e)(q x + q \rho x + o) + q e s_1 + q (T - s_1 - x) + 2 o + \text{val\_rest}`, which must fit
-    :math:`B T - \text{spent}`; ``x`` is at least 1 step and :math:`s_2 \le T / 2`. What validation did not use of
-    its share goes to the race.
+    ``spent``: what the race has cost so far, in training steps (validation included, measured); the rest
+    (:func:`rest_cost`, with ``finalists``, ``extra``, ``overhead``, ``cost`` and ``val_rest`` as there) must fit
+    :math:`B T - \text{spent}`, the branch kept at the ratio :math:`\rho = c / (s_2 - s_1)` of ``nominal``
+    (the fractions ``(rung1, rung2, branch)``); :math:`x = s_2 - s_1` is at least 1 step and :math:`s_2 \le T / 2`.
+    What validation did not use of its share goes to the race.
     """
     r1, r2, br = nominal
     rho = br / max(r2 - r1, 1e-12)
-    k, t = finalists + extra, plan.steps
-    wall = plan.budget * t - spent - val_rest - (k + RUN_LINEAGES) * max(0.0, overhead)
-    room = wall / max(cost, 1e-12) - (t - plan.rung1) - extra * plan.rung1
-    x = room / max(k - 1 + k * rho, 1e-12)
+    t, left = plan.steps, plan.budget * plan.steps - spent
+    parts = {"extra": extra, "overhead": overhead, "cost": cost, "val_rest": val_rest}
+    base = rest_cost(plan, finalists, 0.0, 0.0, **parts)  # (the rest is linear in x, the branch at rho x)
+    slope = rest_cost(plan, finalists, 1.0, rho, **parts) - base
+    x = (left - base) / max(slope, 1e-12)
     x = int(min(max(1.0, x), max(1, t // 2 - plan.rung1)))
     c = max(1, int(round(rho * x)))
     return Plan(**{**plan.as_dict(), "rung2": plan.rung1 + x, "branch": c})  # type: ignore[arg-type]

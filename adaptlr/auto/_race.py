@@ -19,10 +19,10 @@ from ._extend import add_late, edge_candidate, look_longer, next_edge
 from ._grid import spread_in_time
 from ._lineage import train_lineage
 from ._meter import Meter
-from ._plan import Plan, late_evaluations, replan_rung2
-from ._racer import Racer, order_finalists, rank_finalists, run_cost, set_schedule, survivors
+from ._plan import Plan
+from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
 from ._schedules import branch_schedule, race_schedule
-from ._sizing import lineage_cost, size_rung1
+from ._sizing import size_rung1, size_rung2
 from ._step import Batches, TrainStep, device_of, timed
 from ._store import StateStore
 from ._validate import Validator
@@ -62,6 +62,7 @@ class Race:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase ("rung1", "rung2")
     alive_lrs: list[float] = field(default_factory=list)  # the rung-1 survivors
     max_budget: float | None = None  # what a race that cannot tell its finalists apart may spend (``look_longer``)
+    late_held: bool = True  # budget held in rung 2 for a late candidate past a winning edge (where it fits)
     looks: int = 0  # the doublings of rung 2's horizon made (``look_longer``), and the steps of the last
     look_steps: int = 0
     phase: str = "rung1"  # where a resumed race stands
@@ -122,7 +123,7 @@ class Race:
             self._round([Racer(lr) for lr in pending], batches)
             pending = []
             for upward in (True, False):
-                nxt = next_edge(self, upward, added[upward])
+                nxt = next_edge(self, upward, added[upward], len(pending))
                 if nxt is not None:
                     added[upward] += 1
                     pending.append(nxt)
@@ -201,18 +202,11 @@ class Race:
     # ---- rung 2 and the choice --------------------------------------------------------------------------------
     def rung2(self, alive: list[Racer]) -> list[Racer]:
         """The survivors continue to the branch point; each annealed branch is scored; when the best is at an
-        edge of what was tried, one more candidate past it races from the start (budget held for it). Finalists,
-        best first."""
-        device = device_of(self.model)
-        edge = edge_candidate(self, alive)
-        if self.phase != "rung2":  # (a resumed rung 2 keeps its plan and its batches)
-            rc = self.validator.row_cost(device)
-            extra = int(edge is not None)
-            val_rest = rc * late_evaluations(self.plan, len(alive), extra) * self.validator.rows_read("rung2")
-            over = lineage_cost(self)
-            cost = run_cost(alive, self.meter) if self.own_cost()[1] else 1.0  # (the finalists' steps, relative)
-            cost = _dist.broadcast_float(cost, device, self.group)
-            self.plan = replan_rung2(self.plan, self.spent(), val_rest, self.nominal, len(alive), extra, over, cost)
+        edge of what was tried, one more candidate past it races from the start (where the budget holds it:
+        :func:`~adaptlr.auto._sizing.size_rung2`). Finalists, best first."""
+        edge = edge_candidate(self, alive) if self.late_held else None
+        if self.phase != "rung2":  # (a resumed rung 2 keeps its plan, its batches and its reserve)
+            edge = size_rung2(self, alive, edge)
             self.offset = self.batches.taken
             with self._alike():
                 self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)
@@ -261,7 +255,7 @@ class Race:
                 r.scores.append((self.plan.rung1, math.nan))
             r.scores.append((r.steps, score))
             self.store.save(r.key + "-branch", self.model)
-        extra = {"looks": self.looks, "x": self.look_steps}  # (in rung 2, or in a doubling of its horizon)
+        extra = {"looks": self.looks, "x": self.look_steps, "late": self.late_held}  # (rung 2, or a doubling)
         self._record("look" if self.phase == "look" else "rung2", self.offset, extra)
 
     def start_racer(self, first: bool = False) -> Racer:  # (the start, as scored on rung 2's rows, or rung 1's)

@@ -270,3 +270,70 @@ def test_a_timed_race_sizes_rung_1_after_its_first_steps_and_every_candidate_tra
     fixed = build_race(Auto(), nn.Linear(4, 1), train, [(x, y)], 400, step, val_cost=1.0)
     fixed.rung1()
     assert fixed.plan == Auto().plan(400) and len(fixed._rung1_batches) == fixed.plan.rung1
+
+
+def test_the_rest_of_the_race_is_one_formula_and_rung_2_fills_what_is_left():
+    from adaptlr.auto import rest_cost
+
+    plan = make_plan(1000, 7, 3)
+    s1, o = plan.rung1, 2.0
+    # each finalist pays its steps to the branch point and its branch, and two lineages' fixed costs (the branch
+    # point's state and the branch's); a late candidate its rung 1 too; the run its steps and two lineages
+    want = 4 * (1.1 * (10 + 3) + 2 * o) + 1.1 * s1 + 1.1 * (1000 - s1 - 10) + 2 * o + 7.0
+    assert rest_cost(plan, 3, 10, 3, extra=1, overhead=o, cost=1.1, val_rest=7.0) == pytest.approx(want)
+    nominal = (0.035, 0.10, 0.025)
+    for spent, over, extra in ((300.0, 0.0, 0), (300.0, 3.0, 0), (250.0, 3.0, 1)):
+        new = replan_rung2(plan, spent, 10.0, nominal, 3, extra, over, 1.1)
+        x = new.rung2 - new.rung1
+        rho = nominal[2] / (nominal[1] - nominal[0])
+        parts = {"extra": extra, "overhead": over, "cost": 1.1, "val_rest": 10.0}
+        fill = spent + rest_cost(new, 3, x, rho * x, **parts)
+        assert fill <= plan.budget * 1000 < spent + rest_cost(new, 3, x + 1, rho * (x + 1), **parts)
+    # nothing left: rung 2 keeps its one step (the run then costs more; the plan cannot do less)
+    assert replan_rung2(plan, 1400.0, 10.0, nominal, 3).rung2 == plan.rung1 + 1
+
+
+def test_an_extension_leaves_the_rest_of_the_race_its_least(monkeypatch):
+    from adaptlr.auto import _extend, rest_cost
+    from adaptlr.auto._extend import next_edge
+
+    race = _edge_race()
+    plan = race.plan
+    monkeypatch.setattr(_extend, "lineage_cost", lambda race: 0.0)
+    # this candidate's rung 1, then rung 2 one step long and each branch one step for the three finalists, then
+    # the run: what must still fit the budget (linear regression extended to ten candidates where it did not:
+    # its rung 2 one step long, 1.55-1.6 runs of a budget of 1.5)
+    need = plan.rung1 + rest_cost(plan, 3, 1, 1)
+    monkeypatch.setattr(type(race), "spent", lambda self: plan.budget * plan.steps - need)
+    assert next_edge(race, upward=True, added=0) == 0.32
+    assert next_edge(race, upward=True, added=0, queued=1) is None  # (one already queued in this round)
+    assert "budget reached" in race.warnings[-1]
+    monkeypatch.setattr(type(race), "spent", lambda self: plan.budget * plan.steps - need + 0.5)
+    assert next_edge(race, upward=True, added=0) is None
+
+
+def test_rung_2_holds_a_late_candidate_only_where_the_rest_still_fits(monkeypatch, tmp_path):
+    from adaptlr.auto import _sizing
+    from adaptlr.auto._journal import Journal, restore_race
+    from adaptlr.auto._sizing import size_rung2
+
+    race = _edge_race()
+    alive = list(race.racers)
+    monkeypatch.setattr(_sizing, "lineage_cost", lambda race: 0.0)
+    monkeypatch.setattr(type(race), "own_cost", lambda self: (0.0, False))
+    room = {"steps": 1000.0}
+    monkeypatch.setattr(type(race), "spent", lambda self: race.plan.budget * race.plan.steps - room["steps"])
+    before = race.plan
+    assert size_rung2(race, alive, (0.1, 0.32)) == (0.1, 0.32) and race.late_held and race.warnings == []
+    assert race.plan.rung2 > race.plan.rung1 + 1
+    # what is left fits the run and three finalists at one step a rung, but not a late candidate's rung 1 besides
+    race.plan = before
+    room["steps"] = _sizing.rest_cost(before, 3, 1, 1) + 1.0
+    assert size_rung2(race, alive, (0.1, 0.32)) is None and not race.late_held
+    assert "no budget was left to race one past it (0.32)" in race.warnings[-1] and "largest" in race.warnings[-1]
+    # a resumed race keeps the decision (journaled with rung 2's records)
+    journal = Journal(tmp_path)
+    journal.write(race, "rung2", 0, {"late": race.late_held})
+    again = _edge_race()
+    restore_race(again, journal.load())
+    assert not again.late_held
