@@ -7,7 +7,7 @@
 Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the tuning-free
 benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``, ``tasks_novel``,
 ``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``, ``tasks_attic``, ``tasks_loft``, ``tasks_garret``,
-``tasks_turret``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's pieces),
+``tasks_turret``, ``tasks_belfry``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's pieces),
 :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec may use),
 :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer); runs:
 :mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
@@ -23,6 +23,7 @@ from .grammar import Method, SpecError, parse_method
 from .store import Store
 from .tasks import TASKS, Task, get_task, register_task
 from .tasks_attic import ATTIC  # importing it registers the attic tasks
+from .tasks_belfry import BELFRY  # importing it registers the belfry tasks
 from .tasks_cellar import CELLAR  # importing it registers the cellar tasks
 from .tasks_final import FINAL  # importing it registers the final tasks
 from .tasks_fresh import FRESH  # importing it registers the fresh tasks
@@ -38,6 +39,7 @@ from .training import train
 
 __all__ = [
     "ATTIC",
+    "BELFRY",
     "CELLAR",
     "FINAL",
     "FRESH",
