@@ -10,6 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
+from . import _dist
 from ._grid import extension
 from ._plan import late_evaluations, rest_cost
 from ._racer import Racer, blind, regime
@@ -54,7 +55,7 @@ def _affords_candidate(race: Any, new: int) -> bool:
     less made the race overspend (linear regression's rung 1 extended to ten candidates, its rung 2 one step
     long: 1.55-1.6 runs of a budget of 1.5)."""
     plan, v = race.plan, race.validator
-    rc, over, loop = row_cost(race), lineage_cost(race), race.meter.loop_cost
+    rc, over, loop = row_cost(race), lineage_cost(race), _loop_cost(race)
     own = new * (loop * plan.rung1 + over + rc * v.rows_read("rung1"))
     k = min(plan.keep, len([r for r in race.racers if not r.diverged]) + new)
     val_rest = rc * late_evaluations(plan, k, 0) * v.rows_read("rung2")
@@ -133,7 +134,11 @@ def _affords(race: Any, finalists: list[Racer], x: int) -> bool:
     and its validation (its watch points and its end), fits ``race.max_budget`` runs."""
     plan, v = race.plan, race.validator
     pass_cost = v.row_cost(device_of(race.model)) * v.rows_read("rung2")
-    loop = race.meter.loop_cost
+    loop = _loop_cost(race)
     look = len(finalists) * ((x + plan.branch) * loop + pass_cost)
     rest = (plan.steps - plan.rung2 - x) * loop + (1 + len(plan.watches())) * pass_cost
     return race.spent() + look + rest <= _cap(race) * plan.steps
+
+
+def _loop_cost(race: Any) -> float:  # (rank 0's, so that every rank decides alike)
+    return _dist.broadcast_float(race.meter.loop_cost, device_of(race.model), race.group)
