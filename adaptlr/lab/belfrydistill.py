@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .tasks import pretrain
+from .tasks import mlp, pretrain
 
 __all__ = [
     "DISTILL_CLASSES",
@@ -51,13 +51,7 @@ class Teacher(nn.Module):
 
     def __init__(self, hidden: int = 256) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(DISTILL_DIM, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, DISTILL_CLASSES),
-        )
+        self.net = mlp([DISTILL_DIM, hidden, hidden, DISTILL_CLASSES])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
