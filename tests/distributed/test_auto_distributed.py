@@ -118,6 +118,28 @@ def test_fsdp2_every_rank_decides_the_same():
     _spawn(_fsdp_worker)
 
 
+def _planning_inputs_worker(rank):
+    """Each rank's own loop cost (Auto's bookkeeping around a step, timed on that rank) differs; whether a candidate
+    past an edge, or a longer look, is afforded is decided at rank 0's, so every rank races the same candidates."""
+    from adaptlr.auto import Auto, Meter, Racer, TrainStep, _extend, build_race
+
+    train, val = _shards(rank)
+    race = build_race(
+        Auto(), nn.parallel.DistributedDataParallel(_net()), train, val, STEPS, TrainStep(loss_fn=F.mse_loss)
+    )
+    Meter.loop_cost = property(lambda self: 1.0 + 40.0 * rank)  # (rank 1: an extension it alone cannot afford)
+    race.spent = lambda: 10.0
+    race.start_score = 1.0
+    race.racers = [Racer(lr, scores=[(race.plan.rung1, v)]) for lr, v in ((1e-2, 0.5), (3e-2, 0.4), (1e-1, 0.3))]
+    assert _extend._loop_cost(race) == 1.0
+    decided = _gathered(_extend.next_edge(race, upward=True, added=0))
+    assert decided[0] == decided[1] == 0.32, decided
+
+
+def test_every_rank_affords_an_extension_at_rank_0s_loop_cost():
+    _spawn(_planning_inputs_worker)
+
+
 def _groups_worker(rank):
     """race_groups=2 on 2 ranks: each rank races its share of the candidates on rank 0's batches, and every
     candidate's record is the one a race on one process, with rank 0's data, gives."""
