@@ -62,13 +62,16 @@ def size_rung2(race: Any, alive: list[Racer], edge: tuple[float, float] | None) 
         new = replan_rung2(race.plan, spent, val_rest, race.nominal, len(alive), extra, over, cost)
         return new, spent + rest_cost(new, len(alive), 1, 1, **parts) <= new.budget * new.steps
 
-    held, fits = plan(1) if edge is not None else (None, False)
-    if edge is not None and not fits:
+    if edge is not None:
+        held, fits = plan(1)
+        if fits:
+            race.plan = held
+            return edge
         race.warnings.append(
             f"the best learning rate of rung 1's survivors ({edge[0]:g}) is the "
             f"{'largest' if edge[1] > edge[0] else 'smallest'} tried; no budget was left to race one past it "
             f"({edge[1]:g}) from the start"
         )
-        edge, race.late_held = None, False
-    race.plan = held if edge is not None and held is not None else plan(0)[0]
-    return edge
+        race.late_held = False
+    race.plan = plan(0)[0]
+    return None
