@@ -334,8 +334,10 @@ def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tu
         costs.append(sum(r["steps_done"] for r in runs) / steps)
         if best["wall"]:
             walls.append(sum(r["wall"] for r in runs) / best["wall"])
+    fixed = {x: [stored_run(st, task, grid_spec(x), s, steps) for s in seeds] for x in lrs}  # (each lr's runs)
     entry = {
-        "tests": tests,
+        "tests": tests,  # (and per lr its runs' test metrics, None where one diverged, for the best lr in hindsight)
+        "by_lr": {x: [None if r["diverged"] else r["final_metric"] for r in rs] for x, rs in fixed.items() if all(rs)},
         "lrs": [chosen[s][0] for s in seeds if s in chosen],
         "grid": list(lrs),
         "cost": _median(costs) or float(len(lrs)),

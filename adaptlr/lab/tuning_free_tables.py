@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GRID", "compute_table", "grid_table", "performance_profile", "table", "within"]
+__all__ = ["GRID", "compute_table", "grid_table", "hindsight", "performance_profile", "table", "within"]
 
 #: the label of the tuned reference in a summary
 GRID = "grid (tuned, 7 runs)"
@@ -84,7 +84,31 @@ def table(summary: Mapping[str, Any]) -> str:
             f"{'-' if m == GRID else f'{geo:.2f}'} | {'-' if m == GRID else f'{worst:.2f}'} | "
             f"{statistics.mean(ranks[m]):.2f} | {max(costs):.2f} | {w} |"
         )
-    return "\n".join(lines + ["", compute_table(summary)])
+    return "\n".join(lines + ["", hindsight(summary), "", compute_table(summary)])
+
+
+def hindsight(summary: Mapping[str, Any]) -> str:
+    """The best single learning rate in hindsight: the grid's run at one lr for every task of ``summary`` (AdamW +
+    warmup + cosine, the lr that lands the most tasks within 2% / 1 point of the grid, chosen after seeing the
+    test metric), the yardstick a method that claims to need no tuning must beat. A task whose grid did not run
+    that lr (its own grid) counts as missed, as does a seed that diverged (its median taken as the worst)."""
+    landed: dict[float, list[str]] = {}
+    for t, s in summary.items():
+        grid, hib = s["methods"][GRID], s["higher_is_better"]
+        for lr, tests in (grid.get("by_lr") or {}).items():
+            worst = -math.inf if hib else math.inf
+            q = statistics.median([v if v is not None else worst for v in tests]) if tests else None
+            landed.setdefault(lr, [])
+            if within(q, grid.get("median"), hib):
+                landed[lr].append(t)
+    if not landed:
+        return "best single lr in hindsight: - (no grid run at one lr on every seed)"
+    lr = max(sorted(landed), key=lambda x: len(landed[x]))
+    counts = ", ".join(f"{x:g}: {len(landed[x])}" for x in sorted(landed))
+    return (
+        f"best single lr in hindsight (the grid's run at one lr on every task): {lr:g}, within 2% / 1 pt on "
+        f"{len(landed[lr])}/{len(summary)} (per lr: {counts})"
+    )
 
 
 def compute_table(summary: Mapping[str, Any]) -> str:

@@ -42,6 +42,22 @@ def test_table_counts_ratios_and_ranks():
     assert rows["B"][1] == "1.50" and rows["Auto"][4] == "1.50"
 
 
+def test_best_single_lr_in_hindsight():
+    """One lr for every task, the one landing the most within 2% / 1 point; a seed that diverged is the worst
+    value, and a task whose grid never ran that lr misses it."""
+    from adaptlr.lab.tuning_free_tables import hindsight
+
+    s = _summary()
+    s["reg"]["methods"][TF.GRID]["by_lr"] = {1e-3: [1.0, 1.01, 1.5], 1e-2: [1.0, None, None], 1e-1: [1.2, 1.3, 1.1]}
+    s["cls"]["methods"][TF.GRID]["by_lr"] = {1e-3: [0.949, 0.93, 0.95], 1e-2: [0.96, 0.96, 0.96]}
+    line = hindsight(s)
+    # 1e-3: reg's median 1.01 lands, cls's 94.9 lands; 1e-2: reg's median is a divergence; 1e-1: not run on cls
+    assert "0.001, within 2% / 1 pt on 2/2" in line and "0.01: 1" in line and "0.1: 0" in line
+    assert "best single lr in hindsight" in TF.table(s)
+    del s["reg"]["methods"][TF.GRID]["by_lr"], s["cls"]["methods"][TF.GRID]["by_lr"]
+    assert "no grid run" in hindsight(s)
+
+
 def test_performance_profile_figure(tmp_path):
     pytest.importorskip("matplotlib")
     path = TF.performance_profile(_summary(), tmp_path / "p.png")
@@ -66,3 +82,4 @@ def test_grid_chosen_on_validation_from_the_store(tmp_path, monkeypatch):
     assert s[TF.GRID]["tests"] == [runs[TF.grid_spec(chosen)]["final_metric"]]
     assert s["Auto"]["cost"] <= 1.5 and s[TF.RANGE_TEST]["cost"] == pytest.approx(1.5)
     assert "linreg (mse, 40)" in TF.table(TF.summarize(bench))
+    assert s[TF.GRID]["by_lr"] == {lr: [runs[TF.grid_spec(lr)]["final_metric"]] for lr in TF.GRID_LRS}
