@@ -7,7 +7,11 @@ For each task, each seed and one step budget for all methods:
   chosen per seed on the *validation* metric at the end of the run (its compute: 7 runs);
 - **AdamW 1e-3** untuned; the lr-free methods at defaults: Prodigy and D-Adapt Adam + cosine, DoG, Schedule-Free AdamW;
 - the **range test** (``adaptlr.lr_find``, 100 steps, its headline suggestion ``result.lr``) + AdamW warmup-cosine;
-- **Auto** (``adaptlr.Auto``, the lab method ``auto``).
+- **Auto** (``adaptlr.Auto``, the lab method ``auto``);
+- with ``--oracle``, **Auto at the grid's lr** (:data:`ORACLE`: the grid's choice per seed as Auto's only
+  candidate): what Auto's race, run and commit reach when the choice is the grid's, the ceiling of its choice.
+
+Under every table, the best single lr in hindsight (the grid's run at one lr on every task).
 
 Tasks (``--tasks``): the original twelve (``old``), the ``stress`` tasks and a ``holdout`` set
 (:mod:`adaptlr.lab.tasks_stress`). Quality is the test metric at the end of the budget; compute is counted in
@@ -15,7 +19,8 @@ steps and in wall time over **one plain run** (the grid's run at its chosen lr; 
 :func:`run` is timed against a plain run of its own right after it, on the same load); the tables are
 :mod:`adaptlr.lab.tuning_free_tables`. Runs live in the lab's store, so the benchmark resumes where it stopped;
 ``--methods`` runs only the given methods (Auto variants, say) against a store whose grid is trained already.
-The sets of :data:`HELD_OUT` are held out. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``.
+The sets of :data:`HELD_OUT` are held out. ``python benchmarks/tuning_free.py`` or ``adaptlr bench tuning-free``
+(:mod:`adaptlr.lab.tuning_free_cli`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from .workers import limit_threads
 
 __all__ = [
     "BASELINES",
+    "ORACLE",
     "GRID_LRS",
     "REDUCED_STEPS",
     "Bench",
@@ -55,8 +61,8 @@ __all__ = [
     "compute_table",
     "grid_lrs",
     "grid_spec",
+    "oracle_spec",
     "grid_table",
-    "parse_methods",
     "performance_profile",
     "range_test_lr",
     "resolve_tasks",
@@ -80,6 +86,8 @@ BASELINES: dict[str, str] = {
     "Auto": "auto",
 }
 RANGE_TEST = "range test + cosine"
+#: the ceiling of Auto's choice: Auto raced on the grid's own lr alone (per seed), the rest of Auto as it is
+ORACLE = "Auto at the grid's lr"
 
 #: step budgets reduced from the task's default so the benchmark fits a 2-core machine (others: the task's own)
 REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char-lm": 200}
@@ -97,6 +105,12 @@ def grid_lrs(task: str) -> tuple[float, ...]:
 def grid_spec(lr: float) -> str:
     """The canonical spec of the grid's run at ``lr``."""
     return parse_method(f"adamw(lr={lr!r}) + cosine(warmup=0.05)").canonical
+
+
+def oracle_spec(lr: float) -> str:
+    """Auto with the grid's chosen ``lr`` as its only candidate (no extension): its race, run, tail and commit as
+    they are, the choice made by the grid (:data:`ORACLE`). What it misses, Auto's choice cannot win back."""
+    return parse_method(f"auto(lrs=({lr!r},), extend=0)").canonical
 
 
 def budget_steps(task: Task, steps: int | None = None) -> int:
@@ -152,20 +166,6 @@ def resolve_tasks(text: str) -> list[str]:
     return out
 
 
-def parse_methods(items: Sequence[str]) -> dict[str, str]:
-    """``label=spec`` or a bare ``spec`` (its label: the spec itself) per item, each spec validated now; an
-    ``=`` inside the spec's parentheses (``auto(budget=1.5)``) is the spec's own."""
-    out: dict[str, str] = {}
-    for item in items:
-        head, eq, tail = item.partition("=")
-        label, spec = (head.strip(), tail.strip()) if eq and "(" not in head else (item.strip(), item.strip())
-        parse_method(spec).validate()
-        if label in out or label in (GRID, RANGE_TEST):
-            raise ValueError(f"method label {label!r} given twice or reserved")
-        out[label] = spec
-    return out
-
-
 @dataclass
 class Bench:
     """Where the benchmark's runs live and which ones it covers. ``methods``: when given, the only methods besides the
@@ -177,6 +177,7 @@ class Bench:
     steps: int | None = None  # one budget for every task (default: the task's, or REDUCED_STEPS)
     extra: Mapping[str, str] = field(default_factory=dict)  # more methods: label -> spec (e.g. ablations)
     methods_only: Mapping[str, str] | None = None
+    oracle: bool = False  # also run :data:`ORACLE` (Auto at each seed's chosen lr: the ceiling of its choice)
 
     @property
     def range_file(self) -> Path:
@@ -235,9 +236,15 @@ def stored_run(st: Store, task: Task, spec: str, seed: int, steps: int) -> dict[
 
 def _time_methods(bench: Bench, task: Task, steps: int, progress: bool) -> None:
     """Train the bench's methods on ``task`` one run at a time, each followed by one plain run (the grid's
-    chosen lr, not stored) whose wall time is the pair's reference; both go to :attr:`Bench.timing_file`."""
-    for spec in bench.methods().values():
-        for seed in bench.seeds:
+    chosen lr, not stored) whose wall time is the pair's reference; both go to :attr:`Bench.timing_file`. The
+    :data:`ORACLE`, when asked for, runs at each seed's chosen lr (its own spec per seed)."""
+    per_seed = [dict.fromkeys(bench.seeds, spec) for spec in bench.methods().values()]
+    if bench.oracle:
+        with Store(bench.store) as st:
+            found = {seed: chosen_lr(st, task, seed, steps) for seed in bench.seeds}
+        per_seed.append({seed: oracle_spec(lr) for seed, lr in found.items() if lr is not None})
+    for specs in per_seed:
+        for seed, spec in specs.items():
             job = _job(task, spec, seed, steps)
             key = f"{task.name}/{seed}/{job.method}"
             try:
@@ -409,6 +416,10 @@ def summarize(bench: Bench) -> dict[str, Any]:
             for label, spec in bench.methods().items():
                 specs = dict.fromkeys(bench.seeds, spec)
                 per[label] = _method_summary(st, task, specs, spec, steps, timings, chosen)
+            if bench.oracle:
+                specs = {s: oracle_spec(chosen[s][0]) if s in chosen else None for s in bench.seeds}
+                first = next((v for v in specs.values() if v is not None), None)
+                per[ORACLE] = _method_summary(st, task, specs, first, steps, timings, chosen)
             if bench.range_test:
                 specs = {s: grid_spec(found[f"{name}/{s}"]) if f"{name}/{s}" in found else None for s in bench.seeds}
                 per[RANGE_TEST] = _method_summary(st, task, specs, None, steps, timings, chosen)
@@ -419,31 +430,3 @@ def summarize(bench: Bench) -> dict[str, Any]:
                 d["complete"] = len(vals) == len(d["tests"]) == len(bench.seeds)
             out[name] = dict(metric=task.metric, higher_is_better=task.higher_is_better, steps=steps, methods=per)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", default="tuning_free.db")
-    sets = "comma-separated tasks and sets: old (first 12), " + ", ".join(list(task_sets())[1:])
-    ap.add_argument("--tasks", default="old,stress", help=sets + ", all; default old,stress")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=None, help="one budget for all tasks (default: per task)")
-    ap.add_argument("--jobs", type=int, default=1, help="processes for the grid's runs")
-    only = "only these methods besides the grid (e.g. auto 'auto(budget=1.5)'), the grid's runs in the store reused"
-    ap.add_argument("--methods", nargs="+", metavar="[LABEL=]SPEC", help=only)
-    ap.add_argument("--grid-only", action="store_true", help="train only the grid and print its table")
-    ap.add_argument("--figure", default="tuning_free_profile.png")
-    ap.add_argument("--report-only", action="store_true", help="only print the tables from the store")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    methods = parse_methods(a.methods) if a.methods else ({} if a.grid_only else None)
-    bench = Bench(a.store, resolve_tasks(a.tasks), tuple(range(a.seeds)), a.steps, methods_only=methods)
-    if not a.report_only:
-        run(bench, jobs=a.jobs, progress=not a.no_progress, grid_only=a.grid_only)
-    s = summarize(bench)
-    print(grid_table(s) if a.grid_only else grid_table(s) + "\n\n" + table(s))
-    if a.figure and not a.grid_only:
-        print(f"\nperformance profile: {performance_profile(s, a.figure)}")
-    return 0

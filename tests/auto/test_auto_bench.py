@@ -65,11 +65,12 @@ def test_performance_profile_figure(tmp_path):
 
 
 def test_grid_chosen_on_validation_from_the_store(tmp_path, monkeypatch):
-    """A tiny benchmark run end to end: the grid's lr per seed is the best *validation* metric's."""
+    """A tiny benchmark run end to end: the grid's lr per seed is the best *validation* metric's; the oracle is
+    Auto with that lr as its only candidate."""
     monkeypatch.setattr(TF, "GRID_LRS", (1e-3, 1e-1))
     monkeypatch.setattr(TF, "BASELINES", {"Auto": "auto(lrs=(0.001, 0.1), keep=1)"})
     monkeypatch.setattr(TF, "RANGE_TEST_STEPS", 20)
-    bench = TF.Bench(str(tmp_path / "b.db"), ["linreg"], (0,), steps=40)
+    bench = TF.Bench(str(tmp_path / "b.db"), ["linreg"], (0,), steps=40, oracle=True)
     TF.run(bench, progress=False)
     s = TF.summarize(bench)["linreg"]["methods"]
     from adaptlr.lab.store import Store
@@ -83,3 +84,6 @@ def test_grid_chosen_on_validation_from_the_store(tmp_path, monkeypatch):
     assert s["Auto"]["cost"] <= 1.5 and s[TF.RANGE_TEST]["cost"] == pytest.approx(1.5)
     assert "linreg (mse, 40)" in TF.table(TF.summarize(bench))
     assert s[TF.GRID]["by_lr"] == {lr: [runs[TF.grid_spec(lr)]["final_metric"]] for lr in TF.GRID_LRS}
+    oracle = runs[TF.oracle_spec(chosen)]
+    assert s[TF.ORACLE]["tests"] == [oracle["final_metric"]] and TF.ORACLE in TF.table(TF.summarize(bench))
+    assert oracle["method"] == f"auto(extend=0, lrs=({chosen!r},))"

@@ -150,13 +150,16 @@ def test_task_sets_resolve_in_order_once():
 def test_parse_methods_labels_and_validation():
     from adaptlr.lab import tuning_free as TF
     from adaptlr.lab.grammar import SpecError
+    from adaptlr.lab.tuning_free_cli import parse_methods
 
-    got = TF.parse_methods(["auto(budget=1.5)", "plain=adamw(lr=0.01)"])
+    got = parse_methods(["auto(budget=1.5)", "plain=adamw(lr=0.01)"])
     assert got == {"auto(budget=1.5)": "auto(budget=1.5)", "plain": "adamw(lr=0.01)"}
     with pytest.raises(ValueError, match="twice or reserved"):
-        TF.parse_methods(["a=sgd(lr=0.1)", "a=sgd(lr=0.2)"])
+        parse_methods(["a=sgd(lr=0.1)", "a=sgd(lr=0.2)"])
     with pytest.raises(SpecError):
-        TF.parse_methods(["nosuchoptimizer(lr=1)"])
+        parse_methods(["nosuchoptimizer(lr=1)"])
+    with pytest.raises(ValueError, match="twice or reserved"):
+        parse_methods([f"{TF.ORACLE}=sgd(lr=0.1)"])
 
 
 def test_compute_table_marks_paired_walls_and_planned_costs():

@@ -85,7 +85,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from ..tuning_free import main as tuning_free  # matplotlib and the tasks' data only when asked for
+    from ..tuning_free_cli import main as tuning_free  # matplotlib and the tasks' data only when asked for
 
     return tuning_free(a.rest)
 
