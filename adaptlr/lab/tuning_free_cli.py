@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .grammar import parse_method
 from . import tuning_free
+from .grammar import parse_method
 from .tuning_free import (
     GRID,
     ORACLE,
@@ -41,7 +41,8 @@ def parse_methods(items: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=(tuning_free.__doc__ or "").split("\n\n")[0])
+    about = (tuning_free.__doc__ or "").split("\n\n")[0]
+    ap = argparse.ArgumentParser(prog="adaptlr bench tuning-free", description=about)
     ap.add_argument("--store", default="tuning_free.db")
     sets = "comma-separated tasks and sets: old (first 12), " + ", ".join(list(task_sets())[1:])
     ap.add_argument("--tasks", default="old,stress", help=sets + ", all; default old,stress")
