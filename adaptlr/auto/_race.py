@@ -144,9 +144,10 @@ class Race:
             return
         for r in racers:
             self.racers.append(r)
-            first = not self.validator.counts
+            first, done = not self.validator.counts, self.meter.segment()
             state = self._rung1_train(r, batches)
             self._rung1_score(r, state, first)
+            done(1)  # (one lineage: what it cost beyond its steps and its validation, Meter.overhead)
             self._record("rung1", 0)
 
     def _rung1_train(self, racer: Racer, batches: list[list[Any]]) -> tuple[torch.optim.Optimizer, Any]:
@@ -240,10 +241,12 @@ class Race:
     def _finalist(self, r: Racer, key: str, batches: list[list[Any]], branch: list[list[Any]]) -> None:
         """Train ``r`` from the state ``key`` over ``batches`` to the branch point, then score its annealed
         branch."""
+        done = self.meter.segment()  # (two lineages: the branch point's and its branch's)
         opt, scaler = self._resume(r, key, race_schedule(r.lr, self.plan))
         self.train(r, opt, scaler, batches)
         if r.diverged:
             self.store.drop(r.key)
+            done(1)
         else:
             self.store.save(r.key, self.model, opt, scaler)  # the branch point: the run continues from here
             set_schedule(opt, branch_schedule(r.lr, self.plan, r.steps))
@@ -255,6 +258,7 @@ class Race:
                 r.scores.append((self.plan.rung1, math.nan))
             r.scores.append((r.steps, score))
             self.store.save(r.key + "-branch", self.model)
+            done(2)
         extra = {"looks": self.looks, "x": self.look_steps, "late": self.late_held}  # (rung 2, or a doubling)
         self._record("look" if self.phase == "look" else "rung2", self.offset, extra)
 

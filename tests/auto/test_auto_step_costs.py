@@ -99,6 +99,44 @@ def test_the_unit_is_a_typical_step_not_a_warm_up():
     assert Meter().loop_cost == 1.0  # (nothing timed: no cost beyond the steps)
 
 
+def test_a_pause_in_one_lineage_is_not_a_cost_of_every_lineage(monkeypatch):
+    """A lineage's cost beyond its steps is the median of the timed segments' (per lineage), plus what fell outside
+    every segment shared among the lineages: a pause of the process in one candidate's rung 1 is not held back for
+    every lineage to come (with the mean it was 4.7 steps a lineage here, for 0.5)."""
+    from adaptlr.auto import _meter
+
+    clock = SimpleNamespace(t=100.0)
+    monkeypatch.setattr(_meter.time, "perf_counter", lambda: clock.t)
+    meter = Meter(started=clock.t)
+
+    def step() -> None:
+        clock.t += 1.0
+        meter.trained(1.0)
+
+    step()  # (the fit's first step: its one-offs, the warm-up a plain run pays too)
+    clock.t += 1.0  # (outside every segment: the start saved)
+    for pause in (0.0, 0.0, 20.0, 0.0, 0.0):
+        done = meter.segment()
+        clock.t += 0.5 + pause  # (its optimizer built, the start loaded; once, the process paused)
+        for _ in range(10):
+            step()
+        done(1)
+    assert meter.step_seconds == pytest.approx(1.0)
+    mean = (5 * 0.5 + 20.0 + 1.0) / 5
+    assert meter.overhead(0.0, 5) == pytest.approx(0.5 + 1.0 / 5)
+    assert meter.overhead(0.0, 5) < mean / 4
+    done = meter.segment()  # a finalist's segment races two lineages: its cost halves per lineage
+    clock.t += 0.5
+    for _ in range(10):
+        step()
+    done(2)
+    assert meter._segments[-1] == (pytest.approx(10.5), 10, 0, 2)
+    few = Meter(started=clock.t)  # fewer than three segments timed: the mean, as before
+    clock.t += 3.0
+    few.trained(1.0)
+    assert few.overhead(0.0, 5) == pytest.approx((3.0 - 1.0) / 5)  # (3 s of wall, 1 of them its step: 2 over 5)
+
+
 def test_a_diverged_step_is_counted_and_ends_the_lineage():
     race = _race()
     racer = Racer(1e-2)
