@@ -148,9 +148,9 @@ class Meter:
         unit, rc = self.step_seconds, 0.0 if math.isnan(row_cost) else row_cost
         if len(self._segments) < 3 or not unit > 0:
             return mean
-        per = [max(0.0, (t / unit - n - rc * r) / max(1, k)) for t, n, r, k in self._segments]
-        inside = sum(max(0.0, t / unit - n - rc * r) for t, n, r, _ in self._segments)
-        return min(mean, statistics.median(per) + max(0.0, total - inside) / max(1, lineages))
+        beyond = [(max(0.0, t / unit - n - rc * r), k) for t, n, r, k in self._segments]
+        median = statistics.median(b / max(1, k) for b, k in beyond)
+        return min(mean, median + max(0.0, total - sum(b for b, _ in beyond)) / max(1, lineages))
 
     def cost_steps(self, row_cost: float | None = None) -> float:
         """Training steps plus validation counted in training steps (``row_cost`` per row, measured by default)."""
