@@ -53,16 +53,16 @@ from .workers import limit_threads
 
 __all__ = [
     "BASELINES",
-    "ORACLE",
     "GRID_LRS",
+    "ORACLE",
     "REDUCED_STEPS",
     "Bench",
     "chosen_lr",
     "compute_table",
     "grid_lrs",
     "grid_spec",
-    "oracle_spec",
     "grid_table",
+    "oracle_spec",
     "performance_profile",
     "range_test_lr",
     "resolve_tasks",
@@ -341,9 +341,10 @@ def _grid_summary(st: Store, task: Task, seeds: Sequence[int], steps: int) -> tu
         costs.append(sum(r["steps_done"] for r in runs) / steps)
         if best["wall"]:
             walls.append(sum(r["wall"] for r in runs) / best["wall"])
-    fixed = {x: [stored_run(st, task, grid_spec(x), s, steps) for s in seeds] for x in lrs}  # (each lr's runs)
+    # per lr, its runs' test metrics (None where one diverged): the best single lr in hindsight
+    fixed = {x: [stored_run(st, task, grid_spec(x), s, steps) for s in seeds] for x in lrs}
     entry = {
-        "tests": tests,  # (and per lr its runs' test metrics, None where one diverged, for the best lr in hindsight)
+        "tests": tests,
         "by_lr": {x: [None if r["diverged"] else r["final_metric"] for r in rs] for x, rs in fixed.items() if all(rs)},
         "lrs": [chosen[s][0] for s in seeds if s in chosen],
         "grid": list(lrs),

@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     methods = parse_methods(a.methods) if a.methods else ({} if a.grid_only else None)
-    bench = Bench(a.store, resolve_tasks(a.tasks), tuple(range(a.seeds)), a.steps, methods_only=methods)
-    bench.oracle = a.oracle
+    bench = Bench(
+        a.store, resolve_tasks(a.tasks), tuple(range(a.seeds)), a.steps, methods_only=methods, oracle=a.oracle
+    )
     if not a.report_only:
         run(bench, jobs=a.jobs, progress=not a.no_progress, grid_only=a.grid_only)
     s = summarize(bench)
