@@ -7,9 +7,9 @@
 Modules: :mod:`~adaptlr.lab.tasks` (models and bundled data), :mod:`~adaptlr.lab.tasks_stress` (the tuning-free
 benchmark's stress and holdout tasks; ``tasks_unseen``, ``tasks_fresh``, ``tasks_final``, ``tasks_novel``,
 ``tasks_sealed``, ``tasks_vault``, ``tasks_cellar``, ``tasks_attic``, ``tasks_loft``, ``tasks_garret``,
-``tasks_turret``, ``tasks_belfry``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a spec's pieces),
-:mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec may use),
-:mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer); runs:
+``tasks_turret``, ``tasks_belfry``, ``tasks_spire``: its held-out sets); method specs: :mod:`~adaptlr.lab.terms` (a
+spec's pieces), :mod:`~adaptlr.lab.schedule_terms` (the schedule terms), :mod:`~adaptlr.lab.catalog` (the names a spec
+may use), :mod:`~adaptlr.lab.grammar` (the spec grammar), :mod:`~adaptlr.lab.build` (a method's optimizer); runs:
 :mod:`~adaptlr.lab.training` (the training loop), :mod:`~adaptlr.lab.jobs` (one run under a claim in the store),
 :mod:`~adaptlr.lab.comparison` (comparisons, in parallel processes), :mod:`~adaptlr.lab.workers` (the processes that
 train), :mod:`~adaptlr.lab.store` (SQLite or PostgreSQL results); :mod:`~adaptlr.lab.report` (tables and figures),
@@ -31,6 +31,7 @@ from .tasks_garret import GARRET  # importing it registers the garret tasks
 from .tasks_loft import LOFT  # importing it registers the loft tasks
 from .tasks_novel import NOVEL  # importing it registers the novel tasks
 from .tasks_sealed import SEALED  # importing it registers the sealed tasks
+from .tasks_spire import SPIRE  # importing it registers the spire tasks
 from .tasks_stress import HOLDOUT, STRESS  # importing it registers the stress and holdout tasks
 from .tasks_turret import TURRET  # importing it registers the turret tasks
 from .tasks_unseen import UNSEEN  # importing it registers the unseen tasks
@@ -48,6 +49,7 @@ __all__ = [
     "LOFT",
     "NOVEL",
     "SEALED",
+    "SPIRE",
     "STRESS",
     "TASKS",
     "TURRET",

@@ -40,6 +40,7 @@ from . import tasks_attic, tasks_cellar, tasks_final, tasks_fresh, tasks_novel, 
 from . import tasks_belfry as tasks_belfry  # a line of its own: the one above is full
 from . import tasks_garret as tasks_garret
 from . import tasks_loft as tasks_loft
+from . import tasks_spire as tasks_spire
 from . import tasks_turret as tasks_turret
 from .comparison import compare
 from .grammar import parse_method
@@ -94,6 +95,7 @@ REDUCED_STEPS: dict[str, int] = {"mnist1d-mlp": 2000, "mnist1d-cnn": 2000, "char
 #: the held-out sets' modules, in the order ``--tasks`` lists them; each names its set by its suffix in capitals
 HELD_OUT = (tasks_unseen, tasks_fresh, tasks_final, tasks_novel, tasks_sealed, tasks_vault, tasks_cellar, tasks_attic)
 HELD_OUT += (tasks_loft, tasks_garret, tasks_turret, tasks_belfry)
+HELD_OUT += (tasks_spire,)
 
 
 def grid_lrs(task: str) -> tuple[float, ...]:
