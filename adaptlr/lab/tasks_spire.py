@@ -15,8 +15,8 @@ automatic lr tuners fail; all data is generated from numpy with fixed seeds (not
   copy, each token shifted by an offset given first: the loss sits on a plateau until an induction-like circuit
   forms and then falls abruptly (a tuner reading the early loss sees no progress); metric: the copy's accuracy;
 - ``spire-huber-outliers``: a Huber-loss regression MLP whose training targets are 30% gross outliers (clean
-  validation and test): the training loss is the outliers' (their floor, ~10, stays) while the clean fit, scored,
-  is a small part of it; a large step follows the outliers;
+  validation and test): the training loss is the outliers' (~7 of its ~8 at the start: their floor, which stays)
+  while the clean fit, scored, is a small part of it; a large step follows the outliers;
 - ``spire-relabel-finetune``: a two-layer MLP pretrained in its builder on one label map, fine-tuned on 600 rows
   of a shifted map (the labels of 6 classes of 10 rotated): the start is confidently wrong on most rows (a large
   initial gradient at the head) over features that are already right, which a long step destroys;
