@@ -38,6 +38,7 @@ __all__ = [
     "load_shakespeare",
     "carve_validation",
     "split_arrays",
+    "split_rows",
     "make_adding",
     "make_illcond_regression",
     "make_linreg",
@@ -177,6 +178,14 @@ def split_arrays(x: np.ndarray, y: np.ndarray, n_test: int, seed: int = 0) -> Ar
         t(np.ascontiguousarray(x[:n_test])),
         t(np.ascontiguousarray(y[:n_test])),
     )
+
+
+def split_rows(x: np.ndarray, y: np.ndarray, n: int, n_val: int) -> ArrayData:
+    """Rows in order: the first ``n`` train, the next ``n_val`` validate, the rest test (for data generated
+    already shuffled, with its validation split its own)."""
+    t = torch.from_numpy
+    a, b = n, n + n_val
+    return ArrayData(t(x[:a]), t(y[:a]), t(x[b:]), t(y[b:]), x_val=t(x[a:b]), y_val=t(y[a:b]))
 
 
 def make_linreg(n: int = 1200, dim: int = 10, noise: float = 0.1, n_test: int = 200, seed: int = 0) -> ArrayData:

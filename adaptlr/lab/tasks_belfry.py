@@ -76,11 +76,7 @@ BELFRY: tuple[str, ...] = (
 GRIDS: dict[str, tuple[float, ...]] = {"belfry-multitask-scales": (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)}
 
 
-def _splits(x: np.ndarray, y: np.ndarray, n: int, n_val: int) -> D.ArrayData:
-    """The first ``n`` rows train, the next ``n_val`` validate, the rest test."""
-    t = torch.from_numpy
-    a, b = n, n + n_val
-    return D.ArrayData(t(x[:a]), t(y[:a]), t(x[b:]), t(y[b:]), x_val=t(x[a:b]), y_val=t(y[a:b]))
+_splits = D.split_rows  # (the first n rows train, the next n_val validate, the rest test)
 
 
 # ---- belfry-multitask-scales -----------------------------------------------------------------------------

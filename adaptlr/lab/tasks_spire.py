@@ -76,11 +76,7 @@ SPIRE: tuple[str, ...] = (
 GRIDS: dict[str, tuple[float, ...]] = {"spire-conv-autoencoder": (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)}
 
 
-def _splits(x: np.ndarray, y: np.ndarray, n: int, n_val: int) -> D.ArrayData:
-    """The first ``n`` rows train, the next ``n_val`` validate, the rest test."""
-    t = torch.from_numpy
-    a, b = n, n + n_val
-    return D.ArrayData(t(x[:a]), t(y[:a]), t(x[b:]), t(y[b:]), x_val=t(x[a:b]), y_val=t(y[a:b]))
+_splits = D.split_rows  # (the first n rows train, the next n_val validate, the rest test)
 
 
 # ---- spire-mixup-smoothing -------------------------------------------------------------------------------
@@ -157,9 +153,9 @@ def make_traces(n: int = 3000, n_val: int = 1000, n_test: int = 1000, seed: int 
 
 
 class ConvAutoencoder(nn.Module):
-    """A 1-D convolutional autoencoder on the raw traces (no normalisation): encoder convs 1-16-32 (kernel 5,
-    stride 2, ReLU) to a bottleneck of 8 channels x 16; decoder transposed convs 8-32-16 (stride 2, ReLU) and a
-    1x1 conv to one channel. Output ``(n, 64)``."""
+    """A 1-D convolutional autoencoder on the raw traces (no normalisation): encoder convs 1-8-16 (kernel 5,
+    stride 2, ReLU) and a 1x1 conv to a bottleneck of 8 channels x 16; decoder transposed convs 8-16-8 (stride 2,
+    ReLU) and a 1x1 conv to one channel. Output ``(n, 64)``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -364,7 +360,7 @@ for _task in [
         "mse",
         steps=1000,
         batch_size=64,
-        description="1-D convolutional autoencoder (strided convs 1-16-32 to a bottleneck of 8 x 16, transposed "
+        description="1-D convolutional autoencoder (strided convs 1-8-16 to a bottleneck of 8 x 16, transposed "
         "convs back, no normalisation) of 64-sample sensor traces in millivolts (baseline ~150, sines, a spike); "
         "metric: test reconstruction MSE",
     ),

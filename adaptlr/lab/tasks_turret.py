@@ -92,11 +92,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
 }
 
 
-def _splits(x: np.ndarray, y: np.ndarray, n: int, n_val: int) -> D.ArrayData:
-    """The first ``n`` rows train, the next ``n_val`` validate, the rest test."""
-    t = torch.from_numpy
-    a, b = n, n + n_val
-    return D.ArrayData(t(x[:a]), t(y[:a]), t(x[b:]), t(y[b:]), x_val=t(x[a:b]), y_val=t(y[a:b]))
+_splits = D.split_rows  # (the first n rows train, the next n_val validate, the rest test)
 
 
 # ---- turret-ordinal-grades -------------------------------------------------------------------------------
