@@ -139,7 +139,7 @@ class Meter:
         (optimizers built, states saved and loaded: what each candidate costs besides its steps). Once three
         lineage segments were timed (:meth:`segment`), a segment's is the median of theirs (per lineage), and
         what fell outside every segment is shared among the lineages: the machine pausing the process in one
-        segment (a busy machine: 60-90 ms in one of a quantile MLP's 0.2 s races) is not a cost every lineage to
+        segment (a busy machine: 35-90 ms of pauses in a quantile MLP's 0.2 s race) is not a cost every lineage to
         come pays. Spread over the lineages as a mean, such a pause was 7-19 steps a lineage instead of 2-4,
         held back eight times over for rung 2's finalists and the run: rung 2 fell to one step in 6 of 8 races
         of one seed (docs/auto.md)."""
