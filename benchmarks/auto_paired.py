@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: name -> (cooldown shape, cooldown share of the run); "cosine": cosine from the branch point
+#: name -> (shape after the branch point, its cooldown share of the run); "own": the run's own schedule, unchanged
+#: (Auto's: every candidate races on it); "cosine": cosine from the branch point
 TAILS: dict[str, tuple[str, float]] = {
-    "linear, last half (default)": ("linear", 0.5),
+    "the run's own schedule (default)": ("own", 0.0),
+    "linear, last half": ("linear", 0.5),
     "1-sqrt, last half": ("1-sqrt", 0.5),
     "1-sqrt, last 20%": ("1-sqrt", 0.2),
     "cosine from the branch point": ("cosine", 0.0),
@@ -37,21 +39,26 @@ PICKS = ("chosen", "best full-run validation (oracle)", "next higher lr", "next 
 
 
 def tail_commit(shape: str, share: float) -> type:
-    """A :class:`~adaptlr.auto.Commit` whose run takes the given tail after the branch point."""
+    """A :class:`~adaptlr.auto.Commit` whose run takes the given tail after the branch point (``"own"``: Auto's
+    commit as it is)."""
     from adaptlr import schedules as S
-    from adaptlr.auto import Commit, race_schedule, run_schedule
+    from adaptlr.auto import Commit, run_schedule
+
+    if shape == "own":
+        return Commit
 
     class TailCommit(Commit):  # type: ignore[misc]
         def schedule(self, lr: float | None = None) -> Any:
             plan, lr = self.race.plan, self.lr if lr is None else lr
-            if shape == "cosine":
-                return run_schedule(lr, plan, plan.rung2, "cosine")
             at = min(max(plan.rung2, plan.warmup), plan.steps - 1)
-            peak = race_schedule(lr, plan)(max(at - 1, 0))
-            rest = max(1, plan.steps - at)
-            decay = max(1, min(rest, int(round(share * plan.steps))))
-            after = S.wsd(peak, steps=rest, decay=decay, cooldown=shape)
-            return S.join([race_schedule(lr, plan), after], boundaries=[at]) if at > 0 else after
+            run = run_schedule(lr, plan)
+            peak, rest = run(max(at - 1, 0)), max(1, plan.steps - at)
+            if shape == "cosine":
+                after = S.cosine(peak, steps=rest)
+            else:
+                decay = max(1, min(rest, int(round(share * plan.steps))))
+                after = S.wsd(peak, steps=rest, decay=decay, cooldown=shape)
+            return S.join([run, after], boundaries=[at]) if at > 0 else after
 
     return TailCommit
 
@@ -79,6 +86,7 @@ def commits(name: str, seed: int, variants: Callable[[list[Any]], dict[str, Any]
     )
     finalists = race.run()
     taken, meter, elapsed = race.batches.taken, copy.deepcopy(race.meter), race.meter.seconds
+    ahead = list(race._ahead)  # (the branches' batches, which the winner's run trains on first)
     out: dict[str, Any] = {}
     points: dict[int, list[int]] = {}
     for label, (racer, cls) in variants(finalists).items():
@@ -88,7 +96,8 @@ def commits(name: str, seed: int, variants: Callable[[list[Any]], dict[str, Any]
         race.batches = Batches(data.batches(task.batch_size, torch.Generator().manual_seed(seed)))
         race.batches.skip(taken)  # (the batches the race took; then timed again, as the race's were)
         race.batches.meter = m
-        commit: Commit = (cls or Commit)(race, copy.deepcopy(racer), "wsd")
+        race._ahead = list(ahead)
+        commit: Commit = (cls or Commit)(race, copy.deepcopy(racer))
         commit.start()
         # (the watch points the budget affords are measured in seconds: one finalist's first, for all its runs)
         points.setdefault(id(racer), list(commit.points))

@@ -26,7 +26,7 @@ from ._plan import WATCH_EVERY, Plan, make_plan, replan_rung2, reserve, rest_cos
 from ._race import Race
 from ._racer import Racer, rank_finalists, regime, run_cost, set_schedule, stalled
 from ._result import AutoResult
-from ._schedules import TAILS, branch_schedule, race_schedule, run_schedule
+from ._schedules import TAILS, branch_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows
 from ._store import StateStore
 from ._validate import Validator
@@ -55,7 +55,6 @@ __all__ = [
     "fit",
     "make_plan",
     "move",
-    "race_schedule",
     "rank_finalists",
     "regime",
     "replan_rung2",

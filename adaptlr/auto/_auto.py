@@ -23,16 +23,17 @@ __all__ = ["Auto"]
 
 class Auto:
     r"""Training without a learning rate to choose: successive halving of a learning-rate grid on held-out
-    data, on warmup-then-constant schedules whose survivors *continue* instead of restarting; the winner
-    anneals on the tail that won the benchmark. ``docs/auto.md`` has the algorithm, its sources and its
-    measurements.
+    data, every candidate on the run's own schedule (a warmup, then WSD by default: constant, then a linear
+    cooldown to 0 over the second half), whose survivors *continue* instead of restarting: the winner's run is the
+    run it would have been at its lr from the start, the losers stopped early. ``docs/auto.md`` has the algorithm,
+    its sources and its measurements.
 
     With a budget of :math:`T` steps and :math:`B` runs: every candidate :math:`\eta` of the grid trains
     :math:`s_1` steps from the same start on the same batches and is scored on a common validation subset; the
     grid extends a half-decade past an edge that wins (up to ``extend`` points, within ``limits``); the ``keep``
     best continue to :math:`s_2`, where each branches a copy annealed to 0 over :math:`c` steps, scored on
     (up to) all the validation data; the lowest branch score wins, a lower lr within ``tie`` of it first; the
-    winner continues from :math:`s_2` to :math:`T` on the ``tail`` (cosine, linear or WSD decay to 0). The rung
+    winner continues from :math:`s_2` to :math:`T` on its schedule (:func:`~adaptlr.auto.run_schedule`). The rung
     lengths are scaled so that training steps take at least :math:`(1 - v)(B - 1)T` of the budget
     (:math:`v` = ``val_share``), validation reads subsets that fit the rest at its measured cost, and rung 2 grows
     into whatever validation did not use. Divergence is judged on each loss's own scale
@@ -50,10 +51,12 @@ class Auto:
             ``docs/auto.md``: it turned a plateau task's -21 points into -6 and cost 1.7 runs on a model at its
             optimum, so it is not the default).
         keep: candidates kept after rung 1 (3). rung1, rung2, branch: fractions of the run before scaling to the
-            budget (0.035, 0.10, 0.025). warmup: the schedules' warmup fraction (0.05).
+            budget (0.035, 0.10, 0.025). warmup: the schedule's linear warmup, a fraction of the run (0.05).
         tie: relative near-tie tolerance (0.02). keep_best: commit the best validated model (True).
-        tail: the decay after the choice, ``"cosine"``, ``"linear"`` or ``"wsd"``; cooldown: the WSD tail's
-            final share (0.5: measured against 0.2 and 0.35, ``docs/auto.md``). val_share: share of the budget
+        tail: the schedule after the warmup: ``"wsd"`` (default: constant, then a linear cooldown to 0),
+            ``"cosine"`` (to 0 from the warmup's end: the tuned grid's own run, step for step, at the lr chosen) or
+            ``"linear"``; cooldown: the WSD schedule's final share (0.5: measured against 0.2 and 0.35,
+            ``docs/auto.md``). val_share: share of the budget
             beyond one run reserved for validation (0.25).
         watch: the share of the run between the points where the committed run is validated, its best state a
             commit option (early stopping; 0.2: at 20%, 40%, 60% and 80% of the run; 0: never).
@@ -158,6 +161,8 @@ class Auto:
             warmup=self.warmup,
             val_share=self.val_share,
             watch=self.watch,
+            tail=self.tail,
+            cooldown=self.cooldown,
         )
 
     def planned_cost(self, steps: int, val_cost: float = 0.0) -> float:

@@ -1,4 +1,4 @@
-"""The commit: the winner trains on to the end of the run on its schedule's tail, rolls back and steps down a
+"""The commit: the winner trains on to the end of the run on the schedule it raced on, rolls back and steps down a
 half-decade when it diverges (within the budget), is validated at its watch points (:func:`._plan.watch_points`),
 and the best *validated* model is what the model holds at the end: the end of the run, the run's best watched
 state (early stopping: a run that overfits), the winner's annealed branch, or, when none beats it, the model as
@@ -20,7 +20,7 @@ from . import _dist
 from ._grid import HALF_DECADE, LR_SCALE
 from ._race import Race
 from ._racer import Racer, run_cost, set_schedule
-from ._schedules import WSD_COOLDOWN, run_schedule
+from ._schedules import run_schedule
 from ._sizing import lineage_cost
 from ._step import device_of
 
@@ -31,15 +31,14 @@ OnStep = Callable[[int, float, float, bool], None]
 
 @dataclass
 class Commit:
-    """Continue ``winner`` (a finalist of ``race``) from its branch point to ``race.plan.steps`` on the
-    ``tail``, then :meth:`finish`. ``snapshot_every``: the share of the run between rollback points (those the
-    budget affords once the run and its watch are paid: :meth:`run`)."""
+    """Continue ``winner`` (a finalist of ``race``) from its branch point to ``race.plan.steps`` on the run's
+    schedule (:func:`~adaptlr.auto.run_schedule`, the one it raced on), then :meth:`finish`. ``snapshot_every``:
+    the share of the run between rollback points (those the budget affords once the run and its watch are paid:
+    :meth:`run`)."""
 
     race: Race
     winner: Racer
-    tail: str
     keep_best: bool = True
-    cooldown: float = WSD_COOLDOWN
     snapshot_every: float = 0.1
     max_rollbacks: int = 3
     lr: float = math.nan
@@ -58,10 +57,9 @@ class Commit:
         self.lr = self.winner.lr
 
     def schedule(self, lr: float | None = None) -> Any:
-        """The run's schedule for peak ``lr`` (the winner's): the race's warmup, then the tail from the branch
-        point (an ``adaptlr.schedules`` object, driven by the optimizer's clock)."""
-        plan = self.race.plan
-        return run_schedule(self.lr if lr is None else lr, plan, plan.rung2, self.tail, self.cooldown)
+        """The run's schedule for peak ``lr`` (the winner's, or the lower one a rollback went on with): an
+        ``adaptlr.schedules`` object, driven by the optimizer's clock."""
+        return run_schedule(self.lr if lr is None else lr, self.race.plan)
 
     def start(self) -> torch.optim.Optimizer:
         """Load the winner's branch-point state into the model and a fresh inner optimizer on the run's schedule."""
@@ -174,7 +172,7 @@ class Commit:
         self.race.store.save("run", self.race.model, self.optimizer, self.scaler)
         extra = {"lr": self.lr, "rollbacks": self.rollbacks, "warnings": list(self.warnings)}
         extra.update(points=list(self.points), marks=list(self.marks), history=list(self.history))
-        self.race._record("run", self.race.batches.taken, extra)
+        self.race._record("run", self.race.position(), extra)
         return {"steps": self.winner.steps, "losses": len(self.winner.losses), "rule": copy.deepcopy(self.winner.rule)}
 
     def _rollback(self, mark: dict[str, Any], rollbacks: int) -> bool:

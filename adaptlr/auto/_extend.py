@@ -94,7 +94,7 @@ def add_late(race: Any, lr: float, finalists: list[Racer], batches: list[Any], b
 def look_longer(race: Any, finalists: list[Racer], resumed: bool = False) -> list[Racer]:
     """While the race cannot tell its finalists from the start (:func:`~adaptlr.auto.blind`: a plateau, or a
     horizon too short to show progress), race them on: each continues from its branch point for as many steps
-    again (the horizon doubles, at most to half the run) on the same fresh batches, and a new annealed branch is
+    again (the horizon doubles, at most to half the run) on the same batches, and a new annealed branch is
     scored. Each doubling must fit ``race.max_budget`` runs with the rest of the run and its validation; each is
     said in the warnings. ``resumed``: take up a doubling a resumed race was in. Returns the finalists left."""
     plan = race.plan
@@ -107,14 +107,14 @@ def look_longer(race: Any, finalists: list[Racer], resumed: bool = False) -> lis
                 return finalists
             before = race.plan.rung2
             race.plan = dataclasses.replace(race.plan, rung2=before + x)
-            race.looks, race.look_steps, race.phase, race.offset = race.looks + 1, x, "look", race.batches.taken
+            race.looks, race.look_steps, race.phase, race.offset = race.looks + 1, x, "look", race.position()
             race.warnings.append(
                 f"the race could not tell its finalists ({', '.join(f'{r.lr:g}' for r in finalists)}) from the "
                 f"start by step {before}: it raced them on to step {race.plan.rung2} (budget {plan.budget:g} runs, "
                 f"max_budget {_cap(race):g})"
             )
         resumed = False
-        batches, branch = race._steps(race.look_steps), race._steps(race.plan.branch)
+        batches, branch = race._steps(race.look_steps), race._branch_steps(race.plan.branch)
         todo = [r for r in finalists if len(r.scores) < 2 + race.looks]
         race._finalists(todo, batches, branch, from_start=False)
         if all(r.diverged for r in finalists):

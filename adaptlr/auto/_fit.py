@@ -167,7 +167,7 @@ def fit(
         except FloatingPointError:
             race.store.load("start", race.model)  # (the model trained: the unwrapped one, racing in groups)
             raise
-        commit = Commit(race, finalists[0], auto.tail, auto.keep_best, auto.cooldown)
+        commit = Commit(race, finalists[0], auto.keep_best)
         if race.phase == "run":
             commit.resume(recorded["extra"])  # type: ignore[index]
         else:

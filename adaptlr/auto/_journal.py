@@ -122,7 +122,7 @@ def restore_race(race: Any, state: dict[str, Any]) -> None:
 
     race.racers = [restore_racer(Racer(float(r["lr"])), r) for r in state["racers"]]
     race.alive_lrs = [float(x) for x in state["alive"]]
-    race.plan = Plan(**state["plan"])
+    race.plan = Plan.of(state["plan"])
     race.validator.counts = {k: int(v) for k, v in state["counts"].items()}
     race.start_score = math.inf if state["start_score"] is None else float(state["start_score"])
     race.start_score2 = math.inf if state.get("start_score2") is None else float(state["start_score2"])

@@ -12,16 +12,18 @@ step), not estimated.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
+from typing import Any
 
-from .._validation import check_count, check_real
+from .._validation import check_choice, check_count, check_real, duration
 
 __all__ = [
     "FINALIST_LINEAGES",
     "RUN_LINEAGES",
+    "TAILS",
     "VAL_WEIGHTS",
     "WATCH_EVERY",
+    "WSD_COOLDOWN",
     "Plan",
     "late_evaluations",
     "make_plan",
@@ -30,6 +32,12 @@ __all__ = [
     "validation_rows",
     "watch_points",
 ]
+
+#: the shapes of the run's schedule after its warmup (:func:`~adaptlr.auto.run_schedule`)
+TAILS = ("cosine", "linear", "wsd")
+
+#: the WSD schedule's cooldown share of the run (measured against 0.2 and 0.35 on 28 tasks, docs/auto.md)
+WSD_COOLDOWN = 0.5
 
 #: the share of the run between the points where the committed run is validated (:func:`watch_points`)
 WATCH_EVERY = 0.2
@@ -56,9 +64,11 @@ class Plan:
 
     ``rung1``: steps every candidate trains from the start; ``rung2``: the step the finalists reach (the branch
     point, where the winner's run continues); ``branch``: the length of each finalist's annealed branch;
-    ``warmup``: the schedules' linear warmup; ``budget``: runs of ``steps`` steps the whole of ``fit`` may spend;
-    ``val_share``: the share of the budget beyond one run reserved for validation; ``watch``: the share of the run
-    between the points where the committed run is validated (0: none).
+    ``warmup``: the schedule's linear warmup, in steps; ``budget``: runs of ``steps`` steps the whole of ``fit`` may
+    spend; ``val_share``: the share of the budget beyond one run reserved for validation; ``watch``: the share of
+    the run between the points where the committed run is validated (0: none); ``tail``, ``cooldown``: the
+    schedule's shape after the warmup (:func:`~adaptlr.auto.run_schedule`: every candidate races on it, and the
+    winner's run goes on with it).
     """
 
     steps: int
@@ -71,6 +81,8 @@ class Plan:
     candidates: int
     keep: int
     watch: float = WATCH_EVERY
+    tail: str = "wsd"
+    cooldown: float = WSD_COOLDOWN
 
     @property
     def val_allowance(self) -> float:
@@ -84,10 +96,16 @@ class Plan:
         k = min(self.keep, n)
         return (n - 1) * self.rung1 + (k - 1) * (self.rung2 - self.rung1) + k * self.branch
 
+    @classmethod
+    def of(cls, saved: dict[str, Any], tail: str = "wsd", cooldown: float = WSD_COOLDOWN) -> Plan:
+        """The plan saved as :meth:`as_dict`; one saved before plans held their schedule's shape takes ``tail``
+        and ``cooldown`` (adaptlr 0.2 and earlier 0.3 builds: WSD)."""
+        return cls(**{"tail": tail, "cooldown": cooldown, **saved})
+
     def __getitem__(self, name: str) -> float:  # (plan["rung2"], as when a plan was a dict)
         return self.as_dict()[name]
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def watches(self) -> list[int]:
@@ -108,6 +126,8 @@ def make_plan(
     val_share: float = 0.25,
     spare: float = 0.0,
     watch: float = WATCH_EVERY,
+    tail: str = "wsd",
+    cooldown: float = WSD_COOLDOWN,
 ) -> Plan:
     r"""Scale the rung fractions so that the race's training steps take :math:`(1 - v)(B - 1) T` steps:
 
@@ -116,6 +136,8 @@ def make_plan(
     (``n`` candidates, ``k`` kept, budget ``B`` runs of ``T`` steps, ``v = val_share``), with :math:`s_1 \ge 1`,
     :math:`s_2 > s_1`, :math:`c \ge 1` and :math:`s_2 \le T / 2`. ``spare`` steps are held back (for candidates
     the grid may add beyond its edges). Validation does not enter: it fits its own share (:func:`validation_rows`).
+    ``warmup`` (a fraction of the run) is rounded to steps by the library's one rule
+    (:func:`adaptlr._validation.duration`: ``round(warmup * steps)``, as the lab's ``cosine(warmup=...)``).
     """
     steps = check_count("steps", steps, 4)  # (a race needs s1 < s2 <= T / 2)
     n = check_count("candidates", candidates, 1)
@@ -123,8 +145,12 @@ def make_plan(
     budget = check_real("budget", budget, 1.0, low_open=True)
     val_share = check_real("val_share", val_share, 0.0, 1.0, high_open=True)
     s1, s2, c = _rungs(steps, n, k, (1.0 - val_share) * (budget - 1.0) * steps - spare, (rung1, rung2, branch))
-    warm, watch = int(math.ceil(warmup * steps)), check_real("watch", watch, 0.0, 1.0)
-    return Plan(steps, s1, s2, c, warm, budget, val_share, candidates=n, keep=k, watch=watch)
+    warm = duration("warmup", check_real("warmup", warmup, 0.0, 1.0, high_open=True), steps, minimum=0)
+    watch = check_real("watch", watch, 0.0, 1.0)
+    tail, cooldown = check_choice("tail", tail, TAILS), check_real("cooldown", cooldown, 0.0, 1.0, low_open=True)
+    return Plan(
+        steps, s1, s2, c, warm, budget, val_share, candidates=n, keep=k, watch=watch, tail=tail, cooldown=cooldown
+    )
 
 
 def _rungs(steps: int, n: int, k: int, room: float, nominal: tuple[float, float, float]) -> tuple[int, int, int]:

@@ -21,8 +21,8 @@ from ._lineage import train_lineage
 from ._meter import Meter
 from ._plan import Plan
 from ._racer import Racer, order_finalists, rank_finalists, set_schedule, survivors
-from ._schedules import branch_schedule, race_schedule
-from ._sizing import size_rung1, size_rung2
+from ._schedules import branch_schedule, run_schedule
+from ._sizing import own_cost, size_rung1, size_rung2, spent
 from ._step import Batches, TrainStep, device_of, timed
 from ._store import StateStore
 from ._validate import Validator
@@ -68,25 +68,11 @@ class Race:
     phase: str = "rung1"  # where a resumed race stands
     offset: int = 0  # batches taken when the current phase's batches were drawn
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
+    _ahead: list[list[Any]] = field(default_factory=list, repr=False)  # (a branch's: its lineage trains on them next)
     _saved: float = 0.0  # (the seconds the start's snapshot took: a lineage's fixed cost, as rung 1 is sized)
 
     train = train_lineage  # (one lineage's steps: :func:`._lineage.train_lineage`)
-
-    def spent(self) -> float:
-        """What the race has cost so far, in training steps (:meth:`own_cost`), rank 0's on every rank, so that
-        every rank plans the same steps (racing in groups: the groups' work together)."""
-        value, wall = self.own_cost()
-        if self.groups is not None:
-            return self.groups.spent(self, value, wall)
-        return _dist.broadcast_float(value, device_of(self.model), self.group)
-
-    def own_cost(self) -> tuple[float, bool]:
-        """This rank's cost so far in training steps, and whether it is wall time: the measured wall time over the
-        unit, a plain step's typical seconds (every overhead counted as a user pays it), or, with ``val_cost`` given
-        (plans that do not depend on timing), training steps plus validation at that cost."""
-        if self.validator.val_cost is None and self.meter.step_seconds > 0:
-            return self.meter.wall_steps, True
-        return self.meter.cost_steps(self.validator.row_cost(device_of(self.model))), False
+    spent, own_cost = spent, own_cost  # (what it has cost so far: :func:`._sizing.spent`, :func:`._sizing.own_cost`)
 
     def _alike(self) -> Any:  # (around work every rank group does alike: counted once, by group 0)
         return self.groups.alike(self.meter) if self.groups is not None else contextlib.nullcontext()
@@ -94,9 +80,24 @@ class Race:
     def _racing_group(self) -> Any:  # (the ranks a racer trains on: its rank group's, racing in groups)
         return self.groups.mine if self.groups is not None and self.groups.racing else self.group
 
-    def _steps(self, n: int) -> list[list[Any]]:  # (n steps' batches)
+    def _steps(self, n: int) -> list[list[Any]]:
+        """The next ``n`` steps' batches of the lineage racing: first those its branch trained on ahead of it."""
+        out, self._ahead = self._ahead[:n], self._ahead[n:]
+        return out + self._draw(n - len(out))
+
+    def _branch_steps(self, n: int) -> list[list[Any]]:
+        """The next ``n`` steps' batches, left for the lineages to train on after their branches (so that the
+        winner's run sees the batches a run at its lr would see)."""
+        self._ahead += self._draw(n - len(self._ahead))
+        return self._ahead[:n]
+
+    def _draw(self, n: int) -> list[list[Any]]:
         out = [self.batches.take(self.step.accumulate) for _ in range(n)]
         return self.groups.share(out) if self.groups is not None and self.groups.racing else out
+
+    def position(self) -> int:
+        """The batches the lineages have taken (those drawn ahead for a branch not counted): a resume's offset."""
+        return self.batches.taken - len(self._ahead) * self.step.accumulate
 
     def _resume(self, racer: Racer, key: str, schedule: Any) -> tuple[torch.optim.Optimizer, Any]:
         opt, scaler = self.make_optimizer(racer.lr), self.scaler()
@@ -151,7 +152,7 @@ class Race:
             self._record("rung1", 0)
 
     def _rung1_train(self, racer: Racer, batches: list[list[Any]]) -> tuple[torch.optim.Optimizer, Any]:
-        (opt, scaler), fixed = timed(lambda: self._resume(racer, "start", race_schedule(racer.lr, self.plan)))
+        (opt, scaler), fixed = timed(lambda: self._resume(racer, "start", run_schedule(racer.lr, self.plan)))
         self.train(racer, opt, scaler, batches)
         if len(batches) < self.plan.rung1:  # (the first candidate of a race that sizes rung 1 now)
             more = size_rung1(self, batches, self._saved + fixed)
@@ -208,13 +209,13 @@ class Race:
         edge = edge_candidate(self, alive) if self.late_held else None
         if self.phase != "rung2":  # (a resumed rung 2 keeps its plan, its batches and its reserve)
             edge = size_rung2(self, alive, edge)
-            self.offset = self.batches.taken
+            self.offset = self.position()
             with self._alike():
                 self.store.load("start", self.model)  # (the start on the rows the finalists are scored on)
                 self.start_score2 = self._agreed(self.validator.score(self.model, "rung2"))
                 self.start_parts = self.validator.parts
         batches = self._steps(self.plan.rung2 - self.plan.rung1)
-        branch = self._steps(self.plan.branch)  # every branch anneals on the same fresh batches
+        branch = self._branch_steps(self.plan.branch)  # every branch anneals on the same batches
         todo = [r for r in alive if len(r.scores) < 2 and not r.diverged]  # (not done before an interruption)
         self._finalists(todo, batches, branch, from_start=False)
         finalists = [r for r in alive if not r.diverged]
@@ -242,7 +243,7 @@ class Race:
         """Train ``r`` from the state ``key`` over ``batches`` to the branch point, then score its annealed
         branch."""
         done = self.meter.segment()  # (two lineages: the branch point's and its branch's)
-        opt, scaler = self._resume(r, key, race_schedule(r.lr, self.plan))
+        opt, scaler = self._resume(r, key, run_schedule(r.lr, self.plan))
         self.train(r, opt, scaler, batches)
         if r.diverged:
             self.store.drop(r.key)

@@ -14,7 +14,25 @@ from ._plan import Plan, late_evaluations, replan_rung2, reserve, rest_cost
 from ._racer import Racer, run_cost
 from ._step import device_of
 
-__all__ = ["lineage_cost", "row_cost", "size_rung1", "size_rung2"]
+__all__ = ["lineage_cost", "own_cost", "row_cost", "size_rung1", "size_rung2", "spent"]
+
+
+def spent(race: Any) -> float:
+    """What ``race`` has cost so far, in training steps (:func:`own_cost`), rank 0's on every rank, so that every
+    rank plans the same steps (racing in groups: the groups' work together). :meth:`Race.spent <Race>`."""
+    value, wall = race.own_cost()
+    if race.groups is not None:
+        return race.groups.spent(race, value, wall)
+    return _dist.broadcast_float(value, device_of(race.model), race.group)
+
+
+def own_cost(race: Any) -> tuple[float, bool]:
+    """This rank's cost so far in training steps, and whether it is wall time: the measured wall time over the
+    unit, a plain step's typical seconds (every overhead counted as a user pays it), or, with ``val_cost`` given
+    (plans that do not depend on timing), training steps plus validation at that cost."""
+    if race.validator.val_cost is None and race.meter.step_seconds > 0:
+        return race.meter.wall_steps, True
+    return race.meter.cost_steps(race.validator.row_cost(device_of(race.model))), False
 
 
 def lineage_cost(race: Any) -> float:

@@ -184,8 +184,8 @@ class AutoLR(pl.Callback):
         if trainer.ckpt_path is not None:  # resumed: the race ran before; the optimizer state is restored
             if self.lr is None or self.plan is None:
                 raise RuntimeError("AutoLR: resuming from a checkpoint without AutoLR's state (the race's choice)")
-            plan = Plan(**self.plan)
-            schedule = run_schedule(self.lr, plan, plan.rung2, self._tail[0], self._tail[1])
+            plan = Plan.of(self.plan, *self._tail)
+            schedule = run_schedule(self.lr, plan)
             set_schedule(opt, schedule, self._scales or None)
             return
         steps = int(trainer.max_steps)

@@ -204,7 +204,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
     def _set_schedule(self, opt: torch.optim.Optimizer, lr: float, plan: Plan, scales: list[float]) -> None:
         from .. import schedules as S
 
-        schedule = run_schedule(lr, plan, plan.rung2, self.saved["tail"], self.saved["cooldown"])
+        schedule = run_schedule(lr, plan)
         for i, (g, scale) in enumerate(zip(opt.param_groups, scales, strict=True)):
             g.pop(LR_SCALE, None)  # (the race's key: not left in the trainer's groups)
             g.pop("initial_lr", None)  # (set by the LambdaLR this callback replaced)
@@ -240,7 +240,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             opt, trainer = self._optimizer(args, optimizer), self._trainer(model)
             self._take_scheduler(trainer, lr_scheduler, opt)  # (before the race: a refusal costs nothing)
             self._race(trainer, args, state, model, opt, train_dataloader)
-        plan = Plan(**self.saved["plan"])
+        plan = Plan.of(self.saved["plan"], self.saved["tail"], self.saved["cooldown"])
         self._set_schedule(opt, self.saved["lr"], plan, self.saved["scales"])
         state.max_steps = plan.steps - plan.rung2
 

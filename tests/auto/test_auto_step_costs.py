@@ -227,7 +227,7 @@ def test_the_runs_rollback_points_are_those_the_budget_affords(monkeypatch):
     assert _spread([10, 20, 30, 40], 2.5, 1.0) == [10, 30]  # (two afforded: evenly spread)
     assert _spread([10, 20, 30, 40], -3.0, 1.0) == []  # (the budget already spent: none)
     race = _race(steps=100)
-    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2), "wsd")
+    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2))
     left = {}
     monkeypatch.setattr(Commit, "_left", lambda self, at, passes: left.setdefault((at, passes), 3.0))
     commit.points = [60, 80]  # (two watch points after step 50: the run's end makes a third pass)
@@ -242,7 +242,7 @@ def test_what_the_run_leaves_holds_back_its_end(monkeypatch):
     from adaptlr.auto._commit import Commit
 
     race = _race(steps=100)
-    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2), "wsd")
+    commit = Commit(race, Racer(1e-2, steps=race.plan.rung2))
     monkeypatch.setattr(Commit, "_pass_cost", lambda self: 0.0)
     monkeypatch.setattr(Commit, "_run_cost", lambda self: 1.0)
     monkeypatch.setattr(race, "spent", lambda: 100.0)
