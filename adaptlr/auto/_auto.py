@@ -23,10 +23,9 @@ __all__ = ["Auto"]
 
 class Auto:
     r"""Training without a learning rate to choose: successive halving of a learning-rate grid on held-out
-    data, every candidate on the run's own schedule (a warmup, then WSD by default: constant, then a linear
-    cooldown to 0 over the second half), whose survivors *continue* instead of restarting: the winner's run is the
-    run it would have been at its lr from the start, the losers stopped early. ``docs/auto.md`` has the algorithm,
-    its sources and its measurements.
+    data, every candidate on the run's own schedule (a warmup, then cosine decay to 0 by default), whose survivors
+    *continue* instead of restarting: the winner's run is the run it would have been at its lr from the start, the
+    losers stopped early. ``docs/auto.md`` has the algorithm, its sources and its measurements.
 
     With a budget of :math:`T` steps and :math:`B` runs: every candidate :math:`\eta` of the grid trains
     :math:`s_1` steps from the same start on the same batches and is scored on a common validation subset; the
@@ -53,10 +52,10 @@ class Auto:
         keep: candidates kept after rung 1 (3). rung1, rung2, branch: fractions of the run before scaling to the
             budget (0.035, 0.10, 0.025). warmup: the schedule's linear warmup, a fraction of the run (0.05).
         tie: relative near-tie tolerance (0.02). keep_best: commit the best validated model (True).
-        tail: the schedule after the warmup: ``"wsd"`` (default: constant, then a linear cooldown to 0),
-            ``"cosine"`` (to 0 from the warmup's end: the tuned grid's own run, step for step, at the lr chosen) or
-            ``"linear"``; cooldown: the WSD schedule's final share (0.5: measured against 0.2 and 0.35,
-            ``docs/auto.md``). val_share: share of the budget
+        tail: the schedule after the warmup: ``"cosine"`` (default: to 0 from the warmup's end, the lab's
+            ``cosine(warmup=0.05)``; the tuned grid's own run, step for step, at the lr chosen), ``"wsd"`` (constant,
+            then a linear cooldown to 0) or ``"linear"``; cooldown: the WSD schedule's final share (0.5: measured
+            against 0.2 and 0.35, ``docs/auto.md``). val_share: share of the budget
             beyond one run reserved for validation (0.25).
         watch: the share of the run between the points where the committed run is validated, its best state a
             commit option (early stopping; 0.2: at 20%, 40%, 60% and 80% of the run; 0: never).
@@ -87,7 +86,7 @@ class Auto:
         warmup: float = 0.05,
         tie: float = 0.02,
         keep_best: bool = True,
-        tail: str = "wsd",
+        tail: str = "cosine",
         cooldown: float = WSD_COOLDOWN,
         val_share: float = 0.25,
         watch: float = WATCH_EVERY,

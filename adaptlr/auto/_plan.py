@@ -81,7 +81,7 @@ class Plan:
     candidates: int
     keep: int
     watch: float = WATCH_EVERY
-    tail: str = "wsd"
+    tail: str = "cosine"
     cooldown: float = WSD_COOLDOWN
 
     @property
@@ -126,7 +126,7 @@ def make_plan(
     val_share: float = 0.25,
     spare: float = 0.0,
     watch: float = WATCH_EVERY,
-    tail: str = "wsd",
+    tail: str = "cosine",
     cooldown: float = WSD_COOLDOWN,
 ) -> Plan:
     r"""Scale the rung fractions so that the race's training steps take :math:`(1 - v)(B - 1) T` steps:

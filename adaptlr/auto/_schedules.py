@@ -7,9 +7,9 @@ step for step and batch for batch (a branch trains on the batches its lineage ta
 run of :math:`T` steps at peak :math:`\\eta`: a linear warmup over ``plan.warmup`` steps :math:`w` from
 :math:`\\eta / w` (``adaptlr.schedules.warmup``), then the ``plan.tail``:
 
-- ``"wsd"`` (the default): constant, then a linear cooldown to 0 over the last ``plan.cooldown`` share of the run;
-- ``"cosine"``: from :math:`\\eta` to 0 over :math:`T - w` steps (the lab's ``cosine(warmup=...)``: with one
-  candidate, Auto's run is the lab's run at that lr bit for bit);
+- ``"cosine"`` (the default): from :math:`\\eta` to 0 over :math:`T - w` steps (the lab's ``cosine(warmup=...)``:
+  Auto's run at the lr it chooses is the lab's run at that lr, bit for bit);
+- ``"wsd"``: constant, then a linear cooldown to 0 over the last ``plan.cooldown`` share of the run;
 - ``"linear"``: to 0 over :math:`T - w` steps.
 
 A finalist's **branch** at step :math:`b` follows the schedule to :math:`b`, then anneals linearly from

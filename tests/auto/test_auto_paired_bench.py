@@ -42,7 +42,7 @@ def test_each_finalist_runs_once_and_the_rules_pick_among_them(bench):
 def test_the_tail_commit_takes_the_named_cooldown(bench):
     from adaptlr.auto import make_plan
 
-    plan = make_plan(200, candidates=7, keep=3)
+    plan = make_plan(200, candidates=7, keep=3, tail="wsd")  # (a constant lr to the branch point)
 
     class Race:
         pass

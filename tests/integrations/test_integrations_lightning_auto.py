@@ -86,14 +86,13 @@ def _trainer(callbacks, steps=STEPS, **kw):
     )
 
 
-def _wsd(step, peak, total):
-    """Auto's schedule from its docstring: warmup ceil(0.05 T) steps from peak/w, cooldown the last 0.5 T to 0."""
-    w, d = math.ceil(0.05 * total), round(0.5 * total)
+def _cosine(step, peak, total):
+    """Auto's schedule from its docstring: a linear warmup over w = round(0.05 T) steps from peak / w, then a cosine
+    from peak to 0 over the T - w steps left."""
+    w = round(0.05 * total)
     if step < w:
-        return peak * (step + 1) / w
-    if step >= total - d:
-        return peak * (total - step) / d
-    return peak
+        return peak / w + (peak - peak / w) * step / w
+    return peak * 0.5 * (1 + math.cos(math.pi * min(step - w, total - w) / (total - w)))
 
 
 def _val_fn(val):
@@ -135,7 +134,7 @@ def test_minibatches_same_choice_as_auto_fit_schedule_and_cost():
     assert trainer.global_step == STEPS
     assert [s for s, _, _ in rec.lrs] == list(range(s2, STEPS))
     for step, lr, current in rec.lrs:
-        assert lr == current == pytest.approx(_wsd(step, cb.lr, STEPS), rel=1e-12, abs=0)
+        assert lr == current == pytest.approx(_cosine(step, cb.lr, STEPS), rel=1e-12, abs=1e-15)
     opt = trainer.optimizers[0]
     assert opt.param_groups[0]["adaptlr_steps"] == STEPS
     # the same accounting as Auto.fit (race + remaining steps + the keep-best pass), within the 1.5 budget
