@@ -12,9 +12,12 @@ without training it. Two steps:
   choice in every logged race and the grid's run at that lr; per task the median over seeds against the grid's
   (within 2% / 1 point), and per rule the count. ``auto`` is Auto's own rule (it must reproduce every logged
   choice: the count of those it does not is printed), ``best finalist in hindsight`` the most any rule over these
-  finalists could land on. A choice off the grid (past its edges) has no stored run: its task is left out.
+  finalists could land on. A choice off the grid (past its edges) has no stored run until ``--fill FILE`` trains the
+  grid's schedule at the logged finalists' lrs past the grid (the grid's own choice reads its grid's lrs only);
+  until then its task is left out.
 
     python benchmarks/auto_choice.py --log out/races.jsonl --tasks old,stress --store out/bench.db
+    python benchmarks/auto_choice.py --fill out/races.jsonl --store out/bench.db   # (optional)
     python benchmarks/auto_choice.py --judge out/races.jsonl --store out/bench.db
 """
 
@@ -151,8 +154,41 @@ def judge(
     return {"within": counts, "tasks": len(rows), "unknown": unknown, "mismatch": mismatch, "rows": rows}
 
 
+def _grid_lr(name: str, lr: float) -> float:
+    """``lr`` as the grid spells it when it is one of the grid's (the race's and the grid's roundings agree to 1%)."""
+    from adaptlr.lab import tuning_free as TF
+
+    return next((g for g in TF.grid_lrs(name) if abs(math.log10(g / lr)) < 0.005), lr)
+
+
+def fill(records: list[dict[str, Any]], store: str) -> int:
+    """Train the grid's schedule (``adamw(lr) + cosine(warmup=0.05)``, the same seed and budget) at every
+    finalist's lr that ``store`` does not hold -- a candidate past the grid's edge --, so that ``--judge`` leaves
+    no task out; the grid's own choice reads its grid's lrs only, so these runs do not change it. Returns the
+    runs trained."""
+    from adaptlr.lab import tuning_free as TF
+    from adaptlr.lab.grammar import parse_method
+    from adaptlr.lab.jobs import Job, run_job
+    from adaptlr.lab.store import Store
+    from adaptlr.lab.tasks import get_task
+
+    todo = []
+    with Store(store) as st:
+        for rec in records:
+            task = get_task(rec["task"])
+            steps = TF.budget_steps(task)
+            for lr in sorted({_grid_lr(task.name, f["lr"]) for f in rec["finalists"]}):
+                job = Job(task.name, parse_method(TF.grid_spec(lr)).canonical, rec["seed"], steps, task.batch_size)
+                if job not in todo and TF.stored_run(st, task, TF.grid_spec(lr), rec["seed"], steps) is None:
+                    todo.append(job)
+    for job in todo:
+        run_job(job, store)
+    return len(todo)
+
+
 def _store_outcomes(store: str) -> tuple[Callable[[str, int, float], float | None], Callable[[str], float]]:
-    """The grid's test metric at an lr of its grid (a diverged run: the worst value), and its tuned median."""
+    """The grid's schedule's test metric at an lr (a diverged run: the worst value; None: not in the store, see
+    :func:`fill`), and the tuned grid's median."""
     from adaptlr.lab import tuning_free as TF
     from adaptlr.lab.store import Store
     from adaptlr.lab.tasks import get_task
@@ -161,8 +197,7 @@ def _store_outcomes(store: str) -> tuple[Callable[[str, int, float], float | Non
 
     def outcome(name: str, seed: int, lr: float) -> float | None:
         task = get_task(name)
-        match = [g for g in TF.grid_lrs(name) if abs(math.log10(g / lr)) < 0.01]
-        run = TF.stored_run(st, task, TF.grid_spec(match[0]), seed, TF.budget_steps(task)) if match else None
+        run = TF.stored_run(st, task, TF.grid_spec(_grid_lr(name, lr)), seed, TF.budget_steps(task))
         if run is None:
             return None
         return run["final_metric"] if not run["diverged"] else (-math.inf if task.higher_is_better else math.inf)
@@ -181,6 +216,7 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--log", help="race every task and seed, one JSON line a race, to this file (appended)")
     mode.add_argument("--judge", help="judge every rule on the races logged in this file")
+    mode.add_argument("--fill", help="train the grid's schedule at the finalists' lrs past the grid (this log's)")
     ap.add_argument("--tasks", default="old,stress,holdout,unseen,fresh")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--store", default="out/bench.db", help="the tuning-free benchmark's store (the grid's runs)")
@@ -197,8 +233,12 @@ def main() -> None:
                 with open(a.log, "a") as f:
                     f.write(json.dumps(race(name, s)) + "\n")
         return
-    with open(a.judge) as f:
+    with open(a.judge or a.fill) as f:
         records = [json.loads(line) for line in f if line.strip()]
+    if a.fill:
+        limit_threads(1)
+        print(f"{fill(records, a.store)} runs of the grid's schedule trained past the grid's edges")
+        return
     outcome, grid = _store_outcomes(a.store)
     out = judge(records, outcome, grid, lambda t: get_task(t).higher_is_better)
     print(

@@ -65,3 +65,12 @@ def test_a_choice_off_the_grid_leaves_its_task_out_and_a_mismatch_is_counted(ben
     records = [_record("t", 0, 1e-1, {1e-1: 0.3, 3.2e-1: 0.2})]
     out = bench.judge(records, lambda task, seed, lr: {1e-1: 0.3}.get(lr), lambda t: 0.3, lambda t: False)
     assert out["tasks"] == 0 and out["unknown"] == ["t"] and out["mismatch"] == 1
+
+
+def test_fill_trains_the_grids_schedule_at_the_lrs_the_store_lacks(bench, tmp_path):
+    store = str(tmp_path / "bench.db")
+    records = [_record("linreg", 0, 1e-1, {1e-1: 0.3, 0.32: 0.2})]  # (0.32: past the default grid's edge)
+    assert bench.fill(records, store) == 2 and bench.fill(records, store) == 0  # (what is stored is not trained again)
+    outcome, _ = bench._store_outcomes(store)
+    assert math.isfinite(outcome("linreg", 0, 0.32)) and math.isfinite(outcome("linreg", 0, 1e-1))
+    assert outcome("linreg", 0, 1e-2) is None and outcome("linreg", 1, 0.32) is None
