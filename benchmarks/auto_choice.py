@@ -1,8 +1,9 @@
-"""Auto's choice of learning rate, judged exactly and cheaply: races only, outcomes from the grid's store.
+"""Auto's choice of learning rate, judged cheaply on the grid's own runs: races only, outcomes from the grid's store.
 
 Every candidate races on the run's own schedule (cosine by default, the grid's), so Auto's run at an lr of the
-grid *is* the grid's stored run at that lr: what a rule choosing among the finalists would land on is known
-without training it. Two steps:
+grid is the grid's stored run at that lr (up to Auto's commit, which may keep a better-validated earlier state, and
+its weight-decay cap above lr 0.1): what a rule choosing among the finalists would land on is known without training
+it, one yardstick for every rule. Two steps:
 
 - ``--log FILE``: race each task and seed (``Auto.fit(..., race_only=True)``, the lab's model, batches and
   validation split, as the benchmark's Auto runs), and write every race's finalists (lr, scores, per-batch
