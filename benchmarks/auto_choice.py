@@ -80,9 +80,9 @@ def _racers(record: dict[str, Any]) -> tuple[list[Any], Any]:
 
 
 def _auto(finalists: list[Any], start: Any, tie: float, outcome: Callable[[float], float]) -> float:
-    from adaptlr.auto._racer import order_finalists
+    from adaptlr.auto import rank_finalists
 
-    return order_finalists(finalists, tie, start, 0)[0][0].lr
+    return rank_finalists(finalists, tie, start)[0].lr  # (Auto's order: its first is the choice)
 
 
 def _lowest(finalists: list[Any], start: Any, tie: float, outcome: Callable[[float], float]) -> float:
@@ -90,7 +90,7 @@ def _lowest(finalists: list[Any], start: Any, tie: float, outcome: Callable[[flo
 
 
 def _largest_within_reach(finalists: list[Any], start: Any, tie: float, outcome: Callable[[float], float]) -> float:
-    from adaptlr.auto._racer import paired_se
+    from adaptlr.auto import paired_se
 
     best = min(finalists, key=lambda r: r.score)
     near = [r for r in finalists if r.score <= best.score + max(tie * abs(best.score), paired_se(r, best))]

@@ -86,7 +86,7 @@ def commits(name: str, seed: int, variants: Callable[[list[Any]], dict[str, Any]
     )
     finalists = race.run()
     taken, meter, elapsed = race.batches.taken, copy.deepcopy(race.meter), race.meter.seconds
-    ahead = list(race._ahead)  # (the branches' batches, which the winner's run trains on first)
+    ahead = list(race.ahead)  # (the branches' batches, which the winner's run trains on first)
     out: dict[str, Any] = {}
     points: dict[int, list[int]] = {}
     for label, (racer, cls) in variants(finalists).items():
@@ -96,7 +96,7 @@ def commits(name: str, seed: int, variants: Callable[[list[Any]], dict[str, Any]
         race.batches = Batches(data.batches(task.batch_size, torch.Generator().manual_seed(seed)))
         race.batches.skip(taken)  # (the batches the race took; then timed again, as the race's were)
         race.batches.meter = m
-        race._ahead = list(ahead)
+        race.ahead = list(ahead)
         commit: Commit = (cls or Commit)(race, copy.deepcopy(racer))
         commit.start()
         # (the watch points the budget affords are measured in seconds: one finalist's first, for all its runs)

@@ -24,7 +24,7 @@ from ._grid import DEFAULT_LRS, GRIDS, LR_SCALE, check_optimizer, default_lrs
 from ._meter import Meter
 from ._plan import WATCH_EVERY, Plan, make_plan, replan_rung2, reserve, rest_cost, validation_rows, watch_points
 from ._race import Race
-from ._racer import Racer, rank_finalists, regime, run_cost, set_schedule, stalled
+from ._racer import Racer, paired_se, rank_finalists, regime, run_cost, set_schedule, stalled
 from ._result import AutoResult
 from ._schedules import TAILS, branch_schedule, run_schedule
 from ._step import Batches, TrainStep, move, rows
@@ -55,6 +55,7 @@ __all__ = [
     "fit",
     "make_plan",
     "move",
+    "paired_se",
     "rank_finalists",
     "regime",
     "replan_rung2",

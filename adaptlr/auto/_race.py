@@ -68,7 +68,7 @@ class Race:
     phase: str = "rung1"  # where a resumed race stands
     offset: int = 0  # batches taken when the current phase's batches were drawn
     _rung1_batches: list[list[Any]] = field(default_factory=list, repr=False)
-    _ahead: list[list[Any]] = field(default_factory=list, repr=False)  # (a branch's: its lineage trains on them next)
+    ahead: list[list[Any]] = field(default_factory=list, repr=False)  # (a branch's batches: its lineage's next)
     _saved: float = 0.0  # (the seconds the start's snapshot took: a lineage's fixed cost, as rung 1 is sized)
 
     train = train_lineage  # (one lineage's steps: :func:`._lineage.train_lineage`)
@@ -82,14 +82,14 @@ class Race:
 
     def _steps(self, n: int) -> list[list[Any]]:
         """The next ``n`` steps' batches of the lineage racing: first those its branch trained on ahead of it."""
-        out, self._ahead = self._ahead[:n], self._ahead[n:]
+        out, self.ahead = self.ahead[:n], self.ahead[n:]
         return out + self._draw(n - len(out))
 
     def _branch_steps(self, n: int) -> list[list[Any]]:
         """The next ``n`` steps' batches, left for the lineages to train on after their branches (so that the
         winner's run sees the batches a run at its lr would see)."""
-        self._ahead += self._draw(n - len(self._ahead))
-        return self._ahead[:n]
+        self.ahead += self._draw(n - len(self.ahead))
+        return self.ahead[:n]
 
     def _draw(self, n: int) -> list[list[Any]]:
         out = [self.batches.take(self.step.accumulate) for _ in range(n)]
@@ -97,7 +97,7 @@ class Race:
 
     def position(self) -> int:
         """The batches the lineages have taken (those drawn ahead for a branch not counted): a resume's offset."""
-        return self.batches.taken - len(self._ahead) * self.step.accumulate
+        return self.batches.taken - len(self.ahead) * self.step.accumulate
 
     def _resume(self, racer: Racer, key: str, schedule: Any) -> tuple[torch.optim.Optimizer, Any]:
         opt, scaler = self.make_optimizer(racer.lr), self.scaler()

@@ -3,6 +3,7 @@ a run at its lr takes from the start (a branch trains on the batches its lineage
 *is* the plain run at the chosen lr, bit for bit; the shapes match the library's schedules and the lab's specs."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -80,6 +81,9 @@ def test_the_shapes():
     assert wsd(850) == pytest.approx(0.5) and wsd(1000) == 0.0
     linear = run_schedule(1.0, Plan.of({**plan.as_dict(), "tail": "linear"}))
     assert linear(100) == 1.0 and linear(550) == pytest.approx(0.5) and linear(1000) == 0.0
+    cosine = run_schedule(1.0, make_plan(1000, 7, 3, warmup=0.1, tail="cosine"))  # (w = 100, then 900 steps)
+    assert cosine(0) == pytest.approx(0.01) and cosine(100) == 1.0 and cosine(1000) == 0.0
+    assert cosine(550) == pytest.approx(0.5) and cosine(325) == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
     no_warmup = run_schedule(2.0, make_plan(100, 7, 3, warmup=0.0, tail="cosine"))
     assert no_warmup(0) == 2.0 and no_warmup(50) == pytest.approx(1.0)
 
