@@ -8,7 +8,8 @@ it, one yardstick for every rule. Two steps:
 - ``--log FILE``: race each task and seed (``Auto.fit(..., race_only=True)``, the lab's model, batches and
   validation split, as the benchmark's Auto runs), and write every race's finalists (lr, scores, per-batch
   validation parts), the start's score on the same rows and Auto's choice, one JSON line each (a race costs about
-  0.4 runs);
+  0.4 runs; ``--budget B`` races Auto of a budget of ``B`` runs, about ``0.8 (B - 1)`` runs each: what a larger
+  budget buys the choice);
 - ``--judge FILE``: for each rule of :data:`RULES` (a function of the finalists, the start and the tie), its
   choice in every logged race and the grid's run at that lr; per task the median over seeds against the grid's
   (within 2% / 1 point), and per rule the count. ``auto`` is Auto's own rule (it must reproduce every logged
@@ -36,8 +37,9 @@ from typing import Any
 Rule = Callable[[list[Any], Any, float, Callable[[float], float]], float]
 
 
-def race(name: str, seed: int) -> dict[str, Any]:
-    """One race-only fit of Auto on task ``name`` with ``seed`` (the lab's set-up), as a JSON-able record."""
+def race(name: str, seed: int, budget: float = 1.5) -> dict[str, Any]:
+    """One race-only fit of Auto (``budget`` runs) on task ``name`` with ``seed`` (the lab's set-up), as a
+    JSON-able record."""
     import warnings
 
     import torch
@@ -56,7 +58,9 @@ def race(name: str, seed: int) -> dict[str, Any]:
     val = list(data.eval_batches("val", size=task.batch_size))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = Auto().fit(model, task.loss, batches, val, steps, score_fn=val_score(task), race_only=True)
+        result = Auto(budget=budget).fit(
+            model, task.loss, batches, val, steps, score_fn=val_score(task), race_only=True
+        )
     r = result.commit.race
     r.store.close()  # (a race-only fit leaves its racer states open for the commit; none follows)
     finalists = [x for x in r.racers if not x.diverged and len(x.scores) >= 2]
@@ -65,6 +69,7 @@ def race(name: str, seed: int) -> dict[str, Any]:
         "seed": seed,
         "lr": result.lr,
         "tie": r.tie,
+        "budget": budget,
         "step": r.plan.rung2,
         "start": {"score": r.start_score2, "parts": r.start_parts},
         "finalists": [{"lr": x.lr, "scores": x.scores, "parts": x.parts} for x in finalists],
@@ -220,6 +225,7 @@ def main() -> None:
     mode.add_argument("--fill", help="train the grid's schedule at the finalists' lrs past the grid (this log's)")
     ap.add_argument("--tasks", default="old,stress,holdout,unseen,fresh")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--budget", type=float, default=1.5, help="Auto's budget, in runs, for --log (default 1.5)")
     ap.add_argument("--store", default="out/bench.db", help="the tuning-free benchmark's store (the grid's runs)")
     a = ap.parse_args()
 
@@ -232,7 +238,7 @@ def main() -> None:
         for name in TF.resolve_tasks(a.tasks):
             for s in (int(x) for x in a.seeds.split(",")):
                 with open(a.log, "a") as f:
-                    f.write(json.dumps(race(name, s)) + "\n")
+                    f.write(json.dumps(race(name, s, a.budget)) + "\n")
         return
     with open(a.judge or a.fill) as f:
         records = [json.loads(line) for line in f if line.strip()]

@@ -140,5 +140,9 @@ def _affords(race: Any, finalists: list[Racer], x: int) -> bool:
     return race.spent() + look + rest <= _cap(race) * plan.steps
 
 
-def _loop_cost(race: Any) -> float:  # (rank 0's, so that every rank decides alike)
+def _loop_cost(race: Any) -> float:
+    """What Auto's loop adds to a step (:attr:`~adaptlr.auto.Meter.loop_cost`), rank 0's so that every rank decides
+    alike; 1.0 when the race is counted in steps (``val_cost`` given: a plan that does not depend on timing)."""
+    if not race.own_cost()[1]:
+        return 1.0
     return _dist.broadcast_float(race.meter.loop_cost, device_of(race.model), race.group)

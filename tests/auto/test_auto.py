@@ -92,6 +92,34 @@ def test_deterministic_with_a_given_validation_cost_and_committed():
         assert int(ra.optimizer.state[next(iter(a.parameters()))]["step"]) == 150
 
 
+def test_a_counted_plan_reads_no_timing(monkeypatch):
+    """With ``val_cost`` given, no decision reads the clock: the same fit, on a machine whose loop looks fifty times
+    slower than its steps (what the timed plan reads as :attr:`Meter.loop_cost`), tries the same lrs (its grid
+    extended past the bottom edge), plans the same rungs and commits the same model."""
+    from adaptlr.auto import Meter
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 8, generator=g) * 1e3
+    w = torch.randn(1, 8, generator=g) * 1e-3
+    y = x @ w.T + 0.01 * torch.randn(640, 1, generator=g)
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
+    val = [(x[512:], y[512:])]
+
+    def fitted() -> tuple[adaptlr.auto.AutoResult, nn.Module]:
+        model = nn.Linear(8, 1)
+        with torch.no_grad():
+            model.weight.copy_(w + 3e-5 * torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))
+            model.bias.zero_()
+        return Auto().fit(model, F.mse_loss, train, val, steps=200, val_cost=1.0), model
+
+    ra, a = fitted()
+    monkeypatch.setattr(Meter, "loop_cost", property(lambda self: 50.0))
+    rb, b = fitted()
+    assert min(ra.lrs) < 1e-4  # (the extension is what a timed loop cost would have refused)
+    assert ra.lrs == rb.lrs and ra.plan == rb.plan and ra.lr == rb.lr and ra.committed == rb.committed
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_fit_function_equals_the_class_and_accepts_options():
     train, val = _problem()
     a, b = _model(), _model()
