@@ -92,24 +92,28 @@ def test_deterministic_with_a_given_validation_cost_and_committed():
         assert int(ra.optimizer.state[next(iter(a.parameters()))]["step"]) == 150
 
 
+def _fine_tune_at_scale() -> tuple[nn.Module, list[tuple[torch.Tensor, ...]], list[tuple[torch.Tensor, ...]]]:
+    """A linear model near its optimum on inputs of scale 1e3 (every lr of the default grid is too large), its
+    training batches and its validation batch; the same every call."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 8, generator=g) * 1e3
+    w = torch.randn(1, 8, generator=g) * 1e-3
+    y = x @ w.T + 0.01 * torch.randn(640, 1, generator=g)
+    model = nn.Linear(8, 1)
+    with torch.no_grad():
+        model.weight.copy_(w + 3e-5 * torch.randn(1, 8, generator=g))
+        model.bias.zero_()
+    return model, [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)], [(x[512:], y[512:])]
+
+
 def test_a_counted_plan_reads_no_timing(monkeypatch):
     """With ``val_cost`` given, no decision reads the clock: the same fit, on a machine whose loop looks fifty times
     slower than its steps (what the timed plan reads as :attr:`Meter.loop_cost`), tries the same lrs (its grid
     extended past the bottom edge), plans the same rungs and commits the same model."""
     from adaptlr.auto import Meter
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(640, 8, generator=g) * 1e3
-    w = torch.randn(1, 8, generator=g) * 1e-3
-    y = x @ w.T + 0.01 * torch.randn(640, 1, generator=g)
-    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
-    val = [(x[512:], y[512:])]
-
     def fitted() -> tuple[adaptlr.auto.AutoResult, nn.Module]:
-        model = nn.Linear(8, 1)
-        with torch.no_grad():
-            model.weight.copy_(w + 3e-5 * torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))
-            model.bias.zero_()
+        model, train, val = _fine_tune_at_scale()
         return Auto().fit(model, F.mse_loss, train, val, steps=200, val_cost=1.0), model
 
     ra, a = fitted()
@@ -457,16 +461,7 @@ def test_grid_extends_below_its_bottom_edge():
     """A fine-tune on inputs of scale 1e3 from near the optimum: every lr of the grid is too large. The plan is
     counted in steps (``val_cost``): whether a timed plan affords an extension on steps of a tenth of a millisecond
     depends on the machine (a candidate is raced only where the least rest of the race still fits the budget)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(640, 8, generator=g) * 1e3
-    w = torch.randn(1, 8, generator=g) * 1e-3
-    y = x @ w.T + 0.01 * torch.randn(640, 1, generator=g)
-    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
-    val = [(x[512:], y[512:])]
-    model = nn.Linear(8, 1)
-    with torch.no_grad():
-        model.weight.copy_(w + 3e-5 * torch.randn(1, 8, generator=g))
-        model.bias.zero_()
+    model, train, val = _fine_tune_at_scale()
     result = Auto().fit(model, F.mse_loss, train, val, steps=200, val_cost=1.0)
     assert min(result.lrs) < 1e-4 and result.lr < 1e-4
 
