@@ -33,8 +33,10 @@ def _record(task, seed, chosen, scores, start=1.0):
     }
 
 
-def test_a_logged_race_reproduces_autos_choice(bench):
-    record = json.loads(json.dumps(bench.race("linreg", 0)))  # (through JSON, as a log file holds it)
+@pytest.mark.parametrize("budget", [1.5, 2.0])
+def test_a_logged_race_reproduces_autos_choice(bench, budget):
+    record = json.loads(json.dumps(bench.race("linreg", 0, budget)))  # (through JSON, as a log file holds it)
+    assert record["budget"] == budget
     assert record["finalists"] and all(len(f["scores"]) >= 2 for f in record["finalists"])
     assert record["lr"] in [f["lr"] for f in record["finalists"]]
     finalists, start = bench._racers(record)
