@@ -18,15 +18,11 @@ it, one yardstick for every rule. Two steps:
   grid's schedule at the logged finalists' lrs past the grid (the grid's own choice reads its grid's lrs only);
   until then its task is left out.
 
-A third mode reads the grid's store alone: ``--horizon`` asks how well *any* choice made early in the run could
-do, given every lr of the grid trained that far: at each fraction ``h`` of the run, each seed takes the grid's lr
-whose run validates best at its validation point nearest ``h T`` (the runs' own, not annealed), and lands where
-that run ends. ``h = 1`` is the grid's own choice; what a race of ``h T`` steps can see is bounded by the rest.
+What any choice made early in the run could know, from the grid's store alone: ``benchmarks/auto_horizon.py``.
 
     python benchmarks/auto_choice.py --log out/races.jsonl --tasks old,stress --store out/bench.db
     python benchmarks/auto_choice.py --fill out/races.jsonl --store out/bench.db   # (optional)
     python benchmarks/auto_choice.py --judge out/races.jsonl --store out/bench.db
-    python benchmarks/auto_choice.py --horizon 0.1,0.3,0.5,1 --tasks old,stress --store out/bench.db
 """
 
 from __future__ import annotations
@@ -198,58 +194,6 @@ def fill(records: list[dict[str, Any]], store: str) -> int:
     return len(todo)
 
 
-def horizon(store: str, tasks: list[str], fractions: list[float], seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
-    """Per fraction ``h`` of the run: on how many of ``tasks`` the choice by validation at ``h`` (each seed the
-    grid's lr whose run validates best at its point nearest ``h T``; a diverged run or a missing value is the
-    worst) lands within 2% / 1 point of the grid's own choice (by the final validation), medians over ``seeds``.
-    Tasks whose grid is not all in ``store`` are left out. Returns ``{"within": {h: n}, "tasks": n, "unknown":
-    [...], "rows": {task: {h: median}}}``."""
-    from adaptlr.lab.store import Store
-    from adaptlr.lab.tasks import get_task
-    from adaptlr.lab.tuning_free_tables import within
-
-    counts, rows, unknown = dict.fromkeys(fractions, 0), {}, []
-    with Store(store) as st:
-        for name in tasks:
-            found = _horizon_task(st, name, fractions, seeds)
-            if found is None:
-                unknown.append(name)
-                continue
-            grid, rows[name] = found
-            for h in fractions:
-                counts[h] += within(rows[name][h], grid, get_task(name).higher_is_better)
-    return {"within": counts, "tasks": len(rows), "unknown": unknown, "rows": rows}
-
-
-def _horizon_task(
-    st: Any, name: str, fractions: list[float], seeds: tuple[int, ...]
-) -> tuple[float, dict[float, float]] | None:
-    """The grid's median and, per fraction, the median of the runs chosen there (:func:`horizon`)."""
-    from adaptlr.lab import tuning_free as TF
-    from adaptlr.lab.tasks import get_task
-
-    task = get_task(name)
-    steps, sign = TF.budget_steps(task), -1.0 if task.higher_is_better else 1.0
-    runs = {(s, lr): TF.stored_run(st, task, TF.grid_spec(lr), s, steps) for s in seeds for lr in TF.grid_lrs(name)}
-    if None in runs.values():
-        return None
-    final = {k: sign * math.inf if r["diverged"] else r["final_metric"] for k, r in runs.items()}
-    curves = {k: [p for p in st.points(r["id"]) if p["val_metric"] is not None] for k, r in runs.items()}
-
-    def seen(key: tuple[int, float], at: float) -> float:  # (lower is better)
-        if runs[key]["diverged"] or not curves[key]:
-            return math.inf
-        v = min(curves[key], key=lambda p: abs(p["step"] - at))["val_metric"]
-        return sign * v if math.isfinite(v) else math.inf
-
-    def chosen(seed: int, h: float) -> float:
-        lr = min(TF.grid_lrs(name), key=lambda g: seen((seed, g), h * steps))
-        return final[(seed, lr)]
-
-    grid = statistics.median(final[(s, TF.chosen_lr(st, task, s, steps))] for s in seeds)
-    return grid, {h: statistics.median(chosen(s, h) for s in seeds) for h in fractions}
-
-
 def _store_outcomes(store: str) -> tuple[Callable[[str, int, float], float | None], Callable[[str], float]]:
     """The grid's schedule's test metric at an lr (a diverged run: the worst value; None: not in the store, see
     :func:`fill`), and the tuned grid's median."""
@@ -281,7 +225,6 @@ def main() -> None:
     mode.add_argument("--log", help="race every task and seed, one JSON line a race, to this file (appended)")
     mode.add_argument("--judge", help="judge every rule on the races logged in this file")
     mode.add_argument("--fill", help="train the grid's schedule at the finalists' lrs past the grid (this log's)")
-    mode.add_argument("--horizon", help="fractions of the run (0.1,0.3,1): the grid's lrs chosen by validation there")
     ap.add_argument("--tasks", default="old,stress,holdout,unseen,fresh")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=float, default=1.5, help="Auto's budget, in runs, for --log (default 1.5)")
@@ -298,12 +241,6 @@ def main() -> None:
             for s in (int(x) for x in a.seeds.split(",")):
                 with open(a.log, "a") as f:
                     f.write(json.dumps(race(name, s, a.budget)) + "\n")
-        return
-    if a.horizon:
-        out = horizon(a.store, TF.resolve_tasks(a.tasks), [float(x) for x in a.horizon.split(",")])
-        print(f"{out['tasks']} tasks judged ({len(out['unknown'])} whose grid is not all in the store left out)")
-        for h, n in out["within"].items():
-            print(f"  chosen at {h:g} of the run: {n}/{out['tasks']} within 2% / 1 point of the grid")
         return
     with open(a.judge or a.fill) as f:
         records = [json.loads(line) for line in f if line.strip()]

@@ -76,29 +76,3 @@ def test_fill_trains_the_grids_schedule_at_the_lrs_the_store_lacks(bench, tmp_pa
     outcome, _ = bench._store_outcomes(store)
     assert math.isfinite(outcome("linreg", 0, 0.32)) and math.isfinite(outcome("linreg", 0, 1e-1))
     assert outcome("linreg", 0, 1e-2) is None and outcome("linreg", 1, 0.32) is None
-
-
-def test_horizon_chooses_by_each_runs_validation_at_that_point(bench, tmp_path):
-    from adaptlr.lab import tuning_free as TF
-    from adaptlr.lab.grammar import parse_method
-    from adaptlr.lab.jobs import Job, run_job
-    from adaptlr.lab.store import Store
-    from adaptlr.lab.tasks import get_task
-
-    store, task = str(tmp_path / "bench.db"), get_task("linreg")
-    steps = TF.budget_steps(task)
-    for lr in TF.grid_lrs("linreg"):
-        run_job(Job("linreg", parse_method(TF.grid_spec(lr)).canonical, 0, steps, task.batch_size), store)
-    out = bench.horizon(store, ["linreg", "digits-mlp"], [0.5, 1.0], seeds=(0,))
-    assert out["tasks"] == 1 and out["unknown"] == ["digits-mlp"]  # (no grid of digits-mlp in the store)
-    with Store(store) as st:
-        runs = {lr: TF.stored_run(st, task, TF.grid_spec(lr), 0, steps) for lr in TF.grid_lrs("linreg")}
-        grid = runs[TF.chosen_lr(st, task, 0, steps)]["final_metric"]
-
-        def at_half(lr):  # (the validation point nearest the run's middle; a loss: lower is better)
-            points = [p for p in st.points(runs[lr]["id"]) if p["val_metric"] is not None]
-            return min(points, key=lambda p: abs(p["step"] - steps / 2))["val_metric"]
-
-        early = min((lr for lr in runs if not runs[lr]["diverged"]), key=at_half)
-    assert out["rows"]["linreg"] == {0.5: runs[early]["final_metric"], 1.0: grid}
-    assert out["within"][1.0] == 1
