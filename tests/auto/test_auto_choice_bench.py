@@ -1,22 +1,16 @@
 """benchmarks/auto_choice.py: a logged race holds what Auto's rule chose from, the rule reproduces the logged choice,
 and each rule's choice is judged on the grid's outcome at that lr (a choice off the grid leaves its task out)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from _benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("auto_choice", ROOT / "benchmarks" / "auto_choice.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("auto_choice")
 
 
 def _record(task, seed, chosen, scores, start=1.0):

@@ -1,24 +1,19 @@
 """benchmarks/auto_device.py (the script a session with a GPU runs) measures a plain run and Auto.fit on a lab
 task's model on the given device; on CPU it runs end to end without the memory column."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from _benchmarks import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:Auto.*:UserWarning")
 
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("auto_device", ROOT / "benchmarks" / "auto_device.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("auto_device")
 
 
 def test_it_times_a_plain_run_and_auto_on_the_device_and_writes_them(bench, tmp_path, capsys):

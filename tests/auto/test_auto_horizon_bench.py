@@ -1,20 +1,13 @@
 """benchmarks/auto_horizon.py: the choice made at a share of the run, by each grid run's own validation there, read
 off the grid's store."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from _benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("auto_horizon", ROOT / "benchmarks" / "auto_horizon.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("auto_horizon")
 
 
 def test_the_choice_at_a_share_of_the_run_reads_each_runs_validation_there(bench, tmp_path):

@@ -2,21 +2,15 @@
 budget, so two identical tails end in the same model and different tails in different ones; the finalists' runs
 are told apart and each rule picks from them."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from _benchmarks import load_benchmark
 
 
 @pytest.fixture
 def bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("auto_paired", ROOT / "benchmarks" / "auto_paired.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("auto_paired")
 
 
 def test_identical_tails_end_identically_and_other_tails_differ(bench, monkeypatch):
